@@ -1,0 +1,79 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import Router from '@koa/router';
+import type { Knex } from 'knex';
+import type { Accounts } from './domain/accounts.ts';
+import type { KeySet } from './domain/keys.ts';
+import type { ResourceServers } from './domain/resource-servers.ts';
+import { healthRoutes } from './http/health.ts';
+import { createCsrf } from './http/interaction/csrf.ts';
+import { interactionRoutes } from './http/interaction/router.ts';
+import { errorHandler } from './http/middleware/errors.ts';
+import { requestContext } from './http/middleware/request-context.ts';
+import { securityHeaders } from './http/middleware/security-headers.ts';
+import { createRenderer } from './http/render.ts';
+import type { SecretBox } from './infra/crypto.ts';
+import type { EphemeralStore } from './infra/ephemeral/index.ts';
+import type { Logger } from './infra/logger.ts';
+import { projectRoot } from './infra/paths.ts';
+import { createProvider, type Provider } from './oidc/provider.ts';
+import type { TokenSettings } from './oidc/configuration/tokens.ts';
+import type { ClientsRepo } from './repos/clients.ts';
+import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
+
+/** Everything a provider instance needs; built once per process by runtime.ts. */
+export interface AppDeps {
+  issuer: string;
+  trustProxy: boolean;
+  loginRateLimitPerIp: number;
+  tokens: TokenSettings;
+  db: Knex;
+  ephemeral: EphemeralStore;
+  logger: Logger;
+  box: SecretBox;
+  accounts: Accounts;
+  resourceServers: ResourceServers;
+  payloads: OidcPayloadsRepo;
+  clients: ClientsRepo;
+}
+
+const renderPage = createRenderer();
+const stylesheet = readFileSync(path.join(projectRoot(), 'views', 'assets', 'app.css'));
+
+/**
+ * The provider is itself the Koa application: our middleware and routers go in with
+ * provider.use(), ahead of its own routes, so there is one ctx and one set of cookie keys.
+ */
+export function buildApp(deps: AppDeps, keys: KeySet): Provider {
+  const provider = createProvider({ ...deps, keys, renderPage });
+  const loginLimiter = deps.ephemeral.limiter('login-ip', deps.loginRateLimitPerIp, 60);
+
+  const misc = new Router();
+  misc.get('/.well-known/jwks.json', (ctx) => {
+    ctx.set('Cache-Control', 'public, max-age=60');
+    ctx.body = keys.publicJwks;
+  });
+  misc.get('/assets/app.css', (ctx) => {
+    ctx.set('Cache-Control', 'public, max-age=3600');
+    ctx.type = 'text/css';
+    ctx.body = stylesheet;
+  });
+
+  const interactions = interactionRoutes({
+    provider,
+    accounts: deps.accounts,
+    csrf: createCsrf(deps.box),
+    renderPage,
+    loginLimiter,
+  });
+  const health = healthRoutes({ db: deps.db, ephemeral: deps.ephemeral });
+
+  provider.use(requestContext(deps.logger));
+  provider.use(securityHeaders());
+  provider.use(errorHandler(deps.logger, renderPage));
+  provider.use(health.routes());
+  provider.use(misc.routes());
+  provider.use(interactions.routes());
+  provider.use(interactions.allowedMethods());
+  return provider;
+}

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+
+const bool = z
+  .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
+  .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const postgresUrl = z
+  .string()
+  .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// or postgresql:// URL');
+
+const redisUrl = z.string().refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL');
+
+/**
+ * The single source of truth for every setting. Keys are the environment variable names, so an
+ * error message names exactly what the operator has to fix.
+ */
+export const configSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: int(0, 65535).default(3000),
+    ISSUER: z.url().optional(),
+    DATABASE_URL: postgresUrl.optional(),
+    REDIS_URL: redisUrl.optional(),
+    REDIS_KEY_PREFIX: z.string().max(64).default('idp:'),
+    DATA_DIR: z.string().min(1).default('./data'),
+    KEY_ENCRYPTION_KEY: z
+      .string()
+      .refine((v) => Buffer.from(v, 'base64url').length >= 32, 'must be at least 32 bytes, base64url encoded')
+      .optional(),
+    BOOTSTRAP_ADMIN_CLIENT_ID: z.string().min(1).max(128).optional(),
+    BOOTSTRAP_ADMIN_CLIENT_SECRET: z.string().min(32, 'must be at least 32 characters').max(512).optional(),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    TRUST_PROXY: bool.default(false),
+    ARGON2_MEMORY_KIB: int(1024, 4 * 1024 * 1024).default(19456),
+    ARGON2_ITERATIONS: int(1, 20).default(2),
+    ARGON2_PARALLELISM: int(1, 16).default(1),
+    LOGIN_RATE_LIMIT_PER_IP: int(1, 100000).default(5),
+    LOCKOUT_THRESHOLD: int(1, 1000).default(10),
+    LOCKOUT_DURATION_SECONDS: int(1, 86400 * 30).default(900),
+    ACCESS_TOKEN_TTL_SECONDS: int(60, 86400).default(3600),
+    ID_TOKEN_TTL_SECONDS: int(60, 86400).default(3600),
+    REFRESH_TOKEN_TTL_SECONDS: int(300, 86400 * 365).default(14 * 86400),
+    SESSION_TTL_SECONDS: int(300, 86400 * 365).default(14 * 86400),
+    KEY_RELOAD_INTERVAL_SECONDS: int(1, 3600).default(10),
+    KEY_PROPAGATION_SECONDS: int(0, 86400).default(60),
+    SWEEP_INTERVAL_SECONDS: int(5, 86400).default(300),
+    DB_POOL_MAX: int(1, 200).default(10),
+  })
+  .superRefine((cfg, ctx) => {
+    if (cfg.ISSUER) {
+      const url = new URL(cfg.ISSUER);
+      if (url.search || url.hash) {
+        ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must not contain a query or fragment' });
+      }
+      if (cfg.NODE_ENV === 'production' && url.protocol !== 'https:') {
+        ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must use https in production' });
+      }
+    }
+    if (cfg.NODE_ENV === 'production' && cfg.DATABASE_URL && !cfg.KEY_ENCRYPTION_KEY) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['KEY_ENCRYPTION_KEY'],
+        message: 'is required in production with DATABASE_URL (every instance must share it)',
+      });
+    }
+    if (Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_ID) !== Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_SECRET)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['BOOTSTRAP_ADMIN_CLIENT_SECRET'],
+        message: 'BOOTSTRAP_ADMIN_CLIENT_ID and BOOTSTRAP_ADMIN_CLIENT_SECRET must be set together',
+      });
+    }
+  });
+
+export type RawConfig = z.output<typeof configSchema>;
+
+export interface AppConfig extends Omit<RawConfig, 'ISSUER'> {
+  ISSUER: string;
+}

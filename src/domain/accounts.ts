@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import { AppError } from './errors.ts';
+import type { PasswordHasher } from './passwords.ts';
+import type { EphemeralStore } from '../infra/ephemeral/index.ts';
+import type { UserRow, UsersRepo } from '../repos/users.ts';
+
+export const DEFAULT_TENANT = 'default';
+
+export interface LockoutPolicy {
+  threshold: number;
+  durationSeconds: number;
+}
+
+export type SignInFailure = 'invalid_credentials' | 'locked' | 'inactive';
+
+export interface Claims {
+  sub: string;
+  email?: string;
+  email_verified?: boolean;
+  name?: string;
+  given_name?: string;
+  family_name?: string;
+  locale?: string;
+}
+
+const MAX_PASSWORD_LENGTH = 1024;
+
+export function claimsOf(user: UserRow, scopes: ReadonlySet<string>): Claims {
+  const claims: Claims = { sub: user.id };
+  if (scopes.has('email')) {
+    claims.email = user.email;
+    claims.email_verified = user.email_verified;
+  }
+  if (scopes.has('profile')) {
+    const name = [user.given_name, user.family_name].filter(Boolean).join(' ');
+    if (name) claims.name = name;
+    if (user.given_name) claims.given_name = user.given_name;
+    if (user.family_name) claims.family_name = user.family_name;
+    if (user.locale) claims.locale = user.locale;
+  }
+  return claims;
+}
+
+export function createAccounts(deps: {
+  users: UsersRepo;
+  hasher: PasswordHasher;
+  lockout: LockoutPolicy;
+  ephemeral: EphemeralStore;
+}) {
+  const { users, hasher, lockout, ephemeral } = deps;
+  // Failures against unknown emails are counted too, so "locked" never reveals that an account exists.
+  const unknownKey = (tenantId: string, email: string) => `login-fail:${tenantId}:${email.trim().toLowerCase()}`;
+
+  return {
+    async create(input: {
+      email: string;
+      password?: string | undefined;
+      emailVerified?: boolean;
+      givenName?: string;
+      familyName?: string;
+      locale?: string;
+      tenantId?: string;
+    }): Promise<UserRow> {
+      const tenantId = input.tenantId ?? DEFAULT_TENANT;
+      if (await users.findByEmail(tenantId, input.email)) {
+        throw new AppError('IDENT_EMAIL_DUPLICATE', 409, 'a user with this email already exists');
+      }
+      return users.insert({
+        id: randomUUID(),
+        tenant_id: tenantId,
+        email: input.email.trim(),
+        email_verified: input.emailVerified ?? false,
+        password_hash: input.password ? await hasher.hash(input.password) : null,
+        given_name: input.givenName ?? null,
+        family_name: input.familyName ?? null,
+        locale: input.locale ?? null,
+      });
+    },
+
+    /**
+     * Checks a password. Unknown email, wrong password and an inactive account all cost one argon2
+     * verification, so the answer's timing does not tell whether the account exists.
+     */
+    async authenticate(
+      email: string,
+      password: string,
+      tenantId = DEFAULT_TENANT,
+    ): Promise<{ ok: true; user: UserRow } | { ok: false; reason: SignInFailure }> {
+      if (password.length > MAX_PASSWORD_LENGTH || email.length > 320) {
+        await hasher.verify(null, 'x');
+        return { ok: false, reason: 'invalid_credentials' };
+      }
+      const user = await users.findByEmail(tenantId, email.trim());
+      const locked = user
+        ? Boolean(user.locked_until && user.locked_until.getTime() > Date.now())
+        : Number((await ephemeral.get(unknownKey(tenantId, email))) ?? 0) >= lockout.threshold;
+      const { ok, needsRehash } = await hasher.verify(user && !locked ? user.password_hash : null, password);
+      if (!user) {
+        if (locked) return { ok: false, reason: 'locked' };
+        const failures = await ephemeral.incr(unknownKey(tenantId, email), lockout.durationSeconds);
+        return { ok: false, reason: failures >= lockout.threshold ? 'locked' : 'invalid_credentials' };
+      }
+      if (locked) return { ok: false, reason: 'locked' };
+      if (!ok) {
+        const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
+        const nowLocked = Boolean(after?.locked_until && after.locked_until.getTime() > Date.now());
+        return { ok: false, reason: nowLocked ? 'locked' : 'invalid_credentials' };
+      }
+      // Only the owner of the password learns the account is suspended.
+      if (user.status !== 'active') return { ok: false, reason: 'inactive' };
+      await users.recordSuccess(user.id);
+      if (needsRehash) await users.updatePasswordHash(user.id, await hasher.hash(password));
+      return { ok: true, user };
+    },
+
+    async findActive(id: string): Promise<UserRow | undefined> {
+      const user = await users.findById(id);
+      return user?.status === 'active' ? user : undefined;
+    },
+  };
+}
+
+export type Accounts = ReturnType<typeof createAccounts>;

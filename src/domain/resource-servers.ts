@@ -1,0 +1,46 @@
+import { randomUUID } from 'node:crypto';
+import type { ResourceServerRow, ResourceServersRepo } from '../repos/resource-servers.ts';
+
+export interface ResourceServerInfo {
+  identifier: string;
+  scopes: string[];
+  accessTokenFormat: 'jwt' | 'opaque';
+  accessTokenTtl: number | undefined;
+}
+
+function toInfo(row: ResourceServerRow): ResourceServerInfo {
+  return {
+    identifier: row.identifier,
+    scopes: row.scopes,
+    accessTokenFormat: row.access_token_format,
+    accessTokenTtl: row.access_token_ttl ?? undefined,
+  };
+}
+
+export function createResourceServers(deps: { repo: ResourceServersRepo }) {
+  return {
+    async find(identifier: string): Promise<ResourceServerInfo | undefined> {
+      const row = await deps.repo.findByIdentifier(identifier);
+      return row && toInfo(row);
+    },
+    async create(input: {
+      identifier: string;
+      name?: string;
+      scopes: string[];
+      accessTokenFormat?: 'jwt' | 'opaque';
+      accessTokenTtl?: number;
+    }): Promise<ResourceServerInfo> {
+      const row = await deps.repo.insert({
+        id: randomUUID(),
+        identifier: input.identifier,
+        name: input.name ?? null,
+        scopes: input.scopes,
+        access_token_format: input.accessTokenFormat ?? 'jwt',
+        access_token_ttl: input.accessTokenTtl ?? null,
+      });
+      return toInfo(row);
+    },
+  };
+}
+
+export type ResourceServers = ReturnType<typeof createResourceServers>;

@@ -1,0 +1,65 @@
+import type { Context, Middleware } from 'koa';
+import { AppError } from '../../domain/errors.ts';
+import type { Logger } from '../../infra/logger.ts';
+import type { RenderPage } from '../render.ts';
+
+interface HttpLikeError {
+  status?: number;
+  statusCode?: number;
+  expose?: boolean;
+  code?: string;
+  error?: string;
+  message?: string;
+}
+
+function wantsJson(ctx: Context): boolean {
+  return ctx.path.startsWith('/api/') || (!ctx.accepts('html') && Boolean(ctx.accepts('json')));
+}
+
+/**
+ * Our routes' errors: client errors answer 4xx with the error envelope (API) or the error page
+ * (browser); anything unexpected is logged and answered 500 without details.
+ */
+export function errorHandler(logger: Logger, renderPage: RenderPage): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body == null) {
+        if (wantsJson(ctx)) {
+          ctx.status = 404;
+          ctx.body = envelope(ctx, 'IDENT_NOT_FOUND', 'no such resource');
+        } else {
+          renderPage(ctx, 'error', { title: 'notfound.title', code: 'not_found' }, 404);
+        }
+      }
+    } catch (raw) {
+      const err = raw as HttpLikeError & Error;
+      let status = err instanceof AppError ? err.status : (err.status ?? err.statusCode ?? 500);
+      if (status < 400 || status > 599) status = 500;
+      const exposed = status < 500 && (err instanceof AppError || err.expose !== false);
+      const code = err instanceof AppError ? err.code : status < 500 ? (err.error ?? codeFor(status)) : 'IDENT_INTERNAL';
+      const message = exposed ? err.message : 'internal error';
+      if (status >= 500) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
+      if (wantsJson(ctx)) {
+        ctx.status = status;
+        ctx.body = envelope(ctx, code, message);
+      } else {
+        renderPage(ctx, 'error', { title: 'errorpage.title', code: exposed ? code : 'server_error' }, status);
+      }
+    }
+  };
+}
+
+function codeFor(status: number): string {
+  if (status === 401) return 'IDENT_UNAUTHENTICATED';
+  if (status === 403) return 'IDENT_FORBIDDEN';
+  if (status === 404) return 'IDENT_NOT_FOUND';
+  if (status === 413) return 'IDENT_PAYLOAD_TOO_LARGE';
+  if (status === 415) return 'IDENT_UNSUPPORTED_MEDIA_TYPE';
+  if (status === 429) return 'IDENT_RATE_LIMITED';
+  return 'IDENT_VALIDATION';
+}
+
+export function envelope(ctx: Context, error: string, message: string) {
+  return { error, message, requestId: ctx.state.requestId as string, timestamp: new Date().toISOString() };
+}

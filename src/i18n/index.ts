@@ -1,0 +1,38 @@
+import { en, type MessageKey, type Messages } from './en.ts';
+import { vi } from './vi.ts';
+
+export type { MessageKey };
+export const LOCALES = ['en', 'vi'] as const;
+export type Locale = (typeof LOCALES)[number];
+
+const catalogs: Record<Locale, Messages> = { en, vi };
+
+export function isMessageKey(key: string): key is MessageKey {
+  return key in en;
+}
+
+/** First supported tag of a space-separated ui_locales or an Accept-Language header. */
+export function negotiate(...candidates: Array<string | undefined>): Locale {
+  for (const candidate of candidates) {
+    if (!candidate) continue;
+    const tags = candidate
+      .split(/[\s,]+/)
+      .map((part) => {
+        const [tag = '', ...params] = part.trim().split(';');
+        const q = params.find((p) => p.trim().startsWith('q='));
+        return { tag: tag.toLowerCase(), q: q ? Number(q.trim().slice(2)) : 1 };
+      })
+      .filter((t) => t.tag && t.q > 0)
+      .sort((a, b) => b.q - a.q);
+    for (const { tag } of tags) {
+      const base = tag.split('-')[0] as Locale;
+      if (LOCALES.includes(base)) return base;
+    }
+  }
+  return 'en';
+}
+
+export function translate(locale: Locale, key: MessageKey, params: Record<string, string> = {}): string {
+  const template = catalogs[locale][key] ?? en[key];
+  return template.replace(/\{(\w+)\}/g, (_, name: string) => params[name] ?? `{${name}}`);
+}

@@ -1,0 +1,82 @@
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import type { EphemeralStore } from './types.ts';
+
+interface Entry {
+  value: string;
+  expiresAt: number;
+}
+
+/**
+ * In-process fallback used without REDIS_URL. Correct for a single instance only; the boot log
+ * says so. Bounded so a flood of distinct keys cannot exhaust memory.
+ */
+export class MemoryStore implements EphemeralStore {
+  readonly kind = 'memory' as const;
+  readonly #map = new Map<string, Entry>();
+  readonly #timer: NodeJS.Timeout;
+
+  private readonly maxEntries: number;
+
+  constructor(maxEntries = 100_000) {
+    this.maxEntries = maxEntries;
+    this.#timer = setInterval(() => this.#purge(), 30_000);
+    this.#timer.unref();
+  }
+
+  #live(key: string): Entry | undefined {
+    const e = this.#map.get(key);
+    if (e && e.expiresAt <= Date.now()) {
+      this.#map.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  #purge(): void {
+    const now = Date.now();
+    for (const [k, e] of this.#map) if (e.expiresAt <= now) this.#map.delete(k);
+  }
+
+  #put(key: string, value: string, ttlSeconds: number): void {
+    if (this.#map.size >= this.maxEntries && !this.#map.has(key)) {
+      this.#purge();
+      // Still full: evict the oldest insertion (Map keeps insertion order).
+      if (this.#map.size >= this.maxEntries) this.#map.delete(this.#map.keys().next().value as string);
+    }
+    this.#map.set(key, { value, expiresAt: Date.now() + ttlSeconds * 1000 });
+  }
+
+  async get(key: string) {
+    return this.#live(key)?.value;
+  }
+  async set(key: string, value: string, ttlSeconds: number) {
+    this.#put(key, value, ttlSeconds);
+  }
+  async setIfAbsent(key: string, value: string, ttlSeconds: number) {
+    if (this.#live(key)) return false;
+    this.#put(key, value, ttlSeconds);
+    return true;
+  }
+  async take(key: string) {
+    const e = this.#live(key);
+    this.#map.delete(key);
+    return e?.value;
+  }
+  async incr(key: string, ttlSeconds: number) {
+    const e = this.#live(key);
+    const next = (e ? Number(e.value) : 0) + 1;
+    if (e) e.value = String(next);
+    else this.#put(key, String(next), ttlSeconds);
+    return next;
+  }
+  async del(key: string) {
+    this.#map.delete(key);
+  }
+  async ping() {}
+  limiter(name: string, points: number, durationSeconds: number) {
+    return new RateLimiterMemory({ keyPrefix: name, points, duration: durationSeconds });
+  }
+  async close() {
+    clearInterval(this.#timer);
+  }
+}

@@ -1,0 +1,19 @@
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+
+/** Short-lived shared state: counters with a TTL, one-time values, locks. */
+export interface EphemeralStore {
+  readonly kind: 'redis' | 'memory';
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string, ttlSeconds: number): Promise<void>;
+  /** Sets only when absent; true when this call set it (replay caches, locks). */
+  setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>;
+  /** Reads and deletes atomically, for one-time values. */
+  take(key: string): Promise<string | undefined>;
+  /** Increments and returns the counter; the TTL starts with the first increment. */
+  incr(key: string, ttlSeconds: number): Promise<number>;
+  del(key: string): Promise<void>;
+  ping(): Promise<void>;
+  /** A fixed-window limiter of `points` per `durationSeconds` on the same backend. */
+  limiter(name: string, points: number, durationSeconds: number): RateLimiterAbstract;
+  close(): Promise<void>;
+}

@@ -1,0 +1,14 @@
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+// Fields that must never reach a log line even if some code passes them along by mistake.
+const redact = [
+  'password', '*.password', 'secret', '*.secret', 'client_secret', '*.client_secret', 'token', '*.token',
+  'code', '*.code', 'authorization', '*.authorization', 'req.headers.authorization', 'req.headers.cookie',
+  'headers.cookie', 'headers.authorization', 'refresh_token', '*.refresh_token', 'access_token', '*.access_token',
+];
+
+export function createLogger(level: string): Logger {
+  return pino({ level, redact: { paths: redact, censor: '[redacted]' }, base: { service: 'idp' } });
+}

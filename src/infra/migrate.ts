@@ -1,0 +1,24 @@
+import type { Knex } from 'knex';
+import * as core from '../../migrations/0001_core.ts';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+// An explicit list rather than a directory scan, so the same migrations run from the TypeScript
+// sources (tests) and from the compiled output (npm start) without path juggling.
+const migrations: Record<string, Migration> = {
+  '0001_core': core,
+};
+
+const source: Knex.MigrationSource<string> = {
+  getMigrations: async () => Object.keys(migrations),
+  getMigrationName: (name) => name,
+  getMigration: async (name) => migrations[name] as Migration,
+};
+
+export async function migrateLatest(db: Knex): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest({ migrationSource: source })) as [number, string[]];
+  return applied;
+}

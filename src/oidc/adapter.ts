@@ -1,0 +1,114 @@
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import type { ClientsRepo } from '../repos/clients.ts';
+import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
+
+// Models whose double use must revoke the grant: a code or refresh token redeemed twice.
+const GRANTABLE = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+
+function epoch(d: Date): number {
+  return Math.floor(d.getTime() / 1000);
+}
+
+/** Persists every oidc-provider model except Client in oidc_payloads. */
+class PayloadAdapter implements Adapter {
+  private readonly model: string;
+  private readonly repo: OidcPayloadsRepo;
+
+  constructor(model: string, repo: OidcPayloadsRepo) {
+    this.model = model;
+    this.repo = repo;
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
+    await this.repo.upsert(this.model, id, payload, expiresAt, {
+      grantId: payload.grantId,
+      uid: payload.uid,
+      userCode: payload.userCode,
+      accountId: payload.accountId,
+    });
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return this.#out(await this.repo.find(this.model, id));
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return this.#out(await this.repo.findByUid(this.model, uid));
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return this.#out(await this.repo.findByUserCode(this.model, userCode));
+  }
+
+  /**
+   * Atomic: of two concurrent redemptions exactly one marks the row. The loser is treated as
+   * reuse, so the whole grant is revoked, as the provider does for a token it sees consumed.
+   */
+  async consume(id: string): Promise<void> {
+    if (await this.repo.consume(this.model, id)) return;
+    if (GRANTABLE.has(this.model)) {
+      const grantId = await this.repo.grantIdOf(this.model, id);
+      if (grantId) await this.repo.revokeByGrantId(grantId);
+    }
+    throw new errors.InvalidGrant('grant already used');
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.repo.destroy(this.model, id);
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.repo.revokeByGrantId(grantId, this.model);
+  }
+
+  #out(stored: Awaited<ReturnType<OidcPayloadsRepo['find']>>): AdapterPayload | undefined {
+    if (!stored) return undefined;
+    return stored.consumedAt ? { ...stored.payload, consumed: epoch(stored.consumedAt) } : stored.payload;
+  }
+}
+
+/** Clients come from our clients table; the provider never writes them. */
+class ClientTableAdapter implements Adapter {
+  private readonly repo: ClientsRepo;
+
+  constructor(repo: ClientsRepo) {
+    this.repo = repo;
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const row = await this.repo.find(id);
+    if (!row) return undefined;
+    const metadata = typeof row.metadata === 'string' ? JSON.parse(row.metadata) : row.metadata;
+    return {
+      ...metadata,
+      client_id: row.client_id,
+      first_party: row.first_party,
+      // The provider needs a secret value for confidential clients; it holds the keyed digest,
+      // and client-secrets.ts compares digests instead of raw values.
+      ...(row.secret_digest ? { client_secret: row.secret_digest } : {}),
+    } as AdapterPayload;
+  }
+
+  async upsert(): Promise<void> {
+    throw new Error('clients are managed through the admin API');
+  }
+  async findByUid(): Promise<undefined> {
+    return undefined;
+  }
+  async findByUserCode(): Promise<undefined> {
+    return undefined;
+  }
+  async consume(): Promise<void> {
+    throw new Error('clients cannot be consumed');
+  }
+  async destroy(): Promise<void> {
+    throw new Error('clients are managed through the admin API');
+  }
+  async revokeByGrantId(): Promise<void> {}
+}
+
+export function createAdapterFactory(deps: { payloads: OidcPayloadsRepo; clients: ClientsRepo }) {
+  return (model: string): Adapter =>
+    model === 'Client' ? new ClientTableAdapter(deps.clients) : new PayloadAdapter(model, deps.payloads);
+}

@@ -1,0 +1,23 @@
+import type { Configuration } from 'oidc-provider';
+import { claimsOf, type Accounts } from '../../domain/accounts.ts';
+
+/** Scopes, claims and account lookup for ID tokens and userinfo. */
+export function accountConfiguration(accounts: Accounts): Configuration {
+  return {
+    scopes: ['openid', 'offline_access', 'profile', 'email'],
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'given_name', 'family_name', 'locale'],
+    },
+    // Suspended or deactivated accounts are not found, so their refresh tokens stop working too.
+    findAccount: async (_ctx, id) => {
+      const user = await accounts.findActive(id);
+      if (!user) return undefined;
+      return {
+        accountId: user.id,
+        claims: async (_use, scope) => ({ ...claimsOf(user, new Set(scope.split(' '))) }),
+      };
+    },
+  };
+}

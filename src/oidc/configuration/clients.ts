@@ -1,0 +1,43 @@
+import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+
+const BOOLEAN_METADATA = ['first_party', 'require_pkce', 'introspection_allowed'] as const;
+
+/**
+ * Our own client metadata: first_party (no consent screen), require_pkce (opt-out for legacy
+ * confidential clients), introspection_allowed (may introspect other clients' tokens).
+ */
+export function clientConfiguration(): Configuration {
+  return {
+    extraClientMetadata: {
+      properties: [...BOOLEAN_METADATA],
+      validator: (_ctx, key, value) => {
+        if (value !== undefined && typeof value !== 'boolean') {
+          throw new TypeError(`${key} must be a boolean`);
+        }
+      },
+    },
+    // First-party clients are trusted by the operator: what they ask for is granted without a
+    // consent screen; third-party clients get the consent prompt.
+    loadExistingGrant: async (ctx: KoaContextWithOIDC) => {
+      const { oidc } = ctx;
+      const client = oidc.client!;
+      const grantId = oidc.result?.consent?.grantId || oidc.session!.grantIdFor(client.clientId);
+      const existing = grantId ? await oidc.provider.Grant.find(grantId) : undefined;
+      if (client.first_party !== true) return existing;
+
+      const grant = existing ?? new oidc.provider.Grant({ accountId: oidc.session!.accountId!, clientId: client.clientId });
+      grant.addOIDCScope([...oidc.requestParamScopes].join(' '));
+      const claims = oidc.claims as { id_token?: object; userinfo?: object } | undefined;
+      if (claims?.id_token || claims?.userinfo) {
+        grant.addOIDCClaims([...Object.keys(claims.id_token ?? {}), ...Object.keys(claims.userinfo ?? {})]);
+      }
+      for (const [resource, server] of Object.entries(oidc.resourceServers ?? {})) {
+        const allowed = new Set((server.scope ?? '').split(' '));
+        const requested = [...oidc.requestParamScopes].filter((s) => allowed.has(s));
+        if (requested.length) grant.addResourceScope(resource, requested.join(' '));
+      }
+      await grant.save();
+      return grant;
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { ResourceServers } from '../../domain/resource-servers.ts';
+import type { ExchangeState } from '../grants/token-exchange.ts';
+
+export interface TokenSettings {
+  accessTokenTtl: number;
+  idTokenTtl: number;
+  refreshTokenTtl: number;
+  sessionTtl: number;
+}
+
+/** Lifetimes, PKCE, refresh rotation and resource servers (RFC 8707 / RFC 9068). */
+export function tokenConfiguration(settings: TokenSettings, resourceServers: ResourceServers): Configuration {
+  return {
+    ttl: {
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.accessTokenTtl,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.accessTokenTtl,
+      AuthorizationCode: 60,
+      IdToken: settings.idTokenTtl,
+      // A rotated refresh token keeps the remaining life of the one it replaces, so rotation
+      // never extends a grant beyond its first refresh token's lifetime.
+      RefreshToken: (ctx, token) => {
+        const rotated = ctx?.oidc?.entities?.RotatedRefreshToken;
+        if (rotated && rotated !== token) return rotated.remainingTTL;
+        return settings.refreshTokenTtl;
+      },
+      Session: settings.sessionTtl,
+      Grant: settings.refreshTokenTtl,
+      Interaction: 3600,
+    },
+    pkce: {
+      // S256 is the only method v9 offers. Public clients always need PKCE; confidential ones too
+      // unless registered with require_pkce=false (legacy relying parties).
+      required: (_ctx, client) => client.clientAuthMethod === 'none' || client.require_pkce !== false,
+    },
+    // Token exchange puts the actor of an actor_token into the new token's `act` claim.
+    extraTokenClaims: async (ctx, token) => {
+      const act = (ctx.state as ExchangeState | undefined)?.act;
+      return 'gty' in token && token.gty === 'token_exchange' && act ? { act } : undefined;
+    },
+    // Every use rotates; a consumed token presented again revokes the whole grant.
+    rotateRefreshToken: true,
+    issueRefreshToken: async (_ctx, client, code) =>
+      client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+    features: {
+      resourceIndicators: {
+        enabled: true,
+        // Without a resource the token is opaque and meant for userinfo.
+        defaultResource: async (_ctx, _client, oneOf) => oneOf,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx: KoaContextWithOIDC, resourceIndicator: string) => {
+          const rs = await resourceServers.find(resourceIndicator);
+          if (!rs) throw new errors.InvalidTarget('resource indicator is not registered');
+          return {
+            audience: rs.identifier,
+            scope: rs.scopes.join(' '),
+            accessTokenFormat: rs.accessTokenFormat,
+            ...(rs.accessTokenTtl ? { accessTokenTTL: rs.accessTokenTtl } : {}),
+            ...(rs.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'ES256' as const } } } : {}),
+          };
+        },
+      },
+    },
+  };
+}

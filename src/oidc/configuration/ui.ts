@@ -1,0 +1,31 @@
+import type { Context } from 'koa';
+import type { Configuration } from 'oidc-provider';
+import type { Locale, MessageKey } from '../../i18n/index.ts';
+
+export interface PageData {
+  locale?: Locale;
+  title: MessageKey;
+  [key: string]: unknown;
+}
+
+/** Renders a page of views/pages; implemented by http/render.ts. */
+export type RenderPage = (ctx: Context, page: string, data: PageData, status?: number) => void;
+
+/**
+ * The provider's own pages (error, logout) rendered with our templates. Their inputs can echo
+ * request parameters, which the auto-escaping templates neutralise.
+ */
+export function uiConfiguration(renderPage: RenderPage): Configuration {
+  return {
+    renderError: async (ctx, out) => {
+      renderPage(ctx, 'error', { title: 'errorpage.title', code: out.error, description: out.error_description }, ctx.status);
+    },
+    features: {
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx, form) => renderPage(ctx, 'logout', { title: 'logout.title', form }),
+        postLogoutSuccessSource: async (ctx) => renderPage(ctx, 'logout-done', { title: 'logout.done' }),
+      },
+    },
+  };
+}

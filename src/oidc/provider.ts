@@ -1,0 +1,93 @@
+import type { JSONWebKeySet } from 'jose';
+import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Accounts } from '../domain/accounts.ts';
+import type { KeySet } from '../domain/keys.ts';
+import type { ResourceServers } from '../domain/resource-servers.ts';
+import type { SecretBox } from '../infra/crypto.ts';
+import type { Logger } from '../infra/logger.ts';
+import type { ClientsRepo } from '../repos/clients.ts';
+import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
+import { createAdapterFactory } from './adapter.ts';
+import { useDigestedClientSecrets } from './client-secrets.ts';
+import { accountConfiguration } from './configuration/accounts.ts';
+import { clientConfiguration } from './configuration/clients.ts';
+import { tokenConfiguration, type TokenSettings } from './configuration/tokens.ts';
+import { uiConfiguration, type RenderPage } from './configuration/ui.ts';
+import { registerTokenExchange } from './grants/token-exchange.ts';
+
+export type { Provider, KoaContextWithOIDC };
+
+export interface ProviderDeps {
+  issuer: string;
+  trustProxy: boolean;
+  keys: KeySet;
+  tokens: TokenSettings;
+  accounts: Accounts;
+  resourceServers: ResourceServers;
+  payloads: OidcPayloadsRepo;
+  clients: ClientsRepo;
+  box: SecretBox;
+  renderPage: RenderPage;
+  logger: Logger;
+}
+
+/** Merges configuration parts; `features` is merged one level deeper so parts can each add some. */
+function merge(...parts: Configuration[]): Configuration {
+  const out: Configuration = {};
+  for (const part of parts) {
+    const { features, ...rest } = part;
+    Object.assign(out, rest);
+    if (features) out.features = { ...out.features, ...features } as Configuration['features'];
+  }
+  return out;
+}
+
+export function createProvider(deps: ProviderDeps): Provider {
+  const configuration = merge(
+    {
+      adapter: createAdapterFactory({ payloads: deps.payloads, clients: deps.clients }),
+      jwks: deps.keys.jwks as Configuration['jwks'],
+      cookies: {
+        keys: deps.keys.cookieKeys,
+        long: { httpOnly: true, sameSite: 'lax' },
+        short: { httpOnly: true, sameSite: 'lax' },
+      },
+      interactions: { url: async (_ctx, interaction) => `/interaction/${interaction.uid}` },
+      features: {
+        devInteractions: { enabled: false },
+        userinfo: { enabled: true },
+        clientCredentials: { enabled: true },
+        revocation: { enabled: true },
+        introspection: {
+          enabled: true,
+          // A client learns about its own tokens only, unless registered as an introspector
+          // (a resource server or gateway that validates tokens issued to others).
+          allowedPolicy: async (_ctx, client, token) =>
+            token.clientId === client.clientId || client.introspection_allowed === true,
+        },
+      },
+      clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+      responseTypes: ['code'],
+      conformIdTokenClaims: true,
+      // Our token-exchange grant and others are registered by name; keep errors generic in prod.
+      allowOmittingSingleRegisteredRedirectUri: false,
+    },
+    accountConfiguration(deps.accounts),
+    clientConfiguration(),
+    tokenConfiguration(deps.tokens, deps.resourceServers),
+    uiConfiguration(deps.renderPage),
+  );
+
+  const provider = new Provider(deps.issuer, configuration);
+  provider.proxy = deps.trustProxy;
+  useDigestedClientSecrets(provider, deps.box);
+  registerTokenExchange(provider, {
+    resourceServers: deps.resourceServers,
+    publicJwks: deps.keys.publicJwks as JSONWebKeySet,
+  });
+
+  provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {
+    deps.logger.error({ err, requestId: ctx.state?.requestId, route: ctx.oidc?.route }, 'provider server_error');
+  });
+  return provider;
+}

@@ -1,0 +1,35 @@
+import type { Knex } from 'knex';
+
+export interface ClientRow {
+  client_id: string;
+  tenant_id: string;
+  metadata: Record<string, unknown>;
+  secret_digest: string | null;
+  secret_sealed: string | null;
+  first_party: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export function createClientsRepo(db: Knex) {
+  const clients = () => db<ClientRow>('clients');
+  return {
+    async find(clientId: string): Promise<ClientRow | undefined> {
+      return clients().where({ client_id: clientId }).first();
+    },
+    async insert(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'> & Partial<ClientRow>): Promise<ClientRow> {
+      const [out] = await clients()
+        .insert({ ...row, metadata: JSON.stringify(row.metadata) as never })
+        .returning('*');
+      return out as ClientRow;
+    },
+    async upsert(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'> & Partial<ClientRow>): Promise<void> {
+      await clients()
+        .insert({ ...row, metadata: JSON.stringify(row.metadata) as never })
+        .onConflict('client_id')
+        .merge(['metadata', 'secret_digest', 'secret_sealed', 'first_party', 'updated_at']);
+    },
+  };
+}
+
+export type ClientsRepo = ReturnType<typeof createClientsRepo>;

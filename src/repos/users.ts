@@ -1,0 +1,75 @@
+import type { Knex } from 'knex';
+
+export type UserStatus = 'active' | 'suspended' | 'deactivated';
+
+export interface UserRow {
+  id: string;
+  tenant_id: string;
+  email: string;
+  email_verified: boolean;
+  password_hash: string | null;
+  given_name: string | null;
+  family_name: string | null;
+  locale: string | null;
+  status: UserStatus;
+  failed_attempts: number;
+  locked_until: Date | null;
+  last_login_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type NewUser = Pick<UserRow, 'id' | 'tenant_id' | 'email'> &
+  Partial<Pick<UserRow, 'email_verified' | 'password_hash' | 'given_name' | 'family_name' | 'locale' | 'status'>>;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function createUsersRepo(db: Knex) {
+  const users = () => db<UserRow>('users');
+  return {
+    async insert(user: NewUser): Promise<UserRow> {
+      const [row] = await users().insert(user).returning('*');
+      return row as UserRow;
+    },
+    async findById(id: string): Promise<UserRow | undefined> {
+      // Ids are UUIDs; anything else cannot exist and must not reach PostgreSQL as a cast error.
+      if (!UUID.test(id)) return undefined;
+      return users().where({ id }).first();
+    },
+    async findByEmail(tenantId: string, email: string): Promise<UserRow | undefined> {
+      return users().where({ tenant_id: tenantId }).whereRaw('lower(email) = lower(?)', [email]).first();
+    },
+    /**
+     * Counts a failed sign-in and locks the account once the threshold is reached, in one
+     * statement so concurrent failures cannot undercount. A lock that has run out starts a new count.
+     */
+    async recordFailure(id: string, threshold: number, lockSeconds: number): Promise<UserRow | undefined> {
+      const attempts = 'case when locked_until is not null and locked_until <= now() then 1 else failed_attempts + 1 end';
+      const [row] = await users()
+        .where({ id })
+        .update({
+          failed_attempts: db.raw(attempts),
+          locked_until: db.raw(`case when ${attempts} >= ? then now() + make_interval(secs => ?) else locked_until end`, [
+            threshold,
+            lockSeconds,
+          ]),
+          updated_at: db.fn.now(),
+        } as never)
+        .returning('*');
+      return row as UserRow | undefined;
+    },
+    async recordSuccess(id: string): Promise<void> {
+      await users()
+        .where({ id })
+        .update({ failed_attempts: 0, locked_until: null, last_login_at: db.fn.now() } as never);
+    },
+    async updatePasswordHash(id: string, hash: string): Promise<void> {
+      await users().where({ id }).update({ password_hash: hash, updated_at: db.fn.now() } as never);
+    },
+    async setStatus(id: string, status: UserStatus): Promise<void> {
+      await users().where({ id }).update({ status, updated_at: db.fn.now() } as never);
+    },
+  };
+}
+
+export type UsersRepo = ReturnType<typeof createUsersRepo>;

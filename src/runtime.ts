@@ -1,0 +1,168 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { buildApp, type AppDeps } from './app.ts';
+import type { AppConfig } from './config/schema.ts';
+import { createAccounts } from './domain/accounts.ts';
+import { createClientRegistry } from './domain/clients.ts';
+import { createKeyService } from './domain/keys.ts';
+import { createPasswordHasher } from './domain/passwords.ts';
+import { createResourceServers } from './domain/resource-servers.ts';
+import { SecretBox } from './infra/crypto.ts';
+import { createDb, type Db } from './infra/db.ts';
+import { createEphemeralStore } from './infra/ephemeral/index.ts';
+import { resolveKeyEncryptionKey } from './infra/key-encryption-key.ts';
+import type { Logger } from './infra/logger.ts';
+import { migrateLatest } from './infra/migrate.ts';
+import type { Provider } from './oidc/provider.ts';
+import { createSweeper } from './oidc/sweeper.ts';
+import { createClientsRepo } from './repos/clients.ts';
+import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
+import { createResourceServersRepo } from './repos/resource-servers.ts';
+import { createServerKeysRepo } from './repos/server-keys.ts';
+import { createUsersRepo } from './repos/users.ts';
+
+/** Stores, repositories and domain services of one process; shared by the server and the CLI. */
+export async function createServices(config: AppConfig, logger: Logger) {
+  const db: Db = createDb({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: config.DB_POOL_MAX });
+  const applied = await migrateLatest(db);
+  if (applied.length) logger.info({ applied }, 'migrations applied');
+  const ephemeral = createEphemeralStore(config.REDIS_URL, config.REDIS_KEY_PREFIX);
+  const box = new SecretBox(resolveKeyEncryptionKey(config.KEY_ENCRYPTION_KEY, config.DATA_DIR, logger));
+  const repos = {
+    users: createUsersRepo(db),
+    clients: createClientsRepo(db),
+    resourceServers: createResourceServersRepo(db),
+    payloads: createOidcPayloadsRepo(db),
+    serverKeys: createServerKeysRepo(db),
+  };
+  const hasher = createPasswordHasher({
+    memoryCost: config.ARGON2_MEMORY_KIB,
+    timeCost: config.ARGON2_ITERATIONS,
+    parallelism: config.ARGON2_PARALLELISM,
+  });
+  const keys = createKeyService({
+    repo: repos.serverKeys,
+    box,
+    timings: {
+      propagationSeconds: config.KEY_PROPAGATION_SECONDS,
+      maxSignedTtlSeconds: Math.max(config.ACCESS_TOKEN_TTL_SECONDS, config.ID_TOKEN_TTL_SECONDS),
+      cookieTtlSeconds: config.SESSION_TTL_SECONDS,
+    },
+  });
+  const accounts = createAccounts({
+    users: repos.users,
+    hasher,
+    ephemeral,
+    lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
+  });
+  const clients = createClientRegistry({ repo: repos.clients, box });
+  const resourceServers = createResourceServers({ repo: repos.resourceServers });
+
+  return {
+    db,
+    ephemeral,
+    box,
+    repos,
+    keys,
+    accounts,
+    clients,
+    resourceServers,
+    async close() {
+      await ephemeral.close();
+      await db.destroy();
+    },
+  };
+}
+
+export type Services = Awaited<ReturnType<typeof createServices>>;
+
+/**
+ * A running server. The provider's key set is fixed per instance, so when the stored keys change
+ * (a rotation, a pending key coming into force) a new provider is built and swapped in; requests
+ * already in flight finish on the old one.
+ */
+export async function startServer(config: AppConfig, logger: Logger, opts: { port?: number; host?: string } = {}) {
+  const services = await createServices(config, logger);
+  if (await services.keys.ensureKeys()) logger.info('generated signing and cookie keys');
+  if (services.ephemeral.kind === 'memory') logger.warn('ephemeral store: memory (single instance only); set REDIS_URL to scale out');
+  if (services.db.kind === 'pglite') logger.info({ dataDir: config.DATA_DIR }, 'database: embedded PGlite (single instance only)');
+
+  const deps: AppDeps = {
+    issuer: config.ISSUER,
+    trustProxy: config.TRUST_PROXY,
+    loginRateLimitPerIp: config.LOGIN_RATE_LIMIT_PER_IP,
+    tokens: {
+      accessTokenTtl: config.ACCESS_TOKEN_TTL_SECONDS,
+      idTokenTtl: config.ID_TOKEN_TTL_SECONDS,
+      refreshTokenTtl: config.REFRESH_TOKEN_TTL_SECONDS,
+      sessionTtl: config.SESSION_TTL_SECONDS,
+    },
+    db: services.db,
+    ephemeral: services.ephemeral,
+    logger,
+    box: services.box,
+    accounts: services.accounts,
+    resourceServers: services.resourceServers,
+    payloads: services.repos.payloads,
+    clients: services.repos.clients,
+  };
+
+  let keySet = await services.keys.load();
+  let provider: Provider = buildApp(deps, keySet);
+  let handler = provider.callback();
+
+  async function reloadKeys(): Promise<boolean> {
+    const next = await services.keys.load();
+    if (next.fingerprint === keySet.fingerprint) return false;
+    const nextProvider = buildApp(deps, next);
+    keySet = next;
+    provider = nextProvider;
+    handler = nextProvider.callback();
+    logger.info({ keys: next.jwks.keys.map((k) => k.kid) }, 'key set changed: provider rebuilt');
+    return true;
+  }
+
+  const keyTimer = setInterval(() => {
+    reloadKeys().catch((err: unknown) => logger.warn({ err }, 'key reload failed'));
+  }, config.KEY_RELOAD_INTERVAL_SECONDS * 1000);
+  keyTimer.unref();
+
+  const sweeper = createSweeper({ db: services.db, payloads: services.repos.payloads, keys: services.keys, logger });
+  sweeper.start(config.SWEEP_INTERVAL_SECONDS);
+
+  const server = http.createServer((req, res) => handler(req, res));
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? config.PORT, opts.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  logger.info({ port, issuer: config.ISSUER }, 'listening');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    services,
+    get provider() {
+      return provider;
+    },
+    reloadKeys,
+    /** Stops accepting, lets in-flight requests finish, then closes the pools. */
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        clearInterval(keyTimer);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await sweeper.stop();
+        await services.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+export type RunningServer = Awaited<ReturnType<typeof startServer>>;

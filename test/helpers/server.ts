@@ -1,0 +1,107 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { loadConfig } from '../../src/config/load.ts';
+import { createLogger } from '../../src/infra/logger.ts';
+import { startServer, type RunningServer } from '../../src/runtime.ts';
+
+/** True when the suite runs against PostgreSQL + Redis (DATABASE_URL / REDIS_URL set). */
+export const onPostgres = Boolean(process.env.DATABASE_URL);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/**
+ * A store of its own for one test file: a temporary DATA_DIR (PGlite) or, on PostgreSQL, a fresh
+ * database created from DATABASE_URL, plus a Redis key prefix of its own.
+ */
+export async function createTestStore() {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idp-test-'));
+  const env: Record<string, string> = { DATA_DIR: dataDir };
+  let dbName: string | undefined;
+  if (process.env.DATABASE_URL) {
+    dbName = `idp_test_${randomBytes(6).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await admin.connect();
+    await admin.query(`create database ${dbName}`);
+    await admin.end();
+    const url = new URL(process.env.DATABASE_URL);
+    url.pathname = `/${dbName}`;
+    env.DATABASE_URL = url.toString();
+  }
+  if (process.env.REDIS_URL) {
+    env.REDIS_URL = process.env.REDIS_URL;
+    env.REDIS_KEY_PREFIX = `idp-test-${randomBytes(6).toString('hex')}:`;
+  }
+  return {
+    env,
+    dataDir,
+    async destroy() {
+      rmSync(dataDir, { recursive: true, force: true });
+      if (dbName && process.env.DATABASE_URL) {
+        const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+        await admin.connect();
+        await admin.query(`drop database if exists ${dbName} with (force)`);
+        await admin.end();
+      }
+    },
+  };
+}
+
+export type TestStore = Awaited<ReturnType<typeof createTestStore>>;
+
+export interface TestServer {
+  issuer: string;
+  port: number;
+  server: RunningServer;
+  store: TestStore;
+  stop(): Promise<void>;
+}
+
+/** Starts the real server on a free port; settings are test-friendly (cheap argon2) unless overridden. */
+export async function startTestServer(
+  overrides: Record<string, string> = {},
+  existing?: { store: TestStore; port: number },
+): Promise<TestServer> {
+  const store = existing?.store ?? (await createTestStore());
+  const port = existing?.port ?? (await freePort());
+  const issuer = `http://127.0.0.1:${port}`;
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    PORT: String(port),
+    ISSUER: issuer,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    ARGON2_MEMORY_KIB: '1024',
+    ARGON2_ITERATIONS: '1',
+    LOGIN_RATE_LIMIT_PER_IP: '1000',
+    ...store.env,
+    ...overrides,
+  });
+  const server = await startServer(config, createLogger(config.LOG_LEVEL), { port, host: '127.0.0.1' });
+  return {
+    issuer,
+    port,
+    server,
+    store,
+    async stop() {
+      await server.stop();
+    },
+  };
+}
+
+export async function stopAndDestroy(t: TestServer | undefined) {
+  if (!t) return;
+  await t.stop();
+  await t.store.destroy();
+}
