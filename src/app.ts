@@ -9,6 +9,7 @@ import { healthRoutes } from './http/health.ts';
 import { createCsrf } from './http/interaction/csrf.ts';
 import { interactionRoutes } from './http/interaction/router.ts';
 import { errorHandler } from './http/middleware/errors.ts';
+import { rejectNul } from './http/middleware/reject-nul.ts';
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
 import { createRenderer } from './http/render.ts';
@@ -71,6 +72,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(requestContext(deps.logger));
   provider.use(securityHeaders());
   provider.use(errorHandler(deps.logger, renderPage));
+  provider.use(rejectNul());
   provider.use(health.routes());
   provider.use(misc.routes());
   provider.use(interactions.routes());

@@ -49,7 +49,12 @@ class PayloadAdapter implements Adapter {
     if (await this.repo.consume(this.model, id)) return;
     if (GRANTABLE.has(this.model)) {
       const grantId = await this.repo.grantIdOf(this.model, id);
-      if (grantId) await this.repo.revokeByGrantId(grantId);
+      if (grantId) {
+        await this.repo.revokeByGrantId(grantId);
+        // The Grant row's payload has no grantId (its id is the grant id), so revokeByGrantId
+        // misses it; the provider's own revoke() destroys it by id, so do the same.
+        await this.repo.destroy('Grant', grantId);
+      }
     }
     throw new errors.InvalidGrant('grant already used');
   }

@@ -29,7 +29,8 @@ export function createOidcPayloadsRepo(db: Knex) {
     async upsert(model: string, id: string, payload: object, expiresAt: Date | null, keys: PayloadKeys) {
       const json = JSON.stringify(payload);
       // PostgreSQL jsonb refuses \u0000; reject it as bad input rather than fail with a 500.
-      if (json.includes('\\u0000')) throw new RangeError('payload contains a NUL character');
+      // Only an escape preceded by an even run of backslashes is a NUL: "\\u0000" is a backslash and text.
+      if (/(?:^|[^\\])(?:\\\\)*\\u0000/.test(json)) throw new RangeError('payload contains a NUL character');
       await table()
         .insert({
           model,

@@ -34,11 +34,12 @@ export class HttpBrowser {
   }
 
   /**
-   * Follows redirects until a page answers or the location leaves `stopOrigin`'s host set
-   * (the relying party's callback); returns the last response and its URL.
+   * Follows redirects until a page answers or `stopAt` matches the next location (the relying
+   * party's callback, which is never fetched); returns the last response and its URL.
    */
   async follow(url: string | URL, init: RequestInit = {}, stopAt?: (u: URL) => boolean) {
     let current = new URL(url);
+    if (stopAt?.(current)) return { res: new Response(null, { status: 204 }), url: current };
     let res = await this.request(current, init);
     for (let i = 0; i < 20 && res.status >= 300 && res.status < 400; i++) {
       const next = new URL(res.headers.get('location')!, current);

@@ -85,6 +85,7 @@ export async function signIn(
     ...opts.params,
   });
   const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
+  let consentShown = false;
   let step = await browser.follow(url, {}, isCallback);
   for (let i = 0; i < 4 && !isCallback(step.url); i++) {
     const html = await step.res.text();
@@ -93,6 +94,7 @@ export async function signIn(
       assert.equal(res.status, 303, `login should redirect, got ${res.status}`);
       step = await browser.follow(new URL(res.headers.get('location')!, step.url), {}, isCallback);
     } else if (html.includes('/confirm')) {
+      consentShown = true;
       const res = await browser.postForm(new URL(formAction(html, '/confirm')!, step.url), { csrf: formField(html, 'csrf')! });
       step = await browser.follow(new URL(res.headers.get('location')!, step.url), {}, isCallback);
     } else {
@@ -105,5 +107,5 @@ export async function signIn(
     expectedState: state,
     expectedNonce: nonce,
   });
-  return { tokens, browser, callbackUrl: step.url, verifier };
+  return { tokens, browser, callbackUrl: step.url, verifier, consentShown };
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,12 +23,36 @@ async function freePort(): Promise<number> {
 }
 
 /**
+ * PGlite's initdb takes seconds; it is done once per machine into a template directory that every
+ * test file copies (a fresh cluster each time, migrated by the server at boot as usual).
+ */
+async function pgliteTemplate(): Promise<string> {
+  const { createDb } = await import('../../src/infra/db.ts');
+  const root = path.join(os.tmpdir(), 'idp-pglite-template-v1');
+  const ready = path.join(root, 'pgdata');
+  if (existsSync(ready)) return ready;
+  const staging = mkdtempSync(path.join(os.tmpdir(), 'idp-pglite-staging-'));
+  const db = createDb({ dataDir: staging, poolMax: 1 });
+  await db.raw('select 1');
+  await db.destroy();
+  mkdirSync(root, { recursive: true });
+  try {
+    renameSync(path.join(staging, 'pgdata'), ready);
+  } catch {
+    // Another test process finished first; its template is as good as ours.
+  }
+  rmSync(staging, { recursive: true, force: true });
+  return ready;
+}
+
+/**
  * A store of its own for one test file: a temporary DATA_DIR (PGlite) or, on PostgreSQL, a fresh
  * database created from DATABASE_URL, plus a Redis key prefix of its own.
  */
 export async function createTestStore() {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idp-test-'));
   const env: Record<string, string> = { DATA_DIR: dataDir };
+  if (!process.env.DATABASE_URL) cpSync(await pgliteTemplate(), path.join(dataDir, 'pgdata'), { recursive: true });
   let dbName: string | undefined;
   if (process.env.DATABASE_URL) {
     dbName = `idp_test_${randomBytes(6).toString('hex')}`;

@@ -85,6 +85,10 @@ export function interactionRoutes(deps: InteractionDeps) {
     const details = await load(ctx);
     if (details.prompt.name === 'login') return renderLogin(ctx, details);
     if (details.prompt.name === 'consent') {
+      // First-party clients are trusted by the operator: even an explicit prompt=consent (needed
+      // for offline_access) is answered without a screen.
+      const client = await provider.Client.find(details.params.client_id as string);
+      if (client?.first_party === true) return grantConsent(ctx, details);
       const session = details.session;
       const user = session ? await accounts.findActive(session.accountId) : undefined;
       const missingOIDC = (details.prompt.details.missingOIDCScope as string[] | undefined) ?? [];
@@ -134,9 +138,8 @@ export function interactionRoutes(deps: InteractionDeps) {
     await finish(ctx, { login: { accountId: outcome.user.id, amr: ['pwd'] } });
   });
 
-  router.post('/confirm', form, async (ctx) => {
-    const details = await load(ctx);
-    requireCsrf(ctx, details);
+  /** Grants what the consent prompt asks for and resumes the authorization. */
+  async function grantConsent(ctx: Context, details: Details) {
     if (details.prompt.name !== 'consent' || !details.session) ctx.throw(400, 'no consent is pending');
     const { accountId } = details.session!;
     const clientId = details.params.client_id as string;
@@ -156,6 +159,12 @@ export function interactionRoutes(deps: InteractionDeps) {
     }
     const grantId = await grant!.save();
     await finish(ctx, { consent: { grantId } });
+  }
+
+  router.post('/confirm', form, async (ctx) => {
+    const details = await load(ctx);
+    requireCsrf(ctx, details);
+    await grantConsent(ctx, details);
   });
 
   router.post('/abort', form, async (ctx) => {

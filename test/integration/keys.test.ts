@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import * as oidc from 'openid-client';
+import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+
+const API = 'https://api.keys.test';
+
+async function publicKeys(ts: TestServer) {
+  return (await (await fetch(new URL('/jwks', ts.issuer))).json()) as { keys: Array<Record<string, string>> };
+}
+
+describe('signing keys', () => {
+  let ts: TestServer;
+  before(async () => {
+    ts = await startTestServer({ KEY_PROPAGATION_SECONDS: '2', KEY_RELOAD_INTERVAL_SECONDS: '1' });
+    await ts.server.services.resourceServers.create({ identifier: API, scopes: ['read'] });
+  });
+  after(() => stopAndDestroy(ts));
+
+  it('publishes only public parts, at jwks_uri and /.well-known/jwks.json', async () => {
+    const jwks = await publicKeys(ts);
+    const wellKnown = await (await fetch(new URL('/.well-known/jwks.json', ts.issuer))).json();
+    assert.deepEqual(wellKnown, jwks);
+    assert.deepEqual(jwks.keys.map((k) => k.alg).sort(), ['ES256', 'RS256']);
+    for (const key of jwks.keys) {
+      for (const priv of ['d', 'p', 'q', 'dp', 'dq', 'qi']) assert.equal(key[priv], undefined, `no ${priv} in JWKS`);
+    }
+    const discovery = await (await fetch(new URL('/.well-known/openid-configuration', ts.issuer))).json();
+    assert.equal(discovery.jwks_uri, `${ts.issuer}/jwks`);
+    assert.deepEqual(discovery.code_challenge_methods_supported, ['S256']);
+  });
+
+  it('stores private keys encrypted', async () => {
+    const rows = await ts.server.services.db('server_keys').select('private_sealed', 'public_jwk');
+    for (const row of rows) {
+      assert.match(row.private_sealed, /^v1\./);
+      assert.doesNotMatch(row.private_sealed, /"d"/);
+    }
+  });
+
+  it('rotation publishes the new key before it signs and keeps the old one published', async () => {
+    const user = await createUser(ts);
+    const client = await registerClient(ts, { grant_types: ['authorization_code', 'client_credentials'] }, true);
+    const config = await rpConfig(ts, client);
+    const before = await publicKeys(ts);
+    const oldToken = (await oidc.clientCredentialsGrant(config, { resource: API })).access_token;
+    const oldKid = decodeProtectedHeader(oldToken).kid;
+
+    await ts.server.services.keys.rotate();
+    await ts.server.reloadKeys();
+    const during = await publicKeys(ts);
+    assert.equal(during.keys.length, before.keys.length * 2, 'new keys are published at once');
+    const pending = await oidc.clientCredentialsGrant(config, { resource: API });
+    assert.equal(decodeProtectedHeader(pending.access_token).kid, oldKid, 'the old key signs until the new one is active');
+
+    // After the propagation delay every instance's periodic reload switches to the new key.
+    await new Promise((r) => setTimeout(r, 3500));
+    const after = await publicKeys(ts);
+    const fresh = (await oidc.clientCredentialsGrant(config, { resource: API })).access_token;
+    const newKid = decodeProtectedHeader(fresh).kid;
+    assert.notEqual(newKid, oldKid, 'the new key signs after the delay');
+    assert.ok(after.keys.some((k) => k.kid === oldKid), 'the old key stays published');
+    const jwks = createLocalJWKSet(after as never);
+    await jwtVerify(oldToken, jwks, { audience: API });
+    await jwtVerify(fresh, jwks, { audience: API });
+
+    // Sessions signed with the old cookie key survive; ID tokens are signed with the new RS256 key.
+    const { tokens } = await signIn(ts, config, user);
+    const idKid = decodeProtectedHeader(tokens.id_token!).kid;
+    assert.ok(after.keys.find((k) => k.kid === idKid && k.alg === 'RS256'));
+    assert.ok(!before.keys.some((k) => k.kid === idKid), 'ID token signed by the rotated-in key');
+  });
+});
