@@ -1,6 +1,7 @@
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { ClientsRepo } from '../repos/clients.ts';
-import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
+import type { OidcPayloadsRepo, StoredPayload } from '../repos/oidc-payloads.ts';
+import { createLookupBatcher, type LookupBatcher } from './lookup-batcher.ts';
 
 // Models whose double use must revoke the grant: a code or refresh token redeemed twice.
 const GRANTABLE = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
@@ -13,10 +14,12 @@ function epoch(d: Date): number {
 class PayloadAdapter implements Adapter {
   private readonly model: string;
   private readonly repo: OidcPayloadsRepo;
+  private readonly lookups: LookupBatcher;
 
-  constructor(model: string, repo: OidcPayloadsRepo) {
+  constructor(model: string, repo: OidcPayloadsRepo, lookups: LookupBatcher) {
     this.model = model;
     this.repo = repo;
+    this.lookups = lookups;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
@@ -30,7 +33,7 @@ class PayloadAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return this.#out(await this.repo.find(this.model, id));
+    return this.#out(await this.lookups.find(this.model, id));
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -67,7 +70,7 @@ class PayloadAdapter implements Adapter {
     await this.repo.revokeByGrantId(grantId, this.model);
   }
 
-  #out(stored: Awaited<ReturnType<OidcPayloadsRepo['find']>>): AdapterPayload | undefined {
+  #out(stored: StoredPayload | undefined): AdapterPayload | undefined {
     if (!stored) return undefined;
     return stored.consumedAt ? { ...stored.payload, consumed: epoch(stored.consumedAt) } : stored.payload;
   }
@@ -114,6 +117,7 @@ class ClientTableAdapter implements Adapter {
 }
 
 export function createAdapterFactory(deps: { payloads: OidcPayloadsRepo; clients: ClientsRepo }) {
+  const lookups = createLookupBatcher(deps.payloads);
   return (model: string): Adapter =>
-    model === 'Client' ? new ClientTableAdapter(deps.clients) : new PayloadAdapter(model, deps.payloads);
+    model === 'Client' ? new ClientTableAdapter(deps.clients) : new PayloadAdapter(model, deps.payloads, lookups);
 }

@@ -45,8 +45,13 @@ export function createOidcPayloadsRepo(db: Knex) {
         .onConflict(['model', 'id'])
         .merge(['payload', 'grant_id', 'uid', 'user_code', 'account_id', 'expires_at']);
     },
-    async find(model: string, id: string) {
-      return toStored(await table().select('payload', 'consumed_at').where({ model, id }).whereRaw(notExpired).first());
+    /** Many (model, id) lookups in one statement; the result is keyed by `${model}\0${id}`. */
+    async findMany(keys: Array<[model: string, id: string]>): Promise<Map<string, StoredPayload>> {
+      const rows = await table()
+        .select('model', 'id', 'payload', 'consumed_at')
+        .whereIn(['model', 'id'], keys)
+        .whereRaw(notExpired);
+      return new Map(rows.map((row) => [`${row.model}\0${row.id}`, toStored(row)!]));
     },
     async findByUid(model: string, uid: string) {
       return toStored(await table().select('payload', 'consumed_at').where({ model, uid }).whereRaw(notExpired).first());

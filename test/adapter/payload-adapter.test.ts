@@ -52,6 +52,27 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
     return { grantId, rt, at };
   }
 
+  describe('find batching', () => {
+    it('answers many concurrent finds across models, each with its own row', async () => {
+      const models = ['AccessToken', 'ClientCredentials', 'RefreshToken'] as const;
+      const stored = new Map<string, string>();
+      for (let i = 0; i < 30; i++) {
+        const model = models[i % 3]!;
+        const jti = id();
+        await t.adapterFor(model).upsert(jti, { jti, kind: model, n: i }, 3600);
+        stored.set(jti, model);
+      }
+      // Every stored id is looked up under every model at once, as introspection does.
+      const lookups = [...stored.keys()].flatMap((jti) => models.map((model) => ({ jti, model })));
+      const results = await Promise.all(lookups.map(({ jti, model }) => t.adapterFor(model).find(jti)));
+      lookups.forEach(({ jti, model }, i) => {
+        const found = results[i] as AdapterPayload | undefined;
+        if (stored.get(jti) === model) assert.equal(found?.jti, jti, `${model} ${jti} found`);
+        else assert.equal(found, undefined, `${jti} is not a ${model}`);
+      });
+    });
+  });
+
   describe('upsert and find', () => {
     it('round-trips the payload with its JSON types', async () => {
       const adapter = t.adapterFor('AccessToken');
