@@ -26,6 +26,7 @@ import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
 export interface AppDeps {
   issuer: string;
   trustProxy: boolean;
+  proxyHops: number;
   loginRateLimitPerIp: number;
   tokens: TokenSettings;
   db: Knex;

@@ -90,6 +90,7 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
   const deps: AppDeps = {
     issuer: config.ISSUER,
     trustProxy: config.TRUST_PROXY,
+    proxyHops: config.TRUST_PROXY_HOPS,
     loginRateLimitPerIp: config.LOGIN_RATE_LIMIT_PER_IP,
     tokens: {
       accessTokenTtl: config.ACCESS_TOKEN_TTL_SECONDS,

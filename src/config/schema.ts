@@ -33,6 +33,7 @@ export const configSchema = z
     BOOTSTRAP_ADMIN_CLIENT_SECRET: z.string().min(32, 'must be at least 32 characters').max(512).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     TRUST_PROXY: bool.default(false),
+    TRUST_PROXY_HOPS: int(1, 10).default(1),
     ARGON2_MEMORY_KIB: int(1024, 4 * 1024 * 1024).default(19456),
     ARGON2_ITERATIONS: int(1, 20).default(2),
     ARGON2_PARALLELISM: int(1, 16).default(1),
@@ -49,7 +50,7 @@ export const configSchema = z
     DB_POOL_MAX: int(1, 200).default(10),
   })
   .superRefine((cfg, ctx) => {
-    if (cfg.ISSUER) {
+    if (cfg.ISSUER && URL.canParse(cfg.ISSUER)) {
       const url = new URL(cfg.ISSUER);
       if (url.search || url.hash) {
         ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must not contain a query or fragment' });

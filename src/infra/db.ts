@@ -43,3 +43,8 @@ export function affectedRows(result: unknown): number {
   const r = result as { rowCount?: number; affectedRows?: number } | undefined;
   return r?.rowCount ?? r?.affectedRows ?? 0;
 }
+
+/** PostgreSQL text cannot hold NUL: a key containing one cannot exist, so lookups skip the query. */
+export function hasNul(value: string): boolean {
+  return value.includes('\0');
+}

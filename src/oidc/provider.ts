@@ -20,6 +20,7 @@ export type { Provider, KoaContextWithOIDC };
 export interface ProviderDeps {
   issuer: string;
   trustProxy: boolean;
+  proxyHops: number;
   keys: KeySet;
   tokens: TokenSettings;
   accounts: Accounts;
@@ -80,6 +81,9 @@ export function createProvider(deps: ProviderDeps): Provider {
 
   const provider = new Provider(deps.issuer, configuration);
   provider.proxy = deps.trustProxy;
+  // Only the last `proxyHops` X-Forwarded-For entries were written by our proxies; earlier ones
+  // come from the client and could be forged to dodge per-address limits.
+  provider.maxIpsCount = deps.proxyHops;
   useDigestedClientSecrets(provider, deps.box);
   registerTokenExchange(provider, {
     resourceServers: deps.resourceServers,

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { hasNul } from '../infra/db.ts';
 
 export interface ClientRow {
   client_id: string;
@@ -15,6 +16,7 @@ export function createClientsRepo(db: Knex) {
   const clients = () => db<ClientRow>('clients');
   return {
     async find(clientId: string): Promise<ClientRow | undefined> {
+      if (hasNul(clientId)) return undefined;
       return clients().where({ client_id: clientId }).first();
     },
     async insert(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'> & Partial<ClientRow>): Promise<ClientRow> {

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { affectedRows } from '../infra/db.ts';
+import { affectedRows, hasNul } from '../infra/db.ts';
 
 export interface PayloadKeys {
   grantId?: string | undefined;
@@ -47,34 +47,42 @@ export function createOidcPayloadsRepo(db: Knex) {
     },
     /** Many (model, id) lookups in one statement; the result is keyed by `${model}\0${id}`. */
     async findMany(keys: Array<[model: string, id: string]>): Promise<Map<string, StoredPayload>> {
+      const valid = keys.filter(([, id]) => !hasNul(id));
+      if (valid.length === 0) return new Map();
       const rows = await table()
         .select('model', 'id', 'payload', 'consumed_at')
-        .whereIn(['model', 'id'], keys)
+        .whereIn(['model', 'id'], valid)
         .whereRaw(notExpired);
       return new Map(rows.map((row) => [`${row.model}\0${row.id}`, toStored(row)!]));
     },
     async findByUid(model: string, uid: string) {
+      if (hasNul(uid)) return undefined;
       return toStored(await table().select('payload', 'consumed_at').where({ model, uid }).whereRaw(notExpired).first());
     },
     async findByUserCode(model: string, userCode: string) {
+      if (hasNul(userCode)) return undefined;
       return toStored(
         await table().select('payload', 'consumed_at').where({ model, user_code: userCode }).whereRaw(notExpired).first(),
       );
     },
     /** Marks the row consumed; returns false when another request consumed it first. */
     async consume(model: string, id: string): Promise<boolean> {
+      if (hasNul(id)) return false;
       const rows = await table().where({ model, id }).whereNull('consumed_at').update({ consumed_at: db.fn.now() }, ['id']);
       return rows.length === 1;
     },
     async destroy(model: string, id: string) {
+      if (hasNul(id)) return;
       await table().where({ model, id }).delete();
     },
     async grantIdOf(model: string, id: string): Promise<string | undefined> {
+      if (hasNul(id)) return undefined;
       const row = await table().select('grant_id').where({ model, id }).first();
       return row?.grant_id ?? undefined;
     },
     /** Deletes a model's rows of one grant in batches so a huge grant never holds a long lock. */
     async revokeByGrantId(grantId: string, model?: string, batch = 500) {
+      if (hasNul(grantId)) return;
       for (;;) {
         const sub = table().select('model', 'id').where({ grant_id: grantId }).limit(batch);
         if (model) sub.andWhere({ model });

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { hasNul } from '../infra/db.ts';
 
 export interface ResourceServerRow {
   id: string;
@@ -16,6 +17,7 @@ export function createResourceServersRepo(db: Knex) {
   const table = () => db<ResourceServerRow>('resource_servers');
   return {
     async findByIdentifier(identifier: string): Promise<ResourceServerRow | undefined> {
+      if (hasNul(identifier)) return undefined;
       return table().where({ identifier }).first();
     },
     async insert(

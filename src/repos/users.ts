@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { hasNul } from '../infra/db.ts';
 
 export type UserStatus = 'active' | 'suspended' | 'deactivated';
 
@@ -37,6 +38,7 @@ export function createUsersRepo(db: Knex) {
       return users().where({ id }).first();
     },
     async findByEmail(tenantId: string, email: string): Promise<UserRow | undefined> {
+      if (hasNul(email)) return undefined;
       return users().where({ tenant_id: tenantId }).whereRaw('lower(email) = lower(?)', [email]).first();
     },
     /**

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import * as oidc from 'openid-client';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { en } from '../../src/i18n/en.ts';
+import { createUser, registerClient, rpConfig } from '../helpers/rp.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const missing = !existsSync(CHROMIUM);
+// Without Chromium the test is skipped locally, but in CI a missing browser is a failure.
+const skip = missing && !process.env.CI ? `Chromium not found at ${CHROMIUM} (set CHROMIUM_PATH); in CI this fails instead` : false;
+
+/** A tiny relying party callback: answers every request with a page and remembers what it saw. */
+async function startCallbackServer() {
+  const hits: URL[] = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', `http://${req.headers.host}`);
+    hits.push(url);
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end('<!DOCTYPE html><title>Relying party</title><p>callback received</p>');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    redirectUri: `http://127.0.0.1:${port}/cb`,
+    hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+describe('signing in with a real browser', { skip }, () => {
+  let ts: TestServer;
+  let rp: Awaited<ReturnType<typeof startCallbackServer>>;
+  let browser: Browser;
+  let config: oidc.Configuration;
+
+  before(async () => {
+    if (missing) throw new Error(`Chromium not found at ${CHROMIUM}; install it or set CHROMIUM_PATH`);
+    [ts, rp, browser] = await Promise.all([
+      startTestServer(),
+      startCallbackServer(),
+      chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
+      }),
+    ]);
+    const client = await registerClient(ts, { token_endpoint_auth_method: 'none', redirect_uris: [rp.redirectUri] }, true);
+    config = await rpConfig(ts, client);
+  });
+  after(async () => {
+    await browser?.close();
+    await rp?.close();
+    await stopAndDestroy(ts);
+  });
+
+  /** Opens the authorization URL in a fresh context; console messages about CSP are collected. */
+  async function startAuthorization() {
+    const verifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const nonce = oidc.randomNonce();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: rp.redirectUri,
+      scope: 'openid',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+    });
+    const context = await browser.newContext();
+    context.setDefaultTimeout(10_000);
+    const page: Page = await context.newPage();
+    const cspViolations: string[] = [];
+    page.on('console', (msg) => {
+      if (/Content Security Policy|Refused to/i.test(msg.text())) cspViolations.push(msg.text());
+    });
+    const response = await page.goto(url.href);
+    assert.equal(response?.status(), 200, 'the login page loads');
+    assert.match(new URL(page.url()).pathname, /^\/interaction\//);
+    return { page, context, verifier, state, nonce, cspViolations };
+  }
+
+  it('signs a user in through the login page and the relying party redeems the code', async () => {
+    const user = await createUser(ts);
+    const { page, context, verifier, state, nonce, cspViolations } = await startAuthorization();
+    try {
+      await page.getByLabel(en['login.email'], { exact: true }).fill(user.email);
+      await page.getByLabel(en['login.password'], { exact: true }).fill(user.password);
+      await Promise.all([
+        page.waitForURL((u) => u.href.startsWith(rp.redirectUri)),
+        page.getByRole('button', { name: en['login.submit'], exact: true }).click(),
+      ]);
+      const callback = new URL(page.url());
+      assert.equal(callback.searchParams.get('error'), null, `no error expected: ${callback.href}`);
+      assert.equal(callback.searchParams.get('state'), state);
+      assert.ok(callback.searchParams.get('code'));
+      assert.ok(rp.hits.some((h) => h.searchParams.get('state') === state), 'the callback server was reached');
+
+      const tokens = await oidc.authorizationCodeGrant(config, callback, {
+        pkceCodeVerifier: verifier,
+        expectedState: state,
+        expectedNonce: nonce,
+      });
+      assert.equal(tokens.claims()?.sub, user.id);
+      assert.deepEqual(cspViolations, [], 'the pages work under their own Content-Security-Policy');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows the error alert for a wrong password and stays on the login page', async () => {
+    const user = await createUser(ts);
+    const { page, context, state } = await startAuthorization();
+    try {
+      // The fields as a password manager finds them.
+      await page.locator('input[autocomplete="username"]').fill(user.email);
+      await page.locator('input[autocomplete="current-password"]').fill('not the password');
+      await Promise.all([
+        page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/login')),
+        page.getByRole('button', { name: en['login.submit'], exact: true }).click(),
+      ]);
+      const alert = page.getByRole('alert');
+      await alert.waitFor();
+      assert.equal((await alert.textContent())?.trim(), en['error.invalid_credentials']);
+      assert.match(new URL(page.url()).pathname, /^\/interaction\/[^/]+\/login$/);
+      assert.equal(await page.locator('input[autocomplete="username"]').inputValue(), user.email, 'the email is kept');
+      assert.equal(await page.locator('input[autocomplete="current-password"]').inputValue(), '', 'the password is not');
+      assert.ok(!rp.hits.some((h) => h.searchParams.get('state') === state), 'the relying party got nothing');
+
+      // The same page then accepts the right password.
+      await page.locator('input[autocomplete="current-password"]').fill(user.password);
+      await Promise.all([
+        page.waitForURL((u) => u.href.startsWith(rp.redirectUri)),
+        page.getByRole('button', { name: en['login.submit'], exact: true }).click(),
+      ]);
+      assert.equal(new URL(page.url()).searchParams.get('state'), state);
+    } finally {
+      await context.close();
+    }
+  });
+});
