@@ -24,4 +24,5 @@ EXPOSE 3000
 VOLUME ["/data"]
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "dist/src/main.js"]
+# --max-semi-space-size: see README (Operations): keeps peak RSS under 200 MB at no measured cost.
+CMD ["node", "--max-semi-space-size=4", "dist/src/main.js"]

@@ -55,8 +55,8 @@ export async function createServices(config: AppConfig, logger: Logger) {
     ephemeral,
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
   });
-  const clients = createClientRegistry({ repo: repos.clients, box });
-  const resourceServers = createResourceServers({ repo: repos.resourceServers });
+  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral });
+  const resourceServers = createResourceServers({ repo: repos.resourceServers, ephemeral });
 
   return {
     db,
@@ -105,7 +105,7 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
     accounts: services.accounts,
     resourceServers: services.resourceServers,
     payloads: services.repos.payloads,
-    clients: services.repos.clients,
+    clients: services.clients,
   };
 
   let keySet = await services.keys.load();

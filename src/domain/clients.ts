@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { SecretBox } from '../infra/crypto.ts';
-import type { ClientsRepo } from '../repos/clients.ts';
+import type { EphemeralStore } from '../infra/ephemeral/index.ts';
+import { createSharedCache } from '../infra/shared-cache.ts';
+import type { ClientRow, ClientsRepo } from '../repos/clients.ts';
 
 export const CLIENT_SECRET_PURPOSE = 'client-secret';
 
@@ -19,8 +21,18 @@ export function needsSecret(metadata: Record<string, unknown>): boolean {
   return method === 'client_secret_basic' || method === 'client_secret_post' || method === 'client_secret_jwt';
 }
 
-export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox }) {
+/** How long an instance may serve a client record it read, should an invalidation be lost. */
+const CACHE_TTL_MS = 10_000;
+
+export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; ephemeral: EphemeralStore }) {
   const { repo, box } = deps;
+  // Every token request reads its client; changes are broadcast to every instance's copy.
+  const cache = createSharedCache<ClientRow>({
+    name: 'clients',
+    ttlMs: CACHE_TTL_MS,
+    ephemeral: deps.ephemeral,
+    load: (clientId) => repo.find(clientId),
+  });
 
   function sealSecret(clientId: string, metadata: Record<string, unknown>, secret: string | undefined) {
     if (!secret) return { secret_digest: null, secret_sealed: null };
@@ -33,6 +45,11 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox }
   }
 
   return {
+    /** The stored client, through the shared cache (what the provider reads on every request). */
+    find(clientId: string): Promise<ClientRow | undefined> {
+      return cache.get(clientId);
+    },
+
     /** Stores a client; returns its metadata with the secret, which is shown only this once. */
     async register(input: ClientInput, opts: { upsert?: boolean } = {}) {
       const { client_secret: chosenSecret, client_id: chosenId, ...metadata } = input.metadata;
@@ -46,6 +63,7 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox }
       };
       if (opts.upsert) await repo.upsert(row);
       else await repo.insert(row);
+      await cache.invalidate(clientId);
       return { ...metadata, client_id: clientId, ...(secret ? { client_secret: secret } : {}) };
     },
   };

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { EphemeralStore } from '../infra/ephemeral/index.ts';
+import { createSharedCache } from '../infra/shared-cache.ts';
 import type { ResourceServerRow, ResourceServersRepo } from '../repos/resource-servers.ts';
 
 export interface ResourceServerInfo {
@@ -17,11 +19,20 @@ function toInfo(row: ResourceServerRow): ResourceServerInfo {
   };
 }
 
-export function createResourceServers(deps: { repo: ResourceServersRepo }) {
-  return {
-    async find(identifier: string): Promise<ResourceServerInfo | undefined> {
+export function createResourceServers(deps: { repo: ResourceServersRepo; ephemeral: EphemeralStore }) {
+  // Read on every token request that names a resource; changes are broadcast to every instance.
+  const cache = createSharedCache<ResourceServerInfo>({
+    name: 'resource-servers',
+    ttlMs: 10_000,
+    ephemeral: deps.ephemeral,
+    load: async (identifier) => {
       const row = await deps.repo.findByIdentifier(identifier);
       return row && toInfo(row);
+    },
+  });
+  return {
+    find(identifier: string): Promise<ResourceServerInfo | undefined> {
+      return cache.get(identifier);
     },
     async create(input: {
       identifier: string;
@@ -38,6 +49,7 @@ export function createResourceServers(deps: { repo: ResourceServersRepo }) {
         access_token_format: input.accessTokenFormat ?? 'jwt',
         access_token_ttl: input.accessTokenTtl ?? null,
       });
+      await cache.invalidate(row.identifier);
       return toInfo(row);
     },
   };

@@ -1,5 +1,10 @@
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
-import type { ClientsRepo } from '../repos/clients.ts';
+import type { ClientRow } from '../repos/clients.ts';
+
+/** Where the Client adapter reads clients from (the registry's shared cache). */
+export interface ClientSource {
+  find(clientId: string): Promise<ClientRow | undefined>;
+}
 import type { OidcPayloadsRepo, StoredPayload } from '../repos/oidc-payloads.ts';
 import { createLookupBatcher, type LookupBatcher } from './lookup-batcher.ts';
 
@@ -78,9 +83,9 @@ class PayloadAdapter implements Adapter {
 
 /** Clients come from our clients table; the provider never writes them. */
 class ClientTableAdapter implements Adapter {
-  private readonly repo: ClientsRepo;
+  private readonly repo: ClientSource;
 
-  constructor(repo: ClientsRepo) {
+  constructor(repo: ClientSource) {
     this.repo = repo;
   }
 
@@ -116,7 +121,7 @@ class ClientTableAdapter implements Adapter {
   async revokeByGrantId(): Promise<void> {}
 }
 
-export function createAdapterFactory(deps: { payloads: OidcPayloadsRepo; clients: ClientsRepo }) {
+export function createAdapterFactory(deps: { payloads: OidcPayloadsRepo; clients: ClientSource }) {
   const lookups = createLookupBatcher(deps.payloads);
   return (model: string): Adapter =>
     model === 'Client' ? new ClientTableAdapter(deps.clients) : new PayloadAdapter(model, deps.payloads, lookups);

@@ -5,7 +5,7 @@ import type { KeySet } from '../domain/keys.ts';
 import type { ResourceServers } from '../domain/resource-servers.ts';
 import type { SecretBox } from '../infra/crypto.ts';
 import type { Logger } from '../infra/logger.ts';
-import type { ClientsRepo } from '../repos/clients.ts';
+import type { ClientRegistry } from '../domain/clients.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import { createAdapterFactory } from './adapter.ts';
 import { useDigestedClientSecrets } from './client-secrets.ts';
@@ -26,7 +26,7 @@ export interface ProviderDeps {
   accounts: Accounts;
   resourceServers: ResourceServers;
   payloads: OidcPayloadsRepo;
-  clients: ClientsRepo;
+  clients: ClientRegistry;
   box: SecretBox;
   renderPage: RenderPage;
   logger: Logger;

@@ -96,7 +96,7 @@ export interface TestServer {
 /** Starts the real server on a free port; settings are test-friendly (cheap argon2) unless overridden. */
 export async function startTestServer(
   overrides: Record<string, string> = {},
-  existing?: { store: TestStore; port: number },
+  existing?: { store: TestStore; port?: number },
 ): Promise<TestServer> {
   const store = existing?.store ?? (await createTestStore());
   const port = existing?.port ?? (await freePort());

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { EphemeralStore } from './types.ts';
 
@@ -13,6 +14,7 @@ interface Entry {
 export class MemoryStore implements EphemeralStore {
   readonly kind = 'memory' as const;
   readonly #map = new Map<string, Entry>();
+  readonly #bus = new EventEmitter();
   readonly #timer: NodeJS.Timeout;
 
   private readonly maxEntries: number;
@@ -76,7 +78,14 @@ export class MemoryStore implements EphemeralStore {
   limiter(name: string, points: number, durationSeconds: number) {
     return new RateLimiterMemory({ keyPrefix: name, points, duration: durationSeconds });
   }
+  async publish(channel: string, message: string) {
+    this.#bus.emit(channel, message);
+  }
+  async subscribe(channel: string, handler: (message: string) => void) {
+    this.#bus.on(channel, handler);
+  }
   async close() {
+    this.#bus.removeAllListeners();
     clearInterval(this.#timer);
   }
 }

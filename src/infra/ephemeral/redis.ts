@@ -5,9 +5,13 @@ import type { EphemeralStore } from './types.ts';
 export class RedisStore implements EphemeralStore {
   readonly kind = 'redis' as const;
   readonly client: Redis;
+  readonly #keyPrefix: string;
+  #subscriber: Redis | undefined;
+  readonly #handlers = new Map<string, Array<(message: string) => void>>();
 
   constructor(url: string, keyPrefix: string) {
     this.client = new Redis(url, { keyPrefix, maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
+    this.#keyPrefix = keyPrefix;
   }
 
   async get(key: string) {
@@ -38,7 +42,27 @@ export class RedisStore implements EphemeralStore {
     // rate-limiter-flexible adds its own prefix; ioredis' keyPrefix applies underneath it.
     return new RateLimiterRedis({ storeClient: this.client, keyPrefix: name, points, duration: durationSeconds });
   }
+  // Channels are not prefixed by ioredis; prefix them so deployments sharing a Redis stay apart.
+  async publish(channel: string, message: string) {
+    await this.client.publish(this.#keyPrefix + channel, message);
+  }
+  async subscribe(channel: string, handler: (message: string) => void) {
+    if (!this.#subscriber) {
+      // A subscribed connection can do nothing else, so it is a connection of its own.
+      const subscriber = this.client.duplicate();
+      subscriber.on('message', (ch: string, message: string) => {
+        for (const h of this.#handlers.get(ch) ?? []) h(message);
+      });
+      this.#subscriber = subscriber;
+    }
+    const full = this.#keyPrefix + channel;
+    const list = this.#handlers.get(full) ?? [];
+    list.push(handler);
+    this.#handlers.set(full, list);
+    await this.#subscriber.subscribe(full);
+  }
   async close() {
+    if (this.#subscriber) await this.#subscriber.quit().catch(() => this.#subscriber?.disconnect());
     await this.client.quit().catch(() => this.client.disconnect());
   }
 }

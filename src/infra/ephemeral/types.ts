@@ -15,5 +15,8 @@ export interface EphemeralStore {
   ping(): Promise<void>;
   /** A fixed-window limiter of `points` per `durationSeconds` on the same backend. */
   limiter(name: string, points: number, durationSeconds: number): RateLimiterAbstract;
+  /** Fire-and-forget broadcast to every instance (including this one) subscribed to `channel`. */
+  publish(channel: string, message: string): Promise<void>;
+  subscribe(channel: string, handler: (message: string) => void): Promise<void>;
   close(): Promise<void>;
 }

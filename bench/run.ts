@@ -1,0 +1,874 @@
+/**
+ * npm run bench [-- --store=embedded|postgres|both --duration=10 --connections=10]
+ *
+ * Starts our server (dist/src/main.js) on a fresh store and a bare oidc-provider (bench/baseline.ts),
+ * each pinned to CPU 0, while this process, the load generator, is pinned to CPU 1. Measures
+ * client_credentials (JWT and opaque), introspection, refresh-token rotation and complete sign-ins,
+ * prints one table with the baseline ratios and the targets check, and writes the figures to
+ * bench/results/<store>-<timestamp>.json (server logs next to it). See bench/README.md.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import argon2 from 'argon2';
+import autocannon, { type Options as CannonOptions, type RequestSpec, type Result } from 'autocannon';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { configSchema } from '../src/config/schema.ts';
+import { Browser, basicAuth, codeFlow, FlowError, type FlowTarget } from './flows.ts';
+import {
+  MemoryWindow,
+  freePort,
+  hasTaskset,
+  lifetimePeakMb,
+  logExcerpt,
+  pinSelf,
+  startNode,
+  waitReady,
+  type ServerProcess,
+} from './proc.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// Both servers run with the Node flags of `npm start` (package.json), so the bench measures what ships.
+const SERVER_NODE_FLAGS = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } })
+  .scripts.start.split(/\s+/)
+  .filter((part) => part.startsWith('--'));
+const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
+const SERVER_CPU = 0;
+const BENCH_CPU = 1;
+const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+const RESOURCE = 'https://api.bench.test';
+const BASELINE_CLIENT = { id: 'baseline-client', secret: randomBytes(24).toString('base64url') };
+const FORM = 'application/x-www-form-urlencoded';
+const BODY = {
+  jwt: `grant_type=client_credentials&resource=${encodeURIComponent(RESOURCE)}&scope=read`,
+  opaque: 'grant_type=client_credentials&scope=read',
+};
+
+// ---------------------------------------------------------------------------------------------
+// settings
+
+type StoreKind = 'embedded' | 'postgres';
+
+interface Settings {
+  stores: StoreKind[];
+  duration: number;
+  connections: number;
+  warmup: number;
+  signinWorkers: number;
+  refreshCap: number;
+  refreshGenSeconds: number;
+  genConcurrency: number;
+  check: boolean;
+}
+
+const HELP = `npm run bench -- [options]   (or: node bench/run.ts [options] after npm run build)
+
+  --store=embedded|postgres|both   store of our server (default embedded; env BENCH_STORE)
+                                   postgres uses DATABASE_URL (admin connection; default
+                                   ${DEFAULT_DATABASE_URL}) and REDIS_URL (default ${DEFAULT_REDIS_URL})
+  --duration=SECONDS               per scenario (default 10; env BENCH_DURATION)
+  --connections=N                  autocannon connections (default 10; env BENCH_CONNECTIONS)
+  --warmup=SECONDS                 discarded warm-up load per server (default 2)
+  --signin-workers=N               concurrent complete sign-ins (default 4)
+  --refresh-cap=N                  most refresh tokens to pre-generate (default 30000)
+  --refresh-gen-seconds=SECONDS    time budget for generating them (default 60)
+  --gen-concurrency=N              browsers generating refresh tokens in parallel (default 8)
+  --check                          exit 1 when a target is missed
+`;
+
+function settingsFromArgs(): Settings {
+  const { values } = parseArgs({
+    options: {
+      store: { type: 'string' },
+      duration: { type: 'string' },
+      connections: { type: 'string' },
+      warmup: { type: 'string' },
+      'signin-workers': { type: 'string' },
+      'refresh-cap': { type: 'string' },
+      'refresh-gen-seconds': { type: 'string' },
+      'gen-concurrency': { type: 'string' },
+      check: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const num = (name: string, raw: string | undefined, fallback: number, min: number) => {
+    const v = raw === undefined || raw === '' ? fallback : Number(raw);
+    if (!Number.isFinite(v) || v < min) throw new Error(`--${name} must be a number ≥ ${min}`);
+    return v;
+  };
+  const store = values.store ?? process.env.BENCH_STORE ?? 'embedded';
+  if (!['embedded', 'postgres', 'both'].includes(store)) throw new Error('--store must be embedded, postgres or both');
+  return {
+    stores: store === 'both' ? ['embedded', 'postgres'] : [store as StoreKind],
+    duration: num('duration', values.duration ?? process.env.BENCH_DURATION, 10, 1),
+    connections: Math.floor(num('connections', values.connections ?? process.env.BENCH_CONNECTIONS, 10, 1)),
+    warmup: num('warmup', values.warmup, 2, 0),
+    signinWorkers: Math.floor(num('signin-workers', values['signin-workers'], 4, 1)),
+    refreshCap: Math.floor(num('refresh-cap', values['refresh-cap'], 30000, 100)),
+    refreshGenSeconds: num('refresh-gen-seconds', values['refresh-gen-seconds'], 60, 5),
+    genConcurrency: Math.floor(num('gen-concurrency', values['gen-concurrency'], 8, 1)),
+    check: values.check ?? false,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+const median = (xs: number[]) => {
+  if (!xs.length) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+const percentile = (xs: number[], p: number) => {
+  if (!xs.length) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+};
+
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+function log(msg: string) {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+/** The children's environment: ours, with every setting of the parent's environment removed. */
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of Object.keys(configSchema.shape)) delete env[key];
+  delete env.CONFIG_FILE;
+  return { ...env, ...extra };
+}
+
+function execNode(script: string, env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script], { cwd: ROOT, env, timeout: 120_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${path.basename(script)} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// stores
+
+interface BenchStore {
+  env: Record<string, string>;
+  description: string;
+  destroy(): Promise<void>;
+}
+
+async function createStore(kind: StoreKind): Promise<BenchStore> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idp-bench-'));
+  // An empty settings file, so a config/<NODE_ENV>.json of the checkout cannot change what is measured.
+  const configFile = path.join(dataDir, 'bench-config.json');
+  writeFileSync(configFile, '{}\n');
+  const env: Record<string, string> = {
+    NODE_ENV: 'development',
+    CONFIG_FILE: configFile,
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+    LOGIN_RATE_LIMIT_PER_IP: '100000',
+  };
+  if (kind === 'embedded') {
+    return {
+      env,
+      description: `PGlite in ${dataDir}, in-process ephemeral store`,
+      async destroy() {
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  const adminUrl = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+  const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
+  const suffix = randomBytes(5).toString('hex');
+  const dbName = `idp_bench_${suffix}`;
+  const prefix = `idp-bench-${suffix}:`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${dbName}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${dbName}`;
+  Object.assign(env, { DATABASE_URL: url.toString(), REDIS_URL: redisUrl, REDIS_KEY_PREFIX: prefix });
+  return {
+    env,
+    description: `PostgreSQL database ${dbName} (${url.host}), Redis ${new URL(redisUrl).host} prefix ${prefix}`,
+    async destroy() {
+      rmSync(dataDir, { recursive: true, force: true });
+      const admin = new pg.Client({ connectionString: adminUrl });
+      await admin.connect();
+      try {
+        await admin.query(`drop database if exists ${dbName} with (force)`);
+      } finally {
+        await admin.end();
+      }
+      const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      try {
+        await redis.connect();
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+          if (keys.length) await redis.del(...keys);
+          cursor = next;
+        } while (cursor !== '0');
+      } finally {
+        redis.disconnect();
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// measurements
+
+interface ScenarioResult {
+  rps: number;
+  rpsMean: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  ok: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  statusCodes: Record<string, number>;
+  seconds: number;
+  peakRssMb: number;
+  /** CPU use of the server and of this load generator over the scenario (1 = one core busy). */
+  serverCpu: number | undefined;
+  benchCpu?: number;
+  /** CPU time other processes (PostgreSQL and Redis included) took on the server's CPU. */
+  othersOnServerCpu?: number | undefined;
+  note?: string;
+}
+
+type Window = { peakRssMb: number; cpu: number | undefined; othersOnCpu: number | undefined };
+const cpuShare = (x: number | undefined) => (x === undefined ? undefined : round(x, 2));
+
+function fromCannon(r: Result, win: Window): ScenarioResult {
+  return {
+    rps: r.requests.p50,
+    rpsMean: round(r.requests.average),
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    maxMs: r.latency.max,
+    ok: r['2xx'],
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats).map(([k, v]) => [k, v.count])),
+    seconds: r.duration,
+    peakRssMb: round(win.peakRssMb),
+    serverCpu: cpuShare(win.cpu),
+    othersOnServerCpu: cpuShare(win.othersOnCpu),
+  };
+}
+
+/** CPU use of this process since `from` (a process.cpuUsage() and performance.now() pair). */
+function benchCpuSince(from: { cpu: NodeJS.CpuUsage; t: number }): number {
+  const d = process.cpuUsage(from.cpu);
+  return round((d.user + d.system) / 1000 / (performance.now() - from.t), 2);
+}
+
+async function cannon(opts: CannonOptions, proc: ServerProcess): Promise<ScenarioResult> {
+  const from = { cpu: process.cpuUsage(), t: performance.now() };
+  const win = new MemoryWindow(proc.pid);
+  const result = await autocannon({ timeout: 10, ...opts });
+  return { ...fromCannon(result, win.end()), benchCpu: benchCpuSince(from) };
+}
+
+async function postForm(url: string, auth: string, body: string) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': FORM, authorization: auth, accept: 'application/json' }, body });
+  const text = await res.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  if (res.status !== 200) throw new Error(`POST ${new URL(url).pathname} → ${res.status} ${text.slice(0, 300)}`);
+  return json;
+}
+
+/** Scenarios a, b, c against one server (ours or the baseline). */
+async function tokenScenarios(name: string, issuer: string, auth: string, proc: ServerProcess, s: Settings) {
+  const tokenUrl = `${issuer}/token`;
+  const headers = { 'content-type': FORM, authorization: auth, accept: 'application/json' };
+
+  // One request of each kind first: the answers must be what the scenario claims to measure.
+  const jwt = await postForm(tokenUrl, auth, BODY.jwt);
+  if (String(jwt.access_token).split('.').length !== 3) throw new Error(`${name}: resource=${RESOURCE} did not yield a JWT`);
+  const opaque = await postForm(tokenUrl, auth, BODY.opaque);
+  const opaqueToken = String(opaque.access_token);
+  if (opaqueToken.split('.').length === 3) throw new Error(`${name}: client_credentials without resource yielded a JWT`);
+  const introspected = await postForm(`${issuer}/token/introspection`, auth, `token=${encodeURIComponent(opaqueToken)}`);
+  if (introspected.active !== true) throw new Error(`${name}: introspection of a fresh token: ${JSON.stringify(introspected)}`);
+
+  const base = { url: tokenUrl, method: 'POST', headers, connections: s.connections };
+  if (s.warmup > 0) {
+    log(`${name}: warm-up ${s.warmup}s`);
+    await autocannon({ ...base, body: BODY.jwt, duration: s.warmup });
+  }
+  log(`${name}: client_credentials JWT ${s.duration}s`);
+  const a = await cannon({ ...base, body: BODY.jwt, duration: s.duration }, proc);
+  log(`${name}: client_credentials opaque ${s.duration}s`);
+  const b = await cannon({ ...base, body: BODY.opaque, duration: s.duration }, proc);
+  log(`${name}: introspection ${s.duration}s`);
+  const c = await cannon(
+    { ...base, url: `${issuer}/token/introspection`, body: `token=${encodeURIComponent(opaqueToken)}`, duration: s.duration },
+    proc,
+  );
+  return { ccJwt: a, ccOpaque: b, introspection: c };
+}
+
+/** Mints refresh tokens: each browser signs in once, then every code flow on its session yields one. */
+class RefreshTokenMinter {
+  readonly target: FlowTarget;
+  readonly user: { email: string; password: string };
+  readonly browsers: Browser[];
+  readonly tokens: string[] = [];
+  minted = 0;
+  seconds = 0;
+  errors = 0;
+  readonly errorSamples: string[] = [];
+  readonly pages = new Map<string, number>();
+
+  constructor(target: FlowTarget, user: { email: string; password: string }, concurrency: number) {
+    this.target = target;
+    this.user = user;
+    this.browsers = Array.from({ length: concurrency }, () => new Browser());
+  }
+
+  /** Mints until `want` tokens are held or the deadline passes. */
+  async fill(want: number, deadline: number): Promise<void> {
+    const t0 = performance.now();
+    let inflight = 0;
+    await Promise.all(
+      this.browsers.map(async (browser) => {
+        while (this.tokens.length + inflight < want && performance.now() < deadline && this.errors < 50) {
+          inflight++;
+          try {
+            const { tokens, pages } = await codeFlow(browser, this.target, {
+              scope: 'openid offline_access',
+              prompt: 'consent',
+              user: this.user,
+            });
+            const key = pages.join('+') || 'none';
+            this.pages.set(key, (this.pages.get(key) ?? 0) + 1);
+            if (!tokens.refresh_token) throw new FlowError('token', 200, 'no refresh_token issued');
+            this.tokens.push(tokens.refresh_token);
+            this.minted++;
+          } catch (err) {
+            this.errors++;
+            if (this.errorSamples.length < 5) this.errorSamples.push((err as Error).message);
+          } finally {
+            inflight--;
+          }
+        }
+      }),
+    );
+    this.seconds += (performance.now() - t0) / 1000;
+    if (this.errors >= 50) throw new Error(`refresh token generation failing: ${this.errorSamples.join(' | ')}`);
+  }
+}
+
+/** Refresh-token rotation: every request presents one of `tokens`, each used once. */
+async function refreshRun(issuer: string, auth: string, tokens: string[], s: Settings, proc: ServerProcess, maxSeconds: number) {
+  let next = 0;
+  const t0 = performance.now();
+  const buckets: number[] = [];
+  const request: RequestSpec = {
+    method: 'POST',
+    path: '/token',
+    headers: { 'content-type': FORM, authorization: auth, accept: 'application/json' },
+    setupRequest: (req) => ({
+      ...req,
+      // Past the end (not sent: `amount` is the number of tokens), an unknown token, which is
+      // refused without touching any grant.
+      body: `grant_type=refresh_token&refresh_token=${encodeURIComponent(tokens[next++] ?? 'exhausted')}`,
+    }),
+    onResponse: (status) => {
+      if (status !== 200) return;
+      const sec = Math.floor((performance.now() - t0) / 1000);
+      buckets[sec] = (buckets[sec] ?? 0) + 1;
+    },
+  };
+  const from = { cpu: process.cpuUsage(), t: performance.now() };
+  const win = new MemoryWindow(proc.pid);
+  const instance = autocannon({
+    url: issuer,
+    connections: Math.min(s.connections, tokens.length),
+    amount: tokens.length,
+    timeout: 10,
+    requests: [request],
+  });
+  const timer = setTimeout(() => instance.stop(), maxSeconds * 1000);
+  const result = await instance;
+  clearTimeout(timer);
+  const elapsed = (performance.now() - t0) / 1000;
+  const out: ScenarioResult = { ...fromCannon(result, win.end()), benchCpu: benchCpuSince(from) };
+  // Per-second completions (2xx only) over the whole seconds of the run.
+  const full = Array.from({ length: Math.floor(elapsed) }, (_, i) => buckets[i] ?? 0);
+  out.rps = full.length ? median(full) : round(out.ok / elapsed);
+  out.rpsMean = round(out.ok / elapsed);
+  out.seconds = round(elapsed, 2);
+  return out;
+}
+
+/**
+ * Refresh: tokens are generated first (within a time budget), then presented once each. A refresh
+ * does strictly more work than an opaque client_credentials request, so `upperRate` (the measured
+ * client_credentials rate) × duration tokens are always enough for the whole duration.
+ */
+async function refreshScenario(
+  issuer: string,
+  target: FlowTarget,
+  user: { email: string; password: string },
+  proc: ServerProcess,
+  s: Settings,
+  upperRate: number,
+) {
+  const auth = basicAuth(target.clientId, target.clientSecret);
+  const minter = new RefreshTokenMinter(target, user, s.genConcurrency);
+  const want = Math.max(s.connections * 10, Math.min(s.refreshCap, Math.ceil(upperRate * s.duration * 1.1)));
+  log(`refresh: generating up to ${want} tokens (≈ ${upperRate}/s × ${s.duration}s × 1.1, cap ${s.refreshCap}; budget ${s.refreshGenSeconds}s)`);
+  const genFrom = { cpu: process.cpuUsage(), t: performance.now() };
+  const genWin = new MemoryWindow(proc.pid);
+  await minter.fill(want, performance.now() + s.refreshGenSeconds * 1000);
+  const gen = genWin.end();
+  const genRate = round(minter.minted / minter.seconds);
+  const available = minter.tokens.length;
+  if (available < s.connections) throw new Error(`refresh: only ${available} tokens generated: ${minter.errorSamples.join(' | ')}`);
+  log(`refresh: ${available} tokens in ${round(minter.seconds)}s (${genRate}/s); running`);
+
+  const result = { ...(await refreshRun(issuer, auth, minter.tokens.splice(0), s, proc, s.duration)), tokensAvailable: available };
+  const shortened = result.seconds < s.duration * 0.95;
+  if (shortened) {
+    result.note =
+      `ran ${result.seconds}s instead of ${s.duration}s: ${available} tokens were generated within the ` +
+      `${s.refreshGenSeconds}s budget (${genRate}/s, ${want} wanted)`;
+  }
+  return {
+    ...result,
+    generation: {
+      minted: minter.minted,
+      wanted: want,
+      seconds: round(minter.seconds),
+      perSecond: genRate,
+      concurrency: s.genConcurrency,
+      pages: Object.fromEntries(minter.pages),
+      errors: minter.errors,
+      errorSamples: minter.errorSamples,
+      peakRssMb: round(gen.peakRssMb),
+      serverCpu: cpuShare(gen.cpu),
+      othersOnServerCpu: cpuShare(gen.othersOnCpu),
+      benchCpu: benchCpuSince(genFrom),
+    },
+    shortened,
+  };
+}
+
+/** Complete sign-ins at fixed concurrency, each worker a browser of its own with fresh cookies per sign-in. */
+async function signinScenario(target: FlowTarget, user: { email: string; password: string }, proc: ServerProcess, s: Settings) {
+  const from = { cpu: process.cpuUsage(), t: performance.now() };
+  const win = new MemoryWindow(proc.pid);
+  const t0 = performance.now();
+  const end = t0 + s.duration * 1000;
+  const latencies: number[] = [];
+  const buckets: number[] = [];
+  const errors: Record<string, number> = {};
+  const errorSamples: string[] = [];
+  await Promise.all(
+    Array.from({ length: s.signinWorkers }, async () => {
+      const browser = new Browser();
+      while (performance.now() < end) {
+        browser.reset();
+        const started = performance.now();
+        try {
+          const { pages, tokens } = await codeFlow(browser, target, { scope: 'openid', user });
+          if (!pages.includes('login')) throw new FlowError('login', 0, 'the login page was not shown');
+          if (!tokens.id_token) throw new FlowError('token', 200, 'no id_token');
+          const done = performance.now();
+          latencies.push(done - started);
+          const sec = Math.floor((done - t0) / 1000);
+          buckets[sec] = (buckets[sec] ?? 0) + 1;
+        } catch (err) {
+          const key = err instanceof FlowError ? `${err.step} ${err.status}` : 'error';
+          errors[key] = (errors[key] ?? 0) + 1;
+          if (errorSamples.length < 5) errorSamples.push((err as Error).message);
+        }
+      }
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  const m = win.end();
+  const full = Array.from({ length: Math.floor(s.duration) }, (_, i) => buckets[i] ?? 0);
+  const failed = Object.values(errors).reduce((a, b) => a + b, 0);
+  return {
+    rps: median(full),
+    rpsMean: round(latencies.length / elapsed, 2),
+    p50Ms: round(percentile(latencies, 50)),
+    p99Ms: round(percentile(latencies, 99)),
+    maxMs: round(Math.max(0, ...latencies)),
+    slowerThan1s: latencies.filter((l) => l > 1000).length,
+    ok: latencies.length,
+    non2xx: failed,
+    errors: failed,
+    timeouts: 0,
+    statusCodes: errors,
+    seconds: round(elapsed, 2),
+    peakRssMb: round(m.peakRssMb),
+    serverCpu: cpuShare(m.cpu),
+    benchCpu: benchCpuSince(from),
+    othersOnServerCpu: cpuShare(m.othersOnCpu),
+    workers: s.signinWorkers,
+    errorSamples,
+  };
+}
+
+async function measureArgon2() {
+  const defaults = configSchema.parse({});
+  const cost = { memoryCost: defaults.ARGON2_MEMORY_KIB, timeCost: defaults.ARGON2_ITERATIONS, parallelism: defaults.ARGON2_PARALLELISM };
+  const password = 'correct horse battery staple';
+  const hash = await argon2.hash(password, { type: argon2.argon2id, ...cost });
+  for (let i = 0; i < 3; i++) await argon2.verify(hash, password);
+  const samples: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    if (!(await argon2.verify(hash, password))) throw new Error('argon2 verify failed');
+    samples.push(performance.now() - t0);
+  }
+  const ms = median(samples);
+  return { cost, samples: 20, medianMs: round(ms, 2), boundPerSecond: round(1000 / ms, 1) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// one store
+
+type Cleanup = () => Promise<void>;
+type TokenResults = Awaited<ReturnType<typeof tokenScenarios>>;
+type OurResults = TokenResults & {
+  refresh: Awaited<ReturnType<typeof refreshScenario>>;
+  signins: Awaited<ReturnType<typeof signinScenario>>;
+};
+
+async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<typeof measureArgon2>>, machine: Record<string, unknown>) {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const base = path.join(RESULTS_DIR, `${kind}-${stamp}`);
+  const cleanups: Cleanup[] = [];
+  const warnings: string[] = [];
+  const startedAt = new Date();
+  const loadBefore = os.loadavg();
+  let baseline: TokenResults | undefined;
+  let ours: OurResults | undefined;
+  let storeDescription = '';
+  let bootPeakMb: number | undefined;
+  let ourLog = '';
+
+  const runCleanups = async () => {
+    while (cleanups.length) {
+      try {
+        await cleanups.pop()!();
+      } catch (err) {
+        warnings.push(`cleanup: ${(err as Error).message}`);
+      }
+    }
+  };
+  activeCleanup = runCleanups;
+
+  try {
+    // Baseline first, alone on CPU 0.
+    const bport = await freePort();
+    const bissuer = `http://127.0.0.1:${bport}`;
+    const bproc = startNode({
+      name: 'baseline',
+      script: path.join(ROOT, 'bench', 'baseline.ts'),
+      env: childEnv({ PORT: String(bport), BASELINE_CLIENT_ID: BASELINE_CLIENT.id, BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret }),
+      cwd: ROOT,
+      logFile: `${base}.baseline.log`,
+      cpu: SERVER_CPU,
+      nodeFlags: SERVER_NODE_FLAGS,
+    });
+    cleanups.push(() => bproc.stop());
+    await waitReady(bproc, `${bissuer}/.well-known/openid-configuration`);
+    log(`baseline: pid ${bproc.pid} on ${bissuer}${bproc.pinned ? ` (CPU ${SERVER_CPU})` : ' (not pinned)'}`);
+    baseline = await tokenScenarios('baseline', bissuer, basicAuth(BASELINE_CLIENT.id, BASELINE_CLIENT.secret), bproc, s);
+    await bproc.stop();
+
+    // Our server on a fresh store, seeded before it starts.
+    log(`ours: creating a fresh ${kind} store`);
+    const store = await createStore(kind);
+    cleanups.push(() => store.destroy());
+    storeDescription = store.description;
+    const seedOut = await execNode(path.join(ROOT, 'bench', 'seed.ts'), childEnv(store.env));
+    const seeded = JSON.parse(seedOut.trim().split('\n').pop()!) as {
+      clientId: string;
+      clientSecret: string;
+      redirectUri: string;
+      user: { email: string; password: string };
+    };
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    ourLog = `${base}.server.log`;
+    const proc = startNode({
+      name: 'server',
+      script: path.join(ROOT, 'dist', 'src', 'main.js'),
+      env: childEnv({ ...store.env, PORT: String(port), ISSUER: issuer }),
+      cwd: ROOT,
+      logFile: ourLog,
+      cpu: SERVER_CPU,
+      nodeFlags: SERVER_NODE_FLAGS,
+    });
+    cleanups.push(() => proc.stop());
+    await waitReady(proc, `${issuer}/readyz`);
+    bootPeakMb = lifetimePeakMb(proc.pid);
+    log(`ours: pid ${proc.pid} on ${issuer}${proc.pinned ? ` (CPU ${SERVER_CPU})` : ' (not pinned)'}, ${store.description}`);
+
+    const auth = basicAuth(seeded.clientId, seeded.clientSecret);
+    const target: FlowTarget = { issuer, clientId: seeded.clientId, clientSecret: seeded.clientSecret, redirectUri: seeded.redirectUri };
+    const abc = await tokenScenarios('ours', issuer, auth, proc, s);
+    log(`ours: refresh`);
+    const refresh = await refreshScenario(issuer, target, seeded.user, proc, s, Math.max(abc.ccJwt.rps, abc.ccOpaque.rps));
+    log(`ours: complete sign-ins, ${s.signinWorkers} workers, ${s.duration}s`);
+    const signins = await signinScenario(target, seeded.user, proc, s);
+    ours = { ...abc, refresh, signins };
+    if (proc.child.exitCode !== null) warnings.push(`our server exited with ${proc.child.exitCode} during the run`);
+  } catch (err) {
+    for (const file of [ourLog, `${base}.baseline.log`]) {
+      const excerpt = file ? logExcerpt(file, 15) : [];
+      if (excerpt.length) process.stderr.write(`\n${path.relative(ROOT, file)} (warn and above):\n  ${excerpt.join('\n  ')}\n`);
+    }
+    throw err;
+  } finally {
+    await runCleanups();
+    activeCleanup = undefined;
+  }
+
+  if (!baseline || !ours) throw new Error('unreachable: scenarios did not run');
+  const report = buildReport({ kind, s, argon, machine, baseline, ours, bootPeakMb, warnings });
+  Object.assign(report, {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    store: kind,
+    storeDescription,
+    loadAverage: { before: loadBefore.map((x) => round(x, 2)), after: os.loadavg().map((x) => round(x, 2)) },
+    logs: { server: path.relative(ROOT, ourLog), baseline: path.relative(ROOT, `${base}.baseline.log`) },
+    serverLogExcerpt: logExcerpt(ourLog).filter((l) => !/ephemeral store: memory|KEY_ENCRYPTION_KEY not set/.test(l)),
+  });
+  printReport(report);
+  const file = `${base}.json`;
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`\nresults: ${path.relative(ROOT, file)}\n`);
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// report
+
+interface Row {
+  scenario: string;
+  ours: number;
+  baseline: number | undefined;
+  baselineLabel?: string;
+  ratio: number | undefined;
+  p50Ms: number;
+  p99Ms: number;
+  peakRssMb: number;
+}
+
+interface Target {
+  target: string;
+  measured: string;
+  applies: boolean;
+  pass: boolean;
+}
+
+function buildReport(input: {
+  kind: StoreKind;
+  s: Settings;
+  argon: Awaited<ReturnType<typeof measureArgon2>>;
+  machine: Record<string, unknown>;
+  baseline: TokenResults;
+  ours: OurResults;
+  bootPeakMb: number | undefined;
+  warnings: string[];
+}) {
+  const { kind, s, argon, baseline, ours, bootPeakMb, warnings } = input;
+  const rows: Row[] = [];
+  const ratio = (a: number, b: number | undefined) => (b ? round(a / b, 3) : undefined);
+  const add = (scenario: string, r: ScenarioResult, b?: ScenarioResult) =>
+    rows.push({ scenario, ours: r.rps, baseline: b?.rps, ratio: ratio(r.rps, b?.rps), p50Ms: r.p50Ms, p99Ms: r.p99Ms, peakRssMb: r.peakRssMb });
+  add('client_credentials JWT', ours.ccJwt, baseline?.ccJwt);
+  add('client_credentials opaque', ours.ccOpaque, baseline?.ccOpaque);
+  add('introspection', ours.introspection, baseline?.introspection);
+  add(`refresh (rotation)${ours.refresh.shortened ? ' *' : ''}`, ours.refresh);
+  rows.push({
+    scenario: `sign-ins (${s.signinWorkers} workers)`,
+    ours: ours.signins.rps,
+    baseline: argon.boundPerSecond,
+    baselineLabel: `${argon.boundPerSecond} argon2 bound`,
+    ratio: ratio(ours.signins.rps, argon.boundPerSecond),
+    p50Ms: ours.signins.p50Ms,
+    p99Ms: ours.signins.p99Ms,
+    peakRssMb: ours.signins.peakRssMb,
+  });
+
+  const peakRss = Math.max(
+    ...[ours.ccJwt, ours.ccOpaque, ours.introspection, ours.refresh, ours.signins].map((r) => r.peakRssMb),
+    ours.refresh.generation.peakRssMb,
+    bootPeakMb ?? 0,
+  );
+  const onPg = kind === 'postgres';
+  const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${round(x * 100)}%`);
+  const targets: Target[] = [
+    { target: 'JWT client_credentials ≥ 90% of baseline', measured: pct(rows[0]!.ratio), applies: true, pass: (rows[0]!.ratio ?? 0) >= 0.9 },
+    { target: 'opaque client_credentials ≥ 65% of baseline (postgres)', measured: pct(rows[1]!.ratio), applies: onPg, pass: (rows[1]!.ratio ?? 0) >= 0.65 },
+    { target: 'introspection ≥ 5000/s (postgres)', measured: `${ours.introspection.rps}/s`, applies: onPg, pass: ours.introspection.rps >= 5000 },
+    { target: 'sign-ins ≥ 80% of argon2 bound', measured: `${pct(rows[4]!.ratio)} (${ours.signins.rps}/s of ${argon.boundPerSecond}/s)`, applies: true, pass: (rows[4]!.ratio ?? 0) >= 0.8 },
+    { target: 'refresh ≥ 1200/s (postgres)', measured: `${ours.refresh.rps}/s`, applies: onPg, pass: ours.refresh.rps >= 1200 },
+    { target: 'peak RSS ≤ 200 MB', measured: `${round(peakRss)} MB`, applies: true, pass: peakRss <= 200 },
+  ];
+
+  const all: Record<string, ScenarioResult> = { ...ours };
+  for (const [k, v] of Object.entries(baseline)) all[`baseline.${k}`] = v;
+  for (const [name, sr] of Object.entries(all)) {
+    if (sr.non2xx || sr.errors || sr.timeouts) {
+      warnings.push(`${name}: ${sr.ok} ok, ${sr.non2xx} non-2xx/failed, ${sr.errors} errors, ${sr.timeouts} timeouts ${JSON.stringify(sr.statusCodes)}`);
+    }
+    const pctOf = (x: number | undefined) => `${Math.round((x ?? 0) * 100)}%`;
+    if ((sr.othersOnServerCpu ?? 0) > 0.1) {
+      warnings.push(
+        `${name}: other processes took ${pctOf(sr.othersOnServerCpu)} of CPU ${SERVER_CPU} (the server got ${pctOf(sr.serverCpu)})` +
+          (kind === 'postgres' ? ', PostgreSQL and Redis included' : ''),
+      );
+    } else if (sr.serverCpu !== undefined && sr.serverCpu < 0.85) {
+      warnings.push(
+        `${name}: the server used only ${pctOf(sr.serverCpu)} of CPU ${SERVER_CPU} (load generator ${pctOf(sr.benchCpu)}): it waited on something else`,
+      );
+    }
+    if ((sr.benchCpu ?? 0) > 0.9) warnings.push(`${name}: the load generator used ${Math.round(sr.benchCpu! * 100)}% of CPU ${BENCH_CPU}: it may have been the limit`);
+  }
+  if (ours.refresh.note) warnings.push(`refresh: ${ours.refresh.note}`);
+
+  return {
+    settings: { ...s, stores: undefined, serverCpu: SERVER_CPU, benchCpu: BENCH_CPU },
+    machine: input.machine,
+    argon2: argon,
+    table: rows,
+    targets,
+    peakRssMb: round(peakRss),
+    bootPeakRssMb: bootPeakMb === undefined ? undefined : round(bootPeakMb),
+    baseline,
+    ours,
+    warnings,
+  };
+}
+
+function printReport(report: ReturnType<typeof buildReport> & Record<string, unknown>) {
+  const header = ['scenario', 'ours req/s', 'baseline req/s', 'ratio', 'p50 ms', 'p99 ms', 'peak RSS MB'];
+  const lines = report.table.map((r) => [
+    r.scenario,
+    String(r.ours),
+    r.baselineLabel ?? (r.baseline === undefined ? '–' : String(r.baseline)),
+    r.ratio === undefined ? '–' : r.ratio.toFixed(2),
+    String(r.p50Ms),
+    String(r.p99Ms),
+    String(Math.round(r.peakRssMb)),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const out: string[] = [];
+  out.push('');
+  out.push(`store: ${report.store} — ${report.storeDescription}`);
+  out.push(
+    `duration ${report.settings.duration}s per scenario, ${report.settings.connections} connections; server on CPU ${SERVER_CPU}, load generator on CPU ${BENCH_CPU}; ` +
+      `req/s = median of per-second samples; argon2id ${report.argon2.cost.memoryCost} KiB/t=${report.argon2.cost.timeCost}/p=${report.argon2.cost.parallelism}: ${report.argon2.medianMs} ms median → ${report.argon2.boundPerSecond} sign-ins/s/core`,
+  );
+  out.push(fmt(header));
+  out.push(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
+  for (const l of lines) out.push(fmt(l));
+  const refresh = report.ours.refresh;
+  out.push(
+    `refresh: ${refresh.ok + refresh.non2xx} of ${refresh.tokensAvailable} tokens presented in ${refresh.seconds}s; ${refresh.generation.minted} generated beforehand in ${refresh.generation.seconds}s ` +
+      `(${refresh.generation.perSecond}/s, one code flow each on ${refresh.generation.concurrency} reused sessions)` +
+      (refresh.shortened ? `\n* ${refresh.note}` : ''),
+  );
+  out.push('');
+  out.push('targets:');
+  for (const t of report.targets) {
+    const verdict = t.applies ? (t.pass ? 'PASS' : 'FAIL') : 'info';
+    out.push(`  ${verdict}  ${t.target}: ${t.measured}${t.applies ? '' : ' (applies on postgres only)'}`);
+  }
+  if (report.warnings.length) {
+    out.push('\nwarnings:');
+    for (const w of report.warnings) out.push(`  - ${w}`);
+  }
+  const excerpt = report.serverLogExcerpt as string[];
+  if (excerpt.length) {
+    out.push(`\nserver log (warn and above, ${(report.logs as { server: string }).server}):`);
+    for (const l of excerpt) out.push(`  ${l}`);
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+
+let activeCleanup: (() => Promise<void>) | undefined;
+
+async function main() {
+  const s = settingsFromArgs();
+  if (!existsSync(path.join(ROOT, 'dist', 'src', 'main.js'))) {
+    throw new Error('dist/src/main.js is missing: run `npm run build` (npm run bench does it)');
+  }
+  const cpus = os.availableParallelism();
+  const pinned = cpus >= 2 && pinSelf(BENCH_CPU);
+  if (!hasTaskset()) log('taskset not found: server and load generator are not pinned');
+  else if (!pinned) log('could not pin the load generator (fewer than 2 CPUs?)');
+  const machine = { cpus, cpuModel: os.cpus()[0]?.model, node: process.version, taskset: hasTaskset(), benchPinned: pinned };
+
+  log(`argon2id: measuring 20 verifications at the server's default cost`);
+  const argon = await measureArgon2();
+  log(`argon2id: ${argon.medianMs} ms median → bound ${argon.boundPerSecond} sign-ins/s per core`);
+
+  const reports = [];
+  for (const kind of s.stores) reports.push(await runStore(kind, s, argon, machine));
+  const missed = reports.flatMap((r) => r.targets.filter((t) => t.applies && !t.pass));
+  process.exitCode = s.check && missed.length ? 1 : 0;
+}
+
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log(`${signal}: stopping servers and dropping the temporary store`);
+    void (activeCleanup?.() ?? Promise.resolve()).finally(() => process.exit(130));
+  });
+}
+
+main().then(
+  () => process.exit(),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
