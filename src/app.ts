@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { JSONWebKeySet } from 'jose';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import type { Accounts } from './domain/accounts.ts';
@@ -19,6 +20,9 @@ import { projectRoot } from './infra/paths.ts';
 import { createProvider, type Provider } from './oidc/provider.ts';
 import type { TokenSettings } from './oidc/configuration/tokens.ts';
 import type { ClientRegistry } from './domain/clients.ts';
+import type { UserAdmin } from './domain/user-admin.ts';
+import type { IdempotencyRepo } from './repos/idempotency.ts';
+import { adminApiRoutes } from './http/api/routes.ts';
 import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
@@ -36,6 +40,9 @@ export interface AppDeps {
   resourceServers: ResourceServers;
   payloads: OidcPayloadsRepo;
   clients: ClientRegistry;
+  adminAudience: string;
+  userAdmin: UserAdmin;
+  idempotency: IdempotencyRepo;
 }
 
 const renderPage = createRenderer();
@@ -74,6 +81,19 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
   provider.use(misc.routes());
+  const adminApi = adminApiRoutes({
+    issuer: deps.issuer,
+    audience: deps.adminAudience,
+    publicJwks: keys.publicJwks as JSONWebKeySet,
+    provider,
+    users: deps.userAdmin,
+    clients: deps.clients,
+    resourceServers: deps.resourceServers,
+    idempotency: deps.idempotency,
+    box: deps.box,
+  });
+  provider.use(adminApi.routes());
+  provider.use(adminApi.allowedMethods());
   provider.use(interactions.routes());
   provider.use(interactions.allowedMethods());
   return provider;

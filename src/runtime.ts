@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { buildApp, type AppDeps } from './app.ts';
 import type { AppConfig } from './config/schema.ts';
 import { createAccounts } from './domain/accounts.ts';
+import { adminAudience } from './domain/admin-scopes.ts';
 import { createClientRegistry } from './domain/clients.ts';
 import { createKeyService } from './domain/keys.ts';
 import { createPasswordHasher } from './domain/passwords.ts';
@@ -20,6 +21,9 @@ import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { createResourceServersRepo } from './repos/resource-servers.ts';
 import { createServerKeysRepo } from './repos/server-keys.ts';
 import { createUsersRepo } from './repos/users.ts';
+import { createIdempotencyRepo } from './repos/idempotency.ts';
+import { createUserAdmin } from './domain/user-admin.ts';
+import { ADMIN_SCOPES } from './domain/admin-scopes.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server and the CLI. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -34,6 +38,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     resourceServers: createResourceServersRepo(db),
     payloads: createOidcPayloadsRepo(db),
     serverKeys: createServerKeysRepo(db),
+    idempotency: createIdempotencyRepo(db),
   };
   const hasher = createPasswordHasher({
     memoryCost: config.ARGON2_MEMORY_KIB,
@@ -57,6 +62,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral });
   const resourceServers = createResourceServers({ repo: repos.resourceServers, ephemeral });
+  const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads });
 
   return {
     db,
@@ -67,6 +73,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     accounts,
     clients,
     resourceServers,
+    userAdmin,
     async close() {
       await ephemeral.close();
       await db.destroy();
@@ -77,6 +84,30 @@ export async function createServices(config: AppConfig, logger: Logger) {
 export type Services = Awaited<ReturnType<typeof createServices>>;
 
 /**
+ * Like Keycloak's bootstrap admin client: a confidential client with client_credentials and every
+ * admin scope, made to match the configured credentials at each boot (so changing the secret in
+ * the environment rotates it). The secret is never logged.
+ */
+async function ensureBootstrapAdminClient(services: Services, clientId: string, clientSecret: string) {
+  await services.clients.register(
+    {
+      metadata: {
+        client_id: clientId,
+        client_secret: clientSecret,
+        client_name: 'Bootstrap admin client',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+        scope: ADMIN_SCOPES.join(' '),
+      },
+      firstParty: true,
+    },
+    { upsert: true },
+  );
+}
+
+/**
  * A running server. The provider's key set is fixed per instance, so when the stored keys change
  * (a rotation, a pending key coming into force) a new provider is built and swapped in; requests
  * already in flight finish on the old one.
@@ -84,6 +115,10 @@ export type Services = Awaited<ReturnType<typeof createServices>>;
 export async function startServer(config: AppConfig, logger: Logger, opts: { port?: number; host?: string } = {}) {
   const services = await createServices(config, logger);
   if (await services.keys.ensureKeys()) logger.info('generated signing and cookie keys');
+  if (config.BOOTSTRAP_ADMIN_CLIENT_ID && config.BOOTSTRAP_ADMIN_CLIENT_SECRET) {
+    await ensureBootstrapAdminClient(services, config.BOOTSTRAP_ADMIN_CLIENT_ID, config.BOOTSTRAP_ADMIN_CLIENT_SECRET);
+    logger.info({ clientId: config.BOOTSTRAP_ADMIN_CLIENT_ID }, 'bootstrap admin client ensured');
+  }
   if (services.ephemeral.kind === 'memory') logger.warn('ephemeral store: memory (single instance only); set REDIS_URL to scale out');
   if (services.db.kind === 'pglite') logger.info({ dataDir: config.DATA_DIR }, 'database: embedded PGlite (single instance only)');
 
@@ -97,7 +132,11 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
       idTokenTtl: config.ID_TOKEN_TTL_SECONDS,
       refreshTokenTtl: config.REFRESH_TOKEN_TTL_SECONDS,
       sessionTtl: config.SESSION_TTL_SECONDS,
+      adminAudience: adminAudience(config.ISSUER),
     },
+    adminAudience: adminAudience(config.ISSUER),
+    userAdmin: services.userAdmin,
+    idempotency: services.repos.idempotency,
     db: services.db,
     ephemeral: services.ephemeral,
     logger,
@@ -128,7 +167,13 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
   }, config.KEY_RELOAD_INTERVAL_SECONDS * 1000);
   keyTimer.unref();
 
-  const sweeper = createSweeper({ db: services.db, payloads: services.repos.payloads, keys: services.keys, logger });
+  const sweeper = createSweeper({
+    db: services.db,
+    payloads: services.repos.payloads,
+    keys: services.keys,
+    logger,
+    others: [() => services.repos.idempotency.sweepExpired()],
+  });
   sweeper.start(config.SWEEP_INTERVAL_SECONDS);
 
   const server = http.createServer((req, res) => handler(req, res));

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AppError } from './errors.ts';
+import { AppError, isUniqueViolation } from './errors.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { EphemeralStore } from '../infra/ephemeral/index.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
@@ -63,9 +63,10 @@ export function createAccounts(deps: {
     }): Promise<UserRow> {
       const tenantId = input.tenantId ?? DEFAULT_TENANT;
       if (await users.findByEmail(tenantId, input.email)) {
-        throw new AppError('IDENT_EMAIL_DUPLICATE', 409, 'a user with this email already exists');
+        throw new AppError('IDENT_EMAIL_DUPLICATE', 'a user with this email already exists');
       }
-      return users.insert({
+      try {
+        return await users.insert({
         id: randomUUID(),
         tenant_id: tenantId,
         email: input.email.trim(),
@@ -74,7 +75,12 @@ export function createAccounts(deps: {
         given_name: input.givenName ?? null,
         family_name: input.familyName ?? null,
         locale: input.locale ?? null,
-      });
+        });
+      } catch (err) {
+        // Two concurrent creations: the unique index decides, the loser sees the duplicate.
+        if (isUniqueViolation(err)) throw new AppError('IDENT_EMAIL_DUPLICATE', 'a user with this email already exists');
+        throw err;
+      }
     },
 
     /**

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SecretBox } from '../infra/crypto.ts';
+import { AppError, isUniqueViolation } from './errors.ts';
 import type { EphemeralStore } from '../infra/ephemeral/index.ts';
 import { createSharedCache } from '../infra/shared-cache.ts';
 import type { ClientRow, ClientsRepo } from '../repos/clients.ts';
@@ -61,10 +62,58 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; 
         first_party: input.firstParty ?? false,
         ...sealSecret(clientId, metadata, secret),
       };
-      if (opts.upsert) await repo.upsert(row);
-      else await repo.insert(row);
+      try {
+        if (opts.upsert) await repo.upsert(row);
+        else await repo.insert(row);
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new AppError('IDENT_CLIENT_DUPLICATE', 'a client with this client_id exists');
+        throw err;
+      }
       await cache.invalidate(clientId);
       return { ...metadata, client_id: clientId, ...(secret ? { client_secret: secret } : {}) };
+    },
+
+    async list(page: number, pageSize: number) {
+      return repo.list((page - 1) * pageSize, pageSize);
+    },
+
+    async get(clientId: string): Promise<ClientRow> {
+      const row = await repo.find(clientId);
+      if (!row) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
+      return row;
+    },
+
+    /**
+     * Replaces a client's metadata. A client that now needs a secret and has none gets one
+     * (returned once); one that no longer authenticates with a secret loses it.
+     */
+    async update(clientId: string, metadata: Record<string, unknown>, firstParty: boolean) {
+      const current = await this.get(clientId);
+      let secret: string | undefined;
+      let secretColumns = {};
+      if (!needsSecret(metadata)) secretColumns = { secret_digest: null, secret_sealed: null };
+      else if (!current.secret_digest) {
+        secret = generateClientSecret();
+        secretColumns = sealSecret(clientId, metadata, secret);
+      }
+      const row = (await repo.update(clientId, { metadata, first_party: firstParty, ...secretColumns }))!;
+      await cache.invalidate(clientId);
+      return { row, secret };
+    },
+
+    async rotateSecret(clientId: string): Promise<string> {
+      const current = await this.get(clientId);
+      const metadata = current.metadata as Record<string, unknown>;
+      if (!needsSecret(metadata)) throw new AppError('IDENT_VALIDATION', 'this client does not authenticate with a secret');
+      const secret = generateClientSecret();
+      await repo.update(clientId, sealSecret(clientId, metadata, secret));
+      await cache.invalidate(clientId);
+      return secret;
+    },
+
+    async remove(clientId: string): Promise<void> {
+      if (!(await repo.delete(clientId))) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
+      await cache.invalidate(clientId);
     },
   };
 }

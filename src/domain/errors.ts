@@ -1,16 +1,50 @@
 /**
- * A failure the caller can act on. `code` is both the stable API code and the message-catalogue
- * key; `status` is the HTTP status it maps to. Anything else that is thrown is a 500.
+ * The one catalogue of API error codes (IDENT_* after the identity service's contract). Every
+ * error the admin and account APIs answer has one of these codes, its HTTP status and the envelope
+ * {error, message, requestId, timestamp}. The README's table is generated from this list's order.
+ */
+export const ERROR_CODES = {
+  IDENT_VALIDATION: { status: 400, meaning: 'The request body, query or path is malformed or fails validation' },
+  IDENT_UNAUTHENTICATED: { status: 401, meaning: 'No bearer token, or one that is invalid or expired' },
+  IDENT_FORBIDDEN: { status: 403, meaning: 'The token lacks the scope this call needs' },
+  IDENT_NOT_FOUND: { status: 404, meaning: 'No such route' },
+  IDENT_USER_NOT_FOUND: { status: 404, meaning: 'User not in tenant' },
+  IDENT_CLIENT_NOT_FOUND: { status: 404, meaning: 'No client with this client_id' },
+  IDENT_RESOURCE_SERVER_NOT_FOUND: { status: 404, meaning: 'No resource server with this id' },
+  IDENT_METHOD_NOT_ALLOWED: { status: 405, meaning: 'The route exists but not for this method' },
+  IDENT_EMAIL_DUPLICATE: { status: 409, meaning: 'Email exists in tenant' },
+  IDENT_CLIENT_DUPLICATE: { status: 409, meaning: 'A client with this client_id exists' },
+  IDENT_RESOURCE_SERVER_DUPLICATE: { status: 409, meaning: 'A resource server with this identifier exists' },
+  IDENT_IDEMPOTENCY_MISMATCH: { status: 409, meaning: 'Same Idempotency-Key with a different request' },
+  IDENT_IDEMPOTENCY_IN_PROGRESS: { status: 409, meaning: 'A request with this Idempotency-Key is still being processed' },
+  IDENT_PAYLOAD_TOO_LARGE: { status: 413, meaning: 'The body exceeds 1 MB' },
+  IDENT_UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'The body is not application/json' },
+  IDENT_USER_SUSPENDED: { status: 422, meaning: 'Action invalid for suspended user' },
+  IDENT_USER_DEACTIVATED: { status: 422, meaning: 'Action invalid for deactivated user' },
+  IDENT_RATE_LIMITED: { status: 429, meaning: 'Too many requests; retry later' },
+  IDENT_INTERNAL: { status: 500, meaning: 'Unexpected server error (details are logged, never returned)' },
+} as const satisfies Record<string, { status: number; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * A failure the caller can act on. `code` is the stable API code; its status comes from the
+ * catalogue. Anything else that is thrown is answered as IDENT_INTERNAL.
  */
 export class AppError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly status: number;
   readonly detail: unknown;
 
-  constructor(code: string, status: number, message?: string, detail?: unknown) {
-    super(message ?? code);
+  constructor(code: ErrorCode, message?: string, detail?: unknown) {
+    super(message ?? ERROR_CODES[code].meaning);
     this.code = code;
-    this.status = status;
+    this.status = ERROR_CODES[code].status;
     this.detail = detail;
   }
+}
+
+/** PostgreSQL's unique_violation, from pg or PGlite. */
+export function isUniqueViolation(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '23505';
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EphemeralStore } from '../infra/ephemeral/index.ts';
 import { createSharedCache } from '../infra/shared-cache.ts';
+import { AppError, isUniqueViolation } from './errors.ts';
 import type { ResourceServerRow, ResourceServersRepo } from '../repos/resource-servers.ts';
 
 export interface ResourceServerInfo {
@@ -19,6 +20,14 @@ function toInfo(row: ResourceServerRow): ResourceServerInfo {
   };
 }
 
+export interface ResourceServerInput {
+  identifier: string;
+  name?: string | null | undefined;
+  scopes: string[];
+  accessTokenFormat?: 'jwt' | 'opaque' | undefined;
+  accessTokenTtl?: number | null | undefined;
+}
+
 export function createResourceServers(deps: { repo: ResourceServersRepo; ephemeral: EphemeralStore }) {
   // Read on every token request that names a resource; changes are broadcast to every instance.
   const cache = createSharedCache<ResourceServerInfo>({
@@ -34,23 +43,50 @@ export function createResourceServers(deps: { repo: ResourceServersRepo; ephemer
     find(identifier: string): Promise<ResourceServerInfo | undefined> {
       return cache.get(identifier);
     },
-    async create(input: {
-      identifier: string;
-      name?: string;
-      scopes: string[];
-      accessTokenFormat?: 'jwt' | 'opaque';
-      accessTokenTtl?: number;
-    }): Promise<ResourceServerInfo> {
-      const row = await deps.repo.insert({
-        id: randomUUID(),
-        identifier: input.identifier,
-        name: input.name ?? null,
-        scopes: input.scopes,
-        access_token_format: input.accessTokenFormat ?? 'jwt',
-        access_token_ttl: input.accessTokenTtl ?? null,
+    async create(input: ResourceServerInput): Promise<ResourceServerRow> {
+      try {
+        const row = await deps.repo.insert({
+          id: randomUUID(),
+          identifier: input.identifier,
+          name: input.name ?? null,
+          scopes: input.scopes,
+          access_token_format: input.accessTokenFormat ?? 'jwt',
+          access_token_ttl: input.accessTokenTtl ?? null,
+        });
+        await cache.invalidate(row.identifier);
+        return row;
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new AppError('IDENT_RESOURCE_SERVER_DUPLICATE', 'a resource server with this identifier exists');
+        throw err;
+      }
+    },
+
+    async list(page: number, pageSize: number) {
+      return deps.repo.list((page - 1) * pageSize, pageSize);
+    },
+
+    async get(id: string): Promise<ResourceServerRow> {
+      const row = await deps.repo.findById(id);
+      if (!row) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
+      return row;
+    },
+
+    async update(id: string, changes: Partial<Omit<ResourceServerInput, 'identifier'>>): Promise<ResourceServerRow> {
+      const row = await deps.repo.update(id, {
+        ...(changes.name !== undefined ? { name: changes.name } : {}),
+        ...(changes.scopes !== undefined ? { scopes: changes.scopes } : {}),
+        ...(changes.accessTokenFormat !== undefined ? { access_token_format: changes.accessTokenFormat } : {}),
+        ...(changes.accessTokenTtl !== undefined ? { access_token_ttl: changes.accessTokenTtl } : {}),
       });
+      if (!row) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
       await cache.invalidate(row.identifier);
-      return toInfo(row);
+      return row;
+    },
+
+    async remove(id: string): Promise<void> {
+      const row = await deps.repo.delete(id);
+      if (!row) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
+      await cache.invalidate(row.identifier);
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as core from '../../migrations/0001_core.ts';
+import * as idempotency from '../../migrations/0002_idempotency.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -10,6 +11,7 @@ interface Migration {
 // sources (tests) and from the compiled output (npm start) without path juggling.
 const migrations: Record<string, Migration> = {
   '0001_core': core,
+  '0002_idempotency': idempotency,
 };
 
 const source: Knex.MigrationSource<string> = {

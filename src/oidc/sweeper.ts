@@ -10,7 +10,14 @@ const SWEEP_LOCK = 0x1d9_5eed;
  * Deletes expired provider rows (and retired keys) in batches. Consumed refresh tokens stay until
  * they expire, so reuse detection keeps working. Several instances take turns through an advisory lock.
  */
-export function createSweeper(deps: { db: Knex; payloads: OidcPayloadsRepo; keys: KeyService; logger: Logger }) {
+export function createSweeper(deps: {
+  db: Knex;
+  payloads: OidcPayloadsRepo;
+  keys: KeyService;
+  logger: Logger;
+  /** Other expiring rows to delete on the same schedule (idempotency keys...). */
+  others?: Array<() => Promise<number>>;
+}) {
   async function sweepOnce(): Promise<number> {
     return deps.db.transaction(async (trx) => {
       const { rows } = (await trx.raw('select pg_try_advisory_xact_lock(?) as locked', [SWEEP_LOCK])) as {
@@ -28,9 +35,9 @@ export function createSweeper(deps: { db: Knex; payloads: OidcPayloadsRepo; keys
     start(intervalSeconds: number) {
       timer = setInterval(() => {
         if (running) return;
-        running = Promise.all([sweepOnce(), deps.keys.purgeRetired()])
-          .then(([rows, keys]) => {
-            if (rows || keys) deps.logger.info({ rows, keys }, 'swept expired rows');
+        running = Promise.all([sweepOnce(), deps.keys.purgeRetired(), ...(deps.others ?? []).map((sweep) => sweep())])
+          .then(([rows, keys, ...others]) => {
+            if (rows || keys || others.some(Boolean)) deps.logger.info({ rows, keys, others }, 'swept expired rows');
           })
           .catch((err: unknown) => deps.logger.warn({ err }, 'sweep failed'))
           .finally(() => {

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { hasNul } from '../infra/db.ts';
+import { affectedRows, hasNul } from '../infra/db.ts';
 
 export interface ClientRow {
   client_id: string;
@@ -24,6 +24,29 @@ export function createClientsRepo(db: Knex) {
         .insert({ ...row, metadata: JSON.stringify(row.metadata) as never })
         .returning('*');
       return out as ClientRow;
+    },
+    async list(offset: number, limit: number): Promise<{ rows: ClientRow[]; total: number }> {
+      const [rows, [{ count } = { count: 0 }]] = await Promise.all([
+        clients().orderBy([{ column: 'created_at' }, { column: 'client_id' }]).offset(offset).limit(limit),
+        clients().count<{ count: number }[]>({ count: '*' }),
+      ]);
+      return { rows: rows as ClientRow[], total: Number(count) };
+    },
+    async update(
+      clientId: string,
+      changes: Partial<Pick<ClientRow, 'metadata' | 'secret_digest' | 'secret_sealed' | 'first_party'>>,
+    ): Promise<ClientRow | undefined> {
+      if (hasNul(clientId)) return undefined;
+      const { metadata, ...rest } = changes;
+      const [row] = await clients()
+        .where({ client_id: clientId })
+        .update({ ...rest, ...(metadata ? { metadata: JSON.stringify(metadata) } : {}), updated_at: db.fn.now() } as never)
+        .returning('*');
+      return row as ClientRow | undefined;
+    },
+    async delete(clientId: string): Promise<boolean> {
+      if (hasNul(clientId)) return false;
+      return affectedRows(await clients().where({ client_id: clientId }).delete()) > 0;
     },
     async upsert(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'> & Partial<ClientRow>): Promise<void> {
       await clients()

@@ -13,12 +13,42 @@ export interface ResourceServerRow {
   updated_at: Date;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export function createResourceServersRepo(db: Knex) {
   const table = () => db<ResourceServerRow>('resource_servers');
   return {
     async findByIdentifier(identifier: string): Promise<ResourceServerRow | undefined> {
       if (hasNul(identifier)) return undefined;
       return table().where({ identifier }).first();
+    },
+    async findById(id: string): Promise<ResourceServerRow | undefined> {
+      if (!UUID.test(id)) return undefined;
+      return table().where({ id }).first();
+    },
+    async list(offset: number, limit: number): Promise<{ rows: ResourceServerRow[]; total: number }> {
+      const [rows, [{ count } = { count: 0 }]] = await Promise.all([
+        table().orderBy([{ column: 'created_at' }, { column: 'id' }]).offset(offset).limit(limit),
+        table().count<{ count: number }[]>({ count: '*' }),
+      ]);
+      return { rows: rows as ResourceServerRow[], total: Number(count) };
+    },
+    async update(
+      id: string,
+      changes: Partial<Pick<ResourceServerRow, 'name' | 'scopes' | 'access_token_format' | 'access_token_ttl'>>,
+    ): Promise<ResourceServerRow | undefined> {
+      if (!UUID.test(id)) return undefined;
+      const { scopes, ...rest } = changes;
+      const [row] = await table()
+        .where({ id })
+        .update({ ...rest, ...(scopes ? { scopes: JSON.stringify(scopes) } : {}), updated_at: db.fn.now() } as never)
+        .returning('*');
+      return row as ResourceServerRow | undefined;
+    },
+    async delete(id: string): Promise<ResourceServerRow | undefined> {
+      if (!UUID.test(id)) return undefined;
+      const [row] = await table().where({ id }).delete().returning('*');
+      return row as ResourceServerRow | undefined;
     },
     async insert(
       row: Pick<ResourceServerRow, 'id' | 'identifier' | 'scopes'> & Partial<ResourceServerRow>,

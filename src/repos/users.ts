@@ -68,8 +68,41 @@ export function createUsersRepo(db: Knex) {
     async updatePasswordHash(id: string, hash: string): Promise<void> {
       await users().where({ id }).update({ password_hash: hash, updated_at: db.fn.now() } as never);
     },
-    async setStatus(id: string, status: UserStatus): Promise<void> {
-      await users().where({ id }).update({ status, updated_at: db.fn.now() } as never);
+    async setStatus(id: string, status: UserStatus): Promise<UserRow | undefined> {
+      if (!UUID.test(id)) return undefined;
+      const [row] = await users().where({ id }).update({ status, updated_at: db.fn.now() } as never).returning('*');
+      return row as UserRow | undefined;
+    },
+    async update(
+      id: string,
+      changes: Partial<Pick<UserRow, 'email' | 'email_verified' | 'given_name' | 'family_name' | 'locale' | 'password_hash'>>,
+    ): Promise<UserRow | undefined> {
+      if (!UUID.test(id)) return undefined;
+      const [row] = await users()
+        .where({ id })
+        .update({ ...changes, updated_at: db.fn.now() } as never)
+        .returning('*');
+      return row as UserRow | undefined;
+    },
+    /** A page of a tenant's users, oldest first, with the total for the same filter. */
+    async list(q: { tenantId: string; offset: number; limit: number; search?: string; status?: UserStatus }) {
+      const filtered = () => {
+        const query = users().where({ tenant_id: q.tenantId });
+        if (q.status) query.andWhere({ status: q.status });
+        if (q.search) {
+          // Matched as a literal substring: % and _ in the search are not wildcards.
+          const pattern = `%${q.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+          query.andWhere((w) =>
+            w.whereILike('email', pattern).orWhereILike('given_name', pattern).orWhereILike('family_name', pattern),
+          );
+        }
+        return query;
+      };
+      const [rows, [{ count } = { count: 0 }]] = await Promise.all([
+        filtered().orderBy([{ column: 'created_at' }, { column: 'id' }]).offset(q.offset).limit(q.limit),
+        filtered().count<{ count: number }[]>({ count: '*' }),
+      ]);
+      return { rows: rows as UserRow[], total: Number(count) };
     },
   };
 }

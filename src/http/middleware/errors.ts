@@ -1,5 +1,5 @@
 import type { Context, Middleware } from 'koa';
-import { AppError } from '../../domain/errors.ts';
+import { AppError, type ErrorCode } from '../../domain/errors.ts';
 import type { Logger } from '../../infra/logger.ts';
 import type { RenderPage } from '../render.ts';
 
@@ -24,10 +24,12 @@ export function errorHandler(logger: Logger, renderPage: RenderPage): Middleware
   return async (ctx, next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body == null) {
+      // Unmatched routes (404) and router answers without a body (405) get the envelope or the page.
+      if (ctx.body == null && ctx.status >= 400 && (ctx.status === 404 || wantsJson(ctx))) {
         if (wantsJson(ctx)) {
-          ctx.status = 404;
-          ctx.body = envelope(ctx, 'IDENT_NOT_FOUND', 'no such resource');
+          const status = ctx.status;
+          ctx.body = envelope(ctx, codeFor(status), status === 404 ? 'no such resource' : 'method not allowed here');
+          ctx.status = status;
         } else {
           renderPage(ctx, 'error', { title: 'notfound.title', code: 'not_found' }, 404);
         }
@@ -37,7 +39,7 @@ export function errorHandler(logger: Logger, renderPage: RenderPage): Middleware
       let status = err instanceof AppError ? err.status : (err.status ?? err.statusCode ?? 500);
       if (status < 400 || status > 599) status = 500;
       const exposed = status < 500 && (err instanceof AppError || err.expose !== false);
-      const code = err instanceof AppError ? err.code : status < 500 ? (err.error ?? codeFor(status)) : 'IDENT_INTERNAL';
+      const code = err instanceof AppError ? err.code : status < 500 ? codeFor(status) : 'IDENT_INTERNAL';
       const message = exposed ? err.message : 'internal error';
       if (status >= 500) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
       if (wantsJson(ctx)) {
@@ -50,16 +52,18 @@ export function errorHandler(logger: Logger, renderPage: RenderPage): Middleware
   };
 }
 
-function codeFor(status: number): string {
+/** Errors raised outside our code (body parser, router, ctx.throw) mapped onto the catalogue. */
+function codeFor(status: number): ErrorCode {
   if (status === 401) return 'IDENT_UNAUTHENTICATED';
   if (status === 403) return 'IDENT_FORBIDDEN';
   if (status === 404) return 'IDENT_NOT_FOUND';
+  if (status === 405 || status === 501) return 'IDENT_METHOD_NOT_ALLOWED';
   if (status === 413) return 'IDENT_PAYLOAD_TOO_LARGE';
   if (status === 415) return 'IDENT_UNSUPPORTED_MEDIA_TYPE';
   if (status === 429) return 'IDENT_RATE_LIMITED';
   return 'IDENT_VALIDATION';
 }
 
-export function envelope(ctx: Context, error: string, message: string) {
+export function envelope(ctx: Context, error: ErrorCode, message: string) {
   return { error, message, requestId: ctx.state.requestId as string, timestamp: new Date().toISOString() };
 }

@@ -1,10 +1,12 @@
 import type { Configuration } from 'oidc-provider';
+import { ADMIN_SCOPES } from '../../domain/admin-scopes.ts';
 import { claimsOf, type Accounts } from '../../domain/accounts.ts';
 
 /** Scopes, claims and account lookup for ID tokens and userinfo. */
 export function accountConfiguration(accounts: Accounts): Configuration {
   return {
-    scopes: ['openid', 'offline_access', 'profile', 'email'],
+    // The admin scopes are registered too, so clients can list them in their `scope` metadata.
+    scopes: ['openid', 'offline_access', 'profile', 'email', ...ADMIN_SCOPES],
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],

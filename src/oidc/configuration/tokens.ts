@@ -1,4 +1,5 @@
 import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { ADMIN_SCOPES, ADMIN_TOKEN_TTL_SECONDS } from '../../domain/admin-scopes.ts';
 import type { ResourceServers } from '../../domain/resource-servers.ts';
 import type { ExchangeState } from '../grants/token-exchange.ts';
 
@@ -7,6 +8,7 @@ export interface TokenSettings {
   idTokenTtl: number;
   refreshTokenTtl: number;
   sessionTtl: number;
+  adminAudience: string;
 }
 
 /** Lifetimes, PKCE, refresh rotation and resource servers (RFC 8707 / RFC 9068). */
@@ -48,7 +50,19 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
         // Without a resource the token is opaque and meant for userinfo.
         defaultResource: async (_ctx, _client, oneOf) => oneOf,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx: KoaContextWithOIDC, resourceIndicator: string) => {
+        getResourceServerInfo: async (_ctx: KoaContextWithOIDC, resourceIndicator: string, client) => {
+          // The admin API grants only the iam.* scopes listed in the client's registered `scope`, so no
+          // client gets admin rights it was not given explicitly.
+          if (resourceIndicator === settings.adminAudience) {
+            const allowed = new Set(client.scope?.split(' ') ?? []);
+            return {
+              audience: resourceIndicator,
+              scope: ADMIN_SCOPES.filter((s) => allowed.has(s)).join(' '),
+              accessTokenFormat: 'jwt',
+              accessTokenTTL: ADMIN_TOKEN_TTL_SECONDS,
+              jwt: { sign: { alg: 'ES256' as const } },
+            };
+          }
           const rs = await resourceServers.find(resourceIndicator);
           if (!rs) throw new errors.InvalidTarget('resource indicator is not registered');
           return {

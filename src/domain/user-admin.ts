@@ -1,0 +1,94 @@
+import { AppError } from './errors.ts';
+import type { Accounts } from './accounts.ts';
+import { DEFAULT_TENANT } from './accounts.ts';
+import type { PasswordHasher } from './passwords.ts';
+import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
+import type { UserRow, UserStatus, UsersRepo } from '../repos/users.ts';
+
+export interface UserChanges {
+  email?: string;
+  emailVerified?: boolean;
+  givenName?: string | null;
+  familyName?: string | null;
+  locale?: string | null;
+  password?: string;
+}
+
+/**
+ * What operators do to users through the admin API. Suspending or deactivating a user also
+ * revokes every session, grant and token they hold, so the change takes effect at once.
+ */
+export function createUserAdmin(deps: {
+  users: UsersRepo;
+  accounts: Accounts;
+  hasher: PasswordHasher;
+  payloads: OidcPayloadsRepo;
+}) {
+  const { users, hasher, payloads } = deps;
+
+  async function existing(id: string): Promise<UserRow> {
+    const user = await users.findById(id);
+    if (!user) throw new AppError('IDENT_USER_NOT_FOUND', 'no user with this id');
+    return user;
+  }
+
+  async function setStatus(id: string, status: UserStatus): Promise<UserRow> {
+    await existing(id);
+    const user = (await users.setStatus(id, status))!;
+    if (status !== 'active') await payloads.revokeByAccountId(id);
+    return user;
+  }
+
+  return {
+    create: deps.accounts.create,
+    get: existing,
+
+    async list(q: { page: number; pageSize: number; search?: string | undefined; status?: UserStatus | undefined }) {
+      const { rows, total } = await users.list({
+        tenantId: DEFAULT_TENANT,
+        offset: (q.page - 1) * q.pageSize,
+        limit: q.pageSize,
+        ...(q.search ? { search: q.search } : {}),
+        ...(q.status ? { status: q.status } : {}),
+      });
+      return { rows, total };
+    },
+
+    async update(id: string, changes: UserChanges): Promise<UserRow> {
+      const user = await existing(id);
+      if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be changed');
+      if (changes.email && changes.email.toLowerCase() !== user.email.toLowerCase()) {
+        if (await users.findByEmail(user.tenant_id, changes.email)) {
+          throw new AppError('IDENT_EMAIL_DUPLICATE', 'a user with this email already exists');
+        }
+      }
+      const updated = await users.update(id, {
+        ...(changes.email !== undefined ? { email: changes.email.trim() } : {}),
+        // A changed email is unverified unless the operator says otherwise.
+        ...(changes.email !== undefined && changes.email.toLowerCase() !== user.email.toLowerCase()
+          ? { email_verified: changes.emailVerified ?? false }
+          : changes.emailVerified !== undefined
+            ? { email_verified: changes.emailVerified }
+            : {}),
+        ...(changes.givenName !== undefined ? { given_name: changes.givenName } : {}),
+        ...(changes.familyName !== undefined ? { family_name: changes.familyName } : {}),
+        ...(changes.locale !== undefined ? { locale: changes.locale } : {}),
+        ...(changes.password !== undefined ? { password_hash: await hasher.hash(changes.password) } : {}),
+      });
+      // A password set by an operator ends the user's existing sessions and tokens.
+      if (changes.password !== undefined) await payloads.revokeByAccountId(id);
+      return updated!;
+    },
+
+    suspend: (id: string) => setStatus(id, 'suspended'),
+    async reactivate(id: string): Promise<UserRow> {
+      const user = await existing(id);
+      if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be reactivated');
+      return setStatus(id, 'active');
+    },
+    /** Soft delete: the row stays (audit, email reuse rules) with status deactivated. */
+    deactivate: (id: string) => setStatus(id, 'deactivated'),
+  };
+}
+
+export type UserAdmin = ReturnType<typeof createUserAdmin>;

@@ -1,0 +1,45 @@
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import type { Context, Middleware } from 'koa';
+import { AppError } from '../../domain/errors.ts';
+import type { AdminScope } from '../../domain/admin-scopes.ts';
+
+export interface Caller {
+  clientId: string;
+  scopes: Set<string>;
+}
+
+/**
+ * Admin API callers present a bearer JWT access token issued by this provider for the admin API
+ * audience (RFC 9068: typ at+jwt). The signature, issuer, audience and expiry are checked locally
+ * against our own published keys.
+ */
+export function bearerAuth(opts: { issuer: string; audience: string; publicJwks: JSONWebKeySet }): Middleware {
+  const jwks = createLocalJWKSet(opts.publicJwks);
+  return async (ctx, next) => {
+    const header = ctx.get('authorization');
+    const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header);
+    if (!match) {
+      ctx.set('WWW-Authenticate', 'Bearer realm="admin"');
+      throw new AppError('IDENT_UNAUTHENTICATED', 'a bearer access token is required');
+    }
+    try {
+      const { payload } = await jwtVerify(match[1]!, jwks, { issuer: opts.issuer, audience: opts.audience, typ: 'at+jwt' });
+      ctx.state.caller = {
+        clientId: String(payload.client_id ?? ''),
+        scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
+      } satisfies Caller;
+    } catch {
+      ctx.set('WWW-Authenticate', 'Bearer realm="admin", error="invalid_token"');
+      throw new AppError('IDENT_UNAUTHENTICATED', 'the access token is invalid or expired');
+    }
+    await next();
+  };
+}
+
+export function requireScope(ctx: Context, scope: AdminScope): void {
+  const caller = ctx.state.caller as Caller | undefined;
+  if (!caller?.scopes.has(scope)) {
+    ctx.set('WWW-Authenticate', `Bearer realm="admin", error="insufficient_scope", scope="${scope}"`);
+    throw new AppError('IDENT_FORBIDDEN', `this call needs the scope ${scope}`);
+  }
+}

@@ -1,0 +1,324 @@
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { JSONWebKeySet } from 'jose';
+import type { Context } from 'koa';
+import type Provider from 'oidc-provider';
+import { z } from 'zod';
+import type { AdminScope } from '../../domain/admin-scopes.ts';
+import { needsSecret, type ClientRegistry } from '../../domain/clients.ts';
+import { AppError } from '../../domain/errors.ts';
+import type { ResourceServers } from '../../domain/resource-servers.ts';
+import type { UserAdmin } from '../../domain/user-admin.ts';
+import type { SecretBox } from '../../infra/crypto.ts';
+import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
+import type { IdempotencyRepo } from '../../repos/idempotency.ts';
+import { bearerAuth, requireScope, type Caller } from './auth.ts';
+import { createIdempotency } from './idempotency.ts';
+import * as s from './schemas.ts';
+import { clientView, resourceServerView, userView } from './views.ts';
+
+export interface AdminApiDeps {
+  issuer: string;
+  audience: string;
+  publicJwks: JSONWebKeySet;
+  provider: Provider;
+  users: UserAdmin;
+  clients: ClientRegistry;
+  resourceServers: ResourceServers;
+  idempotency: IdempotencyRepo;
+  box: SecretBox;
+}
+
+interface Input {
+  body: any;
+  query: any;
+  params: Record<string, string>;
+}
+
+/** One admin API operation: validation, scope, answer and OpenAPI entry come from this record. */
+interface Operation {
+  method: 'get' | 'post' | 'patch' | 'delete';
+  path: string;
+  scope: AdminScope;
+  summary: string;
+  body?: z.ZodType;
+  query?: z.ZodType;
+  response?: { status: number; schema?: z.ZodType };
+  idempotent?: boolean;
+  handle(ctx: Context, input: Input): Promise<unknown>;
+}
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => `${[where, ...i.path].join('.')}: ${i.message}`);
+    throw new AppError('IDENT_VALIDATION', issues.join('; '), result.error.issues);
+  }
+  return result.data;
+}
+
+const pageOf = <T>(rows: T[], total: number, q: { page: number; pageSize: number }) => ({
+  data: rows,
+  page: q.page,
+  pageSize: q.pageSize,
+  total,
+});
+
+export function adminOperations(deps: AdminApiDeps): Operation[] {
+  const { users, clients, resourceServers, provider } = deps;
+
+  function clientMetadataFrom(clientId: string, body: Record<string, unknown>) {
+    const { client_id: _id, client_secret: _secret, ...metadata } = body;
+    const normalised = normaliseClientMetadata(provider, clientId, metadata);
+    return { metadata: normalised, firstParty: normalised.first_party === true };
+  }
+
+  return [
+    // Users
+    {
+      method: 'get', path: '/users', scope: 'iam.users:read', summary: 'List users (paginated; search matches email and names)',
+      query: s.userListQuery, response: { status: 200, schema: s.page(s.user) },
+      async handle(_ctx, { query }) {
+        const { rows, total } = await users.list(query);
+        return pageOf(rows.map(userView), total, query);
+      },
+    },
+    {
+      method: 'post', path: '/users', scope: 'iam.users:create', summary: 'Create a user', idempotent: true,
+      body: s.userCreate, response: { status: 201, schema: s.user },
+      async handle(_ctx, { body }) {
+        return userView(await users.create(body));
+      },
+    },
+    {
+      method: 'get', path: '/users/:id', scope: 'iam.users:read', summary: 'Get a user',
+      response: { status: 200, schema: s.user },
+      async handle(_ctx, { params }) {
+        return userView(await users.get(params.id!));
+      },
+    },
+    {
+      method: 'patch', path: '/users/:id', scope: 'iam.users:update', summary: 'Update a user (a new password ends their sessions)',
+      body: s.userUpdate, response: { status: 200, schema: s.user },
+      async handle(_ctx, { params, body }) {
+        return userView(await users.update(params.id!, body));
+      },
+    },
+    {
+      method: 'delete', path: '/users/:id', scope: 'iam.users:delete', summary: 'Deactivate a user (soft delete; revokes sessions and tokens)',
+      response: { status: 200, schema: s.user },
+      async handle(_ctx, { params }) {
+        return userView(await users.deactivate(params.id!));
+      },
+    },
+    {
+      method: 'post', path: '/users/:id/suspend', scope: 'iam.users:suspend', summary: 'Suspend a user (revokes sessions and tokens)',
+      response: { status: 200, schema: s.user },
+      async handle(_ctx, { params }) {
+        return userView(await users.suspend(params.id!));
+      },
+    },
+    {
+      method: 'post', path: '/users/:id/reactivate', scope: 'iam.users:suspend', summary: 'Reactivate a suspended user',
+      response: { status: 200, schema: s.user },
+      async handle(_ctx, { params }) {
+        return userView(await users.reactivate(params.id!));
+      },
+    },
+
+    // Clients
+    {
+      method: 'get', path: '/clients', scope: 'iam.clients:read', summary: 'List clients (no secrets)',
+      query: s.pageQuery, response: { status: 200, schema: s.page(s.client) },
+      async handle(_ctx, { query }) {
+        const { rows, total } = await clients.list(query.page, query.pageSize);
+        return pageOf(rows.map((r) => clientView(r)), total, query);
+      },
+    },
+    {
+      method: 'post', path: '/clients', scope: 'iam.clients:create', idempotent: true,
+      summary: 'Register a client (RFC 7591 metadata); the secret is in this answer only',
+      body: s.clientCreate, response: { status: 201, schema: s.client },
+      async handle(_ctx, { body }) {
+        const clientId = (body.client_id as string | undefined) ?? crypto.randomUUID();
+        const { metadata, firstParty } = clientMetadataFrom(clientId, body);
+        const created = await clients.register({
+          metadata: { ...metadata, client_id: clientId, ...(body.client_secret ? { client_secret: body.client_secret } : {}) },
+          firstParty,
+        });
+        return clientView(await clients.get(clientId), created.client_secret as string | undefined);
+      },
+    },
+    {
+      method: 'get', path: '/clients/:clientId', scope: 'iam.clients:read', summary: 'Get a client (no secret)',
+      response: { status: 200, schema: s.client },
+      async handle(_ctx, { params }) {
+        return clientView(await clients.get(params.clientId!));
+      },
+    },
+    {
+      method: 'patch', path: '/clients/:clientId', scope: 'iam.clients:update', summary: 'Change client metadata (merged over the current)',
+      body: s.clientUpdate, response: { status: 200, schema: s.client },
+      async handle(_ctx, { params, body }) {
+        const current = await clients.get(params.clientId!);
+        const merged = { ...(current.metadata as Record<string, unknown>), first_party: current.first_party, ...body };
+        const { metadata, firstParty } = clientMetadataFrom(current.client_id, merged);
+        const { row, secret } = await clients.update(current.client_id, metadata, firstParty);
+        return clientView(row, secret);
+      },
+    },
+    {
+      method: 'delete', path: '/clients/:clientId', scope: 'iam.clients:delete', summary: 'Delete a client',
+      response: { status: 204 },
+      async handle(_ctx, { params }) {
+        await clients.remove(params.clientId!);
+        return undefined;
+      },
+    },
+    {
+      method: 'post', path: '/clients/:clientId/secret', scope: 'iam.clients:update', summary: 'Rotate the client secret (the old one stops working at once)',
+      response: { status: 200, schema: s.clientSecret },
+      async handle(_ctx, { params }) {
+        const current = await clients.get(params.clientId!);
+        if (!needsSecret(current.metadata as Record<string, unknown>)) {
+          throw new AppError('IDENT_VALIDATION', 'this client does not authenticate with a secret');
+        }
+        return { client_id: current.client_id, client_secret: await clients.rotateSecret(current.client_id) };
+      },
+    },
+
+    // Resource servers
+    {
+      method: 'get', path: '/resource-servers', scope: 'iam.resource-servers:read', summary: 'List resource servers',
+      query: s.pageQuery, response: { status: 200, schema: s.page(s.resourceServer) },
+      async handle(_ctx, { query }) {
+        const { rows, total } = await resourceServers.list(query.page, query.pageSize);
+        return pageOf(rows.map(resourceServerView), total, query);
+      },
+    },
+    {
+      method: 'post', path: '/resource-servers', scope: 'iam.resource-servers:create', summary: 'Register a resource server (RFC 8707 identifier)',
+      body: s.resourceServerCreate, response: { status: 201, schema: s.resourceServer },
+      async handle(_ctx, { body }) {
+        return resourceServerView(await resourceServers.create(body));
+      },
+    },
+    {
+      method: 'get', path: '/resource-servers/:id', scope: 'iam.resource-servers:read', summary: 'Get a resource server',
+      response: { status: 200, schema: s.resourceServer },
+      async handle(_ctx, { params }) {
+        return resourceServerView(await resourceServers.get(params.id!));
+      },
+    },
+    {
+      method: 'patch', path: '/resource-servers/:id', scope: 'iam.resource-servers:update', summary: 'Change a resource server',
+      body: s.resourceServerUpdate, response: { status: 200, schema: s.resourceServer },
+      async handle(_ctx, { params, body }) {
+        return resourceServerView(await resourceServers.update(params.id!, body));
+      },
+    },
+    {
+      method: 'delete', path: '/resource-servers/:id', scope: 'iam.resource-servers:delete', summary: 'Delete a resource server',
+      response: { status: 204 },
+      async handle(_ctx, { params }) {
+        await resourceServers.remove(params.id!);
+        return undefined;
+      },
+    },
+  ];
+}
+
+/** OpenAPI 3.1, generated from the same operations and schemas that validate requests. */
+export function openApiDocument(operations: Operation[], issuer: string, audience: string) {
+  const json = (schema: z.ZodType, io: 'input' | 'output') => z.toJSONSchema(schema, { io, unrepresentable: 'any' });
+  const errorResponse = { description: 'Error', content: { 'application/json': { schema: json(s.errorEnvelope, 'output') } } };
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of operations) {
+    const path = `/api/v1${op.path.replace(/:(\w+)/g, '{$1}')}`;
+    const pathParams = [...op.path.matchAll(/:(\w+)/g)].map((m) => ({
+      name: m[1], in: 'path', required: true, schema: { type: 'string' },
+    }));
+    const queryParams = op.query
+      ? Object.entries((json(op.query, 'input') as { properties?: Record<string, unknown>; required?: string[] }).properties ?? {}).map(
+          ([name, schema]) => ({ name, in: 'query', required: false, schema }),
+        )
+      : [];
+    paths[path] ??= {};
+    paths[path][op.method] = {
+      summary: op.summary,
+      security: [{ bearer: [op.scope] }],
+      parameters: [
+        ...pathParams,
+        ...queryParams,
+        ...(op.idempotent ? [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 } }] : []),
+      ],
+      ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: json(op.body, 'input') } } } } : {}),
+      responses: {
+        [String(op.response?.status ?? 200)]: op.response?.schema
+          ? { description: 'Success', content: { 'application/json': { schema: json(op.response.schema, 'output') } } }
+          : { description: 'Success' },
+        '4XX': errorResponse,
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'idp admin API', version: '1' },
+    servers: [{ url: issuer }],
+    components: {
+      securitySchemes: {
+        bearer: {
+          type: 'oauth2',
+          description: `JWT access token for the resource ${audience} (client_credentials with resource=${audience})`,
+          flows: {
+            clientCredentials: {
+              tokenUrl: `${issuer}/token`,
+              scopes: Object.fromEntries(s.adminScope.options.map((sc) => [sc, sc])),
+            },
+          },
+        },
+      },
+    },
+    paths,
+  };
+}
+
+/** The admin REST API under /api/v1: bearer auth, scopes, schema validation, idempotency. */
+export function adminApiRoutes(deps: AdminApiDeps) {
+  const router = new Router({ prefix: '/api/v1' });
+  const operations = adminOperations(deps);
+  const document = openApiDocument(operations, deps.issuer, deps.audience);
+  const withIdempotency = createIdempotency({ repo: deps.idempotency, box: deps.box });
+  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks });
+  const json = bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' });
+
+  router.get('/openapi.json', (ctx) => {
+    ctx.set('Cache-Control', 'no-cache');
+    ctx.body = document;
+  });
+
+  for (const op of operations) {
+    router[op.method](op.path, auth, async (ctx, next) => {
+      requireScope(ctx, op.scope);
+      if (op.body && !ctx.is('application/json')) {
+        throw new AppError('IDENT_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+      }
+      await next();
+    }, json, async (ctx) => {
+      const input: Input = {
+        params: ctx.params,
+        query: op.query ? parse(op.query, ctx.query, 'query') : {},
+        body: op.body ? parse(op.body, ctx.request.body, 'body') : undefined,
+      };
+      const run = async () => {
+        const result = await op.handle(ctx, input);
+        ctx.status = op.response?.status ?? 200;
+        if (result !== undefined) ctx.body = result;
+      };
+      ctx.set('Cache-Control', 'no-store');
+      if (op.idempotent) await withIdempotency(ctx, (ctx.state.caller as Caller).clientId, run);
+      else await run();
+    });
+  }
+  return router;
+}

@@ -1,0 +1,129 @@
+import { z } from 'zod';
+import { ADMIN_SCOPES } from '../../domain/admin-scopes.ts';
+
+// One source for validation and for the OpenAPI document (routes.ts), so they cannot drift.
+
+const text = (max: number) => z.string().min(1).max(max);
+// No control characters (NUL included) in names and similar display text.
+const displayText = (max: number) =>
+  text(max).refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
+const locale = z.string().regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 language tag').max(35);
+const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, 'must be an RFC 6749 scope token');
+
+export const pageQuery = z.object({
+  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
+  pageSize: z.coerce.number().int().min(1).max(100).default(20),
+});
+
+export const userStatus = z.enum(['active', 'suspended', 'deactivated']);
+
+export const userListQuery = pageQuery.extend({
+  search: z.string().max(200).optional(),
+  status: userStatus.optional(),
+});
+
+export const userCreate = z.strictObject({
+  email: z.email().max(320),
+  password: z.string().min(8).max(1024).optional(),
+  emailVerified: z.boolean().optional(),
+  givenName: displayText(200).optional(),
+  familyName: displayText(200).optional(),
+  locale: locale.optional(),
+});
+
+export const userUpdate = z.strictObject({
+  email: z.email().max(320).optional(),
+  password: z.string().min(8).max(1024).optional(),
+  emailVerified: z.boolean().optional(),
+  givenName: displayText(200).nullable().optional(),
+  familyName: displayText(200).nullable().optional(),
+  locale: locale.nullable().optional(),
+});
+
+export const user = z.object({
+  id: z.uuid(),
+  email: z.string(),
+  emailVerified: z.boolean(),
+  givenName: z.string().nullable(),
+  familyName: z.string().nullable(),
+  locale: z.string().nullable(),
+  status: userStatus,
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+  lastLoginAt: z.iso.datetime().nullable(),
+});
+
+const resourceIdentifier = z
+  .string()
+  .max(2048)
+  .refine((v) => URL.canParse(v) && !v.includes('#'), 'must be an absolute URI without a fragment');
+
+export const resourceServerCreate = z.strictObject({
+  identifier: resourceIdentifier,
+  name: displayText(200).optional(),
+  scopes: z.array(scopeToken).max(200),
+  accessTokenFormat: z.enum(['jwt', 'opaque']).optional(),
+  accessTokenTtl: z.number().int().min(60).max(86400).optional(),
+});
+
+export const resourceServerUpdate = z.strictObject({
+  name: displayText(200).nullable().optional(),
+  scopes: z.array(scopeToken).max(200).optional(),
+  accessTokenFormat: z.enum(['jwt', 'opaque']).optional(),
+  accessTokenTtl: z.number().int().min(60).max(86400).nullable().optional(),
+});
+
+export const resourceServer = z.object({
+  id: z.uuid(),
+  identifier: z.string(),
+  name: z.string().nullable(),
+  scopes: z.array(z.string()),
+  accessTokenFormat: z.enum(['jwt', 'opaque']),
+  accessTokenTtl: z.number().int().nullable(),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+});
+
+/**
+ * RFC 7591 client metadata: known fields are typed here, anything else passes through to the
+ * provider's own client schema, which validates it (and ignores what it does not know).
+ */
+export const clientMetadata = z.looseObject({
+  redirect_uris: z.array(z.string().max(2048)).max(100).optional(),
+  post_logout_redirect_uris: z.array(z.string().max(2048)).max(100).optional(),
+  grant_types: z.array(z.string().max(256)).max(20).optional(),
+  response_types: z.array(z.string().max(64)).max(10).optional(),
+  token_endpoint_auth_method: z.string().max(64).optional(),
+  scope: z.string().max(4096).optional(),
+  client_name: displayText(200).optional(),
+  first_party: z.boolean().optional(),
+  require_pkce: z.boolean().optional(),
+  introspection_allowed: z.boolean().optional(),
+});
+
+export const clientCreate = clientMetadata.extend({
+  client_id: z.string().regex(/^[\w.:~-]{1,128}$/, 'must be 1-128 characters of [A-Za-z0-9_.:~-]').optional(),
+  client_secret: z.string().min(32).max(512).optional(),
+});
+
+export const clientUpdate = clientMetadata;
+
+export const client = clientMetadata.extend({
+  client_id: z.string(),
+  client_secret: z.string().optional().describe('Only in the answer that created or rotated it'),
+  client_id_issued_at: z.number().int(),
+});
+
+export const clientSecret = z.object({ client_id: z.string(), client_secret: z.string() });
+
+export const errorEnvelope = z.object({
+  error: z.string(),
+  message: z.string(),
+  requestId: z.string(),
+  timestamp: z.iso.datetime(),
+});
+
+export const page = <T extends z.ZodType>(item: T) =>
+  z.object({ data: z.array(item), page: z.number().int(), pageSize: z.number().int(), total: z.number().int() });
+
+export const adminScope = z.enum(ADMIN_SCOPES);

@@ -1,0 +1,45 @@
+import type { ClientRow } from '../../repos/clients.ts';
+import type { ResourceServerRow } from '../../repos/resource-servers.ts';
+import type { UserRow } from '../../repos/users.ts';
+
+// API representations. Password hashes and stored secrets have no field here, so no answer can carry them.
+
+const iso = (d: Date | string) => new Date(d).toISOString();
+
+export function userView(u: UserRow) {
+  return {
+    id: u.id,
+    email: u.email,
+    emailVerified: u.email_verified,
+    givenName: u.given_name,
+    familyName: u.family_name,
+    locale: u.locale,
+    status: u.status,
+    createdAt: iso(u.created_at),
+    updatedAt: iso(u.updated_at),
+    lastLoginAt: u.last_login_at ? iso(u.last_login_at) : null,
+  };
+}
+
+export function resourceServerView(r: ResourceServerRow) {
+  return {
+    id: r.id,
+    identifier: r.identifier,
+    name: r.name,
+    scopes: r.scopes,
+    accessTokenFormat: r.access_token_format,
+    accessTokenTtl: r.access_token_ttl,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+  };
+}
+
+export function clientView(c: ClientRow, secret?: string) {
+  return {
+    ...(c.metadata as Record<string, unknown>),
+    client_id: c.client_id,
+    first_party: c.first_party,
+    client_id_issued_at: Math.floor(new Date(c.created_at).getTime() / 1000),
+    ...(secret ? { client_secret: secret, client_secret_expires_at: 0 } : {}),
+  };
+}
