@@ -1,52 +1,37 @@
 #!/usr/bin/env node
-import { ConfigError, loadConfig } from '../config/load.ts';
-import { createLogger } from '../infra/logger.ts';
-import { createServices } from '../runtime.ts';
+import { AdminApi, resolveConnection } from './api.ts';
+import { parseCommandLine } from './args.ts';
+import { commands } from './commands/index.ts';
+import { CliError } from './errors.ts';
 
-const USAGE = `usage: idp <command>
-
-Local commands (use the same settings as the server: DATABASE_URL, DATA_DIR, KEY_ENCRYPTION_KEY...):
-  migrate          apply pending database migrations
-  keys rotate      publish new signing and cookie keys; they sign after KEY_PROPAGATION_SECONDS
-  help             show this text
-`;
+// The idp command: local commands on the server's store, remote ones over the admin API.
 
 async function run(argv: string[]): Promise<number> {
-  const [command, sub] = argv;
-  if (!command || command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write(USAGE);
-    return command ? 0 : 2;
+  const parsed = parseCommandLine(argv, commands);
+  if (parsed.kind === 'help') {
+    (parsed.exitCode === 0 ? process.stdout : process.stderr).write(parsed.text);
+    return parsed.exitCode;
   }
-  const config = loadConfig();
-  const logger = createLogger(process.env.LOG_LEVEL ?? 'warn');
-  if (command === 'migrate') {
-    const services = await createServices(config, logger);
-    await services.close();
-    process.stdout.write('migrations are up to date\n');
-    return 0;
-  }
-  if (command === 'keys' && sub === 'rotate') {
-    const services = await createServices(config, logger);
-    try {
-      await services.keys.ensureKeys();
-      const out = await services.keys.rotate();
-      process.stdout.write(
-        `new keys published; they sign from ${out.activatesAt.toISOString()}; ` +
-          `old signing keys retire at ${out.sigRetiresAt.toISOString()}, old cookie keys at ${out.cookieRetiresAt.toISOString()}\n`,
-      );
-    } finally {
-      await services.close();
-    }
-    return 0;
-  }
-  process.stderr.write(`idp: unknown command "${argv.join(' ')}"\n\n${USAGE}`);
-  return 2;
+  const { command, args, json } = parsed;
+  // Only remote commands need credentials; local ones must work without them.
+  if (command.scopes) await command.run({ args, json, api: new AdminApi(resolveConnection(args), command.scopes(args)) });
+  else await command.run({ args, json });
+  return 0;
 }
 
-run(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`idp: ${err instanceof ConfigError ? err.message : (err as Error).message}\n`);
-    process.exit(1);
-  },
-);
+/** One line per failure, never a stack trace: our own errors say what to fix, others their message. */
+function report(err: unknown): number {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`idp: ${message}\n`);
+  return err instanceof CliError ? err.exitCode : 1;
+}
+
+function exit(code: number) {
+  // Let piped output drain before exiting.
+  process.stdout.write('', () => process.exit(code));
+}
+
+// A reader that went away (`idp users list | head -1`) is no failure worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 0 : 1));
+
+run(process.argv.slice(2)).then(exit, (err: unknown) => exit(report(err)));

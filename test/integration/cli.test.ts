@@ -1,0 +1,340 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { HttpBrowser } from '../helpers/browser-http.ts';
+import { submitLogin, uniqueEmail } from '../helpers/rp.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ADMIN_ID = 'cli-admin';
+const ADMIN_SECRET = randomBytes(32).toString('base64url');
+const DEMO_EMAIL = 'demo@example.test';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The caller's environment without any idp settings, so only what a test passes counts. */
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (/^(IDP_|BOOTSTRAP_ADMIN_)/.test(k) || k === 'ISSUER' || k === 'PORT') delete env[k];
+  return { ...env, ...extra };
+}
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+// Children are spawned, never spawnSync'd: the server they talk to runs in this process and must
+// keep answering while they wait. Every child is killed after a deadline, so no test can hang.
+function spawnIdp(args: string[], env: NodeJS.ProcessEnv): ChildProcessWithoutNullStreams {
+  return spawn(process.execPath, ['src/cli/main.ts', ...args], { cwd: root, env, stdio: 'pipe' });
+}
+
+function finished(child: ChildProcessWithoutNullStreams, timeoutMs: number): Promise<Result> {
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d) => (out.stdout += d));
+  child.stderr.on('data', (d) => (out.stderr += d));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, ...out });
+    });
+  });
+}
+
+/** Resolves with everything `stream` printed once `pattern` matches; fails after the deadline. */
+function waitForOutput(stream: NodeJS.ReadableStream, pattern: RegExp, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`no ${pattern} within ${timeoutMs} ms; got:\n${text}`)), timeoutMs);
+    stream.on('data', (d) => {
+      text += d;
+      if (pattern.test(text)) {
+        clearTimeout(timer);
+        resolve(text);
+      }
+    });
+  });
+}
+
+/** One line on stderr, no stack trace. */
+function assertOneLineError(r: Result) {
+  assert.equal(r.stderr.trim().split('\n').length, 1, `one line expected:\n${r.stderr}`);
+  assert.match(r.stderr, /^idp: /);
+  assert.doesNotMatch(r.stderr, /\n\s+at |\.ts:\d+/);
+}
+
+describe('the idp CLI against the admin API', () => {
+  let ts: TestServer;
+  let env: NodeJS.ProcessEnv;
+  const idp = (args: string[], extraEnv: Record<string, string> = {}) =>
+    finished(spawnIdp(args, { ...env, ...extraEnv }), 60_000);
+  const idpJson = async <T = any>(args: string[]): Promise<T> => {
+    const r = await idp([...args, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as T;
+  };
+
+  before(async () => {
+    ts = await startTestServer({ BOOTSTRAP_ADMIN_CLIENT_ID: ADMIN_ID, BOOTSTRAP_ADMIN_CLIENT_SECRET: ADMIN_SECRET });
+    env = cleanEnv({ IDP_ISSUER: ts.issuer, IDP_CLIENT_ID: ADMIN_ID, IDP_CLIENT_SECRET: ADMIN_SECRET, LOG_LEVEL: 'silent' });
+  });
+  after(() => stopAndDestroy(ts));
+
+  it('clients create, list, get and delete', async () => {
+    const confidential = await idpJson([
+      'clients', 'create', '--name', 'Web app',
+      '--redirect-uri', 'https://app.example.test/cb', '--redirect-uri', 'https://app.example.test/cb2',
+      '--grant-type', 'authorization_code', '--grant-type', 'refresh_token', '--first-party',
+    ]);
+    assert.equal(confidential.client_name, 'Web app');
+    assert.deepEqual(confidential.redirect_uris, ['https://app.example.test/cb', 'https://app.example.test/cb2']);
+    assert.deepEqual(confidential.grant_types, ['authorization_code', 'refresh_token']);
+    assert.equal(confidential.first_party, true);
+    assert.equal(confidential.token_endpoint_auth_method, 'client_secret_basic');
+    assert.ok(typeof confidential.client_secret === 'string' && confidential.client_secret.length >= 32);
+
+    const pub = await idpJson(['clients', 'create', '--id', 'cli-spa', '--public', '--redirect-uri', 'http://localhost:8080/cb']);
+    assert.equal(pub.client_id, 'cli-spa');
+    assert.equal(pub.token_endpoint_auth_method, 'none');
+    assert.equal(pub.client_secret, undefined);
+
+    const machine = await idpJson([
+      'clients', 'create', '--grant-type', 'client_credentials',
+      '--metadata', JSON.stringify({ client_name: 'Machine', scope: 'iam.users:read' }),
+    ]);
+    assert.equal(machine.client_name, 'Machine');
+    assert.deepEqual(machine.grant_types, ['client_credentials']);
+    assert.equal(machine.scope, 'iam.users:read');
+
+    const list = await idpJson(['clients', 'list', '--page-size', '100']);
+    const ids = list.data.map((c: { client_id: string }) => c.client_id);
+    for (const id of [ADMIN_ID, confidential.client_id, 'cli-spa', machine.client_id]) assert.ok(ids.includes(id), id);
+    assert.equal(list.total, 4);
+    assert.equal(list.data.some((c: Record<string, unknown>) => 'client_secret' in c), false);
+
+    const table = await idp(['clients', 'list']);
+    assert.equal(table.code, 0, table.stderr);
+    const [header, ...rows] = table.stdout.trimEnd().split('\n');
+    assert.match(header!, /^CLIENT ID\s+NAME\s+AUTH METHOD\s+GRANT TYPES/);
+    assert.equal(rows.length, 4);
+    assert.ok(rows.some((r) => /^cli-spa\s+-\s+none\s+authorization_code\s/.test(r)), table.stdout);
+
+    const got = await idpJson(['clients', 'get', 'cli-spa']);
+    assert.deepEqual(got.redirect_uris, ['http://localhost:8080/cb']);
+    const gotText = await idp(['clients', 'get', confidential.client_id]);
+    assert.match(gotText.stdout, /^client_name\s+Web app$/m);
+
+    const deleted = await idp(['clients', 'delete', 'cli-spa']);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    assert.match(deleted.stdout, /client cli-spa deleted/);
+    const gone = await idp(['clients', 'get', 'cli-spa']);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /IDENT_CLIENT_NOT_FOUND/);
+    assertOneLineError(gone);
+  });
+
+  it('resource-servers create and list', async () => {
+    const rs = await idpJson([
+      'resource-servers', 'create', '--identifier', 'https://api.example.test/orders',
+      '--scope', 'orders:read', '--scope', 'orders:write', '--name', 'Orders', '--format', 'opaque',
+    ]);
+    assert.equal(rs.identifier, 'https://api.example.test/orders');
+    assert.deepEqual(rs.scopes, ['orders:read', 'orders:write']);
+    assert.equal(rs.accessTokenFormat, 'opaque');
+
+    const list = await idpJson(['resource-servers', 'list']);
+    assert.ok(list.data.some((r: { id: string }) => r.id === rs.id));
+    const table = await idp(['resource-servers', 'list']);
+    assert.match(table.stdout, /^ID\s+IDENTIFIER\s+NAME\s+FORMAT/);
+    assert.match(table.stdout, /https:\/\/api\.example\.test\/orders\s+Orders\s+opaque/);
+
+    const bad = await idp(['resource-servers', 'create', '--identifier', 'https://x.example.test', '--format', 'xml']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--format must be one of jwt, opaque/);
+  });
+
+  it('users create, list, suspend and reactivate', async () => {
+    const email = uniqueEmail('cli');
+    const user = await idpJson([
+      'users', 'create', '--email', email, '--password', 'correct horse battery staple',
+      '--given-name', 'Ada', '--family-name', 'Lovelace',
+    ]);
+    assert.equal(user.email, email);
+    assert.equal(user.givenName, 'Ada');
+    assert.equal(user.status, 'active');
+
+    const found = await idpJson(['users', 'list', '--search', email]);
+    assert.equal(found.total, 1);
+    assert.equal(found.data[0].id, user.id);
+
+    const table = await idp(['users', 'list', '--search', email]);
+    assert.equal(table.code, 0, table.stderr);
+    const [header, row] = table.stdout.trimEnd().split('\n');
+    assert.match(header!, /^ID\s+EMAIL\s+NAME\s+STATUS\s+VERIFIED\s+LAST LOGIN$/);
+    assert.match(row!, new RegExp(`^${user.id}\\s+${email.replace(/\./g, '\\.')}\\s+Ada Lovelace\\s+active\\s`));
+
+    const suspended = await idp(['users', 'suspend', user.id]);
+    assert.equal(suspended.code, 0, suspended.stderr);
+    assert.match(suspended.stdout, /is suspended/);
+    assert.equal((await ts.server.services.userAdmin.get(user.id)).status, 'suspended');
+    const onlySuspended = await idpJson(['users', 'list', '--status', 'suspended']);
+    assert.deepEqual(onlySuspended.data.map((u: { id: string }) => u.id), [user.id]);
+
+    // By email, too.
+    const reactivated = await idpJson(['users', 'reactivate', email]);
+    assert.equal(reactivated.status, 'active');
+    assert.equal((await ts.server.services.userAdmin.get(user.id)).status, 'active');
+  });
+
+  it('an API error exits 1 with its code and message on one line', async () => {
+    const email = uniqueEmail('dup');
+    assert.equal((await idp(['users', 'create', '--email', email])).code, 0);
+    const dup = await idp(['users', 'create', '--email', email]);
+    assert.equal(dup.code, 1);
+    assert.match(dup.stderr, /IDENT_EMAIL_DUPLICATE: a user with this email already exists \(HTTP 409, request [\w-]+\)/);
+    assertOneLineError(dup);
+    assert.equal(dup.stdout, '');
+  });
+
+  it('a wrong secret, an unreachable server and missing credentials say so', async () => {
+    const wrong = await idp(['users', 'list'], { IDP_CLIENT_SECRET: 'not-the-secret' });
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /invalid_client: .*check --client-id and --client-secret/);
+    assertOneLineError(wrong);
+
+    const port = await freePort();
+    const refused = await idp(['clients', 'list', '--issuer', `http://127.0.0.1:${port}`]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /cannot connect to http:\/\/127\.0\.0\.1:\d+: connection refused/);
+    assertOneLineError(refused);
+
+    const none = await finished(spawnIdp(['users', 'list'], cleanEnv({ IDP_ISSUER: ts.issuer })), 30_000);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /missing credentials: set --client-id .* and --client-secret/);
+    assertOneLineError(none);
+
+    // The server's own settings are the fallback.
+    const fallback = await finished(
+      spawnIdp(['users', 'list', '--json'], cleanEnv({ ISSUER: ts.issuer, BOOTSTRAP_ADMIN_CLIENT_ID: ADMIN_ID, BOOTSTRAP_ADMIN_CLIENT_SECRET: ADMIN_SECRET })),
+      30_000,
+    );
+    assert.equal(fallback.code, 0, fallback.stderr);
+  });
+
+  it('wrong usage exits 2 with one line', async () => {
+    const unknown = await idp(['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+    assertOneLineError(unknown);
+
+    for (const [args, message] of [
+      [['clients', 'frob'], /unknown command "clients frob"/],
+      [['clients', 'create', '--bogus'], /unknown option '--bogus'/],
+      [['clients', 'get'], /missing <client-id>/],
+      [['clients', 'create', '--metadata', '[1]'], /--metadata must be a JSON object/],
+      [['users', 'list', '--status', 'gone'], /--status must be one of active, suspended, deactivated/],
+      [['users', 'list', '--page', 'two'], /--page must be a whole number/],
+    ] as const) {
+      const r = await idp([...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assertOneLineError(r);
+    }
+
+    const help = await idp(['users', 'create', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /usage: idp users create \[options\]/);
+    assert.match(help.stdout, /--given-name <name>/);
+  });
+
+  /** Runs `idp demo`, signs in through the real login page as a browser would, returns the CLI's result. */
+  async function demo(extra: string[] = []) {
+    const port = await freePort();
+    const child = spawnIdp(['demo', '--port', String(port), '--timeout', '60', ...extra], env);
+    const done = finished(child, 90_000);
+    // With --json the instructions are on stderr, so stdout stays one JSON document.
+    const instructions = await waitForOutput(extra.includes('--json') ? child.stderr : child.stdout, /Waiting for the sign-in/, 60_000);
+    const authUrl = /^\s+(http:\/\/\S+\/auth\?\S+)$/m.exec(instructions)?.[1];
+    const password = /^Password\s+(\S+)$/m.exec(instructions)?.[1];
+    assert.ok(authUrl && password, instructions);
+    const url = new URL(authUrl);
+    assert.equal(url.searchParams.get('client_id'), 'idp-demo');
+    assert.equal(url.searchParams.get('redirect_uri'), `http://127.0.0.1:${port}/callback`);
+    assert.equal(url.searchParams.get('code_challenge_method'), 'S256');
+    assert.equal(url.searchParams.get('scope'), 'openid profile email');
+    assert.ok(url.searchParams.get('state') && url.searchParams.get('nonce'));
+
+    const browser = new HttpBrowser();
+    const login = await browser.follow(url);
+    assert.equal(login.res.status, 200);
+    const res = await submitLogin(browser, login.url, await login.res.text(), DEMO_EMAIL, password);
+    assert.equal(res.status, 303, `login should redirect, got ${res.status}`);
+    // Followed all the way: the last hop is the CLI's own callback server.
+    const callback = await browser.follow(new URL(res.headers.get('location')!, login.url));
+    assert.equal(callback.url.origin + callback.url.pathname, `http://127.0.0.1:${port}/callback`);
+    assert.equal(callback.res.status, 200);
+    assert.match(await callback.res.text(), /Signed in/);
+
+    const result = await done;
+    assert.equal(result.code, 0, result.stderr);
+    return { ...result, instructions };
+  }
+
+  it('idp demo creates a demo client and user, and prints the claims and tokens of a real sign-in', async () => {
+    const first = await demo();
+    assert.match(first.instructions, /Demo client\s+idp-demo \(created\)/);
+    assert.match(first.instructions, /Demo user\s+demo@example\.test \(created\)/);
+    const idToken = /ID token claims:\n([\s\S]*?)\n\n/.exec(first.stdout)?.[1] ?? '';
+    const userinfo = /UserInfo claims:\n([\s\S]*?)\n\n/.exec(first.stdout)?.[1] ?? '';
+    const sub = /^\s+sub\s+(\S+)$/m.exec(idToken)?.[1];
+    assert.ok(sub, first.stdout);
+    assert.match(idToken, /^\s+aud\s+idp-demo$/m);
+    assert.match(idToken, new RegExp(`^\\s+iss\\s+${ts.issuer.replace(/\./g, '\\.')}$`, 'm'));
+    assert.match(userinfo, new RegExp(`^\\s+sub\\s+${sub}$`, 'm'));
+    assert.match(userinfo, /^\s+email\s+demo@example\.test$/m);
+    assert.match(first.stdout, /^\s+access_token\s+\S+$/m);
+    assert.match(first.stdout, /^\s+id_token\s+eyJ\S+$/m);
+
+    const demoUser = await idpJson(['users', 'get', DEMO_EMAIL]);
+    assert.equal(demoUser.id, sub);
+    const client = await idpJson(['clients', 'get', 'idp-demo']);
+    assert.equal(client.token_endpoint_auth_method, 'none');
+
+    // Again, on another port and with --json: both are reused, and the new password works.
+    const second = await demo(['--json']);
+    assert.match(second.instructions, /Demo client\s+idp-demo \(reused, redirect URI set to/);
+    assert.match(second.instructions, /Demo user\s+demo@example\.test \(reused, new password\)/);
+    const out = JSON.parse(second.stdout);
+    assert.equal(out.claims.sub, sub);
+    assert.equal(out.claims.aud, 'idp-demo');
+    assert.equal(out.userinfo.email, DEMO_EMAIL);
+    assert.equal(out.tokens.token_type, 'Bearer');
+    assert.equal((await idpJson(['clients', 'list', '--page-size', '100'])).data.filter((c: { client_id: string }) => c.client_id === 'idp-demo').length, 1);
+  });
+
+  it('idp demo gives up after --timeout, and refuses a busy port', async () => {
+    const port = await freePort();
+    const timedOut = await idp(['demo', '--port', String(port), '--timeout', '1']);
+    assert.equal(timedOut.code, 1);
+    assert.match(timedOut.stderr, /no sign-in came back within 1 s/);
+    assertOneLineError(timedOut);
+
+    const busy = await idp(['demo', '--port', String(ts.port)]);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, new RegExp(`port ${ts.port} on 127\\.0\\.0\\.1 is in use`));
+  });
+});
