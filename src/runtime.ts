@@ -61,7 +61,11 @@ export async function createServices(config: AppConfig, logger: Logger) {
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral });
-  const resourceServers = createResourceServers({ repo: repos.resourceServers, ephemeral });
+  const resourceServers = createResourceServers({
+    repo: repos.resourceServers,
+    ephemeral,
+    reserved: [adminAudience(config.ISSUER)],
+  });
   const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads });
 
   return {

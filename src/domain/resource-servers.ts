@@ -28,7 +28,13 @@ export interface ResourceServerInput {
   accessTokenTtl?: number | null | undefined;
 }
 
-export function createResourceServers(deps: { repo: ResourceServersRepo; ephemeral: EphemeralStore }) {
+export function createResourceServers(deps: {
+  repo: ResourceServersRepo;
+  ephemeral: EphemeralStore;
+  /** Identifiers that are not ours to register (the admin API's own audience). */
+  reserved: readonly string[];
+}) {
+  const reserved = new Set(deps.reserved);
   // Read on every token request that names a resource; changes are broadcast to every instance.
   const cache = createSharedCache<ResourceServerInfo>({
     name: 'resource-servers',
@@ -40,10 +46,15 @@ export function createResourceServers(deps: { repo: ResourceServersRepo; ephemer
     },
   });
   return {
-    find(identifier: string): Promise<ResourceServerInfo | undefined> {
-      return cache.get(identifier);
+    // A row under a reserved identifier (written around the API) is never honoured: token exchange
+    // would otherwise mint admin tokens with whatever scopes it lists.
+    async find(identifier: string): Promise<ResourceServerInfo | undefined> {
+      return reserved.has(identifier) ? undefined : cache.get(identifier);
     },
     async create(input: ResourceServerInput): Promise<ResourceServerRow> {
+      if (reserved.has(input.identifier)) {
+        throw new AppError('IDENT_RESOURCE_SERVER_DUPLICATE', 'this identifier is the admin API itself');
+      }
       try {
         const row = await deps.repo.insert({
           id: randomUUID(),

@@ -80,7 +80,13 @@ export function createUserAdmin(deps: {
       return updated!;
     },
 
-    suspend: (id: string) => setStatus(id, 'suspended'),
+    async suspend(id: string): Promise<UserRow> {
+      // Deactivation is final: suspending would let reactivate bring a deleted user back.
+      if ((await existing(id)).status === 'deactivated') {
+        throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be suspended');
+      }
+      return setStatus(id, 'suspended');
+    },
     async reactivate(id: string): Promise<UserRow> {
       const user = await existing(id);
       if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be reactivated');

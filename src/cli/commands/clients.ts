@@ -1,3 +1,4 @@
+import { ADMIN_SCOPES, type AdminScope } from '../../domain/admin-scopes.ts';
 import { seg, type Page } from '../api.ts';
 import type { RemoteCommand } from '../command.ts';
 import { UsageError } from '../errors.ts';
@@ -38,6 +39,11 @@ function metadataFlag(json: string | undefined): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+function adminScopesIn(scope: unknown): AdminScope[] {
+  if (typeof scope !== 'string') return [];
+  return scope.split(' ').filter((s): s is AdminScope => (ADMIN_SCOPES as readonly string[]).includes(s));
+}
+
 export const clientCommands: RemoteCommand[] = [
   {
     name: 'clients create',
@@ -58,7 +64,9 @@ export const clientCommands: RemoteCommand[] = [
       'first-party': { type: 'boolean', description: 'first-party client: no consent screen' },
       metadata: { type: 'string', value: '<json>', description: 'RFC 7591 metadata as a JSON object; the flags above override it' },
     },
-    scopes: () => ['iam.clients:create'],
+    // The server lets a caller give a client only admin scopes it holds itself, so the token also
+    // asks for the iam.* scopes the new client is to have.
+    scopes: (args) => ['iam.clients:create', ...adminScopesIn(args.string('scope') ?? metadataFlag(args.string('metadata')).scope)],
     async run({ args, api, json }) {
       const body: Record<string, unknown> = metadataFlag(args.string('metadata'));
       const set = (key: string, value: unknown) => {

@@ -17,7 +17,8 @@ export function bearerAuth(opts: { issuer: string; audience: string; publicJwks:
   const jwks = createLocalJWKSet(opts.publicJwks);
   return async (ctx, next) => {
     const header = ctx.get('authorization');
-    const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header);
+    // The scheme name is case-insensitive (RFC 7235 section 2.1): "bearer" is a bearer token too.
+    const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(header);
     if (!match) {
       ctx.set('WWW-Authenticate', 'Bearer realm="admin"');
       throw new AppError('IDENT_UNAUTHENTICATED', 'a bearer access token is required');

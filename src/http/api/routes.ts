@@ -57,6 +57,31 @@ function parse<T extends z.ZodType>(schema: T, value: unknown, where: string): z
   return result.data;
 }
 
+const MAX_BODY_DEPTH = 32;
+const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Refuses, anywhere in a JSON body (keys included), what cannot be stored as sent: NUL (PostgreSQL
+ * text and jsonb reject it: a 500 from the insert) and unpaired surrogates (written to UTF-8 they
+ * silently become U+FFFD). Also refuses deep nesting, which unknown client metadata could carry
+ * into JSON.stringify (idempotency hash) and overflow the stack. Iterative for the same reason.
+ */
+function checkBody(body: unknown): unknown {
+  const stack: [unknown, number][] = [[body, 0]];
+  while (stack.length) {
+    const [value, depth] = stack.pop()!;
+    if (typeof value === 'string') {
+      if (value.includes('\u0000') || UNPAIRED_SURROGATE.test(value)) {
+        throw new AppError('IDENT_VALIDATION', 'body: strings must not contain NUL characters or unpaired surrogates');
+      }
+    } else if (value !== null && typeof value === 'object') {
+      if (depth >= MAX_BODY_DEPTH) throw new AppError('IDENT_VALIDATION', `body: nested deeper than ${MAX_BODY_DEPTH} levels`);
+      for (const [k, v] of Object.entries(value)) stack.push([k, depth], [v, depth + 1]);
+    }
+  }
+  return body;
+}
+
 const pageOf = <T>(rows: T[], total: number, q: { page: number; pageSize: number }) => ({
   data: rows,
   page: q.page,
@@ -66,6 +91,19 @@ const pageOf = <T>(rows: T[], total: number, q: { page: number; pageSize: number
 
 export function adminOperations(deps: AdminApiDeps): Operation[] {
   const { users, clients, resourceServers, provider } = deps;
+
+  /**
+   * A caller may give a client only the admin scopes it holds itself: iam.clients:create alone must
+   * not be a way to mint a client with every iam.* scope.
+   */
+  function assertGrantableScopes(ctx: Context, scope: unknown) {
+    if (typeof scope !== 'string') return;
+    const caller = ctx.state.caller as Caller;
+    const beyond = scope.split(' ').filter((sc) => sc.startsWith('iam.') && !caller.scopes.has(sc));
+    if (beyond.length) {
+      throw new AppError('IDENT_FORBIDDEN', `only scopes the caller holds can be given to a client: ${beyond.join(' ')}`);
+    }
+  }
 
   function clientMetadataFrom(clientId: string, body: Record<string, unknown>) {
     const { client_id: _id, client_secret: _secret, ...metadata } = body;
@@ -139,7 +177,8 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       method: 'post', path: '/clients', scope: 'iam.clients:create', idempotent: true,
       summary: 'Register a client (RFC 7591 metadata); the secret is in this answer only',
       body: s.clientCreate, response: { status: 201, schema: s.client },
-      async handle(_ctx, { body }) {
+      async handle(ctx, { body }) {
+        assertGrantableScopes(ctx, body.scope);
         const clientId = (body.client_id as string | undefined) ?? crypto.randomUUID();
         const { metadata, firstParty } = clientMetadataFrom(clientId, body);
         const created = await clients.register({
@@ -159,7 +198,8 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     {
       method: 'patch', path: '/clients/:clientId', scope: 'iam.clients:update', summary: 'Change client metadata (merged over the current)',
       body: s.clientUpdate, response: { status: 200, schema: s.client },
-      async handle(_ctx, { params, body }) {
+      async handle(ctx, { params, body }) {
+        assertGrantableScopes(ctx, body.scope);
         const current = await clients.get(params.clientId!);
         const merged = { ...(current.metadata as Record<string, unknown>), first_party: current.first_party, ...body };
         const { metadata, firstParty } = clientMetadataFrom(current.client_id, merged);
@@ -308,7 +348,7 @@ export function adminApiRoutes(deps: AdminApiDeps) {
       const input: Input = {
         params: ctx.params,
         query: op.query ? parse(op.query, ctx.query, 'query') : {},
-        body: op.body ? parse(op.body, ctx.request.body, 'body') : undefined,
+        body: op.body ? parse(op.body, checkBody(ctx.request.body), 'body') : undefined,
       };
       const run = async () => {
         const result = await op.handle(ctx, input);

@@ -56,7 +56,10 @@ export const user = z.object({
 const resourceIdentifier = z
   .string()
   .max(2048)
-  .refine((v) => URL.canParse(v) && !v.includes('#'), 'must be an absolute URI without a fragment');
+  .refine((v) => URL.canParse(v) && !v.includes('#'), 'must be an absolute URI without a fragment')
+  // The identifier is unique-indexed: a b-tree entry holds ~2.7 kB, so 2048 characters of
+  // multi-byte text would fail in PostgreSQL (500) instead of here.
+  .refine((v) => Buffer.byteLength(v, 'utf8') <= 2048, 'must be at most 2048 bytes in UTF-8');
 
 export const resourceServerCreate = z.strictObject({
   identifier: resourceIdentifier,
