@@ -3,8 +3,6 @@ import Router from '@koa/router';
 import type { JSONWebKeySet } from 'jose';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
-import { z } from 'zod';
-import type { AdminScope } from '../../domain/admin-scopes.ts';
 import { needsSecret, type ClientRegistry } from '../../domain/clients.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { ResourceServers } from '../../domain/resource-servers.ts';
@@ -14,7 +12,10 @@ import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
 import { bearerAuth, requireScope, type Caller } from './auth.ts';
 import { createIdempotency } from './idempotency.ts';
+import { openApiDocument } from './openapi.ts';
+import type { Input, Operation } from './operation.ts';
 import * as s from './schemas.ts';
+import { checkBody, parse } from './validate.ts';
 import { clientView, resourceServerView, userView } from './views.ts';
 
 export interface AdminApiDeps {
@@ -27,59 +28,6 @@ export interface AdminApiDeps {
   resourceServers: ResourceServers;
   idempotency: IdempotencyRepo;
   box: SecretBox;
-}
-
-interface Input {
-  body: any;
-  query: any;
-  params: Record<string, string>;
-}
-
-/** One admin API operation: validation, scope, answer and OpenAPI entry come from this record. */
-interface Operation {
-  method: 'get' | 'post' | 'patch' | 'delete';
-  path: string;
-  scope: AdminScope;
-  summary: string;
-  body?: z.ZodType;
-  query?: z.ZodType;
-  response?: { status: number; schema?: z.ZodType };
-  idempotent?: boolean;
-  handle(ctx: Context, input: Input): Promise<unknown>;
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown, where: string): z.output<T> {
-  const result = schema.safeParse(value);
-  if (!result.success) {
-    const issues = result.error.issues.map((i) => `${[where, ...i.path].join('.')}: ${i.message}`);
-    throw new AppError('IDENT_VALIDATION', issues.join('; '), result.error.issues);
-  }
-  return result.data;
-}
-
-const MAX_BODY_DEPTH = 32;
-const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/**
- * Refuses, anywhere in a JSON body (keys included), what cannot be stored as sent: NUL (PostgreSQL
- * text and jsonb reject it: a 500 from the insert) and unpaired surrogates (written to UTF-8 they
- * silently become U+FFFD). Also refuses deep nesting, which unknown client metadata could carry
- * into JSON.stringify (idempotency hash) and overflow the stack. Iterative for the same reason.
- */
-function checkBody(body: unknown): unknown {
-  const stack: [unknown, number][] = [[body, 0]];
-  while (stack.length) {
-    const [value, depth] = stack.pop()!;
-    if (typeof value === 'string') {
-      if (value.includes('\u0000') || UNPAIRED_SURROGATE.test(value)) {
-        throw new AppError('IDENT_VALIDATION', 'body: strings must not contain NUL characters or unpaired surrogates');
-      }
-    } else if (value !== null && typeof value === 'object') {
-      if (depth >= MAX_BODY_DEPTH) throw new AppError('IDENT_VALIDATION', `body: nested deeper than ${MAX_BODY_DEPTH} levels`);
-      for (const [k, v] of Object.entries(value)) stack.push([k, depth], [v, depth + 1]);
-    }
-  }
-  return body;
 }
 
 const pageOf = <T>(rows: T[], total: number, q: { page: number; pageSize: number }) => ({
@@ -266,61 +214,6 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       },
     },
   ];
-}
-
-/** OpenAPI 3.1, generated from the same operations and schemas that validate requests. */
-export function openApiDocument(operations: Operation[], issuer: string, audience: string) {
-  const json = (schema: z.ZodType, io: 'input' | 'output') => z.toJSONSchema(schema, { io, unrepresentable: 'any' });
-  const errorResponse = { description: 'Error', content: { 'application/json': { schema: json(s.errorEnvelope, 'output') } } };
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const op of operations) {
-    const path = `/api/v1${op.path.replace(/:(\w+)/g, '{$1}')}`;
-    const pathParams = [...op.path.matchAll(/:(\w+)/g)].map((m) => ({
-      name: m[1], in: 'path', required: true, schema: { type: 'string' },
-    }));
-    const queryParams = op.query
-      ? Object.entries((json(op.query, 'input') as { properties?: Record<string, unknown>; required?: string[] }).properties ?? {}).map(
-          ([name, schema]) => ({ name, in: 'query', required: false, schema }),
-        )
-      : [];
-    paths[path] ??= {};
-    paths[path][op.method] = {
-      summary: op.summary,
-      security: [{ bearer: [op.scope] }],
-      parameters: [
-        ...pathParams,
-        ...queryParams,
-        ...(op.idempotent ? [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 } }] : []),
-      ],
-      ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: json(op.body, 'input') } } } } : {}),
-      responses: {
-        [String(op.response?.status ?? 200)]: op.response?.schema
-          ? { description: 'Success', content: { 'application/json': { schema: json(op.response.schema, 'output') } } }
-          : { description: 'Success' },
-        '4XX': errorResponse,
-      },
-    };
-  }
-  return {
-    openapi: '3.1.0',
-    info: { title: 'idp admin API', version: '1' },
-    servers: [{ url: issuer }],
-    components: {
-      securitySchemes: {
-        bearer: {
-          type: 'oauth2',
-          description: `JWT access token for the resource ${audience} (client_credentials with resource=${audience})`,
-          flows: {
-            clientCredentials: {
-              tokenUrl: `${issuer}/token`,
-              scopes: Object.fromEntries(s.adminScope.options.map((sc) => [sc, sc])),
-            },
-          },
-        },
-      },
-    },
-    paths,
-  };
 }
 
 /** The admin REST API under /api/v1: bearer auth, scopes, schema validation, idempotency. */
