@@ -48,3 +48,17 @@ export function affectedRows(result: unknown): number {
 export function hasNul(value: string): boolean {
   return value.includes('\0');
 }
+
+/** One page of a query, oldest first (ties broken by `idColumn`), with the total for the same filter. */
+export async function paged<T>(
+  query: () => Knex.QueryBuilder,
+  idColumn: string,
+  offset: number,
+  limit: number,
+): Promise<{ rows: T[]; total: number }> {
+  const [rows, counted] = await Promise.all([
+    query().orderBy([{ column: 'created_at' }, { column: idColumn }]).offset(offset).limit(limit),
+    query().count({ count: '*' }),
+  ]);
+  return { rows: rows as T[], total: Number((counted as Array<{ count: number | string }>)[0]?.count ?? 0) };
+}

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { affectedRows, hasNul } from '../infra/db.ts';
+import { affectedRows, hasNul, paged } from '../infra/db.ts';
 
 export interface ClientRow {
   client_id: string;
@@ -25,12 +25,8 @@ export function createClientsRepo(db: Knex) {
         .returning('*');
       return out as ClientRow;
     },
-    async list(offset: number, limit: number): Promise<{ rows: ClientRow[]; total: number }> {
-      const [rows, [{ count } = { count: 0 }]] = await Promise.all([
-        clients().orderBy([{ column: 'created_at' }, { column: 'client_id' }]).offset(offset).limit(limit),
-        clients().count<{ count: number }[]>({ count: '*' }),
-      ]);
-      return { rows: rows as ClientRow[], total: Number(count) };
+    async list(offset: number, limit: number) {
+      return paged<ClientRow>(() => db('clients'), 'client_id', offset, limit);
     },
     async update(
       clientId: string,

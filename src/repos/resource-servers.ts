@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { hasNul } from '../infra/db.ts';
+import { hasNul, paged } from '../infra/db.ts';
 
 export interface ResourceServerRow {
   id: string;
@@ -26,12 +26,8 @@ export function createResourceServersRepo(db: Knex) {
       if (!UUID.test(id)) return undefined;
       return table().where({ id }).first();
     },
-    async list(offset: number, limit: number): Promise<{ rows: ResourceServerRow[]; total: number }> {
-      const [rows, [{ count } = { count: 0 }]] = await Promise.all([
-        table().orderBy([{ column: 'created_at' }, { column: 'id' }]).offset(offset).limit(limit),
-        table().count<{ count: number }[]>({ count: '*' }),
-      ]);
-      return { rows: rows as ResourceServerRow[], total: Number(count) };
+    async list(offset: number, limit: number) {
+      return paged<ResourceServerRow>(() => db('resource_servers'), 'id', offset, limit);
     },
     async update(
       id: string,

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { hasNul } from '../infra/db.ts';
+import { hasNul, paged } from '../infra/db.ts';
 
 export type UserStatus = 'active' | 'suspended' | 'deactivated';
 
@@ -87,7 +87,7 @@ export function createUsersRepo(db: Knex) {
     /** A page of a tenant's users, oldest first, with the total for the same filter. */
     async list(q: { tenantId: string; offset: number; limit: number; search?: string; status?: UserStatus }) {
       const filtered = () => {
-        const query = users().where({ tenant_id: q.tenantId });
+        const query = db('users').where({ tenant_id: q.tenantId });
         if (q.status) query.andWhere({ status: q.status });
         if (q.search) {
           // Matched as a literal substring: % and _ in the search are not wildcards.
@@ -98,11 +98,7 @@ export function createUsersRepo(db: Knex) {
         }
         return query;
       };
-      const [rows, [{ count } = { count: 0 }]] = await Promise.all([
-        filtered().orderBy([{ column: 'created_at' }, { column: 'id' }]).offset(q.offset).limit(q.limit),
-        filtered().count<{ count: number }[]>({ count: '*' }),
-      ]);
-      return { rows: rows as UserRow[], total: Number(count) };
+      return paged<UserRow>(filtered, 'id', q.offset, q.limit);
     },
   };
 }

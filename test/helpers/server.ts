@@ -11,7 +11,7 @@ import { startServer, type RunningServer } from '../../src/runtime.ts';
 /** True when the suite runs against PostgreSQL + Redis (DATABASE_URL / REDIS_URL set). */
 export const onPostgres = Boolean(process.env.DATABASE_URL);
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.listen(0, '127.0.0.1', () => {

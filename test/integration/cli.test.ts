@@ -1,27 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { HttpBrowser } from '../helpers/browser-http.ts';
 import { submitLogin, uniqueEmail } from '../helpers/rp.ts';
-import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ADMIN_ID = 'cli-admin';
 const ADMIN_SECRET = randomBytes(32).toString('base64url');
 const DEMO_EMAIL = 'demo@example.test';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** The caller's environment without any idp settings, so only what a test passes counts. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
