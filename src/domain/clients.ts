@@ -46,6 +46,10 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; 
   }
 
   return {
+    unsealSecret(row: ClientRow): string | undefined {
+      return row.secret_sealed ? box.decrypt(row.secret_sealed, `clients:${row.client_id}`) : undefined;
+    },
+
     /** The stored client, through the shared cache (what the provider reads on every request). */
     find(clientId: string): Promise<ClientRow | undefined> {
       return cache.get(clientId);
@@ -91,10 +95,14 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; 
       const current = await this.get(clientId);
       let secret: string | undefined;
       let secretColumns = {};
+      const keepsRawSecret = metadata.token_endpoint_auth_method === 'client_secret_jwt';
       if (!needsSecret(metadata)) secretColumns = { secret_digest: null, secret_sealed: null };
-      else if (!current.secret_digest) {
+      else if (!current.secret_digest || (keepsRawSecret && !current.secret_sealed)) {
+        // Only a digest is stored, so a switch to client_secret_jwt needs a new secret.
         secret = generateClientSecret();
         secretColumns = sealSecret(clientId, metadata, secret);
+      } else if (!keepsRawSecret && current.secret_sealed) {
+        secretColumns = { secret_sealed: null };
       }
       const row = (await repo.update(clientId, { metadata, first_party: firstParty, ...secretColumns }))!;
       await cache.invalidate(clientId);

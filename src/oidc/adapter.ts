@@ -4,6 +4,8 @@ import type { ClientRow } from '../repos/clients.ts';
 /** Where the Client adapter reads clients from (the registry's shared cache). */
 export interface ClientSource {
   find(clientId: string): Promise<ClientRow | undefined>;
+  /** The raw secret of a client_secret_jwt client (it keys the HMAC), when one is kept sealed. */
+  unsealSecret?(row: ClientRow): string | undefined;
 }
 import type { OidcPayloadsRepo, StoredPayload } from '../repos/oidc-payloads.ts';
 import { createLookupBatcher, type LookupBatcher } from './lookup-batcher.ts';
@@ -98,8 +100,9 @@ class ClientTableAdapter implements Adapter {
       client_id: row.client_id,
       first_party: row.first_party,
       // The provider needs a secret value for confidential clients; it holds the keyed digest,
-      // and client-secrets.ts compares digests instead of raw values.
-      ...(row.secret_digest ? { client_secret: row.secret_digest } : {}),
+      // and client-secrets.ts compares digests instead of raw values. Only client_secret_jwt needs
+      // the raw secret (to verify the HMAC-signed assertion), and only it has one sealed.
+      ...(row.secret_digest ? { client_secret: this.repo.unsealSecret?.(row) ?? row.secret_digest } : {}),
     } as AdapterPayload;
   }
 

@@ -67,7 +67,7 @@ export function createProvider(deps: ProviderDeps): Provider {
             token.clientId === client.clientId || client.introspection_allowed === true,
         },
       },
-      clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+      clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'none'],
       responseTypes: ['code'],
       conformIdTokenClaims: true,
       // Our token-exchange grant and others are registered by name; keep errors generic in prod.

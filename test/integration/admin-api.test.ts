@@ -507,6 +507,25 @@ describe('admin API over HTTP with real tokens', () => {
   });
 
   describe('clients', () => {
+    it('switching to client_secret_jwt issues a new secret kept sealed; switching back keeps it working', async () => {
+      const machine = await createMachine();
+      const toJwt = await api.patch(`/clients/${machine.id}`, { token_endpoint_auth_method: 'client_secret_jwt' });
+      assert.equal(toJwt.status, 200, toJwt.text);
+      const secret = toJwt.body.client_secret as string;
+      assert.ok(secret && secret !== machine.secret, 'a new secret, shown once');
+      const jwtConfig = await oidc.discovery(new URL(ts.issuer), machine.id, undefined, oidc.ClientSecretJwt(secret), {
+        execute: [oidc.allowInsecureRequests],
+      });
+      assert.ok((await oidc.clientCredentialsGrant(jwtConfig)).access_token);
+
+      const back = await api.patch(`/clients/${machine.id}`, { token_endpoint_auth_method: 'client_secret_basic' });
+      assert.equal(back.status, 200, back.text);
+      assert.equal(back.body.client_secret, undefined, 'the secret stays; nothing new to show');
+      assert.equal((await clientCredentials({ id: machine.id, secret })).status, 200);
+      const row = await ts.server.services.db('clients').where({ client_id: machine.id }).first();
+      assert.equal(row.secret_sealed, null, 'the raw secret is no longer kept');
+    });
+
     it('lifecycle: create (secret once), get, patch, rotate, delete, each checked at /token', async () => {
       const rsId = `https://cc-${marker()}.example.test`;
       assert.equal((await api.post('/resource-servers', { identifier: rsId, scopes: ['read', 'write'] })).status, 201);

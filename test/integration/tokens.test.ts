@@ -52,6 +52,22 @@ describe('client_credentials, introspection, revocation, token exchange', () => 
     assert.equal(p2.scope, 'read');
   });
 
+  it('client_secret_jwt clients authenticate with an HMAC assertion; the raw secret is stored sealed', async () => {
+    const { client } = await machine({ token_endpoint_auth_method: 'client_secret_jwt' });
+    const config = await oidc.discovery(new URL(ts.issuer), client.clientId, undefined, oidc.ClientSecretJwt(client.clientSecret!), {
+      execute: [oidc.allowInsecureRequests],
+    });
+    const res = await oidc.clientCredentialsGrant(config, { resource: API, scope: 'read' });
+    assert.ok(res.access_token);
+    const row = await ts.server.services.db('clients').where({ client_id: client.clientId }).first();
+    assert.match(row.secret_sealed, /^v1\./);
+    assert.ok(!row.secret_sealed.includes(client.clientSecret!) && row.secret_digest !== client.clientSecret);
+    const wrong = await oidc.discovery(new URL(ts.issuer), client.clientId, undefined, oidc.ClientSecretJwt('x'.repeat(43)), {
+      execute: [oidc.allowInsecureRequests],
+    });
+    await assert.rejects(oidc.clientCredentialsGrant(wrong), (e: oidc.WWWAuthenticateChallengeError) => e.status === 401);
+  });
+
   it('client_credentials without a resource yields an opaque token that introspects as active', async () => {
     const { client, config } = await machine();
     const res = await oidc.clientCredentialsGrant(config);
