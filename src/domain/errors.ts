@@ -5,6 +5,7 @@
  */
 export const ERROR_CODES = {
   IDENT_VALIDATION: { status: 400, meaning: 'The request body, query or path is malformed or fails validation' },
+  IDENT_OTP_INVALID: { status: 400, meaning: 'The one-time code or link is wrong, expired or already used' },
   IDENT_UNAUTHENTICATED: { status: 401, meaning: 'No bearer token, or one that is invalid or expired' },
   IDENT_FORBIDDEN: { status: 403, meaning: 'The token lacks the scope this call needs' },
   IDENT_NOT_FOUND: { status: 404, meaning: 'No such route' },
@@ -22,6 +23,9 @@ export const ERROR_CODES = {
   IDENT_USER_SUSPENDED: { status: 422, meaning: 'Action invalid for suspended user' },
   IDENT_USER_DEACTIVATED: { status: 422, meaning: 'Action invalid for deactivated user' },
   IDENT_RATE_LIMITED: { status: 429, meaning: 'Too many requests; retry later' },
+  IDENT_OTP_COOLDOWN: { status: 429, meaning: 'A code was sent moments ago; wait before asking for another' },
+  IDENT_OTP_DAILY_QUOTA: { status: 429, meaning: 'The daily number of codes for this address or number is used up' },
+  IDENT_OTP_LOCKED: { status: 429, meaning: 'Too many wrong codes; locked for this flow for 15 minutes' },
   IDENT_INTERNAL: { status: 500, meaning: 'Unexpected server error (details are logged, never returned)' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 

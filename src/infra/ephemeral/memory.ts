@@ -71,6 +71,16 @@ export class MemoryStore implements EphemeralStore {
     else this.#put(key, String(next), ttlSeconds);
     return next;
   }
+  async compareAndSwap(key: string, expected: string | undefined, next: string | undefined, ttlSeconds?: number) {
+    if (expected === undefined && next !== undefined && ttlSeconds === undefined) throw new Error('compareAndSwap: creating a key needs a TTL');
+    // Synchronous from the read to the write, so atomic within the process.
+    const e = this.#live(key);
+    if (e?.value !== expected) return false;
+    if (next === undefined) this.#map.delete(key);
+    else if (ttlSeconds !== undefined) this.#put(key, next, ttlSeconds);
+    else if (e) e.value = next;
+    return true;
+  }
   async del(key: string) {
     this.#map.delete(key);
   }

@@ -2,6 +2,23 @@ import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import type { EphemeralStore } from './types.ts';
 
+// KEYS[1]; ARGV: hasExpected ('1'|'0'), expected, hasNext, next, ttlSeconds ('' keeps the TTL).
+const COMPARE_AND_SWAP = `
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur ~= ARGV[2] then return 0 end
+elseif cur then
+  return 0
+end
+if ARGV[3] == '0' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[5] == '' then
+  redis.call('SET', KEYS[1], ARGV[4], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])
+end
+return 1`;
+
 export class RedisStore implements EphemeralStore {
   readonly kind = 'redis' as const;
   readonly client: Redis;
@@ -31,6 +48,21 @@ export class RedisStore implements EphemeralStore {
     const [err, value] = res?.[0] ?? [new Error('redis transaction aborted'), 0];
     if (err) throw err;
     return Number(value);
+  }
+  async compareAndSwap(key: string, expected: string | undefined, next: string | undefined, ttlSeconds?: number) {
+    if (expected === undefined && next !== undefined && ttlSeconds === undefined) throw new Error('compareAndSwap: creating a key needs a TTL');
+    // ioredis applies keyPrefix to the KEYS of EVAL/EVALSHA too.
+    const res = await this.client.eval(
+      COMPARE_AND_SWAP,
+      1,
+      key,
+      expected === undefined ? '0' : '1',
+      expected ?? '',
+      next === undefined ? '0' : '1',
+      next ?? '',
+      ttlSeconds === undefined ? '' : String(Math.max(1, Math.ceil(ttlSeconds))),
+    );
+    return res === 1;
   }
   async del(key: string) {
     await this.client.del(key);

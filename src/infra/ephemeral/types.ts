@@ -11,6 +11,13 @@ export interface EphemeralStore {
   take(key: string): Promise<string | undefined>;
   /** Increments and returns the counter; the TTL starts with the first increment. */
   incr(key: string, ttlSeconds: number): Promise<number>;
+  /**
+   * Compare-and-swap: replaces the value only while it still equals `expected` (undefined: the key
+   * is absent) and says whether it did. `next` undefined deletes the key. With `ttlSeconds` the key
+   * gets that TTL, without it the current TTL is kept (then creating a key, expected undefined, needs
+   * a TTL). For read-modify-write state such as attempt counters where a lost update matters.
+   */
+  compareAndSwap(key: string, expected: string | undefined, next: string | undefined, ttlSeconds?: number): Promise<boolean>;
   del(key: string): Promise<void>;
   ping(): Promise<void>;
   /** A fixed-window limiter of `points` per `durationSeconds` on the same backend. */
