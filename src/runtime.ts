@@ -22,6 +22,8 @@ import { createResourceServersRepo } from './repos/resource-servers.ts';
 import { createServerKeysRepo } from './repos/server-keys.ts';
 import { createUsersRepo } from './repos/users.ts';
 import { createIdempotencyRepo } from './repos/idempotency.ts';
+import { createEventsRepo } from './repos/events.ts';
+import { createEventRecorder } from './domain/events.ts';
 import { createUserAdmin } from './domain/user-admin.ts';
 import { ADMIN_SCOPES } from './domain/admin-scopes.ts';
 
@@ -39,7 +41,9 @@ export async function createServices(config: AppConfig, logger: Logger) {
     payloads: createOidcPayloadsRepo(db),
     serverKeys: createServerKeysRepo(db),
     idempotency: createIdempotencyRepo(db),
+    events: createEventsRepo(db),
   };
+  const events = createEventRecorder(repos.events);
   const hasher = createPasswordHasher({
     memoryCost: config.ARGON2_MEMORY_KIB,
     timeCost: config.ARGON2_ITERATIONS,
@@ -59,6 +63,8 @@ export async function createServices(config: AppConfig, logger: Logger) {
     hasher,
     ephemeral,
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
+    events,
+    transaction: (work) => db.transaction(work),
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral });
   const resourceServers = createResourceServers({
@@ -66,7 +72,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     ephemeral,
     reserved: [adminAudience(config.ISSUER)],
   });
-  const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads });
+  const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads, events });
 
   return {
     db,

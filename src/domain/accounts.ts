@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, isUniqueViolation } from './errors.ts';
 import type { PasswordHasher } from './passwords.ts';
+import type { Knex } from 'knex';
 import type { EphemeralStore } from '../infra/ephemeral/index.ts';
+import { userPayload, type EventRecorder } from './events.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
 
 export const DEFAULT_TENANT = 'default';
@@ -41,13 +43,21 @@ export function claimsOf(user: UserRow, scopes: ReadonlySet<string>): Claims {
   return claims;
 }
 
+/** Who or what caused a change, for the event it records. */
+export interface ChangeContext {
+  actor?: string | null;
+  requestId?: string | null;
+}
+
 export function createAccounts(deps: {
   users: UsersRepo;
   hasher: PasswordHasher;
   lockout: LockoutPolicy;
   ephemeral: EphemeralStore;
+  events: EventRecorder;
+  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
-  const { users, hasher, lockout, ephemeral } = deps;
+  const { users, hasher, lockout, ephemeral, events } = deps;
   // Failures against unknown emails are counted too, so "locked" never reveals that an account exists.
   const unknownKey = (tenantId: string, email: string) => `login-fail:${tenantId}:${email.trim().toLowerCase()}`;
 
@@ -60,21 +70,27 @@ export function createAccounts(deps: {
       familyName?: string;
       locale?: string;
       tenantId?: string;
-    }): Promise<UserRow> {
+    }, context: ChangeContext = {}): Promise<UserRow> {
       const tenantId = input.tenantId ?? DEFAULT_TENANT;
       if (await users.findByEmail(tenantId, input.email)) {
         throw new AppError('IDENT_EMAIL_DUPLICATE', 'a user with this email already exists');
       }
+      const passwordHash = input.password ? await hasher.hash(input.password) : null;
       try {
-        return await users.insert({
+        // The user and its user.created event commit together.
+        return await deps.transaction(async (trx) => {
+          const user = await users.insert({
         id: randomUUID(),
         tenant_id: tenantId,
         email: input.email.trim(),
         email_verified: input.emailVerified ?? false,
-        password_hash: input.password ? await hasher.hash(input.password) : null,
+        password_hash: passwordHash,
         given_name: input.givenName ?? null,
         family_name: input.familyName ?? null,
         locale: input.locale ?? null,
+          }, trx);
+          await events.record({ type: 'user.created', subjectId: user.id, tenantId, ...context, payload: { user: userPayload(user) } }, trx);
+          return user;
         });
       } catch (err) {
         // Two concurrent creations: the unique index decides, the loser sees the duplicate.
@@ -91,6 +107,7 @@ export function createAccounts(deps: {
       email: string,
       password: string,
       tenantId = DEFAULT_TENANT,
+      context: ChangeContext = {},
     ): Promise<{ ok: true; user: UserRow } | { ok: false; reason: SignInFailure }> {
       if (password.length > MAX_PASSWORD_LENGTH || email.length > 320) {
         await hasher.verify(null, 'x');
@@ -110,11 +127,20 @@ export function createAccounts(deps: {
       if (!ok) {
         const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
         const nowLocked = Boolean(after?.locked_until && after.locked_until.getTime() > Date.now());
+        const base = { subjectId: user.id, tenantId, ...context };
+        await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_credentials', failedAttempts: after?.failed_attempts } });
+        if (nowLocked) {
+          await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
+        }
         return { ok: false, reason: nowLocked ? 'locked' : 'invalid_credentials' };
       }
       // Only the owner of the password learns the account is suspended.
-      if (user.status !== 'active') return { ok: false, reason: 'inactive' };
+      if (user.status !== 'active') {
+        await events.record({ type: 'user.sign_in_failed', subjectId: user.id, tenantId, ...context, payload: { user: { id: user.id }, reason: 'inactive' } });
+        return { ok: false, reason: 'inactive' };
+      }
       await users.recordSuccess(user.id);
+      await events.record({ type: 'user.signed_in', subjectId: user.id, tenantId, ...context, payload: { user: userPayload(user), amr: ['pwd'] } });
       if (needsRehash) await users.updatePasswordHash(user.id, await hasher.hash(password));
       return { ok: true, user };
     },

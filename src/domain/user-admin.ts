@@ -1,5 +1,6 @@
 import { AppError } from './errors.ts';
-import type { Accounts } from './accounts.ts';
+import type { Accounts, ChangeContext } from './accounts.ts';
+import { userPayload, type EventRecorder } from './events.ts';
 import { DEFAULT_TENANT } from './accounts.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
@@ -23,8 +24,9 @@ export function createUserAdmin(deps: {
   accounts: Accounts;
   hasher: PasswordHasher;
   payloads: OidcPayloadsRepo;
+  events: EventRecorder;
 }) {
-  const { users, hasher, payloads } = deps;
+  const { users, hasher, payloads, events } = deps;
 
   async function existing(id: string): Promise<UserRow> {
     const user = await users.findById(id);
@@ -32,10 +34,16 @@ export function createUserAdmin(deps: {
     return user;
   }
 
-  async function setStatus(id: string, status: UserStatus): Promise<UserRow> {
-    await existing(id);
+  async function setStatus(id: string, status: UserStatus, context: ChangeContext): Promise<UserRow> {
+    const before = await existing(id);
     const user = (await users.setStatus(id, status))!;
     if (status !== 'active') await payloads.revokeByAccountId(id);
+    await events.record({
+      type: status === 'deactivated' ? 'user.deleted' : 'user.updated',
+      subjectId: id,
+      ...context,
+      payload: { user: userPayload(user), changes: { status: { from: before.status, to: status } } },
+    });
     return user;
   }
 
@@ -54,7 +62,7 @@ export function createUserAdmin(deps: {
       return { rows, total };
     },
 
-    async update(id: string, changes: UserChanges): Promise<UserRow> {
+    async update(id: string, changes: UserChanges, context: ChangeContext = {}): Promise<UserRow> {
       const user = await existing(id);
       if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be changed');
       if (changes.email && changes.email.toLowerCase() !== user.email.toLowerCase()) {
@@ -77,23 +85,28 @@ export function createUserAdmin(deps: {
       });
       // A password set by an operator ends the user's existing sessions and tokens.
       if (changes.password !== undefined) await payloads.revokeByAccountId(id);
+      // The names of what changed, never the values of secrets.
+      await events.record({ type: 'user.updated', subjectId: id, ...context, payload: { user: userPayload(updated!), changed: Object.keys(changes) } });
+      if (changes.password !== undefined) {
+        await events.record({ type: 'user.password_changed', subjectId: id, ...context, payload: { user: { id }, by: 'admin' } });
+      }
       return updated!;
     },
 
-    async suspend(id: string): Promise<UserRow> {
+    async suspend(id: string, context: ChangeContext = {}): Promise<UserRow> {
       // Deactivation is final: suspending would let reactivate bring a deleted user back.
       if ((await existing(id)).status === 'deactivated') {
         throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be suspended');
       }
-      return setStatus(id, 'suspended');
+      return setStatus(id, 'suspended', context);
     },
-    async reactivate(id: string): Promise<UserRow> {
+    async reactivate(id: string, context: ChangeContext = {}): Promise<UserRow> {
       const user = await existing(id);
       if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be reactivated');
-      return setStatus(id, 'active');
+      return setStatus(id, 'active', context);
     },
     /** Soft delete: the row stays (audit, email reuse rules) with status deactivated. */
-    deactivate: (id: string) => setStatus(id, 'deactivated'),
+    deactivate: (id: string, context: ChangeContext = {}) => setStatus(id, 'deactivated', context),
   };
 }
 

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import * as core from '../../migrations/0001_core.ts';
 import * as idempotency from '../../migrations/0002_idempotency.ts';
+import * as events from '../../migrations/0003_events.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -12,6 +13,7 @@ interface Migration {
 const migrations: Record<string, Migration> = {
   '0001_core': core,
   '0002_idempotency': idempotency,
+  '0003_events': events,
 };
 
 const source: Knex.MigrationSource<string> = {

@@ -28,8 +28,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function createUsersRepo(db: Knex) {
   const users = () => db<UserRow>('users');
   return {
-    async insert(user: NewUser): Promise<UserRow> {
-      const [row] = await users().insert(user).returning('*');
+    async insert(user: NewUser, trx?: Knex.Transaction): Promise<UserRow> {
+      const [row] = await (trx ?? db)<UserRow>('users').insert(user).returning('*');
       return row as UserRow;
     },
     async findById(id: string): Promise<UserRow | undefined> {

@@ -30,6 +30,12 @@ export interface AdminApiDeps {
   box: SecretBox;
 }
 
+/** Events record which admin client made a change, and in which request. */
+const changeContext = (ctx: Context) => ({
+  actor: (ctx.state.caller as Caller).clientId,
+  requestId: ctx.state.requestId as string,
+});
+
 const pageOf = <T>(rows: T[], total: number, q: { page: number; pageSize: number }) => ({
   data: rows,
   page: q.page,
@@ -72,8 +78,8 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     {
       method: 'post', path: '/users', scope: 'iam.users:create', summary: 'Create a user', idempotent: true,
       body: s.userCreate, response: { status: 201, schema: s.user },
-      async handle(_ctx, { body }) {
-        return userView(await users.create(body));
+      async handle(ctx, { body }) {
+        return userView(await users.create(body, changeContext(ctx)));
       },
     },
     {
@@ -86,29 +92,29 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     {
       method: 'patch', path: '/users/:id', scope: 'iam.users:update', summary: 'Update a user (a new password ends their sessions)',
       body: s.userUpdate, response: { status: 200, schema: s.user },
-      async handle(_ctx, { params, body }) {
-        return userView(await users.update(params.id!, body));
+      async handle(ctx, { params, body }) {
+        return userView(await users.update(params.id!, body, changeContext(ctx)));
       },
     },
     {
       method: 'delete', path: '/users/:id', scope: 'iam.users:delete', summary: 'Deactivate a user (soft delete; revokes sessions and tokens)',
       response: { status: 200, schema: s.user },
-      async handle(_ctx, { params }) {
-        return userView(await users.deactivate(params.id!));
+      async handle(ctx, { params }) {
+        return userView(await users.deactivate(params.id!, changeContext(ctx)));
       },
     },
     {
       method: 'post', path: '/users/:id/suspend', scope: 'iam.users:suspend', summary: 'Suspend a user (revokes sessions and tokens)',
       response: { status: 200, schema: s.user },
-      async handle(_ctx, { params }) {
-        return userView(await users.suspend(params.id!));
+      async handle(ctx, { params }) {
+        return userView(await users.suspend(params.id!, changeContext(ctx)));
       },
     },
     {
       method: 'post', path: '/users/:id/reactivate', scope: 'iam.users:suspend', summary: 'Reactivate a suspended user',
       response: { status: 200, schema: s.user },
-      async handle(_ctx, { params }) {
-        return userView(await users.reactivate(params.id!));
+      async handle(ctx, { params }) {
+        return userView(await users.reactivate(params.id!, changeContext(ctx)));
       },
     },
 

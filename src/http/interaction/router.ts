@@ -130,7 +130,10 @@ export function interactionRoutes(deps: InteractionDeps) {
       return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);
     }
 
-    const outcome = await accounts.authenticate(email, password);
+    const outcome = await accounts.authenticate(email, password, undefined, {
+      actor: details.params.client_id as string,
+      requestId: ctx.state.requestId as string,
+    });
     if (!outcome.ok) {
       const status = outcome.reason === 'locked' ? 429 : outcome.reason === 'inactive' ? 403 : 401;
       return renderLogin(ctx, details, { error: FAILURE_MESSAGES[outcome.reason], email }, status);
