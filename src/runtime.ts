@@ -26,6 +26,10 @@ import { createEventsRepo } from './repos/events.ts';
 import { createEventRecorder } from './domain/events.ts';
 import { createUserAdmin } from './domain/user-admin.ts';
 import { ADMIN_SCOPES } from './domain/admin-scopes.ts';
+import { createOutboxRepo } from './repos/outbox.ts';
+import { createMailOutbox, createMailRenderer } from './domain/mail.ts';
+import { createMailWorker } from './domain/mail-worker.ts';
+import { createMailer } from './infra/mailer.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server and the CLI. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -42,8 +46,10 @@ export async function createServices(config: AppConfig, logger: Logger) {
     serverKeys: createServerKeysRepo(db),
     idempotency: createIdempotencyRepo(db),
     events: createEventsRepo(db),
+    outbox: createOutboxRepo(db),
   };
   const events = createEventRecorder(repos.events);
+  const mail = createMailOutbox({ repo: repos.outbox, box });
   const hasher = createPasswordHasher({
     memoryCost: config.ARGON2_MEMORY_KIB,
     timeCost: config.ARGON2_ITERATIONS,
@@ -84,6 +90,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     clients,
     resourceServers,
     userAdmin,
+    mail,
     async close() {
       await ephemeral.close();
       await db.destroy();
@@ -182,9 +189,29 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
     payloads: services.repos.payloads,
     keys: services.keys,
     logger,
-    others: [() => services.repos.idempotency.sweepExpired()],
+    others: [() => services.repos.idempotency.sweepExpired(), () => services.repos.outbox.sweepSent(30)],
   });
   sweeper.start(config.SWEEP_INTERVAL_SECONDS);
+
+  const mailer = createMailer(
+    { smtpUrl: config.SMTP_URL, from: config.MAIL_FROM, dataDir: config.DATA_DIR, logBodies: config.NODE_ENV !== 'production' },
+    logger,
+  );
+  if (!config.SMTP_URL && config.NODE_ENV === 'production') logger.warn('SMTP_URL is not set: mail is written under DATA_DIR/outbox, not sent');
+  logger.info({ to: mailer.description }, 'mail');
+  const mailWorker = createMailWorker({
+    repo: services.repos.outbox,
+    box: services.box,
+    render: createMailRenderer(),
+    mailer,
+    logger,
+    settings: {
+      pollIntervalMs: config.MAIL_POLL_INTERVAL_MS,
+      retryBaseMs: config.MAIL_RETRY_BASE_MS,
+      retryMaxMs: config.MAIL_RETRY_MAX_MS,
+    },
+  });
+  mailWorker.start();
 
   const server = http.createServer((req, res) => handler(req, res));
   server.keepAliveTimeout = 65_000;
@@ -214,6 +241,8 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
           server.closeIdleConnections();
         });
         await sweeper.stop();
+        await mailWorker.stop();
+        mailer.close();
         await services.close();
       })();
       return stopping;

@@ -12,6 +12,16 @@ const postgresUrl = z
 
 const redisUrl = z.string().refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL');
 
+const smtpUrl = z
+  .string()
+  .refine((v) => /^smtps?:\/\/[^/]/.test(v) && URL.canParse(v) && new URL(v).hostname !== '', 'must be an smtp:// or smtps:// URL with a host');
+
+// One mailbox or "Name <mailbox>"; no line breaks (it becomes a header).
+const mailFrom = z
+  .string()
+  .max(320)
+  .refine((v) => !/[\r\n]/.test(v) && /^(?:[^<>@]*<[^<>@\s]+@[^<>@\s]+>|[^<>@\s]+@[^<>@\s]+)$/.test(v.trim()), 'must be an address or "Name <address>"');
+
 /**
  * The single source of truth for every setting. Keys are the environment variable names, so an
  * error message names exactly what the operator has to fix.
@@ -48,6 +58,11 @@ export const configSchema = z
     KEY_PROPAGATION_SECONDS: int(0, 86400).default(60),
     SWEEP_INTERVAL_SECONDS: int(5, 86400).default(300),
     DB_POOL_MAX: int(1, 200).default(10),
+    SMTP_URL: smtpUrl.optional(),
+    MAIL_FROM: mailFrom.default('idp <no-reply@localhost>'),
+    MAIL_POLL_INTERVAL_MS: int(10, 60_000).default(1000),
+    MAIL_RETRY_BASE_MS: int(10, 3_600_000).default(5000),
+    MAIL_RETRY_MAX_MS: int(10, 86_400_000).default(900_000),
   })
   .superRefine((cfg, ctx) => {
     if (cfg.ISSUER && URL.canParse(cfg.ISSUER)) {
@@ -65,6 +80,9 @@ export const configSchema = z
         path: ['KEY_ENCRYPTION_KEY'],
         message: 'is required in production with DATABASE_URL (every instance must share it)',
       });
+    }
+    if (cfg.MAIL_RETRY_MAX_MS < cfg.MAIL_RETRY_BASE_MS) {
+      ctx.addIssue({ code: 'custom', path: ['MAIL_RETRY_MAX_MS'], message: 'must not be less than MAIL_RETRY_BASE_MS' });
     }
     if (Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_ID) !== Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_SECRET)) {
       ctx.addIssue({

@@ -37,6 +37,11 @@ export const en = {
   'logout.cancel': 'No, stay signed in',
   'logout.done': 'You are signed out.',
   'notfound.title': 'Page not found',
+  'mail.welcome.subject': 'Welcome',
+  'mail.verify-email.subject': 'Verify your email address',
+  'mail.forgot-password.subject': 'Reset your password',
+  'mail.password-changed.subject': 'Your password was changed',
+  'mail.magic-link.subject': 'Your sign-in link',
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -39,4 +39,9 @@ export const vi: Messages = {
   'logout.cancel': 'Không, giữ đăng nhập',
   'logout.done': 'Bạn đã đăng xuất.',
   'notfound.title': 'Không tìm thấy trang',
+  'mail.welcome.subject': 'Chào mừng bạn',
+  'mail.verify-email.subject': 'Xác minh địa chỉ email của bạn',
+  'mail.forgot-password.subject': 'Đặt lại mật khẩu của bạn',
+  'mail.password-changed.subject': 'Mật khẩu của bạn đã được thay đổi',
+  'mail.magic-link.subject': 'Liên kết đăng nhập của bạn',
 };

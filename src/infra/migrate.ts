@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import * as core from '../../migrations/0001_core.ts';
 import * as idempotency from '../../migrations/0002_idempotency.ts';
 import * as events from '../../migrations/0003_events.ts';
+import * as outbox from '../../migrations/0004_outbox.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '0001_core': core,
   '0002_idempotency': idempotency,
   '0003_events': events,
+  '0004_outbox': outbox,
 };
 
 const source: Knex.MigrationSource<string> = {

@@ -1,0 +1,342 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SMTPServer } from 'smtp-server';
+import { outboxAad } from '../../src/domain/mail.ts';
+import { translate } from '../../src/i18n/index.ts';
+import type { OutboxRow } from '../../src/repos/outbox.ts';
+import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+
+interface Received {
+  to: string[];
+  subject: string;
+  headers: Map<string, string>;
+  text: string;
+  html: string;
+  raw: string;
+}
+
+/** Decodes RFC 2047 encoded words (=?UTF-8?Q?...?= / =?UTF-8?B?...?=) of an unfolded header. */
+function decodeHeader(value: string): string {
+  return value
+    .replace(/\?=\s+=\?/g, '?==?')
+    .replace(/=\?utf-8\?([qb])\?([^?]*)\?=/gi, (_, enc: string, body: string) =>
+      enc.toLowerCase() === 'b'
+        ? Buffer.from(body, 'base64').toString('utf8')
+        : decodeQp(body.replace(/_/g, ' ')),
+    );
+}
+
+function decodeQp(body: string): string {
+  const soft = body.replace(/=\r?\n/g, '');
+  const bytes: number[] = [];
+  for (let i = 0; i < soft.length; i++) {
+    const hex = soft.slice(i + 1, i + 3);
+    if (soft[i] === '=' && /^[0-9A-F]{2}$/i.test(hex)) {
+      bytes.push(Number.parseInt(hex, 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(soft[i] as string, 'utf8'));
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+function parseHeaders(block: string): Map<string, string> {
+  const headers = new Map<string, string>();
+  for (const line of block.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
+    const at = line.indexOf(':');
+    if (at > 0) headers.set(line.slice(0, at).trim().toLowerCase(), line.slice(at + 1).trim());
+  }
+  return headers;
+}
+
+function decodePart(headers: Map<string, string>, body: string): string {
+  const encoding = (headers.get('content-transfer-encoding') ?? '7bit').toLowerCase();
+  if (encoding === 'base64') return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+  if (encoding === 'quoted-printable') return decodeQp(body);
+  return body;
+}
+
+/** Just enough MIME for nodemailer's multipart/alternative (text + html) messages. */
+function parseMail(raw: string, to: string[]): Received {
+  const split = raw.search(/\r?\n\r?\n/);
+  const headers = parseHeaders(raw.slice(0, split));
+  const body = raw.slice(split).replace(/^\r?\n\r?\n/, '');
+  const parts: Record<string, string> = {};
+  const boundary = /boundary="?([^";]+)"?/.exec(headers.get('content-type') ?? '')?.[1];
+  const chunks = boundary ? body.split(`--${boundary}`).slice(1, -1) : [body];
+  for (const chunk of chunks) {
+    const at = chunk.search(/\r?\n\r?\n/);
+    const partHeaders = boundary ? parseHeaders(chunk.slice(0, at)) : headers;
+    const partBody = boundary ? chunk.slice(at).replace(/^\r?\n\r?\n/, '').replace(/\r?\n$/, '') : chunk;
+    const type = (partHeaders.get('content-type') ?? 'text/plain').split(';')[0]!.trim();
+    parts[type] = decodePart(partHeaders, partBody);
+  }
+  return {
+    to,
+    subject: decodeHeader(headers.get('subject') ?? ''),
+    headers,
+    text: (parts['text/plain'] ?? '').replace(/\r\n/g, '\n'),
+    html: parts['text/html'] ?? '',
+    raw,
+  };
+}
+
+/** A real SMTP server on 127.0.0.1:port that keeps every message it accepts. */
+async function startSmtp(port: number, inbox: Received[]): Promise<SMTPServer> {
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        inbox.push(parseMail(Buffer.concat(chunks).toString('utf8'), session.envelope.rcptTo.map((r) => r.address)));
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return server;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('mail outbox over SMTP', () => {
+  let ts: TestServer;
+  let smtp: SMTPServer | undefined;
+  let smtpPort: number;
+  const inbox: Received[] = [];
+
+  const row = (id: string) => ts.server.services.db<OutboxRow>('outbox').where({ id }).first();
+  const received = (to: string) => inbox.find((m) => m.to.includes(to));
+
+  before(async () => {
+    // Nothing listens on this port until the outage test starts the SMTP server.
+    smtpPort = await freePort();
+    ts = await startTestServer({
+      SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+      MAIL_FROM: 'Test IdP <no-reply@idp.test>',
+      MAIL_POLL_INTERVAL_MS: '50',
+      MAIL_RETRY_BASE_MS: '100',
+      MAIL_RETRY_MAX_MS: '400',
+    });
+  });
+
+  after(async () => {
+    await stopAndDestroy(ts);
+    if (smtp) await new Promise<void>((resolve) => smtp!.close(() => resolve()));
+  });
+
+  it('SMTP down: the mail stays pending and is retried, requests are unaffected; it arrives once SMTP is up', async () => {
+    const { db, mail } = ts.server.services;
+    const code = '482913';
+    const link = `${ts.issuer}/reset?token=tok-down&step=1`;
+    const id = await db.transaction((trx) =>
+      mail.enqueue({ to: 'down@example.com', template: 'forgot-password', locale: 'en', data: { code, link, expiresInMinutes: 15 } }, trx),
+    );
+
+    const failed = await waitFor('failed attempts', async () => {
+      const r = await row(id);
+      return r && r.attempts >= 2 ? r : undefined;
+    });
+    assert.equal(failed.status, 'pending');
+    assert.ok(failed.next_attempt_at instanceof Date);
+    assert.ok(failed.last_error && /ECONNREFUSED|ESOCKET|ECONNECTION/.test(failed.last_error), String(failed.last_error));
+    assert.ok(!failed.last_error.includes(code));
+    assert.ok(failed.payload_sealed, 'the payload is kept until sent');
+
+    // The request path does not wait for mail.
+    const started = Date.now();
+    const res = await fetch(`${ts.issuer}/.well-known/openid-configuration`);
+    assert.equal(res.status, 200);
+    assert.ok(Date.now() - started < 2000);
+    const health = await fetch(`${ts.issuer}/readyz`);
+    assert.equal(health.status, 200);
+
+    smtp = await startSmtp(smtpPort, inbox);
+    const got = await waitFor('the delayed mail', () => received('down@example.com'));
+    assert.equal(got.subject, translate('en', 'mail.forgot-password.subject'));
+    assert.match(got.text, new RegExp(code));
+    assert.ok(got.text.includes(link), 'the text part keeps the link as is');
+    assert.ok(got.html.includes(link.replace('&', '&amp;')), 'the html part escapes the link');
+    assert.equal(got.headers.get('from'), 'Test IdP <no-reply@idp.test>');
+    assert.equal(got.headers.get('message-id'), `<${id}@idp.test>`);
+
+    const sent = await waitFor('row marked sent', async () => {
+      const r = await row(id);
+      return r?.status === 'sent' ? r : undefined;
+    });
+    assert.ok(sent.sent_at instanceof Date);
+    assert.equal(sent.payload_sealed, null, 'the sealed payload is dropped once sent');
+    assert.equal(inbox.filter((m) => m.to.includes('down@example.com')).length, 1);
+  });
+
+  it('a mail committed with its transaction arrives with the subject, locale and body of its template', async () => {
+    const { db, mail } = ts.server.services;
+    const link = `${ts.issuer}/verify?token=tok-vi&a=b`;
+    const id = await db.transaction(async (trx) => {
+      await trx.raw('select 1');
+      return mail.enqueue(
+        { to: 'vi@example.com', template: 'verify-email', locale: 'vi', data: { name: 'Ánh <b>', code: '731904', link, expiresInMinutes: 10 } },
+        trx,
+      );
+    });
+    const got = await waitFor('the Vietnamese mail', () => received('vi@example.com'));
+    assert.equal(got.subject, 'Xác minh địa chỉ email của bạn');
+    assert.equal(got.subject, translate('vi', 'mail.verify-email.subject'));
+    assert.match(got.text, /Xin chào Ánh <b>,/);
+    assert.match(got.text, /731904/);
+    assert.match(got.text, /hết hạn sau 10 phút/);
+    assert.ok(got.text.includes(link));
+    assert.match(got.html, /<html lang="vi">/);
+    assert.match(got.html, /Xin chào Ánh &lt;b&gt;,/, 'data is escaped in the html part');
+    assert.ok(!got.html.includes('Ánh <b>'));
+    assert.ok(got.html.includes(`href="${link.replace('&', '&amp;')}"`));
+    await waitFor('row marked sent', async () => ((await row(id))?.status === 'sent' ? true : undefined));
+  });
+
+  it('each template renders in both locales', async () => {
+    const { db, mail } = ts.server.services;
+    const link = `${ts.issuer}/x?token=t`;
+    await db.transaction(async (trx) => {
+      await mail.enqueue({ to: 'welcome-en@example.com', template: 'welcome', locale: 'en', data: { signInUrl: link } }, trx);
+      await mail.enqueue({ to: 'changed-vi@example.com', template: 'password-changed', locale: 'vi', data: { name: 'Lan', resetUrl: link } }, trx);
+      await mail.enqueue({ to: 'magic-en@example.com', template: 'magic-link', locale: 'en', data: { link, expiresInMinutes: 5 } }, trx);
+      await mail.enqueue({ to: 'magic-vi@example.com', template: 'magic-link', locale: 'vi', data: { link, expiresInMinutes: 5 } }, trx);
+    });
+    const welcome = await waitFor('welcome', () => received('welcome-en@example.com'));
+    assert.equal(welcome.subject, 'Welcome');
+    assert.match(welcome.text, /^Hello,\n\nYour account is ready/);
+    const changed = await waitFor('password-changed', () => received('changed-vi@example.com'));
+    assert.equal(changed.subject, 'Mật khẩu của bạn đã được thay đổi');
+    assert.match(changed.text, /^Xin chào Lan,/);
+    const magicEn = await waitFor('magic-link en', () => received('magic-en@example.com'));
+    assert.equal(magicEn.subject, 'Your sign-in link');
+    assert.ok(magicEn.text.includes(link));
+    const magicVi = await waitFor('magic-link vi', () => received('magic-vi@example.com'));
+    assert.equal(magicVi.subject, 'Liên kết đăng nhập của bạn');
+  });
+
+  it('a rolled-back transaction sends nothing', async () => {
+    const { db, mail } = ts.server.services;
+    let id: string | undefined;
+    await assert.rejects(
+      db.transaction(async (trx) => {
+        id = await mail.enqueue(
+          { to: 'rollback@example.com', template: 'verify-email', locale: 'en', data: { code: '000111', link: `${ts.issuer}/v`, expiresInMinutes: 10 } },
+          trx,
+        );
+        throw new Error('the change failed');
+      }),
+      /the change failed/,
+    );
+    assert.ok(id);
+    assert.equal(await row(id), undefined);
+    await sleep(400); // several poll intervals
+    assert.equal(received('rollback@example.com'), undefined);
+  });
+
+  it('the sealed payload does not hold the code or the link in clear text', async () => {
+    const { db, mail, box } = ts.server.services;
+    const code = 'C0DE-917355';
+    const link = `${ts.issuer}/reset?token=very-secret-token`;
+    await db.transaction(async (trx) => {
+      const id = await mail.enqueue({ to: 'sealed@example.com', template: 'forgot-password', locale: 'en', data: { code, link, expiresInMinutes: 15 } }, trx);
+      // Read inside the transaction: once committed, the worker sends it and drops the payload.
+      const stored = (await trx<OutboxRow>('outbox').where({ id }).first())!;
+      assert.equal(stored.status, 'pending');
+      assert.equal(stored.recipient, 'sealed@example.com');
+      const sealed = stored.payload_sealed ?? '';
+      assert.ok(sealed.startsWith('v1.'));
+      assert.ok(!sealed.includes(code));
+      assert.ok(!sealed.includes('very-secret-token'));
+      assert.ok(!JSON.stringify(stored).includes(code));
+      assert.deepEqual(JSON.parse(box.decrypt(sealed, outboxAad(id))), { code, link, expiresInMinutes: 15 });
+      assert.throws(() => box.decrypt(sealed, outboxAad('another-row')), 'bound to its row');
+    });
+    const got = await waitFor('the sealed mail', () => received('sealed@example.com'));
+    assert.ok(got.text.includes(code));
+  });
+
+  it('enqueue refuses a link that is not an absolute http(s) URL and a malformed recipient', async () => {
+    const { mail } = ts.server.services;
+    await assert.rejects(
+      mail.enqueue({ to: 'x@example.com', template: 'magic-link', locale: 'en', data: { link: 'javascript:alert(1)', expiresInMinutes: 5 } }),
+      /absolute http\(s\) URL/,
+    );
+    await assert.rejects(
+      mail.enqueue({ to: 'x@example.com', template: 'magic-link', locale: 'en', data: { link: '/relative', expiresInMinutes: 5 } }),
+      /absolute http\(s\) URL/,
+    );
+    await assert.rejects(
+      mail.enqueue({ to: 'x@example.com\r\nBcc: y@example.com', template: 'welcome', locale: 'en', data: { signInUrl: ts.issuer } }),
+      /invalid mail recipient/,
+    );
+  });
+
+  it('two concurrent claims never take the same row (skip locked)', async () => {
+    const { db, mail, repos } = ts.server.services;
+    // The running worker competes for the same rows; whoever claims a row, nobody else gets it.
+    const ids = await db.transaction(async (trx) => {
+      const out: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        out.push(await mail.enqueue({ to: `claim${i}@example.com`, template: 'welcome', locale: 'en', data: { signInUrl: ts.issuer } }, trx));
+      }
+      return out;
+    });
+    const [a, b] = await Promise.all([repos.outbox.claimDue(3, 60_000), repos.outbox.claimDue(3, 60_000)]);
+    const mine = [...a, ...b].map((r) => r.id).filter((id) => ids.includes(id));
+    assert.equal(new Set(mine).size, mine.length, 'no row claimed twice');
+    // Whatever the two claims took is leased: release it so the worker sends it.
+    await db('outbox').whereIn('id', mine).update({ next_attempt_at: db.fn.now() });
+    for (let i = 0; i < 6; i++) await waitFor(`claim${i}`, () => received(`claim${i}@example.com`));
+    assert.equal(inbox.filter((m) => m.to.some((t) => t.startsWith('claim'))).length, 6, 'each sent once');
+  });
+});
+
+describe('mail outbox without SMTP_URL', () => {
+  let ts: TestServer;
+
+  before(async () => {
+    ts = await startTestServer({ MAIL_POLL_INTERVAL_MS: '50' });
+  });
+
+  after(async () => {
+    await stopAndDestroy(ts);
+  });
+
+  it('writes each mail as a file under DATA_DIR/outbox', async () => {
+    const { db, mail } = ts.server.services;
+    const link = `${ts.issuer}/welcome?from=test`;
+    const id = await db.transaction((trx) =>
+      mail.enqueue({ to: 'dev@example.com', template: 'welcome', locale: 'en', data: { name: 'Dev', signInUrl: link } }, trx),
+    );
+    const dir = path.join(ts.store.dataDir, 'outbox');
+    const file = await waitFor('the mail file', () => (existsSync(dir) ? readdirSync(dir).find((f) => f.includes(id)) : undefined));
+    assert.match(file, /\.eml$/);
+    const got = parseMail(readFileSync(path.join(dir, file), 'utf8'), ['dev@example.com']);
+    assert.equal(got.subject, 'Welcome');
+    assert.equal(got.headers.get('to'), 'dev@example.com');
+    assert.equal(got.headers.get('from'), 'idp <no-reply@localhost>');
+    assert.match(got.text, /Hello Dev,/);
+    assert.ok(got.text.includes(link));
+    await waitFor('row marked sent', async () => ((await db<OutboxRow>('outbox').where({ id }).first())?.status === 'sent' ? true : undefined));
+  });
+});
