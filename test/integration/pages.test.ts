@@ -143,30 +143,28 @@ describe('pages', () => {
   });
 
   describe('cookies', () => {
-    it('sets the interaction and session cookies HttpOnly and SameSite=Lax (not Secure over plain HTTP)', async () => {
-      // X-Forwarded-Proto is not trusted without TRUST_PROXY: still plain HTTP.
-      const { setCookies, hsts } = await cookiesOfSignIn(ts, clientId, { 'x-forwarded-proto': 'https' });
+    /** The provider's interaction and session cookies: all present, HttpOnly, SameSite=Lax, Secure as expected. */
+    function assertSessionCookies(setCookies: string[], secure: boolean) {
       const names = new Set(setCookies.map(cookieName));
       for (const name of ['_interaction', '_interaction_resume', '_session']) assert.ok(names.has(name), `${name} cookie expected`);
       for (const line of setCookies) {
         const attrs = attributes(line);
         assert.ok(attrs.includes('httponly'), `HttpOnly: ${line}`);
         assert.ok(attrs.includes('samesite=lax'), `SameSite=Lax: ${line}`);
-        assert.ok(!attrs.includes('secure'), `not Secure over http: ${line}`);
+        assert.equal(attrs.includes('secure'), secure, `${secure ? '' : 'not '}Secure: ${line}`);
       }
+    }
+
+    it('sets the interaction and session cookies HttpOnly and SameSite=Lax (not Secure over plain HTTP)', async () => {
+      // X-Forwarded-Proto is not trusted without TRUST_PROXY: still plain HTTP.
+      const { setCookies, hsts } = await cookiesOfSignIn(ts, clientId, { 'x-forwarded-proto': 'https' });
+      assertSessionCookies(setCookies, false);
       assert.deepEqual(hsts.filter(Boolean), [], 'no HSTS over plain HTTP');
     });
 
     it('marks them Secure behind HTTPS (TRUST_PROXY=true, X-Forwarded-Proto: https) and sends HSTS', async () => {
       const { setCookies, hsts } = await cookiesOfSignIn(proxied, proxiedClientId, { 'x-forwarded-proto': 'https' });
-      const names = new Set(setCookies.map(cookieName));
-      for (const name of ['_interaction', '_interaction_resume', '_session']) assert.ok(names.has(name), `${name} cookie expected`);
-      for (const line of setCookies) {
-        const attrs = attributes(line);
-        assert.ok(attrs.includes('httponly'), `HttpOnly: ${line}`);
-        assert.ok(attrs.includes('samesite=lax'), `SameSite=Lax: ${line}`);
-        assert.ok(attrs.includes('secure'), `Secure behind https: ${line}`);
-      }
+      assertSessionCookies(setCookies, true);
       assert.ok(hsts.length > 0 && hsts.every((h) => h?.startsWith('max-age=')), 'HSTS behind https');
     });
   });
