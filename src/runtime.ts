@@ -6,6 +6,7 @@ import { createAccounts } from './domain/accounts.ts';
 import { adminAudience } from './domain/admin-scopes.ts';
 import { createClientRegistry } from './domain/clients.ts';
 import { createKeyService } from './domain/keys.ts';
+import { createPasswordPolicy } from './domain/password-policy.ts';
 import { createPasswordHasher } from './domain/passwords.ts';
 import { createResourceServers } from './domain/resource-servers.ts';
 import { SecretBox } from './infra/crypto.ts';
@@ -55,6 +56,13 @@ export async function createServices(config: AppConfig, logger: Logger) {
     timeCost: config.ARGON2_ITERATIONS,
     parallelism: config.ARGON2_PARALLELISM,
   });
+  // Rules for new passwords (registration and reset flows); no flow uses it yet.
+  const passwordPolicy = createPasswordPolicy({
+    minLength: config.PASSWORD_MIN_LENGTH,
+    minScore: config.PASSWORD_MIN_SCORE,
+    breachedRangeUrl: config.HIBP_RANGE_URL,
+    logger,
+  });
   const keys = createKeyService({
     repo: repos.serverKeys,
     box,
@@ -91,6 +99,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     resourceServers,
     userAdmin,
     mail,
+    passwordPolicy,
     async close() {
       await ephemeral.close();
       await db.destroy();

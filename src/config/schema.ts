@@ -16,6 +16,10 @@ const smtpUrl = z
   .string()
   .refine((v) => /^smtps?:\/\/[^/]/.test(v) && URL.canParse(v) && new URL(v).hostname !== '', 'must be an smtp:// or smtps:// URL with a host');
 
+const httpUrl = z
+  .string()
+  .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol) && !new URL(v).search && !new URL(v).hash, 'must be an http:// or https:// URL without a query or fragment');
+
 // One mailbox or "Name <mailbox>"; no line breaks (it becomes a header).
 const mailFrom = z
   .string()
@@ -50,6 +54,9 @@ export const configSchema = z
     LOGIN_RATE_LIMIT_PER_IP: int(1, 100000).default(5),
     LOCKOUT_THRESHOLD: int(1, 1000).default(10),
     LOCKOUT_DURATION_SECONDS: int(1, 86400 * 30).default(900),
+    PASSWORD_MIN_LENGTH: int(8, 1024).default(8),
+    PASSWORD_MIN_SCORE: int(0, 4).default(3),
+    HIBP_RANGE_URL: httpUrl.optional(),
     ACCESS_TOKEN_TTL_SECONDS: int(60, 86400).default(3600),
     ID_TOKEN_TTL_SECONDS: int(60, 86400).default(3600),
     REFRESH_TOKEN_TTL_SECONDS: int(300, 86400 * 365).default(14 * 86400),

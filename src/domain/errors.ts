@@ -6,6 +6,7 @@
 export const ERROR_CODES = {
   IDENT_VALIDATION: { status: 400, meaning: 'The request body, query or path is malformed or fails validation' },
   IDENT_OTP_INVALID: { status: 400, meaning: 'The one-time code or link is wrong, expired or already used' },
+  IDENT_PASSWORD_POLICY: { status: 400, meaning: 'The new password is too short, too long, too easy to guess or known from a data breach' },
   IDENT_UNAUTHENTICATED: { status: 401, meaning: 'No bearer token, or one that is invalid or expired' },
   IDENT_FORBIDDEN: { status: 403, meaning: 'The token lacks the scope this call needs' },
   IDENT_NOT_FOUND: { status: 404, meaning: 'No such route' },
