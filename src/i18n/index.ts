@@ -7,10 +7,6 @@ export type Locale = (typeof LOCALES)[number];
 
 const catalogs: Record<Locale, Messages> = { en, vi };
 
-export function isMessageKey(key: string): key is MessageKey {
-  return key in en;
-}
-
 /** First supported tag of a space-separated ui_locales or an Accept-Language header. */
 export function negotiate(...candidates: Array<string | undefined>): Locale {
   for (const candidate of candidates) {

@@ -17,9 +17,6 @@ export function createEventsRepo(db: Knex) {
     async insert(row: Omit<EventRow, 'occurred_at'>, trx?: Knex.Transaction): Promise<void> {
       await (trx ?? db)('events').insert({ ...row, payload: JSON.stringify(row.payload) });
     },
-    async listForSubject(subjectId: string, limit = 100): Promise<EventRow[]> {
-      return db<EventRow>('events').where({ subject_id: subjectId }).orderBy('occurred_at', 'desc').limit(limit);
-    },
   };
 }
 
