@@ -34,6 +34,8 @@ export type OtpKind = 'numeric' | 'link';
 
 export interface OtpSettings {
   kind: OtpKind;
+  /** A numeric code that also comes with a link token: either one verifies, once. */
+  withLink?: boolean;
   codeTtlSeconds: number;
   sessionTtlSeconds: number;
   /** Sends per identifier per 24 h. */
@@ -49,8 +51,8 @@ const HOUR = 3600;
 const base = { cooldownSeconds: 60, maxAttempts: 5, lockTtlSeconds: 15 * MIN } as const;
 
 export const OTP_SETTINGS: Readonly<Record<OtpNamespace, OtpSettings>> = {
-  'verify-email': { ...base, kind: 'numeric', codeTtlSeconds: 15 * MIN, sessionTtlSeconds: 24 * HOUR, dailyQuota: 10 },
-  'forgot-password': { ...base, kind: 'numeric', codeTtlSeconds: 15 * MIN, sessionTtlSeconds: 1 * HOUR, dailyQuota: 5 },
+  'verify-email': { ...base, kind: 'numeric', withLink: true, codeTtlSeconds: 15 * MIN, sessionTtlSeconds: 24 * HOUR, dailyQuota: 10 },
+  'forgot-password': { ...base, kind: 'numeric', withLink: true, codeTtlSeconds: 15 * MIN, sessionTtlSeconds: 1 * HOUR, dailyQuota: 5 },
   'magic-link': { ...base, kind: 'link', codeTtlSeconds: 15 * MIN, sessionTtlSeconds: 1 * HOUR, dailyQuota: 10 },
   // SMS costs money and is slower to abuse-detect: shorter codes' life and tighter quotas.
   'verify-phone': { ...base, kind: 'numeric', codeTtlSeconds: 5 * MIN, sessionTtlSeconds: 1 * HOUR, dailyQuota: 5 },
@@ -63,11 +65,15 @@ export interface IssuedCode {
   kind: OtpKind;
   /** The 6-digit code, or the link token; sent to the user, never stored. */
   code: string;
+  /** With `withLink`: the link token that verifies like the code. */
+  link?: string;
   expiresAt: Date;
 }
 
 interface OtpRecord {
   h: string;
+  /** MAC of the link token of a code issued `withLink`. */
+  l?: string;
   n: number;
 }
 
@@ -99,7 +105,7 @@ export class OneTimeCodes {
    * cooldown and over the daily quota. A resend keeps the wrong-attempt count of the code it
    * replaces, so resending does not buy more guesses.
    */
-  async issue(namespace: OtpNamespace, identifier: string): Promise<IssuedCode> {
+  async issue(namespace: OtpNamespace, identifier: string, opts: { bind?: string } = {}): Promise<IssuedCode> {
     const s = this.#settings[namespace];
     checkIdentifier(identifier);
     if ((await this.#store.get(key(namespace, 'lock', identifier))) !== undefined) throw new AppError('IDENT_OTP_LOCKED');
@@ -112,18 +118,22 @@ export class OneTimeCodes {
     }
 
     const code = s.kind === 'link' ? randomToken(32) : String(randomInt(0, 1_000_000)).padStart(6, '0');
+    const link = s.kind === 'link' ? code : s.withLink ? randomToken(32) : undefined;
     const otpKey = key(namespace, 'otp', identifier);
     const h = this.#codeHash(namespace, identifier, code);
+    const l = link !== undefined && link !== code ? this.#linkTokenHash(namespace, identifier, link) : undefined;
     for (let i = 0; ; i++) {
       if (i >= MAX_SWAPS) throw new Error('one-time code: too much contention');
       const raw = await this.#store.get(otpKey);
       const n = parseRecord(raw)?.n ?? 0;
-      if (await this.#store.compareAndSwap(otpKey, raw, JSON.stringify({ h, n } satisfies OtpRecord), s.codeTtlSeconds)) break;
+      const next: OtpRecord = l ? { h, l, n } : { h, n };
+      if (await this.#store.compareAndSwap(otpKey, raw, JSON.stringify(next), s.codeTtlSeconds)) break;
     }
-    if (s.kind === 'link') {
-      await this.#store.set(key(namespace, 'otp-link', this.#linkHash(namespace, code)), identifier, s.codeTtlSeconds);
+    if (link !== undefined) {
+      await this.#store.set(key(namespace, 'otp-link', this.#linkHash(namespace, link, opts.bind)), identifier, s.codeTtlSeconds);
     }
-    return { kind: s.kind, code, expiresAt: new Date(Date.now() + s.codeTtlSeconds * 1000) };
+    const expiresAt = new Date(Date.now() + s.codeTtlSeconds * 1000);
+    return link !== undefined && link !== code ? { kind: s.kind, code, link, expiresAt } : { kind: s.kind, code, expiresAt };
   }
 
   /**
@@ -134,7 +144,7 @@ export class OneTimeCodes {
    */
   async verify(namespace: OtpNamespace, identifier: string, code: string): Promise<string> {
     checkIdentifier(identifier);
-    return this.#verify(namespace, identifier, code, true);
+    return this.#verify(namespace, identifier, code, 'code');
   }
 
   /**
@@ -145,12 +155,20 @@ export class OneTimeCodes {
    * the swap consumes it), and a resend invalidates the older link. Unknown tokens are not counted
    * as attempts (with 256 bits there is no identifier to guess against, and counting them would
    * let anyone lock anyone); a stale but once-issued link fails without counting either.
+   * A link issued with `bind` (say, the pending authorization it completes) verifies only with the
+   * same `bind`.
    */
-  async verifyLink(namespace: OtpNamespace, token: string): Promise<{ identifier: string; session: string }> {
+  async verifyLink(namespace: OtpNamespace, token: string, bind?: string): Promise<{ identifier: string; session: string }> {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_PRESENTED) throw new AppError('IDENT_OTP_INVALID');
-    const identifier = await this.#store.take(key(namespace, 'otp-link', this.#linkHash(namespace, token)));
+    const identifier = await this.#store.take(key(namespace, 'otp-link', this.#linkHash(namespace, token, bind)));
     if (identifier === undefined) throw new AppError('IDENT_OTP_INVALID');
-    return { identifier, session: await this.#verify(namespace, identifier, token, false) };
+    return { identifier, session: await this.#verify(namespace, identifier, token, 'link') };
+  }
+
+  /** The identifier of a verified step without using it up (a form shown again after a mistake). */
+  async peekSession(namespace: OtpNamespace, token: string): Promise<string | undefined> {
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_PRESENTED) return undefined;
+    return this.#store.get(key(namespace, 'session', this.#sessionHash(namespace, token)));
   }
 
   /** The identifier of a verified step, once; undefined for unknown, expired or used tokens. */
@@ -159,10 +177,12 @@ export class OneTimeCodes {
     return this.#store.take(key(namespace, 'session', this.#sessionHash(namespace, token)));
   }
 
-  async #verify(namespace: OtpNamespace, identifier: string, code: string, countFailure: boolean): Promise<string> {
+  async #verify(namespace: OtpNamespace, identifier: string, code: string, via: 'code' | 'link'): Promise<string> {
     const s = this.#settings[namespace];
+    const countFailure = via === 'code';
     if ((await this.#store.get(key(namespace, 'lock', identifier))) !== undefined) throw new AppError('IDENT_OTP_LOCKED');
-    const presented = typeof code === 'string' && code.length <= MAX_PRESENTED ? this.#codeHash(namespace, identifier, code) : '';
+    const valid = typeof code === 'string' && code.length <= MAX_PRESENTED;
+    const presented = !valid ? '' : via === 'link' && s.withLink ? this.#linkTokenHash(namespace, identifier, code) : this.#codeHash(namespace, identifier, code);
     const otpKey = key(namespace, 'otp', identifier);
 
     // Compare, then swap against the exact record compared: of concurrent tries on one record only
@@ -172,7 +192,8 @@ export class OneTimeCodes {
       const raw = await this.#store.get(otpKey);
       const rec = parseRecord(raw);
       // Compare even without a record, so absent and wrong take the same path.
-      const match = constantTimeEqual(presented, rec?.h ?? DUMMY_HASH) && rec !== undefined;
+      const expected = via === 'link' && s.withLink ? rec?.l : rec?.h;
+      const match = constantTimeEqual(presented, expected ?? DUMMY_HASH) && expected !== undefined;
       if (match) {
         if (!(await this.#store.compareAndSwap(otpKey, raw, undefined))) continue;
         const session = randomToken(32);
@@ -186,7 +207,7 @@ export class OneTimeCodes {
         await this.#store.set(key(namespace, 'lock', identifier), '1', s.lockTtlSeconds);
         throw new AppError('IDENT_OTP_LOCKED');
       }
-      if (await this.#store.compareAndSwap(otpKey, raw, JSON.stringify({ h: rec.h, n } satisfies OtpRecord))) {
+      if (await this.#store.compareAndSwap(otpKey, raw, JSON.stringify({ ...rec, n } satisfies OtpRecord))) {
         throw new AppError('IDENT_OTP_INVALID', undefined, { attemptsLeft: s.maxAttempts - n });
       }
     }
@@ -196,8 +217,11 @@ export class OneTimeCodes {
   #codeHash(namespace: OtpNamespace, identifier: string, code: string): string {
     return this.#box.mac(`otp/${namespace}/${identifier}`, code).toString('base64url');
   }
-  #linkHash(namespace: OtpNamespace, token: string): string {
-    return this.#box.mac(`otp-link/${namespace}`, token).toString('base64url');
+  #linkHash(namespace: OtpNamespace, token: string, bind = ''): string {
+    return this.#box.mac(`otp-link/${namespace}/${bind}`, token).toString('base64url');
+  }
+  #linkTokenHash(namespace: OtpNamespace, identifier: string, token: string): string {
+    return this.#box.mac(`otp-link-token/${namespace}/${identifier}`, token).toString('base64url');
   }
   #sessionHash(namespace: OtpNamespace, token: string): string {
     return this.#box.mac(`otp-session/${namespace}`, token).toString('base64url');
@@ -220,7 +244,8 @@ function parseRecord(raw: string | undefined): OtpRecord | undefined {
   if (raw === undefined) return undefined;
   try {
     const v = JSON.parse(raw) as Partial<OtpRecord>;
-    return typeof v.h === 'string' && typeof v.n === 'number' ? { h: v.h, n: v.n } : undefined;
+    if (typeof v.h !== 'string' || typeof v.n !== 'number') return undefined;
+    return typeof v.l === 'string' ? { h: v.h, l: v.l, n: v.n } : { h: v.h, n: v.n };
   } catch {
     return undefined;
   }

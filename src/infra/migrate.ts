@@ -3,6 +3,7 @@ import * as core from '../../migrations/0001_core.ts';
 import * as idempotency from '../../migrations/0002_idempotency.ts';
 import * as events from '../../migrations/0003_events.ts';
 import * as outbox from '../../migrations/0004_outbox.ts';
+import * as accountLifecycle from '../../migrations/0005_account_lifecycle.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -16,6 +17,7 @@ const migrations: Record<string, Migration> = {
   '0002_idempotency': idempotency,
   '0003_events': events,
   '0004_outbox': outbox,
+  '0005_account_lifecycle': accountLifecycle,
 };
 
 const source: Knex.MigrationSource<string> = {

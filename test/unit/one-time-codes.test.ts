@@ -62,11 +62,11 @@ function suite(name: string, open: () => { store: EphemeralStore; cleanup: () =>
 
     it('stores only a keyed hash of the code and of the session token', async () => {
       const id = newId();
-      const { code } = await codes.issue('forgot-password', id);
+      const { code, link } = await codes.issue('forgot-password', id);
       const raw = await store.get(`forgot-password:otp:${id}`);
-      assert.ok(raw);
-      assert.ok(!raw.includes(code), 'the code is not in the stored record');
-      assert.deepEqual(Object.keys(JSON.parse(raw)).sort(), ['h', 'n']);
+      assert.ok(raw && link);
+      assert.ok(!raw.includes(code) && !raw.includes(link), 'neither the code nor the link token is in the stored record');
+      assert.deepEqual(Object.keys(JSON.parse(raw)).sort(), ['h', 'l', 'n']);
 
       const session = await codes.verify('forgot-password', id, code);
       assert.equal(await store.get(`forgot-password:otp:${id}`), undefined, 'the code is deleted on success');
@@ -186,6 +186,33 @@ function suite(name: string, open: () => { store: EphemeralStore; cleanup: () =>
       assert.equal(await codes.takeSession('magic-link', session), id);
       await assert.rejects(codes.verifyLink('magic-link', issued.code), rejectsWith('IDENT_OTP_INVALID'));
       await assert.rejects(codes.verify('magic-link', id, issued.code), rejectsWith('IDENT_OTP_INVALID'));
+    });
+
+    it('a code issued with a link: either verifies, once; the link cannot be typed as the code', async () => {
+      const id = newId();
+      const byLink = await codes.issue('verify-email', id);
+      assert.match(byLink.code, /^\d{6}$/);
+      assert.ok(byLink.link && Buffer.from(byLink.link, 'base64url').length >= 32);
+      await assert.rejects(codes.verify('verify-email', id, byLink.link), rejectsWith('IDENT_OTP_INVALID'));
+      const { identifier } = await codes.verifyLink('verify-email', byLink.link);
+      assert.equal(identifier, id);
+      await assert.rejects(codes.verify('verify-email', id, byLink.code), rejectsWith('IDENT_OTP_INVALID'));
+
+      const byCode = await reissue(store, codes, 'verify-email', id);
+      await codes.verify('verify-email', id, byCode.code);
+      await assert.rejects(codes.verifyLink('verify-email', byCode.link!), rejectsWith('IDENT_OTP_INVALID'));
+    });
+
+    it('a bound link verifies only with the same binding; a session can be peeked before it is taken', async () => {
+      const id = newId();
+      const issued = await codes.issue('magic-link', id, { bind: 'interaction-a' });
+      await assert.rejects(codes.verifyLink('magic-link', issued.code), rejectsWith('IDENT_OTP_INVALID'));
+      await assert.rejects(codes.verifyLink('magic-link', issued.code, 'interaction-b'), rejectsWith('IDENT_OTP_INVALID'));
+      const { session } = await codes.verifyLink('magic-link', issued.code, 'interaction-a');
+      assert.equal(await codes.peekSession('magic-link', session), id);
+      assert.equal(await codes.peekSession('magic-link', session), id);
+      assert.equal(await codes.takeSession('magic-link', session), id);
+      assert.equal(await codes.peekSession('magic-link', session), undefined);
     });
 
     it('magic links: concurrent clicks give one session; a resend voids the older link', async () => {
