@@ -6,7 +6,8 @@ import type { Accounts } from './domain/accounts.ts';
 import type { KeySet } from './domain/keys.ts';
 import type { ResourceServers } from './domain/resource-servers.ts';
 import { healthRoutes } from './http/health.ts';
-import { createCsrf } from './http/interaction/csrf.ts';
+import { createCsrf, createFormCsrf } from './http/interaction/csrf.ts';
+import { accountPageRoutes } from './http/pages/account-pages.ts';
 import { interactionRoutes } from './http/interaction/router.ts';
 import { errorHandler } from './http/middleware/errors.ts';
 import { rejectNul } from './http/middleware/reject-nul.ts';
@@ -24,6 +25,16 @@ import type { UserAdmin } from './domain/user-admin.ts';
 import type { IdempotencyRepo } from './repos/idempotency.ts';
 import { adminApiRoutes } from './http/api/routes.ts';
 import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
+import type { Registration } from './domain/registration.ts';
+import type { RegistrationPolicy } from './domain/registration-policy.ts';
+import type { EmailVerification } from './domain/email-verification.ts';
+import type { PasswordReset } from './domain/password-reset.ts';
+import type { MagicLinks } from './domain/magic-links.ts';
+import type { SelfService } from './domain/self-service.ts';
+import type { Captcha } from './infra/captcha.ts';
+import { accountConsoleRoutes } from './http/account/console.ts';
+import { accountApiRoutes } from './http/api/account-routes.ts';
+import { captchaAssetRoutes } from './http/captcha-assets.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
 export interface AppDeps {
@@ -43,6 +54,22 @@ export interface AppDeps {
   adminAudience: string;
   userAdmin: UserAdmin;
   idempotency: IdempotencyRepo;
+  account: AccountFlowDeps;
+  /** Where this instance answers on the loopback (the account console's back channel). */
+  internalOrigin: () => string;
+}
+
+/** The account lifecycle services the pages and the account API use. */
+export interface AccountFlowDeps {
+  registration: Registration;
+  registrationDefaults: RegistrationPolicy;
+  verification: EmailVerification;
+  passwordReset: PasswordReset;
+  magicLinks: MagicLinks;
+  selfService: SelfService;
+  captcha: Captcha;
+  authRateLimitPerIp: number;
+  meRateLimitPerUser: number;
 }
 
 const renderPage = createRenderer();
@@ -74,7 +101,10 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     csrf: createCsrf(deps.box),
     renderPage,
     loginLimiter,
+    account: deps.account,
+    flowLimiter: deps.ephemeral.limiter('auth-pages-ip', deps.account.authRateLimitPerIp, 60),
   });
+  const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box), renderPage });
 
   provider.use(requestContext(deps.logger));
   provider.use(securityHeaders());
@@ -92,9 +122,29 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     idempotency: deps.idempotency,
     box: deps.box,
   });
+  // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
+  // answer its paths.
+  const accountApi = accountApiRoutes({ provider, ephemeral: deps.ephemeral, account: deps.account });
+  provider.use(accountApi.routes());
+  provider.use(accountApi.allowedMethods());
+  provider.use(captchaAssetRoutes().routes());
   provider.use(adminApi.routes());
   provider.use(adminApi.allowedMethods());
   provider.use(interactions.routes());
   provider.use(interactions.allowedMethods());
+  provider.use(accountPages.routes());
+  provider.use(accountPages.allowedMethods());
+  const accountConsole = accountConsoleRoutes({
+    provider,
+    issuer: deps.issuer,
+    internalOrigin: deps.internalOrigin,
+    selfService: deps.account.selfService,
+    ephemeral: deps.ephemeral,
+    box: deps.box,
+    renderPage,
+    logger: deps.logger,
+  });
+  provider.use(accountConsole.routes());
+  provider.use(accountConsole.allowedMethods());
   return provider;
 }

@@ -31,6 +31,16 @@ import { createOutboxRepo } from './repos/outbox.ts';
 import { createMailOutbox, createMailRenderer } from './domain/mail.ts';
 import { createMailWorker } from './domain/mail-worker.ts';
 import { createMailer } from './infra/mailer.ts';
+import { createCaptcha } from './infra/captcha.ts';
+import { createAccountLinks } from './domain/account-links.ts';
+import { createEmailVerification } from './domain/email-verification.ts';
+import { createMagicLinks } from './domain/magic-links.ts';
+import { OneTimeCodes } from './domain/one-time-codes.ts';
+import { createPasswordReset } from './domain/password-reset.ts';
+import { createRegistration } from './domain/registration.ts';
+import type { RegistrationPolicy } from './domain/registration-policy.ts';
+import { createSelfService } from './domain/self-service.ts';
+import { ensureAccountConsoleClient } from './http/account/client.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server and the CLI. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -56,7 +66,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     timeCost: config.ARGON2_ITERATIONS,
     parallelism: config.ARGON2_PARALLELISM,
   });
-  // Rules for new passwords (registration and reset flows); no flow uses it yet.
+  // Rules for new passwords: registration, reset and change.
   const passwordPolicy = createPasswordPolicy({
     minLength: config.PASSWORD_MIN_LENGTH,
     minScore: config.PASSWORD_MIN_SCORE,
@@ -88,6 +98,34 @@ export async function createServices(config: AppConfig, logger: Logger) {
   });
   const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads, events });
 
+  // The account lifecycle: every code and link of its flows goes through one OneTimeCodes.
+  const transaction = <T>(work: (trx: import('knex').Knex.Transaction) => Promise<T>) => db.transaction(work);
+  const codes = new OneTimeCodes(ephemeral, box);
+  const links = createAccountLinks(config.ISSUER);
+  const onBackgroundError = (err: unknown) => logger.error({ err }, 'account flow background work failed');
+  const verification = createEmailVerification({ users: repos.users, codes, mail, events, links, transaction, onBackgroundError });
+  const registrationDefaults: RegistrationPolicy = {
+    enabled: config.REGISTRATION_ENABLED,
+    password: config.REGISTRATION_PASSWORD,
+    welcomeMail: config.REGISTRATION_WELCOME_MAIL,
+    requireEmailVerification: config.REGISTRATION_REQUIRE_EMAIL_VERIFICATION,
+  };
+  const registration = createRegistration({
+    users: repos.users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral, transaction,
+  });
+  const passwordReset = createPasswordReset({
+    users: repos.users, hasher, passwordPolicy, codes, mail, events, links, payloads: repos.payloads, transaction, onBackgroundError,
+    limits: {
+      perEmail: ephemeral.limiter('reset-email', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
+      perIp: ephemeral.limiter('reset-ip', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
+    },
+  });
+  const magicLinks = createMagicLinks({ users: repos.users, codes, mail, events, links, transaction, onBackgroundError });
+  const selfService = createSelfService({
+    users: repos.users, hasher, passwordPolicy, mail, events, links, payloads: repos.payloads, transaction,
+    lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
+  });
+
   return {
     db,
     ephemeral,
@@ -100,6 +138,13 @@ export async function createServices(config: AppConfig, logger: Logger) {
     userAdmin,
     mail,
     passwordPolicy,
+    codes,
+    verification,
+    registration,
+    registrationDefaults,
+    passwordReset,
+    magicLinks,
+    selfService,
     async close() {
       await ephemeral.close();
       await db.destroy();
@@ -145,6 +190,7 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
     await ensureBootstrapAdminClient(services, config.BOOTSTRAP_ADMIN_CLIENT_ID, config.BOOTSTRAP_ADMIN_CLIENT_SECRET);
     logger.info({ clientId: config.BOOTSTRAP_ADMIN_CLIENT_ID }, 'bootstrap admin client ensured');
   }
+  await ensureAccountConsoleClient(services.clients, config.ISSUER);
   if (services.ephemeral.kind === 'memory') logger.warn('ephemeral store: memory (single instance only); set REDIS_URL to scale out');
   if (services.db.kind === 'pglite') logger.info({ dataDir: config.DATA_DIR }, 'database: embedded PGlite (single instance only)');
 
@@ -171,7 +217,28 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
     resourceServers: services.resourceServers,
     payloads: services.repos.payloads,
     clients: services.clients,
+    account: {
+      registration: services.registration,
+      registrationDefaults: services.registrationDefaults,
+      verification: services.verification,
+      passwordReset: services.passwordReset,
+      magicLinks: services.magicLinks,
+      selfService: services.selfService,
+      captcha: createCaptcha({
+        provider: config.CAPTCHA_PROVIDER,
+        hmacKey: services.box.mac('captcha:altcha', 'hmac-key').toString('base64url'),
+        ephemeral: services.ephemeral,
+        ...(config.CAPTCHA_SITE_KEY ? { siteKey: config.CAPTCHA_SITE_KEY } : {}),
+        ...(config.CAPTCHA_SECRET_KEY ? { secretKey: config.CAPTCHA_SECRET_KEY } : {}),
+        ...(config.CAPTCHA_VERIFY_URL ? { verifyUrl: config.CAPTCHA_VERIFY_URL } : {}),
+        maxNumber: config.CAPTCHA_ALTCHA_MAX_NUMBER,
+      }),
+      authRateLimitPerIp: config.AUTH_API_RATE_LIMIT_PER_IP,
+      meRateLimitPerUser: config.ME_API_RATE_LIMIT_PER_USER,
+    },
+    internalOrigin: () => `http://127.0.0.1:${listeningPort}`,
   };
+  let listeningPort = 0;
 
   let keySet = await services.keys.load();
   let provider: Provider = buildApp(deps, keySet);
@@ -231,6 +298,7 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
     server.listen(opts.port ?? config.PORT, opts.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
+  listeningPort = port;
   logger.info({ port, issuer: config.ISSUER }, 'listening');
 
   let stopping: Promise<void> | undefined;

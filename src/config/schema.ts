@@ -57,6 +57,18 @@ export const configSchema = z
     PASSWORD_MIN_LENGTH: int(8, 1024).default(8),
     PASSWORD_MIN_SCORE: int(0, 4).default(3),
     HIBP_RANGE_URL: httpUrl.optional(),
+    REGISTRATION_ENABLED: bool.default(true),
+    REGISTRATION_PASSWORD: z.enum(['required', 'optional']).default('required'),
+    REGISTRATION_WELCOME_MAIL: bool.default(true),
+    REGISTRATION_REQUIRE_EMAIL_VERIFICATION: bool.default(true),
+    CAPTCHA_PROVIDER: z.enum(['altcha', 'turnstile', 'hcaptcha', 'none']).default('altcha'),
+    CAPTCHA_SITE_KEY: z.string().min(1).max(256).optional(),
+    CAPTCHA_SECRET_KEY: z.string().min(1).max(256).optional(),
+    CAPTCHA_VERIFY_URL: httpUrl.optional(),
+    CAPTCHA_ALTCHA_MAX_NUMBER: int(10, 10_000_000).default(100_000),
+    PASSWORD_RESET_LIMIT_PER_HOUR: int(1, 10_000).default(3),
+    AUTH_API_RATE_LIMIT_PER_IP: int(1, 100_000).default(30),
+    ME_API_RATE_LIMIT_PER_USER: int(1, 100_000).default(300),
     ACCESS_TOKEN_TTL_SECONDS: int(60, 86400).default(3600),
     ID_TOKEN_TTL_SECONDS: int(60, 86400).default(3600),
     REFRESH_TOKEN_TTL_SECONDS: int(300, 86400 * 365).default(14 * 86400),
@@ -90,6 +102,9 @@ export const configSchema = z
     }
     if (cfg.MAIL_RETRY_MAX_MS < cfg.MAIL_RETRY_BASE_MS) {
       ctx.addIssue({ code: 'custom', path: ['MAIL_RETRY_MAX_MS'], message: 'must not be less than MAIL_RETRY_BASE_MS' });
+    }
+    if ((cfg.CAPTCHA_PROVIDER === 'turnstile' || cfg.CAPTCHA_PROVIDER === 'hcaptcha') && !(cfg.CAPTCHA_SITE_KEY && cfg.CAPTCHA_SECRET_KEY)) {
+      ctx.addIssue({ code: 'custom', path: ['CAPTCHA_SECRET_KEY'], message: `CAPTCHA_SITE_KEY and CAPTCHA_SECRET_KEY are required with CAPTCHA_PROVIDER=${cfg.CAPTCHA_PROVIDER}` });
     }
     if (Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_ID) !== Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_SECRET)) {
       ctx.addIssue({

@@ -13,14 +13,17 @@ export type MailLocale = Locale;
 export interface MailTemplateData {
   welcome: { name?: string; signInUrl: string };
   'verify-email': { name?: string; code: string; link: string; expiresInMinutes: number };
-  'forgot-password': { name?: string; code: string; link: string; expiresInMinutes: number };
+  /** `setPassword`: the account was made without a password and this mail lets them choose one. */
+  'forgot-password': { name?: string; code: string; link: string; expiresInMinutes: number; setPassword?: boolean };
   'password-changed': { name?: string; resetUrl: string };
   'magic-link': { name?: string; link: string; expiresInMinutes: number };
+  /** Someone tried to register with an address that has an account. */
+  'account-exists': { name?: string; signInUrl: string; resetUrl: string };
 }
 
 export type MailTemplate = keyof MailTemplateData;
 
-export const MAIL_TEMPLATES = ['welcome', 'verify-email', 'forgot-password', 'password-changed', 'magic-link'] as const satisfies readonly MailTemplate[];
+export const MAIL_TEMPLATES = ['welcome', 'verify-email', 'forgot-password', 'password-changed', 'magic-link', 'account-exists'] as const satisfies readonly MailTemplate[];
 
 export interface MailMessage<T extends MailTemplate = MailTemplate> {
   to: string;
@@ -95,7 +98,9 @@ export function createMailRenderer(viewsDir = path.join(projectRoot(), 'views', 
   const html = new Eta({ views: viewsDir, autoEscape: true, cache: true });
   const text = new Eta({ views: viewsDir, autoEscape: false, autoTrim: false, cache: true });
   return (template, locale, data) => {
-    const subject = translate(locale, `mail.${template}.subject` as MessageKey);
+    // A first password chosen through the reset flow gets a subject of its own.
+    const key = template === 'forgot-password' && data.setPassword === true ? 'mail.set-password.subject' : `mail.${template}.subject`;
+    const subject = translate(locale, key as MessageKey);
     const it = { ...data, subject, locale };
     return {
       subject,

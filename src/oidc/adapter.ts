@@ -8,6 +8,7 @@ export interface ClientSource {
   unsealSecret?(row: ClientRow): string | undefined;
 }
 import type { OidcPayloadsRepo, StoredPayload } from '../repos/oidc-payloads.ts';
+import { currentRequestScope } from '../infra/request-scope.ts';
 import { createLookupBatcher, type LookupBatcher } from './lookup-batcher.ts';
 
 // Models whose double use must revoke the grant: a code or refresh token redeemed twice.
@@ -31,12 +32,15 @@ class PayloadAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
-    await this.repo.upsert(this.model, id, payload, expiresAt, {
-      grantId: payload.grantId,
-      uid: payload.uid,
-      userCode: payload.userCode,
-      accountId: payload.accountId,
-    });
+    await this.repo.upsert(
+      this.model,
+      id,
+      payload,
+      expiresAt,
+      { grantId: payload.grantId, uid: payload.uid, userCode: payload.userCode, accountId: payload.accountId },
+      // A session is saved whenever it is used, so its device and last use are those of this request.
+      this.model === 'Session' && payload.accountId ? (currentRequestScope() ?? {}) : undefined,
+    );
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {

@@ -8,6 +8,23 @@ export interface PayloadKeys {
   accountId?: string | undefined;
 }
 
+/** Where a session was last used from; kept for the user's sessions list. */
+export interface SessionDevice {
+  userAgent?: string | undefined;
+  ip?: string | undefined;
+}
+
+export interface SessionRow {
+  id: string;
+  uid: string;
+  payload: Record<string, unknown>;
+  userAgent: string | null;
+  ip: string | null;
+  lastUsedAt: Date | null;
+  createdAt: Date;
+  expiresAt: Date | null;
+}
+
 export interface StoredPayload {
   payload: Record<string, unknown>;
   consumedAt: Date | null;
@@ -22,11 +39,18 @@ function toStored(row: { payload: unknown; consumed_at: Date | string | null } |
   return { payload, consumedAt: row.consumed_at ? new Date(row.consumed_at) : null };
 }
 
+function grantIdsOf(payload: Record<string, unknown>): string[] {
+  const authorizations = (payload.authorizations ?? {}) as Record<string, { grantId?: unknown }>;
+  return Object.values(authorizations)
+    .map((a) => a?.grantId)
+    .filter((id): id is string => typeof id === 'string');
+}
+
 /** SQL for the oidc-provider model table; see oidc/adapter.ts for the provider-facing side. */
 export function createOidcPayloadsRepo(db: Knex) {
   const table = () => db('oidc_payloads');
   return {
-    async upsert(model: string, id: string, payload: object, expiresAt: Date | null, keys: PayloadKeys) {
+    async upsert(model: string, id: string, payload: object, expiresAt: Date | null, keys: PayloadKeys, device?: SessionDevice) {
       const json = JSON.stringify(payload);
       // PostgreSQL jsonb refuses \u0000; reject it as bad input rather than fail with a 500.
       // Only an escape preceded by an even run of backslashes is a NUL: "\\u0000" is a backslash and text.
@@ -41,9 +65,13 @@ export function createOidcPayloadsRepo(db: Knex) {
           user_code: keys.userCode ?? null,
           account_id: keys.accountId ?? null,
           expires_at: expiresAt,
+          ...(device ? { user_agent: device.userAgent || null, ip_address: device.ip || null, last_used_at: db.fn.now() } : {}),
         })
         .onConflict(['model', 'id'])
-        .merge(['payload', 'grant_id', 'uid', 'user_code', 'account_id', 'expires_at']);
+        .merge([
+          'payload', 'grant_id', 'uid', 'user_code', 'account_id', 'expires_at',
+          ...(device ? ['user_agent', 'ip_address', 'last_used_at'] : []),
+        ]);
     },
     /** Many (model, id) lookups in one statement; the result is keyed by `${model}\0${id}`. */
     async findMany(keys: Array<[model: string, id: string]>): Promise<Map<string, StoredPayload>> {
@@ -94,6 +122,54 @@ export function createOidcPayloadsRepo(db: Knex) {
       const grants = await table().distinct('grant_id').where({ account_id: accountId }).whereNotNull('grant_id');
       for (const { grant_id } of grants) await this.revokeByGrantId(grant_id as string);
       await table().where({ account_id: accountId }).delete();
+    },
+    /** The live sessions of an account, most recently used first. */
+    async listSessions(accountId: string): Promise<SessionRow[]> {
+      const rows = await table()
+        .select('id', 'uid', 'payload', 'user_agent', 'ip_address', 'last_used_at', 'created_at', 'expires_at')
+        .where({ model: 'Session', account_id: accountId })
+        .whereRaw(notExpired)
+        .orderByRaw('coalesce(last_used_at, created_at) desc');
+      return rows.map((row) => ({
+        id: row.id as string,
+        uid: row.uid as string,
+        payload: toStored({ payload: row.payload, consumed_at: null })!.payload,
+        userAgent: row.user_agent ?? null,
+        ip: row.ip_address ?? null,
+        lastUsedAt: row.last_used_at ? new Date(row.last_used_at) : null,
+        createdAt: new Date(row.created_at),
+        expiresAt: row.expires_at ? new Date(row.expires_at) : null,
+      }));
+    },
+    /**
+     * Ends one session: the session row and every grant (with its tokens) authorized in it. The
+     * grant ids come from the session's payload (`authorizations[clientId].grantId`).
+     */
+    async revokeSession(session: Pick<SessionRow, 'id' | 'payload'>) {
+      for (const grantId of grantIdsOf(session.payload)) {
+        await this.revokeByGrantId(grantId);
+        await this.destroy('Grant', grantId);
+      }
+      await this.destroy('Session', session.id);
+    },
+    /**
+     * Ends every session, grant and token of an account except one session and the grants
+     * authorized in it (the user's current sign-in, after they changed their password).
+     */
+    async revokeAccountExcept(accountId: string, keepSessionId: string | undefined) {
+      const sessions = await this.listSessions(accountId);
+      const kept = sessions.find((s) => s.id === keepSessionId);
+      const keepGrants = new Set(kept ? grantIdsOf(kept.payload) : []);
+      for (const session of sessions) if (session !== kept) await this.revokeSession(session);
+      const grants = await table().distinct('grant_id').where({ account_id: accountId }).whereNotNull('grant_id');
+      for (const { grant_id } of grants) {
+        if (keepGrants.has(grant_id as string)) continue;
+        await this.revokeByGrantId(grant_id as string);
+      }
+      // Grant rows carry no grant_id column (their id is the grant id), so they go by id.
+      const grantRows = table().where({ account_id: accountId, model: 'Grant' });
+      if (keepGrants.size) grantRows.whereNotIn('id', [...keepGrants]);
+      await grantRows.delete();
     },
     /** Deletes expired rows in batches; returns how many went. */
     async sweepExpired(trx: Knex.Transaction, graceSeconds: number, batch = 1000): Promise<number> {

@@ -12,16 +12,18 @@ export interface UserRow {
   given_name: string | null;
   family_name: string | null;
   locale: string | null;
+  timezone: string | null;
   status: UserStatus;
   failed_attempts: number;
   locked_until: Date | null;
   last_login_at: Date | null;
+  password_changed_at: Date | null;
   created_at: Date;
   updated_at: Date;
 }
 
 export type NewUser = Pick<UserRow, 'id' | 'tenant_id' | 'email'> &
-  Partial<Pick<UserRow, 'email_verified' | 'password_hash' | 'given_name' | 'family_name' | 'locale' | 'status'>>;
+  Partial<Pick<UserRow, 'email_verified' | 'password_hash' | 'given_name' | 'family_name' | 'locale' | 'timezone' | 'status'>>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -68,6 +70,34 @@ export function createUsersRepo(db: Knex) {
     async updatePasswordHash(id: string, hash: string): Promise<void> {
       await users().where({ id }).update({ password_hash: hash, updated_at: db.fn.now() } as never);
     },
+    /**
+     * A new password chosen by the user (reset or change): it also ends a lockout, since the user
+     * has just proved who they are another way. `verifiedEmail` marks the address proven too (a
+     * reset by emailed code).
+     */
+    async setPassword(id: string, hash: string, opts: { verifiedEmail?: boolean } = {}, trx?: Knex.Transaction): Promise<UserRow | undefined> {
+      const [row] = await (trx ?? db)<UserRow>('users')
+        .where({ id })
+        .update({
+          password_hash: hash,
+          password_changed_at: db.fn.now(),
+          failed_attempts: 0,
+          locked_until: null,
+          ...(opts.verifiedEmail ? { email_verified: true } : {}),
+          updated_at: db.fn.now(),
+        } as never)
+        .returning('*');
+      return row as UserRow | undefined;
+    },
+    /** Marks the email verified when it is still `email` (the address the code was sent to). */
+    async markEmailVerified(id: string, email: string, trx?: Knex.Transaction): Promise<UserRow | undefined> {
+      const [row] = await (trx ?? db)<UserRow>('users')
+        .where({ id, email_verified: false })
+        .whereRaw('lower(email) = lower(?)', [email])
+        .update({ email_verified: true, updated_at: db.fn.now() } as never)
+        .returning('*');
+      return row as UserRow | undefined;
+    },
     async setStatus(id: string, status: UserStatus): Promise<UserRow | undefined> {
       if (!UUID.test(id)) return undefined;
       const [row] = await users().where({ id }).update({ status, updated_at: db.fn.now() } as never).returning('*');
@@ -75,10 +105,11 @@ export function createUsersRepo(db: Knex) {
     },
     async update(
       id: string,
-      changes: Partial<Pick<UserRow, 'email' | 'email_verified' | 'given_name' | 'family_name' | 'locale' | 'password_hash'>>,
+      changes: Partial<Pick<UserRow, 'email' | 'email_verified' | 'given_name' | 'family_name' | 'locale' | 'timezone' | 'password_hash'>>,
+      trx?: Knex.Transaction,
     ): Promise<UserRow | undefined> {
       if (!UUID.test(id)) return undefined;
-      const [row] = await users()
+      const [row] = await (trx ?? db)<UserRow>('users')
         .where({ id })
         .update({ ...changes, updated_at: db.fn.now() } as never)
         .returning('*');

@@ -114,14 +114,16 @@ describe('the idp CLI against the admin API', () => {
     const list = await idpJson(['clients', 'list', '--page-size', '100']);
     const ids = list.data.map((c: { client_id: string }) => c.client_id);
     for (const id of [ADMIN_ID, confidential.client_id, 'cli-spa', machine.client_id]) assert.ok(ids.includes(id), id);
-    assert.equal(list.total, 4);
+    // The four made here and the built-in account-console client.
+    assert.equal(list.total, 5);
+    assert.ok(ids.includes('account-console'));
     assert.equal(list.data.some((c: Record<string, unknown>) => 'client_secret' in c), false);
 
     const table = await idp(['clients', 'list']);
     assert.equal(table.code, 0, table.stderr);
     const [header, ...rows] = table.stdout.trimEnd().split('\n');
     assert.match(header!, /^CLIENT ID\s+NAME\s+AUTH METHOD\s+GRANT TYPES/);
-    assert.equal(rows.length, 4);
+    assert.equal(rows.length, 5);
     assert.ok(rows.some((r) => /^cli-spa\s+-\s+none\s+authorization_code\s/.test(r)), table.stdout);
 
     const got = await idpJson(['clients', 'get', 'cli-spa']);

@@ -45,7 +45,7 @@ describe('domain events', () => {
 
   it('records sign-ins, failures and the lock, bound to the relying party and the request', async () => {
     const email = uniqueEmail('ev');
-    const created = await api.post('/users', { email, password: 'right password 1' });
+    const created = await api.post('/users', { email, password: 'right password 1', emailVerified: true });
     const id = created.body.id as string;
     const client = await registerClient(ts, {}, true);
     const config = await rpConfig(ts, client);

@@ -3,11 +3,11 @@ import { ADMIN_SCOPES } from '../../domain/admin-scopes.ts';
 
 // One source for validation and for the OpenAPI document (routes.ts), so they cannot drift.
 
-const text = (max: number) => z.string().min(1).max(max);
+export const text = (max: number) => z.string().min(1).max(max);
 // No control characters (NUL included) in names and similar display text.
-const displayText = (max: number) =>
+export const displayText = (max: number) =>
   text(max).refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
-const locale = z.string().regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 language tag').max(35);
+export const locale = z.string().regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 language tag').max(35);
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, 'must be an RFC 6749 scope token');
 
 export const pageQuery = z.object({
@@ -102,6 +102,10 @@ export const clientMetadata = z.looseObject({
   first_party: z.boolean().optional(),
   require_pkce: z.boolean().optional(),
   introspection_allowed: z.boolean().optional(),
+  registration_enabled: z.boolean().optional(),
+  registration_password: z.enum(['required', 'optional']).optional(),
+  registration_welcome_mail: z.boolean().optional(),
+  registration_require_email_verification: z.boolean().optional(),
 });
 
 export const clientCreate = clientMetadata.extend({

@@ -1,4 +1,4 @@
-import { constantTimeEqual, type SecretBox } from '../../infra/crypto.ts';
+import { constantTimeEqual, randomToken, type SecretBox } from '../../infra/crypto.ts';
 
 /**
  * CSRF tokens for interaction forms: an HMAC of the interaction uid. The uid itself is bound to
@@ -17,3 +17,30 @@ export function createCsrf(box: SecretBox) {
 }
 
 export type Csrf = ReturnType<typeof createCsrf>;
+
+const FORM_COOKIE = 'idp_csrf';
+
+/**
+ * CSRF tokens for the pages outside an interaction (register, verify email, reset password):
+ * a random value in an HttpOnly SameSite=Strict cookie, and in the form its HMAC. A cross-site
+ * post carries neither the cookie nor a token that matches it.
+ */
+export function createFormCsrf(box: SecretBox) {
+  const tokenFor = (value: string) => box.mac('csrf:form', value).toString('base64url');
+  return {
+    issue(ctx: import('koa').Context): string {
+      let value = ctx.cookies.get(FORM_COOKIE);
+      if (!value || !/^[\w-]{43}$/.test(value)) {
+        value = randomToken(32);
+        ctx.cookies.set(FORM_COOKIE, value, { httpOnly: true, sameSite: 'strict', secure: ctx.secure, path: '/', signed: false });
+      }
+      return tokenFor(value);
+    },
+    verify(ctx: import('koa').Context, token: unknown): boolean {
+      const value = ctx.cookies.get(FORM_COOKIE);
+      return typeof token === 'string' && typeof value === 'string' && constantTimeEqual(tokenFor(value), token);
+    },
+  };
+}
+
+export type FormCsrf = ReturnType<typeof createFormCsrf>;

@@ -7,6 +7,13 @@ import type { Accounts, SignInFailure } from '../../domain/accounts.ts';
 import { negotiate, translate, type MessageKey } from '../../i18n/index.ts';
 import type { RenderPage } from '../render.ts';
 import type { Csrf } from './csrf.ts';
+import type { AccountFlowDeps } from '../../app.ts';
+import { DEFAULT_TENANT } from '../../domain/accounts.ts';
+import { AppError } from '../../domain/errors.ts';
+import type { UserRow } from '../../repos/users.ts';
+import { registrationPolicyOf } from '../api/account-routes.ts';
+import { captchaField } from '../pages/account-pages.ts';
+import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
 
 export interface InteractionDeps {
   provider: Provider;
@@ -14,6 +21,10 @@ export interface InteractionDeps {
   csrf: Csrf;
   renderPage: RenderPage;
   loginLimiter: RateLimiterAbstract;
+  /** Registration, verification and magic links inside a pending sign-in. */
+  account: AccountFlowDeps;
+  /** Limits the account steps' posts (registration, codes, links) per IP. */
+  flowLimiter: RateLimiterAbstract;
 }
 
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
@@ -32,7 +43,7 @@ const STANDARD_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']
  * interactionDetails/interactionResult and the Grant model.
  */
 export function interactionRoutes(deps: InteractionDeps) {
-  const { provider, accounts, csrf, renderPage, loginLimiter } = deps;
+  const { provider, accounts, csrf, renderPage, loginLimiter, account, flowLimiter } = deps;
   const router = new Router({ prefix: '/interaction/:uid' });
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
 
@@ -52,7 +63,11 @@ export function interactionRoutes(deps: InteractionDeps) {
     return client?.clientName ?? (details.params.client_id as string);
   }
 
+  const policyOf = (details: Details) =>
+    registrationPolicyOf(provider, account.registrationDefaults, details.params.client_id as string);
+
   async function renderLogin(ctx: Context, details: Details, extra: { error?: MessageKey; email?: string } = {}, status = 200) {
+    const policy = await policyOf(details);
     renderPage(
       ctx,
       'login',
@@ -62,12 +77,59 @@ export function interactionRoutes(deps: InteractionDeps) {
         clientName: await clientNameOf(details),
         action: `/interaction/${details.uid}/login`,
         abortAction: `/interaction/${details.uid}/abort`,
+        magicAction: `/interaction/${details.uid}/magic-link`,
+        forgotUrl: `/forgot-password?interaction=${encodeURIComponent(details.uid)}`,
+        registerUrl: policy.enabled ? `/interaction/${details.uid}/register` : undefined,
         csrf: csrf.issue(details.uid),
         ...extra,
       },
       status,
     );
   }
+
+  async function limited(ctx: Context, limiter: RateLimiterAbstract): Promise<boolean> {
+    try {
+      await limiter.consume(ctx.ip);
+      return false;
+    } catch (rejection) {
+      if (rejection instanceof Error) throw rejection;
+      return true;
+    }
+  }
+
+  /** The code form that completes this sign-in once the address is proven. */
+  function renderVerify(ctx: Context, details: Details, email: string, extra: Record<string, unknown> = {}, status = 200) {
+    renderPage(ctx, 'verify-email', {
+      title: 'verify.title',
+      locale: localeOf(ctx, details),
+      email,
+      action: `/interaction/${details.uid}/verify-email`,
+      resendAction: `/interaction/${details.uid}/verify-email/resend`,
+      csrf: csrf.issue(details.uid),
+      ...extra,
+    }, status);
+  }
+
+  async function renderRegister(ctx: Context, details: Details, extra: Record<string, unknown> = {}, status = 200) {
+    const policy = await policyOf(details);
+    renderPage(ctx, 'register', {
+      title: 'register.title',
+      locale: localeOf(ctx, details),
+      clientName: await clientNameOf(details),
+      action: `/interaction/${details.uid}/register`,
+      csrf: csrf.issue(details.uid),
+      captcha: account.captcha.widget,
+      passwordRequired: policy.password === 'required',
+      signInUrl: `/interaction/${details.uid}`,
+      ...extra,
+    }, status);
+  }
+
+  const signIn = (ctx: Context, user: UserRow, amr: string[]) => finish(ctx, { login: { accountId: user.id, amr } });
+  const flowContext = (ctx: Context, details: Details) => ({
+    actor: details.params.client_id as string,
+    requestId: ctx.state.requestId as string,
+  });
 
   async function finish(ctx: Context, result: Parameters<Provider['interactionResult']>[2]) {
     const redirectTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
@@ -130,15 +192,122 @@ export function interactionRoutes(deps: InteractionDeps) {
       return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);
     }
 
-    const outcome = await accounts.authenticate(email, password, undefined, {
-      actor: details.params.client_id as string,
-      requestId: ctx.state.requestId as string,
-    });
+    const outcome = await accounts.authenticate(email, password, undefined, flowContext(ctx, details));
     if (!outcome.ok) {
       const status = outcome.reason === 'locked' ? 429 : outcome.reason === 'inactive' ? 403 : 401;
       return renderLogin(ctx, details, { error: FAILURE_MESSAGES[outcome.reason], email }, status);
     }
-    await finish(ctx, { login: { accountId: outcome.user.id, amr: ['pwd'] } });
+    // Only someone who knows the password gets here, so asking them to verify reveals nothing.
+    if (!outcome.user.email_verified && (await policyOf(details)).requireEmailVerification) {
+      try {
+        await account.verification.send(outcome.user, localeOf(ctx, details));
+      } catch (err) {
+        // Within the cooldown the code sent moments ago still works.
+        if (!(err instanceof AppError)) throw err;
+      }
+      return renderVerify(ctx, details, outcome.user.email);
+    }
+    await signIn(ctx, outcome.user, ['pwd']);
+  });
+
+  router.get('/register', async (ctx) => {
+    const details = await load(ctx);
+    if (details.prompt.name !== 'login') ctx.throw(400, 'no sign-in is pending');
+    if (!(await policyOf(details)).enabled) {
+      return renderPage(ctx, 'message', { title: 'register.title', body: 'register.disabled', link: { href: `/interaction/${details.uid}`, label: 'link.sign_in' } }, 403);
+    }
+    await renderRegister(ctx, details);
+  });
+
+  router.post('/register', form, async (ctx) => {
+    const details = await load(ctx);
+    requireCsrf(ctx, details);
+    if (details.prompt.name !== 'login') ctx.throw(400, 'no sign-in is pending');
+    const policy = await policyOf(details);
+    if (!policy.enabled) ctx.throw(403, 'registration is disabled');
+    const body = ctx.request.body;
+    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 200), familyName: field(body, 'family_name', 200), password: field(body, 'password') };
+    const echo = { email: input.email, givenName: input.givenName, familyName: input.familyName };
+    if (await limited(ctx, flowLimiter)) return renderRegister(ctx, details, { ...echo, error: 'error.rate_limited' }, 429);
+    if (!isEmail(input.email)) return renderRegister(ctx, details, { ...echo, error: 'error.invalid_email' }, 400);
+    let outcome;
+    try {
+      if (!(await account.captcha.verify(field(body, captchaField(account.captcha.provider), 8192), ctx.ip))) {
+        return renderRegister(ctx, details, { ...echo, error: 'error.captcha' }, 400);
+      }
+      outcome = await account.registration.register(
+        { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: localeOf(ctx, details) },
+        policy,
+        flowContext(ctx, details),
+      );
+    } catch (err) {
+      const e = pageErrorOf(err);
+      return renderRegister(ctx, details, { ...echo, error: e.error, reasons: e.reasons }, e.status);
+    }
+    if (outcome.status === 'created' && outcome.signInNow) return signIn(ctx, outcome.user, ['pwd']);
+    // A new account waiting for verification and a taken address look the same: the code form.
+    renderVerify(ctx, details, input.email);
+  });
+
+  router.post('/verify-email', form, async (ctx) => {
+    const details = await load(ctx);
+    requireCsrf(ctx, details);
+    if (details.prompt.name !== 'login') ctx.throw(400, 'no sign-in is pending');
+    const email = field(ctx.request.body, 'email', 254).trim();
+    const code = field(ctx.request.body, 'code', 16).trim();
+    if (await limited(ctx, flowLimiter)) return renderVerify(ctx, details, email, { error: 'error.rate_limited' }, 429);
+    if (!isEmail(email) || !/^\d{6}$/.test(code)) return renderVerify(ctx, details, email, { error: 'error.otp_invalid' }, 400);
+    let user: UserRow;
+    try {
+      user = await account.verification.verifyCode(DEFAULT_TENANT, email, code, flowContext(ctx, details));
+    } catch (err) {
+      const e = pageErrorOf(err);
+      return renderVerify(ctx, details, email, { error: e.error }, e.status);
+    }
+    // The code proved the mailbox; an inactive account still cannot sign in.
+    if (user.status !== 'active') return renderLogin(ctx, details, { error: 'error.inactive', email }, 403);
+    await signIn(ctx, user, ['pwd']);
+  });
+
+  router.post('/verify-email/resend', form, async (ctx) => {
+    const details = await load(ctx);
+    requireCsrf(ctx, details);
+    const email = field(ctx.request.body, 'email', 254).trim();
+    if (await limited(ctx, flowLimiter)) return renderVerify(ctx, details, email, { error: 'error.rate_limited' }, 429);
+    if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, localeOf(ctx, details));
+    renderVerify(ctx, details, email, { notice: 'verify.resent' });
+  });
+
+  router.post('/magic-link', form, async (ctx) => {
+    const details = await load(ctx);
+    requireCsrf(ctx, details);
+    if (details.prompt.name !== 'login') ctx.throw(400, 'no sign-in is pending');
+    const email = field(ctx.request.body, 'email', 254).trim();
+    if (await limited(ctx, flowLimiter)) return renderLogin(ctx, details, { error: 'error.rate_limited' }, 429);
+    if (!isEmail(email)) return renderLogin(ctx, details, { error: 'error.invalid_email' }, 400);
+    account.magicLinks.request(email, details.uid, localeOf(ctx, details));
+    renderPage(ctx, 'message', { title: 'magic.sent_title', locale: localeOf(ctx, details), body: 'magic.sent', params: { email } });
+  });
+
+  // Opened from the mail: in the browser holding this interaction's cookie (load checks it).
+  router.get('/magic-link', async (ctx) => {
+    let details: Details;
+    try {
+      details = await load(ctx);
+    } catch {
+      return renderPage(ctx, 'message', { title: 'magic.sent_title', body: 'error.magic_link_browser' }, 400);
+    }
+    if (details.prompt.name !== 'login') ctx.throw(400, 'no sign-in is pending');
+    const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
+    if (await limited(ctx, flowLimiter)) return renderLogin(ctx, details, { error: 'error.rate_limited' }, 429);
+    let user: UserRow;
+    try {
+      user = await account.magicLinks.complete(details.uid, token, flowContext(ctx, details));
+    } catch (err) {
+      pageErrorOf(err);
+      return renderLogin(ctx, details, { error: 'error.magic_link_browser' }, 400);
+    }
+    await signIn(ctx, user, ['otp']);
   });
 
   /** Grants what the consent prompt asks for and resumes the authorization. */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Middleware } from 'koa';
 import type { Logger } from '../../infra/logger.ts';
+import { runInRequestScope } from '../../infra/request-scope.ts';
 
 const VALID_REQUEST_ID = /^[\w.:-]{1,128}$/;
 
@@ -16,7 +17,8 @@ export function requestContext(logger: Logger): Middleware {
     ctx.state.requestId = requestId;
     ctx.set('X-Request-Id', requestId);
     try {
-      await next();
+      // The session adapter records the device (user agent, address) of the request that saved it.
+      await runInRequestScope({ userAgent: ctx.get('user-agent').slice(0, 512), ip: ctx.ip }, next);
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const level = ctx.status >= 500 ? 'error' : 'info';

@@ -1,16 +1,31 @@
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import { REGISTRATION_METADATA } from '../../domain/registration-policy.ts';
 
-const BOOLEAN_METADATA = ['first_party', 'require_pkce', 'introspection_allowed'] as const;
+const BOOLEAN_METADATA = [
+  'first_party',
+  'require_pkce',
+  'introspection_allowed',
+  'registration_enabled',
+  'registration_welcome_mail',
+  'registration_require_email_verification',
+] as const;
 
 /**
  * Our own client metadata: first_party (no consent screen), require_pkce (opt-out for legacy
- * confidential clients), introspection_allowed (may introspect other clients' tokens).
+ * confidential clients), introspection_allowed (may introspect other clients' tokens), and the
+ * self-registration overrides (registration_*, see domain/registration-policy.ts).
  */
 export function clientConfiguration(): Configuration {
   return {
     extraClientMetadata: {
-      properties: [...BOOLEAN_METADATA],
+      properties: [...new Set([...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA)])],
       validator: (_ctx, key, value) => {
+        if (key === 'registration_password') {
+          if (value !== undefined && value !== 'required' && value !== 'optional') {
+            throw new TypeError('registration_password must be "required" or "optional"');
+          }
+          return;
+        }
         if (value !== undefined && typeof value !== 'boolean') {
           throw new TypeError(`${key} must be a boolean`);
         }

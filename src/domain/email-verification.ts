@@ -1,0 +1,109 @@
+import type { Knex } from 'knex';
+import { AppError } from './errors.ts';
+import type { ChangeContext } from './accounts.ts';
+import type { AccountLinks } from './account-links.ts';
+import { userPayload, type EventRecorder } from './events.ts';
+import type { MailLocale, MailOutbox } from './mail.ts';
+import type { OneTimeCodes } from './one-time-codes.ts';
+import type { UserRow, UsersRepo } from '../repos/users.ts';
+
+/** One-time-code identifiers for email flows: tenant and lower-cased address. */
+export function emailIdentifier(tenantId: string, email: string): string {
+  return `${tenantId}:${email.trim().toLowerCase()}`;
+}
+
+/** The mail language: the user's own when they chose one we have, else the page's. */
+export function mailLocaleOf(user: Pick<UserRow, 'locale'>, fallback: MailLocale): MailLocale {
+  return user.locale === 'en' || user.locale === 'vi' ? user.locale : fallback;
+}
+
+/**
+ * Proving an email address: one mail carries a 6-digit code and a link; either verifies, once
+ * (the verify-email namespace of the one-time codes).
+ */
+export function createEmailVerification(deps: {
+  users: UsersRepo;
+  codes: OneTimeCodes;
+  mail: MailOutbox;
+  events: EventRecorder;
+  links: AccountLinks;
+  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
+  onBackgroundError: (err: unknown) => void;
+}) {
+  const { users, codes, mail, events, links } = deps;
+  const NS = 'verify-email';
+
+  async function markVerified(identifier: string, context: ChangeContext): Promise<UserRow> {
+    const [tenantId, ...rest] = identifier.split(':');
+    const email = rest.join(':');
+    const user = await users.findByEmail(tenantId!, email);
+    if (!user) throw new AppError('IDENT_OTP_INVALID');
+    if (user.email_verified) return user;
+    return deps.transaction(async (trx) => {
+      // Only the address the code went to: a code sent before an email change verifies nothing.
+      const updated = await users.markEmailVerified(user.id, email, trx);
+      if (!updated) return (await users.findById(user.id))!;
+      await events.record({ type: 'user.email_verified', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(updated) } }, trx);
+      return updated;
+    });
+  }
+
+  return {
+    /**
+     * Sends a new code and link to the user's address. Refused (IDENT_OTP_*) within the cooldown,
+     * over the daily quota or while locked. Pass `trx` to enqueue the mail with the change that
+     * causes it (a registration).
+     */
+    async send(user: UserRow, locale: MailLocale, trx?: Knex.Transaction): Promise<void> {
+      const issued = await codes.issue(NS, emailIdentifier(user.tenant_id, user.email));
+      await mail.enqueue(
+        {
+          to: user.email,
+          template: 'verify-email',
+          locale: mailLocaleOf(user, locale),
+          data: {
+            ...(user.given_name ? { name: user.given_name } : {}),
+            code: issued.code,
+            link: links.verifyEmail(issued.link!),
+            expiresInMinutes: Math.round(codes.settings(NS).codeTtlSeconds / 60),
+          },
+        },
+        trx,
+      );
+    },
+
+    /**
+     * "Send me a new code": same answer and timing for every address (the work runs after the
+     * answer), and refusals (cooldown, quota) stay silent for the same reason.
+     */
+    resend(tenantId: string, email: string, locale: MailLocale): void {
+      const work = async () => {
+        const user = await users.findByEmail(tenantId, email.trim());
+        if (!user || user.status !== 'active' || user.email_verified) return;
+        try {
+          await this.send(user, locale);
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+        }
+      };
+      work().catch(deps.onBackgroundError);
+    },
+
+    /** Verifies by the typed code; the user is the one with this address. */
+    async verifyCode(tenantId: string, email: string, code: string, context: ChangeContext = {}): Promise<UserRow> {
+      const identifier = emailIdentifier(tenantId, email);
+      const session = await codes.verify(NS, identifier, code);
+      await codes.takeSession(NS, session);
+      return markVerified(identifier, context);
+    },
+
+    /** Verifies by the link's token (the link names no address). */
+    async verifyLink(token: string, context: ChangeContext = {}): Promise<UserRow> {
+      const { identifier, session } = await codes.verifyLink(NS, token);
+      await codes.takeSession(NS, session);
+      return markVerified(identifier, context);
+    },
+  };
+}
+
+export type EmailVerification = ReturnType<typeof createEmailVerification>;

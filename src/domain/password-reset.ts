@@ -1,0 +1,155 @@
+import type { Knex } from 'knex';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import { AppError } from './errors.ts';
+import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
+import type { AccountLinks } from './account-links.ts';
+import { emailIdentifier, mailLocaleOf } from './email-verification.ts';
+import { userPayload, type EventRecorder } from './events.ts';
+import type { MailLocale, MailOutbox } from './mail.ts';
+import type { OneTimeCodes } from './one-time-codes.ts';
+import type { PasswordPolicy } from './password-policy.ts';
+import type { PasswordHasher } from './passwords.ts';
+import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
+import type { UserRow, UsersRepo } from '../repos/users.ts';
+
+const NS = 'forgot-password';
+
+/** A new password is checked against the rules with the user's own words penalised. */
+export async function assertPasswordAllowed(policy: PasswordPolicy, password: string, user: Pick<UserRow, 'email' | 'given_name' | 'family_name'>) {
+  const verdict = await policy.check(password, [user.email, user.given_name ?? '', user.family_name ?? '']);
+  if (!verdict.ok) throw new AppError('IDENT_PASSWORD_POLICY', undefined, { reasons: verdict.reasons, suggestions: verdict.suggestions });
+}
+
+/**
+ * Forgot password: request (same answer whether or not the address has an account), then a code
+ * or a link, then a new password. The reset ends every session and token of the user.
+ */
+export function createPasswordReset(deps: {
+  users: UsersRepo;
+  hasher: PasswordHasher;
+  passwordPolicy: PasswordPolicy;
+  codes: OneTimeCodes;
+  mail: MailOutbox;
+  events: EventRecorder;
+  links: AccountLinks;
+  payloads: OidcPayloadsRepo;
+  limits: { perEmail: RateLimiterAbstract; perIp: RateLimiterAbstract };
+  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
+  onBackgroundError: (err: unknown) => void;
+}) {
+  const { users, hasher, passwordPolicy, codes, mail, events, links, payloads } = deps;
+
+  async function consume(limiter: RateLimiterAbstract, key: string): Promise<void> {
+    try {
+      await limiter.consume(key);
+    } catch (limited) {
+      if (limited instanceof Error) throw limited;
+      throw new AppError('IDENT_RATE_LIMITED', 'too many password reset requests; try again later');
+    }
+  }
+
+  async function sendCode(user: UserRow, locale: MailLocale, context: ChangeContext): Promise<void> {
+    let issued;
+    try {
+      issued = await codes.issue(NS, emailIdentifier(user.tenant_id, user.email));
+    } catch (err) {
+      // Cooldown, quota and lock are not told to the requester: that would say the account exists.
+      if (err instanceof AppError) return;
+      throw err;
+    }
+    const ttl = codes.settings(NS).codeTtlSeconds;
+    await deps.transaction(async (trx) => {
+      await mail.enqueue(
+        {
+          to: user.email,
+          template: 'forgot-password',
+          locale: mailLocaleOf(user, locale),
+          data: {
+            ...(user.given_name ? { name: user.given_name } : {}),
+            code: issued.code,
+            link: links.resetPassword(issued.link!),
+            expiresInMinutes: Math.round(ttl / 60),
+          },
+        },
+        trx,
+      );
+      await events.record(
+        { type: 'user.password_reset_requested', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), resetParamExpiryMillisec: ttl * 1000 } },
+        trx,
+      );
+    });
+  }
+
+  return {
+    /**
+     * Limited to 3 an hour per address and per client IP (both counted whether or not the address
+     * has an account). The answer does not wait for the account's work, so neither its content nor
+     * its timing says whether the address is known.
+     */
+    async request(email: string, opts: { ip: string; locale: MailLocale; tenantId?: string }, context: ChangeContext = {}): Promise<void> {
+      const tenantId = opts.tenantId ?? DEFAULT_TENANT;
+      await consume(deps.limits.perIp, opts.ip);
+      await consume(deps.limits.perEmail, emailIdentifier(tenantId, email));
+      const work = async () => {
+        const user = await users.findByEmail(tenantId, email.trim());
+        if (user?.status === 'active') await sendCode(user, opts.locale, context);
+      };
+      work().catch(deps.onBackgroundError);
+    },
+
+    /** The typed code for an address; answers the session token of the verified step. */
+    verifyCode(email: string, code: string, tenantId = DEFAULT_TENANT): Promise<string> {
+      return codes.verify(NS, emailIdentifier(tenantId, email), code);
+    },
+
+    /** The link's token; answers the session token of the verified step. */
+    async verifyLink(token: string): Promise<string> {
+      return (await codes.verifyLink(NS, token)).session;
+    },
+
+    /** Whether a verified step is still open (the new-password form shows it again after a mistake). */
+    async isOpen(session: string): Promise<boolean> {
+      return (await codes.peekSession(NS, session)) !== undefined;
+    },
+
+    /**
+     * Sets the new password for the verified step. The rules are checked before the step is used
+     * up, so a refused password can be replaced on the same form. The emailed code proved the
+     * address, so it is marked verified; a lockout ends too.
+     */
+    async complete(session: string, password: string, context: ChangeContext = {}): Promise<UserRow> {
+      const identifier = await codes.peekSession(NS, session);
+      if (identifier === undefined) throw new AppError('IDENT_OTP_INVALID');
+      const user = await userOf(identifier);
+      await assertPasswordAllowed(passwordPolicy, password, user);
+      if ((await codes.takeSession(NS, session)) === undefined) throw new AppError('IDENT_OTP_INVALID');
+      const hash = await hasher.hash(password);
+      const updated = await deps.transaction(async (trx) => {
+        const row = (await users.setPassword(user.id, hash, { verifiedEmail: true }, trx))!;
+        await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
+        await mail.enqueue(
+          {
+            to: row.email,
+            template: 'password-changed',
+            locale: mailLocaleOf(row, 'en'),
+            data: { ...(row.given_name ? { name: row.given_name } : {}), resetUrl: links.forgotPassword() },
+          },
+          trx,
+        );
+        return row;
+      });
+      // Whoever knew the old password is signed out everywhere, refresh tokens included.
+      await payloads.revokeByAccountId(user.id);
+      return updated;
+    },
+  };
+
+  async function userOf(identifier: string): Promise<UserRow> {
+    const separator = identifier.indexOf(':');
+    const user = await users.findByEmail(identifier.slice(0, separator), identifier.slice(separator + 1));
+    if (!user || user.status !== 'active') throw new AppError('IDENT_OTP_INVALID');
+    return user;
+  }
+}
+
+export type PasswordReset = ReturnType<typeof createPasswordReset>;

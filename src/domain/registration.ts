@@ -1,0 +1,152 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import { AppError, isUniqueViolation } from './errors.ts';
+import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
+import type { AccountLinks } from './account-links.ts';
+import { emailIdentifier, mailLocaleOf, type EmailVerification } from './email-verification.ts';
+import { userPayload, type EventRecorder } from './events.ts';
+import type { MailLocale, MailOutbox } from './mail.ts';
+import type { OneTimeCodes } from './one-time-codes.ts';
+import type { PasswordPolicy } from './password-policy.ts';
+import type { PasswordHasher } from './passwords.ts';
+import type { RegistrationPolicy } from './registration-policy.ts';
+import type { UserRow, UsersRepo } from '../repos/users.ts';
+import type { EphemeralStore } from '../infra/ephemeral/types.ts';
+
+export interface RegistrationInput {
+  email: string;
+  password?: string | undefined;
+  givenName?: string | undefined;
+  familyName?: string | undefined;
+  locale: MailLocale;
+  tenantId?: string;
+}
+
+/**
+ * What the caller may tell the registrant. `accepted` is all an API caller ever learns; the page
+ * flow signs a new account in at once when the policy does not wait for verification. A duplicate
+ * answers `accepted` too, and its owner gets a mail instead, so the answer never says whether an
+ * address has an account.
+ */
+export type RegistrationOutcome =
+  | { status: 'accepted'; user?: undefined }
+  | { status: 'created'; user: UserRow; signInNow: boolean };
+
+/**
+ * Self-registration: policy, password rules, the new user with its user.created event and its
+ * mails (verification, welcome, set-password) in one transaction.
+ */
+export function createRegistration(deps: {
+  users: UsersRepo;
+  hasher: PasswordHasher;
+  passwordPolicy: PasswordPolicy;
+  verification: EmailVerification;
+  codes: OneTimeCodes;
+  mail: MailOutbox;
+  events: EventRecorder;
+  links: AccountLinks;
+  ephemeral: EphemeralStore;
+  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
+}) {
+  const { users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral } = deps;
+
+  /** The existing owner learns someone tried to register with their address. */
+  async function tellOwner(owner: UserRow, locale: MailLocale): Promise<void> {
+    // Once a day at most per address: a mail bomb through the register form stays one mail.
+    if (!(await ephemeral.setIfAbsent(`account-exists:notice:${emailIdentifier(owner.tenant_id, owner.email)}`, '1', 24 * 3600))) return;
+    await mail.enqueue({
+      to: owner.email,
+      template: 'account-exists',
+      locale: mailLocaleOf(owner, locale),
+      data: {
+        ...(owner.given_name ? { name: owner.given_name } : {}),
+        signInUrl: links.account(),
+        resetUrl: links.forgotPassword(),
+      },
+    });
+  }
+
+  return {
+    async register(input: RegistrationInput, policy: RegistrationPolicy, context: ChangeContext = {}): Promise<RegistrationOutcome> {
+      if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
+      const tenantId = input.tenantId ?? DEFAULT_TENANT;
+      const email = input.email.trim();
+      if (!input.password && policy.password === 'required') throw new AppError('IDENT_VALIDATION', 'a password is required');
+      if (input.password) {
+        // Only what the registrant typed: the policy's answer must not depend on an existing account.
+        const verdict = await passwordPolicy.check(input.password, [email, input.givenName ?? '', input.familyName ?? '']);
+        if (!verdict.ok) throw new AppError('IDENT_PASSWORD_POLICY', undefined, { reasons: verdict.reasons, suggestions: verdict.suggestions });
+      }
+
+      // Both branches hash once, so the duplicate answer costs the same time as a new account.
+      const passwordHash = await hasher.hash(input.password ?? randomBytes(32).toString('base64url'));
+      const existing = await users.findByEmail(tenantId, email);
+      if (existing) {
+        await tellOwner(existing, input.locale);
+        return { status: 'accepted' };
+      }
+
+      let user: UserRow;
+      try {
+        user = await deps.transaction(async (trx) => {
+          const created = await users.insert(
+            {
+              id: randomUUID(),
+              tenant_id: tenantId,
+              email,
+              email_verified: false,
+              password_hash: passwordHash,
+              given_name: input.givenName?.trim() || null,
+              family_name: input.familyName?.trim() || null,
+              locale: input.locale,
+            },
+            trx,
+          );
+          await events.record(
+            { type: 'user.created', subjectId: created.id, tenantId, ...context, payload: { user: userPayload(created), source: 'self-registration' } },
+            trx,
+          );
+          await verification.send(created, input.locale, trx);
+          if (!input.password) {
+            // No password chosen: the forgot-password flow lets them set one (and proves the address).
+            const issued = await codes.issue('forgot-password', emailIdentifier(tenantId, email));
+            await mail.enqueue(
+              {
+                to: email,
+                template: 'forgot-password',
+                locale: input.locale,
+                data: {
+                  ...(created.given_name ? { name: created.given_name } : {}),
+                  code: issued.code,
+                  link: links.resetPassword(issued.link!),
+                  expiresInMinutes: Math.round(codes.settings('forgot-password').codeTtlSeconds / 60),
+                  setPassword: true,
+                },
+              },
+              trx,
+            );
+          }
+          if (policy.welcomeMail) {
+            await mail.enqueue(
+              {
+                to: email,
+                template: 'welcome',
+                locale: input.locale,
+                data: { ...(created.given_name ? { name: created.given_name } : {}), signInUrl: links.account() },
+              },
+              trx,
+            );
+          }
+          return created;
+        });
+      } catch (err) {
+        // A concurrent registration of the same address won the unique index: same answer as a duplicate.
+        if (isUniqueViolation(err)) return { status: 'accepted' };
+        throw err;
+      }
+      return { status: 'created', user, signInNow: !policy.requireEmailVerification && Boolean(input.password) };
+    },
+  };
+}
+
+export type Registration = ReturnType<typeof createRegistration>;

@@ -1,0 +1,128 @@
+import type { Context } from 'koa';
+import { constantTimeEqual, randomToken, type SecretBox } from '../../infra/crypto.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
+
+/** The console's own session: which browser holds which tokens. */
+export const SESSION_COOKIE = 'idp_account';
+/** The browser's side of a sign-in in progress (state, nonce, PKCE verifier stay server-side). */
+export const SIGNIN_COOKIE = 'idp_account_signin';
+/** Time allowed between leaving for the login page and coming back to /account/callback. */
+export const SIGNIN_TTL_SECONDS = 600;
+
+/** What a console session holds: the tokens of the account-console client for this browser. */
+export interface ConsoleTokens {
+  accessToken: string;
+  idToken: string;
+  /** Epoch milliseconds when the access token expires. */
+  expiresAt: number;
+}
+
+/** The checks of one authorization request, needed to redeem its response. */
+export interface SignInChecks {
+  state: string;
+  nonce: string;
+  verifier: string;
+}
+
+// A 256-bit id from randomToken(32): 43 base64url characters. Anything else is not ours.
+const ID = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Console sessions and pending sign-ins, kept in the shared ephemeral store so that any instance
+ * can serve the next request. The cookie holds only a random id; the store is keyed by its MAC (a
+ * dump of the store gives no usable cookie) and holds the tokens encrypted, bound to that key.
+ */
+export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox) {
+  const keyOf = (purpose: 'session' | 'signin', id: string) => {
+    const mac = box.mac(`account-console:${purpose}`, id).toString('base64url');
+    return purpose === 'session' ? `account-console:${mac}` : `account-console:signin:${mac}`;
+  };
+
+  const cookieOptions = (ctx: Context, maxAgeMs?: number) => ({
+    httpOnly: true,
+    sameSite: 'lax' as const,
+    secure: ctx.secure,
+    path: '/account',
+    // The value is a random lookup id, not a claim: signing it would add nothing.
+    signed: false,
+    overwrite: true,
+    ...(maxAgeMs ? { maxAge: maxAgeMs } : {}),
+  });
+
+  const cookieId = (ctx: Context, name: string): string | undefined => {
+    const value = ctx.cookies.get(name, { signed: false });
+    return value && ID.test(value) ? value : undefined;
+  };
+
+  async function readSealed<T>(key: string, sealed: string | undefined): Promise<T | undefined> {
+    if (!sealed) return undefined;
+    try {
+      return JSON.parse(box.decrypt(sealed, key)) as T;
+    } catch {
+      // Unreadable (another key, tampering): as good as absent.
+      return undefined;
+    }
+  }
+
+  return {
+    /** Starts a sign-in: the checks go to the store, a random id to the browser. */
+    async beginSignIn(ctx: Context, checks: SignInChecks): Promise<void> {
+      const id = randomToken(32);
+      const key = keyOf('signin', id);
+      await ephemeral.set(key, box.encrypt(JSON.stringify(checks), key), SIGNIN_TTL_SECONDS);
+      ctx.cookies.set(SIGNIN_COOKIE, id, cookieOptions(ctx, SIGNIN_TTL_SECONDS * 1000));
+    },
+
+    /** The checks of this browser's pending sign-in, usable once. */
+    async takeSignIn(ctx: Context): Promise<SignInChecks | undefined> {
+      const id = cookieId(ctx, SIGNIN_COOKIE);
+      ctx.cookies.set(SIGNIN_COOKIE, null, cookieOptions(ctx));
+      if (!id) return undefined;
+      const key = keyOf('signin', id);
+      return readSealed<SignInChecks>(key, await ephemeral.take(key));
+    },
+
+    /**
+     * A new console session for freshly issued tokens; it lives as long as the access token. The
+     * id is always new (a session id planted before sign-in is never promoted).
+     */
+    async create(ctx: Context, tokens: ConsoleTokens): Promise<void> {
+      const previous = cookieId(ctx, SESSION_COOKIE);
+      if (previous) await ephemeral.del(keyOf('session', previous));
+      const ttl = Math.floor((tokens.expiresAt - Date.now()) / 1000);
+      if (ttl <= 0) return;
+      const id = randomToken(32);
+      const key = keyOf('session', id);
+      await ephemeral.set(key, box.encrypt(JSON.stringify(tokens), key), ttl);
+      ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(ctx));
+    },
+
+    /** This browser's console session, if its cookie names a stored, unexpired one. */
+    async read(ctx: Context): Promise<{ id: string; tokens: ConsoleTokens } | undefined> {
+      const id = cookieId(ctx, SESSION_COOKIE);
+      if (!id) return undefined;
+      const key = keyOf('session', id);
+      const tokens = await readSealed<ConsoleTokens>(key, await ephemeral.get(key));
+      if (!tokens || typeof tokens.accessToken !== 'string' || !(tokens.expiresAt > Date.now())) return undefined;
+      return { id, tokens };
+    },
+
+    /** Forgets the console session (store and cookie). */
+    async end(ctx: Context): Promise<void> {
+      const id = cookieId(ctx, SESSION_COOKIE);
+      if (id) await ephemeral.del(keyOf('session', id));
+      ctx.cookies.set(SESSION_COOKIE, null, cookieOptions(ctx));
+    },
+
+    /** The CSRF token of a console session's forms: an HMAC of its id. */
+    csrfToken(sessionId: string): string {
+      return box.mac('csrf:account-console', sessionId).toString('base64url');
+    },
+
+    verifyCsrf(sessionId: string, token: unknown): boolean {
+      return typeof token === 'string' && constantTimeEqual(box.mac('csrf:account-console', sessionId).toString('base64url'), token);
+    },
+  };
+}
+
+export type ConsoleSessions = ReturnType<typeof createConsoleSessions>;

@@ -1,0 +1,412 @@
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type Provider from 'oidc-provider';
+import * as oidc from 'openid-client';
+import { AppError } from '../../domain/errors.ts';
+import type { SelfService } from '../../domain/self-service.ts';
+import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
+import type { SecretBox } from '../../infra/crypto.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
+import type { Logger } from '../../infra/logger.ts';
+import { resolveUserToken, type UserCaller } from '../api/user-auth.ts';
+import type { RenderPage } from '../render.ts';
+import { ACCOUNT_CONSOLE_CLIENT_ID } from './client.ts';
+import { createConsoleSessions, type ConsoleTokens } from './console-session.ts';
+import { summarizeUserAgent } from './device.ts';
+import { createConsoleRelyingParty } from './relying-party.ts';
+
+export interface AccountConsoleDeps {
+  provider: Provider;
+  issuer: string;
+  /** Where this instance itself answers (http://127.0.0.1:PORT): the console's back-channel calls go there. */
+  internalOrigin: () => string;
+  selfService: SelfService;
+  ephemeral: EphemeralStore;
+  box: SecretBox;
+  renderPage: RenderPage;
+  logger: Logger;
+}
+
+type Profile = Awaited<ReturnType<SelfService['profile']>>;
+
+/** A request of a signed-in console user. */
+interface Signed {
+  sessionId: string;
+  tokens: ConsoleTokens;
+  caller: UserCaller;
+}
+
+interface ProfileForm {
+  givenName: string;
+  familyName: string;
+  locale: string;
+  timezone: string;
+}
+
+/** What a re-rendered page shows besides the stored state: the rejected input and why. */
+interface PageState {
+  notice?: MessageKey | undefined;
+  profileForm?: ProfileForm;
+  profileErrors?: Partial<Record<keyof ProfileForm, MessageKey>>;
+  passwordError?: { message: MessageKey; reasons: MessageKey[] };
+  sessionsError?: MessageKey;
+}
+
+const SCOPE = 'openid profile email';
+const MAX_NAME = 200;
+
+// The zones the account API accepts too (ICU's list lacks the UTC alias).
+const TIME_ZONES = ['UTC', ...Intl.supportedValuesOf('timeZone').filter((z) => z !== 'UTC')];
+const TIME_ZONE_SET = new Set(TIME_ZONES);
+
+// Flash messages after a redirect: the query names one of these, never carries text.
+const NOTICES: Record<string, MessageKey> = {
+  profile: 'account.done.profile',
+  password: 'account.done.password',
+  revoked: 'account.done.revoked',
+};
+
+const POLICY_REASONS: Record<string, MessageKey> = {
+  too_short: 'account.password.policy.too_short',
+  too_long: 'account.password.policy.too_long',
+  too_weak: 'account.password.policy.too_weak',
+  breached: 'account.password.policy.breached',
+};
+
+const isLocale = (value: unknown): value is Locale => (LOCALES as readonly unknown[]).includes(value);
+const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+// Display names: no control characters (NUL included), bounded like the account API's.
+const validName = (value: string) => value.trim().length <= MAX_NAME && !/[\u0000-\u001f\u007f]/.test(value);
+
+/**
+ * The account console under /account: a server-rendered relying party of this provider (client
+ * `account-console`, code + PKCE). Its session holds the console's access token, and every request
+ * checks that token with the provider, so a revoked token or an ended session ends console access
+ * at once.
+ */
+export function accountConsoleRoutes(deps: AccountConsoleDeps) {
+  const { provider, issuer, selfService, renderPage, logger } = deps;
+  const rp = createConsoleRelyingParty(provider, issuer, deps.internalOrigin);
+  const sessions = createConsoleSessions(deps.ephemeral, deps.box);
+  const router = new Router({ prefix: '/account' });
+  const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
+  // Absolute URLs under the issuer, so they hold behind a proxy that maps the issuer's path.
+  const consoleUrl = `${issuer}/account`;
+  const actions = {
+    profile: `${consoleUrl}/profile`,
+    password: `${consoleUrl}/password`,
+    revoke: `${consoleUrl}/sessions/revoke`,
+    revokeAll: `${consoleUrl}/sessions/revoke-all`,
+    logout: `${consoleUrl}/logout`,
+  };
+
+  const changeContext = (ctx: Context) => ({ actor: 'account-console', requestId: ctx.state.requestId as string });
+  const bodyOf = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
+
+  function seeOther(ctx: Context, url: string) {
+    ctx.status = 303;
+    ctx.redirect(url);
+  }
+
+  function problem(ctx: Context, message: MessageKey, status: number) {
+    renderPage(ctx, 'account-problem', { title: 'account.problem.title', message, back: consoleUrl }, status);
+  }
+
+  /** The signed-in console user, or undefined (and the console session dropped) when the token no longer works. */
+  async function signedIn(ctx: Context): Promise<Signed | undefined> {
+    const session = await sessions.read(ctx);
+    if (!session) return undefined;
+    const caller = await resolveUserToken(provider, session.tokens.accessToken);
+    if (!caller || caller.clientId !== ACCOUNT_CONSOLE_CLIENT_ID) {
+      await sessions.end(ctx);
+      return undefined;
+    }
+    return { sessionId: session.id, tokens: session.tokens, caller };
+  }
+
+  /** Every form post: a console session and its CSRF token, or nothing changes. */
+  async function signedInPost(ctx: Context): Promise<Signed | undefined> {
+    const signed = await signedIn(ctx);
+    if (!signed) {
+      // A cross-site post carries no SameSite=Lax cookie either; both just go to sign in.
+      seeOther(ctx, consoleUrl);
+      return undefined;
+    }
+    if (!sessions.verifyCsrf(signed.sessionId, bodyOf(ctx).csrf)) {
+      problem(ctx, 'error.csrf', 403);
+      return undefined;
+    }
+    return signed;
+  }
+
+  /** Leaves for the provider's authorization endpoint; the provider's SSO session makes it seamless. */
+  async function startSignIn(ctx: Context) {
+    const config = await rp.configuration();
+    const checks = { state: oidc.randomState(), nonce: oidc.randomNonce(), verifier: oidc.randomPKCECodeVerifier() };
+    await sessions.beginSignIn(ctx, checks);
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: rp.redirectUri,
+      scope: SCOPE,
+      code_challenge: await oidc.calculatePKCECodeChallenge(checks.verifier),
+      code_challenge_method: 'S256',
+      state: checks.state,
+      nonce: checks.nonce,
+    });
+    seeOther(ctx, url.href);
+  }
+
+  async function clientNames(ids: Iterable<string>): Promise<Map<string, string>> {
+    const names = new Map<string, string>();
+    for (const id of new Set(ids)) {
+      const client = await provider.Client.find(id).catch(() => undefined);
+      names.set(id, client?.clientName ?? id);
+    }
+    return names;
+  }
+
+  function deviceLabel(locale: Locale, userAgent: string | null): string {
+    const { browser, os } = summarizeUserAgent(userAgent);
+    if (browser && os) return translate(locale, 'account.sessions.browser_on_os', { browser, os });
+    return browser ?? os ?? translate(locale, 'account.sessions.unknown_device');
+  }
+
+  async function renderConsole(ctx: Context, signed: Signed, state: PageState = {}, status = 200) {
+    const { accountId, sessionUid } = signed.caller;
+    const user: Profile = await selfService.profile(accountId);
+    const list = await selfService.sessions(accountId, sessionUid);
+    // The user's chosen language wins over the browser's.
+    const locale = isLocale(user.locale) ? user.locale : negotiate(ctx.get('accept-language'));
+    const timeZone = user.timezone && TIME_ZONE_SET.has(user.timezone) ? user.timezone : 'UTC';
+    const when = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone });
+    const names = await clientNames(list.flatMap((s) => s.clients));
+    renderPage(
+      ctx,
+      'account',
+      {
+        title: 'account.title',
+        locale,
+        email: user.email,
+        csrf: sessions.csrfToken(signed.sessionId),
+        actions,
+        notice: state.notice,
+        profile: state.profileForm ?? {
+          givenName: user.given_name ?? '',
+          familyName: user.family_name ?? '',
+          locale: user.locale ?? '',
+          timezone: user.timezone ?? '',
+        },
+        profileErrors: state.profileErrors ?? {},
+        locales: LOCALES.map((code) => ({ code, label: translate(locale, `lang.${code}`) })),
+        timeZones: TIME_ZONES,
+        passwordError: state.passwordError,
+        sessionsError: state.sessionsError,
+        timeZone,
+        sessions: list.map((s) => ({
+          id: s.id,
+          current: s.current,
+          device: deviceLabel(locale, s.userAgent),
+          userAgent: s.userAgent ?? '',
+          ip: s.ip ?? translate(locale, 'account.sessions.unknown'),
+          signedInAt: when.format(s.signedInAt),
+          signedInIso: s.signedInAt.toISOString(),
+          lastUsedAt: when.format(s.lastUsedAt),
+          lastUsedIso: s.lastUsedAt.toISOString(),
+          apps: s.clients.map((id) => names.get(id) ?? id).join(', '),
+        })),
+      },
+      status,
+    );
+  }
+
+  /** A user suspended or deactivated while signed in: the domain refuses; the console lets go. */
+  const handle = (work: (ctx: Context) => Promise<void>) => async (ctx: Context) => {
+    try {
+      await work(ctx);
+    } catch (err) {
+      if (!(err instanceof AppError) || err.code !== 'IDENT_UNAUTHENTICATED') throw err;
+      await sessions.end(ctx);
+      problem(ctx, 'error.inactive', 403);
+    }
+  };
+
+  // Nothing under /account may be cached: pages show personal data, redirects carry flows.
+  router.use(async (ctx, next) => {
+    ctx.set('Cache-Control', 'no-store');
+    await next();
+  });
+
+  router.get(
+    '/',
+    handle(async (ctx) => {
+      const signed = await signedIn(ctx);
+      if (!signed) return startSignIn(ctx);
+      const done = text(ctx.query.done);
+      await renderConsole(ctx, signed, { notice: done && Object.hasOwn(NOTICES, done) ? NOTICES[done] : undefined });
+    }),
+  );
+
+  router.get('/callback', async (ctx) => {
+    const checks = await sessions.takeSignIn(ctx);
+    // No redirect back to sign-in here: a browser that drops our cookie would loop forever.
+    if (!checks) return problem(ctx, 'account.problem.signin_expired', 400);
+    const config = await rp.configuration();
+    let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
+    try {
+      tokens = await oidc.authorizationCodeGrant(config, new URL(`${rp.redirectUri}${ctx.search}`), {
+        pkceCodeVerifier: checks.verifier,
+        expectedState: checks.state,
+        expectedNonce: checks.nonce,
+        idTokenExpected: true,
+      });
+    } catch (err) {
+      // Refusals (access_denied, invalid_grant, a bad state) are the user's to retry; network
+      // failures of the back channel are ours and go on to the 500 handler.
+      if (!(err instanceof oidc.ClientError || err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError)) throw err;
+      const e = err as { error?: string; code?: string };
+      logger.warn({ requestId: ctx.state.requestId, reason: e.error ?? e.code ?? err.message }, 'account console sign-in did not complete');
+      return problem(ctx, 'account.problem.signin_failed', 400);
+    }
+    const expiresIn = tokens.expiresIn() ?? 0;
+    if (!tokens.id_token || expiresIn <= 0) return problem(ctx, 'account.problem.signin_failed', 400);
+    await sessions.create(ctx, { accessToken: tokens.access_token, idToken: tokens.id_token, expiresAt: Date.now() + expiresIn * 1000 });
+    seeOther(ctx, consoleUrl);
+  });
+
+  router.post(
+    '/profile',
+    form,
+    handle(async (ctx) => {
+      const signed = await signedInPost(ctx);
+      if (!signed) return;
+      const body = bodyOf(ctx);
+      const fields = {
+        givenName: body.given_name,
+        familyName: body.family_name,
+        locale: body.locale,
+        timezone: body.timezone,
+      };
+      const errors: NonNullable<PageState['profileErrors']> = {};
+      // A field left out of the post is left unchanged; one sent twice (an array) is refused.
+      const shown: ProfileForm = {
+        givenName: text(fields.givenName) ?? '',
+        familyName: text(fields.familyName) ?? '',
+        locale: text(fields.locale) ?? '',
+        timezone: text(fields.timezone) ?? '',
+      };
+      const valid = (value: unknown, ok: (v: string) => boolean) => value === undefined || (typeof value === 'string' && ok(value));
+      if (!valid(fields.givenName, validName)) errors.givenName = 'account.profile.error.name';
+      if (!valid(fields.familyName, validName)) errors.familyName = 'account.profile.error.name';
+      if (!valid(fields.locale, (v) => v === '' || isLocale(v))) errors.locale = 'account.profile.error.locale';
+      if (!valid(fields.timezone, (v) => v === '' || TIME_ZONE_SET.has(v))) errors.timezone = 'account.profile.error.timezone';
+      if (Object.keys(errors).length > 0) return renderConsole(ctx, signed, { profileForm: shown, profileErrors: errors }, 400);
+
+      const orNull = (value: unknown) => (value === undefined ? undefined : (value as string).trim() || null);
+      await selfService.updateProfile(
+        signed.caller.accountId,
+        {
+          givenName: orNull(fields.givenName),
+          familyName: orNull(fields.familyName),
+          locale: orNull(fields.locale),
+          timezone: orNull(fields.timezone),
+        },
+        changeContext(ctx),
+      );
+      seeOther(ctx, `${consoleUrl}?done=profile`);
+    }),
+  );
+
+  router.post(
+    '/password',
+    form,
+    handle(async (ctx) => {
+      const signed = await signedInPost(ctx);
+      if (!signed) return;
+      const body = bodyOf(ctx);
+      const current = text(body.current_password);
+      const next = text(body.new_password);
+      if (!current || !next) {
+        return renderConsole(ctx, signed, { passwordError: { message: 'account.password.error.missing', reasons: [] } }, 400);
+      }
+      try {
+        // The domain keeps this sign-in (and so the console's token) and ends the others.
+        await selfService.changePassword(signed.caller.accountId, current, next, signed.caller.sessionUid, changeContext(ctx));
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        if (err.code === 'IDENT_CURRENT_PASSWORD_INVALID') {
+          return renderConsole(ctx, signed, { passwordError: { message: 'account.password.error.current', reasons: [] } }, 400);
+        }
+        if (err.code === 'IDENT_PASSWORD_POLICY') {
+          const reasons = ((err.detail as { reasons?: string[] } | undefined)?.reasons ?? [])
+            .filter((r) => Object.hasOwn(POLICY_REASONS, r))
+            .map((r) => POLICY_REASONS[r]!);
+          return renderConsole(ctx, signed, { passwordError: { message: 'account.password.error.policy', reasons } }, 400);
+        }
+        if (err.code === 'IDENT_RATE_LIMITED') {
+          return renderConsole(ctx, signed, { passwordError: { message: 'account.password.error.rate_limited', reasons: [] } }, 429);
+        }
+        throw err;
+      }
+      seeOther(ctx, `${consoleUrl}?done=password`);
+    }),
+  );
+
+  router.post(
+    '/sessions/revoke',
+    form,
+    handle(async (ctx) => {
+      const signed = await signedInPost(ctx);
+      if (!signed) return;
+      const uid = text(bodyOf(ctx).session);
+      if (!uid || uid.length > 128) return renderConsole(ctx, signed, { sessionsError: 'account.sessions.not_found' }, 400);
+      try {
+        await selfService.revokeSession(signed.caller.accountId, uid);
+      } catch (err) {
+        if (!(err instanceof AppError) || err.code !== 'IDENT_SESSION_NOT_FOUND') throw err;
+        return renderConsole(ctx, signed, { sessionsError: 'account.sessions.not_found' }, 404);
+      }
+      if (uid === signed.caller.sessionUid) {
+        // The console's own sign-in was that session: its token went with it.
+        await sessions.end(ctx);
+        return seeOther(ctx, rp.postLogoutRedirectUri);
+      }
+      seeOther(ctx, `${consoleUrl}?done=revoked`);
+    }),
+  );
+
+  router.post(
+    '/sessions/revoke-all',
+    form,
+    handle(async (ctx) => {
+      const signed = await signedInPost(ctx);
+      if (!signed) return;
+      await selfService.logoutAll(signed.caller.accountId);
+      await sessions.end(ctx);
+      seeOther(ctx, rp.postLogoutRedirectUri);
+    }),
+  );
+
+  /** Signs out of the console and of the provider: RP-initiated logout with our ID token as the hint. */
+  router.post('/logout', form, async (ctx) => {
+    const config = await rp.configuration();
+    const signed = await signedIn(ctx);
+    if (!signed) {
+      // The console session already lapsed (its token lives an hour) while the provider's may not
+      // have: still go to the provider, which asks the user to confirm without our ID token.
+      return seeOther(ctx, oidc.buildEndSessionUrl(config, { post_logout_redirect_uri: rp.postLogoutRedirectUri }).href);
+    }
+    if (!sessions.verifyCsrf(signed.sessionId, bodyOf(ctx).csrf)) return problem(ctx, 'error.csrf', 403);
+    await sessions.end(ctx);
+    const url = oidc.buildEndSessionUrl(config, {
+      id_token_hint: signed.tokens.idToken,
+      post_logout_redirect_uri: rp.postLogoutRedirectUri,
+    });
+    seeOther(ctx, url.href);
+  });
+
+  router.get('/signed-out', async (ctx) => {
+    renderPage(ctx, 'account-signed-out', { title: 'account.signed_out.title', again: consoleUrl });
+  });
+
+  return router;
+}

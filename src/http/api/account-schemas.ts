@@ -1,0 +1,53 @@
+import { z } from 'zod';
+import { displayText, locale } from './schemas.ts';
+
+// Bodies of the account API (/api/v1/auth/* and /api/v1/me*).
+
+const email = z.email().max(254);
+// New passwords are judged by the password policy (which names its reasons); here only the bounds.
+const newPassword = z.string().min(1).max(1024);
+const code = z.string().regex(/^\d{6}$/, 'must be the 6-digit code');
+const token = z.string().min(16).max(256);
+/** An IANA zone name the runtime knows (ICU accepts current and legacy names: Asia/Ho_Chi_Minh and Asia/Saigon). */
+export function isTimeZone(value: string): boolean {
+  if (!/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/.test(value)) return false;
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: value });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const timezone = z.string().max(64).refine(isTimeZone, 'must be an IANA time zone such as Europe/Paris');
+
+export const register = z.strictObject({
+  email,
+  password: newPassword.optional(),
+  givenName: displayText(200).optional(),
+  familyName: displayText(200).optional(),
+  locale: z.enum(['en', 'vi']).optional(),
+  captcha: z.string().max(4096).optional(),
+  client_id: z.string().min(1).max(128).optional(),
+});
+
+export const verifyEmail = z.union([z.strictObject({ email, code }), z.strictObject({ token })]);
+
+export const emailOnly = z.strictObject({ email, locale: z.enum(['en', 'vi']).optional() });
+
+export const resetConfirm = z.union([
+  z.strictObject({ email, code, password: newPassword }),
+  z.strictObject({ token, password: newPassword }),
+]);
+
+export const profileUpdate = z.strictObject({
+  givenName: displayText(200).nullable().optional(),
+  familyName: displayText(200).nullable().optional(),
+  locale: locale.nullable().optional(),
+  timezone: timezone.nullable().optional(),
+});
+
+export const passwordChange = z.strictObject({
+  currentPassword: z.string().min(1).max(1024),
+  newPassword,
+});

@@ -1,0 +1,199 @@
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context, Middleware } from 'koa';
+import type { AccountFlowDeps } from '../../app.ts';
+import { DEFAULT_TENANT } from '../../domain/accounts.ts';
+import { negotiate, type MessageKey } from '../../i18n/index.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
+import type { FormCsrf } from '../interaction/csrf.ts';
+import type { RenderPage } from '../render.ts';
+import { rateLimit } from '../api/account-routes.ts';
+import { field, interactionOf, isEmail, pageErrorOf } from './flow-messages.ts';
+
+export interface AccountPagesDeps {
+  account: AccountFlowDeps;
+  ephemeral: EphemeralStore;
+  csrf: FormCsrf;
+  renderPage: RenderPage;
+}
+
+/** The captcha field each provider's widget posts. */
+export function captchaField(provider: string): string {
+  return provider === 'turnstile' ? 'cf-turnstile-response' : provider === 'hcaptcha' ? 'h-captcha-response' : 'captcha';
+}
+
+/**
+ * The account pages outside a sign-in: /register, /verify-email, /forgot-password and
+ * /reset-password. Mails link here; a pending sign-in (`interaction`) is carried along so the last
+ * page can lead back to it.
+ */
+export function accountPageRoutes(deps: AccountPagesDeps) {
+  const { account, csrf, renderPage } = deps;
+  const router = new Router();
+  const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
+  const limit = rateLimit(deps.ephemeral.limiter('auth-pages-ip', account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
+  const locale = (ctx: Context) => negotiate(ctx.query.ui_locales as string | undefined, ctx.get('accept-language'));
+  const context = (ctx: Context) => ({ actor: null, requestId: ctx.state.requestId as string });
+  const checkCsrf: Middleware = async (ctx, next) => {
+    if (!csrf.verify(ctx, (ctx.request.body as Record<string, unknown> | undefined)?.csrf)) ctx.throw(403, 'invalid CSRF token');
+    await next();
+  };
+  const post = [limit, form, checkCsrf];
+
+  const message = (ctx: Context, title: MessageKey, body: MessageKey, params: Record<string, string> = {}, link?: { href: string; label: MessageKey }) =>
+    renderPage(ctx, 'message', { title, body, params, ...(link ? { link } : {}) });
+
+  /** Where a finished flow sends the user: back to their sign-in, or to their account. */
+  const nextLink = (interaction: string | undefined) =>
+    interaction
+      ? { href: `/interaction/${interaction}`, label: 'link.continue_sign_in' as const }
+      : { href: '/account', label: 'link.account' as const };
+
+  // Registration without a pending sign-in uses the tenant's policy.
+  const renderRegister = (ctx: Context, extra: Record<string, unknown> = {}, status = 200) =>
+    renderPage(ctx, 'register', {
+      title: 'register.title',
+      action: '/register',
+      csrf: csrf.issue(ctx),
+      captcha: account.captcha.widget,
+      passwordRequired: account.registrationDefaults.password === 'required',
+      signInUrl: '/account',
+      ...extra,
+    }, status);
+
+  router.get('/register', async (ctx) => {
+    if (!account.registrationDefaults.enabled) return message(ctx, 'register.title', 'register.disabled');
+    renderRegister(ctx);
+  });
+
+  router.post('/register', ...post, async (ctx) => {
+    const body = ctx.request.body;
+    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 200), familyName: field(body, 'family_name', 200), password: field(body, 'password') };
+    const echo = { email: input.email, givenName: input.givenName, familyName: input.familyName };
+    if (!isEmail(input.email)) return renderRegister(ctx, { ...echo, error: 'error.invalid_email' }, 400);
+    try {
+      if (!(await account.captcha.verify(field(body, captchaField(account.captcha.provider), 8192), ctx.ip))) {
+        return renderRegister(ctx, { ...echo, error: 'error.captcha' }, 400);
+      }
+      await account.registration.register(
+        { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: locale(ctx) },
+        account.registrationDefaults,
+        context(ctx),
+      );
+    } catch (err) {
+      const e = pageErrorOf(err);
+      return renderRegister(ctx, { ...echo, error: e.error, reasons: e.reasons }, e.status);
+    }
+    // New or taken address: the same page (the code form), so the answer reveals nothing.
+    renderVerify(ctx, input.email);
+  });
+
+  function renderVerify(ctx: Context, email: string, extra: Record<string, unknown> = {}, status = 200) {
+    renderPage(ctx, 'verify-email', {
+      title: 'verify.title',
+      email,
+      action: '/verify-email',
+      resendAction: '/verify-email/resend',
+      csrf: csrf.issue(ctx),
+      ...extra,
+    }, status);
+  }
+
+  router.get('/verify-email', limit, async (ctx) => {
+    const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
+    if (!token) return renderVerify(ctx, typeof ctx.query.email === 'string' && isEmail(ctx.query.email) ? ctx.query.email : '');
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      await account.verification.verifyLink(token, context(ctx));
+    } catch (err) {
+      const e = pageErrorOf(err);
+      return renderPage(ctx, 'message', { title: 'verify.title', body: e.error }, e.status);
+    }
+    message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
+  });
+
+  router.post('/verify-email', ...post, async (ctx) => {
+    const email = field(ctx.request.body, 'email', 254).trim();
+    const code = field(ctx.request.body, 'code', 16).trim();
+    if (!isEmail(email) || !/^\d{6}$/.test(code)) return renderVerify(ctx, email, { error: 'error.otp_invalid' }, 400);
+    try {
+      await account.verification.verifyCode(DEFAULT_TENANT, email, code, context(ctx));
+    } catch (err) {
+      const e = pageErrorOf(err);
+      return renderVerify(ctx, email, { error: e.error }, e.status);
+    }
+    message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
+  });
+
+  router.post('/verify-email/resend', ...post, async (ctx) => {
+    const email = field(ctx.request.body, 'email', 254).trim();
+    if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, locale(ctx));
+    renderVerify(ctx, email, { notice: 'verify.resent' });
+  });
+
+  const renderForgot = (ctx: Context, extra: Record<string, unknown> = {}, status = 200) =>
+    renderPage(ctx, 'forgot-password', { title: 'forgot.title', action: '/forgot-password', csrf: csrf.issue(ctx), ...extra }, status);
+  const renderReset = (ctx: Context, extra: Record<string, unknown>, status = 200) =>
+    renderPage(ctx, 'reset-password', { title: 'reset.title', action: '/reset-password', csrf: csrf.issue(ctx), ...extra }, status);
+
+  router.get('/forgot-password', async (ctx) => {
+    renderForgot(ctx, { interaction: interactionOf(ctx.query.interaction) });
+  });
+
+  router.post('/forgot-password', limit, form, checkCsrf, async (ctx) => {
+    const email = field(ctx.request.body, 'email', 254).trim();
+    const interaction = interactionOf((ctx.request.body as Record<string, unknown>).interaction);
+    if (!isEmail(email)) return renderForgot(ctx, { email, interaction, error: 'error.invalid_email' }, 400);
+    try {
+      await account.passwordReset.request(email, { ip: ctx.ip, locale: locale(ctx) }, context(ctx));
+    } catch (err) {
+      const e = pageErrorOf(err);
+      return renderForgot(ctx, { email, interaction, error: e.error }, e.status);
+    }
+    renderReset(ctx, { email, interaction });
+  });
+
+  router.get('/reset-password', limit, async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
+    try {
+      // The link is used up here; the new-password form carries the verified step instead.
+      const session = await account.passwordReset.verifyLink(token);
+      renderReset(ctx, { session });
+    } catch (err) {
+      const e = pageErrorOf(err);
+      renderPage(ctx, 'message', { title: 'reset.title', body: e.error, link: { href: '/forgot-password', label: 'forgot.title' } }, e.status);
+    }
+  });
+
+  router.post('/reset-password', ...post, async (ctx) => {
+    const body = ctx.request.body;
+    const interaction = interactionOf((body as Record<string, unknown>).interaction);
+    const session = field(body, 'session', 256);
+    if (session) {
+      try {
+        await account.passwordReset.complete(session, field(body, 'password'), context(ctx));
+      } catch (err) {
+        const e = pageErrorOf(err);
+        // A refused password keeps the step open: the same form again.
+        if (e.error === 'error.password_policy' && (await account.passwordReset.isOpen(session))) {
+          return renderReset(ctx, { session, interaction, error: e.error, reasons: e.reasons }, e.status);
+        }
+        return renderPage(ctx, 'message', { title: 'reset.title', body: e.error, link: { href: '/forgot-password', label: 'forgot.title' } }, e.status);
+      }
+      return message(ctx, 'reset.done_title', 'reset.done', {}, nextLink(interaction));
+    }
+    const email = field(body, 'email', 254).trim();
+    const code = field(body, 'code', 16).trim();
+    if (!isEmail(email) || !/^\d{6}$/.test(code)) return renderReset(ctx, { email, interaction, error: 'error.otp_invalid' }, 400);
+    try {
+      const verified = await account.passwordReset.verifyCode(email, code);
+      renderReset(ctx, { session: verified, interaction });
+    } catch (err) {
+      const e = pageErrorOf(err);
+      renderReset(ctx, { email, interaction, error: e.error }, e.status);
+    }
+  });
+
+  return router;
+}

@@ -1,0 +1,18 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/** What is known about the HTTP request a piece of work runs for (the device behind a session). */
+export interface RequestScope {
+  userAgent?: string;
+  ip?: string;
+}
+
+const storage = new AsyncLocalStorage<RequestScope>();
+
+/** Runs `work` with `scope` visible to everything it calls, however deep (the provider's adapter). */
+export function runInRequestScope<T>(scope: RequestScope, work: () => T): T {
+  return storage.run(scope, work);
+}
+
+export function currentRequestScope(): RequestScope | undefined {
+  return storage.getStore();
+}

@@ -1,0 +1,151 @@
+import { SMTPServer } from 'smtp-server';
+
+// A real SMTP server for tests: it keeps every message it accepts, parsed just enough to read
+// subjects, text and HTML parts (nodemailer's multipart/alternative).
+
+export interface Received {
+  to: string[];
+  subject: string;
+  headers: Map<string, string>;
+  text: string;
+  html: string;
+  raw: string;
+}
+
+/** Decodes RFC 2047 encoded words (=?UTF-8?Q?...?= / =?UTF-8?B?...?=) of an unfolded header. */
+function decodeHeader(value: string): string {
+  return value
+    .replace(/\?=\s+=\?/g, '?==?')
+    .replace(/=\?utf-8\?([qb])\?([^?]*)\?=/gi, (_, enc: string, body: string) =>
+      enc.toLowerCase() === 'b'
+        ? Buffer.from(body, 'base64').toString('utf8')
+        : decodeQp(body.replace(/_/g, ' ')),
+    );
+}
+
+function decodeQp(body: string): string {
+  const soft = body.replace(/=\r?\n/g, '');
+  const bytes: number[] = [];
+  for (let i = 0; i < soft.length; i++) {
+    const hex = soft.slice(i + 1, i + 3);
+    if (soft[i] === '=' && /^[0-9A-F]{2}$/i.test(hex)) {
+      bytes.push(Number.parseInt(hex, 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(soft[i] as string, 'utf8'));
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+function parseHeaders(block: string): Map<string, string> {
+  const headers = new Map<string, string>();
+  for (const line of block.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
+    const at = line.indexOf(':');
+    if (at > 0) headers.set(line.slice(0, at).trim().toLowerCase(), line.slice(at + 1).trim());
+  }
+  return headers;
+}
+
+function decodePart(headers: Map<string, string>, body: string): string {
+  const encoding = (headers.get('content-transfer-encoding') ?? '7bit').toLowerCase();
+  if (encoding === 'base64') return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+  if (encoding === 'quoted-printable') return decodeQp(body);
+  return body;
+}
+
+/** Just enough MIME for nodemailer's multipart/alternative (text + html) messages. */
+export function parseMail(raw: string, to: string[]): Received {
+  const split = raw.search(/\r?\n\r?\n/);
+  const headers = parseHeaders(raw.slice(0, split));
+  const body = raw.slice(split).replace(/^\r?\n\r?\n/, '');
+  const parts: Record<string, string> = {};
+  const boundary = /boundary="?([^";]+)"?/.exec(headers.get('content-type') ?? '')?.[1];
+  const chunks = boundary ? body.split(`--${boundary}`).slice(1, -1) : [body];
+  for (const chunk of chunks) {
+    const at = chunk.search(/\r?\n\r?\n/);
+    const partHeaders = boundary ? parseHeaders(chunk.slice(0, at)) : headers;
+    const partBody = boundary ? chunk.slice(at).replace(/^\r?\n\r?\n/, '').replace(/\r?\n$/, '') : chunk;
+    const type = (partHeaders.get('content-type') ?? 'text/plain').split(';')[0]!.trim();
+    parts[type] = decodePart(partHeaders, partBody);
+  }
+  return {
+    to,
+    subject: decodeHeader(headers.get('subject') ?? ''),
+    headers,
+    text: (parts['text/plain'] ?? '').replace(/\r\n/g, '\n'),
+    html: parts['text/html'] ?? '',
+    raw,
+  };
+}
+
+/** A real SMTP server on 127.0.0.1:port that keeps every message it accepts. */
+export async function startSmtp(port: number, inbox: Received[]): Promise<SMTPServer> {
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        inbox.push(parseMail(Buffer.concat(chunks).toString('utf8'), session.envelope.rcptTo.map((r) => r.address)));
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return server;
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A mailbox on a free port: `next(to, subject)` waits for the next unread mail matching both. */
+export async function startMailbox(port: number) {
+  const inbox: Received[] = [];
+  const read = new Set<Received>();
+  let server: SMTPServer | undefined = await startSmtp(port, inbox);
+  return {
+    inbox,
+    port,
+    url: `smtp://127.0.0.1:${port}`,
+    async next(to: string, subject?: RegExp, timeoutMs = 15_000): Promise<Received> {
+      const mail = await waitFor(`mail to ${to}${subject ? ` ${subject}` : ''}`, () =>
+        inbox.find((m) => !read.has(m) && m.to.includes(to) && (!subject || subject.test(m.subject))), timeoutMs);
+      read.add(mail);
+      return mail;
+    },
+    /** Every mail to `to` so far. */
+    all(to: string): Received[] {
+      return inbox.filter((m) => m.to.includes(to));
+    },
+    async stop() {
+      const s = server;
+      server = undefined;
+      if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+    },
+    async start() {
+      if (!server) server = await startSmtp(port, inbox);
+    },
+  };
+}
+
+export type Mailbox = Awaited<ReturnType<typeof startMailbox>>;
+
+/** The 6-digit code and the first link under `issuer` in a mail's text part. */
+export function codeAndLink(mail: Received, issuer: string): { code?: string; link?: string } {
+  const code = /^\s*(\d{6})\s*$/m.exec(mail.text)?.[1];
+  const link = mail.text.split(/\s+/).find((w) => w.startsWith(issuer + '/'));
+  return { ...(code ? { code } : {}), ...(link ? { link } : {}) };
+}

@@ -1,0 +1,440 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import * as oidc from 'openid-client';
+import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
+import { createUser, registerClient, rpConfig, signIn, submitLogin } from '../helpers/rp.ts';
+import { createTestStore, freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+
+const FIREFOX_LINUX = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
+const CHROME_WINDOWS =
+  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36';
+
+/** A browser that announces a user agent, as the sessions list shows it. */
+class Browser extends HttpBrowser {
+  readonly userAgent: string;
+  constructor(userAgent: string) {
+    super();
+    this.userAgent = userAgent;
+  }
+  override request(url: string | URL, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    headers.set('user-agent', this.userAgent);
+    return super.request(url, { ...init, headers });
+  }
+}
+
+/** Rows of the sessions table: the public session id, the device label and the "this device" marker. */
+function sessionRows(html: string) {
+  return html
+    .split('<tr class="session')
+    .slice(1)
+    .map((row) => ({
+      id: /name="session" value="([^"]+)"/.exec(row)?.[1],
+      device: /<span class="device"[^>]*>([^<]*)<\/span>/.exec(row)?.[1],
+      current: row.startsWith(' current'),
+      ip: /<td>([^<]*)<\/td>/.exec(row)?.[1],
+    }));
+}
+
+describe('account console (/account)', () => {
+  let ts: TestServer;
+  let user: { email: string; password: string; id: string };
+  let browser: Browser;
+  let page: string;
+  const newPassword = 'Plinth quasar marmalade 42';
+
+  before(async () => {
+    ts = await startTestServer();
+    user = await createUser(ts);
+    browser = new Browser(FIREFOX_LINUX);
+  });
+  after(() => stopAndDestroy(ts));
+
+  const consoleUrl = () => `${ts.issuer}/account`;
+  const csrfOf = (html: string) => formField(html, 'csrf')!;
+  const findUser = () => ts.server.services.repos.users.findById(user.id);
+
+  /** GET /account, following redirects: the console page, or the provider's login page. */
+  async function open(b: HttpBrowser = browser) {
+    const step = await b.follow(consoleUrl());
+    return { status: step.res.status, url: step.url, html: await step.res.text() };
+  }
+
+  async function post(path: string, fields: Record<string, string>, b: HttpBrowser = browser) {
+    return b.postForm(`${consoleUrl()}${path}`, fields);
+  }
+
+  /** Follows a 303 from a console post and returns the page it leads to. */
+  async function followRedirect(res: Response, b: HttpBrowser = browser) {
+    assert.equal(res.status, 303);
+    const step = await b.follow(new URL(res.headers.get('location')!, ts.issuer));
+    return { status: step.res.status, url: step.url, html: await step.res.text() };
+  }
+
+  const isLoginPage = (p: { url: URL; html: string }) =>
+    p.url.pathname.startsWith('/interaction/') && p.html.includes('autocomplete="current-password"');
+
+  it('signs in through the provider like a relying party and shows the profile', async () => {
+    // A fresh browser is sent to the provider's authorization endpoint (code + PKCE S256).
+    const first = await browser.request(consoleUrl());
+    assert.equal(first.status, 303);
+    assert.equal(first.headers.get('cache-control'), 'no-store');
+    const authorize = new URL(first.headers.get('location')!);
+    assert.equal(`${authorize.origin}${authorize.pathname}`, `${ts.issuer}/auth`);
+    assert.equal(authorize.searchParams.get('client_id'), 'account-console');
+    assert.equal(authorize.searchParams.get('redirect_uri'), `${ts.issuer}/account/callback`);
+    assert.equal(authorize.searchParams.get('code_challenge_method'), 'S256');
+    assert.ok(authorize.searchParams.get('state') && authorize.searchParams.get('nonce'));
+    const signinCookie = first.headers.getSetCookie().find((c) => c.startsWith('idp_account_signin='));
+    assert.match(signinCookie ?? '', /path=\/account/i);
+    assert.match(signinCookie ?? '', /httponly/i);
+    assert.match(signinCookie ?? '', /samesite=lax/i);
+
+    const login = await browser.follow(authorize);
+    const loginHtml = await login.res.text();
+    assert.ok(isLoginPage({ url: login.url, html: loginHtml }), 'the provider asks for the password');
+    const submitted = await submitLogin(browser, login.url, loginHtml, user.email, user.password);
+    assert.equal(submitted.status, 303);
+
+    // The provider redirects back to the callback (no consent screen: a first-party client).
+    const toCallback = await browser.follow(new URL(submitted.headers.get('location')!, login.url), {}, (u) =>
+      u.pathname === '/account/callback');
+    assert.equal(toCallback.url.pathname, '/account/callback');
+    const callback = await browser.request(toCallback.url);
+    assert.equal(callback.status, 303);
+    assert.equal(callback.headers.get('location'), consoleUrl());
+    const sessionCookie = callback.headers.getSetCookie().find((c) => c.startsWith('idp_account='));
+    assert.ok(sessionCookie, 'a console session cookie');
+    assert.match(sessionCookie!, /path=\/account/i);
+    assert.match(sessionCookie!, /httponly/i);
+    assert.match(sessionCookie!, /samesite=lax/i);
+    assert.doesNotMatch(sessionCookie!, /secure/i, 'not Secure over plain http');
+
+    // The store holds the tokens sealed, under the MAC of the cookie's id, for the token's life.
+    const cookieId = browser.cookies.get(new URL(ts.issuer).host)!.get('idp_account')!;
+    const { box, ephemeral } = ts.server.services;
+    const stored = await ephemeral.get(`account-console:${box.mac('account-console:session', cookieId).toString('base64url')}`);
+    assert.match(stored ?? '', /^v1\./);
+    assert.doesNotMatch(stored!, /eyJ/, 'no readable ID token');
+    assert.equal(await ephemeral.get(`account-console:${cookieId}`), undefined);
+
+    const shown = await open();
+    assert.equal(shown.status, 200);
+    assert.equal(shown.url.href, consoleUrl());
+    page = shown.html;
+    assert.ok(page.includes(user.email));
+    assert.equal(formField(page, 'given_name'), 'Ada');
+    assert.equal(formField(page, 'family_name'), 'Lovelace');
+    assert.ok(page.includes('autocomplete="current-password"') && page.includes('autocomplete="new-password"'));
+
+    // The callback is one-time: replaying it finds no pending sign-in.
+    const replay = await browser.request(toCallback.url);
+    assert.equal(replay.status, 400);
+    assert.ok((await replay.text()).includes('The sign-in took too long'));
+  });
+
+  it('updates the profile, and refuses bad input with a 400 page', async () => {
+    const saved = await post('/profile', {
+      csrf: csrfOf(page),
+      given_name: '  Augusta Ada ',
+      family_name: 'King',
+      locale: 'vi',
+      timezone: 'Asia/Saigon',
+    });
+    assert.equal(saved.headers.get('location'), `${consoleUrl()}?done=profile`);
+    const after = await followRedirect(saved);
+    assert.equal(after.status, 200);
+    // The chosen language takes over the console.
+    assert.ok(after.html.includes('Hồ sơ của bạn đã được lưu.'), 'flash message, in Vietnamese');
+    assert.equal(formField(after.html, 'given_name'), 'Augusta Ada');
+    assert.ok(after.html.includes('<option selected>Asia/Saigon</option>'));
+    let row = await findUser();
+    assert.equal(row!.given_name, 'Augusta Ada');
+    assert.equal(row!.family_name, 'King');
+    assert.equal(row!.locale, 'vi');
+    assert.equal(row!.timezone, 'Asia/Saigon');
+
+    for (const bad of [
+      { timezone: 'Mars/Olympus_Mons' },
+      { locale: 'fr' },
+      { given_name: 'A\u0001B' },
+      { family_name: 'x'.repeat(201) },
+    ]) {
+      const res = await post('/profile', { csrf: csrfOf(page), given_name: 'Mallory', family_name: 'King', locale: 'en', timezone: 'UTC', ...bad });
+      assert.equal(res.status, 400, JSON.stringify(bad));
+      const html = await res.text();
+      assert.ok(html.includes('class="field-error"'), 'the error is shown in the form');
+      assert.ok(html.includes('aria-invalid="true"'));
+    }
+    // A field sent twice is refused too, not a 500.
+    const twice = await browser.request(`${consoleUrl()}/profile`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `csrf=${encodeURIComponent(csrfOf(page))}&given_name=a&given_name=b`,
+    });
+    assert.equal(twice.status, 400);
+    row = await findUser();
+    assert.equal(row!.given_name, 'Augusta Ada', 'nothing changed by refused input');
+    assert.equal(row!.timezone, 'Asia/Saigon');
+
+    // Back to no language preference: the page follows the browser (English) again.
+    const reset = await post('/profile', { csrf: csrfOf(page), given_name: 'Ada', family_name: 'Lovelace', locale: '', timezone: 'UTC' });
+    page = (await followRedirect(reset)).html;
+    assert.ok(page.includes('Your profile was saved.'));
+    row = await findUser();
+    assert.equal(row!.locale, null);
+    assert.equal(row!.timezone, 'UTC');
+  });
+
+  it('changes the password: the current one is needed and the policy applies', async () => {
+    const hashBefore = (await findUser())!.password_hash;
+
+    const wrong = await post('/password', { csrf: csrfOf(page), current_password: 'not my password', new_password: newPassword });
+    assert.equal(wrong.status, 400);
+    assert.ok((await wrong.text()).includes('The current password is incorrect.'));
+
+    const weak = await post('/password', { csrf: csrfOf(page), current_password: user.password, new_password: 'abc' });
+    assert.equal(weak.status, 400);
+    const weakHtml = await weak.text();
+    assert.ok(weakHtml.includes('This new password cannot be used:'));
+    assert.ok(weakHtml.includes('It is too short.'));
+
+    const missing = await post('/password', { csrf: csrfOf(page), current_password: user.password });
+    assert.equal(missing.status, 400);
+    assert.equal((await findUser())!.password_hash, hashBefore, 'nothing changed');
+
+    const changed = await post('/password', { csrf: csrfOf(page), current_password: user.password, new_password: newPassword });
+    assert.equal(changed.headers.get('location'), `${consoleUrl()}?done=password`);
+    const after = await followRedirect(changed);
+    assert.equal(after.status, 200, 'the console keeps its sign-in');
+    assert.ok(after.html.includes('Your password was changed.'));
+    page = after.html;
+    assert.notEqual((await findUser())!.password_hash, hashBefore);
+    const mail = await ts.server.services.db('outbox').where({ recipient: user.email, template: 'password-changed' }).first();
+    assert.ok(mail, 'the password-changed mail is queued');
+
+    const client = await registerClient(ts, {}, true);
+    const config = await rpConfig(ts, client);
+    await assert.rejects(signIn(ts, config, user, { browser: new HttpBrowser() }), 'the old password no longer signs in');
+    const ok = await signIn(ts, config, { email: user.email, password: newPassword }, { browser: new HttpBrowser() });
+    assert.equal(ok.tokens.claims()!.sub, user.id);
+  });
+
+  it('lists the sessions with their devices and revokes another one', async () => {
+    // Start from this browser's session alone.
+    for (const s of sessionRows((await open()).html).filter((r) => !r.current)) {
+      await post('/sessions/revoke', { csrf: csrfOf(page), session: s.id! });
+    }
+    const client = await registerClient(ts, {});
+    const config = await rpConfig(ts, client);
+    const other = await signIn(ts, config, { email: user.email, password: newPassword }, {
+      browser: new Browser(CHROME_WINDOWS),
+      scope: 'openid email offline_access',
+      prompt: 'consent',
+    });
+    assert.ok(other.tokens.refresh_token);
+
+    page = (await open()).html;
+    const rows = sessionRows(page);
+    assert.equal(rows.length, 2, 'this browser and the other one');
+    const mine = rows.find((r) => r.current);
+    const theirs = rows.find((r) => !r.current);
+    assert.equal(mine?.device, 'Firefox on Linux');
+    assert.equal(theirs?.device, 'Chrome on Windows');
+    assert.equal(theirs?.ip, '127.0.0.1');
+    assert.ok(page.includes('This device'));
+    assert.ok(page.includes(`title="${CHROME_WINDOWS}"`), 'the full user agent is at hand');
+
+    const revoked = await post('/sessions/revoke', { csrf: csrfOf(page), session: theirs!.id! });
+    assert.equal(revoked.headers.get('location'), `${consoleUrl()}?done=revoked`);
+    await assert.rejects(oidc.refreshTokenGrant(config, other.tokens.refresh_token!), (err: oidc.ResponseBodyError) => err.error === 'invalid_grant');
+
+    const after = await followRedirect(revoked);
+    assert.equal(after.status, 200, 'the console still works');
+    assert.ok(after.html.includes('That session was signed out.'));
+    assert.deepEqual(sessionRows(after.html).map((r) => r.current), [true]);
+
+    // A session that is not (or no longer) the user's: a 404 page, not a 500.
+    const gone = await post('/sessions/revoke', { csrf: csrfOf(page), session: theirs!.id! });
+    assert.equal(gone.status, 404);
+    assert.ok((await gone.text()).includes('That session has already ended.'));
+  });
+
+  it('refuses a post without or with a wrong CSRF token (403, no change)', async () => {
+    const before = await findUser();
+    const withoutToken = await post('/profile', { given_name: 'Mallory' });
+    assert.equal(withoutToken.status, 403);
+    const wrongToken = await post('/profile', { csrf: randomBytes(32).toString('base64url'), given_name: 'Mallory' });
+    assert.equal(wrongToken.status, 403);
+    assert.ok((await wrongToken.text()).includes('Your form expired.'));
+    const wrongRevokeAll = await post('/sessions/revoke-all', { csrf: 'x' });
+    assert.equal(wrongRevokeAll.status, 403);
+    assert.equal((await findUser())!.given_name, before!.given_name);
+    assert.equal((await open()).status, 200, 'still signed in');
+
+    // The token of one console session does not work for another.
+    const stranger = new Browser(CHROME_WINDOWS);
+    const res = await post('/profile', { csrf: csrfOf(page), given_name: 'Mallory' }, stranger);
+    assert.equal(res.status, 303, 'no console session: off to sign in');
+    assert.equal(res.headers.get('location'), consoleUrl());
+    assert.equal((await findUser())!.given_name, before!.given_name);
+
+    // Signing out without a console session still reaches the provider, which asks to confirm.
+    const logout = await post('/logout', {}, stranger);
+    assert.equal(logout.status, 303);
+    const endSession = new URL(logout.headers.get('location')!);
+    assert.equal(endSession.pathname, '/session/end');
+    assert.equal(endSession.searchParams.get('client_id'), 'account-console');
+    assert.equal(endSession.searchParams.get('id_token_hint'), null);
+    assert.equal((await stranger.request(endSession)).status, 200);
+    const wrongLogout = await post('/logout', { csrf: 'x' });
+    assert.equal(wrongLogout.status, 403);
+    assert.equal((await open()).status, 200, 'still signed in');
+  });
+
+  it('does not take a console cookie without its stored session', async () => {
+    for (const value of [randomBytes(32).toString('base64url'), 'garbage', '%00']) {
+      const forged = new Browser(CHROME_WINDOWS);
+      forged.cookies.set(new URL(ts.issuer).host, new Map([['idp_account', value]]));
+      const res = await forged.request(consoleUrl());
+      assert.equal(res.status, 303, `cookie ${value}`);
+      assert.ok(res.headers.get('location')!.startsWith(`${ts.issuer}/auth?`), 'back to sign-in');
+      const posted = await post('/sessions/revoke-all', { csrf: 'x' }, forged);
+      assert.equal(posted.status, 303);
+    }
+    assert.equal((await open()).status, 200, 'the real session is untouched');
+  });
+
+  it('answers a callback without a pending sign-in, or a cancelled one, with a 400 page', async () => {
+    const stray = await new HttpBrowser().request(`${ts.issuer}/account/callback?code=abc&state=def`);
+    assert.equal(stray.status, 400);
+
+    // Cancel on the login page: the provider answers access_denied to the callback.
+    const b = new HttpBrowser();
+    const login = await open(b);
+    assert.ok(isLoginPage(login));
+    const abort = await b.postForm(new URL(formAction(login.html, '/abort')!, login.url), { csrf: formField(login.html, 'csrf')! });
+    const done = await followRedirect(abort, b);
+    assert.equal(done.status, 400);
+    assert.equal(done.url.pathname, '/account/callback');
+    assert.ok(done.html.includes('Signing in did not complete.'));
+  });
+
+  it('signs out of the console through the provider (RP-initiated logout)', async () => {
+    const res = await post('/logout', { csrf: csrfOf(page) });
+    assert.equal(res.status, 303);
+    const endSession = new URL(res.headers.get('location')!);
+    assert.equal(`${endSession.origin}${endSession.pathname}`, `${ts.issuer}/session/end`);
+    assert.ok(endSession.searchParams.get('id_token_hint'));
+    assert.equal(endSession.searchParams.get('post_logout_redirect_uri'), `${ts.issuer}/account/signed-out`);
+    const confirmPage = await browser.follow(endSession);
+    const html = await confirmPage.res.text();
+    const confirm = await browser.postForm(new URL(formAction(html, '/session/end')!, ts.issuer), {
+      xsrf: formField(html, 'xsrf')!,
+      logout: 'yes',
+    });
+    const signedOut = await followRedirect(confirm);
+    assert.equal(signedOut.url.href, `${ts.issuer}/account/signed-out`);
+    assert.ok(signedOut.html.includes('You are signed out'));
+    assert.ok(signedOut.html.includes(`href="${consoleUrl()}"`));
+
+    const again = await open();
+    assert.ok(isLoginPage(again), 'the provider session ended too: the password is asked again');
+  });
+
+  it('signs out everywhere: every session ends, the console session too', async () => {
+    const login = await open();
+    assert.ok(isLoginPage(login));
+    const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
+    page = (await followRedirect(submitted)).html;
+    assert.ok(page.includes(user.email));
+    const client = await registerClient(ts, {});
+    const config = await rpConfig(ts, client);
+    const other = await signIn(ts, config, { email: user.email, password: newPassword }, {
+      browser: new Browser(CHROME_WINDOWS),
+      scope: 'openid email offline_access',
+      prompt: 'consent',
+    });
+
+    const res = await post('/sessions/revoke-all', { csrf: csrfOf(page) });
+    assert.equal(res.headers.get('location'), `${ts.issuer}/account/signed-out`);
+    assert.ok(res.headers.getSetCookie().some((c) => /^idp_account=;/.test(c)), 'the console cookie is cleared');
+    await assert.rejects(oidc.refreshTokenGrant(config, other.tokens.refresh_token!));
+    assert.deepEqual(await ts.server.services.repos.payloads.listSessions(user.id), []);
+
+    const again = await open();
+    assert.ok(isLoginPage(again), 'next /account goes back to the login page');
+  });
+
+  it('revoking the current session from the list ends the console session', async () => {
+    const login = await open();
+    const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
+    page = (await followRedirect(submitted)).html;
+    const mine = sessionRows(page).find((r) => r.current)!;
+    const res = await post('/sessions/revoke', { csrf: csrfOf(page), session: mine.id! });
+    assert.equal(res.headers.get('location'), `${ts.issuer}/account/signed-out`);
+    assert.ok(isLoginPage(await open()));
+  });
+
+  it('ends console access at once when the sessions end elsewhere', async () => {
+    const login = await open();
+    const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
+    assert.equal((await followRedirect(submitted)).status, 200);
+
+    await ts.server.services.selfService.logoutAll(user.id);
+    const res = await browser.request(consoleUrl());
+    assert.equal(res.status, 303);
+    assert.ok(res.headers.get('location')!.startsWith(`${ts.issuer}/auth?`), 'back to sign-in');
+    assert.ok(res.headers.getSetCookie().some((c) => /^idp_account=;/.test(c)), 'the dead console session is dropped');
+  });
+
+  it('lets go of a user suspended while signed in, and ignores unknown flash flags', async () => {
+    const login = await open();
+    const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
+    assert.equal((await followRedirect(submitted)).status, 200);
+    for (const flag of ['constructor', '__proto__', 'nope']) {
+      const res = await browser.request(`${consoleUrl()}?done=${flag}`);
+      assert.equal(res.status, 200, flag);
+      assert.doesNotMatch(await res.text(), /role="status"/);
+    }
+
+    await ts.server.services.db('users').where({ id: user.id }).update({ status: 'suspended' });
+    const res = await browser.request(consoleUrl());
+    assert.equal(res.status, 403);
+    assert.ok((await res.text()).includes('This account cannot sign in.'));
+    assert.ok(res.headers.getSetCookie().some((c) => /^idp_account=;/.test(c)));
+  });
+});
+
+describe('account console behind a proxy', () => {
+  let ts: TestServer | undefined;
+  after(() => stopAndDestroy(ts));
+
+  it('makes its back-channel calls to the internal origin, not to the public ISSUER', async () => {
+    // The public name does not resolve here: only the browser (mapped below) can reach it.
+    const port = await freePort();
+    const publicIssuer = `http://idp.invalid:${port}`;
+    ts = await startTestServer({ ISSUER: publicIssuer }, { store: await createTestStore(), port });
+    const user = await createUser(ts);
+    const internal = `127.0.0.1:${port}`;
+
+    /** A browser whose DNS maps the public name onto the server. */
+    class ProxiedBrowser extends HttpBrowser {
+      override request(url: string | URL, init: RequestInit = {}) {
+        const target = new URL(url);
+        if (target.host === `idp.invalid:${port}`) target.host = internal;
+        return super.request(target, init);
+      }
+    }
+    const b = new ProxiedBrowser();
+    const login = await b.follow(`${publicIssuer}/account`);
+    assert.equal(login.url.host, `idp.invalid:${port}`, 'the browser is sent to the public name');
+    const html = await login.res.text();
+    const submitted = await submitLogin(b, login.url, html, user.email, user.password);
+    const step = await b.follow(new URL(submitted.headers.get('location')!, login.url));
+    assert.equal(step.url.href, `${publicIssuer}/account`);
+    assert.equal(step.res.status, 200);
+    assert.ok((await step.res.text()).includes(user.email));
+  });
+});
