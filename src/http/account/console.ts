@@ -15,6 +15,7 @@ import { ACCOUNT_CONSOLE_CLIENT_ID } from './client.ts';
 import { createConsoleSessions, type ConsoleTokens } from './console-session.ts';
 import { summarizeUserAgent } from './device.ts';
 import { createConsoleRelyingParty } from './relying-party.ts';
+import { policyReasonsOf } from '../pages/flow-messages.ts';
 
 export interface AccountConsoleDeps {
   provider: Provider;
@@ -65,13 +66,6 @@ const NOTICES: Record<string, MessageKey> = {
   profile: 'account.done.profile',
   password: 'account.done.password',
   revoked: 'account.done.revoked',
-};
-
-const POLICY_REASONS: Record<string, MessageKey> = {
-  too_short: 'account.password.policy.too_short',
-  too_long: 'account.password.policy.too_long',
-  too_weak: 'account.password.policy.too_weak',
-  breached: 'account.password.policy.breached',
 };
 
 const isLocale = (value: unknown): value is Locale => (LOCALES as readonly unknown[]).includes(value);
@@ -337,10 +331,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           return renderConsole(ctx, signed, { passwordError: { message: 'account.password.error.current', reasons: [] } }, 400);
         }
         if (err.code === 'IDENT_PASSWORD_POLICY') {
-          const reasons = ((err.detail as { reasons?: string[] } | undefined)?.reasons ?? [])
-            .filter((r) => Object.hasOwn(POLICY_REASONS, r))
-            .map((r) => POLICY_REASONS[r]!);
-          return renderConsole(ctx, signed, { passwordError: { message: 'account.password.error.policy', reasons } }, 400);
+          return renderConsole(ctx, signed, { passwordError: { message: 'account.password.error.policy', reasons: policyReasonsOf(err) } }, 400);
         }
         if (err.code === 'IDENT_RATE_LIMITED') {
           return renderConsole(ctx, signed, { passwordError: { message: 'account.password.error.rate_limited', reasons: [] } }, 429);

@@ -32,9 +32,13 @@ export function pageErrorOf(err: unknown): PageError {
   if (!(err instanceof AppError)) throw err;
   const error = PAGE_MESSAGES[err.code];
   if (!error) throw err;
+  return { status: err.status, error, reasons: policyReasonsOf(err) };
+}
+
+/** The message keys of the reasons an IDENT_PASSWORD_POLICY refusal carries (none for other errors). */
+export function policyReasonsOf(err: AppError): MessageKey[] {
   const detail = err.detail as { reasons?: string[] } | undefined;
-  const reasons = (detail?.reasons ?? []).map((r) => POLICY_REASONS[r]).filter((k): k is MessageKey => Boolean(k));
-  return { status: err.status, error, reasons };
+  return (detail?.reasons ?? []).filter((r) => Object.hasOwn(POLICY_REASONS, r)).map((r) => POLICY_REASONS[r]!);
 }
 
 /** A form field as a bounded string ('' when absent or not a string). */
