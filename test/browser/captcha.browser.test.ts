@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -8,18 +7,15 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { Eta } from 'eta';
 import Koa from 'koa';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { captchaAssetRoutes } from '../../src/http/captcha-assets.ts';
 import { securityHeaders } from '../../src/http/middleware/security-headers.ts';
 import { createCaptcha, type Captcha } from '../../src/infra/captcha.ts';
 import { randomToken } from '../../src/infra/crypto.ts';
 import { createEphemeralStore, type EphemeralStore } from '../../src/infra/ephemeral/index.ts';
 import { projectRoot } from '../../src/infra/paths.ts';
+import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-// Without Chromium the test is skipped locally, but in CI a missing browser is a failure.
-const skip = missing && !process.env.CI ? `Chromium not found at ${CHROMIUM} (set CHROMIUM_PATH); in CI this fails instead` : false;
 
 // A registration-like page: the partial inside a form, as the real page includes it.
 const PAGE = `<!DOCTYPE html>
@@ -98,31 +94,18 @@ async function startApp(captcha: Captcha) {
   };
 }
 
-describe('the ALTCHA widget in a real browser', { skip }, () => {
+describe('the ALTCHA widget in a real browser', { skip: skipWithoutChromium }, () => {
   let store: EphemeralStore;
   let captcha: Captcha;
   let app: Awaited<ReturnType<typeof startApp>>;
   let browser: Browser;
 
   before(async () => {
-    if (missing) throw new Error(`Chromium not found at ${CHROMIUM}; install it or set CHROMIUM_PATH`);
     store = createEphemeralStore(undefined, 'test-captcha-browser:');
     captcha = createCaptcha({ provider: 'altcha', hmacKey: randomToken(), ephemeral: store, maxNumber: 1000 });
     [app, browser] = await Promise.all([
       startApp(captcha),
-      chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-      }),
+      launchChromium(),
     ]);
   });
   after(async () => {

@@ -1,19 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { en } from '../../src/i18n/en.ts';
 import { createUser, registerClient, rpConfig } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { codeAndLink, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
+import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const missing = !existsSync(CHROMIUM);
-// Without Chromium the test is skipped locally, but in CI a missing browser is a failure.
-const skip = missing && !process.env.CI ? `Chromium not found at ${CHROMIUM} (set CHROMIUM_PATH); in CI this fails instead` : false;
 
 /** A tiny relying party callback: answers every request with a page and remembers what it saw. */
 async function startCallbackServer() {
@@ -37,7 +33,7 @@ async function startCallbackServer() {
   };
 }
 
-describe('signing in with a real browser', { skip }, () => {
+describe('signing in with a real browser', { skip: skipWithoutChromium }, () => {
   let ts: TestServer;
   let rp: Awaited<ReturnType<typeof startCallbackServer>>;
   let browser: Browser;
@@ -45,25 +41,12 @@ describe('signing in with a real browser', { skip }, () => {
   let mailbox: Mailbox;
 
   before(async () => {
-    if (missing) throw new Error(`Chromium not found at ${CHROMIUM}; install it or set CHROMIUM_PATH`);
     mailbox = await startMailbox(await freePort());
     [ts, rp, browser] = await Promise.all([
       // A light ALTCHA: the widget solves it in the page in well under a second.
       startTestServer({ SMTP_URL: mailbox.url, MAIL_POLL_INTERVAL_MS: '50', CAPTCHA_ALTCHA_MAX_NUMBER: '5000' }),
       startCallbackServer(),
-      chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-      }),
+      launchChromium(),
     ]);
     const client = await registerClient(ts, { token_endpoint_auth_method: 'none', redirect_uris: [rp.redirectUri] }, true);
     config = await rpConfig(ts, client);

@@ -1,0 +1,27 @@
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const missing = !existsSync(CHROMIUM);
+
+/** Without Chromium a browser test is skipped locally, but in CI a missing browser is a failure. */
+export const skipWithoutChromium: string | false =
+  missing && !process.env.CI ? `Chromium not found at ${CHROMIUM} (set CHROMIUM_PATH); in CI this fails instead` : false;
+
+/** Debian's Chromium, headless, with what it needs to run as root in a container and nothing that phones home. */
+export function launchChromium(): Promise<Browser> {
+  if (missing) throw new Error(`Chromium not found at ${CHROMIUM}; install it or set CHROMIUM_PATH`);
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
