@@ -165,6 +165,12 @@ export class OneTimeCodes {
     return { identifier, session: await this.#verify(namespace, identifier, token, 'link') };
   }
 
+  /** Whose a link token is, without using it (to check what it will be used for first); undefined when unknown. */
+  async peekLink(namespace: OtpNamespace, token: string, bind?: string): Promise<string | undefined> {
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_PRESENTED) return undefined;
+    return this.#store.get(key(namespace, 'otp-link', this.#linkHash(namespace, token, bind)));
+  }
+
   /** The identifier of a verified step without using it up (a form shown again after a mistake). */
   async peekSession(namespace: OtpNamespace, token: string): Promise<string | undefined> {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_PRESENTED) return undefined;

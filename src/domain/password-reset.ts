@@ -113,6 +113,19 @@ export function createPasswordReset(deps: {
     },
 
     /**
+     * One call for API clients: code (or link) and new password together. The password is judged
+     * before the code is used, so a refused password leaves the code valid for a second try.
+     */
+    async confirm(proof: { email: string; code: string } | { token: string }, password: string, context: ChangeContext = {}): Promise<UserRow> {
+      const identifier = 'token' in proof ? await codes.peekLink(NS, proof.token) : emailIdentifier(DEFAULT_TENANT, proof.email);
+      const user = identifier ? await findUser(identifier) : undefined;
+      // Without a known account the rules see only the address typed (the answer must not depend on it).
+      await assertPasswordAllowed(passwordPolicy, password, user ?? { email: 'email' in proof ? proof.email : '', given_name: null, family_name: null });
+      const session = 'token' in proof ? (await codes.verifyLink(NS, proof.token)).session : await codes.verify(NS, identifier!, proof.code);
+      return this.complete(session, password, context);
+    },
+
+    /**
      * Sets the new password for the verified step. The rules are checked before the step is used
      * up, so a refused password can be replaced on the same form. The emailed code proved the
      * address, so it is marked verified; a lockout ends too.
@@ -144,10 +157,15 @@ export function createPasswordReset(deps: {
     },
   };
 
-  async function userOf(identifier: string): Promise<UserRow> {
+  async function findUser(identifier: string): Promise<UserRow | undefined> {
     const separator = identifier.indexOf(':');
     const user = await users.findByEmail(identifier.slice(0, separator), identifier.slice(separator + 1));
-    if (!user || user.status !== 'active') throw new AppError('IDENT_OTP_INVALID');
+    return user?.status === 'active' ? user : undefined;
+  }
+
+  async function userOf(identifier: string): Promise<UserRow> {
+    const user = await findUser(identifier);
+    if (!user) throw new AppError('IDENT_OTP_INVALID');
     return user;
   }
 }

@@ -206,6 +206,8 @@ function suite(name: string, open: () => { store: EphemeralStore; cleanup: () =>
     it('a bound link verifies only with the same binding; a session can be peeked before it is taken', async () => {
       const id = newId();
       const issued = await codes.issue('magic-link', id, { bind: 'interaction-a' });
+      assert.equal(await codes.peekLink('magic-link', issued.code, 'interaction-a'), id, 'peeking says whose it is');
+      assert.equal(await codes.peekLink('magic-link', issued.code, 'interaction-b'), undefined);
       await assert.rejects(codes.verifyLink('magic-link', issued.code), rejectsWith('IDENT_OTP_INVALID'));
       await assert.rejects(codes.verifyLink('magic-link', issued.code, 'interaction-b'), rejectsWith('IDENT_OTP_INVALID'));
       const { session } = await codes.verifyLink('magic-link', issued.code, 'interaction-a');

@@ -130,11 +130,8 @@ export function accountApiRoutes(deps: AccountApiDeps) {
   });
 
   router.post('/auth/password-reset/confirm', anonLimit, json, async (ctx) => {
-    const input = body(ctx, s.resetConfirm);
-    const session = 'token' in input
-      ? await account.passwordReset.verifyLink(input.token)
-      : await account.passwordReset.verifyCode(input.email, input.code);
-    await account.passwordReset.complete(session, input.password, context(ctx));
+    const { password, ...proof } = body(ctx, s.resetConfirm);
+    await account.passwordReset.confirm(proof, password, context(ctx));
     ctx.body = { status: 'password_reset' };
   });
 

@@ -214,7 +214,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     const details = await load(ctx);
     if (details.prompt.name !== 'login') ctx.throw(400, 'no sign-in is pending');
     if (!(await policyOf(details)).enabled) {
-      return renderPage(ctx, 'message', { title: 'register.title', body: 'register.disabled', link: { href: `/interaction/${details.uid}`, label: 'link.sign_in' } }, 403);
+      return renderPage(ctx, 'message', { title: 'register.title', text: 'register.disabled', link: { href: `/interaction/${details.uid}`, label: 'link.sign_in' } }, 403);
     }
     await renderRegister(ctx, details);
   });
@@ -286,7 +286,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     if (await limited(ctx, flowLimiter)) return renderLogin(ctx, details, { error: 'error.rate_limited' }, 429);
     if (!isEmail(email)) return renderLogin(ctx, details, { error: 'error.invalid_email' }, 400);
     account.magicLinks.request(email, details.uid, localeOf(ctx, details));
-    renderPage(ctx, 'message', { title: 'magic.sent_title', locale: localeOf(ctx, details), body: 'magic.sent', params: { email } });
+    renderPage(ctx, 'message', { title: 'magic.sent_title', locale: localeOf(ctx, details), text: 'magic.sent', params: { email } });
   });
 
   // Opened from the mail: in the browser holding this interaction's cookie (load checks it).
@@ -295,7 +295,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     try {
       details = await load(ctx);
     } catch {
-      return renderPage(ctx, 'message', { title: 'magic.sent_title', body: 'error.magic_link_browser' }, 400);
+      return renderPage(ctx, 'message', { title: 'magic.sent_title', text: 'error.magic_link_browser' }, 400);
     }
     if (details.prompt.name !== 'login') ctx.throw(400, 'no sign-in is pending');
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';

@@ -1,4 +1,4 @@
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 
 // No form-action: a login form's redirect chain ends at the relying party's origin, which
 // form-action would block. script-src stays present so the provider can add the hash of its
@@ -24,4 +24,22 @@ export function securityHeaders(): Middleware {
     if (ctx.secure) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
     await next();
   };
+}
+
+/**
+ * Adds origins to directives of this response's policy, for the one page that needs them (a
+ * third-party CAPTCHA widget on the registration form); every other page keeps the strict policy.
+ * A directive the policy lacks (frame-src) falls back to default-src 'none', so it is added.
+ */
+export function allowSources(ctx: Context, sources: Partial<Record<'script' | 'frame' | 'connect' | 'style', string[]>>): void {
+  let policy = String(ctx.response.get('Content-Security-Policy') || CSP);
+  for (const [kind, origins] of Object.entries(sources)) {
+    if (!origins?.length) continue;
+    const name = `${kind}-src`;
+    const directive = new RegExp(`(^|;\\s*)${name}([^;]*)`);
+    policy = directive.test(policy)
+      ? policy.replace(directive, (_m, lead: string, values: string) => `${lead}${name}${values} ${origins.join(' ')}`)
+      : `${policy}; ${name} ${origins.join(' ')}`;
+  }
+  ctx.set('Content-Security-Policy', policy);
 }

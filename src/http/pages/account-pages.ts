@@ -41,7 +41,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   const post = [limit, form, checkCsrf];
 
   const message = (ctx: Context, title: MessageKey, body: MessageKey, params: Record<string, string> = {}, link?: { href: string; label: MessageKey }) =>
-    renderPage(ctx, 'message', { title, body, params, ...(link ? { link } : {}) });
+    renderPage(ctx, 'message', { title, text: body, params, ...(link ? { link } : {}) });
 
   /** Where a finished flow sends the user: back to their sign-in, or to their account. */
   const nextLink = (interaction: string | undefined) =>
@@ -107,7 +107,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
       await account.verification.verifyLink(token, context(ctx));
     } catch (err) {
       const e = pageErrorOf(err);
-      return renderPage(ctx, 'message', { title: 'verify.title', body: e.error }, e.status);
+      return renderPage(ctx, 'message', { title: 'verify.title', text: e.error }, e.status);
     }
     message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
   });
@@ -162,7 +162,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
       renderReset(ctx, { session });
     } catch (err) {
       const e = pageErrorOf(err);
-      renderPage(ctx, 'message', { title: 'reset.title', body: e.error, link: { href: '/forgot-password', label: 'forgot.title' } }, e.status);
+      renderPage(ctx, 'message', { title: 'reset.title', text: e.error, link: { href: '/forgot-password', label: 'forgot.title' } }, e.status);
     }
   });
 
@@ -179,7 +179,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
         if (e.error === 'error.password_policy' && (await account.passwordReset.isOpen(session))) {
           return renderReset(ctx, { session, interaction, error: e.error, reasons: e.reasons }, e.status);
         }
-        return renderPage(ctx, 'message', { title: 'reset.title', body: e.error, link: { href: '/forgot-password', label: 'forgot.title' } }, e.status);
+        return renderPage(ctx, 'message', { title: 'reset.title', text: e.error, link: { href: '/forgot-password', label: 'forgot.title' } }, e.status);
       }
       return message(ctx, 'reset.done_title', 'reset.done', {}, nextLink(interaction));
     }
