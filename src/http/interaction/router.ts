@@ -14,6 +14,8 @@ import type { UserRow } from '../../repos/users.ts';
 import { registrationPolicyOf } from '../api/account-routes.ts';
 import { captchaField } from '../pages/account-pages.ts';
 import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
+import { allowSources } from '../middleware/security-headers.ts';
+import { captchaCspSources } from '../../infra/captcha.ts';
 
 export interface InteractionDeps {
   provider: Provider;
@@ -112,6 +114,8 @@ export function interactionRoutes(deps: InteractionDeps) {
 
   async function renderRegister(ctx: Context, details: Details, extra: Record<string, unknown> = {}, status = 200) {
     const policy = await policyOf(details);
+    // A third-party CAPTCHA widget needs its vendor's origins on this page, and only here.
+    allowSources(ctx, captchaCspSources(account.captcha.widget));
     renderPage(ctx, 'register', {
       title: 'register.title',
       locale: localeOf(ctx, details),

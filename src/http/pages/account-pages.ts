@@ -8,6 +8,8 @@ import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { FormCsrf } from '../interaction/csrf.ts';
 import type { RenderPage } from '../render.ts';
 import { rateLimit } from '../api/account-routes.ts';
+import { allowSources } from '../middleware/security-headers.ts';
+import { captchaCspSources } from '../../infra/captcha.ts';
 import { field, interactionOf, isEmail, pageErrorOf } from './flow-messages.ts';
 
 export interface AccountPagesDeps {
@@ -50,7 +52,8 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
       : { href: '/account', label: 'link.account' as const };
 
   // Registration without a pending sign-in uses the tenant's policy.
-  const renderRegister = (ctx: Context, extra: Record<string, unknown> = {}, status = 200) =>
+  const renderRegister = (ctx: Context, extra: Record<string, unknown> = {}, status = 200) => {
+    allowSources(ctx, captchaCspSources(account.captcha.widget));
     renderPage(ctx, 'register', {
       title: 'register.title',
       action: '/register',
@@ -60,6 +63,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
       signInUrl: '/account',
       ...extra,
     }, status);
+  };
 
   router.get('/register', async (ctx) => {
     if (!account.registrationDefaults.enabled) return message(ctx, 'register.title', 'register.disabled');
