@@ -140,9 +140,17 @@ export function createAccounts(deps: {
         return { ok: false, reason: 'inactive' };
       }
       await users.recordSuccess(user.id);
-      await events.record({ type: 'user.signed_in', subjectId: user.id, tenantId, ...context, payload: { user: userPayload(user), amr: ['pwd'] } });
       if (needsRehash) await users.updatePasswordHash(user.id, await hasher.hash(password));
       return { ok: true, user };
+    },
+
+    /**
+     * Records a completed sign-in (user.signed_in) with how it was made. Called when the sign-in
+     * is given to the provider, not when a password checks out: a sign-in can still wait for an
+     * email code after that.
+     */
+    async recordSignIn(user: UserRow, amr: string[], context: ChangeContext = {}): Promise<void> {
+      await events.record({ type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), amr } });
     },
 
     async findActive(id: string): Promise<UserRow | undefined> {

@@ -58,7 +58,8 @@ export function createMagicLinks(deps: {
 
     /**
      * The user a link signs in, once; the link must come back to the interaction it was sent for.
-     * Opening the link proves the address, so it is marked verified.
+     * Opening the link proves the address, so it is marked verified. The caller records the
+     * sign-in when it completes it.
      */
     async complete(interactionUid: string, token: string, context: ChangeContext = {}): Promise<UserRow> {
       const { identifier, session } = await codes.verifyLink(NS, token, interactionUid);
@@ -71,7 +72,6 @@ export function createMagicLinks(deps: {
         if (!user.email_verified) {
           await events.record({ type: 'user.email_verified', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(verified) } }, trx);
         }
-        await events.record({ type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(verified), amr: ['otp'] } }, trx);
         return verified;
       });
     },

@@ -129,7 +129,10 @@ export function interactionRoutes(deps: InteractionDeps) {
     }, status);
   }
 
-  const signIn = (ctx: Context, user: UserRow, amr: string[]) => finish(ctx, { login: { accountId: user.id, amr } });
+  async function signIn(ctx: Context, details: Details, user: UserRow, amr: string[]) {
+    await accounts.recordSignIn(user, amr, flowContext(ctx, details));
+    await finish(ctx, { login: { accountId: user.id, amr } });
+  }
   const flowContext = (ctx: Context, details: Details) => ({
     actor: details.params.client_id as string,
     requestId: ctx.state.requestId as string,
@@ -211,7 +214,7 @@ export function interactionRoutes(deps: InteractionDeps) {
       }
       return renderVerify(ctx, details, outcome.user.email);
     }
-    await signIn(ctx, outcome.user, ['pwd']);
+    await signIn(ctx, details, outcome.user, ['pwd']);
   });
 
   router.get('/register', async (ctx) => {
@@ -248,7 +251,7 @@ export function interactionRoutes(deps: InteractionDeps) {
       const e = pageErrorOf(err);
       return renderRegister(ctx, details, { ...echo, error: e.error, reasons: e.reasons }, e.status);
     }
-    if (outcome.status === 'created' && outcome.signInNow) return signIn(ctx, outcome.user, ['pwd']);
+    if (outcome.status === 'created' && outcome.signInNow) return signIn(ctx, details, outcome.user, ['pwd']);
     // A new account waiting for verification and a taken address look the same: the code form.
     renderVerify(ctx, details, input.email);
   });
@@ -270,7 +273,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     }
     // The code proved the mailbox; an inactive account still cannot sign in.
     if (user.status !== 'active') return renderLogin(ctx, details, { error: 'error.inactive', email }, 403);
-    await signIn(ctx, user, ['pwd']);
+    await signIn(ctx, details, user, ['pwd']);
   });
 
   router.post('/verify-email/resend', form, async (ctx) => {
@@ -311,7 +314,7 @@ export function interactionRoutes(deps: InteractionDeps) {
       pageErrorOf(err);
       return renderLogin(ctx, details, { error: 'error.magic_link_browser' }, 400);
     }
-    await signIn(ctx, user, ['otp']);
+    await signIn(ctx, details, user, ['otp']);
   });
 
   /** Grants what the consent prompt asks for and resumes the authorization. */
