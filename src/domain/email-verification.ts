@@ -3,6 +3,7 @@ import { AppError } from './errors.ts';
 import type { ChangeContext } from './accounts.ts';
 import type { AccountLinks } from './account-links.ts';
 import { userPayload, type EventRecorder } from './events.ts';
+import { verifyEmailMail } from './account-mails.ts';
 import type { MailLocale, MailOutbox } from './mail.ts';
 import type { OneTimeCodes } from './one-time-codes.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
@@ -10,11 +11,6 @@ import type { UserRow, UsersRepo } from '../repos/users.ts';
 /** One-time-code identifiers for email flows: tenant and lower-cased address. */
 export function emailIdentifier(tenantId: string, email: string): string {
   return `${tenantId}:${email.trim().toLowerCase()}`;
-}
-
-/** The mail language: the user's own when they chose one we have, else the page's. */
-export function mailLocaleOf(user: Pick<UserRow, 'locale'>, fallback: MailLocale): MailLocale {
-  return user.locale === 'en' || user.locale === 'vi' ? user.locale : fallback;
 }
 
 /**
@@ -56,20 +52,7 @@ export function createEmailVerification(deps: {
      */
     async send(user: UserRow, locale: MailLocale, trx?: Knex.Transaction): Promise<void> {
       const issued = await codes.issue(NS, emailIdentifier(user.tenant_id, user.email));
-      await mail.enqueue(
-        {
-          to: user.email,
-          template: 'verify-email',
-          locale: mailLocaleOf(user, locale),
-          data: {
-            ...(user.given_name ? { name: user.given_name } : {}),
-            code: issued.code,
-            link: links.verifyEmail(issued.link!),
-            expiresInMinutes: Math.round(codes.settings(NS).codeTtlSeconds / 60),
-          },
-        },
-        trx,
-      );
+      await mail.enqueue(verifyEmailMail(user, issued, codes.settings(NS).codeTtlSeconds, links, locale), trx);
     },
 
     /**

@@ -2,7 +2,8 @@ import type { Knex } from 'knex';
 import { AppError } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
 import type { AccountLinks } from './account-links.ts';
-import { emailIdentifier, mailLocaleOf } from './email-verification.ts';
+import { emailIdentifier } from './email-verification.ts';
+import { magicLinkMail } from './account-mails.ts';
 import { userPayload, type EventRecorder } from './events.ts';
 import type { MailLocale, MailOutbox } from './mail.ts';
 import type { OneTimeCodes } from './one-time-codes.ts';
@@ -34,16 +35,7 @@ export function createMagicLinks(deps: {
       if (err instanceof AppError) return;
       throw err;
     }
-    await mail.enqueue({
-      to: user.email,
-      template: 'magic-link',
-      locale: mailLocaleOf(user, locale),
-      data: {
-        ...(user.given_name ? { name: user.given_name } : {}),
-        link: links.magicLink(interactionUid, issued.code),
-        expiresInMinutes: Math.round(codes.settings(NS).codeTtlSeconds / 60),
-      },
-    });
+    await mail.enqueue(magicLinkMail(user, links.magicLink(interactionUid, issued.code), codes.settings(NS).codeTtlSeconds, locale));
   }
 
   return {

@@ -3,7 +3,8 @@ import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
 import type { AccountLinks } from './account-links.ts';
-import { emailIdentifier, mailLocaleOf } from './email-verification.ts';
+import { emailIdentifier } from './email-verification.ts';
+import { passwordChangedMail, resetPasswordMail } from './account-mails.ts';
 import { userPayload, type EventRecorder } from './events.ts';
 import type { MailLocale, MailOutbox } from './mail.ts';
 import type { OneTimeCodes } from './one-time-codes.ts';
@@ -59,20 +60,7 @@ export function createPasswordReset(deps: {
     }
     const ttl = codes.settings(NS).codeTtlSeconds;
     await deps.transaction(async (trx) => {
-      await mail.enqueue(
-        {
-          to: user.email,
-          template: 'forgot-password',
-          locale: mailLocaleOf(user, locale),
-          data: {
-            ...(user.given_name ? { name: user.given_name } : {}),
-            code: issued.code,
-            link: links.resetPassword(issued.link!),
-            expiresInMinutes: Math.round(ttl / 60),
-          },
-        },
-        trx,
-      );
+      await mail.enqueue(resetPasswordMail(user, issued, ttl, links, locale), trx);
       await events.record(
         { type: 'user.password_reset_requested', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), resetParamExpiryMillisec: ttl * 1000 } },
         trx,
@@ -140,15 +128,7 @@ export function createPasswordReset(deps: {
       const updated = await deps.transaction(async (trx) => {
         const row = (await users.setPassword(user.id, hash, { verifiedEmail: true }, trx))!;
         await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
-        await mail.enqueue(
-          {
-            to: row.email,
-            template: 'password-changed',
-            locale: mailLocaleOf(row, 'en'),
-            data: { ...(row.given_name ? { name: row.given_name } : {}), resetUrl: links.forgotPassword() },
-          },
-          trx,
-        );
+        await mail.enqueue(passwordChangedMail(row, links), trx);
         return row;
       });
       // Whoever knew the old password is signed out everywhere, refresh tokens included.

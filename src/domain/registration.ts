@@ -3,7 +3,8 @@ import type { Knex } from 'knex';
 import { AppError, isUniqueViolation } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
 import type { AccountLinks } from './account-links.ts';
-import { emailIdentifier, mailLocaleOf, type EmailVerification } from './email-verification.ts';
+import { emailIdentifier, type EmailVerification } from './email-verification.ts';
+import { accountExistsMail, resetPasswordMail, welcomeMail } from './account-mails.ts';
 import { userPayload, type EventRecorder } from './events.ts';
 import type { MailLocale, MailOutbox } from './mail.ts';
 import type { OneTimeCodes } from './one-time-codes.ts';
@@ -54,16 +55,7 @@ export function createRegistration(deps: {
   async function tellOwner(owner: UserRow, locale: MailLocale): Promise<void> {
     // Once a day at most per address: a mail bomb through the register form stays one mail.
     if (!(await ephemeral.setIfAbsent(`account-exists:notice:${emailIdentifier(owner.tenant_id, owner.email)}`, '1', 24 * 3600))) return;
-    await mail.enqueue({
-      to: owner.email,
-      template: 'account-exists',
-      locale: mailLocaleOf(owner, locale),
-      data: {
-        ...(owner.given_name ? { name: owner.given_name } : {}),
-        signInUrl: links.account(),
-        resetUrl: links.forgotPassword(),
-      },
-    });
+    await mail.enqueue(accountExistsMail(owner, links, locale));
   }
 
   return {
@@ -110,32 +102,11 @@ export function createRegistration(deps: {
           if (!input.password) {
             // No password chosen: the forgot-password flow lets them set one (and proves the address).
             const issued = await codes.issue('forgot-password', emailIdentifier(tenantId, email));
-            await mail.enqueue(
-              {
-                to: email,
-                template: 'forgot-password',
-                locale: input.locale,
-                data: {
-                  ...(created.given_name ? { name: created.given_name } : {}),
-                  code: issued.code,
-                  link: links.resetPassword(issued.link!),
-                  expiresInMinutes: Math.round(codes.settings('forgot-password').codeTtlSeconds / 60),
-                  setPassword: true,
-                },
-              },
-              trx,
-            );
+            const ttl = codes.settings('forgot-password').codeTtlSeconds;
+            await mail.enqueue(resetPasswordMail(created, issued, ttl, links, input.locale, true), trx);
           }
           if (policy.welcomeMail) {
-            await mail.enqueue(
-              {
-                to: email,
-                template: 'welcome',
-                locale: input.locale,
-                data: { ...(created.given_name ? { name: created.given_name } : {}), signInUrl: links.account() },
-              },
-              trx,
-            );
+            await mail.enqueue(welcomeMail(created, links, input.locale), trx);
           }
           return created;
         });

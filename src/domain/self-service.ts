@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { AppError } from './errors.ts';
 import type { ChangeContext } from './accounts.ts';
 import type { AccountLinks } from './account-links.ts';
-import { mailLocaleOf } from './email-verification.ts';
+import { passwordChangedMail } from './account-mails.ts';
 import { userPayload, type EventRecorder } from './events.ts';
 import type { MailOutbox } from './mail.ts';
 import { assertPasswordAllowed } from './password-reset.ts';
@@ -102,15 +102,7 @@ export function createSelfService(deps: {
       const updated = await deps.transaction(async (trx) => {
         const row = (await users.setPassword(id, hash, {}, trx))!;
         await events.record({ type: 'user.password_changed', subjectId: id, tenantId: row.tenant_id, ...context, payload: { user: { id }, by: 'self' } }, trx);
-        await mail.enqueue(
-          {
-            to: row.email,
-            template: 'password-changed',
-            locale: mailLocaleOf(row, 'en'),
-            data: { ...(row.given_name ? { name: row.given_name } : {}), resetUrl: links.forgotPassword() },
-          },
-          trx,
-        );
+        await mail.enqueue(passwordChangedMail(row, links), trx);
         return row;
       });
       const sessions = await payloads.listSessions(id);

@@ -1,0 +1,70 @@
+import type { AccountLinks } from './account-links.ts';
+import type { MailLocale, MailMessage } from './mail.ts';
+import type { IssuedCode } from './one-time-codes.ts';
+import type { UserRow } from '../repos/users.ts';
+
+// The account lifecycle's mails, built in one place so every flow greets, links and localises the
+// same way.
+
+type Recipient = Pick<UserRow, 'email' | 'given_name' | 'locale'>;
+
+/** The mail language: the user's own when they chose one we have, else the page's. */
+export function mailLocaleOf(user: Pick<UserRow, 'locale'>, fallback: MailLocale): MailLocale {
+  return user.locale === 'en' || user.locale === 'vi' ? user.locale : fallback;
+}
+
+const greeting = (user: Recipient) => (user.given_name ? { name: user.given_name } : {});
+const minutes = (seconds: number) => Math.round(seconds / 60);
+
+export function verifyEmailMail(user: Recipient, issued: IssuedCode, ttlSeconds: number, links: AccountLinks, locale: MailLocale): MailMessage<'verify-email'> {
+  return {
+    to: user.email,
+    template: 'verify-email',
+    locale: mailLocaleOf(user, locale),
+    data: { ...greeting(user), code: issued.code, link: links.verifyEmail(issued.link!), expiresInMinutes: minutes(ttlSeconds) },
+  };
+}
+
+/** A reset code and link; `setPassword` when the account was made without a password. */
+export function resetPasswordMail(
+  user: Recipient,
+  issued: IssuedCode,
+  ttlSeconds: number,
+  links: AccountLinks,
+  locale: MailLocale,
+  setPassword = false,
+): MailMessage<'forgot-password'> {
+  return {
+    to: user.email,
+    template: 'forgot-password',
+    locale: mailLocaleOf(user, locale),
+    data: {
+      ...greeting(user),
+      code: issued.code,
+      link: links.resetPassword(issued.link!),
+      expiresInMinutes: minutes(ttlSeconds),
+      ...(setPassword ? { setPassword: true } : {}),
+    },
+  };
+}
+
+export function passwordChangedMail(user: Recipient, links: AccountLinks): MailMessage<'password-changed'> {
+  return { to: user.email, template: 'password-changed', locale: mailLocaleOf(user, 'en'), data: { ...greeting(user), resetUrl: links.forgotPassword() } };
+}
+
+export function magicLinkMail(user: Recipient, link: string, ttlSeconds: number, locale: MailLocale): MailMessage<'magic-link'> {
+  return { to: user.email, template: 'magic-link', locale: mailLocaleOf(user, locale), data: { ...greeting(user), link, expiresInMinutes: minutes(ttlSeconds) } };
+}
+
+export function welcomeMail(user: Recipient, links: AccountLinks, locale: MailLocale): MailMessage<'welcome'> {
+  return { to: user.email, template: 'welcome', locale: mailLocaleOf(user, locale), data: { ...greeting(user), signInUrl: links.account() } };
+}
+
+export function accountExistsMail(owner: Recipient, links: AccountLinks, locale: MailLocale): MailMessage<'account-exists'> {
+  return {
+    to: owner.email,
+    template: 'account-exists',
+    locale: mailLocaleOf(owner, locale),
+    data: { ...greeting(owner), signInUrl: links.account(), resetUrl: links.forgotPassword() },
+  };
+}
