@@ -25,14 +25,8 @@ import type { UserAdmin } from './domain/user-admin.ts';
 import type { IdempotencyRepo } from './repos/idempotency.ts';
 import { adminApiRoutes } from './http/api/routes.ts';
 import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
-import type { Registration } from './domain/registration.ts';
-import type { RegistrationPolicy } from './domain/registration-policy.ts';
-import type { EmailVerification } from './domain/email-verification.ts';
-import type { PasswordReset } from './domain/password-reset.ts';
-import type { MagicLinks } from './domain/magic-links.ts';
-import type { SelfService } from './domain/self-service.ts';
-import type { Captcha } from './infra/captcha.ts';
 import { accountConsoleRoutes } from './http/account/console.ts';
+import type { AccountFlowDeps } from './http/account-flows.ts';
 import { accountApiRoutes } from './http/api/account-routes.ts';
 import { captchaAssetRoutes } from './http/captcha-assets.ts';
 
@@ -59,18 +53,6 @@ export interface AppDeps {
   internalOrigin: () => string;
 }
 
-/** The account lifecycle services the pages and the account API use. */
-export interface AccountFlowDeps {
-  registration: Registration;
-  registrationDefaults: RegistrationPolicy;
-  verification: EmailVerification;
-  passwordReset: PasswordReset;
-  magicLinks: MagicLinks;
-  selfService: SelfService;
-  captcha: Captcha;
-  authRateLimitPerIp: number;
-  meRateLimitPerUser: number;
-}
 
 const renderPage = createRenderer();
 const stylesheet = readFileSync(path.join(projectRoot(), 'views', 'assets', 'app.css'));

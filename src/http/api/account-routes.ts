@@ -2,11 +2,11 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { AccountFlowDeps } from '../../app.ts';
+import type { AccountFlowDeps } from '../account-flows.ts';
+import { rateLimit } from '../middleware/rate-limit.ts';
+import { registrationPolicyOf } from '../registration.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
-import { registrationPolicyFor, type RegistrationPolicy } from '../../domain/registration-policy.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { negotiate } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -18,29 +18,6 @@ export interface AccountApiDeps {
   provider: Provider;
   ephemeral: EphemeralStore;
   account: AccountFlowDeps;
-}
-
-/** The registration policy of a client (its metadata over the tenant's), or the tenant's alone. */
-export async function registrationPolicyOf(provider: Provider, defaults: RegistrationPolicy, clientId: string | undefined) {
-  if (!clientId) return defaults;
-  const client = await provider.Client.find(clientId).catch(() => undefined);
-  if (!client) throw new AppError('IDENT_VALIDATION', 'unknown client_id');
-  return registrationPolicyFor(defaults, client.metadata() as Record<string, unknown>);
-}
-
-/** Counts a request against a limiter; over the limit answers 429 with Retry-After. */
-export function rateLimit(limiter: RateLimiterAbstract, keyOf: (ctx: Context) => string): Middleware {
-  return async (ctx, next) => {
-    try {
-      await limiter.consume(keyOf(ctx));
-    } catch (limited) {
-      if (limited instanceof Error) throw limited;
-      const ms = (limited as { msBeforeNext?: number }).msBeforeNext ?? 60_000;
-      ctx.set('Retry-After', String(Math.ceil(ms / 1000)));
-      throw new AppError('IDENT_RATE_LIMITED');
-    }
-    await next();
-  };
 }
 
 export function meView(user: UserRow) {

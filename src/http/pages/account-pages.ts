@@ -1,13 +1,14 @@
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
-import type { AccountFlowDeps } from '../../app.ts';
+import type { AccountFlowDeps } from '../account-flows.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { FormCsrf } from '../interaction/csrf.ts';
 import type { RenderPage } from '../render.ts';
-import { rateLimit } from '../api/account-routes.ts';
+import { rateLimit } from '../middleware/rate-limit.ts';
+import { captchaField } from '../registration.ts';
 import { allowSources } from '../middleware/security-headers.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
 import { field, interactionOf, isEmail, pageErrorOf } from './flow-messages.ts';
@@ -17,11 +18,6 @@ export interface AccountPagesDeps {
   ephemeral: EphemeralStore;
   csrf: FormCsrf;
   renderPage: RenderPage;
-}
-
-/** The captcha field each provider's widget posts. */
-export function captchaField(provider: string): string {
-  return provider === 'turnstile' ? 'cf-turnstile-response' : provider === 'hcaptcha' ? 'h-captcha-response' : 'captcha';
 }
 
 /**

@@ -1,0 +1,20 @@
+import type { Registration } from '../domain/registration.ts';
+import type { RegistrationPolicy } from '../domain/registration-policy.ts';
+import type { EmailVerification } from '../domain/email-verification.ts';
+import type { PasswordReset } from '../domain/password-reset.ts';
+import type { MagicLinks } from '../domain/magic-links.ts';
+import type { SelfService } from '../domain/self-service.ts';
+import type { Captcha } from '../infra/captcha.ts';
+
+/** The account lifecycle services the pages and the account API use. */
+export interface AccountFlowDeps {
+  registration: Registration;
+  registrationDefaults: RegistrationPolicy;
+  verification: EmailVerification;
+  passwordReset: PasswordReset;
+  magicLinks: MagicLinks;
+  selfService: SelfService;
+  captcha: Captcha;
+  authRateLimitPerIp: number;
+  meRateLimitPerUser: number;
+}
