@@ -49,7 +49,7 @@ const provider = new Provider(issuer, {
 });
 
 const server = http.createServer(provider.callback());
-// The same connection settings as our server (src/runtime.ts).
+// The same connection settings as our server (src/services.ts, src/infra/db.ts).
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 server.requestTimeout = 30_000;

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.ts';
-import { createServices } from '../src/runtime.ts';
+import { createServices } from '../src/services.ts';
 
 const REDIRECT_URI = 'http://127.0.0.1:9/cb';
 const RESOURCE = 'https://api.bench.test';

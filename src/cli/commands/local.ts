@@ -6,7 +6,7 @@ import { printJson, print } from '../output.ts';
 // remote commands start fast and run where none of that is installed or configured.
 async function services() {
   const config = loadConfig();
-  const [{ createServices }, { createLogger }] = await Promise.all([import('../../runtime.ts'), import('../../infra/logger.ts')]);
+  const [{ createServices }, { createLogger }] = await Promise.all([import('../../services.ts'), import('../../infra/logger.ts')]);
   return createServices(config, createLogger(process.env.LOG_LEVEL ?? 'warn'));
 }
 

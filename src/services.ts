@@ -1,0 +1,145 @@
+import type { AppConfig } from './config/schema.ts';
+import { createAccounts } from './domain/accounts.ts';
+import { adminAudience } from './domain/admin-scopes.ts';
+import { createClientRegistry } from './domain/clients.ts';
+import { createKeyService } from './domain/keys.ts';
+import { createPasswordPolicy } from './domain/password-policy.ts';
+import { createPasswordHasher } from './domain/passwords.ts';
+import { createResourceServers } from './domain/resource-servers.ts';
+import { SecretBox } from './infra/crypto.ts';
+import { createDb, type Db } from './infra/db.ts';
+import { createEphemeralStore } from './infra/ephemeral/index.ts';
+import { resolveKeyEncryptionKey } from './infra/key-encryption-key.ts';
+import type { Logger } from './infra/logger.ts';
+import { migrateLatest } from './infra/migrate.ts';
+import { createClientsRepo } from './repos/clients.ts';
+import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
+import { createResourceServersRepo } from './repos/resource-servers.ts';
+import { createServerKeysRepo } from './repos/server-keys.ts';
+import { createUsersRepo } from './repos/users.ts';
+import { createIdempotencyRepo } from './repos/idempotency.ts';
+import { createEventsRepo } from './repos/events.ts';
+import { createEventRecorder } from './domain/events.ts';
+import { createUserAdmin } from './domain/user-admin.ts';
+import { createOutboxRepo } from './repos/outbox.ts';
+import { createMailOutbox } from './domain/mail.ts';
+import { createAccountLinks } from './domain/account-links.ts';
+import { createEmailVerification } from './domain/email-verification.ts';
+import { createMagicLinks } from './domain/magic-links.ts';
+import { OneTimeCodes } from './domain/one-time-codes.ts';
+import { createPasswordReset } from './domain/password-reset.ts';
+import { createRegistration } from './domain/registration.ts';
+import type { RegistrationPolicy } from './domain/registration-policy.ts';
+import { createSelfService } from './domain/self-service.ts';
+
+/** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
+export async function createServices(config: AppConfig, logger: Logger) {
+  const db: Db = createDb({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: config.DB_POOL_MAX });
+  const applied = await migrateLatest(db);
+  if (applied.length) logger.info({ applied }, 'migrations applied');
+  const ephemeral = createEphemeralStore(config.REDIS_URL, config.REDIS_KEY_PREFIX);
+  const box = new SecretBox(resolveKeyEncryptionKey(config.KEY_ENCRYPTION_KEY, config.DATA_DIR, logger));
+  const repos = {
+    users: createUsersRepo(db),
+    clients: createClientsRepo(db),
+    resourceServers: createResourceServersRepo(db),
+    payloads: createOidcPayloadsRepo(db),
+    serverKeys: createServerKeysRepo(db),
+    idempotency: createIdempotencyRepo(db),
+    events: createEventsRepo(db),
+    outbox: createOutboxRepo(db),
+  };
+  const events = createEventRecorder(repos.events);
+  const mail = createMailOutbox({ repo: repos.outbox, box });
+  const hasher = createPasswordHasher({
+    memoryCost: config.ARGON2_MEMORY_KIB,
+    timeCost: config.ARGON2_ITERATIONS,
+    parallelism: config.ARGON2_PARALLELISM,
+  });
+  // Rules for new passwords: registration, reset and change.
+  const passwordPolicy = createPasswordPolicy({
+    minLength: config.PASSWORD_MIN_LENGTH,
+    minScore: config.PASSWORD_MIN_SCORE,
+    breachedRangeUrl: config.HIBP_RANGE_URL,
+    logger,
+  });
+  const keys = createKeyService({
+    repo: repos.serverKeys,
+    box,
+    timings: {
+      propagationSeconds: config.KEY_PROPAGATION_SECONDS,
+      maxSignedTtlSeconds: Math.max(config.ACCESS_TOKEN_TTL_SECONDS, config.ID_TOKEN_TTL_SECONDS),
+      cookieTtlSeconds: config.SESSION_TTL_SECONDS,
+    },
+  });
+  const accounts = createAccounts({
+    users: repos.users,
+    hasher,
+    ephemeral,
+    lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
+    events,
+    transaction: (work) => db.transaction(work),
+  });
+  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral });
+  const resourceServers = createResourceServers({
+    repo: repos.resourceServers,
+    ephemeral,
+    reserved: [adminAudience(config.ISSUER)],
+  });
+  const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads, events });
+
+  // The account lifecycle: every code and link of its flows goes through one OneTimeCodes.
+  const transaction = <T>(work: (trx: import('knex').Knex.Transaction) => Promise<T>) => db.transaction(work);
+  const codes = new OneTimeCodes(ephemeral, box);
+  const links = createAccountLinks(config.ISSUER);
+  const onBackgroundError = (err: unknown) => logger.error({ err }, 'account flow background work failed');
+  const verification = createEmailVerification({ users: repos.users, codes, mail, events, links, transaction, onBackgroundError });
+  const registrationDefaults: RegistrationPolicy = {
+    enabled: config.REGISTRATION_ENABLED,
+    password: config.REGISTRATION_PASSWORD,
+    welcomeMail: config.REGISTRATION_WELCOME_MAIL,
+    requireEmailVerification: config.REGISTRATION_REQUIRE_EMAIL_VERIFICATION,
+  };
+  const registration = createRegistration({
+    users: repos.users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral, transaction,
+  });
+  const passwordReset = createPasswordReset({
+    users: repos.users, hasher, passwordPolicy, codes, mail, events, links, payloads: repos.payloads, transaction, onBackgroundError,
+    limits: {
+      perEmail: ephemeral.limiter('reset-email', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
+      perIp: ephemeral.limiter('reset-ip', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
+    },
+  });
+  const magicLinks = createMagicLinks({ users: repos.users, codes, mail, events, links, transaction, onBackgroundError });
+  const selfService = createSelfService({
+    users: repos.users, hasher, passwordPolicy, mail, events, links, payloads: repos.payloads, transaction,
+    lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
+  });
+
+  return {
+    db,
+    ephemeral,
+    box,
+    repos,
+    keys,
+    accounts,
+    clients,
+    resourceServers,
+    userAdmin,
+    mail,
+    passwordPolicy,
+    codes,
+    verification,
+    registration,
+    registrationDefaults,
+    passwordReset,
+    magicLinks,
+    selfService,
+    async close() {
+      await ephemeral.close();
+      await db.destroy();
+    },
+  };
+}
+
+export type Services = Awaited<ReturnType<typeof createServices>>;
