@@ -9,17 +9,16 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import argon2 from 'argon2';
 import autocannon, { type Options as CannonOptions, type RequestSpec, type Result } from 'autocannon';
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { configSchema } from '../src/config/schema.ts';
 import { Browser, basicAuth, codeFlow, FlowError, type FlowTarget } from './flows.ts';
+import { createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
 import {
   MemoryWindow,
   freePort,
@@ -41,8 +40,6 @@ const SERVER_NODE_FLAGS = (JSON.parse(readFileSync(path.join(ROOT, 'package.json
 const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 const SERVER_CPU = 0;
 const BENCH_CPU = 1;
-const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
-const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 const RESOURCE = 'https://api.bench.test';
 const BASELINE_CLIENT = { id: 'baseline-client', secret: randomBytes(24).toString('base64url') };
 const FORM = 'application/x-www-form-urlencoded';
@@ -53,8 +50,6 @@ const BODY = {
 
 // ---------------------------------------------------------------------------------------------
 // settings
-
-type StoreKind = 'embedded' | 'postgres';
 
 interface Settings {
   stores: StoreKind[];
@@ -163,77 +158,6 @@ function execNode(script: string, env: NodeJS.ProcessEnv): Promise<string> {
 
 // ---------------------------------------------------------------------------------------------
 // stores
-
-interface BenchStore {
-  env: Record<string, string>;
-  description: string;
-  destroy(): Promise<void>;
-}
-
-async function createStore(kind: StoreKind): Promise<BenchStore> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'idp-bench-'));
-  // An empty settings file, so a config/<NODE_ENV>.json of the checkout cannot change what is measured.
-  const configFile = path.join(dataDir, 'bench-config.json');
-  writeFileSync(configFile, '{}\n');
-  const env: Record<string, string> = {
-    NODE_ENV: 'development',
-    CONFIG_FILE: configFile,
-    DATA_DIR: dataDir,
-    LOG_LEVEL: 'warn',
-    LOGIN_RATE_LIMIT_PER_IP: '100000',
-  };
-  if (kind === 'embedded') {
-    return {
-      env,
-      description: `PGlite in ${dataDir}, in-process ephemeral store`,
-      async destroy() {
-        rmSync(dataDir, { recursive: true, force: true });
-      },
-    };
-  }
-
-  const adminUrl = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
-  const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
-  const suffix = randomBytes(5).toString('hex');
-  const dbName = `idp_bench_${suffix}`;
-  const prefix = `idp-bench-${suffix}:`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`create database ${dbName}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${dbName}`;
-  Object.assign(env, { DATABASE_URL: url.toString(), REDIS_URL: redisUrl, REDIS_KEY_PREFIX: prefix });
-  return {
-    env,
-    description: `PostgreSQL database ${dbName} (${url.host}), Redis ${new URL(redisUrl).host} prefix ${prefix}`,
-    async destroy() {
-      rmSync(dataDir, { recursive: true, force: true });
-      const admin = new pg.Client({ connectionString: adminUrl });
-      await admin.connect();
-      try {
-        await admin.query(`drop database if exists ${dbName} with (force)`);
-      } finally {
-        await admin.end();
-      }
-      const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-      try {
-        await redis.connect();
-        let cursor = '0';
-        do {
-          const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-          if (keys.length) await redis.del(...keys);
-          cursor = next;
-        } while (cursor !== '0');
-      } finally {
-        redis.disconnect();
-      }
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // measurements
