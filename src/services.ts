@@ -86,7 +86,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     ephemeral,
     reserved: [adminAudience(config.ISSUER)],
   });
-  const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads, events });
+  const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads, events, passwordPolicy });
 
   // The account lifecycle: every code and link of its flows goes through one OneTimeCodes.
   const transaction = <T>(work: (trx: import('knex').Knex.Transaction) => Promise<T>) => db.transaction(work);

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { AppError } from './errors.ts';
+import type { UserRow } from '../repos/users.ts';
 import { ZxcvbnFactory } from '@zxcvbn-ts/core';
 import { adjacencyGraphs, dictionary as commonDictionary } from '@zxcvbn-ts/language-common';
 import { dictionary as enDictionary, translations } from '@zxcvbn-ts/language-en';
@@ -141,3 +143,9 @@ export function createPasswordPolicy(options: PasswordPolicyOptions) {
 }
 
 export type PasswordPolicy = ReturnType<typeof createPasswordPolicy>;
+
+/** A new password is checked against the rules with the user's own words penalised. */
+export async function assertPasswordAllowed(policy: PasswordPolicy, password: string, user: Pick<UserRow, 'email' | 'given_name' | 'family_name'>) {
+  const verdict = await policy.check(password, [user.email, user.given_name ?? '', user.family_name ?? '']);
+  if (!verdict.ok) throw new AppError('IDENT_PASSWORD_POLICY', undefined, { reasons: verdict.reasons, suggestions: verdict.suggestions });
+}

@@ -8,18 +8,12 @@ import { passwordChangedMail, resetPasswordMail } from './account-mails.ts';
 import { userPayload, type EventRecorder } from './events.ts';
 import type { MailLocale, MailOutbox } from './mail.ts';
 import type { OneTimeCodes } from './one-time-codes.ts';
-import type { PasswordPolicy } from './password-policy.ts';
+import { assertPasswordAllowed, type PasswordPolicy } from './password-policy.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
 
 const NS = 'forgot-password';
-
-/** A new password is checked against the rules with the user's own words penalised. */
-export async function assertPasswordAllowed(policy: PasswordPolicy, password: string, user: Pick<UserRow, 'email' | 'given_name' | 'family_name'>) {
-  const verdict = await policy.check(password, [user.email, user.given_name ?? '', user.family_name ?? '']);
-  if (!verdict.ok) throw new AppError('IDENT_PASSWORD_POLICY', undefined, { reasons: verdict.reasons, suggestions: verdict.suggestions });
-}
 
 /**
  * Forgot password: request (same answer whether or not the address has an account), then a code

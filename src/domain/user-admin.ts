@@ -3,6 +3,7 @@ import type { Accounts, ChangeContext } from './accounts.ts';
 import { userPayload, type EventRecorder } from './events.ts';
 import { DEFAULT_TENANT } from './accounts.ts';
 import type { PasswordHasher } from './passwords.ts';
+import { assertPasswordAllowed, type PasswordPolicy } from './password-policy.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import type { UserRow, UserStatus, UsersRepo } from '../repos/users.ts';
 
@@ -25,8 +26,10 @@ export function createUserAdmin(deps: {
   hasher: PasswordHasher;
   payloads: OidcPayloadsRepo;
   events: EventRecorder;
+  /** Passwords an operator sets follow the same rules as the ones users choose (as in Keycloak). */
+  passwordPolicy: PasswordPolicy;
 }) {
-  const { users, hasher, payloads, events } = deps;
+  const { users, hasher, payloads, events, passwordPolicy } = deps;
 
   async function existing(id: string): Promise<UserRow> {
     const user = await users.findById(id);
@@ -48,7 +51,16 @@ export function createUserAdmin(deps: {
   }
 
   return {
-    create: deps.accounts.create,
+    async create(input: Parameters<Accounts['create']>[0], context: ChangeContext = {}): Promise<UserRow> {
+      if (input.password) {
+        await assertPasswordAllowed(passwordPolicy, input.password, {
+          email: input.email,
+          given_name: input.givenName ?? null,
+          family_name: input.familyName ?? null,
+        });
+      }
+      return deps.accounts.create(input, context);
+    },
     get: existing,
 
     async list(q: { page: number; pageSize: number; search?: string | undefined; status?: UserStatus | undefined }) {
@@ -65,6 +77,13 @@ export function createUserAdmin(deps: {
     async update(id: string, changes: UserChanges, context: ChangeContext = {}): Promise<UserRow> {
       const user = await existing(id);
       if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be changed');
+      if (changes.password !== undefined) {
+        await assertPasswordAllowed(passwordPolicy, changes.password, {
+          email: changes.email ?? user.email,
+          given_name: changes.givenName !== undefined ? changes.givenName : user.given_name,
+          family_name: changes.familyName !== undefined ? changes.familyName : user.family_name,
+        });
+      }
       if (changes.email && changes.email.toLowerCase() !== user.email.toLowerCase()) {
         if (await users.findByEmail(user.tenant_id, changes.email)) {
           throw new AppError('IDENT_EMAIL_DUPLICATE', 'a user with this email already exists');

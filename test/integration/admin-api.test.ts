@@ -363,6 +363,12 @@ describe('admin API over HTTP with real tokens', () => {
         scope: 'openid offline_access', prompt: 'consent',
       });
       assert.ok(tokens.refresh_token);
+      // The password rules apply to operators too: a weak password is refused and nothing changes.
+      for (const weak of ['password1', 'augustamoved']) {
+        assertError(await api.patch(`/users/${user.id}`, { password: weak }), 400, 'IDENT_PASSWORD_POLICY');
+      }
+      assertError(await api.post('/users', { email: uniqueEmail('weak'), password: 'qwerty123' }), 400, 'IDENT_PASSWORD_POLICY');
+      assert.equal(await loginStatus(ts, rp.clientId, newEmail, 'first password 1'), 303);
       const changed = await api.patch(`/users/${user.id}`, { password: 'second password 2' });
       assert.equal(changed.status, 200, changed.text);
       assert.equal(await loginStatus(ts, rp.clientId, newEmail, 'first password 1'), 401);
@@ -875,7 +881,7 @@ describe('the OpenAPI document', () => {
 
     // What the document allows is accepted; one property more is refused.
     const example = {
-      email: uniqueEmail('doc'), password: 'documented 123', emailVerified: true, givenName: 'Doc', familyName: 'Umented', locale: 'en-GB',
+      email: uniqueEmail('doc'), password: 'documented orchard 123', emailVerified: true, givenName: 'Doc', familyName: 'Umented', locale: 'en-GB',
     };
     assert.deepEqual(Object.keys(example).sort(), Object.keys(schema.properties).sort());
     assertError(await api.post('/users', { ...example, role: 'admin' }), 400, 'IDENT_VALIDATION');
