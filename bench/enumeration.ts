@@ -1,5 +1,5 @@
 /**
- * npm run bench:enumeration [-- --store=embedded|postgres --samples=150]
+ * npm run bench:enumeration [-- --store=embedded|postgres --samples=150 --gap-ms=30]
  *
  * Does an answer's timing tell whether an address has an account? For each anonymous account
  * endpoint this sends requests for known and unknown addresses, interleaved one by one (so drift
@@ -20,11 +20,18 @@ import { createStore, type StoreKind } from './store.ts';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const { values } = parseArgs({
-  options: { store: { type: 'string', default: 'embedded' }, samples: { type: 'string', default: '150' } },
+  options: {
+    store: { type: 'string', default: 'embedded' },
+    samples: { type: 'string', default: '150' },
+    // A pause between requests, so work a known address starts after its answer (the mail) is done
+    // before the next request and does not slow the other side's answer.
+    'gap-ms': { type: 'string', default: '30' },
+  },
 });
 const storeKind = values.store as StoreKind;
 if (storeKind !== 'embedded' && storeKind !== 'postgres') throw new Error('--store must be embedded or postgres');
 const samples = Number(values.samples);
+const gapMs = Number(values['gap-ms']);
 
 const PASSWORD = 'sturdy lantern orchard 8841';
 
@@ -119,6 +126,7 @@ async function main() {
         const order = i % 2 === 0 ? ['known', 'unknown'] : ['unknown', 'known'];
         for (const side of order) {
           const email = side === 'known' ? probe.known[i]! : `nobody.${i}.${randomBytes(4).toString('hex')}@example.test`;
+          await new Promise((r) => setTimeout(r, gapMs));
           const { ms, status } = await timedPost(base, ...probe.request(email));
           statuses.add(`${side}:${status}`);
           (side === 'known' ? knownMs : unknownMs).push(ms);

@@ -7,6 +7,7 @@ import { verifyEmailMail } from './account-mails.ts';
 import type { MailLocale, MailOutbox } from './mail.ts';
 import type { OneTimeCodes } from './one-time-codes.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
+import { runDetached } from './detached.ts';
 
 /** One-time-code identifiers for email flows: tenant and lower-cased address. */
 export function emailIdentifier(tenantId: string, email: string): string {
@@ -69,7 +70,7 @@ export function createEmailVerification(deps: {
           if (!(err instanceof AppError)) throw err;
         }
       };
-      work().catch(deps.onBackgroundError);
+      runDetached(work, deps.onBackgroundError);
     },
 
     /** Verifies by the typed code; the user is the one with this address. */

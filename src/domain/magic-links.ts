@@ -8,6 +8,7 @@ import { userPayload, type EventRecorder } from './events.ts';
 import type { MailLocale, MailOutbox } from './mail.ts';
 import type { OneTimeCodes } from './one-time-codes.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
+import { runDetached } from './detached.ts';
 
 const NS = 'magic-link';
 
@@ -45,7 +46,7 @@ export function createMagicLinks(deps: {
         const user = await users.findByEmail(tenantId, email.trim());
         if (user?.status === 'active') await send(user, interactionUid, locale);
       };
-      work().catch(deps.onBackgroundError);
+      runDetached(work, deps.onBackgroundError);
     },
 
     /**

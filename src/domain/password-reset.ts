@@ -12,6 +12,7 @@ import { assertPasswordAllowed, type PasswordPolicy } from './password-policy.ts
 import type { PasswordHasher } from './passwords.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
+import { runDetached } from './detached.ts';
 
 const NS = 'forgot-password';
 
@@ -76,7 +77,7 @@ export function createPasswordReset(deps: {
         const user = await users.findByEmail(tenantId, email.trim());
         if (user?.status === 'active') await sendCode(user, opts.locale, context);
       };
-      work().catch(deps.onBackgroundError);
+      runDetached(work, deps.onBackgroundError);
     },
 
     /** The typed code for an address; answers the session token of the verified step. */
