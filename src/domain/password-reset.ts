@@ -85,9 +85,9 @@ export function createPasswordReset(deps: {
       return codes.verify(NS, emailIdentifier(tenantId, email), code);
     },
 
-    /** The link's token; answers the session token of the verified step. */
-    async verifyLink(token: string): Promise<string> {
-      return (await codes.verifyLink(NS, token)).session;
+    /** Whether a reset link is still good, without using it. */
+    async linkIsValid(token: string): Promise<boolean> {
+      return (await codes.peekLink(NS, token)) !== undefined;
     },
 
     /** Whether a verified step is still open (the new-password form shows it again after a mistake). */

@@ -239,30 +239,46 @@ describe('password reset', () => {
     await mailbox.next(user.email, SUBJECT.changed);
   });
 
-  it('the mail link opens the new-password form (GET, once); the form sets the password', async () => {
+  it('the mail link opens the new-password form without using the link up (mail scanners fetch links); posting the form uses it', async () => {
     const ip = newIp();
     const user = await createUser(ts);
     const client = await registerClient(ts, {}, true);
     assert.equal((await api(ts, '/api/v1/auth/password-reset/request', { email: user.email }, ip)).status, 202);
     const { link } = codeAndLink(await mailbox.next(user.email, SUBJECT.reset), ts.issuer);
 
+    // A scanner opens the link first: nothing is used up.
+    const scanner = await new HttpBrowser().request(link!, { headers: { 'x-forwarded-for': ip } });
+    assert.equal(scanner.status, 200);
+    await scanner.arrayBuffer();
+
     const browser = new HttpBrowser();
     const opened = await browser.request(link!, { headers: { 'x-forwarded-for': ip } });
     const html = await opened.text();
     assert.equal(opened.status, 200, html.slice(0, 300));
     assert.equal(opened.headers.get('cache-control'), 'no-store');
-    const session = formField(html, 'session');
-    assert.ok(session);
+    const token = formField(html, 'token');
+    assert.equal(token, new URL(link!).searchParams.get('token'));
     assert.match(inputTag(html, 'password') ?? '', /autocomplete="new-password"/);
-    const twice = await new HttpBrowser().request(link!, { headers: { 'x-forwarded-for': ip } });
-    assert.equal(twice.status, 400, 'the link is used up by opening it');
-    await twice.arrayBuffer();
+    const action = new URL(formAction(html, '/reset-password')!, link);
+
+    // A weak password is refused on the same form and the link stays good.
+    const weak = await post(browser, action, { csrf: formField(html, 'csrf')!, token: token!, password: 'password1' }, ip);
+    assert.equal(weak.res.status, 400);
+    assert.equal(formField(weak.html, 'token'), token);
 
     const password = strongPassword();
-    const done = await post(browser, new URL(formAction(html, '/reset-password')!, link), { csrf: formField(html, 'csrf')!, session: session!, password }, ip);
+    const done = await post(browser, action, { csrf: formField(html, 'csrf')!, token: token!, password }, ip);
     assert.equal(done.res.status, 200, done.html.slice(0, 300));
     assert.equal(await loginStatus(ts, client.clientId, user.email, password), 303);
     assert.equal(await loginStatus(ts, client.clientId, user.email, user.password), 401);
+
+    // Used: opening it again says so, and posting it again changes nothing.
+    const again = await new HttpBrowser().request(link!, { headers: { 'x-forwarded-for': ip } });
+    assert.equal(again.status, 400);
+    await again.arrayBuffer();
+    const replay = await post(browser, action, { csrf: formField(html, 'csrf')!, token: token!, password: strongPassword() }, ip);
+    assert.equal(replay.res.status, 400);
+    assert.equal(await loginStatus(ts, client.clientId, user.email, password), 303);
   });
 
   it('API with the code; a weak password is refused with IDENT_PASSWORD_POLICY and changes nothing', async () => {

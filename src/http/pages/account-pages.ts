@@ -156,19 +156,29 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   router.get('/reset-password', limit, async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
-    try {
-      // The link is used up here; the new-password form carries the verified step instead.
-      const session = await account.passwordReset.verifyLink(token);
-      renderReset(ctx, { session });
-    } catch (err) {
-      const e = pageErrorOf(err);
-      renderPage(ctx, 'message', { title: 'reset.title', text: e.error, link: { href: '/forgot-password', label: 'forgot.title' } }, e.status);
+    // Opening the link only checks it: mail scanners fetch links, and a GET that used the token up
+    // would leave the user a dead link. The form carries the token; posting it uses it.
+    if (!(await account.passwordReset.linkIsValid(token))) {
+      return renderPage(ctx, 'message', { title: 'reset.title', text: 'error.otp_invalid', link: { href: '/forgot-password', label: 'forgot.title' } }, 400);
     }
+    renderReset(ctx, { token });
   });
 
   router.post('/reset-password', ...post, async (ctx) => {
     const body = ctx.request.body;
     const interaction = interactionOf((body as Record<string, unknown>).interaction);
+    const token = field(body, 'token', 256);
+    if (token) {
+      try {
+        await account.passwordReset.confirm({ token }, field(body, 'password'), context(ctx));
+      } catch (err) {
+        const e = pageErrorOf(err);
+        // The rules are checked before the link is used, so a refused password can be replaced.
+        if (e.error === 'error.password_policy') return renderReset(ctx, { token, interaction, error: e.error, reasons: e.reasons }, e.status);
+        return renderPage(ctx, 'message', { title: 'reset.title', text: e.error, link: { href: '/forgot-password', label: 'forgot.title' } }, e.status);
+      }
+      return message(ctx, 'reset.done_title', 'reset.done', {}, nextLink(interaction));
+    }
     const session = field(body, 'session', 256);
     if (session) {
       try {
