@@ -16,6 +16,7 @@ import { createConsoleSessions, type ConsoleTokens } from './console-session.ts'
 import { summarizeUserAgent } from './device.ts';
 import { createConsoleRelyingParty } from './relying-party.ts';
 import { policyReasonsOf } from '../pages/flow-messages.ts';
+import { isTimeZone } from '../api/account-schemas.ts';
 
 export interface AccountConsoleDeps {
   provider: Provider;
@@ -57,9 +58,9 @@ interface PageState {
 const SCOPE = 'openid profile email';
 const MAX_NAME = 200;
 
-// The zones the account API accepts too (ICU's list lacks the UTC alias).
+// The zones offered in the form (ICU's list lacks the UTC alias and has some legacy names, such as
+// Asia/Saigon); any zone the account API accepts (isTimeZone) is kept and shown as well.
 const TIME_ZONES = ['UTC', ...Intl.supportedValuesOf('timeZone').filter((z) => z !== 'UTC')];
-const TIME_ZONE_SET = new Set(TIME_ZONES);
 
 // Flash messages after a redirect: the query names one of these, never carries text.
 const NOTICES: Record<string, MessageKey> = {
@@ -171,7 +172,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const list = await selfService.sessions(accountId, sessionUid);
     // The user's chosen language wins over the browser's.
     const locale = isLocale(user.locale) ? user.locale : negotiate(ctx.get('accept-language'));
-    const timeZone = user.timezone && TIME_ZONE_SET.has(user.timezone) ? user.timezone : 'UTC';
+    const timeZone = user.timezone && isTimeZone(user.timezone) ? user.timezone : 'UTC';
     const when = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone });
     const names = await clientNames(list.flatMap((s) => s.clients));
     renderPage(
@@ -192,7 +193,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
         },
         profileErrors: state.profileErrors ?? {},
         locales: LOCALES.map((code) => ({ code, label: translate(locale, `lang.${code}`) })),
-        timeZones: TIME_ZONES,
+        timeZones: user.timezone && !TIME_ZONES.includes(user.timezone) ? [user.timezone, ...TIME_ZONES] : TIME_ZONES,
         passwordError: state.passwordError,
         sessionsError: state.sessionsError,
         timeZone,
@@ -292,7 +293,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       if (!valid(fields.givenName, validName)) errors.givenName = 'account.profile.error.name';
       if (!valid(fields.familyName, validName)) errors.familyName = 'account.profile.error.name';
       if (!valid(fields.locale, (v) => v === '' || isLocale(v))) errors.locale = 'account.profile.error.locale';
-      if (!valid(fields.timezone, (v) => v === '' || TIME_ZONE_SET.has(v))) errors.timezone = 'account.profile.error.timezone';
+      if (!valid(fields.timezone, (v) => v === '' || isTimeZone(v))) errors.timezone = 'account.profile.error.timezone';
       if (Object.keys(errors).length > 0) return renderConsole(ctx, signed, { profileForm: shown, profileErrors: errors }, 400);
 
       const orNull = (value: unknown) => (value === undefined ? undefined : (value as string).trim() || null);
