@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { ADMIN_SCOPES, adminAudience } from '../../src/domain/admin-scopes.ts';
-import { openLoginPage, postLogin } from './login-page.ts';
 import { startTestServer, type TestServer } from './server.ts';
 
 /**
@@ -144,13 +143,4 @@ let n = 0;
 /** A unique marker for names and emails of one test. */
 export function marker(prefix = 'm'): string {
   return `${prefix}${Date.now().toString(36)}${(n++).toString(36)}${randomBytes(3).toString('hex')}`;
-}
-
-/**
- * One sign-in attempt through the real login page: 303 when the credentials are accepted, 401
- * for wrong ones, 403 for an account that is not active, 429 when locked.
- */
-export async function loginStatus(ts: TestServer, clientId: string, email: string, password: string): Promise<number> {
-  const page = await openLoginPage(ts, clientId);
-  return (await postLogin(page, { email, password })).status;
 }

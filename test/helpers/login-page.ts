@@ -122,3 +122,12 @@ export function decodeEntities(text: string): string {
 export function inputTag(html: string, name: string): string | undefined {
   return new RegExp(`<input[^>]*\\bname="${name}"[^>]*>`).exec(html)?.[0];
 }
+
+/**
+ * One sign-in attempt through the real login page: 303 when the credentials are accepted, 401
+ * for wrong ones, 403 for an account that is not active, 429 when locked.
+ */
+export async function loginStatus(ts: TestServer, clientId: string, email: string, password: string): Promise<number> {
+  const page = await openLoginPage(ts, clientId);
+  return (await postLogin(page, { email, password })).status;
+}

@@ -111,6 +111,11 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
+/** Server settings that send mail to `smtpUrl` promptly and retry fast (tests wait for mail). */
+export function fastMailSettings(smtpUrl: string): Record<string, string> {
+  return { SMTP_URL: smtpUrl, MAIL_POLL_INTERVAL_MS: '50', MAIL_RETRY_BASE_MS: '100', MAIL_RETRY_MAX_MS: '400' };
+}
+
 /** A mailbox on a free port: `next(to, subject)` waits for the next unread mail matching both. */
 export async function startMailbox(port: number) {
   const inbox: Received[] = [];

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { openLoginPage, postLogin } from '../helpers/login-page.ts';
+import { loginStatus, openLoginPage, postLogin } from '../helpers/login-page.ts';
 import { spawn } from 'node:child_process';
 import { createLocalJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT } from 'jose';
 import net from 'node:net';
@@ -15,7 +15,6 @@ import {
   adminToken,
   assertError,
   basic,
-  loginStatus,
   marker,
   seenAnswers,
   startAdminServer,

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
-import { codeAndLink, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
+import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
@@ -71,10 +71,7 @@ describe('magic links', () => {
   before(async () => {
     mailbox = await startMailbox(await freePort());
     ts = await startTestServer({
-      SMTP_URL: mailbox.url,
-      MAIL_POLL_INTERVAL_MS: '50',
-      MAIL_RETRY_BASE_MS: '100',
-      MAIL_RETRY_MAX_MS: '400',
+      ...fastMailSettings(mailbox.url),
       AUTH_API_RATE_LIMIT_PER_IP: '10000',
     });
     client = await registerClient(ts, { client_name: 'Link Reader' }, true);

@@ -4,8 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
-import { alertText, inputTag, openLoginPage, postLogin } from '../helpers/login-page.ts';
-import { codeAndLink, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
+import { alertText, inputTag, loginStatus } from '../helpers/login-page.ts';
+import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, REDIRECT_URI } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
@@ -53,12 +53,6 @@ const eventsOf = async (ts: TestServer, subjectId: string) =>
     payload: typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload,
   })) as { type: string; actor: string | null; request_id: string | null; payload: Record<string, any> }[];
 
-/** The login answer for `email`/`password` on a fresh login page (200 redirect = 303, wrong = 401). */
-async function loginStatus(ts: TestServer, clientId: string, email: string, password: string) {
-  const page = await openLoginPage(ts, clientId);
-  return (await postLogin(page, { email, password })).status;
-}
-
 describe('password reset', () => {
   let ts: TestServer;
   let mailbox: Mailbox;
@@ -66,10 +60,7 @@ describe('password reset', () => {
   before(async () => {
     mailbox = await startMailbox(await freePort());
     ts = await startTestServer({
-      SMTP_URL: mailbox.url,
-      MAIL_POLL_INTERVAL_MS: '50',
-      MAIL_RETRY_BASE_MS: '100',
-      MAIL_RETRY_MAX_MS: '400',
+      ...fastMailSettings(mailbox.url),
       TRUST_PROXY: 'true',
       LOCKOUT_THRESHOLD: '3',
       AUTH_API_RATE_LIMIT_PER_IP: '10000',

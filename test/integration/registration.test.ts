@@ -10,7 +10,7 @@ import type { OutboxRow } from '../../src/repos/outbox.ts';
 import type { UserRow } from '../../src/repos/users.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { alertText } from '../helpers/login-page.ts';
-import { codeAndLink, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
+import { codeAndLink, fastMailSettings, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
@@ -28,10 +28,7 @@ const SUBJECT = {
 };
 
 const mailSettings = (smtpUrl: string) => ({
-  SMTP_URL: smtpUrl,
-  MAIL_POLL_INTERVAL_MS: '50',
-  MAIL_RETRY_BASE_MS: '100',
-  MAIL_RETRY_MAX_MS: '400',
+  ...fastMailSettings(smtpUrl),
   CAPTCHA_ALTCHA_MAX_NUMBER: '1000',
   // Every request comes from 127.0.0.1: the per-IP limit of the account API is not under test here.
   AUTH_API_RATE_LIMIT_PER_IP: '10000',
