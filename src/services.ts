@@ -24,6 +24,7 @@ import { createUserAdmin } from './domain/user-admin.ts';
 import { createOutboxRepo } from './repos/outbox.ts';
 import { createMailOutbox } from './domain/mail.ts';
 import { createAccountLinks } from './domain/account-links.ts';
+import type { FlowServices } from './domain/account-flow.ts';
 import { createEmailVerification } from './domain/email-verification.ts';
 import { createMagicLinks } from './domain/magic-links.ts';
 import { OneTimeCodes } from './domain/one-time-codes.ts';
@@ -92,25 +93,26 @@ export async function createServices(config: AppConfig, logger: Logger) {
   const transaction = <T>(work: (trx: import('knex').Knex.Transaction) => Promise<T>) => db.transaction(work);
   const codes = new OneTimeCodes(ephemeral, box);
   const links = createAccountLinks(config.ISSUER);
-  const onBackgroundError = (err: unknown) => logger.error({ err }, 'account flow background work failed');
-  const verification = createEmailVerification({ users: repos.users, codes, mail, events, links, transaction, onBackgroundError });
+  const flow: FlowServices = {
+    users: repos.users, codes, mail, events, links, transaction,
+    onBackgroundError: (err: unknown) => logger.error({ err }, 'account flow background work failed'),
+  };
+  const verification = createEmailVerification(flow);
   const registrationDefaults: RegistrationPolicy = {
     enabled: config.REGISTRATION_ENABLED,
     password: config.REGISTRATION_PASSWORD,
     welcomeMail: config.REGISTRATION_WELCOME_MAIL,
     requireEmailVerification: config.REGISTRATION_REQUIRE_EMAIL_VERIFICATION,
   };
-  const registration = createRegistration({
-    users: repos.users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral, transaction,
-  });
+  const registration = createRegistration({ ...flow, hasher, passwordPolicy, verification, ephemeral });
   const passwordReset = createPasswordReset({
-    users: repos.users, hasher, passwordPolicy, codes, mail, events, links, payloads: repos.payloads, transaction, onBackgroundError,
+    ...flow, hasher, passwordPolicy, payloads: repos.payloads,
     limits: {
       perEmail: ephemeral.limiter('reset-email', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
       perIp: ephemeral.limiter('reset-ip', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
     },
   });
-  const magicLinks = createMagicLinks({ users: repos.users, codes, mail, events, links, transaction, onBackgroundError });
+  const magicLinks = createMagicLinks({ ...flow, verification });
   const selfService = createSelfService({
     users: repos.users, hasher, passwordPolicy, mail, events, links, payloads: repos.payloads, transaction,
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },

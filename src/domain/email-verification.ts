@@ -1,51 +1,42 @@
 import type { Knex } from 'knex';
 import { AppError } from './errors.ts';
 import type { ChangeContext } from './accounts.ts';
-import type { AccountLinks } from './account-links.ts';
-import { userPayload, type EventRecorder } from './events.ts';
+import { userPayload } from './events.ts';
 import { verifyEmailMail } from './account-mails.ts';
-import type { MailLocale, MailOutbox } from './mail.ts';
-import type { OneTimeCodes } from './one-time-codes.ts';
-import type { UserRow, UsersRepo } from '../repos/users.ts';
+import type { MailLocale } from './mail.ts';
+import type { UserRow } from '../repos/users.ts';
+import { emailIdentifier, findUserByIdentifier, parseEmailIdentifier, type FlowServices } from './account-flow.ts';
 import { runDetached } from './detached.ts';
-
-/** One-time-code identifiers for email flows: tenant and lower-cased address. */
-export function emailIdentifier(tenantId: string, email: string): string {
-  return `${tenantId}:${email.trim().toLowerCase()}`;
-}
 
 /**
  * Proving an email address: one mail carries a 6-digit code and a link; either verifies, once
  * (the verify-email namespace of the one-time codes).
  */
-export function createEmailVerification(deps: {
-  users: UsersRepo;
-  codes: OneTimeCodes;
-  mail: MailOutbox;
-  events: EventRecorder;
-  links: AccountLinks;
-  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
-  onBackgroundError: (err: unknown) => void;
-}) {
+export function createEmailVerification(deps: FlowServices) {
   const { users, codes, mail, events, links } = deps;
   const NS = 'verify-email';
 
-  async function markVerified(identifier: string, context: ChangeContext): Promise<UserRow> {
-    const [tenantId, ...rest] = identifier.split(':');
-    const email = rest.join(':');
-    const user = await users.findByEmail(tenantId!, email);
-    if (!user) throw new AppError('IDENT_OTP_INVALID');
+  /**
+   * Marks `email` proven for `user` (with its user.email_verified event), when it is still the
+   * user's address: a code sent before an email change verifies nothing. Answers the user as it is.
+   */
+  async function proveAddress(user: UserRow, email: string, context: ChangeContext, trx: Knex.Transaction): Promise<UserRow> {
     if (user.email_verified) return user;
-    return deps.transaction(async (trx) => {
-      // Only the address the code went to: a code sent before an email change verifies nothing.
-      const updated = await users.markEmailVerified(user.id, email, trx);
-      if (!updated) return (await users.findById(user.id))!;
-      await events.record({ type: 'user.email_verified', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(updated) } }, trx);
-      return updated;
-    });
+    const updated = await users.markEmailVerified(user.id, email, trx);
+    if (!updated) return (await users.findById(user.id))!;
+    await events.record({ type: 'user.email_verified', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(updated) } }, trx);
+    return updated;
+  }
+
+  async function markVerified(identifier: string, context: ChangeContext): Promise<UserRow> {
+    const user = await findUserByIdentifier(users, identifier);
+    if (!user) throw new AppError('IDENT_OTP_INVALID');
+    return deps.transaction((trx) => proveAddress(user, parseEmailIdentifier(identifier).email, context, trx));
   }
 
   return {
+    proveAddress,
+
     /**
      * Sends a new code and link to the user's address. Refused (IDENT_OTP_*) within the cooldown,
      * over the daily quota or while locked. Pass `trx` to enqueue the mail with the change that

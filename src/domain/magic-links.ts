@@ -1,13 +1,10 @@
-import type { Knex } from 'knex';
 import { AppError } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
-import type { AccountLinks } from './account-links.ts';
-import { emailIdentifier } from './email-verification.ts';
+import { emailIdentifier, findUserByIdentifier, type FlowServices } from './account-flow.ts';
+import type { EmailVerification } from './email-verification.ts';
 import { magicLinkMail } from './account-mails.ts';
-import { userPayload, type EventRecorder } from './events.ts';
-import type { MailLocale, MailOutbox } from './mail.ts';
-import type { OneTimeCodes } from './one-time-codes.ts';
-import type { UserRow, UsersRepo } from '../repos/users.ts';
+import type { MailLocale } from './mail.ts';
+import type { UserRow } from '../repos/users.ts';
 import { runDetached } from './detached.ts';
 
 const NS = 'magic-link';
@@ -16,16 +13,8 @@ const NS = 'magic-link';
  * Sign-in by emailed link. A link is bound to the pending authorization (the interaction uid) it
  * was asked from, works once, and expires with the code lifetime of the magic-link namespace.
  */
-export function createMagicLinks(deps: {
-  users: UsersRepo;
-  codes: OneTimeCodes;
-  mail: MailOutbox;
-  events: EventRecorder;
-  links: AccountLinks;
-  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
-  onBackgroundError: (err: unknown) => void;
-}) {
-  const { users, codes, mail, events, links } = deps;
+export function createMagicLinks(deps: FlowServices & { verification: EmailVerification }) {
+  const { users, codes, mail, links, verification } = deps;
 
   async function send(user: UserRow, interactionUid: string, locale: MailLocale): Promise<void> {
     let issued;
@@ -57,16 +46,9 @@ export function createMagicLinks(deps: {
     async complete(interactionUid: string, token: string, context: ChangeContext = {}): Promise<UserRow> {
       const { identifier, session } = await codes.verifyLink(NS, token, interactionUid);
       await codes.takeSession(NS, session);
-      const separator = identifier.indexOf(':');
-      const user = await users.findByEmail(identifier.slice(0, separator), identifier.slice(separator + 1));
+      const user = await findUserByIdentifier(users, identifier);
       if (!user || user.status !== 'active') throw new AppError('IDENT_OTP_INVALID');
-      return deps.transaction(async (trx) => {
-        const verified = user.email_verified ? user : ((await users.markEmailVerified(user.id, user.email, trx)) ?? user);
-        if (!user.email_verified) {
-          await events.record({ type: 'user.email_verified', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(verified) } }, trx);
-        }
-        return verified;
-      });
+      return deps.transaction((trx) => verification.proveAddress(user, user.email, context, trx));
     },
   };
 }

@@ -1,17 +1,14 @@
-import type { Knex } from 'knex';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
-import type { AccountLinks } from './account-links.ts';
-import { emailIdentifier } from './email-verification.ts';
+import { emailIdentifier, findUserByIdentifier, type FlowServices } from './account-flow.ts';
 import { passwordChangedMail, resetPasswordMail } from './account-mails.ts';
-import { userPayload, type EventRecorder } from './events.ts';
-import type { MailLocale, MailOutbox } from './mail.ts';
-import type { OneTimeCodes } from './one-time-codes.ts';
+import { userPayload } from './events.ts';
+import type { MailLocale } from './mail.ts';
 import { assertPasswordAllowed, type PasswordPolicy } from './password-policy.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
-import type { UserRow, UsersRepo } from '../repos/users.ts';
+import type { UserRow } from '../repos/users.ts';
 import { runDetached } from './detached.ts';
 
 const NS = 'forgot-password';
@@ -20,18 +17,11 @@ const NS = 'forgot-password';
  * Forgot password: request (same answer whether or not the address has an account), then a code
  * or a link, then a new password. The reset ends every session and token of the user.
  */
-export function createPasswordReset(deps: {
-  users: UsersRepo;
+export function createPasswordReset(deps: FlowServices & {
   hasher: PasswordHasher;
   passwordPolicy: PasswordPolicy;
-  codes: OneTimeCodes;
-  mail: MailOutbox;
-  events: EventRecorder;
-  links: AccountLinks;
   payloads: OidcPayloadsRepo;
   limits: { perEmail: RateLimiterAbstract; perIp: RateLimiterAbstract };
-  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
-  onBackgroundError: (err: unknown) => void;
 }) {
   const { users, hasher, passwordPolicy, codes, mail, events, links, payloads } = deps;
 
@@ -133,8 +123,7 @@ export function createPasswordReset(deps: {
   };
 
   async function findUser(identifier: string): Promise<UserRow | undefined> {
-    const separator = identifier.indexOf(':');
-    const user = await users.findByEmail(identifier.slice(0, separator), identifier.slice(separator + 1));
+    const user = await findUserByIdentifier(users, identifier);
     return user?.status === 'active' ? user : undefined;
   }
 

@@ -1,17 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Knex } from 'knex';
 import { AppError, isUniqueViolation } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
-import type { AccountLinks } from './account-links.ts';
-import { emailIdentifier, type EmailVerification } from './email-verification.ts';
+import { emailIdentifier, type FlowServices } from './account-flow.ts';
+import type { EmailVerification } from './email-verification.ts';
 import { accountExistsMail, resetPasswordMail, welcomeMail } from './account-mails.ts';
-import { userPayload, type EventRecorder } from './events.ts';
-import type { MailLocale, MailOutbox } from './mail.ts';
-import type { OneTimeCodes } from './one-time-codes.ts';
+import { userPayload } from './events.ts';
+import type { MailLocale } from './mail.ts';
 import type { PasswordPolicy } from './password-policy.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { RegistrationPolicy } from './registration-policy.ts';
-import type { UserRow, UsersRepo } from '../repos/users.ts';
+import type { UserRow } from '../repos/users.ts';
 import type { EphemeralStore } from '../infra/ephemeral/types.ts';
 
 export interface RegistrationInput {
@@ -37,17 +35,11 @@ export type RegistrationOutcome =
  * Self-registration: policy, password rules, the new user with its user.created event and its
  * mails (verification, welcome, set-password) in one transaction.
  */
-export function createRegistration(deps: {
-  users: UsersRepo;
+export function createRegistration(deps: FlowServices & {
   hasher: PasswordHasher;
   passwordPolicy: PasswordPolicy;
   verification: EmailVerification;
-  codes: OneTimeCodes;
-  mail: MailOutbox;
-  events: EventRecorder;
-  links: AccountLinks;
   ephemeral: EphemeralStore;
-  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
   const { users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral } = deps;
 

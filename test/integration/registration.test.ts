@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { solveChallenge, type Challenge } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 import * as oidc from 'openid-client';
-import { emailIdentifier } from '../../src/domain/email-verification.ts';
+import { emailIdentifier } from '../../src/domain/account-flow.ts';
 import { AppError } from '../../src/domain/errors.ts';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import type { UserRow } from '../../src/repos/users.ts';
