@@ -125,6 +125,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     box: deps.box,
     renderPage,
     logger: deps.logger,
+    userLimiter: deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60),
   });
   provider.use(accountConsole.routes());
   provider.use(accountConsole.allowedMethods());

@@ -438,3 +438,27 @@ describe('account console behind a proxy', () => {
     assert.ok((await step.res.text()).includes(user.email));
   });
 });
+
+describe('account console rate limit', () => {
+  let ts: TestServer | undefined;
+  after(() => stopAndDestroy(ts));
+
+  it('limits form posts per user (ME_API_RATE_LIMIT_PER_USER): past it a 429 page and no change', async () => {
+    ts = await startTestServer({ ME_API_RATE_LIMIT_PER_USER: '3' });
+    const user = await createUser(ts);
+    const b = new HttpBrowser();
+    const login = await b.follow(`${ts.issuer}/account`);
+    const submitted = await submitLogin(b, login.url, await login.res.text(), user.email, user.password);
+    const consolePage = await b.follow(new URL(submitted.headers.get('location')!, login.url));
+    const csrf = formField(await consolePage.res.text(), 'csrf')!;
+    for (let i = 1; i <= 3; i++) {
+      const res = await b.postForm(`${ts.issuer}/account/profile`, { csrf, given_name: `Name ${i}` });
+      assert.equal(res.status, 303, `post ${i}`);
+      await res.arrayBuffer();
+    }
+    const limited = await b.postForm(`${ts.issuer}/account/profile`, { csrf, given_name: 'Name 4' });
+    assert.equal(limited.status, 429);
+    await limited.arrayBuffer();
+    assert.equal((await ts.server.services.repos.users.findById(user.id))!.given_name, 'Name 3');
+  });
+});

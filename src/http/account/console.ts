@@ -17,6 +17,7 @@ import { summarizeUserAgent } from './device.ts';
 import { createConsoleRelyingParty } from './relying-party.ts';
 import { policyReasonsOf } from '../pages/flow-messages.ts';
 import { isTimeZone } from '../api/account-schemas.ts';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 
 export interface AccountConsoleDeps {
   provider: Provider;
@@ -28,6 +29,8 @@ export interface AccountConsoleDeps {
   box: SecretBox;
   renderPage: RenderPage;
   logger: Logger;
+  /** Form posts per user (shared with /api/v1/me: the same person, the same budget). */
+  userLimiter: RateLimiterAbstract;
 }
 
 type Profile = Awaited<ReturnType<SelfService['profile']>>;
@@ -130,6 +133,13 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     }
     if (!sessions.verifyCsrf(signed.sessionId, bodyOf(ctx).csrf)) {
       problem(ctx, 'error.csrf', 403);
+      return undefined;
+    }
+    try {
+      await deps.userLimiter.consume(signed.caller.accountId);
+    } catch (limited) {
+      if (limited instanceof Error) throw limited;
+      problem(ctx, 'error.rate_limited', 429);
       return undefined;
     }
     return signed;
