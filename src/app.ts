@@ -27,7 +27,7 @@ import { adminApiRoutes } from './http/api/routes.ts';
 import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { accountConsoleRoutes } from './http/account/console.ts';
 import type { AccountFlowDeps } from './http/account-flows.ts';
-import { accountApiRoutes } from './http/api/account-routes.ts';
+import { accountApiRoutes, accountOperations } from './http/api/account-routes.ts';
 import { captchaAssetRoutes } from './http/captcha-assets.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
@@ -93,6 +93,8 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
   provider.use(misc.routes());
+  const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account };
+  const accountOps = accountOperations(accountApiDeps);
   const adminApi = adminApiRoutes({
     issuer: deps.issuer,
     audience: deps.adminAudience,
@@ -103,10 +105,11 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     resourceServers: deps.resourceServers,
     idempotency: deps.idempotency,
     box: deps.box,
+    accountOperations: accountOps,
   });
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.
-  const accountApi = accountApiRoutes({ provider, ephemeral: deps.ephemeral, account: deps.account });
+  const accountApi = accountApiRoutes(accountApiDeps, accountOps);
   provider.use(accountApi.routes());
   provider.use(accountApi.allowedMethods());
   provider.use(captchaAssetRoutes().routes());

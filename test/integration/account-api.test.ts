@@ -171,4 +171,18 @@ describe('account API (/api/v1/me)', () => {
     assert.equal(put.status, 405);
     assert.equal(put.body!.error, 'IDENT_METHOD_NOT_ALLOWED');
   });
+
+  it('is described in /api/v1/openapi.json with the admin API, from the same schemas that validate it', async () => {
+    const doc = (await (await fetch(new URL('/api/v1/openapi.json', ts.issuer))).json()) as Record<string, any>;
+    assert.equal(doc.components.securitySchemes.user.scheme, 'bearer');
+    assert.deepEqual(doc.paths['/api/v1/me'].patch.security, [{ user: ['openid', 'profile'] }]);
+    assert.deepEqual(doc.paths['/api/v1/me'].get.security, [{ user: ['openid'] }]);
+    assert.deepEqual(doc.paths['/api/v1/auth/register'].post.security, [], 'anonymous');
+    const register = doc.paths['/api/v1/auth/register'].post;
+    assert.deepEqual(Object.keys(register.requestBody.content['application/json'].schema.properties).sort(),
+      ['captcha', 'client_id', 'email', 'familyName', 'givenName', 'locale', 'password']);
+    assert.ok(register.responses['202']);
+    assert.deepEqual(doc.paths['/api/v1/me/sessions/{id}'].delete.parameters.map((p: { name: string }) => p.name), ['id']);
+    assert.ok(doc.paths['/api/v1/users'].get, 'the admin API is in the same document');
+  });
 });

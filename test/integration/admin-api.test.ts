@@ -847,11 +847,16 @@ describe('the OpenAPI document', () => {
   it('is OpenAPI 3.1 and lists exactly the operations of the API, each with its scope', () => {
     assert.match(doc.openapi, /^3\.1\./);
     assert.equal(doc.servers[0].url, ts.issuer);
-    const listed = Object.entries(doc.paths as Record<string, Record<string, { security: { bearer: string[] }[] }>>)
-      .flatMap(([p, ops]) => Object.entries(ops).map(([m, op]) => [m, p, op.security[0]!.bearer[0]!]))
-      .sort();
+    const entries = Object.entries(doc.paths as Record<string, Record<string, { security: { bearer?: string[] }[] }>>)
+      .flatMap(([p, ops]) => Object.entries(ops).map(([m, op]) => ({ m, p, op })));
+    // The admin operations are those behind the admin bearer scheme; the rest is the account API.
+    const admin = entries.filter((e) => e.op.security[0]?.bearer);
+    const listed = admin.map(({ m, p, op }) => [m, p, op.security[0]!.bearer![0]!]).sort();
     const expected = OPERATIONS.map(([m, p, s]) => [m, `/api/v1${p}`, s]).sort();
     assert.deepEqual(listed, expected);
+    for (const { m, p } of entries.filter((e) => !e.op.security[0]?.bearer)) {
+      assert.match(p, /^\/api\/v1\/(auth|me)(\/|$)/, `${m} ${p} is an account API path`);
+    }
     const flow = doc.components.securitySchemes.bearer.flows.clientCredentials;
     assert.equal(flow.tokenUrl, `${ts.issuer}/token`);
     assert.deepEqual(Object.keys(flow.scopes).sort(), [...ADMIN_SCOPES].sort());

@@ -1,6 +1,7 @@
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
+import type { z } from 'zod';
 import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { rateLimit } from '../middleware/rate-limit.ts';
@@ -36,123 +37,175 @@ export function meView(user: UserRow) {
 
 const ACCEPTED = { status: 'accepted', message: 'If the address can receive mail, a message is on its way.' };
 
+/** One account API operation: routing, auth, validation and its OpenAPI entry come from this record. */
+export interface AccountOperation {
+  method: 'get' | 'post' | 'patch' | 'delete';
+  path: string;
+  summary: string;
+  /** anonymous: limited per IP; user: a bearer access token (see user-auth.ts), limited per user. */
+  auth: 'anonymous' | 'user';
+  /** A scope the user's token must carry besides openid. */
+  scope?: string;
+  body?: z.ZodType;
+  response: { status: number; schema?: z.ZodType };
+  handle(ctx: Context, input: { body: any; params: Record<string, string>; caller: UserCaller | undefined }): Promise<unknown>;
+}
+
 /**
  * The account API: anonymous flows under /api/v1/auth (registration, verification, password
  * reset), and the signed-in user's own account under /api/v1/me (bearer access token).
  */
-export function accountApiRoutes(deps: AccountApiDeps) {
+export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
   const { provider, account } = deps;
+  const context = (ctx: Context, caller?: UserCaller) => ({ actor: caller?.clientId ?? null, requestId: ctx.state.requestId as string });
+  const localeOf = (ctx: Context, chosen?: string) => negotiate(chosen, ctx.get('accept-language'));
+
+  return [
+    {
+      method: 'get', path: '/auth/captcha', auth: 'anonymous', summary: 'An ALTCHA challenge to solve for registration (404 with another CAPTCHA provider)',
+      response: { status: 200, schema: s.captchaChallenge },
+      async handle() {
+        const challenge = await account.captcha.challenge();
+        if (!challenge) throw new AppError('IDENT_NOT_FOUND', `the CAPTCHA provider is ${account.captcha.provider}; there is no challenge to fetch`);
+        return challenge;
+      },
+    },
+    {
+      method: 'post', path: '/auth/register', auth: 'anonymous',
+      summary: 'Self-registration; the same answer for a new and a taken address (the mails tell the rest)',
+      body: s.register, response: { status: 202, schema: s.accepted },
+      async handle(ctx, { body }) {
+        const policy = await registrationPolicyOf(provider, account.registrationDefaults, body.client_id);
+        if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
+        if (!(await account.captcha.verify(body.captcha, ctx.ip))) throw new AppError('IDENT_CAPTCHA_INVALID');
+        await account.registration.register(
+          { email: body.email, password: body.password, givenName: body.givenName, familyName: body.familyName, locale: localeOf(ctx, body.locale) },
+          policy,
+          { actor: body.client_id ?? null, requestId: ctx.state.requestId as string },
+        );
+        return ACCEPTED;
+      },
+    },
+    {
+      method: 'post', path: '/auth/verify-email', auth: 'anonymous', summary: 'Verify an email address with the mailed code or the link token',
+      body: s.verifyEmail, response: { status: 200, schema: s.statusOnly },
+      async handle(ctx, { body }) {
+        if ('token' in body) await account.verification.verifyLink(body.token, context(ctx));
+        else await account.verification.verifyCode(DEFAULT_TENANT, body.email, body.code, context(ctx));
+        return { status: 'verified' };
+      },
+    },
+    {
+      method: 'post', path: '/auth/verify-email/resend', auth: 'anonymous', summary: 'Send a new verification code (same answer for every address)',
+      body: s.emailOnly, response: { status: 202, schema: s.accepted },
+      async handle(ctx, { body }) {
+        account.verification.resend(DEFAULT_TENANT, body.email, localeOf(ctx, body.locale));
+        return ACCEPTED;
+      },
+    },
+    {
+      method: 'post', path: '/auth/password-reset/request', auth: 'anonymous',
+      summary: 'Mail a reset code and link (3 an hour per address and per IP; same answer for every address)',
+      body: s.emailOnly, response: { status: 202, schema: s.accepted },
+      async handle(ctx, { body }) {
+        await account.passwordReset.request(body.email, { ip: ctx.ip, locale: localeOf(ctx, body.locale) }, context(ctx));
+        return ACCEPTED;
+      },
+    },
+    {
+      method: 'post', path: '/auth/password-reset/confirm', auth: 'anonymous',
+      summary: 'Set a new password with the mailed code or link token; ends every session and refresh token',
+      body: s.resetConfirm, response: { status: 200, schema: s.statusOnly },
+      async handle(ctx, { body }) {
+        const { password, ...proof } = body;
+        await account.passwordReset.confirm(proof, password, context(ctx));
+        return { status: 'password_reset' };
+      },
+    },
+    {
+      method: 'post', path: '/auth/logout-all', auth: 'user', summary: 'End every session, grant and token of the caller',
+      response: { status: 204 },
+      async handle(_ctx, { caller }) {
+        await account.selfService.logoutAll(caller!.accountId);
+        return undefined;
+      },
+    },
+    {
+      method: 'get', path: '/me', auth: 'user', summary: 'Own profile',
+      response: { status: 200, schema: s.me },
+      async handle(_ctx, { caller }) {
+        return meView(await account.selfService.profile(caller!.accountId));
+      },
+    },
+    {
+      method: 'patch', path: '/me', auth: 'user', scope: 'profile', summary: 'Change names, locale and time zone',
+      body: s.profileUpdate, response: { status: 200, schema: s.me },
+      async handle(ctx, { body, caller }) {
+        return meView(await account.selfService.updateProfile(caller!.accountId, body, context(ctx, caller)));
+      },
+    },
+    {
+      method: 'post', path: '/me/password', auth: 'user', summary: 'Change the password (the current one is needed); ends the other sessions',
+      body: s.passwordChange, response: { status: 204 },
+      async handle(ctx, { body, caller }) {
+        await account.selfService.changePassword(caller!.accountId, body.currentPassword, body.newPassword, caller!.sessionUid, context(ctx, caller));
+        return undefined;
+      },
+    },
+    {
+      method: 'get', path: '/me/sessions', auth: 'user', summary: 'Active sessions with device and last use',
+      response: { status: 200, schema: s.sessionList },
+      async handle(_ctx, { caller }) {
+        const sessions = await account.selfService.sessions(caller!.accountId, caller!.sessionUid);
+        return {
+          data: sessions.map((x) => ({
+            ...x,
+            signedInAt: x.signedInAt.toISOString(),
+            lastUsedAt: x.lastUsedAt.toISOString(),
+            expiresAt: x.expiresAt?.toISOString() ?? null,
+          })),
+        };
+      },
+    },
+    {
+      method: 'delete', path: '/me/sessions/:id', auth: 'user', summary: 'End one session and what was authorized in it',
+      response: { status: 204 },
+      async handle(_ctx, { params, caller }) {
+        if (params.id!.length > 128) throw new AppError('IDENT_SESSION_NOT_FOUND');
+        await account.selfService.revokeSession(caller!.accountId, params.id!);
+        return undefined;
+      },
+    },
+  ];
+}
+
+export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperation[]) {
   const router = new Router({ prefix: '/api/v1' });
   const json = bodyParser({ enableTypes: ['json'], jsonLimit: '16kb', encoding: 'utf-8' });
-  const anonLimit = rateLimit(deps.ephemeral.limiter('auth-api-ip', account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
-  const userLimit = rateLimit(deps.ephemeral.limiter('me-api-user', account.meRateLimitPerUser, 60), (ctx) => (ctx.state.user as UserCaller).accountId);
-  const auth = userBearerAuth(provider);
+  const perIp = rateLimit(deps.ephemeral.limiter('auth-api-ip', deps.account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
+  const perUser = rateLimit(deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60), (ctx) => (ctx.state.user as UserCaller).accountId);
+  const auth = userBearerAuth(deps.provider);
 
-  const body = <T extends import('zod').ZodType>(ctx: Context, schema: T) => {
-    if (!ctx.is('application/json')) throw new AppError('IDENT_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
-    return parse(schema, checkBody(ctx.request.body), 'body');
-  };
-  const context = (ctx: Context) => ({
-    actor: (ctx.state.user as UserCaller | undefined)?.clientId ?? null,
-    requestId: ctx.state.requestId as string,
-  });
-  const localeOf = (ctx: Context, chosen?: string) => negotiate(chosen, ctx.get('accept-language'));
+  // Answers (errors included) are personal or one-time: never cached.
   const noStore: Middleware = async (ctx, next) => {
     ctx.set('Cache-Control', 'no-store');
     await next();
   };
 
-  router.use(noStore);
-
-  router.get('/auth/captcha', anonLimit, async (ctx) => {
-    const challenge = await account.captcha.challenge();
-    if (!challenge) throw new AppError('IDENT_NOT_FOUND', `the CAPTCHA provider is ${account.captcha.provider}; there is no challenge to fetch`);
-    ctx.body = challenge;
-  });
-
-  router.post('/auth/register', anonLimit, json, async (ctx) => {
-    const input = body(ctx, s.register);
-    const policy = await registrationPolicyOf(provider, account.registrationDefaults, input.client_id);
-    if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
-    if (!(await account.captcha.verify(input.captcha, ctx.ip))) throw new AppError('IDENT_CAPTCHA_INVALID');
-    await account.registration.register(
-      { email: input.email, password: input.password, givenName: input.givenName, familyName: input.familyName, locale: localeOf(ctx, input.locale) },
-      policy,
-      { actor: input.client_id ?? null, requestId: ctx.state.requestId as string },
-    );
-    // The same answer for a new address and a taken one: the mails tell the rest.
-    ctx.status = 202;
-    ctx.body = ACCEPTED;
-  });
-
-  router.post('/auth/verify-email', anonLimit, json, async (ctx) => {
-    const input = body(ctx, s.verifyEmail);
-    if ('token' in input) await account.verification.verifyLink(input.token, context(ctx));
-    else await account.verification.verifyCode(DEFAULT_TENANT, input.email, input.code, context(ctx));
-    ctx.body = { status: 'verified' };
-  });
-
-  router.post('/auth/verify-email/resend', anonLimit, json, async (ctx) => {
-    const input = body(ctx, s.emailOnly);
-    account.verification.resend(DEFAULT_TENANT, input.email, localeOf(ctx, input.locale));
-    ctx.status = 202;
-    ctx.body = ACCEPTED;
-  });
-
-  router.post('/auth/password-reset/request', anonLimit, json, async (ctx) => {
-    const input = body(ctx, s.emailOnly);
-    await account.passwordReset.request(input.email, { ip: ctx.ip, locale: localeOf(ctx, input.locale) }, context(ctx));
-    ctx.status = 202;
-    ctx.body = ACCEPTED;
-  });
-
-  router.post('/auth/password-reset/confirm', anonLimit, json, async (ctx) => {
-    const { password, ...proof } = body(ctx, s.resetConfirm);
-    await account.passwordReset.confirm(proof, password, context(ctx));
-    ctx.body = { status: 'password_reset' };
-  });
-
-  router.post('/auth/logout-all', auth, userLimit, async (ctx) => {
-    await account.selfService.logoutAll((ctx.state.user as UserCaller).accountId);
-    ctx.status = 204;
-  });
-
-  router.get('/me', auth, userLimit, async (ctx) => {
-    ctx.body = meView(await account.selfService.profile((ctx.state.user as UserCaller).accountId));
-  });
-
-  router.patch('/me', auth, userLimit, json, async (ctx) => {
-    requireUserScope(ctx, 'profile');
-    const input = body(ctx, s.profileUpdate);
-    ctx.body = meView(await account.selfService.updateProfile((ctx.state.user as UserCaller).accountId, input, context(ctx)));
-  });
-
-  router.post('/me/password', auth, userLimit, json, async (ctx) => {
-    const input = body(ctx, s.passwordChange);
-    const caller = ctx.state.user as UserCaller;
-    await account.selfService.changePassword(caller.accountId, input.currentPassword, input.newPassword, caller.sessionUid, context(ctx));
-    ctx.status = 204;
-  });
-
-  router.get('/me/sessions', auth, userLimit, async (ctx) => {
-    const caller = ctx.state.user as UserCaller;
-    const sessions = await account.selfService.sessions(caller.accountId, caller.sessionUid);
-    ctx.body = {
-      data: sessions.map((x) => ({
-        ...x,
-        signedInAt: x.signedInAt.toISOString(),
-        lastUsedAt: x.lastUsedAt.toISOString(),
-        expiresAt: x.expiresAt?.toISOString() ?? null,
-      })),
-    };
-  });
-
-  router.delete('/me/sessions/:id', auth, userLimit, async (ctx) => {
-    const id = ctx.params.id!;
-    if (id.length > 128) throw new AppError('IDENT_SESSION_NOT_FOUND');
-    await account.selfService.revokeSession((ctx.state.user as UserCaller).accountId, id);
-    ctx.status = 204;
-  });
-
+  for (const op of operations) {
+    const guards: Middleware[] = op.auth === 'user' ? [auth, perUser] : [perIp];
+    router[op.method](op.path, noStore, ...guards, json, async (ctx) => {
+      const caller = ctx.state.user as UserCaller | undefined;
+      if (op.scope) requireUserScope(ctx, op.scope);
+      let body: unknown;
+      if (op.body) {
+        if (!ctx.is('application/json')) throw new AppError('IDENT_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+        body = parse(op.body, checkBody(ctx.request.body), 'body');
+      }
+      const result = await op.handle(ctx, { body, params: ctx.params, caller });
+      ctx.status = op.response.status;
+      if (result !== undefined) ctx.body = result;
+    });
+  }
   return router;
 }

@@ -51,3 +51,36 @@ export const passwordChange = z.strictObject({
   currentPassword: z.string().min(1).max(1024),
   newPassword,
 });
+
+// Answers (for the OpenAPI document).
+
+export const accepted = z.object({ status: z.literal('accepted'), message: z.string() });
+export const statusOnly = z.object({ status: z.string() });
+export const captchaChallenge = z.looseObject({}).describe('An ALTCHA challenge (altcha-lib), for the widget or solveChallenge');
+
+export const me = z.object({
+  id: z.uuid(),
+  email: z.string(),
+  emailVerified: z.boolean(),
+  givenName: z.string().nullable(),
+  familyName: z.string().nullable(),
+  locale: z.string().nullable(),
+  timezone: z.string().nullable(),
+  createdAt: z.iso.datetime(),
+  passwordChangedAt: z.iso.datetime().nullable(),
+});
+
+export const sessionList = z.object({
+  data: z.array(
+    z.object({
+      id: z.string().describe('The session’s public id (not its cookie)'),
+      current: z.boolean().describe('The session the calling token was issued in'),
+      userAgent: z.string().nullable(),
+      ip: z.string().nullable(),
+      signedInAt: z.iso.datetime(),
+      lastUsedAt: z.iso.datetime(),
+      expiresAt: z.iso.datetime().nullable(),
+      clients: z.array(z.string()),
+    }),
+  ),
+});

@@ -13,6 +13,7 @@ import type { IdempotencyRepo } from '../../repos/idempotency.ts';
 import { bearerAuth, requireScope, type Caller } from './auth.ts';
 import { createIdempotency } from './idempotency.ts';
 import { openApiDocument } from './openapi.ts';
+import type { AccountOperation } from './account-routes.ts';
 import type { Input, Operation } from './operation.ts';
 import * as s from './schemas.ts';
 import { checkBody, parse } from './validate.ts';
@@ -28,6 +29,8 @@ export interface AdminApiDeps {
   resourceServers: ResourceServers;
   idempotency: IdempotencyRepo;
   box: SecretBox;
+  /** Documented in the same OpenAPI document (they share /api/v1). */
+  accountOperations: AccountOperation[];
 }
 
 /** Events record which admin client made a change, and in which request. */
@@ -223,7 +226,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
 export function adminApiRoutes(deps: AdminApiDeps) {
   const router = new Router({ prefix: '/api/v1' });
   const operations = adminOperations(deps);
-  const document = openApiDocument(operations, deps.issuer, deps.audience);
+  const document = openApiDocument(operations, deps.accountOperations, deps.issuer, deps.audience);
   const withIdempotency = createIdempotency({ repo: deps.idempotency, box: deps.box });
   const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks });
   const json = bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' });
