@@ -72,6 +72,17 @@ describe('account console (/account)', () => {
     return { status: step.res.status, url: step.url, html: await step.res.text() };
   }
 
+  /** The same user signed in to another relying party from another device, with a refresh token. */
+  async function signInElsewhere() {
+    const config = await rpConfig(ts, await registerClient(ts, {}));
+    const signedIn = await signIn(ts, config, { email: user.email, password: newPassword }, {
+      browser: new Browser(CHROME_WINDOWS),
+      scope: 'openid email offline_access',
+      prompt: 'consent',
+    });
+    return { ...signedIn, config };
+  }
+
   const isLoginPage = (p: { url: URL; html: string }) =>
     p.url.pathname.startsWith('/interaction/') && p.html.includes('autocomplete="current-password"');
 
@@ -226,13 +237,7 @@ describe('account console (/account)', () => {
     for (const s of sessionRows((await open()).html).filter((r) => !r.current)) {
       await post('/sessions/revoke', { csrf: csrfOf(page), session: s.id! });
     }
-    const client = await registerClient(ts, {});
-    const config = await rpConfig(ts, client);
-    const other = await signIn(ts, config, { email: user.email, password: newPassword }, {
-      browser: new Browser(CHROME_WINDOWS),
-      scope: 'openid email offline_access',
-      prompt: 'consent',
-    });
+    const other = await signInElsewhere();
     assert.ok(other.tokens.refresh_token);
 
     page = (await open()).html;
@@ -248,7 +253,7 @@ describe('account console (/account)', () => {
 
     const revoked = await post('/sessions/revoke', { csrf: csrfOf(page), session: theirs!.id! });
     assert.equal(revoked.headers.get('location'), `${consoleUrl()}?done=revoked`);
-    await assert.rejects(oidc.refreshTokenGrant(config, other.tokens.refresh_token!), (err: oidc.ResponseBodyError) => err.error === 'invalid_grant');
+    await assert.rejects(oidc.refreshTokenGrant(other.config, other.tokens.refresh_token!), (err: oidc.ResponseBodyError) => err.error === 'invalid_grant');
 
     const after = await followRedirect(revoked);
     assert.equal(after.status, 200, 'the console still works');
@@ -349,18 +354,12 @@ describe('account console (/account)', () => {
     const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
     page = (await followRedirect(submitted)).html;
     assert.ok(page.includes(user.email));
-    const client = await registerClient(ts, {});
-    const config = await rpConfig(ts, client);
-    const other = await signIn(ts, config, { email: user.email, password: newPassword }, {
-      browser: new Browser(CHROME_WINDOWS),
-      scope: 'openid email offline_access',
-      prompt: 'consent',
-    });
+    const other = await signInElsewhere();
 
     const res = await post('/sessions/revoke-all', { csrf: csrfOf(page) });
     assert.equal(res.headers.get('location'), `${ts.issuer}/account/signed-out`);
     assert.ok(res.headers.getSetCookie().some((c) => /^idp_account=;/.test(c)), 'the console cookie is cleared');
-    await assert.rejects(oidc.refreshTokenGrant(config, other.tokens.refresh_token!));
+    await assert.rejects(oidc.refreshTokenGrant(other.config, other.tokens.refresh_token!));
     assert.deepEqual(await ts.server.services.repos.payloads.listSessions(user.id), []);
 
     const again = await open();
