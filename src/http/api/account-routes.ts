@@ -8,10 +8,10 @@ import { rateLimit } from '../middleware/rate-limit.ts';
 import { registrationPolicyOf } from '../registration.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
-import type { UserRow } from '../../repos/users.ts';
 import { negotiate } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import * as s from './account-schemas.ts';
+import { meView } from './views.ts';
 import { requireUserScope, userBearerAuth, type UserCaller } from './user-auth.ts';
 import { checkBody, parse } from './validate.ts';
 
@@ -19,20 +19,6 @@ export interface AccountApiDeps {
   provider: Provider;
   ephemeral: EphemeralStore;
   account: AccountFlowDeps;
-}
-
-export function meView(user: UserRow) {
-  return {
-    id: user.id,
-    email: user.email,
-    emailVerified: user.email_verified,
-    givenName: user.given_name,
-    familyName: user.family_name,
-    locale: user.locale,
-    timezone: user.timezone,
-    createdAt: user.created_at.toISOString(),
-    passwordChangedAt: user.password_changed_at?.toISOString() ?? null,
-  };
 }
 
 const ACCEPTED = { status: 'accepted', message: 'If the address can receive mail, a message is on its way.' };

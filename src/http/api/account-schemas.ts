@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { displayText, locale } from './schemas.ts';
+import { displayText, locale, user } from './schemas.ts';
 
 // Bodies of the account API (/api/v1/auth/* and /api/v1/me*).
 
@@ -58,17 +58,9 @@ export const accepted = z.object({ status: z.literal('accepted'), message: z.str
 export const statusOnly = z.object({ status: z.string() });
 export const captchaChallenge = z.looseObject({}).describe('An ALTCHA challenge (altcha-lib), for the widget or solveChallenge');
 
-export const me = z.object({
-  id: z.uuid(),
-  email: z.string(),
-  emailVerified: z.boolean(),
-  givenName: z.string().nullable(),
-  familyName: z.string().nullable(),
-  locale: z.string().nullable(),
-  timezone: z.string().nullable(),
-  createdAt: z.iso.datetime(),
-  passwordChangedAt: z.iso.datetime().nullable(),
-});
+export const me = user
+  .pick({ id: true, email: true, emailVerified: true, givenName: true, familyName: true, locale: true, createdAt: true })
+  .extend({ timezone: z.string().nullable(), passwordChangedAt: z.iso.datetime().nullable() });
 
 export const sessionList = z.object({
   data: z.array(

@@ -21,6 +21,17 @@ export function userView(u: UserRow) {
   };
 }
 
+/** The signed-in user's own view (/api/v1/me): no status or last sign-in, plus time zone. */
+export function meView(u: UserRow) {
+  const { id, email, emailVerified, givenName, familyName, locale, createdAt } = userView(u);
+  return {
+    id, email, emailVerified, givenName, familyName, locale,
+    timezone: u.timezone,
+    createdAt,
+    passwordChangedAt: u.password_changed_at ? iso(u.password_changed_at) : null,
+  };
+}
+
 export function resourceServerView(r: ResourceServerRow) {
   return {
     id: r.id,
