@@ -88,6 +88,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     );
   }
 
+  /** Counts a request from this IP; true when over the limit (the caller answers with its own page). */
   async function limited(ctx: Context, limiter: RateLimiterAbstract): Promise<boolean> {
     try {
       await limiter.consume(ctx.ip);
@@ -191,12 +192,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     const password = typeof body.password === 'string' ? body.password : '';
     if (!email || !password) return renderLogin(ctx, details, { error: 'error.missing_fields', email }, 400);
 
-    try {
-      await loginLimiter.consume(ctx.ip);
-    } catch (limited) {
-      if (limited instanceof Error) throw limited;
-      return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);
-    }
+    if (await limited(ctx, loginLimiter)) return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);
 
     const outcome = await accounts.authenticate(email, password, undefined, flowContext(ctx, details));
     if (!outcome.ok) {
