@@ -102,7 +102,6 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   router.get('/verify-email', limit, async (ctx) => {
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
     if (!token) return renderVerify(ctx, typeof ctx.query.email === 'string' && isEmail(ctx.query.email) ? ctx.query.email : '');
-    ctx.set('Cache-Control', 'no-store');
     try {
       await account.verification.verifyLink(token, context(ctx));
     } catch (err) {
@@ -154,7 +153,6 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   });
 
   router.get('/reset-password', limit, async (ctx) => {
-    ctx.set('Cache-Control', 'no-store');
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
     // Opening the link only checks it: mail scanners fetch links, and a GET that used the token up
     // would leave the user a dead link. The form carries the token; posting it uses it.
