@@ -244,6 +244,21 @@ describe('token exchange', () => {
     assert.equal(plain.scope, 'read');
   });
 
+  it('prompt=login with a third-party client that needs consent: one login, one consent, the code, and an exchange', async () => {
+    const user = await createUser(ts);
+    const thirdParty = await rpConfig(ts, await registerClient(ts, {}, false));
+    const browser = new HttpBrowser();
+    // Signed in already (another app), so only the requested prompt=login forces a new sign-in.
+    await signIn(ts, webConfig, user, { scope: 'openid', browser });
+    const { tokens, logins, consentShown } = await signIn(ts, thirdParty, user, {
+      scope: 'openid offline_access read', prompt: 'login consent', browser, params: { resource: API },
+    });
+    assert.equal(logins, 1, 'one login');
+    assert.equal(consentShown, true, 'one consent');
+    const exchanged = await exchange(tokens.access_token, { resource: API, scope: 'read' });
+    assert.equal((await oidc.tokenIntrospection(svcConfig, exchanged.access_token)).sub, user.id);
+  });
+
   it('rejects what the RFC says to reject', async () => {
     const user = await createUser(ts);
     const { tokens } = await signIn(ts, webConfig, user, { scope: 'openid' });
