@@ -251,7 +251,7 @@ describe('token exchange', () => {
     // Signed in already (another app), so only the requested prompt=login forces a new sign-in.
     await signIn(ts, webConfig, user, { scope: 'openid', browser });
     const { tokens, logins, consentShown } = await signIn(ts, thirdParty, user, {
-      scope: 'openid offline_access read', prompt: 'login consent', browser, params: { resource: API },
+      scope: 'openid read', prompt: 'login', browser, params: { resource: API },
     });
     assert.equal(logins, 1, 'one login');
     assert.equal(consentShown, true, 'one consent');
