@@ -100,10 +100,15 @@ export function registerTokenExchange(
     return grant && grant.accountId === accountId ? grant : undefined;
   }
 
-  async function userSubject(accountId: string, clientId: string, grantId: unknown, scopeCap: Set<string> | undefined, exp: number, label: string): Promise<UserSubject> {
-    const grant = await liveGrant(grantId, accountId);
+  /** A user's token counts only while its grant stands and the account is active. */
+  async function userSubject(
+    label: string,
+    token: { accountId: string; clientId: string; grantId: unknown; scopeCap: Set<string> | undefined; exp: number },
+  ): Promise<UserSubject> {
+    const grant = await liveGrant(token.grantId, token.accountId);
     if (!grant) throw tokenEnded(label);
-    if (!(await deps.accounts.findActive(accountId))) throw tokenEnded(label);
+    if (!(await deps.accounts.findActive(token.accountId))) throw tokenEnded(label);
+    const { accountId, clientId, scopeCap, exp } = token;
     return { kind: 'user', accountId, clientId, grant, scopeCap, exp };
   }
 
@@ -122,7 +127,9 @@ export function registerTokenExchange(
     const { sub, client_id: clientId, exp } = payload;
     if (typeof sub !== 'string' || typeof clientId !== 'string' || typeof exp !== 'number') throw tokenInvalid(label);
     const scopes = new Set(typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : []);
-    if (payload[GRANT_CLAIM] !== undefined) return userSubject(sub, clientId, payload[GRANT_CLAIM], scopes, exp, label);
+    if (payload[GRANT_CLAIM] !== undefined) {
+      return userSubject(label, { accountId: sub, clientId, grantId: payload[GRANT_CLAIM], scopeCap: scopes, exp });
+    }
     // Without a grant it is a client's own token (sub = client_id); a user's JWT always names its grant.
     if (sub !== clientId) throw tokenInvalid(label);
     return clientSubject(clientId, scopes, exp, label);
@@ -138,7 +145,7 @@ export function registerTokenExchange(
     const token = await AccessToken.find(value);
     if (token?.isValid && token.accountId) {
       const grantId = token.grantId ?? (token as unknown as Record<string, unknown>)[SUBJECT_GRANT_ID];
-      return userSubject(token.accountId, token.clientId!, grantId, undefined, token.exp!, label);
+      return userSubject(label, { accountId: token.accountId, clientId: token.clientId!, grantId, scopeCap: undefined, exp: token.exp! });
     }
     const machine = token ? undefined : await provider.ClientCredentials.find(value);
     if (machine?.isValid) return clientSubject(machine.clientId!, machine.scopes, machine.exp!, label);
