@@ -14,6 +14,14 @@ import { createLookupBatcher, type LookupBatcher } from './lookup-batcher.ts';
 // Models whose double use must revoke the grant: a code or refresh token redeemed twice.
 const GRANTABLE = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
 
+/**
+ * A payload field of exchanged access tokens (grants/token-exchange.ts): the grant of the token they
+ * were exchanged from. Their own grantId stays empty (the provider would reject a grant of another
+ * client), so the row is filed under this grant instead: every revocation of that grant deletes the
+ * token, and a read finds the token only while the grant exists.
+ */
+export const SUBJECT_GRANT_ID = 'subjectGrantId';
+
 function epoch(d: Date): number {
   return Math.floor(d.getTime() / 1000);
 }
@@ -37,14 +45,26 @@ class PayloadAdapter implements Adapter {
       id,
       payload,
       expiresAt,
-      { grantId: payload.grantId, uid: payload.uid, userCode: payload.userCode, accountId: payload.accountId },
+      {
+        grantId: payload.grantId ?? (payload[SUBJECT_GRANT_ID] as string | undefined),
+        uid: payload.uid,
+        userCode: payload.userCode,
+        accountId: payload.accountId,
+      },
       // A session is saved whenever it is used, so its device and last use are those of this request.
       this.model === 'Session' && payload.accountId ? (currentRequestScope() ?? {}) : undefined,
     );
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return this.#out(await this.lookups.find(this.model, id));
+    const payload = this.#out(await this.lookups.find(this.model, id));
+    const subjectGrantId = payload?.[SUBJECT_GRANT_ID];
+    if (typeof subjectGrantId === 'string') {
+      // Closes the gap between a concurrent revocation and the exchange that saved this token.
+      const grant = await this.lookups.find('Grant', subjectGrantId);
+      if (!grant || grant.payload.accountId !== payload!.accountId) return undefined;
+    }
+    return payload;
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {

@@ -13,7 +13,7 @@ import { accountConfiguration } from './configuration/accounts.ts';
 import { clientConfiguration } from './configuration/clients.ts';
 import { tokenConfiguration, type TokenSettings } from './configuration/tokens.ts';
 import { uiConfiguration, type RenderPage } from './configuration/ui.ts';
-import { registerTokenExchange } from './grants/token-exchange.ts';
+import { jwtGrantReference, registerTokenExchange } from './grants/token-exchange.ts';
 
 export type { Provider, KoaContextWithOIDC };
 
@@ -77,6 +77,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     clientConfiguration(),
     tokenConfiguration(deps.tokens, deps.resourceServers),
     uiConfiguration(deps.renderPage),
+    jwtGrantReference(),
   );
 
   const provider = new Provider(deps.issuer, configuration);
@@ -88,6 +89,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   registerTokenExchange(provider, {
     resourceServers: deps.resourceServers,
     publicJwks: deps.keys.publicJwks as JSONWebKeySet,
+    accounts: deps.accounts,
   });
 
   provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {

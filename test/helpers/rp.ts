@@ -86,10 +86,12 @@ export async function signIn(
   });
   const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
   let consentShown = false;
+  let logins = 0;
   let step = await browser.follow(url, {}, isCallback);
   for (let i = 0; i < 4 && !isCallback(step.url); i++) {
     const html = await step.res.text();
     if (html.includes('autocomplete="current-password"')) {
+      logins++;
       const res = await submitLogin(browser, step.url, html, user.email, user.password);
       assert.equal(res.status, 303, `login should redirect, got ${res.status}`);
       step = await browser.follow(new URL(res.headers.get('location')!, step.url), {}, isCallback);
@@ -107,5 +109,5 @@ export async function signIn(
     expectedState: state,
     expectedNonce: nonce,
   });
-  return { tokens, browser, callbackUrl: step.url, verifier, consentShown };
+  return { tokens, browser, callbackUrl: step.url, verifier, consentShown, logins };
 }

@@ -6,22 +6,13 @@ import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 const API = 'https://api.example.test';
-const OTHER_API = 'https://other.example.test';
-const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const AT_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
-describe('client_credentials, introspection, revocation, token exchange', () => {
+describe('client_credentials, introspection, revocation', () => {
   let ts: TestServer;
   let jwks: ReturnType<typeof createLocalJWKSet>;
   before(async () => {
     ts = await startTestServer();
     await ts.server.services.resourceServers.create({ identifier: API, name: 'API', scopes: ['read', 'write'] });
-    await ts.server.services.resourceServers.create({
-      identifier: OTHER_API,
-      scopes: ['other:read'],
-      accessTokenFormat: 'jwt',
-      accessTokenTtl: 300,
-    });
     jwks = createLocalJWKSet(await (await fetch(new URL('/.well-known/jwks.json', ts.issuer))).json());
   });
   after(() => stopAndDestroy(ts));
@@ -117,79 +108,5 @@ describe('client_credentials, introspection, revocation, token exchange', () => 
     await oidc.tokenRevocation(config, tokens.refresh_token!);
     await assert.rejects(oidc.refreshTokenGrant(config, tokens.refresh_token!), (e: oidc.ResponseBodyError) =>
       e.error === 'invalid_grant');
-  });
-
-  it('token exchange: an access token for another resource server, same subject, act for the actor', async () => {
-    const user = await createUser(ts);
-    const web = await registerClient(ts, {}, true);
-    const webConfig = await rpConfig(ts, web);
-    const { tokens } = await signIn(ts, webConfig, user, { scope: 'openid email' });
-
-    const { client: svc, config } = await machine({ grant_types: ['client_credentials', TOKEN_EXCHANGE] });
-    const exchanged = await oidc.genericGrantRequest(config, TOKEN_EXCHANGE, {
-      subject_token: tokens.access_token,
-      subject_token_type: AT_TYPE,
-      resource: OTHER_API,
-      scope: 'other:read',
-    });
-    assert.equal(exchanged.issued_token_type, AT_TYPE);
-    const { payload } = await jwtVerify(exchanged.access_token, jwks, { issuer: ts.issuer, audience: OTHER_API, typ: 'at+jwt' });
-    assert.equal(payload.sub, user.id, 'the subject is kept');
-    assert.equal(payload.client_id, svc.clientId);
-    assert.equal(payload.scope, 'other:read');
-    assert.equal(payload.act, undefined);
-
-    // With an actor token the new token says who acts for the subject.
-    const actorToken = (await oidc.clientCredentialsGrant(config)).access_token;
-    const { tokens: actorUserTokens } = await signIn(ts, webConfig, await createUser(ts), { scope: 'openid' });
-    const withActor = await oidc.genericGrantRequest(config, TOKEN_EXCHANGE, {
-      subject_token: tokens.access_token,
-      subject_token_type: AT_TYPE,
-      actor_token: actorUserTokens.access_token,
-      actor_token_type: AT_TYPE,
-      resource: OTHER_API,
-    });
-    const { payload: acted } = await jwtVerify(withActor.access_token, jwks, { audience: OTHER_API });
-    assert.equal(acted.sub, user.id);
-    assert.deepEqual((acted.act as { sub: string }).sub, actorUserTokens.claims()!.sub);
-    assert.ok(actorToken);
-
-    // A JWT access token we issued can itself be the subject token.
-    const again = await oidc.genericGrantRequest(config, TOKEN_EXCHANGE, {
-      subject_token: exchanged.access_token,
-      subject_token_type: AT_TYPE,
-      resource: API,
-      scope: 'read',
-    });
-    const { payload: p3 } = await jwtVerify(again.access_token, jwks, { audience: API });
-    assert.equal(p3.sub, user.id);
-  });
-
-  it('token exchange rejects what the RFC says to reject', async () => {
-    const user = await createUser(ts);
-    const web = await registerClient(ts, {}, true);
-    const { tokens } = await signIn(ts, await rpConfig(ts, web), user, { scope: 'openid' });
-    const { config } = await machine({ grant_types: ['client_credentials', TOKEN_EXCHANGE] });
-    const { config: notAllowed } = await machine();
-    const base = { subject_token: tokens.access_token, subject_token_type: AT_TYPE, resource: OTHER_API };
-    const expectError = (code: string) => (e: oidc.ResponseBodyError) => e.error === code;
-
-    await assert.rejects(oidc.genericGrantRequest(notAllowed, TOKEN_EXCHANGE, base), (e: oidc.ResponseBodyError) =>
-      ['unauthorized_client', 'invalid_request'].includes(e.error));
-    await assert.rejects(oidc.genericGrantRequest(config, TOKEN_EXCHANGE, { ...base, subject_token: 'not-a-token' }), expectError('invalid_request'));
-    await assert.rejects(
-      oidc.genericGrantRequest(config, TOKEN_EXCHANGE, { ...base, subject_token_type: 'urn:ietf:params:oauth:token-type:saml2' }),
-      expectError('invalid_request'),
-    );
-    await assert.rejects(oidc.genericGrantRequest(config, TOKEN_EXCHANGE, { ...base, resource: 'https://nope.test' }), expectError('invalid_target'));
-    await assert.rejects(oidc.genericGrantRequest(config, TOKEN_EXCHANGE, { ...base, scope: 'write' }), expectError('invalid_scope'));
-    await assert.rejects(
-      oidc.genericGrantRequest(config, TOKEN_EXCHANGE, { ...base, requested_token_type: 'urn:ietf:params:oauth:token-type:refresh_token' }),
-      expectError('invalid_request'),
-    );
-    await assert.rejects(
-      oidc.genericGrantRequest(config, TOKEN_EXCHANGE, { subject_token_type: AT_TYPE, resource: OTHER_API }),
-      expectError('invalid_request'),
-    );
   });
 });

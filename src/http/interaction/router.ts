@@ -332,7 +332,10 @@ export function interactionRoutes(deps: InteractionDeps) {
       grant!.addResourceScope(indicator, scopes.join(' '));
     }
     const grantId = await grant!.save();
-    await finish(ctx, { consent: { grantId } });
+    // The sign-in of this authorization came in the previous submission; without it in this
+    // result a requested prompt=login counts as unanswered and the login page comes back forever.
+    const login = details.lastSubmission?.login;
+    await finish(ctx, { ...(login ? { login } : {}), consent: { grantId } });
   }
 
   router.post('/confirm', form, async (ctx) => {

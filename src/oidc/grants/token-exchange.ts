@@ -1,7 +1,9 @@
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
-import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Accounts } from '../../domain/accounts.ts';
 import type { ResourceServers } from '../../domain/resource-servers.ts';
+import { SUBJECT_GRANT_ID } from '../adapter.ts';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -10,55 +12,144 @@ const PARAMS = [
   'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'resource',
   'audience', 'scope',
 ];
+/** The JWT access token claim naming the grant a user's token was issued under (see jwtGrantReference). */
+const GRANT_CLAIM = 'grant_id';
+/** Admin API scopes are only ever issued to client_credentials grants, never by an exchange. */
+const isAdminScope = (scope: string) => scope.startsWith('iam.');
 
-interface VerifiedToken {
-  sub: string;
+type Grant = InstanceType<Provider['Grant']>;
+
+/** A user's token: what the user granted, and until when the token lives. */
+interface UserSubject {
+  kind: 'user';
+  accountId: string;
   clientId: string;
-  scopes: Set<string>;
+  grant: Grant;
+  /** A JWT caps the exchange at its own scopes; an opaque token at its grant's. */
+  scopeCap: Set<string> | undefined;
+  exp: number;
 }
+
+/** A client's own (client_credentials) token: no user behind it. */
+interface ClientSubject {
+  kind: 'client';
+  clientId: string;
+  scopeCap: Set<string>;
+  exp: number;
+}
+
+type Subject = UserSubject | ClientSubject;
 
 /** The state ttl/extra-claims hooks read while the exchanged token is being built. */
 export interface ExchangeState {
   act?: { sub: string; client_id: string };
 }
 
+const tokenEnded = (label: string) => new errors.InvalidGrant(`the authorization behind ${label} has ended`);
+const tokenInvalid = (label: string) => new errors.InvalidRequest(`${label} is invalid or expired`);
+
+/**
+ * JWT access tokens of a user name their grant, so an exchange can find what the user granted and
+ * whether it still stands (a JWT itself cannot be revoked). Exchanged tokens name the subject's grant.
+ */
+export function jwtGrantReference(): Configuration {
+  return {
+    formats: {
+      customizers: {
+        jwt: async (_ctx, token, jwt) => {
+          if (token.kind !== 'AccessToken') return;
+          const t = token as unknown as Record<string, unknown>;
+          const grantId = t.grantId ?? t[SUBJECT_GRANT_ID];
+          if (typeof grantId === 'string') jwt.payload[GRANT_CLAIM] = grantId;
+        },
+      },
+    },
+  };
+}
+
 /**
  * RFC 8693 token exchange: an active access token we issued (opaque, or a JWT signed with our
- * keys) is exchanged for an access token for another registered resource server. The subject is
- * kept; an actor_token adds an `act` claim. Errors use the RFC's codes: invalid_request for a bad
- * or unacceptable token, invalid_target for an unknown resource, invalid_scope for scopes beyond
- * what the resource server defines or the subject token carries.
+ * keys) is exchanged for an access token for another registered resource server. The new token
+ * never carries more than the subject was given: for a user, the scopes the user granted for the
+ * target resource (capped at a JWT subject's own scopes); for a client, its own token's scopes. It
+ * lives no longer than the subject token, and a user's exchanged token is stored under the
+ * subject's grant, so whatever ends that grant (revocation, logout, password reset, suspension)
+ * ends it too.
+ *
+ * Errors: invalid_request for a missing, unknown, expired or forged token (RFC 8693 section 2.2.2);
+ * invalid_grant for a genuine token whose authorization has ended (account no longer active, grant
+ * revoked; RFC 6749 section 5.2); invalid_target for an unknown resource or one the subject holds
+ * nothing for; invalid_scope for scopes beyond what the subject was granted.
  */
 export function registerTokenExchange(
   provider: Provider,
-  deps: { resourceServers: ResourceServers; publicJwks: JSONWebKeySet },
+  deps: { resourceServers: ResourceServers; publicJwks: JSONWebKeySet; accounts: Pick<Accounts, 'findActive'> },
 ): void {
   const jwks = createLocalJWKSet(deps.publicJwks);
 
-  async function verify(value: unknown, type: unknown, label: string): Promise<VerifiedToken> {
+  // The provider's AccessToken plus one stored field: the grant of the subject an exchanged token
+  // was made from. The adapter files the row under that grant and checks the grant on every read.
+  class AccessToken extends provider.AccessToken {
+    static override IN_PAYLOAD = [...provider.AccessToken.IN_PAYLOAD, SUBJECT_GRANT_ID];
+  }
+
+  /** The grant a user's token stands on, if it still exists and is the user's. */
+  async function liveGrant(grantId: unknown, accountId: string): Promise<Grant | undefined> {
+    if (typeof grantId !== 'string' || !grantId) return undefined;
+    const grant = await provider.Grant.find(grantId);
+    return grant && grant.accountId === accountId ? grant : undefined;
+  }
+
+  /** A user's token counts only while its grant stands and the account is active. */
+  async function userSubject(
+    label: string,
+    token: { accountId: string; clientId: string; grantId: unknown; scopeCap: Set<string> | undefined; exp: number },
+  ): Promise<UserSubject> {
+    const grant = await liveGrant(token.grantId, token.accountId);
+    if (!grant) throw tokenEnded(label);
+    if (!(await deps.accounts.findActive(token.accountId))) throw tokenEnded(label);
+    const { accountId, clientId, scopeCap, exp } = token;
+    return { kind: 'user', accountId, clientId, grant, scopeCap, exp };
+  }
+
+  async function clientSubject(clientId: string, scopes: Set<string>, exp: number, label: string): Promise<ClientSubject> {
+    if (!(await provider.Client.find(clientId))) throw tokenEnded(label);
+    return { kind: 'client', clientId, scopeCap: scopes, exp };
+  }
+
+  async function verifyJwt(value: string, label: string): Promise<Subject> {
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(value, jwks, { issuer: provider.issuer, typ: 'at+jwt' }));
+    } catch {
+      throw tokenInvalid(label);
+    }
+    const { sub, client_id: clientId, exp } = payload;
+    if (typeof sub !== 'string' || typeof clientId !== 'string' || typeof exp !== 'number') throw tokenInvalid(label);
+    const scopes = new Set(typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : []);
+    if (payload[GRANT_CLAIM] !== undefined) {
+      return userSubject(label, { accountId: sub, clientId, grantId: payload[GRANT_CLAIM], scopeCap: scopes, exp });
+    }
+    // Without a grant it is a client's own token (sub = client_id); a user's JWT always names its grant.
+    if (sub !== clientId) throw tokenInvalid(label);
+    return clientSubject(clientId, scopes, exp, label);
+  }
+
+  async function verify(value: unknown, type: unknown, label: string): Promise<Subject> {
     if (typeof value !== 'string' || !value) throw new errors.InvalidRequest(`${label} missing`);
     if (type !== ACCESS_TOKEN_TYPE && type !== JWT_TOKEN_TYPE) {
       throw new errors.InvalidRequest(`unsupported ${label}_type`);
     }
-    if (value.split('.').length === 3) {
-      try {
-        const { payload } = await jwtVerify(value, jwks, { issuer: provider.issuer, typ: 'at+jwt' });
-        if (typeof payload.sub !== 'string' || typeof payload.client_id !== 'string') throw new Error('claims');
-        return {
-          sub: payload.sub,
-          clientId: payload.client_id,
-          scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
-        };
-      } catch {
-        throw new errors.InvalidRequest(`${label} is invalid or expired`);
-      }
+    if (value.split('.').length === 3) return verifyJwt(value, label);
+
+    const token = await AccessToken.find(value);
+    if (token?.isValid && token.accountId) {
+      const grantId = token.grantId ?? (token as unknown as Record<string, unknown>)[SUBJECT_GRANT_ID];
+      return userSubject(label, { accountId: token.accountId, clientId: token.clientId!, grantId, scopeCap: undefined, exp: token.exp! });
     }
-    const token = await provider.AccessToken.find(value);
-    if (!token || !token.isValid || !token.accountId) throw new errors.InvalidRequest(`${label} is invalid or expired`);
-    if (token.grantId && !(await provider.Grant.find(token.grantId))) {
-      throw new errors.InvalidRequest(`${label} is invalid or expired`);
-    }
-    return { sub: token.accountId, clientId: token.clientId!, scopes: token.scopes };
+    const machine = token ? undefined : await provider.ClientCredentials.find(value);
+    if (machine?.isValid) return clientSubject(machine.clientId!, machine.scopes, machine.exp!, label);
+    throw tokenInvalid(label);
   }
 
   async function handler(ctx: KoaContextWithOIDC): Promise<void> {
@@ -71,40 +162,68 @@ export function registerTokenExchange(
       ? await verify(params.actor_token, params.actor_token_type, 'actor_token')
       : undefined;
     if (!params.actor_token && params.actor_token_type) throw new errors.InvalidRequest('actor_token missing');
+    const client = ctx.oidc.client!;
+    // Another client presenting a client's token would act as that client towards the target.
+    if (subject.kind === 'client' && subject.clientId !== client.clientId) {
+      throw new errors.InvalidRequest('a client_credentials token can only be exchanged by its own client');
+    }
 
     const resource = params.resource ?? params.audience;
     if (typeof resource !== 'string') throw new errors.InvalidTarget('exactly one registered resource is required');
     const server = await deps.resourceServers.find(resource);
     if (!server) throw new errors.InvalidTarget('resource indicator is not registered');
 
-    const allowed = new Set(server.scopes);
-    const requested = typeof params.scope === 'string' && params.scope ? params.scope.split(' ') : undefined;
-    const outside = (requested ?? []).filter((s) => !allowed.has(s));
-    if (outside.length) throw new errors.InvalidScope('requested scope is not defined by the resource server', outside.join(' '));
-    const client = ctx.oidc.client!;
-    const clientAllowed = client.scope ? new Set(client.scope.split(' ')) : undefined;
-    const scopes = (requested ?? [...subject.scopes].filter((s) => allowed.has(s))).filter(
-      (s) => !clientAllowed || clientAllowed.has(s),
-    );
+    const defined = new Set(server.scopes);
+    const requested = typeof params.scope === 'string' && params.scope ? params.scope.split(' ').filter(Boolean) : undefined;
+    const undefinedScopes = (requested ?? []).filter((s) => !defined.has(s) || isAdminScope(s));
+    if (undefinedScopes.length) {
+      throw new errors.InvalidScope('requested scope is not defined by the resource server', undefinedScopes.join(' '));
+    }
 
-    // No grantId: the exchanged token belongs to this client, not to the subject token's grant.
-    const token = new provider.AccessToken({
-      grantId: undefined as unknown as string,
-      accountId: subject.sub,
-      client,
-      gty: 'token_exchange',
-      scope: scopes.join(' ') || undefined,
-    });
-    token.resourceServer = new provider.ResourceServer(server.identifier, {
+    // What the subject may carry to this resource: a user's grant for it, a client's own scopes;
+    // never beyond what the exchanging client was registered for.
+    const held = subject.kind === 'user' ? subject.grant.getResourceScope(server.identifier).split(' ') : [...server.scopes];
+    const clientAllowed = client.scope ? new Set(client.scope.split(' ')) : undefined;
+    const permitted = new Set(
+      held.filter((s) => s && defined.has(s) && !isAdminScope(s)
+        && (!subject.scopeCap || subject.scopeCap.has(s))
+        && (!clientAllowed || clientAllowed.has(s))),
+    );
+    const beyond = (requested ?? []).filter((s) => !permitted.has(s));
+    if (beyond.length) throw new errors.InvalidScope('requested scope exceeds what the subject was granted', beyond.join(' '));
+    const scopes = requested ?? [...permitted];
+    if (!scopes.length) throw new errors.InvalidTarget('the subject holds no scope for this resource');
+
+    const resourceServer = new provider.ResourceServer(server.identifier, {
       audience: server.identifier,
       scope: server.scopes.join(' '),
       accessTokenFormat: server.accessTokenFormat,
       accessTokenTTL: server.accessTokenTtl,
       ...(server.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'ES256' } } } : {}),
     });
-    if (actor) (ctx.state as ExchangeState).act = { sub: actor.sub, client_id: actor.clientId };
+    // A user's exchanged token is filed under the subject's grant (see AccessToken above); a
+    // client's is a client_credentials token of that client, with no account behind it.
+    const token = subject.kind === 'user'
+      ? new AccessToken({
+          grantId: undefined as unknown as string,
+          [SUBJECT_GRANT_ID]: subject.grant.jti,
+          accountId: subject.accountId,
+          client,
+          gty: 'token_exchange',
+          scope: scopes.join(' '),
+        })
+      : Object.assign(new provider.ClientCredentials({ client, scope: scopes.join(' ') }), { gty: 'token_exchange' });
+    token.resourceServer = resourceServer;
+    // The new token ends no later than the subject token.
+    const remaining = subject.exp - Math.floor(Date.now() / 1000);
+    if (remaining <= 0) throw tokenInvalid('subject_token');
+    (token as unknown as { expiresIn: number }).expiresIn = Math.min(token.expiration, remaining);
+    if (actor) {
+      const sub = actor.kind === 'user' ? actor.accountId : actor.clientId;
+      (ctx.state as ExchangeState).act = { sub, client_id: actor.clientId };
+    }
 
-    ctx.oidc.entity('AccessToken', token);
+    ctx.oidc.entity(token.kind, token);
     const value = await token.save();
     ctx.body = {
       access_token: value,
