@@ -73,6 +73,14 @@ export async function createServices(config: AppConfig, logger: Logger) {
       cookieTtlSeconds: config.SESSION_TTL_SECONDS,
     },
   });
+  // Every entry point (server, CLI, bench) stops here, with one line, when the key does not match.
+  try {
+    await keys.checkKeyEncryptionKey();
+  } catch (err) {
+    await ephemeral.close();
+    await db.destroy();
+    throw err;
+  }
   const accounts = createAccounts({
     users: repos.users,
     hasher,

@@ -53,6 +53,12 @@ export class AppError extends Error {
   }
 }
 
+/**
+ * A boot that cannot go on for a reason the operator must fix (a setting that does not match the
+ * store). Entry points print its message as one line, without a stack trace, and exit 1.
+ */
+export class StartupError extends Error {}
+
 /** PostgreSQL's unique_violation, from pg or PGlite. */
 export function isUniqueViolation(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === '23505';
