@@ -18,6 +18,8 @@ export class MemoryStore implements EphemeralStore {
   readonly #map = new Map<string, Entry>();
   /** Keys of cache records, oldest first: the only ones eviction may take. */
   readonly #evictable = new Set<string>();
+  /** When a full store last scanned for expired entries; a scan per refused write would be costly. */
+  #lastFullPurge = 0;
   readonly #bus = new EventEmitter();
   readonly #timer: NodeJS.Timeout;
 
@@ -50,7 +52,10 @@ export class MemoryStore implements EphemeralStore {
 
   #put(key: string, value: string, ttlSeconds: number, evictable = false): void {
     if (this.#map.size >= this.maxEntries && !this.#map.has(key)) {
-      this.#purge();
+      if (Date.now() - this.#lastFullPurge >= 1000) {
+        this.#lastFullPurge = Date.now();
+        this.#purge();
+      }
       if (this.#map.size >= this.maxEntries) {
         // Still full: only a cache record may make room (a Set keeps insertion order).
         const oldest = this.#evictable.values().next();
