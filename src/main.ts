@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from './config/load.ts';
+import { StartupError } from './domain/errors.ts';
 import { createLogger } from './infra/logger.ts';
 import { startServer } from './runtime.ts';
 
@@ -35,6 +36,10 @@ async function main() {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof StartupError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`fatal: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
 });

@@ -38,7 +38,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
   const db: Db = createDb({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: config.DB_POOL_MAX });
   const applied = await migrateLatest(db);
   if (applied.length) logger.info({ applied }, 'migrations applied');
-  const ephemeral = createEphemeralStore(config.REDIS_URL, config.REDIS_KEY_PREFIX);
+  const ephemeral = createEphemeralStore(config.REDIS_URL, config.REDIS_KEY_PREFIX, config.MEMORY_STORE_MAX_ENTRIES);
   const box = new SecretBox(resolveKeyEncryptionKey(config.KEY_ENCRYPTION_KEY, config.DATA_DIR, logger));
   const repos = {
     users: createUsersRepo(db),
@@ -73,6 +73,14 @@ export async function createServices(config: AppConfig, logger: Logger) {
       cookieTtlSeconds: config.SESSION_TTL_SECONDS,
     },
   });
+  // Every entry point (server, CLI, bench) stops here, with one line, when the key does not match.
+  try {
+    await keys.checkKeyEncryptionKey();
+  } catch (err) {
+    await ephemeral.close();
+    await db.destroy();
+    throw err;
+  }
   const accounts = createAccounts({
     users: repos.users,
     hasher,

@@ -38,6 +38,7 @@ export const configSchema = z
     DATABASE_URL: postgresUrl.optional(),
     REDIS_URL: redisUrl.optional(),
     REDIS_KEY_PREFIX: z.string().max(64).default('idp:'),
+    MEMORY_STORE_MAX_ENTRIES: int(10, 10_000_000).default(100_000),
     DATA_DIR: z.string().min(1).default('./data'),
     KEY_ENCRYPTION_KEY: z
       .string()

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   IDENT_OTP_DAILY_QUOTA: { status: 429, meaning: 'The daily number of codes for this address or number is used up' },
   IDENT_OTP_LOCKED: { status: 429, meaning: 'Too many wrong codes; locked for this flow for 15 minutes' },
   IDENT_INTERNAL: { status: 500, meaning: 'Unexpected server error (details are logged, never returned)' },
+  IDENT_UNAVAILABLE: { status: 503, meaning: 'The server cannot keep the security records this request needs (its short-lived store is full); retry later' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -52,6 +53,12 @@ export class AppError extends Error {
     this.detail = detail;
   }
 }
+
+/**
+ * A boot that cannot go on for a reason the operator must fix (a setting that does not match the
+ * store). Entry points print its message as one line, without a stack trace, and exit 1.
+ */
+export class StartupError extends Error {}
 
 /** PostgreSQL's unique_violation, from pg or PGlite. */
 export function isUniqueViolation(err: unknown): boolean {

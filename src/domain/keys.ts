@@ -1,6 +1,7 @@
 import { createHash, generateKeyPairSync, randomBytes, type JsonWebKey } from 'node:crypto';
 import type { SecretBox } from '../infra/crypto.ts';
 import type { ServerKeyRow, ServerKeysRepo } from '../repos/server-keys.ts';
+import { StartupError } from './errors.ts';
 
 export const SIGNING_ALGS = ['RS256', 'ES256'] as const;
 type SigningAlg = (typeof SIGNING_ALGS)[number];
@@ -71,12 +72,34 @@ export function createKeyService(deps: { repo: ServerKeysRepo; box: SecretBox; t
   }
 
   return {
-    /** First boot: create the signing and cookie keys, active at once. */
+    /**
+     * First boot: create the signing and cookie keys, active at once. Under a lock, so instances
+     * booting together on one empty database make one key set, not one each.
+     */
     async ensureKeys(): Promise<boolean> {
-      const live = await repo.listLive();
-      if (live.some((k) => k.use === 'sig') && live.some((k) => k.use === 'cookie')) return false;
-      await repo.insert(sealedRows(new Date()));
-      return true;
+      return repo.underGenerationLock(async (trx) => {
+        const live = await repo.listLive(trx);
+        if (live.some((k) => k.use === 'sig') && live.some((k) => k.use === 'cookie')) return false;
+        await repo.insert(sealedRows(new Date()), trx);
+        return true;
+      });
+    },
+
+    /**
+     * Stops the boot with a plain message when KEY_ENCRYPTION_KEY cannot open the stored keys
+     * (they were sealed with another one), instead of a decipher error deep in the first load.
+     */
+    async checkKeyEncryptionKey(): Promise<void> {
+      for (const k of await repo.listLive()) {
+        try {
+          box.decrypt(k.private_sealed, `server_keys:${k.kid}`);
+        } catch {
+          throw new StartupError(
+            'KEY_ENCRYPTION_KEY does not open the stored signing keys: they were sealed with another key. ' +
+              'Start with the KEY_ENCRYPTION_KEY that sealed them (without one, the key-encryption-key file in DATA_DIR).',
+          );
+        }
+      }
     },
 
     /**

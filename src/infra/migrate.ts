@@ -1,9 +1,11 @@
 import type { Knex } from 'knex';
+import pg from 'pg';
 import * as core from '../../migrations/0001_core.ts';
 import * as idempotency from '../../migrations/0002_idempotency.ts';
 import * as events from '../../migrations/0003_events.ts';
 import * as outbox from '../../migrations/0004_outbox.ts';
 import * as accountLifecycle from '../../migrations/0005_account_lifecycle.ts';
+import * as digestedTokenIds from '../../migrations/0006_digested_token_ids.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -18,6 +20,7 @@ const migrations: Record<string, Migration> = {
   '0003_events': events,
   '0004_outbox': outbox,
   '0005_account_lifecycle': accountLifecycle,
+  '0006_digested_token_ids': digestedTokenIds,
 };
 
 const source: Knex.MigrationSource<string> = {
@@ -26,7 +29,31 @@ const source: Knex.MigrationSource<string> = {
   getMigration: async (name) => migrations[name] as Migration,
 };
 
-export async function migrateLatest(db: Knex): Promise<string[]> {
+// Any constant of our own, distinct from the sweeper's and the key generation's.
+const MIGRATION_LOCK = 0x1d9_3a1;
+
+async function latest(db: Knex): Promise<string[]> {
   const [, applied] = (await db.migrate.latest({ migrationSource: source })) as [number, string[]];
   return applied;
+}
+
+/**
+ * Instances booting together on one empty PostgreSQL database would both create knex's own
+ * bookkeeping tables and collide (knex's migration lock lives in one of them). A session advisory
+ * lock, held on a connection of its own outside the pool (so DB_POOL_MAX=1 still works), makes
+ * them take turns; the second then finds nothing to do. PGlite is one process: no lock needed.
+ */
+export async function migrateLatest(db: Knex): Promise<string[]> {
+  if (db.client.config.client !== 'pg') return latest(db);
+  // Knex keeps DATABASE_URL parsed into pg's own connection settings.
+  const connection = db.client.config.connection as string | pg.ClientConfig;
+  const lock = new pg.Client(typeof connection === 'string' ? { connectionString: connection } : connection);
+  await lock.connect();
+  try {
+    await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    return await latest(db);
+  } finally {
+    // Ending the session releases its advisory lock.
+    await lock.end();
+  }
 }

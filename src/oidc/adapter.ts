@@ -22,6 +22,30 @@ const GRANTABLE = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'B
  */
 export const SUBJECT_GRANT_ID = 'subjectGrantId';
 
+/**
+ * Models whose id is a bearer value presented by a client: the row is stored under a keyed digest
+ * of it, and the payload without its `jti` (restored from the presented value on find), so a
+ * database dump holds no working token. They are all looked up by id only.
+ * Not digested: Session and Interaction (their ids travel only in cookies signed with the cookie
+ * keys, which are sealed under KEY_ENCRYPTION_KEY; a Session is also loaded by uid, which must
+ * give back its id), Grant (its id is not a credential and other rows refer to it), ReplayDetection
+ * (already a hash), DeviceCode (the device flow is off; it is loaded by user code and then saved
+ * under its id, which a digest could not give back).
+ */
+export const DIGESTED_MODELS = new Set([
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'ClientCredentials',
+  'BackchannelAuthenticationRequest',
+  'PushedAuthorizationRequest',
+  'RegistrationAccessToken',
+  'InitialAccessToken',
+]);
+
+/** Keyed digest of a bearer value (SecretBox.digest with a fixed purpose). */
+export type TokenDigest = (value: string) => string;
+
 function epoch(d: Date): number {
   return Math.floor(d.getTime() / 1000);
 }
@@ -31,19 +55,29 @@ class PayloadAdapter implements Adapter {
   private readonly model: string;
   private readonly repo: OidcPayloadsRepo;
   private readonly lookups: LookupBatcher;
+  /** Maps a presented id to the stored one: a digest for bearer models, itself otherwise. */
+  private readonly key: (id: string) => string;
+  private readonly digested: boolean;
 
-  constructor(model: string, repo: OidcPayloadsRepo, lookups: LookupBatcher) {
+  constructor(model: string, repo: OidcPayloadsRepo, lookups: LookupBatcher, digest: TokenDigest) {
     this.model = model;
     this.repo = repo;
     this.lookups = lookups;
+    this.digested = DIGESTED_MODELS.has(model);
+    this.key = this.digested ? digest : (id) => id;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
+    let stored = payload;
+    if (this.digested) {
+      const { jti: _jti, ...rest } = payload;
+      stored = rest;
+    }
     await this.repo.upsert(
       this.model,
-      id,
-      payload,
+      this.key(id),
+      stored,
       expiresAt,
       {
         grantId: payload.grantId ?? (payload[SUBJECT_GRANT_ID] as string | undefined),
@@ -57,7 +91,9 @@ class PayloadAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const payload = this.#out(await this.lookups.find(this.model, id));
+    const found = this.#out(await this.lookups.find(this.model, this.key(id)));
+    // The stored payload of a bearer model has no jti: the presented value is it.
+    const payload: AdapterPayload | undefined = found && this.digested ? { ...found, jti: id } : found;
     const subjectGrantId = payload?.[SUBJECT_GRANT_ID];
     if (typeof subjectGrantId === 'string') {
       // Closes the gap between a concurrent revocation and the exchange that saved this token.
@@ -80,9 +116,9 @@ class PayloadAdapter implements Adapter {
    * reuse, so the whole grant is revoked, as the provider does for a token it sees consumed.
    */
   async consume(id: string): Promise<void> {
-    if (await this.repo.consume(this.model, id)) return;
+    if (await this.repo.consume(this.model, this.key(id))) return;
     if (GRANTABLE.has(this.model)) {
-      const grantId = await this.repo.grantIdOf(this.model, id);
+      const grantId = await this.repo.grantIdOf(this.model, this.key(id));
       if (grantId) {
         await this.repo.revokeByGrantId(grantId);
         // The Grant row's payload has no grantId (its id is the grant id), so revokeByGrantId
@@ -94,7 +130,7 @@ class PayloadAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await this.repo.destroy(this.model, id);
+    await this.repo.destroy(this.model, this.key(id));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
@@ -148,8 +184,10 @@ class ClientTableAdapter implements Adapter {
   async revokeByGrantId(): Promise<void> {}
 }
 
-export function createAdapterFactory(deps: { payloads: OidcPayloadsRepo; clients: ClientSource }) {
+export function createAdapterFactory(deps: { payloads: OidcPayloadsRepo; clients: ClientSource; digest: TokenDigest }) {
   const lookups = createLookupBatcher(deps.payloads);
   return (model: string): Adapter =>
-    model === 'Client' ? new ClientTableAdapter(deps.clients) : new PayloadAdapter(model, deps.payloads, lookups);
+    model === 'Client'
+      ? new ClientTableAdapter(deps.clients)
+      : new PayloadAdapter(model, deps.payloads, lookups, deps.digest);
 }

@@ -46,7 +46,11 @@ function merge(...parts: Configuration[]): Configuration {
 export function createProvider(deps: ProviderDeps): Provider {
   const configuration = merge(
     {
-      adapter: createAdapterFactory({ payloads: deps.payloads, clients: deps.clients }),
+      adapter: createAdapterFactory({
+        payloads: deps.payloads,
+        clients: deps.clients,
+        digest: (value) => deps.box.digest(value, 'oidc-token-id'),
+      }),
       jwks: deps.keys.jwks as Configuration['jwks'],
       cookies: {
         keys: deps.keys.cookieKeys,

@@ -12,12 +12,26 @@ export interface ServerKeyRow {
   retires_at: Date | null;
 }
 
+// Any constant of our own; the sweeper uses another. Taken per transaction, so a crash frees it.
+const KEY_GENERATION_LOCK = 0x1d9_6e7;
+
 export function createServerKeysRepo(db: Knex) {
-  const table = () => db<ServerKeyRow>('server_keys');
+  const table = (trx?: Knex.Transaction) => (trx ?? db)<ServerKeyRow>('server_keys');
   return {
+    /**
+     * Runs `work` in a transaction holding the key-generation lock: instances booting together on
+     * one empty database take turns, so the second finds the keys the first made. PGlite has one
+     * connection, where the lock is granted at once.
+     */
+    async underGenerationLock<T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+      return db.transaction(async (trx) => {
+        await trx.raw('select pg_advisory_xact_lock(?)', [KEY_GENERATION_LOCK]);
+        return work(trx);
+      });
+    },
     /** Keys not yet retired, newest first. */
-    async listLive(): Promise<ServerKeyRow[]> {
-      return table()
+    async listLive(trx?: Knex.Transaction): Promise<ServerKeyRow[]> {
+      return table(trx)
         .where((q) => q.whereNull('retires_at').orWhere('retires_at', '>', db.fn.now()))
         .orderBy('created_at', 'desc')
         .orderBy('kid', 'desc');

@@ -6,7 +6,8 @@ import { errors, type AdapterPayload } from 'oidc-provider';
 import type { KeyService } from '../../src/domain/keys.ts';
 import { createLogger } from '../../src/infra/logger.ts';
 import { createSweeper } from '../../src/oidc/sweeper.ts';
-import { createTestDb, type TestDb } from '../helpers/db.ts';
+import { DIGESTED_MODELS } from '../../src/oidc/adapter.ts';
+import { allRowsAsText, createTestDb, type TestDb } from '../helpers/db.ts';
 import { onPostgres } from '../helpers/server.ts';
 
 const id = () => randomUUID();
@@ -123,8 +124,8 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
       assert.equal(found?.scope, 'openid offline_access');
       assert.equal(found?.old, undefined, 'the second payload replaces the first, not merged key by key');
       assert.equal(found?.consumed, consumed, 'upsert must never clear consumed');
-      assert.equal(await count({ model: 'RefreshToken', id: jti }), 1);
-      const [row] = await rows({ model: 'RefreshToken', id: jti });
+      assert.equal(await count({ model: 'RefreshToken', id: t.storedId('RefreshToken', jti) }), 1);
+      const [row] = await rows({ model: 'RefreshToken', id: t.storedId('RefreshToken', jti) });
       const ttl = (new Date(row.expires_at).getTime() - Date.now()) / 1000;
       assert.ok(ttl > 7000 && ttl <= 7200, `the second upsert's expiry wins (ttl ${ttl})`);
     });
@@ -151,9 +152,10 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
 
       // Inserted already expired through the repo.
       const past = id();
-      await t.payloads.upsert('AuthorizationCode', past, { jti: past }, new Date(Date.now() - 5_000), {});
+      const pastId = t.storedId('AuthorizationCode', past);
+      await t.payloads.upsert('AuthorizationCode', pastId, {}, new Date(Date.now() - 5_000), {});
       assert.equal(await adapter.find(past), undefined);
-      assert.equal(await count({ model: 'AuthorizationCode', id: past }), 1, 'hidden, not deleted');
+      assert.equal(await count({ model: 'AuthorizationCode', id: pastId }), 1, 'hidden, not deleted');
 
       await sleep(1_200);
       assert.equal(await adapter.find(jti), undefined, 'expiresIn is in seconds');
@@ -190,7 +192,7 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
       await assert.rejects(adapter.upsert(jti, { jti, kind: 'AuthorizationCode', nonce: 'a\u0000b' }, 600));
       await assert.rejects(adapter.upsert(jti, { jti, extra: { ['k\u0000']: 1 } }, 600), 'in a key as well');
       assert.equal(await adapter.find(jti), undefined);
-      assert.equal(await count({ model: 'AuthorizationCode', id: jti }), 0);
+      assert.equal(await count({ model: 'AuthorizationCode', id: t.storedId('AuthorizationCode', jti) }), 0);
     });
 
     it('accepts the six characters \\u0000 as text (only a real NUL is refused)', async () => {
@@ -199,6 +201,39 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
       const payload = { jti, nonce: '\\u0000', redirectUri: 'x\\\\u0000y' };
       await adapter.upsert(jti, payload, 600);
       assert.deepEqual(await adapter.find(jti), payload);
+    });
+  });
+
+  describe('bearer values at rest', () => {
+    for (const model of DIGESTED_MODELS) {
+      it(`a ${model} is stored under a keyed digest, with no jti in its payload, and works by its value`, async () => {
+        const adapter = t.adapterFor(model);
+        const grantId = id();
+        const value = id();
+        await adapter.upsert(value, { jti: value, kind: model, grantId, accountId: 'acc-1', scope: 'openid' }, 600);
+
+        const dump = await allRowsAsText(t.db);
+        assert.equal(dump.includes(value), false, 'no table holds the value');
+        const [row] = await rows({ model, grant_id: grantId });
+        assert.ok(row, 'the row is there, keyed by grant as before');
+        assert.equal(row.id, t.storedId(model, value));
+
+        assert.deepEqual(await adapter.find(value), { jti: value, kind: model, grantId, accountId: 'acc-1', scope: 'openid' });
+        assert.equal(await adapter.find(row.id), undefined, 'the stored id itself is not a working token');
+        await adapter.consume(value);
+        assert.equal(typeof (await adapter.find(value))?.consumed, 'number');
+        await adapter.destroy(value);
+        assert.equal(await adapter.find(value), undefined);
+      });
+    }
+
+    it('Session, Interaction and Grant keep their ids (cookies signed with sealed keys; a grant id is no credential)', async () => {
+      for (const model of ['Session', 'Interaction', 'Grant']) {
+        const value = id();
+        await t.adapterFor(model).upsert(value, { jti: value, kind: model, uid: id() }, 600);
+        assert.equal(await count({ model, id: value }), 1, model);
+        assert.equal((await t.adapterFor(model).find(value))?.jti, value);
+      }
     });
   });
 

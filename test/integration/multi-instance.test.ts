@@ -3,7 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { decodeProtectedHeader } from 'jose';
 import * as oidc from 'openid-client';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
-import { onPostgres, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { createDb } from '../../src/infra/db.ts';
+import { migrateLatest } from '../../src/infra/migrate.ts';
+import { createTestStore, onPostgres, startTestServer, stopAndDestroy, type TestServer, type TestStore } from '../helpers/server.ts';
 
 // Several instances share PostgreSQL and Redis and nothing else; the embedded store is single-instance.
 describe('two instances behind one load balancer', { skip: !onPostgres && 'needs PostgreSQL + Redis (DATABASE_URL, REDIS_URL)' }, () => {
@@ -78,5 +80,42 @@ describe('two instances behind one load balancer', { skip: !onPostgres && 'needs
     assert.equal(jwksA.keys.length, 4, 'old and new keys published');
     const afterA = decodeProtectedHeader((await signIn(a, config, user)).tokens.id_token!).kid;
     assert.notEqual(afterA, decodeProtectedHeader(before).kid, 'the new key signs');
+  });
+});
+
+describe('two instances booting together on one empty database', {
+  skip: !onPostgres && 'two processes cannot share the embedded store (PGlite files); needs DATABASE_URL',
+}, () => {
+  /** Boots two instances at once on `store`; both must come up and publish one and the same key set. */
+  async function bootTogether(store: TestStore) {
+    const booted = await Promise.allSettled([startTestServer({}, { store }), startTestServer({}, { store })]);
+    try {
+      for (const b of booted) if (b.status === 'rejected') throw b.reason;
+      const [a, b] = booted.map((r) => (r as PromiseFulfilledResult<TestServer>).value);
+      const jwks = async (ts: TestServer) => (await (await fetch(new URL('/jwks', ts.issuer))).json()) as { keys: unknown[] };
+      const fromA = await jwks(a!);
+      assert.equal(fromA.keys.length, 2, 'one RS256 and one ES256 key');
+      assert.deepEqual(await jwks(b!), fromA);
+      const stored = await a!.server.services.db('server_keys').count<{ n: string }[]>({ n: '*' });
+      assert.equal(Number(stored[0]!.n), 3, 'two signing keys and one cookie key, not two sets');
+    } finally {
+      for (const b of booted) if (b.status === 'fulfilled') await b.value.stop();
+      await store.destroy();
+    }
+  }
+
+  it('a fresh database: both migrate in turn and make one key set', async () => {
+    await bootTogether(await createTestStore());
+  });
+
+  it('a database migrated beforehand (`idp migrate`), without keys yet: one key set', async () => {
+    const store = await createTestStore();
+    const db = createDb({ databaseUrl: store.env.DATABASE_URL, dataDir: store.dataDir, poolMax: 1 });
+    try {
+      await migrateLatest(db);
+    } finally {
+      await db.destroy();
+    }
+    await bootTogether(store);
   });
 });

@@ -4,7 +4,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createTestStore, freePort, type TestStore } from '../helpers/server.ts';
+import { randomBytes } from 'node:crypto';
+import { createTestStore, freePort, startTestServer, type TestStore } from '../helpers/server.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const node = process.execPath;
@@ -97,5 +98,34 @@ describe('the server process and the CLI', () => {
     });
     assert.equal(badConfig.status, 1);
     assert.match(badConfig.stderr, /DATABASE_URL/);
+  });
+
+  it('another KEY_ENCRYPTION_KEY than the one that sealed the stored keys stops the server and the CLI with one line', async () => {
+    const own = await createTestStore();
+    try {
+      const keyA = randomBytes(32).toString('base64url');
+      const keyB = randomBytes(32).toString('base64url');
+      const first = await startTestServer({ KEY_ENCRYPTION_KEY: keyA }, { store: own });
+      await first.stop();
+
+      const env = { ...process.env, ...own.env, KEY_ENCRYPTION_KEY: keyB, PORT: String(await freePort()), NODE_ENV: 'test', LOG_LEVEL: 'silent' };
+      const server = spawnSync(node, ['src/main.ts'], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
+      assert.equal(server.status, 1, server.stderr);
+      const lines = server.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line expected:\n${server.stderr}`);
+      assert.match(lines[0]!, /^KEY_ENCRYPTION_KEY does not open the stored signing keys: they were sealed with another key/);
+      assert.doesNotMatch(server.stderr, /decipher|authenticate data|\n\s+at /);
+
+      const cli = spawnSync(node, ['src/cli/main.ts', 'keys', 'rotate'], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
+      assert.equal(cli.status, 1, cli.stderr);
+      assert.match(cli.stderr, /^idp: KEY_ENCRYPTION_KEY does not open the stored signing keys.*\n$/);
+
+      // The right key still boots, and nothing was added under the wrong one.
+      const again = await startTestServer({ KEY_ENCRYPTION_KEY: keyA }, { store: own });
+      assert.equal((await (await fetch(new URL('/jwks', again.issuer))).json()).keys.length, 2);
+      await again.stop();
+    } finally {
+      await own.destroy();
+    }
   });
 });

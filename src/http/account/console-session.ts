@@ -69,7 +69,9 @@ export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox)
     async beginSignIn(ctx: Context, checks: SignInChecks): Promise<void> {
       const id = randomToken(32);
       const key = keyOf('signin', id);
-      await ephemeral.set(key, box.encrypt(JSON.stringify(checks), key), SIGNIN_TTL_SECONDS);
+      // A cache record: dropped when the store is full, the sign-in just has to start again. So a
+      // flood of anonymous visits can push out other sign-ins but never a lockout.
+      await ephemeral.set(key, box.encrypt(JSON.stringify(checks), key), SIGNIN_TTL_SECONDS, { evictable: true });
       ctx.cookies.set(SIGNIN_COOKIE, id, cookieOptions(ctx, SIGNIN_TTL_SECONDS * 1000));
     },
 
@@ -93,7 +95,8 @@ export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox)
       if (ttl <= 0) return;
       const id = randomToken(32);
       const key = keyOf('session', id);
-      await ephemeral.set(key, box.encrypt(JSON.stringify(tokens), key), ttl);
+      // A cache record as well: losing it signs the console out, which is safe.
+      await ephemeral.set(key, box.encrypt(JSON.stringify(tokens), key), ttl, { evictable: true });
       ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(ctx));
     },
 

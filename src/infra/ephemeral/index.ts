@@ -3,7 +3,9 @@ import { RedisStore } from './redis.ts';
 import type { EphemeralStore } from './types.ts';
 
 export type { EphemeralStore };
+export { EphemeralStoreFull } from './types.ts';
 
-export function createEphemeralStore(redisUrl: string | undefined, keyPrefix: string): EphemeralStore {
-  return redisUrl ? new RedisStore(redisUrl, keyPrefix) : new MemoryStore();
+/** Redis when configured; otherwise the in-process store, bounded to `memoryMaxEntries` records. */
+export function createEphemeralStore(redisUrl: string | undefined, keyPrefix: string, memoryMaxEntries?: number): EphemeralStore {
+  return redisUrl ? new RedisStore(redisUrl, keyPrefix) : new MemoryStore(memoryMaxEntries);
 }

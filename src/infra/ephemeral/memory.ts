@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
-import type { EphemeralStore } from './types.ts';
+import { EphemeralStoreFull, type EphemeralStore } from './types.ts';
 
 interface Entry {
   value: string;
@@ -9,11 +9,17 @@ interface Entry {
 
 /**
  * In-process fallback used without REDIS_URL. Correct for a single instance only; the boot log
- * says so. Bounded so a flood of distinct keys cannot exhaust memory.
+ * says so. Bounded so a flood of distinct keys cannot exhaust memory: when full, expired entries
+ * go first, then the oldest cache record; security records are never evicted, a new one is refused
+ * (EphemeralStoreFull) until room comes back.
  */
 export class MemoryStore implements EphemeralStore {
   readonly kind = 'memory' as const;
   readonly #map = new Map<string, Entry>();
+  /** Keys of cache records, oldest first: the only ones eviction may take. */
+  readonly #evictable = new Set<string>();
+  /** When a full store last scanned for expired entries; a scan per refused write would be costly. */
+  #lastFullPurge = 0;
   readonly #bus = new EventEmitter();
   readonly #timer: NodeJS.Timeout;
 
@@ -28,31 +34,46 @@ export class MemoryStore implements EphemeralStore {
   #live(key: string): Entry | undefined {
     const e = this.#map.get(key);
     if (e && e.expiresAt <= Date.now()) {
-      this.#map.delete(key);
+      this.#delete(key);
       return undefined;
     }
     return e;
   }
 
-  #purge(): void {
-    const now = Date.now();
-    for (const [k, e] of this.#map) if (e.expiresAt <= now) this.#map.delete(k);
+  #delete(key: string): void {
+    this.#map.delete(key);
+    this.#evictable.delete(key);
   }
 
-  #put(key: string, value: string, ttlSeconds: number): void {
+  #purge(): void {
+    const now = Date.now();
+    for (const [k, e] of this.#map) if (e.expiresAt <= now) this.#delete(k);
+  }
+
+  #put(key: string, value: string, ttlSeconds: number, evictable = false): void {
     if (this.#map.size >= this.maxEntries && !this.#map.has(key)) {
-      this.#purge();
-      // Still full: evict the oldest insertion (Map keeps insertion order).
-      if (this.#map.size >= this.maxEntries) this.#map.delete(this.#map.keys().next().value as string);
+      if (Date.now() - this.#lastFullPurge >= 1000) {
+        this.#lastFullPurge = Date.now();
+        this.#purge();
+      }
+      if (this.#map.size >= this.maxEntries) {
+        // Still full: only a cache record may make room (a Set keeps insertion order).
+        const oldest = this.#evictable.values().next();
+        if (oldest.done) throw new EphemeralStoreFull();
+        this.#delete(oldest.value);
+      }
     }
     this.#map.set(key, { value, expiresAt: Date.now() + ttlSeconds * 1000 });
+    // Overwriting a cache record with a security record makes it one; a Set keeps the first order.
+    if (evictable) this.#evictable.add(key);
+    else this.#evictable.delete(key);
   }
 
   async get(key: string) {
     return this.#live(key)?.value;
   }
-  async set(key: string, value: string, ttlSeconds: number) {
-    this.#put(key, value, ttlSeconds);
+  async set(key: string, value: string, ttlSeconds: number, opts: { evictable?: boolean } = {}) {
+    this.#put(key, value, ttlSeconds, opts.evictable);
   }
   async setIfAbsent(key: string, value: string, ttlSeconds: number) {
     if (this.#live(key)) return false;
@@ -61,7 +82,7 @@ export class MemoryStore implements EphemeralStore {
   }
   async take(key: string) {
     const e = this.#live(key);
-    this.#map.delete(key);
+    this.#delete(key);
     return e?.value;
   }
   async incr(key: string, ttlSeconds: number) {
@@ -76,13 +97,13 @@ export class MemoryStore implements EphemeralStore {
     // Synchronous from the read to the write, so atomic within the process.
     const e = this.#live(key);
     if (e?.value !== expected) return false;
-    if (next === undefined) this.#map.delete(key);
+    if (next === undefined) this.#delete(key);
     else if (ttlSeconds !== undefined) this.#put(key, next, ttlSeconds);
     else if (e) e.value = next;
     return true;
   }
   async del(key: string) {
-    this.#map.delete(key);
+    this.#delete(key);
   }
   async ping() {}
   limiter(name: string, points: number, durationSeconds: number) {

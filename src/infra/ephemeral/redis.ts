@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
-import type { EphemeralStore } from './types.ts';
+import { EphemeralStoreFull, type EphemeralStore } from './types.ts';
 
 // KEYS[1]; ARGV: hasExpected ('1'|'0'), expected, hasNext, next, ttlSeconds ('' keeps the TTL).
 const COMPARE_AND_SWAP = `
@@ -19,6 +19,14 @@ else
 end
 return 1`;
 
+/** A write Redis refused for want of memory (maxmemory with noeviction) is the store being full. */
+function refusedWhenFull(err: unknown): never {
+  // In MULTI the refusal comes back as EXECABORT with the OOM among the queued commands' errors.
+  const causes = [err, ...((err as { previousErrors?: unknown[] } | undefined)?.previousErrors ?? [])];
+  if (causes.some((e) => e instanceof Error && e.message.startsWith('OOM '))) throw new EphemeralStoreFull('redis refused a write: maxmemory reached');
+  throw err;
+}
+
 export class RedisStore implements EphemeralStore {
   readonly kind = 'redis' as const;
   readonly client: Redis;
@@ -34,34 +42,38 @@ export class RedisStore implements EphemeralStore {
   async get(key: string) {
     return (await this.client.get(key)) ?? undefined;
   }
+  // Redis has no per-key eviction class: run it with noeviction, and every write, cache or not,
+  // is refused when it is full.
   async set(key: string, value: string, ttlSeconds: number) {
-    await this.client.set(key, value, 'EX', ttlSeconds);
+    await this.client.set(key, value, 'EX', ttlSeconds).catch(refusedWhenFull);
   }
   async setIfAbsent(key: string, value: string, ttlSeconds: number) {
-    return (await this.client.set(key, value, 'EX', ttlSeconds, 'NX')) === 'OK';
+    return (await this.client.set(key, value, 'EX', ttlSeconds, 'NX').catch(refusedWhenFull)) === 'OK';
   }
   async take(key: string) {
     return (await this.client.getdel(key)) ?? undefined;
   }
   async incr(key: string, ttlSeconds: number) {
-    const res = await this.client.multi().incr(key).expire(key, ttlSeconds, 'NX').exec();
+    const res = await this.client.multi().incr(key).expire(key, ttlSeconds, 'NX').exec().catch(refusedWhenFull);
     const [err, value] = res?.[0] ?? [new Error('redis transaction aborted'), 0];
-    if (err) throw err;
+    if (err) refusedWhenFull(err);
     return Number(value);
   }
   async compareAndSwap(key: string, expected: string | undefined, next: string | undefined, ttlSeconds?: number) {
     if (expected === undefined && next !== undefined && ttlSeconds === undefined) throw new Error('compareAndSwap: creating a key needs a TTL');
     // ioredis applies keyPrefix to the KEYS of EVAL/EVALSHA too.
-    const res = await this.client.eval(
-      COMPARE_AND_SWAP,
-      1,
-      key,
-      expected === undefined ? '0' : '1',
-      expected ?? '',
-      next === undefined ? '0' : '1',
-      next ?? '',
-      ttlSeconds === undefined ? '' : String(Math.max(1, Math.ceil(ttlSeconds))),
-    );
+    const res = await this.client
+      .eval(
+        COMPARE_AND_SWAP,
+        1,
+        key,
+        expected === undefined ? '0' : '1',
+        expected ?? '',
+        next === undefined ? '0' : '1',
+        next ?? '',
+        ttlSeconds === undefined ? '' : String(Math.max(1, Math.ceil(ttlSeconds))),
+      )
+      .catch(refusedWhenFull);
     return res === 1;
   }
   async del(key: string) {

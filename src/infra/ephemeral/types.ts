@@ -1,10 +1,32 @@
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 
-/** Short-lived shared state: counters with a TTL, one-time values, locks. */
+/**
+ * The store cannot hold another record without forgetting one it must keep. Answered 503
+ * IDENT_UNAVAILABLE: refusing new work is safe, forgetting a lockout is not.
+ */
+export class EphemeralStoreFull extends Error {
+  readonly status = 503;
+  constructor(message = 'the short-lived state store is full') {
+    super(message);
+  }
+}
+
+/**
+ * Short-lived shared state: counters with a TTL, one-time values, locks.
+ *
+ * Two kinds of record. Every write is a security record unless marked otherwise: lockouts, code
+ * locks, attempt counters, cooldowns and quotas, CAPTCHA replay markers, one-time codes. Forgetting
+ * one before its TTL would undo a protection, so a full store never evicts them: the write throws
+ * EphemeralStoreFull instead. A cache record (`set` with `{ evictable: true }`) is one the caller can
+ * do without, and may be dropped early to make room. The in-process store enforces this with its
+ * entry bound; Redis must run with `maxmemory-policy noeviction`, where a full Redis refuses writes
+ * (OOM), which RedisStore reports as the same EphemeralStoreFull. Rate-limit windows (`limiter`)
+ * are not evicted on either backend.
+ */
 export interface EphemeralStore {
   readonly kind: 'redis' | 'memory';
   get(key: string): Promise<string | undefined>;
-  set(key: string, value: string, ttlSeconds: number): Promise<void>;
+  set(key: string, value: string, ttlSeconds: number, opts?: { evictable?: boolean }): Promise<void>;
   /** Sets only when absent; true when this call set it (replay caches, locks). */
   setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>;
   /** Reads and deletes atomically, for one-time values. */
