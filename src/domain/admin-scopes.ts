@@ -45,7 +45,10 @@ export function heldAdminScopes(held: ReadonlySet<string>): string[] {
   return [...held].filter(isAdminScope);
 }
 
-/** Throws IDENT_FORBIDDEN naming the missing scopes when `scopes` reach beyond `held`. */
+/**
+ * Throws IDENT_FORBIDDEN naming the missing scopes when `scopes` reach beyond `held`; `what` starts
+ * the message, e.g. "the client x is registered with".
+ */
 export function assertScopesWithinCaller(
   scopes: string | readonly string[] | null | undefined,
   held: ReadonlySet<string>,
@@ -53,6 +56,6 @@ export function assertScopesWithinCaller(
 ): void {
   const beyond = adminScopesBeyond(scopes, held);
   if (beyond.length) {
-    throw new AppError('IDENT_FORBIDDEN', `${what} holds admin scopes this token lacks: ${beyond.join(' ')}`);
+    throw new AppError('IDENT_FORBIDDEN', `${what} admin scopes this token lacks: ${beyond.join(' ')}`);
   }
 }

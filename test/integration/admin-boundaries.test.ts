@@ -83,7 +83,8 @@ describe('admin API boundaries', () => {
       for (const [what, attempt] of attempts) {
         const res = await attempt();
         assertError(res, 403, 'IDENT_FORBIDDEN', what);
-        assert.match(res.body.message, /iam\.users:delete/, `${what}: the message names what the token lacks`);
+        assert.match(res.body.message, /^the client admin is registered with admin scopes this token lacks: .*iam\.users:delete/, what);
+        assert.match(res.headers.get('www-authenticate') ?? '', /error="insufficient_scope", scope="[^"]*iam\.users:delete/, what);
         assert.ok(!('client_secret' in res.body), what);
       }
 

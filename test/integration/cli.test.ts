@@ -163,7 +163,7 @@ describe('the idp CLI against the admin API', () => {
     assert.ok(!ids.includes(ADMIN_ID), 'the bootstrap admin client is out of its reach');
     const got = await idp(['clients', 'get', ADMIN_ID], asReader);
     assert.equal(got.code, 1);
-    assert.match(got.stderr, /IDENT_FORBIDDEN: the client cli-admin holds admin scopes this token lacks/);
+    assert.match(got.stderr, /IDENT_FORBIDDEN: the client cli-admin is registered with admin scopes this token lacks: iam\.clients:create/);
   });
 
   it('resource-servers create and list', async () => {

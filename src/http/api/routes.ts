@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import type { JSONWebKeySet } from 'jose';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
-import { assertScopesWithinCaller, heldAdminScopes } from '../../domain/admin-scopes.ts';
+import { heldAdminScopes } from '../../domain/admin-scopes.ts';
 import type { ClientRegistry } from '../../domain/clients.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { ResourceServers } from '../../domain/resource-servers.ts';
@@ -11,7 +11,7 @@ import type { UserAdmin } from '../../domain/user-admin.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
-import { bearerAuth, requireScope, type Caller } from './auth.ts';
+import { bearerAuth, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
 import { createIdempotency } from './idempotency.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
@@ -58,7 +58,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
    */
   function assertGrantableScopes(ctx: Context, scope: unknown) {
     if (typeof scope !== 'string') return;
-    assertScopesWithinCaller(scope, callerScopes(ctx), 'the requested scope');
+    requireScopesWithinCaller(ctx, scope, 'a client can be given only admin scopes the caller holds; the request names');
   }
 
   /**
@@ -68,7 +68,8 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
    */
   async function addressable(ctx: Context, clientId: string) {
     const row = await clients.get(clientId);
-    assertScopesWithinCaller((row.metadata as { scope?: unknown }).scope as string | undefined, callerScopes(ctx), `the client ${row.client_id}`);
+    const { scope } = row.metadata as { scope?: unknown };
+    requireScopesWithinCaller(ctx, typeof scope === 'string' ? scope : undefined, `the client ${row.client_id} is registered with`);
     return row;
   }
 
