@@ -108,10 +108,6 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       return this.register(input, { upsert: true });
     },
 
-    isBuiltIn(clientId: string): boolean {
-      return builtIn.has(clientId);
-    },
-
     /** A page of clients; with `adminScopesWithin`, only those whose iam.* scopes are all in it. */
     async list(page: number, pageSize: number, opts: { adminScopesWithin?: readonly string[] } = {}) {
       return repo.list((page - 1) * pageSize, pageSize, opts);

@@ -11,6 +11,7 @@ export interface TokenSettings {
   adminAudience: string;
 }
 
+/** The iam.* scopes a request names (every one is beyond a caller that holds nothing). */
 const requestedAdminScopes = (ctx: KoaContextWithOIDC) => adminScopesBeyond(ctx.oidc.params?.scope as string | undefined, new Set());
 
 /** A client's own token at the token endpoint: the only flow whose `sub` is the client itself. */
