@@ -20,7 +20,7 @@ import { createServices, type Services } from './services.ts';
  * the environment rotates it). The secret is never logged.
  */
 async function ensureBootstrapAdminClient(services: Services, clientId: string, clientSecret: string) {
-  await services.clients.register(
+  await services.clients.ensureBuiltIn(
     {
       metadata: {
         client_id: clientId,
@@ -34,7 +34,7 @@ async function ensureBootstrapAdminClient(services: Services, clientId: string, 
       },
       firstParty: true,
     },
-    { upsert: true },
+    'the bootstrap admin client, set by BOOTSTRAP_ADMIN_CLIENT_ID and BOOTSTRAP_ADMIN_CLIENT_SECRET',
   );
 }
 

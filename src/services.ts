@@ -89,7 +89,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     events,
     transaction: (work) => db.transaction(work),
   });
-  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral });
+  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads });
   const resourceServers = createResourceServers({
     repo: repos.resourceServers,
     ephemeral,

@@ -41,17 +41,31 @@ export class AdminApi {
   readonly issuer: string;
   readonly #connection: Connection;
   readonly #scopes: AdminScope[];
+  /** Required plus if-held scopes, until the token endpoint says the client lacks some of them. */
+  #wanted: AdminScope[];
   #token: { value: string; expiresAt: number } | undefined;
 
-  constructor(connection: Connection, scopes: AdminScope[]) {
+  constructor(connection: Connection, scopes: AdminScope[], ifHeld: AdminScope[] = []) {
     this.#connection = connection;
     this.issuer = connection.issuer;
     this.#scopes = [...new Set(scopes)];
+    this.#wanted = [...new Set([...scopes, ...ifHeld])];
   }
 
   async #accessToken(): Promise<string> {
     // Admin tokens live minutes; take a new one shortly before this one runs out.
     if (this.#token && this.#token.expiresAt > Date.now() + 10_000) return this.#token.value;
+    try {
+      return await this.#requestToken(this.#wanted);
+    } catch (err) {
+      // The client lacks some of the if-held scopes: the required ones alone, then.
+      if (!(err instanceof ApiError && err.code === 'invalid_scope') || this.#wanted.length === this.#scopes.length) throw err;
+      this.#wanted = this.#scopes;
+      return this.#requestToken(this.#wanted);
+    }
+  }
+
+  async #requestToken(scopes: AdminScope[]): Promise<string> {
     const { clientId, clientSecret } = this.#connection;
     // RFC 6749 2.3.1: id and secret are form-encoded before they go into the Basic header.
     const basic = Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64');
@@ -61,7 +75,7 @@ export class AdminApi {
       body: new URLSearchParams({
         grant_type: 'client_credentials',
         resource: adminAudience(this.issuer),
-        scope: this.#scopes.join(' '),
+        scope: scopes.join(' '),
       }),
     });
     let body: { access_token?: string; expires_in?: number };

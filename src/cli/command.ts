@@ -34,6 +34,12 @@ export interface RemoteCommand extends CommandBase {
    * client that lacks one gets a clear invalid_scope).
    */
   scopes(args: Args): AdminScope[];
+  /**
+   * Admin scopes asked for as well when the CLI's client holds them (the token request is
+   * repeated without them if not): a client that holds admin scopes can be seen or managed only
+   * with a token that carries all of them.
+   */
+  scopesIfHeld?(args: Args): AdminScope[];
   run(ctx: RemoteContext): Promise<void>;
 }
 

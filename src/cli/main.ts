@@ -14,7 +14,10 @@ async function run(argv: string[]): Promise<number> {
   }
   const { command, args, json } = parsed;
   // Only remote commands need credentials; local ones must work without them.
-  if (command.scopes) await command.run({ args, json, api: new AdminApi(resolveConnection(args), command.scopes(args)) });
+  if (command.scopes) {
+    const api = new AdminApi(resolveConnection(args), command.scopes(args), command.scopesIfHeld?.(args));
+    await command.run({ args, json, api });
+  }
   else await command.run({ args, json });
   return 0;
 }

@@ -1,3 +1,5 @@
+import { AppError } from './errors.ts';
+
 /** Scopes of the admin API; a token carries only those its client was registered with. */
 export const ADMIN_SCOPES = [
   'iam.clients:read',
@@ -24,3 +26,36 @@ export function adminAudience(issuer: string): string {
 
 /** Admin tokens are short-lived JWTs: they cannot be revoked, so they must expire soon. */
 export const ADMIN_TOKEN_TTL_SECONDS = 300;
+
+const isAdminScope = (scope: string) => scope.startsWith('iam.');
+
+/**
+ * No caller ever gets more than it was given: whatever carries admin (iam.*) scopes (a client
+ * today; identity providers and API keys later) may be seen, changed or handed out only by a
+ * caller whose own token holds every one of those scopes. Answers the admin scopes in `scopes`
+ * that `held` lacks; empty means within the caller's reach. Any iam.* value counts, known or not.
+ */
+export function adminScopesBeyond(scopes: string | readonly string[] | null | undefined, held: ReadonlySet<string>): string[] {
+  const list = typeof scopes === 'string' ? scopes.split(' ') : (scopes ?? []);
+  return [...new Set(list.filter((scope) => isAdminScope(scope) && !held.has(scope)))];
+}
+
+/** The admin scopes among `held`: what a listing filter passes to the store (see adminScopesBeyond). */
+export function heldAdminScopes(held: ReadonlySet<string>): string[] {
+  return [...held].filter(isAdminScope);
+}
+
+/**
+ * Throws IDENT_FORBIDDEN naming the missing scopes when `scopes` reach beyond `held`; `what` starts
+ * the message, e.g. "the client x is registered with".
+ */
+export function assertScopesWithinCaller(
+  scopes: string | readonly string[] | null | undefined,
+  held: ReadonlySet<string>,
+  what: string,
+): void {
+  const beyond = adminScopesBeyond(scopes, held);
+  if (beyond.length) {
+    throw new AppError('IDENT_FORBIDDEN', `${what} admin scopes this token lacks: ${beyond.join(' ')}`);
+  }
+}

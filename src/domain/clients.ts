@@ -4,6 +4,7 @@ import { AppError, isUniqueViolation } from './errors.ts';
 import type { EphemeralStore } from '../infra/ephemeral/index.ts';
 import { createSharedCache } from '../infra/shared-cache.ts';
 import type { ClientRow, ClientsRepo } from '../repos/clients.ts';
+import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 
 export const CLIENT_SECRET_PURPOSE = 'client-secret';
 
@@ -25,8 +26,29 @@ export function needsSecret(metadata: Record<string, unknown>): boolean {
 /** How long an instance may serve a client record it read, should an invalidation be lost. */
 const CACHE_TTL_MS = 10_000;
 
-export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; ephemeral: EphemeralStore }) {
+export interface ClientRegistryDeps {
+  repo: ClientsRepo;
+  box: SecretBox;
+  ephemeral: EphemeralStore;
+  /** Where a deleted client's grants and tokens are revoked. */
+  payloads: Pick<OidcPayloadsRepo, 'revokeByClientId'>;
+}
+
+export function createClientRegistry(deps: ClientRegistryDeps) {
   const { repo, box } = deps;
+  /**
+   * Clients the provider itself needs (the bootstrap admin client, the account console), each with
+   * why it is built in. They are made to match their settings at every boot, so a change through
+   * the API would be undone at the next one, or break the provider until then.
+   */
+  const builtIn = new Map<string, string>();
+
+  function assertNotBuiltIn(clientId: string) {
+    const why = builtIn.get(clientId);
+    if (why) {
+      throw new AppError('IDENT_CLIENT_BUILT_IN', `the client ${clientId} is built in (${why}); it cannot be changed or deleted through the API`);
+    }
+  }
   // Every token request reads its client; changes are broadcast to every instance's copy.
   const cache = createSharedCache<ClientRow>({
     name: 'clients',
@@ -77,8 +99,18 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; 
       return { ...metadata, client_id: clientId, ...(secret ? { client_secret: secret } : {}) };
     },
 
-    async list(page: number, pageSize: number) {
-      return repo.list((page - 1) * pageSize, pageSize);
+    /**
+     * Registers (or brings back in line) a client the provider needs and marks it built in, so the
+     * API refuses to change, rotate or delete it. `why` says which settings manage it.
+     */
+    async ensureBuiltIn(input: ClientInput & { metadata: { client_id: string } }, why: string) {
+      builtIn.set(input.metadata.client_id, why);
+      return this.register(input, { upsert: true });
+    },
+
+    /** A page of clients; with `adminScopesWithin`, only those whose iam.* scopes are all in it. */
+    async list(page: number, pageSize: number, opts: { adminScopesWithin?: readonly string[] } = {}) {
+      return repo.list((page - 1) * pageSize, pageSize, opts);
     },
 
     async get(clientId: string): Promise<ClientRow> {
@@ -93,6 +125,7 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; 
      */
     async update(clientId: string, metadata: Record<string, unknown>, firstParty: boolean) {
       const current = await this.get(clientId);
+      assertNotBuiltIn(clientId);
       let secret: string | undefined;
       let secretColumns = {};
       const keepsRawSecret = metadata.token_endpoint_auth_method === 'client_secret_jwt';
@@ -111,6 +144,7 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; 
 
     async rotateSecret(clientId: string): Promise<string> {
       const current = await this.get(clientId);
+      assertNotBuiltIn(clientId);
       const metadata = current.metadata as Record<string, unknown>;
       if (!needsSecret(metadata)) throw new AppError('IDENT_VALIDATION', 'this client does not authenticate with a secret');
       const secret = generateClientSecret();
@@ -119,9 +153,13 @@ export function createClientRegistry(deps: { repo: ClientsRepo; box: SecretBox; 
       return secret;
     },
 
+    /** Deletes a client and revokes every grant and token issued to it. */
     async remove(clientId: string): Promise<void> {
+      assertNotBuiltIn(clientId);
       if (!(await repo.delete(clientId))) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
+      // First the client (no new token can be issued to it), then what it was already issued.
       await cache.invalidate(clientId);
+      await deps.payloads.revokeByClientId(clientId);
     },
   };
 }

@@ -25,8 +25,26 @@ export function createClientsRepo(db: Knex) {
         .returning('*');
       return out as ClientRow;
     },
-    async list(offset: number, limit: number) {
-      return paged<ClientRow>(() => db('clients'), 'client_id', offset, limit);
+    /**
+     * One page of clients. With `adminScopesWithin`, only clients whose every iam.* scope is in that
+     * list (the rule of domain/admin-scopes.ts adminScopesBeyond, in SQL so pages and total agree).
+     */
+    async list(offset: number, limit: number, opts: { adminScopesWithin?: readonly string[] } = {}) {
+      const within = opts.adminScopesWithin;
+      const query = () => {
+        const q = db('clients');
+        if (within) {
+          q.whereNotExists((sub) => {
+            sub
+              .select(db.raw('1'))
+              .fromRaw(db.raw(`regexp_split_to_table(coalesce(clients.metadata->>'scope', ''), ' ') as s(scope)`))
+              .whereRaw(`left(s.scope, 4) = 'iam.'`)
+              .whereNotIn('s.scope', [...within]);
+          });
+        }
+        return q;
+      };
+      return paged<ClientRow>(query, 'client_id', offset, limit);
     },
     async update(
       clientId: string,

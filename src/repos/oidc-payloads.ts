@@ -123,6 +123,22 @@ export function createOidcPayloadsRepo(db: Knex) {
       for (const { grant_id } of grants) await this.revokeByGrantId(grant_id as string);
       await table().where({ account_id: accountId }).delete();
     },
+    /**
+     * Ends everything issued to a client (it is being deleted): its grants with every token tied
+     * to them, then whatever else names the client (client_credentials tokens, codes, ...). A
+     * client_id registered again later starts with nothing. Payloads carry `clientId`; no column
+     * indexes it, which is fine for a rare operator action.
+     */
+    async revokeByClientId(clientId: string) {
+      if (hasNul(clientId)) return;
+      const ofClient = () => table().whereRaw(`payload->>'clientId' = ?`, [clientId]);
+      const grants = await ofClient().select('id').where({ model: 'Grant' });
+      for (const { id } of grants) {
+        await this.revokeByGrantId(id as string);
+        await this.destroy('Grant', id as string);
+      }
+      await ofClient().whereNot({ model: 'Session' }).delete();
+    },
     /** The live sessions of an account, most recently used first. */
     async listSessions(accountId: string): Promise<SessionRow[]> {
       const rows = await table()

@@ -140,6 +140,32 @@ describe('the idp CLI against the admin API', () => {
     assertOneLineError(gone);
   });
 
+  it('built-in clients: delete says why it is refused; a client lacking admin scopes sees only the clients within them', async () => {
+    const refused = await idp(['clients', 'delete', ADMIN_ID]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /IDENT_CLIENT_BUILT_IN: the client cli-admin is built in \(the bootstrap admin client, set by BOOTSTRAP_ADMIN_CLIENT_ID/);
+    assertOneLineError(refused);
+    const consoleClient = await idp(['clients', 'delete', 'account-console']);
+    assert.equal(consoleClient.code, 1);
+    assert.match(consoleClient.stderr, /IDENT_CLIENT_BUILT_IN: the client account-console is built in/);
+    assert.equal((await idpJson(['clients', 'get', ADMIN_ID])).client_id, ADMIN_ID, 'the CLI still works with its credentials');
+
+    // A client holding only iam.clients:read: the CLI asks for the scopes it has, and the server
+    // shows it only the clients whose admin scopes it holds.
+    const reader = await ts.server.services.clients.register({
+      metadata: { grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'iam.clients:read' },
+    });
+    const asReader = { IDP_CLIENT_ID: reader.client_id, IDP_CLIENT_SECRET: reader.client_secret as string };
+    const list = await idp(['clients', 'list', '--json', '--page-size', '100'], asReader);
+    assert.equal(list.code, 0, list.stderr);
+    const ids = (JSON.parse(list.stdout) as { data: { client_id: string }[] }).data.map((c) => c.client_id);
+    assert.ok(ids.includes(reader.client_id) && ids.includes('account-console'), list.stdout);
+    assert.ok(!ids.includes(ADMIN_ID), 'the bootstrap admin client is out of its reach');
+    const got = await idp(['clients', 'get', ADMIN_ID], asReader);
+    assert.equal(got.code, 1);
+    assert.match(got.stderr, /IDENT_FORBIDDEN: the client cli-admin is registered with admin scopes this token lacks: iam\.clients:create/);
+  });
+
   it('resource-servers create and list', async () => {
     const rs = await idpJson([
       'resource-servers', 'create', '--identifier', 'https://api.example.test/orders',

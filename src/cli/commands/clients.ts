@@ -98,6 +98,8 @@ export const clientCommands: RemoteCommand[] = [
     summary: 'list clients (no secrets)',
     options: PAGE_OPTIONS,
     scopes: () => ['iam.clients:read'],
+    // The list shows only clients whose admin scopes the token holds all of.
+    scopesIfHeld: () => [...ADMIN_SCOPES],
     async run({ args, api, json }) {
       const page = await api.get<Page<Client>>('/clients', pageQuery(args));
       if (json) return printJson(page);
@@ -110,6 +112,7 @@ export const clientCommands: RemoteCommand[] = [
     summary: 'show a client (no secret)',
     args: ['<client-id>'],
     scopes: () => ['iam.clients:read'],
+    scopesIfHeld: () => [...ADMIN_SCOPES],
     async run({ args, api, json }) {
       const client = await api.get<Client>(`/clients/${seg(args.positionals[0]!)}`);
       if (json) return printJson(client);
@@ -121,6 +124,7 @@ export const clientCommands: RemoteCommand[] = [
     summary: 'delete a client',
     args: ['<client-id>'],
     scopes: () => ['iam.clients:delete'],
+    scopesIfHeld: () => [...ADMIN_SCOPES],
     async run({ args, api, json }) {
       const clientId = args.positionals[0]!;
       await api.delete(`/clients/${seg(clientId)}`);

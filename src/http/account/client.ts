@@ -8,7 +8,7 @@ export const ACCOUNT_CONSOLE_CLIENT_ID = 'account-console';
  * public client). It is made to match this issuer at every boot.
  */
 export async function ensureAccountConsoleClient(clients: ClientRegistry, issuer: string): Promise<void> {
-  await clients.register(
+  await clients.ensureBuiltIn(
     {
       metadata: {
         client_id: ACCOUNT_CONSOLE_CLIENT_ID,
@@ -23,6 +23,6 @@ export async function ensureAccountConsoleClient(clients: ClientRegistry, issuer
       },
       firstParty: true,
     },
-    { upsert: true },
+    "the account console's client, made to match ISSUER at every boot",
   );
 }

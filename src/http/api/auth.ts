@@ -1,7 +1,7 @@
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Context, Middleware } from 'koa';
 import { AppError } from '../../domain/errors.ts';
-import type { AdminScope } from '../../domain/admin-scopes.ts';
+import { adminScopesBeyond, assertScopesWithinCaller, type AdminScope } from '../../domain/admin-scopes.ts';
 
 export interface Caller {
   clientId: string;
@@ -35,6 +35,17 @@ export function bearerAuth(opts: { issuer: string; audience: string; publicJwks:
     }
     await next();
   };
+}
+
+/**
+ * The caller's token must hold every admin scope in `scopes` (those of the client it addresses or
+ * hands out): 403 with an insufficient_scope challenge naming the missing ones (RFC 6750 3.1).
+ */
+export function requireScopesWithinCaller(ctx: Context, scopes: string | undefined, what: string): void {
+  const held = (ctx.state.caller as Caller).scopes;
+  const beyond = adminScopesBeyond(scopes, held);
+  if (beyond.length) ctx.set('WWW-Authenticate', `Bearer realm="admin", error="insufficient_scope", scope="${beyond.join(' ')}"`);
+  assertScopesWithinCaller(scopes, held, what);
 }
 
 export function requireScope(ctx: Context, scope: AdminScope): void {

@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { JSONWebKeySet } from 'jose';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
+import { heldAdminScopes } from '../../domain/admin-scopes.ts';
 import type { ClientRegistry } from '../../domain/clients.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { ResourceServers } from '../../domain/resource-servers.ts';
@@ -10,7 +11,7 @@ import type { UserAdmin } from '../../domain/user-admin.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
-import { bearerAuth, requireScope, type Caller } from './auth.ts';
+import { bearerAuth, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
 import { createIdempotency } from './idempotency.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
@@ -49,17 +50,27 @@ const pageOf = <T>(rows: T[], total: number, q: { page: number; pageSize: number
 export function adminOperations(deps: AdminApiDeps): Operation[] {
   const { users, clients, resourceServers, provider } = deps;
 
+  const callerScopes = (ctx: Context) => (ctx.state.caller as Caller).scopes;
+
   /**
    * A caller may give a client only the admin scopes it holds itself: iam.clients:create alone must
    * not be a way to mint a client with every iam.* scope.
    */
   function assertGrantableScopes(ctx: Context, scope: unknown) {
     if (typeof scope !== 'string') return;
-    const caller = ctx.state.caller as Caller;
-    const beyond = scope.split(' ').filter((sc) => sc.startsWith('iam.') && !caller.scopes.has(sc));
-    if (beyond.length) {
-      throw new AppError('IDENT_FORBIDDEN', `only scopes the caller holds can be given to a client: ${beyond.join(' ')}`);
-    }
+    requireScopesWithinCaller(ctx, scope, 'a client can be given only admin scopes the caller holds; the request names');
+  }
+
+  /**
+   * The client a call addresses, if the caller may: one holding admin scopes the caller's token
+   * lacks is out of reach (403), or iam.clients:update alone could take over the bootstrap admin
+   * client by rotating its secret or switching its authentication.
+   */
+  async function addressable(ctx: Context, clientId: string) {
+    const row = await clients.get(clientId);
+    const { scope } = row.metadata as { scope?: unknown };
+    requireScopesWithinCaller(ctx, typeof scope === 'string' ? scope : undefined, `the client ${row.client_id} is registered with`);
+    return row;
   }
 
   function clientMetadataFrom(clientId: string, body: Record<string, unknown>) {
@@ -123,10 +134,11 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
 
     // Clients
     {
-      method: 'get', path: '/clients', scope: 'iam.clients:read', summary: 'List clients (no secrets)',
+      method: 'get', path: '/clients', scope: 'iam.clients:read',
+      summary: 'List clients (no secrets); only those whose admin scopes the token holds all of',
       query: s.pageQuery, response: { status: 200, schema: s.page(s.client) },
-      async handle(_ctx, { query }) {
-        const { rows, total } = await clients.list(query.page, query.pageSize);
+      async handle(ctx, { query }) {
+        const { rows, total } = await clients.list(query.page, query.pageSize, { adminScopesWithin: heldAdminScopes(callerScopes(ctx)) });
         return pageOf(rows.map((r) => clientView(r)), total, query);
       },
     },
@@ -148,16 +160,16 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     {
       method: 'get', path: '/clients/:clientId', scope: 'iam.clients:read', summary: 'Get a client (no secret)',
       response: { status: 200, schema: s.client },
-      async handle(_ctx, { params }) {
-        return clientView(await clients.get(params.clientId!));
+      async handle(ctx, { params }) {
+        return clientView(await addressable(ctx, params.clientId!));
       },
     },
     {
       method: 'patch', path: '/clients/:clientId', scope: 'iam.clients:update', summary: 'Change client metadata (merged over the current)',
       body: s.clientUpdate, response: { status: 200, schema: s.client },
       async handle(ctx, { params, body }) {
+        const current = await addressable(ctx, params.clientId!);
         assertGrantableScopes(ctx, body.scope);
-        const current = await clients.get(params.clientId!);
         const merged = { ...(current.metadata as Record<string, unknown>), first_party: current.first_party, ...body };
         const { metadata, firstParty } = clientMetadataFrom(current.client_id, merged);
         const { row, secret } = await clients.update(current.client_id, metadata, firstParty);
@@ -165,19 +177,20 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       },
     },
     {
-      method: 'delete', path: '/clients/:clientId', scope: 'iam.clients:delete', summary: 'Delete a client',
+      method: 'delete', path: '/clients/:clientId', scope: 'iam.clients:delete', summary: 'Delete a client and revoke its grants and tokens',
       response: { status: 204 },
-      async handle(_ctx, { params }) {
-        await clients.remove(params.clientId!);
+      async handle(ctx, { params }) {
+        await clients.remove((await addressable(ctx, params.clientId!)).client_id);
         return undefined;
       },
     },
     {
       method: 'post', path: '/clients/:clientId/secret', scope: 'iam.clients:update', summary: 'Rotate the client secret (the old one stops working at once)',
       response: { status: 200, schema: s.clientSecret },
-      async handle(_ctx, { params }) {
-        // The registry answers 404 for an unknown client and 400 for one without a secret.
-        return { client_id: params.clientId!, client_secret: await clients.rotateSecret(params.clientId!) };
+      async handle(ctx, { params }) {
+        const { client_id: clientId } = await addressable(ctx, params.clientId!);
+        // The registry answers 400 for a client without a secret, 409 for a built-in one.
+        return { client_id: clientId, client_secret: await clients.rotateSecret(clientId) };
       },
     },
 

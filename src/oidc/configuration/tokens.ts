@@ -1,5 +1,5 @@
 import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
-import { ADMIN_SCOPES, ADMIN_TOKEN_TTL_SECONDS } from '../../domain/admin-scopes.ts';
+import { ADMIN_SCOPES, ADMIN_TOKEN_TTL_SECONDS, adminScopesBeyond } from '../../domain/admin-scopes.ts';
 import type { ResourceServers } from '../../domain/resource-servers.ts';
 import type { ExchangeState } from '../grants/token-exchange.ts';
 
@@ -9,6 +9,31 @@ export interface TokenSettings {
   refreshTokenTtl: number;
   sessionTtl: number;
   adminAudience: string;
+}
+
+/** The iam.* scopes a request names (every one is beyond a caller that holds nothing). */
+const requestedAdminScopes = (ctx: KoaContextWithOIDC) => adminScopesBeyond(ctx.oidc.params?.scope as string | undefined, new Set());
+
+/** A client's own token at the token endpoint: the only flow whose `sub` is the client itself. */
+const isClientCredentials = (ctx: KoaContextWithOIDC) =>
+  ctx.oidc.route === 'token' && ctx.oidc.params?.grant_type === 'client_credentials';
+
+/**
+ * Admin power (iam.* scopes, the admin API audience) goes only to client_credentials grants: never
+ * into a user's token (authorization code, refresh) nor an exchanged one. Both hooks below run for
+ * every authorization request, with or without `resource`, so a request for either is refused
+ * before any interaction: the admin audience with invalid_target (RFC 8707: not a resource this
+ * request may name), iam.* scopes with invalid_scope (RFC 6749 4.1.2.1).
+ */
+function refuseAdminAccessOutsideClientCredentials(ctx: KoaContextWithOIDC, adminAudience: string, resource?: string) {
+  if (isClientCredentials(ctx)) return;
+  if (resource === adminAudience) {
+    throw new errors.InvalidTarget('the admin API audience is issued only to client_credentials grants');
+  }
+  const adminScopes = requestedAdminScopes(ctx);
+  if (adminScopes.length) {
+    throw new errors.InvalidScope('admin (iam.*) scopes are issued only to client_credentials grants', adminScopes.join(' '));
+  }
 }
 
 /** Lifetimes, PKCE, refresh rotation and resource servers (RFC 8707 / RFC 9068). */
@@ -47,10 +72,16 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
     features: {
       resourceIndicators: {
         enabled: true,
-        // Without a resource the token is opaque and meant for userinfo.
-        defaultResource: async (_ctx, _client, oneOf) => oneOf,
+        // Without a resource the token is opaque and meant for userinfo, except that a client asking
+        // for admin scopes by client_credentials gets a token for the admin API, the only place they work.
+        defaultResource: async (ctx, _client, oneOf) => {
+          refuseAdminAccessOutsideClientCredentials(ctx, settings.adminAudience);
+          if (oneOf === undefined && isClientCredentials(ctx) && requestedAdminScopes(ctx).length) return settings.adminAudience;
+          return oneOf;
+        },
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx: KoaContextWithOIDC, resourceIndicator: string, client) => {
+        getResourceServerInfo: async (ctx: KoaContextWithOIDC, resourceIndicator: string, client) => {
+          refuseAdminAccessOutsideClientCredentials(ctx, settings.adminAudience, resourceIndicator);
           // The admin API grants only the iam.* scopes listed in the client's registered `scope`, so no
           // client gets admin rights it was not given explicitly.
           if (resourceIndicator === settings.adminAudience) {
