@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { JSONWebKeySet } from 'jose';
 import path from 'node:path';
+import type Router from '@koa/router';
 import type { Knex } from 'knex';
 import type { Accounts } from './domain/accounts.ts';
 import type { KeySet } from './domain/keys.ts';
@@ -11,6 +12,7 @@ import { accountPageRoutes } from './http/pages/account-pages.ts';
 import { interactionRoutes } from './http/interaction/router.ts';
 import { errorHandler } from './http/middleware/errors.ts';
 import { rejectNul } from './http/middleware/reject-nul.ts';
+import { rejectRepeatedQuery } from './http/middleware/reject-repeated-query.ts';
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
 import { createRenderer } from './http/render.ts';
@@ -88,10 +90,12 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   });
   const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box), renderPage });
 
+  const ownRouters: Router[] = [];
   provider.use(requestContext(deps.logger));
   provider.use(securityHeaders());
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
+  provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
   provider.use(misc.routes());
   const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account };
   const accountOps = accountOperations(accountApiDeps);
@@ -112,7 +116,8 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   const accountApi = accountApiRoutes(accountApiDeps, accountOps);
   provider.use(accountApi.routes());
   provider.use(accountApi.allowedMethods());
-  provider.use(captchaAssetRoutes().routes());
+  const captchaAssets = captchaAssetRoutes();
+  provider.use(captchaAssets.routes());
   provider.use(adminApi.routes());
   provider.use(adminApi.allowedMethods());
   provider.use(interactions.routes());
@@ -132,5 +137,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   });
   provider.use(accountConsole.routes());
   provider.use(accountConsole.allowedMethods());
+  // Every router of ours: its routes take each query parameter once (the provider's own endpoints judge theirs).
+  ownRouters.push(misc, accountApi, captchaAssets, adminApi, interactions, accountPages, accountConsole);
   return provider;
 }

@@ -169,6 +169,47 @@ describe('pages', () => {
     });
   });
 
+  describe('repeated query parameters', () => {
+    it('answers 400 (never 500) on our pages, the console, the interaction and the APIs; the provider refuses its own with invalid_request', async () => {
+      const page = await openLoginPage(ts, clientId);
+      const html = (path: string) => page.browser.request(new URL(path, ts.issuer));
+      for (const path of [
+        '/register?ui_locales=en&ui_locales=vi',
+        '/forgot-password?ui_locales=en&ui_locales=vi',
+        '/verify-email?email=a@b.test&email=c@d.test',
+        '/reset-password?token=a&token=b',
+        '/account?done=profile&done=password',
+        `/interaction/${page.uid}?ui_locales=en&ui_locales=vi`,
+      ]) {
+        const res = await html(path);
+        assert.equal(res.status, 400, path);
+        assert.match(res.headers.get('content-type') ?? '', /text\/html/, `${path}: the error page`);
+        await res.arrayBuffer();
+      }
+      for (const path of ['/api/v1/users?limit=1&limit=2', '/api/v1/me?x=1&x=2', '/api/v1/auth/captcha?x=1&x=2']) {
+        const res = await fetch(new URL(path, ts.issuer));
+        assert.equal(res.status, 400, path);
+        const body = (await res.json()) as { error: string; message: string };
+        assert.equal(body.error, 'IDENT_VALIDATION');
+        assert.match(body.message, /repeated/);
+      }
+      // The interaction itself is untouched: the page still opens without the repeat.
+      assert.equal((await html(`/interaction/${page.uid}?ui_locales=vi`)).status, 200);
+
+      // The provider's authorization endpoint sends invalid_request back to the relying party.
+      const auth = authorizationUrl(ts, clientId);
+      auth.search += '&ui_locales=en&ui_locales=vi';
+      const res = await fetch(auth, { redirect: 'manual' });
+      assert.equal(res.status, 303);
+      const back = new URL(res.headers.get('location')!);
+      assert.equal(`${back.origin}${back.pathname}`, REDIRECT_URI);
+      assert.equal(back.searchParams.get('error'), 'invalid_request');
+      // With no client to send it to, the provider's own error page answers 400 (rendered in a locale, not a 500).
+      const unknown = await fetch(new URL('/auth?client_id=nope&ui_locales=en&ui_locales=vi', ts.issuer), { headers: { accept: 'text/html' } });
+      assert.equal(unknown.status, 400);
+    });
+  });
+
   describe('escaping', () => {
     it('escapes a client_name with markup on the login and consent pages', async () => {
       const name = `<script>alert("pwned")</script><img src=x onerror=alert(1)>`;
