@@ -134,6 +134,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     renderPage,
     logger: deps.logger,
     userLimiter: deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60),
+    anonymousLimiter: deps.ephemeral.limiter('account-console-ip', deps.account.authRateLimitPerIp, 60),
   });
   provider.use(accountConsole.routes());
   provider.use(accountConsole.allowedMethods());

@@ -4,7 +4,7 @@ import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 
 /** The console's own session: which browser holds which tokens. */
 export const SESSION_COOKIE = 'idp_account';
-/** The browser's side of a sign-in in progress (state, nonce, PKCE verifier stay server-side). */
+/** A sign-in in progress: its state, nonce and PKCE verifier, sealed (encrypted and authenticated). */
 export const SIGNIN_COOKIE = 'idp_account_signin';
 /** Time allowed between leaving for the login page and coming back to /account/callback. */
 export const SIGNIN_TTL_SECONDS = 600;
@@ -26,17 +26,21 @@ export interface SignInChecks {
 
 // A 256-bit id from randomToken(32): 43 base64url characters. Anything else is not ours.
 const ID = /^[A-Za-z0-9_-]{43}$/;
+// A SecretBox envelope (v1.<iv>.<tag>.<ciphertext>) of the sign-in checks: a few hundred characters.
+const SEALED = /^v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const SIGNIN_AAD = 'account-console:signin';
 
 /**
- * Console sessions and pending sign-ins, kept in the shared ephemeral store so that any instance
- * can serve the next request. The cookie holds only a random id; the store is keyed by its MAC (a
- * dump of the store gives no usable cookie) and holds the tokens encrypted, bound to that key.
+ * Console sessions, kept in the shared ephemeral store so that any instance can serve the next
+ * request. The cookie holds only a random id; the store is keyed by its MAC (a dump of the store
+ * gives no usable cookie) and holds the tokens encrypted, bound to that key.
+ *
+ * A sign-in in progress stores nothing on the server: its checks travel in a sealed cookie (any
+ * instance can open it, nobody else can read or forge it), so anonymous visits to /account cost
+ * no storage. Its one-time use comes from the authorization code, which is redeemable once.
  */
 export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox) {
-  const keyOf = (purpose: 'session' | 'signin', id: string) => {
-    const mac = box.mac(`account-console:${purpose}`, id).toString('base64url');
-    return purpose === 'session' ? `account-console:${mac}` : `account-console:signin:${mac}`;
-  };
+  const keyOf = (purpose: 'session', id: string) => `account-console:${box.mac(`account-console:${purpose}`, id).toString('base64url')}`;
 
   const cookieOptions = (ctx: Context, maxAgeMs?: number) => ({
     httpOnly: true,
@@ -65,21 +69,21 @@ export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox)
   }
 
   return {
-    /** Starts a sign-in: the checks go to the store, a random id to the browser. */
-    async beginSignIn(ctx: Context, checks: SignInChecks): Promise<void> {
-      const id = randomToken(32);
-      const key = keyOf('signin', id);
-      await ephemeral.set(key, box.encrypt(JSON.stringify(checks), key), SIGNIN_TTL_SECONDS);
-      ctx.cookies.set(SIGNIN_COOKIE, id, cookieOptions(ctx, SIGNIN_TTL_SECONDS * 1000));
+    /** Starts a sign-in: the checks go to the browser, sealed, with their deadline inside. */
+    beginSignIn(ctx: Context, checks: SignInChecks): void {
+      const sealed = box.encrypt(JSON.stringify({ ...checks, expiresAt: Date.now() + SIGNIN_TTL_SECONDS * 1000 }), SIGNIN_AAD);
+      ctx.cookies.set(SIGNIN_COOKIE, sealed, cookieOptions(ctx, SIGNIN_TTL_SECONDS * 1000));
     },
 
-    /** The checks of this browser's pending sign-in, usable once. */
+    /** The checks of this browser's pending sign-in (the cookie is cleared), if still in time. */
     async takeSignIn(ctx: Context): Promise<SignInChecks | undefined> {
-      const id = cookieId(ctx, SIGNIN_COOKIE);
+      const sealed = ctx.cookies.get(SIGNIN_COOKIE, { signed: false });
       ctx.cookies.set(SIGNIN_COOKIE, null, cookieOptions(ctx));
-      if (!id) return undefined;
-      const key = keyOf('signin', id);
-      return readSealed<SignInChecks>(key, await ephemeral.take(key));
+      if (!sealed || sealed.length > 1024 || !SEALED.test(sealed)) return undefined;
+      const checks = await readSealed<SignInChecks & { expiresAt: number }>(SIGNIN_AAD, sealed);
+      if (!checks || !(checks.expiresAt > Date.now())) return undefined;
+      if (![checks.state, checks.nonce, checks.verifier].every((v) => typeof v === 'string')) return undefined;
+      return { state: checks.state, nonce: checks.nonce, verifier: checks.verifier };
     },
 
     /**
