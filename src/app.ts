@@ -21,6 +21,7 @@ import type { EphemeralStore } from './infra/ephemeral/index.ts';
 import type { Logger } from './infra/logger.ts';
 import { projectRoot } from './infra/paths.ts';
 import { createProvider, type Provider } from './oidc/provider.ts';
+import { isHttpsIssuer } from './oidc/transport.ts';
 import type { TokenSettings } from './oidc/configuration/tokens.ts';
 import type { ClientRegistry } from './domain/clients.ts';
 import type { UserAdmin } from './domain/user-admin.ts';
@@ -88,11 +89,11 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     account: deps.account,
     flowLimiter: deps.ephemeral.limiter('auth-pages-ip', deps.account.authRateLimitPerIp, 60),
   });
-  const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box), renderPage });
+  const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box, deps.issuer), renderPage });
 
   const ownRouters: Router[] = [];
   provider.use(requestContext(deps.logger));
-  provider.use(securityHeaders());
+  provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
   provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));

@@ -1,8 +1,9 @@
 import type { Context } from 'koa';
 import { constantTimeEqual, randomToken, type SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
+import { ownCookieName } from '../cookies.ts';
 
-/** The console's own session: which browser holds which tokens. */
+/** The console's own session: which browser holds which tokens (`__Host-` prefixed with an https issuer). */
 export const SESSION_COOKIE = 'idp_account';
 /** A sign-in in progress: its state, nonce and PKCE verifier, sealed (encrypted and authenticated). */
 export const SIGNIN_COOKIE = 'idp_account_signin';
@@ -39,14 +40,17 @@ const SIGNIN_AAD = 'account-console:signin';
  * instance can open it, nobody else can read or forge it), so anonymous visits to /account cost
  * no storage. Its one-time use comes from the authorization code, which is redeemable once.
  */
-export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox) {
+export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox, issuer: string) {
+  const sessionCookie = ownCookieName(issuer, SESSION_COOKIE);
+  const signinCookie = ownCookieName(issuer, SIGNIN_COOKIE);
   const keyOf = (purpose: 'session', id: string) => `account-console:${box.mac(`account-console:${purpose}`, id).toString('base64url')}`;
 
   const cookieOptions = (ctx: Context, maxAgeMs?: number) => ({
     httpOnly: true,
     sameSite: 'lax' as const,
     secure: ctx.secure,
-    path: '/account',
+    // Path=/ (not /account) so that with https the cookies can take the __Host- prefix.
+    path: '/',
     // The value is a random lookup id, not a claim: signing it would add nothing.
     signed: false,
     overwrite: true,
@@ -72,13 +76,13 @@ export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox)
     /** Starts a sign-in: the checks go to the browser, sealed, with their deadline inside. */
     beginSignIn(ctx: Context, checks: SignInChecks): void {
       const sealed = box.encrypt(JSON.stringify({ ...checks, expiresAt: Date.now() + SIGNIN_TTL_SECONDS * 1000 }), SIGNIN_AAD);
-      ctx.cookies.set(SIGNIN_COOKIE, sealed, cookieOptions(ctx, SIGNIN_TTL_SECONDS * 1000));
+      ctx.cookies.set(signinCookie, sealed, cookieOptions(ctx, SIGNIN_TTL_SECONDS * 1000));
     },
 
     /** The checks of this browser's pending sign-in (the cookie is cleared), if still in time. */
     async takeSignIn(ctx: Context): Promise<SignInChecks | undefined> {
-      const sealed = ctx.cookies.get(SIGNIN_COOKIE, { signed: false });
-      ctx.cookies.set(SIGNIN_COOKIE, null, cookieOptions(ctx));
+      const sealed = ctx.cookies.get(signinCookie, { signed: false });
+      ctx.cookies.set(signinCookie, null, cookieOptions(ctx));
       if (!sealed || sealed.length > 1024 || !SEALED.test(sealed)) return undefined;
       const checks = await readSealed<SignInChecks & { expiresAt: number }>(SIGNIN_AAD, sealed);
       if (!checks || !(checks.expiresAt > Date.now())) return undefined;
@@ -91,19 +95,19 @@ export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox)
      * id is always new (a session id planted before sign-in is never promoted).
      */
     async create(ctx: Context, tokens: ConsoleTokens): Promise<void> {
-      const previous = cookieId(ctx, SESSION_COOKIE);
+      const previous = cookieId(ctx, sessionCookie);
       if (previous) await ephemeral.del(keyOf('session', previous));
       const ttl = Math.floor((tokens.expiresAt - Date.now()) / 1000);
       if (ttl <= 0) return;
       const id = randomToken(32);
       const key = keyOf('session', id);
       await ephemeral.set(key, box.encrypt(JSON.stringify(tokens), key), ttl);
-      ctx.cookies.set(SESSION_COOKIE, id, cookieOptions(ctx));
+      ctx.cookies.set(sessionCookie, id, cookieOptions(ctx));
     },
 
     /** This browser's console session, if its cookie names a stored, unexpired one. */
     async read(ctx: Context): Promise<{ id: string; tokens: ConsoleTokens } | undefined> {
-      const id = cookieId(ctx, SESSION_COOKIE);
+      const id = cookieId(ctx, sessionCookie);
       if (!id) return undefined;
       const key = keyOf('session', id);
       const tokens = await readSealed<ConsoleTokens>(key, await ephemeral.get(key));
@@ -113,9 +117,9 @@ export function createConsoleSessions(ephemeral: EphemeralStore, box: SecretBox)
 
     /** Forgets the console session (store and cookie). */
     async end(ctx: Context): Promise<void> {
-      const id = cookieId(ctx, SESSION_COOKIE);
+      const id = cookieId(ctx, sessionCookie);
       if (id) await ephemeral.del(keyOf('session', id));
-      ctx.cookies.set(SESSION_COOKIE, null, cookieOptions(ctx));
+      ctx.cookies.set(sessionCookie, null, cookieOptions(ctx));
     },
 
     /** The CSRF token of a console session's forms: an HMAC of its id. */

@@ -88,7 +88,7 @@ const validName = (value: string) => value.trim().length <= MAX_NAME && !/[\u000
 export function accountConsoleRoutes(deps: AccountConsoleDeps) {
   const { provider, issuer, selfService, renderPage, logger } = deps;
   const rp = createConsoleRelyingParty(provider, issuer, deps.internalOrigin);
-  const sessions = createConsoleSessions(deps.ephemeral, deps.box);
+  const sessions = createConsoleSessions(deps.ephemeral, deps.box, issuer);
   const router = new Router({ prefix: '/account' });
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
   // Absolute URLs under the issuer, so they hold behind a proxy that maps the issuer's path.
