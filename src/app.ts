@@ -91,13 +91,21 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   });
   const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box, deps.issuer), renderPage });
 
+  // Our routers, mounted ahead of the provider's routes. Their routes take each query parameter
+  // once (rejectRepeatedQuery); the provider's own endpoints judge theirs.
   const ownRouters: Router[] = [];
+  const mount = (router: Router, opts: { allowedMethods: boolean }) => {
+    ownRouters.push(router);
+    provider.use(router.routes());
+    if (opts.allowedMethods) provider.use(router.allowedMethods());
+  };
+
   provider.use(requestContext(deps.logger));
   provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
   provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
-  provider.use(misc.routes());
+  mount(misc, { allowedMethods: false });
   const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account };
   const accountOps = accountOperations(accountApiDeps);
   const adminApi = adminApiRoutes({
@@ -115,16 +123,11 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.
   const accountApi = accountApiRoutes(accountApiDeps, accountOps);
-  provider.use(accountApi.routes());
-  provider.use(accountApi.allowedMethods());
-  const captchaAssets = captchaAssetRoutes();
-  provider.use(captchaAssets.routes());
-  provider.use(adminApi.routes());
-  provider.use(adminApi.allowedMethods());
-  provider.use(interactions.routes());
-  provider.use(interactions.allowedMethods());
-  provider.use(accountPages.routes());
-  provider.use(accountPages.allowedMethods());
+  mount(accountApi, { allowedMethods: true });
+  mount(captchaAssetRoutes(), { allowedMethods: false });
+  mount(adminApi, { allowedMethods: true });
+  mount(interactions, { allowedMethods: true });
+  mount(accountPages, { allowedMethods: true });
   const accountConsole = accountConsoleRoutes({
     provider,
     issuer: deps.issuer,
@@ -137,9 +140,6 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     userLimiter: deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60),
     anonymousLimiter: deps.ephemeral.limiter('account-console-ip', deps.account.authRateLimitPerIp, 60),
   });
-  provider.use(accountConsole.routes());
-  provider.use(accountConsole.allowedMethods());
-  // Every router of ours: its routes take each query parameter once (the provider's own endpoints judge theirs).
-  ownRouters.push(misc, accountApi, captchaAssets, adminApi, interactions, accountPages, accountConsole);
+  mount(accountConsole, { allowedMethods: true });
   return provider;
 }
