@@ -129,3 +129,24 @@ describe('account API boundaries (/api/v1/me* by client and scope)', () => {
     }
   });
 });
+
+describe('account API budgets per client', () => {
+  let ts: TestServer;
+  before(async () => {
+    ts = await startTestServer({ ME_API_RATE_LIMIT_PER_USER: '3' });
+  });
+  after(() => stopAndDestroy(ts));
+
+  it('a third-party client spends a budget of its own: the user\'s first-party calls still go through', async () => {
+    const user = await createUser(ts);
+    const tokenOf = async (firstParty: boolean) => {
+      const client = await registerClient(ts, { scope: 'openid email' }, firstParty);
+      return (await signIn(ts, await rpConfig(ts, client), user, { scope: 'openid', prompt: 'consent' })).tokens.access_token;
+    };
+    const me = (token: string) => fetch(new URL('/api/v1/me', ts.issuer), { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
+    const thirdParty = await tokenOf(false);
+    const firstParty = await tokenOf(true);
+    assert.deepEqual([await me(thirdParty), await me(thirdParty), await me(thirdParty), await me(thirdParty)], [200, 200, 200, 429]);
+    assert.equal(await me(firstParty), 200, 'the user\'s own budget is untouched');
+  });
+});

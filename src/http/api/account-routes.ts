@@ -176,7 +176,12 @@ export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperat
   const router = new Router({ prefix: '/api/v1' });
   const json = bodyParser({ enableTypes: ['json'], jsonLimit: '16kb', encoding: 'utf-8' });
   const perIp = rateLimit(deps.ephemeral.limiter('auth-api-ip', deps.account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
-  const perUser = rateLimit(deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60), (ctx) => (ctx.state.user as UserCaller).accountId);
+  // First-party calls share the user's budget with the account console; a third-party client has
+  // a budget of its own per user, so it cannot spend the user's and lock them out of the console.
+  const perUser = rateLimit(deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60), (ctx) => {
+    const caller = ctx.state.user as UserCaller;
+    return caller.firstParty ? caller.accountId : `${caller.accountId}:${caller.clientId}`;
+  });
   const auth = userBearerAuth(deps.provider);
 
   // Answers (errors included) are personal or one-time: never cached.
