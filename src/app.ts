@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { JSONWebKeySet } from 'jose';
 import path from 'node:path';
+import type Router from '@koa/router';
 import type { Knex } from 'knex';
 import type { Accounts } from './domain/accounts.ts';
 import type { KeySet } from './domain/keys.ts';
@@ -11,6 +12,7 @@ import { accountPageRoutes } from './http/pages/account-pages.ts';
 import { interactionRoutes } from './http/interaction/router.ts';
 import { errorHandler } from './http/middleware/errors.ts';
 import { rejectNul } from './http/middleware/reject-nul.ts';
+import { rejectRepeatedQuery } from './http/middleware/reject-repeated-query.ts';
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
 import { createRenderer } from './http/render.ts';
@@ -19,6 +21,7 @@ import type { EphemeralStore } from './infra/ephemeral/index.ts';
 import type { Logger } from './infra/logger.ts';
 import { projectRoot } from './infra/paths.ts';
 import { createProvider, type Provider } from './oidc/provider.ts';
+import { isHttpsIssuer } from './oidc/transport.ts';
 import type { TokenSettings } from './oidc/configuration/tokens.ts';
 import type { ClientRegistry } from './domain/clients.ts';
 import type { UserAdmin } from './domain/user-admin.ts';
@@ -86,13 +89,23 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     account: deps.account,
     flowLimiter: deps.ephemeral.limiter('auth-pages-ip', deps.account.authRateLimitPerIp, 60),
   });
-  const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box), renderPage });
+  const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box, deps.issuer), renderPage });
+
+  // Our routers, mounted ahead of the provider's routes. Their routes take each query parameter
+  // once (rejectRepeatedQuery); the provider's own endpoints judge theirs.
+  const ownRouters: Router[] = [];
+  const mount = (router: Router, opts: { allowedMethods: boolean }) => {
+    ownRouters.push(router);
+    provider.use(router.routes());
+    if (opts.allowedMethods) provider.use(router.allowedMethods());
+  };
 
   provider.use(requestContext(deps.logger));
-  provider.use(securityHeaders());
+  provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
-  provider.use(misc.routes());
+  provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
+  mount(misc, { allowedMethods: false });
   const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account };
   const accountOps = accountOperations(accountApiDeps);
   const adminApi = adminApiRoutes({
@@ -110,15 +123,11 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.
   const accountApi = accountApiRoutes(accountApiDeps, accountOps);
-  provider.use(accountApi.routes());
-  provider.use(accountApi.allowedMethods());
-  provider.use(captchaAssetRoutes().routes());
-  provider.use(adminApi.routes());
-  provider.use(adminApi.allowedMethods());
-  provider.use(interactions.routes());
-  provider.use(interactions.allowedMethods());
-  provider.use(accountPages.routes());
-  provider.use(accountPages.allowedMethods());
+  mount(accountApi, { allowedMethods: true });
+  mount(captchaAssetRoutes(), { allowedMethods: false });
+  mount(adminApi, { allowedMethods: true });
+  mount(interactions, { allowedMethods: true });
+  mount(accountPages, { allowedMethods: true });
   const accountConsole = accountConsoleRoutes({
     provider,
     issuer: deps.issuer,
@@ -129,8 +138,8 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     renderPage,
     logger: deps.logger,
     userLimiter: deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60),
+    anonymousLimiter: deps.ephemeral.limiter('account-console-ip', deps.account.authRateLimitPerIp, 60),
   });
-  provider.use(accountConsole.routes());
-  provider.use(accountConsole.allowedMethods());
+  mount(accountConsole, { allowedMethods: true });
   return provider;
 }

@@ -29,8 +29,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   );
   const result = configSchema.safeParse({ ...fromFile, ...fromEnv });
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+    const lines = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    // One problem: one line. Several: one line each.
+    throw new ConfigError(lines.length === 1 ? `invalid configuration: ${lines[0]}` : `invalid configuration:\n${lines.map((l) => `  ${l}`).join('\n')}`);
   }
   const cfg = result.data;
   return Object.freeze({ ...cfg, ISSUER: (cfg.ISSUER ?? `http://localhost:${cfg.PORT}`).replace(/\/$/, '') });

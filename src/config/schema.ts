@@ -85,13 +85,16 @@ export const configSchema = z
     MAIL_RETRY_MAX_MS: int(10, 86_400_000).default(900_000),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.NODE_ENV === 'production' && !cfg.ISSUER) {
+      ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'is required in production: the public https:// URL of this provider' });
+    }
     if (cfg.ISSUER && URL.canParse(cfg.ISSUER)) {
       const url = new URL(cfg.ISSUER);
       if (url.search || url.hash) {
         ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must not contain a query or fragment' });
       }
       if (cfg.NODE_ENV === 'production' && url.protocol !== 'https:') {
-        ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: 'must use https in production' });
+        ctx.addIssue({ code: 'custom', path: ['ISSUER'], message: `must be an https:// URL in production (got ${url.protocol}//)` });
       }
     }
     if (cfg.NODE_ENV === 'production' && cfg.DATABASE_URL && !cfg.KEY_ENCRYPTION_KEY) {

@@ -7,10 +7,13 @@ export type Locale = (typeof LOCALES)[number];
 
 const catalogs: Record<Locale, Messages> = { en, vi };
 
-/** First supported tag of a space-separated ui_locales or an Accept-Language header. */
-export function negotiate(...candidates: Array<string | undefined>): Locale {
+/**
+ * First supported tag of a space-separated ui_locales or an Accept-Language header. Anything but a
+ * string (a repeated query parameter arrives as an array) is skipped, never split.
+ */
+export function negotiate(...candidates: unknown[]): Locale {
   for (const candidate of candidates) {
-    if (!candidate) continue;
+    if (typeof candidate !== 'string' || !candidate) continue;
     const tags = candidate
       .split(/[\s,]+/)
       .map((part) => {

@@ -14,6 +14,7 @@ import { clientConfiguration } from './configuration/clients.ts';
 import { tokenConfiguration, type TokenSettings } from './configuration/tokens.ts';
 import { uiConfiguration, type RenderPage } from './configuration/ui.ts';
 import { jwtGrantReference, registerTokenExchange } from './grants/token-exchange.ts';
+import { providerCookieNames, treatRequestsAsHttps } from './transport.ts';
 
 export type { Provider, KoaContextWithOIDC };
 
@@ -54,6 +55,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       jwks: deps.keys.jwks as Configuration['jwks'],
       cookies: {
         keys: deps.keys.cookieKeys,
+        names: providerCookieNames(deps.issuer),
         long: { httpOnly: true, sameSite: 'lax' },
         short: { httpOnly: true, sameSite: 'lax' },
       },
@@ -86,6 +88,7 @@ export function createProvider(deps: ProviderDeps): Provider {
 
   const provider = new Provider(deps.issuer, configuration);
   provider.proxy = deps.trustProxy;
+  treatRequestsAsHttps(provider, deps.issuer);
   // Only the last `proxyHops` X-Forwarded-For entries were written by our proxies; earlier ones
   // come from the client and could be forged to dodge per-address limits.
   provider.maxIpsCount = deps.proxyHops;

@@ -177,6 +177,8 @@ describe('account API (/api/v1/me)', () => {
     assert.equal(doc.components.securitySchemes.user.scheme, 'bearer');
     assert.deepEqual(doc.paths['/api/v1/me'].patch.security, [{ user: ['openid', 'profile'] }]);
     assert.deepEqual(doc.paths['/api/v1/me'].get.security, [{ user: ['openid'] }]);
+    assert.equal(doc.paths['/api/v1/me/password'].post['x-first-party-only'], true, 'account management is marked first-party only');
+    assert.equal(doc.paths['/api/v1/me'].get['x-first-party-only'], undefined);
     assert.deepEqual(doc.paths['/api/v1/auth/register'].post.security, [], 'anonymous');
     const register = doc.paths['/api/v1/auth/register'].post;
     assert.deepEqual(Object.keys(register.requestBody.content['application/json'].schema.properties).sort(),

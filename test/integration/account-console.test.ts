@@ -98,9 +98,13 @@ describe('account console (/account)', () => {
     assert.equal(authorize.searchParams.get('code_challenge_method'), 'S256');
     assert.ok(authorize.searchParams.get('state') && authorize.searchParams.get('nonce'));
     const signinCookie = first.headers.getSetCookie().find((c) => c.startsWith('idp_account_signin='));
-    assert.match(signinCookie ?? '', /path=\/account/i);
+    assert.match(signinCookie ?? '', /path=\/(;|$)/i);
     assert.match(signinCookie ?? '', /httponly/i);
     assert.match(signinCookie ?? '', /samesite=lax/i);
+    // The checks travel sealed: neither the state nor anything readable is in the cookie.
+    const sealed = browser.cookies.get(new URL(ts.issuer).host)!.get('idp_account_signin')!;
+    assert.match(sealed, /^v1\./);
+    assert.ok(!sealed.includes(authorize.searchParams.get('state')!));
 
     const login = await browser.follow(authorize);
     const loginHtml = await login.res.text();
@@ -117,7 +121,7 @@ describe('account console (/account)', () => {
     assert.equal(callback.headers.get('location'), consoleUrl());
     const sessionCookie = callback.headers.getSetCookie().find((c) => c.startsWith('idp_account='));
     assert.ok(sessionCookie, 'a console session cookie');
-    assert.match(sessionCookie!, /path=\/account/i);
+    assert.match(sessionCookie!, /path=\/(;|$)/i);
     assert.match(sessionCookie!, /httponly/i);
     assert.match(sessionCookie!, /samesite=lax/i);
     assert.doesNotMatch(sessionCookie!, /secure/i, 'not Secure over plain http');
@@ -314,6 +318,12 @@ describe('account console (/account)', () => {
   it('answers a callback without a pending sign-in, or a cancelled one, with a 400 page', async () => {
     const stray = await new HttpBrowser().request(`${ts.issuer}/account/callback?code=abc&state=def`);
     assert.equal(stray.status, 400);
+    // A sign-in cookie not sealed by this server (forged, or another's garbage) is no sign-in either.
+    for (const value of ['v1.AAAA.BBBB.CCCC', 'garbage', `v1.${'A'.repeat(2000)}.B.C`]) {
+      const forged = new HttpBrowser();
+      forged.cookies.set(new URL(ts.issuer).host, new Map([['idp_account_signin', value]]));
+      assert.equal((await forged.request(`${ts.issuer}/account/callback?code=abc&state=def`)).status, 400, value.slice(0, 20));
+    }
 
     // Cancel on the login page: the provider answers access_denied to the callback.
     const b = new HttpBrowser();
@@ -439,11 +449,49 @@ describe('account console behind a proxy', () => {
 });
 
 describe('account console rate limit', () => {
-  let ts: TestServer | undefined;
+  let ts: TestServer;
+  before(async () => {
+    // TRUST_PROXY: each test comes from an address of its own (X-Forwarded-For), so budgets do not mix.
+    ts = await startTestServer({ ME_API_RATE_LIMIT_PER_USER: '3', AUTH_API_RATE_LIMIT_PER_IP: '5', TRUST_PROXY: 'true' });
+  });
   after(() => stopAndDestroy(ts));
 
+  it('anonymous visits store nothing (the sign-in state is sealed in its cookie) and are limited per IP', async () => {
+    const { ephemeral, db } = ts.server.services;
+    // Watch every write to the shared store (the limiter keeps its own counters apart).
+    const writes: string[] = [];
+    const store = ephemeral as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const originals = new Map<string, (...args: unknown[]) => unknown>();
+    for (const name of ['set', 'setIfAbsent', 'take', 'incr', 'compareAndSwap', 'del']) {
+      const original = store[name]!;
+      originals.set(name, original);
+      store[name] = (...args: unknown[]) => {
+        writes.push(`${name} ${String(args[0])}`);
+        return original.apply(ephemeral, args);
+      };
+    }
+    const payloads = async () => Number((await db('oidc_payloads').count({ n: '*' }))[0]!.n);
+    const rowsBefore = await payloads();
+    const statuses: number[] = [];
+    try {
+      for (let i = 0; i < 7; i++) {
+        const res = await fetch(`${ts.issuer}/account`, { redirect: 'manual', headers: { 'x-forwarded-for': '203.0.113.77', accept: 'text/html' } });
+        statuses.push(res.status);
+        if (res.status === 429) assert.ok(Number(res.headers.get('retry-after')) > 0, 'Retry-After');
+        await res.arrayBuffer();
+      }
+    } finally {
+      for (const [name, original] of originals) store[name] = original;
+    }
+    assert.deepEqual(writes, [], 'nothing written to the ephemeral store');
+    assert.equal(await payloads(), rowsBefore, 'nothing written to the database');
+    assert.deepEqual(statuses, [303, 303, 303, 303, 303, 429, 429], 'AUTH_API_RATE_LIMIT_PER_IP=5 visits a minute, then 429');
+    // Another address has a budget of its own.
+    const other = await fetch(`${ts.issuer}/account`, { redirect: 'manual', headers: { 'x-forwarded-for': '203.0.113.78' } });
+    assert.equal(other.status, 303);
+  });
+
   it('limits form posts per user (ME_API_RATE_LIMIT_PER_USER): past it a 429 page and no change', async () => {
-    ts = await startTestServer({ ME_API_RATE_LIMIT_PER_USER: '3' });
     const user = await createUser(ts);
     const b = new HttpBrowser();
     const login = await b.follow(`${ts.issuer}/account`);

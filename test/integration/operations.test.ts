@@ -152,6 +152,17 @@ describe('operations', () => {
       assert.equal(cfg.ISSUER, 'http://localhost:8080');
     });
 
+    it('refuses to boot in production without an https ISSUER, with a one-line message', () => {
+      const prod = (env: Record<string, string>) => loadConfig({ ...env, NODE_ENV: 'production' }, tmp);
+      for (const [env, pattern] of [
+        [{ ISSUER: 'http://idp.example.test' }, /^invalid configuration: ISSUER: must be an https:\/\/ URL in production \(got http:\/\/\)$/],
+        [{}, /^invalid configuration: ISSUER: is required in production: the public https:\/\/ URL of this provider$/],
+      ] as const) {
+        assert.throws(() => prod(env), (err: Error) => err instanceof ConfigError && pattern.test(err.message), JSON.stringify(env));
+      }
+      assert.equal(prod({ ISSUER: 'https://idp.example.test/' }).ISSUER, 'https://idp.example.test');
+    });
+
     it('names a bad setting that comes from the config file', () => {
       const file = path.join(tmp, 'bad.json');
       writeFileSync(file, JSON.stringify({ LOCKOUT_THRESHOLD: 0 }));

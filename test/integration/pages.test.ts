@@ -143,15 +143,23 @@ describe('pages', () => {
   });
 
   describe('cookies', () => {
-    /** The provider's interaction and session cookies: all present, HttpOnly, SameSite=Lax, Secure as expected. */
+    /**
+     * The provider's interaction and session cookies: all present, HttpOnly, SameSite=Lax, Secure as
+     * expected. With an https issuer (`secure`) they carry the prefixes browsers enforce: __Host- for
+     * the session (Path=/, no Domain), __Secure- for the interaction cookies (their Path is the interaction's).
+     */
     function assertSessionCookies(setCookies: string[], secure: boolean) {
       const names = new Set(setCookies.map(cookieName));
-      for (const name of ['_interaction', '_interaction_resume', '_session']) assert.ok(names.has(name), `${name} cookie expected`);
+      const expected = secure ? ['__Secure-interaction', '__Secure-interaction_resume', '__Host-session'] : ['_interaction', '_interaction_resume', '_session'];
+      for (const name of expected) assert.ok(names.has(name), `${name} cookie expected in ${[...names].join(', ')}`);
       for (const line of setCookies) {
         const attrs = attributes(line);
         assert.ok(attrs.includes('httponly'), `HttpOnly: ${line}`);
         assert.ok(attrs.includes('samesite=lax'), `SameSite=Lax: ${line}`);
         assert.equal(attrs.includes('secure'), secure, `${secure ? '' : 'not '}Secure: ${line}`);
+        if (cookieName(line).startsWith('__Host-')) {
+          assert.ok(attrs.includes('path=/') && !attrs.some((a) => a.startsWith('domain=')), `__Host-: Path=/ and no Domain: ${line}`);
+        }
       }
     }
 
@@ -166,6 +174,78 @@ describe('pages', () => {
       const { setCookies, hsts } = await cookiesOfSignIn(proxied, proxiedClientId, { 'x-forwarded-proto': 'https' });
       assertSessionCookies(setCookies, true);
       assert.ok(hsts.length > 0 && hsts.every((h) => h?.startsWith('max-age=')), 'HSTS behind https');
+    });
+
+    it('with an https ISSUER, cookies are Secure and HSTS is sent even when the proxy says nothing of https', async () => {
+      const { setCookies, hsts } = await cookiesOfSignIn(proxied, proxiedClientId, {});
+      assertSessionCookies(setCookies, true);
+      assert.ok(hsts.length > 0 && hsts.every((h) => h?.startsWith('max-age=')), 'HSTS on every answer');
+      for (const path of ['/healthz', '/nope', '/api/v1/me']) {
+        const res = await fetch(new URL(path, `http://127.0.0.1:${proxied.port}`));
+        assert.ok(res.headers.get('strict-transport-security')?.startsWith('max-age='), `HSTS on ${path}`);
+      }
+
+      // Our own cookies (the account console's sign-in, the forms' CSRF cookie): __Host-, Secure, Path=/.
+      const ours: string[] = [];
+      for (const path of ['/account', '/register']) {
+        const res = await fetch(new URL(path, `http://127.0.0.1:${proxied.port}`), { redirect: 'manual', headers: { accept: 'text/html' } });
+        await res.arrayBuffer();
+        ours.push(...res.headers.getSetCookie());
+      }
+      assert.deepEqual(ours.map(cookieName).sort(), ['__Host-idp_account_signin', '__Host-idp_csrf']);
+      for (const line of ours) {
+        const attrs = attributes(line);
+        assert.ok(attrs.includes('secure') && attrs.includes('path=/') && attrs.includes('httponly'), line);
+        assert.ok(!attrs.some((a) => a.startsWith('domain=')), `no Domain: ${line}`);
+      }
+    });
+
+    it('over a plain http ISSUER our own cookies keep their bare names and are not Secure', async () => {
+      const res = await fetch(new URL('/register', ts.issuer), { headers: { accept: 'text/html' } });
+      await res.arrayBuffer();
+      const csrf = res.headers.getSetCookie().find((c) => cookieName(c) === 'idp_csrf');
+      assert.ok(csrf && !attributes(csrf).includes('secure'), `plain idp_csrf expected: ${csrf}`);
+    });
+  });
+
+  describe('repeated query parameters', () => {
+    it('answers 400 (never 500) on our pages, the console, the interaction and the APIs; the provider refuses its own with invalid_request', async () => {
+      const page = await openLoginPage(ts, clientId);
+      const html = (path: string) => page.browser.request(new URL(path, ts.issuer));
+      for (const path of [
+        '/register?ui_locales=en&ui_locales=vi',
+        '/forgot-password?ui_locales=en&ui_locales=vi',
+        '/verify-email?email=a@b.test&email=c@d.test',
+        '/reset-password?token=a&token=b',
+        '/account?done=profile&done=password',
+        `/interaction/${page.uid}?ui_locales=en&ui_locales=vi`,
+      ]) {
+        const res = await html(path);
+        assert.equal(res.status, 400, path);
+        assert.match(res.headers.get('content-type') ?? '', /text\/html/, `${path}: the error page`);
+        await res.arrayBuffer();
+      }
+      for (const path of ['/api/v1/users?limit=1&limit=2', '/api/v1/me?x=1&x=2', '/api/v1/auth/captcha?x=1&x=2']) {
+        const res = await fetch(new URL(path, ts.issuer));
+        assert.equal(res.status, 400, path);
+        const body = (await res.json()) as { error: string; message: string };
+        assert.equal(body.error, 'IDENT_VALIDATION');
+        assert.match(body.message, /repeated/);
+      }
+      // The interaction itself is untouched: the page still opens without the repeat.
+      assert.equal((await html(`/interaction/${page.uid}?ui_locales=vi`)).status, 200);
+
+      // The provider's authorization endpoint sends invalid_request back to the relying party.
+      const auth = authorizationUrl(ts, clientId);
+      auth.search += '&ui_locales=en&ui_locales=vi';
+      const res = await fetch(auth, { redirect: 'manual' });
+      assert.equal(res.status, 303);
+      const back = new URL(res.headers.get('location')!);
+      assert.equal(`${back.origin}${back.pathname}`, REDIRECT_URI);
+      assert.equal(back.searchParams.get('error'), 'invalid_request');
+      // With no client to send it to, the provider's own error page answers 400 (rendered in a locale, not a 500).
+      const unknown = await fetch(new URL('/auth?client_id=nope&ui_locales=en&ui_locales=vi', ts.issuer), { headers: { accept: 'text/html' } });
+      assert.equal(unknown.status, 400);
     });
   });
 

@@ -31,6 +31,8 @@ export interface AccountConsoleDeps {
   logger: Logger;
   /** Form posts per user (shared with /api/v1/me: the same person, the same budget). */
   userLimiter: RateLimiterAbstract;
+  /** Anonymous visits (starting a sign-in, coming back from it) per IP, like the other anonymous pages. */
+  anonymousLimiter: RateLimiterAbstract;
 }
 
 type Profile = Awaited<ReturnType<SelfService['profile']>>;
@@ -86,7 +88,7 @@ const validName = (value: string) => value.trim().length <= MAX_NAME && !/[\u000
 export function accountConsoleRoutes(deps: AccountConsoleDeps) {
   const { provider, issuer, selfService, renderPage, logger } = deps;
   const rp = createConsoleRelyingParty(provider, issuer, deps.internalOrigin);
-  const sessions = createConsoleSessions(deps.ephemeral, deps.box);
+  const sessions = createConsoleSessions(deps.ephemeral, deps.box, issuer);
   const router = new Router({ prefix: '/account' });
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
   // Absolute URLs under the issuer, so they hold behind a proxy that maps the issuer's path.
@@ -145,11 +147,24 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     return signed;
   }
 
+  /** Counts an anonymous request against the per-IP budget; false (and a 429 page) past it. */
+  async function anonymousAllowed(ctx: Context): Promise<boolean> {
+    try {
+      await deps.anonymousLimiter.consume(ctx.ip);
+      return true;
+    } catch (limited) {
+      if (limited instanceof Error) throw limited;
+      ctx.set('Retry-After', String(Math.ceil(((limited as { msBeforeNext?: number }).msBeforeNext ?? 60_000) / 1000)));
+      problem(ctx, 'error.rate_limited', 429);
+      return false;
+    }
+  }
+
   /** Leaves for the provider's authorization endpoint; the provider's SSO session makes it seamless. */
   async function startSignIn(ctx: Context) {
     const config = await rp.configuration();
     const checks = { state: oidc.randomState(), nonce: oidc.randomNonce(), verifier: oidc.randomPKCECodeVerifier() };
-    await sessions.beginSignIn(ctx, checks);
+    sessions.beginSignIn(ctx, checks);
     const url = oidc.buildAuthorizationUrl(config, {
       redirect_uri: rp.redirectUri,
       scope: SCOPE,
@@ -245,13 +260,14 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     '/',
     handle(async (ctx) => {
       const signed = await signedIn(ctx);
-      if (!signed) return startSignIn(ctx);
+      if (!signed) return (await anonymousAllowed(ctx)) ? startSignIn(ctx) : undefined;
       const done = text(ctx.query.done);
       await renderConsole(ctx, signed, { notice: done && Object.hasOwn(NOTICES, done) ? NOTICES[done] : undefined });
     }),
   );
 
   router.get('/callback', async (ctx) => {
+    if (!(await anonymousAllowed(ctx))) return;
     const checks = await sessions.takeSignIn(ctx);
     // No redirect back to sign-in here: a browser that drops our cookie would loop forever.
     if (!checks) return problem(ctx, 'account.problem.signin_expired', 400);

@@ -11,8 +11,8 @@ import { AppError } from '../../domain/errors.ts';
 import { negotiate } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import * as s from './account-schemas.ts';
-import { meView } from './views.ts';
-import { requireUserScope, userBearerAuth, type UserCaller } from './user-auth.ts';
+import { ME_FIELD_SCOPES, meView } from './views.ts';
+import { requireFirstParty, requireUserScope, userBearerAuth, type UserCaller } from './user-auth.ts';
 import { checkBody, parse } from './validate.ts';
 
 export interface AccountApiDeps {
@@ -32,6 +32,11 @@ export interface AccountOperation {
   auth: 'anonymous' | 'user';
   /** A scope the user's token must carry besides openid. */
   scope?: string;
+  /**
+   * Account management (sessions, password, sign-out everywhere; MFA and devices to come): only
+   * tokens issued to first-party clients, checked before anything else (see requireFirstParty).
+   */
+  firstPartyOnly?: true;
   body?: z.ZodType;
   response: { status: number; schema?: z.ZodType };
   handle(ctx: Context, input: { body: any; params: Record<string, string>; caller: UserCaller | undefined }): Promise<unknown>;
@@ -109,7 +114,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'post', path: '/auth/logout-all', auth: 'user', summary: 'End every session, grant and token of the caller',
+      method: 'post', path: '/auth/logout-all', auth: 'user', firstPartyOnly: true, summary: 'End every session, grant and token of the caller',
       response: { status: 204 },
       async handle(_ctx, { caller }) {
         await account.selfService.logoutAll(caller!.accountId);
@@ -117,21 +122,23 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'get', path: '/me', auth: 'user', summary: 'Own profile',
+      method: 'get', path: '/me', auth: 'user', summary: 'Own profile: the fields the token\'s scopes cover (email: email; names, locale, time zone: profile)',
       response: { status: 200, schema: s.me },
       async handle(_ctx, { caller }) {
-        return meView(await account.selfService.profile(caller!.accountId));
+        return meView(await account.selfService.profile(caller!.accountId), caller!);
       },
     },
     {
       method: 'patch', path: '/me', auth: 'user', scope: 'profile', summary: 'Change names, locale and time zone',
       body: s.profileUpdate, response: { status: 200, schema: s.me },
       async handle(ctx, { body, caller }) {
-        return meView(await account.selfService.updateProfile(caller!.accountId, body, context(ctx, caller)));
+        // Each field needs the scope that shows it; one not covered refuses the whole change.
+        for (const field of Object.keys(body) as Array<keyof typeof ME_FIELD_SCOPES>) requireUserScope(ctx, ME_FIELD_SCOPES[field]);
+        return meView(await account.selfService.updateProfile(caller!.accountId, body, context(ctx, caller)), caller!);
       },
     },
     {
-      method: 'post', path: '/me/password', auth: 'user', summary: 'Change the password (the current one is needed); ends the other sessions',
+      method: 'post', path: '/me/password', auth: 'user', firstPartyOnly: true, summary: 'Change the password (the current one is needed); ends the other sessions',
       body: s.passwordChange, response: { status: 204 },
       async handle(ctx, { body, caller }) {
         await account.selfService.changePassword(caller!.accountId, body.currentPassword, body.newPassword, caller!.sessionUid, context(ctx, caller));
@@ -139,7 +146,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'get', path: '/me/sessions', auth: 'user', summary: 'Active sessions with device and last use',
+      method: 'get', path: '/me/sessions', auth: 'user', firstPartyOnly: true, summary: 'Active sessions with device and last use',
       response: { status: 200, schema: s.sessionList },
       async handle(_ctx, { caller }) {
         const sessions = await account.selfService.sessions(caller!.accountId, caller!.sessionUid);
@@ -154,7 +161,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'delete', path: '/me/sessions/:id', auth: 'user', summary: 'End one session and what was authorized in it',
+      method: 'delete', path: '/me/sessions/:id', auth: 'user', firstPartyOnly: true, summary: 'End one session and what was authorized in it',
       response: { status: 204 },
       async handle(_ctx, { params, caller }) {
         if (params.id!.length > 128) throw new AppError('IDENT_SESSION_NOT_FOUND');
@@ -169,7 +176,12 @@ export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperat
   const router = new Router({ prefix: '/api/v1' });
   const json = bodyParser({ enableTypes: ['json'], jsonLimit: '16kb', encoding: 'utf-8' });
   const perIp = rateLimit(deps.ephemeral.limiter('auth-api-ip', deps.account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
-  const perUser = rateLimit(deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60), (ctx) => (ctx.state.user as UserCaller).accountId);
+  // First-party calls share the user's budget with the account console; a third-party client has
+  // a budget of its own per user, so it cannot spend the user's and lock them out of the console.
+  const perUser = rateLimit(deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60), (ctx) => {
+    const caller = ctx.state.user as UserCaller;
+    return caller.firstParty ? caller.accountId : `${caller.accountId}:${caller.clientId}`;
+  });
   const auth = userBearerAuth(deps.provider);
 
   // Answers (errors included) are personal or one-time: never cached.
@@ -178,8 +190,14 @@ export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperat
     await next();
   };
 
+  const firstPartyOnly: Middleware = async (ctx, next) => {
+    requireFirstParty(ctx);
+    await next();
+  };
+
   for (const op of operations) {
-    const guards: Middleware[] = op.auth === 'user' ? [auth, perUser] : [perIp];
+    // A refused third-party call is turned away before it spends the user's budget.
+    const guards: Middleware[] = op.auth === 'user' ? [auth, ...(op.firstPartyOnly ? [firstPartyOnly] : []), perUser] : [perIp];
     router[op.method](op.path, noStore, ...guards, json, async (ctx) => {
       const caller = ctx.state.user as UserCaller | undefined;
       if (op.scope) requireUserScope(ctx, op.scope);

@@ -58,9 +58,12 @@ export const accepted = z.object({ status: z.literal('accepted'), message: z.str
 export const statusOnly = z.object({ status: z.string() });
 export const captchaChallenge = z.looseObject({}).describe('An ALTCHA challenge (altcha-lib), for the widget or solveChallenge');
 
+/** Only the fields the token's scopes cover are present (see ME_FIELD_SCOPES in views.ts); the dates go to first-party clients only. */
 export const me = user
   .pick({ id: true, email: true, emailVerified: true, givenName: true, familyName: true, locale: true, createdAt: true })
-  .extend({ timezone: z.string().nullable(), passwordChangedAt: z.iso.datetime().nullable() });
+  .extend({ timezone: z.string().nullable(), passwordChangedAt: z.iso.datetime().nullable() })
+  .partial()
+  .required({ id: true });
 
 export const sessionList = z.object({
   data: z.array(

@@ -47,7 +47,12 @@ export function openApiDocument(operations: Operation[], accountOps: AccountOper
   for (const op of accountOps) {
     const path = openApiPath(op.path);
     paths[path] ??= {};
-    paths[path][op.method] = entry(op, op.auth === 'user' ? [{ user: op.scope ? ['openid', op.scope] : ['openid'] }] : []);
+    paths[path][op.method] = {
+      ...entry(op, op.auth === 'user' ? [{ user: op.scope ? ['openid', op.scope] : ['openid'] }] : []),
+      ...(op.firstPartyOnly
+        ? { description: 'Account management: only tokens issued to first-party clients (first_party: true); others get 403 IDENT_FORBIDDEN.', 'x-first-party-only': true }
+        : {}),
+    };
   }
   return {
     openapi: '3.1.0',

@@ -8,7 +8,10 @@ export interface UserCaller {
   clientId: string;
   /** The provider session the token was issued in (its public uid), when there was one. */
   sessionUid: string | undefined;
+  /** The token's scopes that its grant still holds. */
   scopes: Set<string>;
+  /** The token was issued to a first-party client (client metadata first_party: true). */
+  firstParty: boolean;
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i;
@@ -16,21 +19,29 @@ const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i;
 /**
  * Finds the user an opaque access token was issued to: the same tokens userinfo accepts (issued
  * by this provider with `openid`, no resource indicator, not sender-constrained), still stored, so
- * a revoked or logged-out token stops working at once. Tokens that end with their session need
- * that session to exist.
+ * a revoked or logged-out token stops working at once. Like userinfo, its client and grant must
+ * still exist (a deleted client or a revoked grant ends the token even while its record lingers),
+ * and tokens that end with their session need that session to exist.
  */
 export async function resolveUserToken(provider: Provider, token: string): Promise<UserCaller | undefined> {
   if (token.length > 512) return undefined;
   const at = await provider.AccessToken.find(token);
   if (!at || !at.accountId || at.isExpired) return undefined;
   if (at.aud !== undefined || at.jkt || at['x5t#S256']) return undefined;
-  const scopes = new Set(String(at.scope ?? '').split(' ').filter(Boolean));
+  const tokenScopes = String(at.scope ?? '').split(' ').filter(Boolean);
+  if (!tokenScopes.includes('openid') || !at.clientId || !at.grantId) return undefined;
+  const client = await provider.Client.find(at.clientId);
+  if (!client) return undefined;
+  const grant = await provider.Grant.find(at.grantId, { ignoreExpiration: true });
+  if (!grant || grant.isExpired || grant.clientId !== at.clientId || grant.accountId !== at.accountId) return undefined;
+  // What the grant no longer holds, the token no longer gives (as userinfo filters claims).
+  const scopes = new Set(grant.getOIDCScopeFiltered(tokenScopes).split(' ').filter(Boolean));
   if (!scopes.has('openid')) return undefined;
   if (at.expiresWithSession) {
     const session = at.sessionUid ? await provider.Session.findByUid(at.sessionUid) : undefined;
     if (!session || session.accountId !== at.accountId) return undefined;
   }
-  return { accountId: at.accountId, clientId: at.clientId!, sessionUid: at.sessionUid, scopes };
+  return { accountId: at.accountId, clientId: at.clientId, sessionUid: at.sessionUid, scopes, firstParty: client['first_party'] === true };
 }
 
 /** Bearer authentication of the account API; puts the UserCaller in ctx.state.user. */
@@ -49,6 +60,19 @@ export function userBearerAuth(provider: Provider): Middleware {
     ctx.state.user = caller;
     await next();
   };
+}
+
+/**
+ * Account management (sessions, password, sign-out everywhere, and later MFA and devices) is for
+ * the provider's own applications: a relying party the user signed in to must not manage the
+ * account. Checked before anything else runs, so a refused call checks no password (and counts
+ * nothing toward lockout).
+ */
+export function requireFirstParty(ctx: Context): void {
+  const caller = ctx.state.user as UserCaller;
+  if (!caller.firstParty) {
+    throw new AppError('IDENT_FORBIDDEN', 'account management needs a token issued to a first-party client (first_party: true), such as the account console');
+  }
 }
 
 export function requireUserScope(ctx: Context, scope: string): void {

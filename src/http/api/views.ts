@@ -21,14 +21,35 @@ export function userView(u: UserRow) {
   };
 }
 
-/** The signed-in user's own view (/api/v1/me): no status or last sign-in, plus time zone. */
-export function meView(u: UserRow) {
+/**
+ * The scope a token needs to see or change each field of /api/v1/me, as userinfo maps claims to
+ * scopes: email needs `email`; names, locale and time zone need `profile` (OIDC's zoneinfo is a
+ * profile claim).
+ */
+export const ME_FIELD_SCOPES = {
+  email: 'email',
+  emailVerified: 'email',
+  givenName: 'profile',
+  familyName: 'profile',
+  locale: 'profile',
+  timezone: 'profile',
+} as const;
+
+/**
+ * The signed-in user's own view (/api/v1/me): no status or last sign-in, plus time zone. A field
+ * the caller's scopes do not cover is left out; the account's dates (created, password changed)
+ * are account management, shown to first-party clients only. The id (the `sub`) is always there.
+ */
+export function meView(u: UserRow, caller: { scopes: ReadonlySet<string>; firstParty: boolean }) {
   const { id, email, emailVerified, givenName, familyName, locale, createdAt } = userView(u);
+  const fields = { email, emailVerified, givenName, familyName, locale, timezone: u.timezone };
+  const shown = Object.fromEntries(
+    Object.entries(fields).filter(([name]) => caller.scopes.has(ME_FIELD_SCOPES[name as keyof typeof fields])),
+  ) as Partial<typeof fields>;
   return {
-    id, email, emailVerified, givenName, familyName, locale,
-    timezone: u.timezone,
-    createdAt,
-    passwordChangedAt: u.password_changed_at ? iso(u.password_changed_at) : null,
+    id,
+    ...shown,
+    ...(caller.firstParty ? { createdAt, passwordChangedAt: u.password_changed_at ? iso(u.password_changed_at) : null } : {}),
   };
 }
 

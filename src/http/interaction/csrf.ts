@@ -18,14 +18,15 @@ export function createCsrf(box: SecretBox) {
 
 export type Csrf = ReturnType<typeof createCsrf>;
 
-const FORM_COOKIE = 'idp_csrf';
+import { ownCookieName } from '../cookies.ts';
 
 /**
  * CSRF tokens for the pages outside an interaction (register, verify email, reset password):
  * a random value in an HttpOnly SameSite=Strict cookie, and in the form its HMAC. A cross-site
  * post carries neither the cookie nor a token that matches it.
  */
-export function createFormCsrf(box: SecretBox) {
+export function createFormCsrf(box: SecretBox, issuer: string) {
+  const FORM_COOKIE = ownCookieName(issuer, 'idp_csrf');
   const tokenFor = (value: string) => box.mac('csrf:form', value).toString('base64url');
   return {
     issue(ctx: import('koa').Context): string {

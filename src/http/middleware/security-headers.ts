@@ -13,15 +13,19 @@ const CSP = [
   "base-uri 'none'",
 ].join('; ');
 
-/** Strict headers on every response, set before the provider runs so it can amend the CSP. */
-export function securityHeaders(): Middleware {
+/**
+ * Strict headers on every response, set before the provider runs so it can amend the CSP. HSTS
+ * goes with every answer when the issuer is https (`httpsIssuer`), even one that reached us over
+ * plain http from a proxy that ended TLS; otherwise only over https.
+ */
+export function securityHeaders(opts: { httpsIssuer: boolean } = { httpsIssuer: false }): Middleware {
   return async (ctx, next) => {
     ctx.set('Content-Security-Policy', CSP);
     ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.set('Referrer-Policy', 'no-referrer');
     ctx.set('X-Frame-Options', 'DENY');
     ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
-    if (ctx.secure) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    if (opts.httpsIssuer || ctx.secure) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
     await next();
   };
 }
