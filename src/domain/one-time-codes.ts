@@ -171,6 +171,17 @@ export class OneTimeCodes {
     return this.#store.get(key(namespace, 'otp-link', this.#linkHash(namespace, token, bind)));
   }
 
+  /**
+   * A verified step for `identifier` opened by another proof of the same thing (say, a
+   * verification link proving the mailbox opens the set-password step); taken once like any other.
+   */
+  async openSession(namespace: OtpNamespace, identifier: string): Promise<string> {
+    checkIdentifier(identifier);
+    const session = randomToken(32);
+    await this.#store.set(key(namespace, 'session', this.#sessionHash(namespace, session)), identifier, this.#settings[namespace].sessionTtlSeconds);
+    return session;
+  }
+
   /** The identifier of a verified step without using it up (a form shown again after a mistake). */
   async peekSession(namespace: OtpNamespace, token: string): Promise<string | undefined> {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_PRESENTED) return undefined;

@@ -3,6 +3,7 @@ import { AppError, isUniqueViolation } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
 import { emailIdentifier, type FlowServices } from './account-flow.ts';
 import type { EmailVerification } from './email-verification.ts';
+import type { AddressProof } from './address-proof.ts';
 import { accountExistsMail, resetPasswordMail, welcomeMail } from './account-mails.ts';
 import { userPayload } from './events.ts';
 import type { MailLocale } from './mail.ts';
@@ -39,9 +40,10 @@ export function createRegistration(deps: FlowServices & {
   hasher: PasswordHasher;
   passwordPolicy: PasswordPolicy;
   verification: EmailVerification;
+  addressProof: AddressProof;
   ephemeral: EphemeralStore;
 }) {
-  const { users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral } = deps;
+  const { users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral, addressProof } = deps;
 
   /** The existing owner learns someone tried to register with their address. */
   async function tellOwner(owner: UserRow, locale: MailLocale): Promise<void> {
@@ -51,7 +53,11 @@ export function createRegistration(deps: FlowServices & {
   }
 
   return {
-    async register(input: RegistrationInput, policy: RegistrationPolicy, context: ChangeContext = {}): Promise<RegistrationOutcome> {
+    /**
+     * `registrant`: markers of the registering request (address-proof.ts); a proof of the address
+     * made with one of them keeps the chosen password, any other proof discards it.
+     */
+    async register(input: RegistrationInput, policy: RegistrationPolicy, context: ChangeContext = {}, registrant: readonly string[] = []): Promise<RegistrationOutcome> {
       if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
       const tenantId = input.tenantId ?? DEFAULT_TENANT;
       const email = input.email.trim();
@@ -80,6 +86,8 @@ export function createRegistration(deps: FlowServices & {
               email,
               email_verified: false,
               password_hash: passwordHash,
+              // Chosen before anyone proved the address: the address owner's proof may discard it.
+              password_unverified_owner: Boolean(input.password),
               given_name: input.givenName?.trim() || null,
               family_name: input.familyName?.trim() || null,
               locale: input.locale,
@@ -107,6 +115,7 @@ export function createRegistration(deps: FlowServices & {
         if (isUniqueViolation(err)) return { status: 'accepted' };
         throw err;
       }
+      await addressProof.bindRegistrant(user, registrant, 'registered');
       return { status: 'created', user, signInNow: !policy.requireEmailVerification && Boolean(input.password) };
     },
   };

@@ -1,4 +1,7 @@
+import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
+import { randomToken } from '../infra/crypto.ts';
+import { BINDING_TTL_SECONDS } from '../domain/address-proof.ts';
 import { AppError } from '../domain/errors.ts';
 import { registrationPolicyFor, type RegistrationPolicy } from '../domain/registration-policy.ts';
 
@@ -15,4 +18,31 @@ export async function registrationPolicyOf(provider: Provider, defaults: Registr
 /** The captcha field each provider's widget posts. */
 export function captchaField(provider: string): string {
   return provider === 'turnstile' ? 'cf-turnstile-response' : provider === 'hcaptcha' ? 'h-captcha-response' : 'captcha';
+}
+
+const REGISTRANT_COOKIE = 'idp_registrant';
+const COOKIE_VALUE = /^[\w-]{43}$/;
+
+/**
+ * The markers (domain/address-proof.ts) this request holds: the interaction it runs in, when the
+ * caller has checked the interaction cookie, and the browser's registrant cookie, when it has one.
+ */
+export function registrantMarkers(ctx: Context, interactionUid?: string): string[] {
+  const value = ctx.cookies.get(REGISTRANT_COOKIE);
+  return [
+    ...(interactionUid ? [`interaction:${interactionUid}`] : []),
+    ...(value && COOKIE_VALUE.test(value) ? [`browser:${value}`] : []),
+  ];
+}
+
+/** Marks the browser that registers (a random HttpOnly cookie) and answers the request's markers. */
+export function markRegistrantBrowser(ctx: Context, interactionUid?: string): string[] {
+  let value = ctx.cookies.get(REGISTRANT_COOKIE);
+  if (!value || !COOKIE_VALUE.test(value)) {
+    value = randomToken(32);
+    ctx.cookies.set(REGISTRANT_COOKIE, value, {
+      httpOnly: true, sameSite: 'strict', secure: ctx.secure, path: '/', signed: false, maxAge: BINDING_TTL_SECONDS * 1000,
+    });
+  }
+  return [...(interactionUid ? [`interaction:${interactionUid}`] : []), `browser:${value}`];
 }

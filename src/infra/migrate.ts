@@ -4,6 +4,7 @@ import * as idempotency from '../../migrations/0002_idempotency.ts';
 import * as events from '../../migrations/0003_events.ts';
 import * as outbox from '../../migrations/0004_outbox.ts';
 import * as accountLifecycle from '../../migrations/0005_account_lifecycle.ts';
+import * as unverifiedOwnerPassword from '../../migrations/0006_unverified_owner_password.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -18,6 +19,7 @@ const migrations: Record<string, Migration> = {
   '0003_events': events,
   '0004_outbox': outbox,
   '0005_account_lifecycle': accountLifecycle,
+  '0006_unverified_owner_password': unverifiedOwnerPassword,
 };
 
 const source: Knex.MigrationSource<string> = {

@@ -208,23 +208,33 @@ describe('self-registration', () => {
     }
   });
 
-  it('registers through the API; the mail link verifies (GET); then the relying party signs the user in', async () => {
+  it('registers through the API in a browser; the mail link opened there asks, its button verifies; then the relying party signs the user in', async () => {
     const client = await registerClient(ts, {}, true);
     const email = uniqueEmail('reg-api');
     const password = strongPassword();
-    const res = await api(ts, '/api/v1/auth/register', { email, password, givenName: 'Alan', captcha: await solveCaptcha(ts) });
-    assert.equal(res.status, 202, res.text);
-    assert.equal(res.body.status, 'accepted');
+    // The API call and the link share one browser (its registrant cookie), so the password stays.
+    const browser = new HttpBrowser();
+    const registered = await browser.request(new URL('/api/v1/auth/register', ts.issuer), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ email, password, givenName: 'Alan', captcha: await solveCaptcha(ts) }),
+    });
+    assert.equal(registered.status, 202, await registered.text());
 
     const mail = await mailbox.next(email, SUBJECT.verify);
     const { link } = codeAndLink(mail, ts.issuer);
     assert.ok(link);
-    const opened = await new HttpBrowser().request(link);
-    const html = await opened.text();
-    assert.equal(opened.status, 200, html.slice(0, 300));
+    const opened = await browser.request(link);
+    const page = await opened.text();
+    assert.equal(opened.status, 200, page.slice(0, 300));
+    assert.equal((await findUser(ts, email))!.email_verified, false, 'opening the link changes nothing');
+    const post = () => browser.postForm(new URL(formAction(page, '/verify-email')!, link), { csrf: formField(page, 'csrf')!, token: formField(page, 'token')! });
+    const confirmed = await post();
+    const html = await confirmed.text();
+    assert.equal(confirmed.status, 200, html.slice(0, 300));
     assert.equal((await findUser(ts, email))!.email_verified, true);
     // The link works once.
-    const again = await new HttpBrowser().request(link);
+    const again = await post();
     assert.equal(again.status, 400);
     const againHtml = await again.text();
 
@@ -233,6 +243,7 @@ describe('self-registration', () => {
     assert.deepEqual(await sentTemplates(ts, email), ['verify-email', 'welcome']);
 
     // What the pages say.
+    assert.match(page, /Verify my email address/);
     assert.equal(h1(html), 'Email verified');
     assert.match(html, /your email address is verified/);
     assert.match(againHtml, /wrong, expired or already used/);
@@ -367,8 +378,10 @@ describe('self-registration', () => {
     const forTaken = await api(ts, '/api/v1/auth/register', { email: owner.email, password, captcha: await solveCaptcha(ts) });
     assert.equal(forNew.status, 202);
     assert.equal(forTaken.status, forNew.status);
+    // The registration handle is random for both (bound to nothing for a taken address).
+    for (const b of [forNew.body, forTaken.body]) assert.match(String(b.registration), /^[\w-]{43}$/);
     const strip = (b: Record<string, unknown>) => {
-      const { requestId: _r, timestamp: _t, ...rest } = b;
+      const { requestId: _r, timestamp: _t, registration: _h, ...rest } = b;
       return rest;
     };
     assert.deepEqual(strip(forTaken.body), strip(forNew.body));
@@ -570,7 +583,8 @@ describe('registration while SMTP is down', () => {
 
     await mailbox.start();
     const { code } = codeAndLink(await mailbox.next(email, SUBJECT.verify), ts.issuer);
-    const verified = await api(ts, '/api/v1/auth/verify-email', { email, code: code! });
+    // The registration's handle makes this the registrant's own proof: the password stays.
+    const verified = await api(ts, '/api/v1/auth/verify-email', { email, code: code!, registration: res.body.registration });
     assert.equal(verified.status, 200, verified.text);
     assert.equal(verified.body.status, 'verified');
     const client = await registerClient(ts, {}, true);

@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { rateLimit } from '../middleware/rate-limit.ts';
-import { registrationPolicyOf } from '../registration.ts';
+import { markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
 import { negotiate } from '../../i18n/index.ts';
@@ -14,6 +14,7 @@ import * as s from './account-schemas.ts';
 import { meView } from './views.ts';
 import { requireUserScope, userBearerAuth, type UserCaller } from './user-auth.ts';
 import { checkBody, parse } from './validate.ts';
+import { randomToken } from '../../infra/crypto.ts';
 
 export interface AccountApiDeps {
   provider: Provider;
@@ -59,25 +60,30 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     {
       method: 'post', path: '/auth/register', auth: 'anonymous',
       summary: 'Self-registration; the same answer for a new and a taken address (the mails tell the rest)',
-      body: s.register, response: { status: 202, schema: s.accepted },
+      body: s.register, response: { status: 202, schema: s.registered },
       async handle(ctx, { body }) {
         const policy = await registrationPolicyOf(provider, account.registrationDefaults, body.client_id);
         if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
         if (!(await account.captcha.verify(body.captcha, ctx.ip))) throw new AppError('IDENT_CAPTCHA_INVALID');
+        // The registrant's markers (domain/address-proof.ts): a handle for API clients, the cookie for
+        // browsers. A proof of the address that brings neither back discards the chosen password.
+        const handle = randomToken(32);
         await account.registration.register(
           { email: body.email, password: body.password, givenName: body.givenName, familyName: body.familyName, locale: localeOf(ctx, body.locale) },
           policy,
           { actor: body.client_id ?? null, requestId: ctx.state.requestId as string },
+          [`registration:${handle}`, ...markRegistrantBrowser(ctx)],
         );
-        return ACCEPTED;
+        return { ...ACCEPTED, registration: handle };
       },
     },
     {
       method: 'post', path: '/auth/verify-email', auth: 'anonymous', summary: 'Verify an email address with the mailed code or the link token',
       body: s.verifyEmail, response: { status: 200, schema: s.statusOnly },
       async handle(ctx, { body }) {
-        if ('token' in body) await account.verification.verifyLink(body.token, context(ctx));
-        else await account.verification.verifyCode(DEFAULT_TENANT, body.email, body.code, context(ctx));
+        const markers = [...registrantMarkers(ctx), ...(body.registration ? [`registration:${body.registration}`] : [])];
+        if ('token' in body) await account.verification.verifyLink(body.token, markers, context(ctx));
+        else await account.verification.verifyCode(DEFAULT_TENANT, body.email, body.code, markers, context(ctx));
         return { status: 'verified' };
       },
     },

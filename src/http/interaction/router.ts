@@ -11,7 +11,7 @@ import type { AccountFlowDeps } from '../account-flows.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { UserRow } from '../../repos/users.ts';
-import { captchaField, registrationPolicyOf } from '../registration.ts';
+import { captchaField, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
 import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
 import { allowSources } from '../middleware/security-headers.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
@@ -201,6 +201,8 @@ export function interactionRoutes(deps: InteractionDeps) {
     }
     // Only someone who knows the password gets here, so asking them to verify reveals nothing.
     if (!outcome.user.email_verified && (await policyOf(details)).requireEmailVerification) {
+      // Whoever knows the password is the registrant's side: the code typed in this sign-in keeps it.
+      await account.addressProof.bindRegistrant(outcome.user, [`interaction:${details.uid}`], 'password');
       try {
         await account.verification.send(outcome.user, localeOf(ctx, details));
       } catch (err) {
@@ -241,6 +243,7 @@ export function interactionRoutes(deps: InteractionDeps) {
         { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: localeOf(ctx, details) },
         policy,
         flowContext(ctx, details),
+        markRegistrantBrowser(ctx, details.uid),
       );
     } catch (err) {
       const e = pageErrorOf(err);
@@ -259,16 +262,18 @@ export function interactionRoutes(deps: InteractionDeps) {
     const code = field(ctx.request.body, 'code', 16).trim();
     if (await limited(ctx, flowLimiter)) return renderVerify(ctx, details, email, { error: 'error.rate_limited' }, 429);
     if (!isEmail(email) || !/^\d{6}$/.test(code)) return renderVerify(ctx, details, email, { error: 'error.otp_invalid' }, 400);
-    let user: UserRow;
+    let proof;
     try {
-      user = await account.verification.verifyCode(DEFAULT_TENANT, email, code, flowContext(ctx, details));
+      // Only the account this sign-in registered (or proved the password of) is verified here.
+      proof = await account.verification.verifyCode(DEFAULT_TENANT, email, code, registrantMarkers(ctx, details.uid), flowContext(ctx, details), { onlyRegistrant: true });
     } catch (err) {
       const e = pageErrorOf(err);
       return renderVerify(ctx, details, email, { error: e.error }, e.status);
     }
     // The code proved the mailbox; an inactive account still cannot sign in.
-    if (user.status !== 'active') return renderLogin(ctx, details, { error: 'error.inactive', email }, 403);
-    await signIn(ctx, details, user, ['pwd']);
+    if (proof.user.status !== 'active') return renderLogin(ctx, details, { error: 'error.inactive', email }, 403);
+    // amr says what this sign-in proved: the code, and the password when it was typed here too.
+    await signIn(ctx, details, proof.user, proof.byRegistrant === 'password' ? ['pwd', 'otp'] : ['otp']);
   });
 
   router.post('/verify-email/resend', form, async (ctx) => {
@@ -304,7 +309,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     if (await limited(ctx, flowLimiter)) return renderLogin(ctx, details, { error: 'error.rate_limited' }, 429);
     let user: UserRow;
     try {
-      user = await account.magicLinks.complete(details.uid, token, flowContext(ctx, details));
+      user = (await account.magicLinks.complete(details.uid, token, registrantMarkers(ctx, details.uid), flowContext(ctx, details))).user;
     } catch (err) {
       pageErrorOf(err);
       return renderLogin(ctx, details, { error: 'error.magic_link_browser' }, 400);

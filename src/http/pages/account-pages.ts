@@ -3,12 +3,13 @@ import Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
+import type { ProofOutcome } from '../../domain/address-proof.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { FormCsrf } from '../interaction/csrf.ts';
 import type { RenderPage } from '../render.ts';
 import { rateLimit } from '../middleware/rate-limit.ts';
-import { captchaField } from '../registration.ts';
+import { captchaField, markRegistrantBrowser, registrantMarkers } from '../registration.ts';
 import { allowSources } from '../middleware/security-headers.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
 import { field, interactionOf, isEmail, pageErrorOf } from './flow-messages.ts';
@@ -79,6 +80,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
         { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: locale(ctx) },
         account.registrationDefaults,
         context(ctx),
+        markRegistrantBrowser(ctx),
       );
     } catch (err) {
       const e = pageErrorOf(err);
@@ -99,29 +101,42 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
     }, status);
   }
 
+  // Opening the link only asks: mail scanners fetch links, so the GET changes nothing and the
+  // page's button posts the token.
   router.get('/verify-email', limit, async (ctx) => {
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
     if (!token) return renderVerify(ctx, typeof ctx.query.email === 'string' && isEmail(ctx.query.email) ? ctx.query.email : '');
-    try {
-      await account.verification.verifyLink(token, context(ctx));
-    } catch (err) {
-      const e = pageErrorOf(err);
-      return renderPage(ctx, 'message', { title: 'verify.title', text: e.error }, e.status);
-    }
-    message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
+    if (!(await account.verification.linkIsValid(token))) return renderPage(ctx, 'message', { title: 'verify.title', text: 'error.otp_invalid' }, 400);
+    renderPage(ctx, 'verify-link', { title: 'verify.title', action: '/verify-email', csrf: csrf.issue(ctx), token });
   });
 
+  /** After a proof: done, or (the registrant's password discarded) the form to choose one. */
+  const proven = (ctx: Context, proof: ProofOutcome) =>
+    proof.passwordSession
+      ? renderReset(ctx, { session: proof.passwordSession, notice: 'verify.password_discarded' })
+      : message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
+
   router.post('/verify-email', ...post, async (ctx) => {
+    const token = field(ctx.request.body, 'token', 256);
+    if (token) {
+      try {
+        return proven(ctx, await account.verification.verifyLink(token, registrantMarkers(ctx), context(ctx)));
+      } catch (err) {
+        const e = pageErrorOf(err);
+        return renderPage(ctx, 'message', { title: 'verify.title', text: e.error }, e.status);
+      }
+    }
     const email = field(ctx.request.body, 'email', 254).trim();
     const code = field(ctx.request.body, 'code', 16).trim();
     if (!isEmail(email) || !/^\d{6}$/.test(code)) return renderVerify(ctx, email, { error: 'error.otp_invalid' }, 400);
+    let proof: ProofOutcome;
     try {
-      await account.verification.verifyCode(DEFAULT_TENANT, email, code, context(ctx));
+      proof = await account.verification.verifyCode(DEFAULT_TENANT, email, code, registrantMarkers(ctx), context(ctx));
     } catch (err) {
       const e = pageErrorOf(err);
       return renderVerify(ctx, email, { error: e.error }, e.status);
     }
-    message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
+    proven(ctx, proof);
   });
 
   router.post('/verify-email/resend', ...post, async (ctx) => {
