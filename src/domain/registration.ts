@@ -6,6 +6,7 @@ import type { EmailVerification } from './email-verification.ts';
 import type { AddressProof } from './address-proof.ts';
 import { accountExistsMail, resetPasswordMail, welcomeMail } from './account-mails.ts';
 import { userPayload } from './events.ts';
+import { assertDisplayNames } from './display-names.ts';
 import type { MailLocale } from './mail.ts';
 import type { PasswordPolicy } from './password-policy.ts';
 import type { PasswordHasher } from './passwords.ts';
@@ -61,6 +62,7 @@ export function createRegistration(deps: FlowServices & {
       if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
       const tenantId = input.tenantId ?? DEFAULT_TENANT;
       const email = input.email.trim();
+      assertDisplayNames(input.givenName, input.familyName);
       if (!input.password && policy.password === 'required') throw new AppError('IDENT_VALIDATION', 'a password is required');
       if (input.password) {
         // Only what the registrant typed: the policy's answer must not depend on an existing account.

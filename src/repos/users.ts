@@ -94,11 +94,11 @@ export function createUsersRepo(db: Knex) {
     },
     /**
      * Marks the email verified when it is still `email` (the address the code was sent to) and not
-     * yet verified. `discardPassword` drops the password chosen before the proof (and a lockout
-     * run up against it).
+     * yet verified. `discardPassword` drops what the registrant chose before the proof: the
+     * password (and a lockout run up against it) and the names (text of theirs in the owner's mails).
      */
     async markEmailVerified(id: string, email: string, opts: { discardPassword?: boolean } = {}, trx?: Knex.Transaction): Promise<UserRow | undefined> {
-      const discard = opts.discardPassword ? { password_hash: null, failed_attempts: 0, locked_until: null } : {};
+      const discard = opts.discardPassword ? { password_hash: null, failed_attempts: 0, locked_until: null, given_name: null, family_name: null } : {};
       const [row] = await (trx ?? db)<UserRow>('users')
         .where({ id, email_verified: false })
         .whereRaw('lower(email) = lower(?)', [email])

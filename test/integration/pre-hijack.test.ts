@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { finishAuthorization, startAuthorization, type PendingAuthorization } from '../helpers/authorization.ts';
-import { openLoginPage, postLogin } from '../helpers/login-page.ts';
+import { alertText, openLoginPage, postLogin } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { registerClient, rpConfig, signIn, uniqueEmail, type Registered } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
@@ -40,10 +40,10 @@ describe('account pre-hijacking', () => {
     Number((await ts.server.services.db('oidc_payloads').where({ account_id: accountId }).count({ n: '*' }))[0]!.n);
 
   /** Registers on the register page of a pending authorization; the answer of the post. */
-  async function registerOnPage(flow: PendingAuthorization, email: string, password: string) {
+  async function registerOnPage(flow: PendingAuthorization, email: string, password: string, extra: Record<string, string> = {}) {
     const url = new URL(`/interaction/${flow.uid}/register`, flow.loginUrl);
     const page = await (await flow.browser.request(url)).text();
-    return flow.browser.postForm(new URL(formAction(page, '/register')!, url), { csrf: formField(page, 'csrf')!, email, password });
+    return flow.browser.postForm(new URL(formAction(page, '/register')!, url), { csrf: formField(page, 'csrf')!, email, password, ...extra });
   }
 
   /** The status of a password sign-in on a fresh login page: 303 signs in, 401 does not. */
@@ -68,14 +68,17 @@ describe('account pre-hijacking', () => {
 
     // The attacker registers the victim's address and is signed in at once (no verification asked).
     const attacker = await startAuthorization(ts, noVerification);
-    const registered = await registerOnPage(attacker, victim, attackerPassword);
+    const registered = await registerOnPage(attacker, victim, attackerPassword, { given_name: 'Support: visit evil.example' });
     const attackerTokens = await finishAuthorization(attacker, registered, attacker.loginUrl);
     assert.equal(await userinfoWorks(attacker.config, attackerTokens.access_token), true);
     const account = await findUser(victim);
     assert.ok((await payloadCount(account.id)) > 0, 'the attacker has a session and tokens');
 
     // The victim opens the link: a page with a button, nothing changed (a mail scanner does this too).
-    const { link } = codeAndLink(await mailbox.next(victim, VERIFY), ts.issuer);
+    const verifyMail = await mailbox.next(victim, VERIFY);
+    assert.doesNotMatch(verifyMail.text + verifyMail.html, /Support|evil\.example/, 'the registrant’s chosen name is not in the owner’s mail');
+    assert.match(verifyMail.text, /^Hello,/);
+    const { link } = codeAndLink(verifyMail, ts.issuer);
     assert.ok(link);
     const browser = new HttpBrowser();
     const opened = await browser.request(link);
@@ -93,6 +96,7 @@ describe('account pre-hijacking', () => {
     const after = await findUser(victim);
     assert.equal(after.email_verified, true);
     assert.equal(after.password_hash, null, 'the registrant’s password is gone');
+    assert.equal(after.given_name, null, 'and so is the name they chose');
     assert.equal(await payloadCount(account.id), 0, 'every session, grant and token of the account is gone');
     assert.equal(await userinfoWorks(attacker.config, attackerTokens.access_token), false);
     assert.equal(await passwordSignIn(victim, attackerPassword), 401, 'the registrant’s password no longer signs in');
@@ -212,6 +216,30 @@ describe('account pre-hijacking', () => {
     // A handle of another registration is no marker of this one.
     assert.equal((await verify({ email: other, code: otherCode, registration: handle })).status, 200);
     assert.equal(await passwordSignIn(other, otherPassword), 401);
+  });
+
+  it('names with CR/LF or control characters are refused on both register pages as the API refuses them; nobody is created', async () => {
+    const bad = ['Eve\r\nBcc: all@example.test', 'Eve\u0007', 'x'.repeat(201)];
+    for (const givenName of bad) {
+      const email = uniqueEmail('bad-name');
+      const flow = await startAuthorization(ts, noVerification);
+      const inInteraction = await registerOnPage(flow, email, strongPassword(), { given_name: givenName });
+      assert.equal(inInteraction.status, 400);
+      assert.equal(alertText(await inInteraction.text()), 'Names are at most 200 characters, on one line, without control characters.');
+
+      const browser = new HttpBrowser();
+      const page = await (await browser.request(new URL('/register', ts.issuer))).text();
+      const standalone = await browser.postForm(new URL('/register', ts.issuer), { csrf: formField(page, 'csrf')!, email, password: strongPassword(), family_name: givenName });
+      assert.equal(standalone.status, 400);
+      assert.equal(alertText(await standalone.text()), 'Names are at most 200 characters, on one line, without control characters.');
+
+      const api = await fetch(new URL('/api/v1/auth/register', ts.issuer), {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password: strongPassword(), givenName }),
+      });
+      assert.equal(api.status, 400);
+      assert.equal(((await api.json()) as { error: string }).error, 'IDENT_VALIDATION');
+      assert.equal(await ts.server.services.repos.users.findByEmail('default', email), undefined);
+    }
   });
 
   it('a password typed and the code typed in one sign-in keep the password (amr pwd and otp)', async () => {

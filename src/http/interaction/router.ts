@@ -10,6 +10,7 @@ import type { Csrf } from './csrf.ts';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
+import { isDisplayName } from '../../domain/display-names.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { captchaField, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
 import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
@@ -230,10 +231,11 @@ export function interactionRoutes(deps: InteractionDeps) {
     const policy = await policyOf(details);
     if (!policy.enabled) ctx.throw(403, 'registration is disabled');
     const body = ctx.request.body;
-    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 200), familyName: field(body, 'family_name', 200), password: field(body, 'password') };
+    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 1024), familyName: field(body, 'family_name', 1024), password: field(body, 'password') };
     const echo = { email: input.email, givenName: input.givenName, familyName: input.familyName };
     if (await limited(ctx, flowLimiter)) return renderRegister(ctx, details, { ...echo, error: 'error.rate_limited' }, 429);
     if (!isEmail(input.email)) return renderRegister(ctx, details, { ...echo, error: 'error.invalid_email' }, 400);
+    if (!isDisplayName(input.givenName) || !isDisplayName(input.familyName)) return renderRegister(ctx, details, { ...echo, error: 'error.invalid_name' }, 400);
     let outcome;
     try {
       if (!(await account.captcha.verify(field(body, captchaField(account.captcha.provider), 8192), ctx.ip))) {

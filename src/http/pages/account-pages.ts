@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
+import { isDisplayName } from '../../domain/display-names.ts';
 import type { ProofOutcome } from '../../domain/address-proof.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -69,9 +70,10 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
 
   router.post('/register', ...post, async (ctx) => {
     const body = ctx.request.body;
-    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 200), familyName: field(body, 'family_name', 200), password: field(body, 'password') };
+    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 1024), familyName: field(body, 'family_name', 1024), password: field(body, 'password') };
     const echo = { email: input.email, givenName: input.givenName, familyName: input.familyName };
     if (!isEmail(input.email)) return renderRegister(ctx, { ...echo, error: 'error.invalid_email' }, 400);
+    if (!isDisplayName(input.givenName) || !isDisplayName(input.familyName)) return renderRegister(ctx, { ...echo, error: 'error.invalid_name' }, 400);
     try {
       if (!(await account.captcha.verify(field(body, captchaField(account.captcha.provider), 8192), ctx.ip))) {
         return renderRegister(ctx, { ...echo, error: 'error.captcha' }, 400);
