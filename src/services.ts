@@ -81,6 +81,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
     events,
     transaction: (work) => db.transaction(work),
+    onBackgroundError: (err: unknown) => logger.error({ err }, 'sign-in failure bookkeeping failed'),
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral });
   const resourceServers = createResourceServers({

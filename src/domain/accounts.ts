@@ -4,6 +4,7 @@ import type { PasswordHasher } from './passwords.ts';
 import type { Knex } from 'knex';
 import type { EphemeralStore } from '../infra/ephemeral/index.ts';
 import { userPayload, type EventRecorder } from './events.ts';
+import { runDetached } from './detached.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
 
 export const DEFAULT_TENANT = 'default';
@@ -56,6 +57,8 @@ export function createAccounts(deps: {
   ephemeral: EphemeralStore;
   events: EventRecorder;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
+  /** Where the failure bookkeeping that runs after the answer reports failures. */
+  onBackgroundError: (err: unknown) => void;
 }) {
   const { users, hasher, lockout, ephemeral, events } = deps;
   // Failures against unknown emails are counted too, so "locked" never reveals that an account exists.
@@ -101,7 +104,10 @@ export function createAccounts(deps: {
 
     /**
      * Checks a password. Unknown email, wrong password and an inactive account all cost one argon2
-     * verification, so the answer's timing does not tell whether the account exists.
+     * verification and one counter update (the account's row, or the unknown address's counter in
+     * the ephemeral store; awaited, since the next try must see it), and the account's events are
+     * written after the answer (detached.ts), so the answer's timing does not tell whether the
+     * account exists.
      */
     async authenticate(
       email: string,
@@ -127,11 +133,13 @@ export function createAccounts(deps: {
       if (!ok) {
         const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
         const nowLocked = Boolean(after?.locked_until && after.locked_until.getTime() > Date.now());
-        const base = { subjectId: user.id, tenantId, ...context };
-        await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_credentials', failedAttempts: after?.failed_attempts } });
-        if (nowLocked) {
-          await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
-        }
+        runDetached(async () => {
+          const base = { subjectId: user.id, tenantId, ...context };
+          await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_credentials', failedAttempts: after?.failed_attempts } });
+          if (nowLocked) {
+            await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
+          }
+        }, deps.onBackgroundError);
         return { ok: false, reason: nowLocked ? 'locked' : 'invalid_credentials' };
       }
       // Only the owner of the password learns the account is suspended.

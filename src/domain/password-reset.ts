@@ -1,7 +1,7 @@
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
-import { emailIdentifier, findUserByIdentifier, type FlowServices } from './account-flow.ts';
+import { emailIdentifier, findUserByIdentifier, parseEmailIdentifier, type FlowServices } from './account-flow.ts';
 import { passwordChangedMail, resetPasswordMail } from './account-mails.ts';
 import { userPayload } from './events.ts';
 import type { MailLocale } from './mail.ts';
@@ -87,15 +87,16 @@ export function createPasswordReset(deps: FlowServices & {
 
     /**
      * One call for API clients: code (or link) and new password together. The password is judged
-     * before the code is used, so a refused password leaves the code valid for a second try.
+     * before the code is used, so a refused password leaves the code valid for a second try, and
+     * judged on the request alone (the address typed, or the link's): an account's names would make
+     * the verdict say whether the address has an account, before the code proved anything.
      */
     async confirm(proof: { email: string; code: string } | { token: string }, password: string, context: ChangeContext = {}): Promise<UserRow> {
       const identifier = 'token' in proof ? await codes.peekLink(NS, proof.token) : emailIdentifier(DEFAULT_TENANT, proof.email);
-      const user = identifier ? await findUser(identifier) : undefined;
-      // Without a known account the rules see only the address typed (the answer must not depend on it).
-      await assertPasswordAllowed(passwordPolicy, password, user ?? { email: 'email' in proof ? proof.email : '', given_name: null, family_name: null });
+      const email = 'email' in proof ? proof.email : identifier ? parseEmailIdentifier(identifier).email : '';
+      await assertPasswordAllowed(passwordPolicy, password, { email, given_name: null, family_name: null });
       const session = 'token' in proof ? (await codes.verifyLink(NS, proof.token)).session : await codes.verify(NS, identifier!, proof.code);
-      return this.complete(session, password, context);
+      return setPassword(session, password, context);
     },
 
     /**
@@ -106,21 +107,28 @@ export function createPasswordReset(deps: FlowServices & {
     async complete(session: string, password: string, context: ChangeContext = {}): Promise<UserRow> {
       const identifier = await codes.peekSession(NS, session);
       if (identifier === undefined) throw new AppError('IDENT_OTP_INVALID');
-      const user = await userOf(identifier);
-      await assertPasswordAllowed(passwordPolicy, password, user);
-      if ((await codes.takeSession(NS, session)) === undefined) throw new AppError('IDENT_OTP_INVALID');
-      const hash = await hasher.hash(password);
-      const updated = await deps.transaction(async (trx) => {
-        const row = (await users.setPassword(user.id, hash, { verifiedEmail: true }, trx))!;
-        await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
-        await mail.enqueue(passwordChangedMail(row, links), trx);
-        return row;
-      });
-      // Whoever knew the old password is signed out everywhere, refresh tokens included.
-      await payloads.revokeByAccountId(user.id);
-      return updated;
+      // The step is open only to whoever proved the mailbox: the account's own data may judge here.
+      await assertPasswordAllowed(passwordPolicy, password, await userOf(identifier));
+      return setPassword(session, password, context);
     },
   };
+
+  /** Uses up the verified step and sets the password (already judged). */
+  async function setPassword(session: string, password: string, context: ChangeContext): Promise<UserRow> {
+    const identifier = await codes.takeSession(NS, session);
+    if (identifier === undefined) throw new AppError('IDENT_OTP_INVALID');
+    const user = await userOf(identifier);
+    const hash = await hasher.hash(password);
+    const updated = await deps.transaction(async (trx) => {
+      const row = (await users.setPassword(user.id, hash, { verifiedEmail: true }, trx))!;
+      await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
+      await mail.enqueue(passwordChangedMail(row, links), trx);
+      return row;
+    });
+    // Whoever knew the old password is signed out everywhere, refresh tokens included.
+    await payloads.revokeByAccountId(user.id);
+    return updated;
+  }
 
   async function findUser(identifier: string): Promise<UserRow | undefined> {
     const user = await findUserByIdentifier(users, identifier);

@@ -365,4 +365,17 @@ describe('password reset', () => {
     const { tokens } = await signIn(ts, await rpConfig(ts, client), { email: user.email, password });
     assert.equal(tokens.claims()!.sub, user.id);
   });
+
+  it('API confirm judges the password on the request alone: a password that only an account’s names make weak gets the same answer for a known and an unknown address', async () => {
+    // Weak only next to the names Zanzibar Quixote (zxcvbn's user inputs); fine otherwise.
+    const known = await createUser(ts, strongPassword(), { givenName: 'Zanzibar', familyName: 'Quixote' });
+    const ip = newIp();
+    const answers = [];
+    for (const email of [known.email, uniqueEmail('nobody')]) {
+      const res = await api(ts, '/api/v1/auth/password-reset/confirm', { email, code: '000000', password: 'Zanzibarquixote' }, ip);
+      answers.push({ status: res.status, error: res.body.error, message: res.body.message });
+    }
+    assert.deepEqual(answers[0], answers[1], 'the verdict does not depend on the account');
+    assert.equal(answers[0]!.error, 'IDENT_OTP_INVALID');
+  });
 });

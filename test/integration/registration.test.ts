@@ -56,6 +56,8 @@ async function api(ts: TestServer, path: string, body: unknown) {
 }
 
 const findUser = (ts: TestServer, email: string) => ts.server.services.repos.users.findByEmail('default', email);
+/** The user a registration makes: it is written after the answer, so it may take a moment. */
+const createdUser = (ts: TestServer, email: string) => waitFor(`user ${email}`, () => findUser(ts, email));
 const userCount = async (ts: TestServer, email: string) =>
   Number((await ts.server.services.db('users').whereRaw('lower(email) = lower(?)', [email]).count({ n: '*' }))[0]!.n);
 const outboxOf = (ts: TestServer, email: string) => ts.server.services.db<OutboxRow>('outbox').where({ recipient: email }).orderBy('created_at');
@@ -165,8 +167,7 @@ describe('self-registration', () => {
     const verifyAction = formAction(registered.html, '/verify-email');
     assert.equal(verifyAction, `/interaction/${flow.uid}/verify-email`);
 
-    const user = (await findUser(ts, email))!;
-    assert.ok(user, 'the user exists');
+    const user = await createdUser(ts, email);
     assert.equal(user.email_verified, false);
     assert.equal(user.given_name, 'Grace');
 
@@ -278,7 +279,7 @@ describe('self-registration', () => {
 
     const res = await api(ts, '/api/v1/auth/register', { email, givenName: 'Ada', client_id: client.clientId, captcha: await solveCaptcha(ts) });
     assert.equal(res.status, 202, res.text);
-    assert.ok(await findUser(ts, email));
+    assert.ok(await createdUser(ts, email));
     const mail = await mailbox.next(email, SUBJECT.setPassword);
     const { code, link } = codeAndLink(mail, ts.issuer);
     assert.match(code ?? '', /^\d{6}$/);
@@ -327,7 +328,7 @@ describe('self-registration', () => {
     const replayed = await api(ts, '/api/v1/auth/register', { email: replay, password, captcha: payload });
     assert.equal(replayed.status, 400, replayed.text);
     assert.equal(replayed.body.error, 'IDENT_CAPTCHA_INVALID');
-    assert.ok(await findUser(ts, first));
+    assert.ok(await createdUser(ts, first));
     assert.equal(await findUser(ts, replay), undefined);
 
     // The page: the form again with the error, the address kept, nobody created.
@@ -417,7 +418,40 @@ describe('self-registration', () => {
     assert.equal(answers[1]!.html, answers[0]!.html, 'byte for byte the same page');
     await mailbox.next(pageOwner.email, SUBJECT.exists);
     assert.equal(await userCount(ts, pageOwner.email), 1);
+    await createdUser(ts, pageFresh);
     assert.equal(await userCount(ts, pageFresh), 1);
+  });
+
+  it('with verification off (client registration_require_email_verification: false) a taken address still looks like a new one: the code form for both, no sign-in at once', async () => {
+    const client = await registerClient(ts, { registration_require_email_verification: false }, true);
+    const owner = await createUser(ts);
+    const fresh = uniqueEmail('reg-enum-nover');
+    const password = strongPassword();
+    const answers: { status: number; html: string }[] = [];
+    for (const email of [fresh, owner.email]) {
+      const flow = await startAuthorization(ts, client);
+      const page = await openRegisterPage(flow);
+      const { res, html } = await postRegisterPage(flow, page, { email, password, captcha: await solveCaptcha(ts, flow.browser) });
+      answers.push({
+        status: res.status,
+        html: html.replaceAll(email, 'EMAIL').replaceAll(flow.uid, 'UID').replace(/name="csrf" value="[^"]*"/g, 'name="csrf" value=""'),
+      });
+    }
+    assert.equal(answers[0]!.status, 200, 'the code form, not a redirect that signs in');
+    assert.equal(answers[1]!.status, answers[0]!.status);
+    assert.equal(answers[1]!.html, answers[0]!.html, 'byte for byte the same page');
+    // The API answers alike too (the random registration handle aside).
+    const strip = ({ requestId: _r, timestamp: _t, registration: _h, ...rest }: Record<string, unknown>) => rest;
+    const apiAnswers = [];
+    for (const email of [uniqueEmail('reg-enum-nover'), owner.email]) {
+      const res = await api(ts, '/api/v1/auth/register', { email, password, client_id: client.clientId, captcha: await solveCaptcha(ts) });
+      apiAnswers.push({ status: res.status, body: strip(res.body) });
+    }
+    assert.deepEqual(apiAnswers[1], apiAnswers[0]);
+    // The new account may still sign in with its password before it verifies.
+    await createdUser(ts, fresh);
+    const { tokens } = await signIn(ts, await rpConfig(ts, client), { email: fresh, password });
+    assert.equal(tokens.claims()!.sub, (await findUser(ts, fresh))!.id);
   });
 
   it('requireEmailVerification: an unverified user with the right password gets the code page; the code completes the sign-in', async () => {
@@ -550,7 +584,7 @@ describe('self-registration turned off for the server', () => {
     const email = uniqueEmail('reg-on-client');
     const res = await api(ts, '/api/v1/auth/register', { email, password: strongPassword(), client_id: client.clientId, captcha: await solveCaptcha(ts) });
     assert.equal(res.status, 202, res.text);
-    assert.ok(await findUser(ts, email));
+    assert.ok(await createdUser(ts, email));
   });
 });
 
@@ -572,7 +606,7 @@ describe('registration while SMTP is down', () => {
     const password = strongPassword();
     const res = await api(ts, '/api/v1/auth/register', { email, password, captcha: await solveCaptcha(ts) });
     assert.equal(res.status, 202, res.text);
-    const user: UserRow | undefined = await findUser(ts, email);
+    const user: UserRow | undefined = await createdUser(ts, email);
     assert.ok(user, 'the user exists while the mail waits');
     const failing = await waitFor('a failed delivery attempt', async () => {
       const rows = (await outboxOf(ts, email)).filter((r) => r.template === 'verify-email');

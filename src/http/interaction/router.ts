@@ -236,12 +236,11 @@ export function interactionRoutes(deps: InteractionDeps) {
     if (await limited(ctx, flowLimiter)) return renderRegister(ctx, details, { ...echo, error: 'error.rate_limited' }, 429);
     if (!isEmail(input.email)) return renderRegister(ctx, details, { ...echo, error: 'error.invalid_email' }, 400);
     if (!isDisplayName(input.givenName) || !isDisplayName(input.familyName)) return renderRegister(ctx, details, { ...echo, error: 'error.invalid_name' }, 400);
-    let outcome;
     try {
       if (!(await account.captcha.verify(field(body, captchaField(account.captcha.provider), 8192), ctx.ip))) {
         return renderRegister(ctx, details, { ...echo, error: 'error.captcha' }, 400);
       }
-      outcome = await account.registration.register(
+      await account.registration.register(
         { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: localeOf(ctx, details) },
         policy,
         flowContext(ctx, details),
@@ -251,8 +250,8 @@ export function interactionRoutes(deps: InteractionDeps) {
       const e = pageErrorOf(err);
       return renderRegister(ctx, details, { ...echo, error: e.error, reasons: e.reasons }, e.status);
     }
-    if (outcome.status === 'created' && outcome.signInNow) return signIn(ctx, details, outcome.user, ['pwd']);
-    // A new account waiting for verification and a taken address look the same: the code form.
+    // A new account and a taken address look the same: the code form (even when verification is not
+    // required: signing a new account in at once would tell it from a taken address).
     renderVerify(ctx, details, input.email);
   });
 
