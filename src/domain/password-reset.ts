@@ -59,6 +59,7 @@ export function createPasswordReset(deps: FlowServices & {
      * has an account). The answer does not wait for the account's work, so neither its content nor
      * its timing says whether the address is known.
      */
+    /** `opts.ip`: the client's per-IP limit key (an IPv6 /64 counts as one client). */
     async request(email: string, opts: { ip: string; locale: MailLocale; tenantId?: string }, context: ChangeContext = {}): Promise<void> {
       const tenantId = opts.tenantId ?? DEFAULT_TENANT;
       await consume(deps.limits.perIp, opts.ip);

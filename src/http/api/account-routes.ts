@@ -4,7 +4,7 @@ import type { Context, Middleware } from 'koa';
 import type { z } from 'zod';
 import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
-import { rateLimit } from '../middleware/rate-limit.ts';
+import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
 import { markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
@@ -100,7 +100,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       summary: 'Mail a reset code and link (3 an hour per address and per IP; same answer for every address)',
       body: s.emailOnly, response: { status: 202, schema: s.accepted },
       async handle(ctx, { body }) {
-        await account.passwordReset.request(body.email, { ip: ctx.ip, locale: localeOf(ctx, body.locale) }, context(ctx));
+        await account.passwordReset.request(body.email, { ip: clientLimitKey(ctx), locale: localeOf(ctx, body.locale) }, context(ctx));
         return ACCEPTED;
       },
     },
@@ -174,7 +174,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
 export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperation[]) {
   const router = new Router({ prefix: '/api/v1' });
   const json = bodyParser({ enableTypes: ['json'], jsonLimit: '16kb', encoding: 'utf-8' });
-  const perIp = rateLimit(deps.ephemeral.limiter('auth-api-ip', deps.account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
+  const perIp = rateLimit(deps.ephemeral.limiter('auth-api-ip', deps.account.authRateLimitPerIp, 60), clientLimitKey);
   const perUser = rateLimit(deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60), (ctx) => (ctx.state.user as UserCaller).accountId);
   const auth = userBearerAuth(deps.provider);
 

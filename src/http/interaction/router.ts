@@ -15,6 +15,7 @@ import type { UserRow } from '../../repos/users.ts';
 import { captchaField, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
 import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
 import { allowSources } from '../middleware/security-headers.ts';
+import { clientLimitKey } from '../middleware/rate-limit.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
 
 export interface InteractionDeps {
@@ -92,7 +93,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   /** Counts a request from this IP; true when over the limit (the caller answers with its own page). */
   async function limited(ctx: Context, limiter: RateLimiterAbstract): Promise<boolean> {
     try {
-      await limiter.consume(ctx.ip);
+      await limiter.consume(clientLimitKey(ctx));
       return false;
     } catch (rejection) {
       if (rejection instanceof Error) throw rejection;

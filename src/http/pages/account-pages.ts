@@ -9,7 +9,7 @@ import { negotiate, type MessageKey } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { FormCsrf } from '../interaction/csrf.ts';
 import type { RenderPage } from '../render.ts';
-import { rateLimit } from '../middleware/rate-limit.ts';
+import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
 import { captchaField, markRegistrantBrowser, registrantMarkers } from '../registration.ts';
 import { allowSources } from '../middleware/security-headers.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
@@ -31,7 +31,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   const { account, csrf, renderPage } = deps;
   const router = new Router();
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
-  const limit = rateLimit(deps.ephemeral.limiter('auth-pages-ip', account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
+  const limit = rateLimit(deps.ephemeral.limiter('auth-pages-ip', account.authRateLimitPerIp, 60), clientLimitKey);
   const locale = (ctx: Context) => negotiate(ctx.query.ui_locales as string | undefined, ctx.get('accept-language'));
   const context = (ctx: Context) => ({ actor: null, requestId: ctx.state.requestId as string });
   const checkCsrf: Middleware = async (ctx, next) => {
@@ -161,7 +161,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
     const interaction = interactionOf((ctx.request.body as Record<string, unknown>).interaction);
     if (!isEmail(email)) return renderForgot(ctx, { email, interaction, error: 'error.invalid_email' }, 400);
     try {
-      await account.passwordReset.request(email, { ip: ctx.ip, locale: locale(ctx) }, context(ctx));
+      await account.passwordReset.request(email, { ip: clientLimitKey(ctx), locale: locale(ctx) }, context(ctx));
     } catch (err) {
       const e = pageErrorOf(err);
       return renderForgot(ctx, { email, interaction, error: e.error }, e.status);
