@@ -109,7 +109,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
   };
   const registration = createRegistration({ ...flow, hasher, passwordPolicy, verification, addressProof, ephemeral });
   const passwordReset = createPasswordReset({
-    ...flow, hasher, passwordPolicy, payloads: repos.payloads,
+    ...flow, hasher, passwordPolicy, payloads: repos.payloads, ephemeral,
     limits: {
       perEmail: ephemeral.limiter('reset-email', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
       perIp: ephemeral.limiter('reset-ip', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),

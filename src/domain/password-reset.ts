@@ -1,6 +1,7 @@
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError } from './errors.ts';
-import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
+import { DEFAULT_TENANT, failureKey, type ChangeContext } from './accounts.ts';
+import type { EphemeralStore } from '../infra/ephemeral/types.ts';
 import { emailIdentifier, findUserByIdentifier, parseEmailIdentifier, type FlowServices } from './account-flow.ts';
 import { passwordChangedMail, resetPasswordMail } from './account-mails.ts';
 import { userPayload } from './events.ts';
@@ -21,6 +22,7 @@ export function createPasswordReset(deps: FlowServices & {
   hasher: PasswordHasher;
   passwordPolicy: PasswordPolicy;
   payloads: OidcPayloadsRepo;
+  ephemeral: EphemeralStore;
   limits: { perEmail: RateLimiterAbstract; perIp: RateLimiterAbstract };
 }) {
   const { users, hasher, passwordPolicy, codes, mail, events, links, payloads } = deps;
@@ -126,8 +128,9 @@ export function createPasswordReset(deps: FlowServices & {
       await mail.enqueue(passwordChangedMail(row, links), trx);
       return row;
     });
-    // Whoever knew the old password is signed out everywhere, refresh tokens included.
+    // Whoever knew the old password is signed out everywhere, refresh tokens included; a lockout ends.
     await payloads.revokeByAccountId(user.id);
+    await deps.ephemeral.del(failureKey(user.tenant_id, user.email));
     return updated;
   }
 
