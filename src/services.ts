@@ -112,6 +112,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     ...flow, hasher, passwordPolicy, payloads: repos.payloads, ephemeral,
     limits: {
       perEmail: ephemeral.limiter('reset-email', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
+      perEmailDaily: ephemeral.limiter('reset-email-day', codes.settings('forgot-password').dailyQuota, 24 * 3600),
       perIp: ephemeral.limiter('reset-ip', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
     },
   });

@@ -106,14 +106,15 @@ export class OneTimeCodes {
    * does not buy more guesses. Not refused while locked: anyone can lock an address by typing wrong
    * codes, and the owner must still get a mail whose link works (the lock stops typed codes only).
    */
-  async issue(namespace: OtpNamespace, identifier: string, opts: { bind?: string } = {}): Promise<IssuedCode> {
+  async issue(namespace: OtpNamespace, identifier: string, opts: { bind?: string; beyondQuota?: boolean } = {}): Promise<IssuedCode> {
     const s = this.#settings[namespace];
     checkIdentifier(identifier);
     // Cooldown before quota, so refused sends do not spend the quota.
     if (!(await this.#store.setIfAbsent(key(namespace, 'cooldown', identifier), '1', s.cooldownSeconds))) {
       throw new AppError('IDENT_OTP_COOLDOWN', undefined, { retryAfterSeconds: s.cooldownSeconds });
     }
-    if ((await this.#store.incr(key(namespace, 'daily', identifier), 24 * HOUR)) > s.dailyQuota) {
+    // `beyondQuota`: a request that passed a CAPTCHA (the quota is there against automated sends).
+    if ((await this.#store.incr(key(namespace, 'daily', identifier), 24 * HOUR)) > s.dailyQuota && !opts.beyondQuota) {
       throw new AppError('IDENT_OTP_DAILY_QUOTA');
     }
 

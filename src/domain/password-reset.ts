@@ -23,23 +23,26 @@ export function createPasswordReset(deps: FlowServices & {
   passwordPolicy: PasswordPolicy;
   payloads: OidcPayloadsRepo;
   ephemeral: EphemeralStore;
-  limits: { perEmail: RateLimiterAbstract; perIp: RateLimiterAbstract };
+  /** perEmail: an hour; perEmailDaily: a day, as many as the code quota (so a request within it gets its mail). */
+  limits: { perEmail: RateLimiterAbstract; perEmailDaily: RateLimiterAbstract; perIp: RateLimiterAbstract };
 }) {
   const { users, hasher, passwordPolicy, codes, mail, events, links, payloads } = deps;
 
-  async function consume(limiter: RateLimiterAbstract, key: string): Promise<void> {
+  /** Counts a request; false when over the limit. */
+  async function consume(limiter: RateLimiterAbstract, key: string): Promise<boolean> {
     try {
       await limiter.consume(key);
+      return true;
     } catch (limited) {
       if (limited instanceof Error) throw limited;
-      throw new AppError('IDENT_RATE_LIMITED', 'too many password reset requests; try again later');
+      return false;
     }
   }
 
-  async function sendCode(user: UserRow, locale: MailLocale, context: ChangeContext): Promise<void> {
+  async function sendCode(user: UserRow, locale: MailLocale, context: ChangeContext, human: boolean): Promise<void> {
     let issued;
     try {
-      issued = await codes.issue(NS, emailIdentifier(user.tenant_id, user.email));
+      issued = await codes.issue(NS, emailIdentifier(user.tenant_id, user.email), { beyondQuota: human });
     } catch (err) {
       // Cooldown, quota and lock are not told to the requester: that would say the account exists.
       if (err instanceof AppError) return;
@@ -57,18 +60,27 @@ export function createPasswordReset(deps: FlowServices & {
 
   return {
     /**
-     * Limited to 3 an hour per address and per client IP (both counted whether or not the address
-     * has an account). The answer does not wait for the account's work, so neither its content nor
-     * its timing says whether the address is known.
+     * Limited per client IP (`opts.ip`: its limit key, an IPv6 /64 counts as one client) and per
+     * address (3 an hour and the code quota a day), both counted whether or not the address has an
+     * account. Anyone can use up an address's budget, so past it a request that passed a CAPTCHA
+     * (`opts.human`) is still served, beyond the daily quota too: a stranger cannot keep the owner
+     * from resetting (without a CAPTCHA provider, `human` undefined, the budget is a hard limit).
+     * The answer does not wait for the account's work, so neither its content nor its timing says
+     * whether the address is known.
      */
-    /** `opts.ip`: the client's per-IP limit key (an IPv6 /64 counts as one client). */
-    async request(email: string, opts: { ip: string; locale: MailLocale; tenantId?: string }, context: ChangeContext = {}): Promise<void> {
+    async request(email: string, opts: { ip: string; locale: MailLocale; tenantId?: string; human?: boolean | undefined }, context: ChangeContext = {}): Promise<void> {
       const tenantId = opts.tenantId ?? DEFAULT_TENANT;
-      await consume(deps.limits.perIp, opts.ip);
-      await consume(deps.limits.perEmail, emailIdentifier(tenantId, email));
+      if (!(await consume(deps.limits.perIp, opts.ip))) throw new AppError('IDENT_RATE_LIMITED', 'too many password reset requests; try again later');
+      const human = opts.human === true;
+      if (!human) {
+        const id = emailIdentifier(tenantId, email);
+        const within = (await consume(deps.limits.perEmail, id)) && (await consume(deps.limits.perEmailDaily, id));
+        if (!within && opts.human === false) throw new AppError('IDENT_CAPTCHA_REQUIRED', 'many reset requests were made for this address; solve the CAPTCHA to ask again');
+        if (!within) throw new AppError('IDENT_RATE_LIMITED', 'too many password reset requests; try again later');
+      }
       const work = async () => {
         const user = await users.findByEmail(tenantId, email.trim());
-        if (user?.status === 'active') await sendCode(user, opts.locale, context);
+        if (user?.status === 'active') await sendCode(user, opts.locale, context, human);
       };
       runDetached(work, deps.onBackgroundError);
     },

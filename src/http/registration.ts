@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import { randomToken } from '../infra/crypto.ts';
 import { BINDING_TTL_SECONDS } from '../domain/address-proof.ts';
+import type { Captcha } from '../infra/captcha.ts';
 import { AppError } from '../domain/errors.ts';
 import { registrationPolicyFor, type RegistrationPolicy } from '../domain/registration-policy.ts';
 
@@ -45,4 +46,15 @@ export function markRegistrantBrowser(ctx: Context, interactionUid?: string): st
     });
   }
   return [...(interactionUid ? [`interaction:${interactionUid}`] : []), `browser:${value}`];
+}
+
+/**
+ * Whether a request passed the CAPTCHA, for limits that let a solved CAPTCHA past them: undefined
+ * without a CAPTCHA provider, false without a payload; a wrong payload is refused.
+ */
+export async function captchaVerdict(captcha: Captcha, payload: string | undefined, ip: string): Promise<boolean | undefined> {
+  if (captcha.provider === 'none') return undefined;
+  if (!payload) return false;
+  if (!(await captcha.verify(payload, ip))) throw new AppError('IDENT_CAPTCHA_INVALID');
+  return true;
 }

@@ -71,6 +71,7 @@ export const en = {
   'error.otp_daily_quota': 'Too many codes were sent today. Try again tomorrow.',
   'error.password_policy': 'Choose a stronger password:',
   'error.invalid_email': 'Enter a valid email address.',
+  'error.captcha_required': 'Many reset requests were made for this address. Complete the check below to ask again.',
   'error.invalid_name': 'Names are at most 200 characters, on one line, without control characters.',
   'error.invalid_input': 'Some fields are not valid. Check them and try again.',
   'error.magic_link_browser': 'This sign-in link is invalid, expired or already used, or was opened in another browser. Ask for a new one from the sign-in page.',

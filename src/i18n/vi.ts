@@ -73,6 +73,7 @@ export const vi: Messages = {
   'error.otp_daily_quota': 'Hôm nay đã có quá nhiều mã được gửi. Vui lòng thử lại vào ngày mai.',
   'error.password_policy': 'Hãy chọn mật khẩu mạnh hơn:',
   'error.invalid_email': 'Hãy nhập địa chỉ email hợp lệ.',
+  'error.captcha_required': 'Đã có nhiều yêu cầu đặt lại cho địa chỉ này. Hãy hoàn tất bước kiểm tra bên dưới để yêu cầu lại.',
   'error.invalid_name': 'Tên dài tối đa 200 ký tự, trên một dòng, không chứa ký tự điều khiển.',
   'error.invalid_input': 'Một số thông tin chưa hợp lệ. Vui lòng kiểm tra và thử lại.',
   'error.magic_link_browser': 'Liên kết đăng nhập này không hợp lệ, đã hết hạn, đã được sử dụng hoặc đã được mở trong một trình duyệt khác. Hãy yêu cầu liên kết mới từ trang đăng nhập.',

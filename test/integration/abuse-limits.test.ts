@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { emailIdentifier } from '../../src/domain/account-flow.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
+import { solveCaptcha } from '../helpers/captcha.ts';
 import { createUser, registerClient, rpConfig, signIn, uniqueEmail } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
@@ -23,7 +24,7 @@ describe('limits a stranger cannot turn against the owner', () => {
 
   before(async () => {
     mailbox = await startMailbox(await freePort());
-    ts = await startTestServer({ ...fastMailSettings(mailbox.url), TRUST_PROXY: 'true', AUTH_API_RATE_LIMIT_PER_IP: String(BUDGET), CAPTCHA_PROVIDER: 'none' });
+    ts = await startTestServer({ ...fastMailSettings(mailbox.url), TRUST_PROXY: 'true', AUTH_API_RATE_LIMIT_PER_IP: String(BUDGET), CAPTCHA_ALTCHA_MAX_NUMBER: '1000' });
   });
   after(async () => {
     await stopAndDestroy(ts);
@@ -92,9 +93,9 @@ describe('limits a stranger cannot turn against the owner', () => {
   });
 
   it('after a stranger locks the verification code of an address, the owner still verifies it with the link of a new mail', async () => {
-    const email = uniqueEmail('lock-verify');
-    const registered = await api('/api/v1/auth/register', { email, password: strongPassword() }, newIp());
-    assert.equal(registered.status, 202);
+    const { email } = await createUser(ts, strongPassword(), { emailVerified: false });
+    // The stranger has a code sent, then types wrong ones.
+    assert.equal((await api('/api/v1/auth/verify-email/resend', { email }, newIp())).status, 202);
     await mailbox.next(email, /^Verify your email address$/);
     const locked = await hammer('/api/v1/auth/verify-email', email);
     assert.equal(locked.status, 429);
@@ -108,5 +109,39 @@ describe('limits a stranger cannot turn against the owner', () => {
     const proven = await browser.postForm(new URL(formAction(page, '/verify-email')!, link), { csrf: formField(page, 'csrf')!, token: formField(page, 'token')! });
     assert.equal(proven.status, 200);
     assert.equal((await ts.server.services.repos.users.findByEmail('default', email))!.email_verified, true);
+  });
+
+  it('a stranger who uses up an address’s reset budget does not stop its owner: past it a solved CAPTCHA still gets the mail', async () => {
+    const owner = await createUser(ts, strongPassword());
+    // PASSWORD_RESET_LIMIT_PER_HOUR (3) requests for the address, from three networks.
+    for (let i = 0; i < 3; i++) assert.equal((await api('/api/v1/auth/password-reset/request', { email: owner.email }, newIp())).status, 202);
+    await mailbox.next(owner.email, /^Reset your password$/);
+
+    // The owner, without a CAPTCHA: asked for one (the API and the page, which shows the widget).
+    const refused = await api('/api/v1/auth/password-reset/request', { email: owner.email }, newIp());
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error, 'IDENT_CAPTCHA_REQUIRED');
+    const browser = new HttpBrowser();
+    const forgot = await (await browser.request(new URL('/forgot-password', ts.issuer))).text();
+    assert.doesNotMatch(forgot, /altcha-widget/, 'no CAPTCHA while within the budget');
+    const page = await browser.postForm(new URL('/forgot-password', ts.issuer), { csrf: formField(forgot, 'csrf')!, email: owner.email });
+    const html = await page.text();
+    assert.equal(page.status, 429);
+    assert.match(html, /Complete the check below to ask again/);
+    assert.match(html, /<altcha-widget /);
+    // A wrong CAPTCHA is refused as such.
+    const garbage = await api('/api/v1/auth/password-reset/request', { email: owner.email, captcha: 'garbage' }, newIp());
+    assert.equal(garbage.body.error, 'IDENT_CAPTCHA_INVALID');
+
+    // With a solved CAPTCHA (a minute after the stranger's mail) the owner gets a mail and resets.
+    await cooldownPasses('forgot-password', owner.email);
+    const solved = await api('/api/v1/auth/password-reset/request', { email: owner.email, captcha: await solveCaptcha(ts) }, newIp());
+    assert.equal(solved.status, 202);
+    const { code } = codeAndLink(await mailbox.next(owner.email, /^Reset your password$/), ts.issuer);
+    const password = strongPassword();
+    const done = await api('/api/v1/auth/password-reset/confirm', { email: owner.email, code: code!, password }, newIp());
+    assert.equal(done.status, 200);
+    const { tokens } = await signIn(ts, await rpConfig(ts, await registerClient(ts, {}, true)), { email: owner.email, password });
+    assert.equal(tokens.claims()!.sub, owner.id);
   });
 });

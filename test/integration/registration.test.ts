@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { solveChallenge, type Challenge } from 'altcha-lib';
-import { deriveKey } from 'altcha-lib/algorithms/sha';
 import * as oidc from 'openid-client';
 import { emailIdentifier } from '../../src/domain/account-flow.ts';
 import { AppError } from '../../src/domain/errors.ts';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import type { UserRow } from '../../src/repos/users.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
+import { solveCaptcha } from '../helpers/captcha.ts';
 import { alertText } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
@@ -33,17 +32,6 @@ const mailSettings = (smtpUrl: string) => ({
   // Every request comes from 127.0.0.1: the per-IP limit of the account API is not under test here.
   AUTH_API_RATE_LIMIT_PER_IP: '10000',
 });
-
-/** Fetches the ALTCHA challenge like the widget does and solves it; the payload the form posts. */
-async function solveCaptcha(ts: TestServer, browser?: HttpBrowser, challengePath = '/api/v1/auth/captcha'): Promise<string> {
-  const url = new URL(challengePath, ts.issuer);
-  const res = browser ? await browser.request(url, { headers: { accept: 'application/json' } }) : await fetch(url);
-  assert.equal(res.status, 200);
-  const challenge = (await res.json()) as Challenge;
-  const solution = await solveChallenge({ challenge, deriveKey, timeout: 10_000 });
-  assert.ok(solution, 'the challenge is solvable');
-  return Buffer.from(JSON.stringify({ challenge: { parameters: challenge.parameters, signature: challenge.signature }, solution })).toString('base64');
-}
 
 async function api(ts: TestServer, path: string, body: unknown) {
   const res = await fetch(new URL(path, ts.issuer), {

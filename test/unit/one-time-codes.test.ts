@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { AppError, type ErrorCode } from '../../src/domain/errors.ts';
-import { OneTimeCodes, type OtpNamespace } from '../../src/domain/one-time-codes.ts';
+import { OneTimeCodes, OTP_SETTINGS, type OtpNamespace } from '../../src/domain/one-time-codes.ts';
 import { SecretBox } from '../../src/infra/crypto.ts';
 import { MemoryStore } from '../../src/infra/ephemeral/memory.ts';
 import { RedisStore } from '../../src/infra/ephemeral/redis.ts';
@@ -98,6 +98,16 @@ function suite(name: string, open: () => { store: EphemeralStore; cleanup: () =>
       const other = await codes.issue('add-phone', id);
       const session = await codes.verify('add-phone', id, other.code);
       assert.equal(await codes.takeSession('add-phone', session), id);
+    });
+
+    it('beyondQuota (a request that passed a CAPTCHA) is sent past the daily quota', async () => {
+      const id = newId();
+      await codes.issue('verify-phone', id);
+      for (let i = 1; i < OTP_SETTINGS['verify-phone'].dailyQuota; i++) await reissue(store, codes, 'verify-phone', id);
+      await assert.rejects(reissue(store, codes, 'verify-phone', id), rejectsWith('IDENT_OTP_DAILY_QUOTA'));
+      // The refused send started its cooldown before the quota said no; a minute later:
+      await store.del(`verify-phone:cooldown:${id}`);
+      assert.ok((await codes.issue('verify-phone', id, { beyondQuota: true })).code);
     });
 
     it('malformed input counts as a wrong try', async () => {

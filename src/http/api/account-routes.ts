@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
-import { markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
+import { captchaVerdict, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
 import { negotiate } from '../../i18n/index.ts';
@@ -97,10 +97,11 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     },
     {
       method: 'post', path: '/auth/password-reset/request', auth: 'anonymous',
-      summary: 'Mail a reset code and link (3 an hour per address and per IP; same answer for every address)',
-      body: s.emailOnly, response: { status: 202, schema: s.accepted },
+      summary: 'Mail a reset code and link (3 an hour per IP; per address 3 an hour and 5 a day, past which a solved CAPTCHA is needed; same answer for every address)',
+      body: s.resetRequest, response: { status: 202, schema: s.accepted },
       async handle(ctx, { body }) {
-        await account.passwordReset.request(body.email, { ip: clientLimitKey(ctx), locale: localeOf(ctx, body.locale) }, context(ctx));
+        const human = await captchaVerdict(account.captcha, body.captcha, ctx.ip);
+        await account.passwordReset.request(body.email, { ip: clientLimitKey(ctx), locale: localeOf(ctx, body.locale), human }, context(ctx));
         return ACCEPTED;
       },
     },

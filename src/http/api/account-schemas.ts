@@ -39,6 +39,9 @@ export const verifyEmail = z.union([
 ]);
 
 export const emailOnly = z.strictObject({ email, locale: z.enum(['en', 'vi']).optional() });
+export const resetRequest = emailOnly.extend({
+  captcha: z.string().max(4096).optional().describe('A solved CAPTCHA: needed only past the address’s budget (IDENT_CAPTCHA_REQUIRED)'),
+});
 
 export const resetConfirm = z.union([
   z.strictObject({ email, code, password: newPassword }),

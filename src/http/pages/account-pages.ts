@@ -10,7 +10,7 @@ import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { FormCsrf } from '../interaction/csrf.ts';
 import type { RenderPage } from '../render.ts';
 import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
-import { captchaField, markRegistrantBrowser, registrantMarkers } from '../registration.ts';
+import { captchaField, captchaVerdict, markRegistrantBrowser, registrantMarkers } from '../registration.ts';
 import { allowSources } from '../middleware/security-headers.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
 import { field, interactionOf, isEmail, pageErrorOf } from './flow-messages.ts';
@@ -161,10 +161,14 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
     const interaction = interactionOf((ctx.request.body as Record<string, unknown>).interaction);
     if (!isEmail(email)) return renderForgot(ctx, { email, interaction, error: 'error.invalid_email' }, 400);
     try {
-      await account.passwordReset.request(email, { ip: clientLimitKey(ctx), locale: locale(ctx) }, context(ctx));
+      const human = await captchaVerdict(account.captcha, field(ctx.request.body, captchaField(account.captcha.provider), 8192) || undefined, ctx.ip);
+      await account.passwordReset.request(email, { ip: clientLimitKey(ctx), locale: locale(ctx), human }, context(ctx));
     } catch (err) {
       const e = pageErrorOf(err);
-      return renderForgot(ctx, { email, interaction, error: e.error }, e.status);
+      // Past the address's budget (anyone can use it up) the form asks for the CAPTCHA.
+      const withCaptcha = e.error === 'error.captcha_required' || e.error === 'error.captcha';
+      if (withCaptcha) allowSources(ctx, captchaCspSources(account.captcha.widget));
+      return renderForgot(ctx, { email, interaction, error: e.error, ...(withCaptcha ? { captcha: account.captcha.widget } : {}) }, e.status);
     }
     renderReset(ctx, { email, interaction });
   });
