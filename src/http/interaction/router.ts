@@ -267,7 +267,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     let proof;
     try {
       // Only the account this sign-in registered (or proved the password of) is verified here.
-      proof = await account.verification.verifyCode(DEFAULT_TENANT, email, code, registrantMarkers(ctx, details.uid), flowContext(ctx, details), { onlyRegistrant: true });
+      proof = await account.verification.verifyCode(DEFAULT_TENANT, email, code, [`interaction:${details.uid}`], flowContext(ctx, details), { onlyRegistrant: true });
     } catch (err) {
       const e = pageErrorOf(err);
       return renderVerify(ctx, details, email, { error: e.error }, e.status);
