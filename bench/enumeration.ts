@@ -35,8 +35,14 @@ const gapMs = Number(values['gap-ms']);
 
 const PASSWORD = 'sturdy lantern orchard 8841';
 
-/** Known users, made through the same services the server uses, before it starts. */
-async function seed(env: Record<string, string>, count: number): Promise<string[]> {
+const REDIRECT_URI = 'http://127.0.0.1:9/cb';
+
+/**
+ * Known users and the relying parties of the sign-in and register pages, made through the same
+ * services the server uses, before it starts. `noVerification` lets new accounts sign in before
+ * they verify (REGISTRATION_REQUIRE_EMAIL_VERIFICATION off for that client).
+ */
+async function seed(env: Record<string, string>, count: number) {
   const config = loadConfig(env);
   const services = await createServices(config, pino({ level: 'warn' }, pino.destination(2)));
   try {
@@ -46,7 +52,12 @@ async function seed(env: Record<string, string>, count: number): Promise<string[
       await services.accounts.create({ email, password: PASSWORD, emailVerified: i % 2 === 0 ? true : false, givenName: 'Known' });
       emails.push(email);
     }
-    return emails;
+    const client = async (extra: Record<string, unknown>) =>
+      (await services.clients.register({
+        metadata: { redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'none', ...extra },
+        firstParty: true,
+      })).client_id;
+    return { emails, signInClient: await client({}), noVerification: await client({ registration_require_email_verification: false }) };
   } finally {
     await services.close();
   }
@@ -61,23 +72,42 @@ function quantile(xs: number[], q: number): number {
 }
 
 let ipCounter = 1;
-/** One POST; every request comes from another client address so the per-IP limits stay out of the way. */
-async function timedPost(base: string, pathname: string, body: unknown): Promise<{ ms: number; status: number }> {
-  const ip = `10.${(ipCounter >> 16) & 255}.${(ipCounter >> 8) & 255}.${ipCounter++ & 255}`;
+/** Every request comes from another client address so the per-IP limits stay out of the way. */
+const nextIp = () => `10.${(ipCounter >> 16) & 255}.${(ipCounter >> 8) & 255}.${ipCounter++ & 255}`;
+
+/** One POST (JSON, or a form with the interaction's cookies), timed from send to the last byte. */
+async function timedPost(base: string, pathname: string, body: unknown, form?: { cookie: string }): Promise<{ ms: number; status: number }> {
+  const headers: Record<string, string> = form
+    ? { 'content-type': 'application/x-www-form-urlencoded', cookie: form.cookie, 'x-forwarded-for': nextIp() }
+    : { 'content-type': 'application/json', 'x-forwarded-for': nextIp() };
+  const payload = form ? new URLSearchParams(body as Record<string, string>).toString() : JSON.stringify(body);
   const started = process.hrtime.bigint();
-  const res = await fetch(`${base}${pathname}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-forwarded-for': ip },
-    body: JSON.stringify(body),
-  });
+  const res = await fetch(`${base}${pathname}`, { method: 'POST', headers, body: payload, redirect: 'manual' });
   await res.arrayBuffer();
   return { ms: Number(process.hrtime.bigint() - started) / 1e6, status: res.status };
 }
 
+/** A pending authorization of `clientId` up to its login page (not timed): its uid, cookies and CSRF token. */
+async function openInteraction(base: string, clientId: string) {
+  const query = new URLSearchParams({
+    client_id: clientId, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI,
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', state: 'st',
+  });
+  const auth = await fetch(`${base}/auth?${query}`, { redirect: 'manual' });
+  await auth.arrayBuffer();
+  const cookie = auth.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const location = new URL(auth.headers.get('location')!, base);
+  const page = await fetch(location, { headers: { cookie } });
+  const csrf = /name="csrf" value="([^"]+)"/.exec(await page.text())?.[1];
+  if (page.status !== 200 || !csrf) throw new Error(`no login page for ${clientId}: ${page.status}`);
+  return { uid: location.pathname.split('/')[2]!, cookie, csrf };
+}
+
 interface Probe {
   name: string;
-  request: (email: string) => [string, unknown];
   known: string[];
+  /** Sends one request for `email`; setup (an interaction to post to) is not timed. */
+  send: (email: string) => Promise<{ ms: number; status: number }>;
 }
 
 async function main() {
@@ -93,8 +123,9 @@ async function main() {
     AUTH_API_RATE_LIMIT_PER_IP: '100000',
     PASSWORD_RESET_LIMIT_PER_HOUR: '10000',
   };
-  // Each known address is used once per probe: no cooldown or notice throttle meets a repeat.
-  const known = await seed(env, samples * 3);
+  // Each known address is used by one probe, once: no cooldown, notice throttle or lockout meets a repeat.
+  const PROBES = 7;
+  const { emails: known, signInClient, noVerification } = await seed(env, samples * PROBES);
   const server = startNode({
     name: 'idp',
     script: path.join(ROOT, 'dist', 'src', 'main.js'),
@@ -106,19 +137,34 @@ async function main() {
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitReady(server, `${base}/healthz`);
+    const slice = (n: number) => known.slice(n * samples, (n + 1) * samples);
+    const json = (pathname: string, body: (email: string) => unknown) => (email: string) => timedPost(base, pathname, body(email));
+    /** A form post inside a fresh interaction of `clientId` (the interaction is opened untimed). */
+    const page = (clientId: string, step: string, fields: (email: string) => Record<string, string>) => async (email: string) => {
+      const { uid, cookie, csrf } = await openInteraction(base, clientId);
+      return timedPost(base, `/interaction/${uid}/${step}`, { csrf, ...fields(email) }, { cookie });
+    };
     const probes: Probe[] = [
-      { name: 'password-reset/request', known: known.slice(0, samples), request: (email) => ['/api/v1/auth/password-reset/request', { email }] },
-      { name: 'verify-email/resend', known: known.slice(samples, 2 * samples), request: (email) => ['/api/v1/auth/verify-email/resend', { email }] },
+      { name: 'password-reset/request', known: slice(0), send: json('/api/v1/auth/password-reset/request', (email) => ({ email })) },
+      { name: 'verify-email/resend', known: slice(1), send: json('/api/v1/auth/verify-email/resend', (email) => ({ email })) },
+      { name: 'register API (taken vs new)', known: slice(2), send: json('/api/v1/auth/register', (email) => ({ email, password: PASSWORD })) },
       {
-        name: 'register (taken vs new address)',
-        known: known.slice(2 * samples, 3 * samples),
-        request: (email) => ['/api/v1/auth/register', { email, password: PASSWORD }],
+        name: 'register API, no verification',
+        known: slice(3),
+        send: json('/api/v1/auth/register', (email) => ({ email, password: PASSWORD, client_id: noVerification })),
+      },
+      { name: 'register page, no verification', known: slice(4), send: page(noVerification, 'register', (email) => ({ email, password: PASSWORD })) },
+      { name: 'sign-in, wrong password', known: slice(5), send: page(signInClient, 'login', (email) => ({ email, password: 'wrong lantern orchard 1' })) },
+      {
+        name: 'password-reset/confirm, bad code',
+        known: slice(6),
+        send: json('/api/v1/auth/password-reset/confirm', (email) => ({ email, code: '000000', password: 'Knownorchardlantern' })),
       },
     ];
     const rows = [];
     for (const probe of probes) {
       // Warm-up: a few of each, not counted.
-      for (let i = 0; i < 5; i++) await timedPost(base, ...probe.request(`warm.${i}.${randomBytes(4).toString('hex')}@example.test`));
+      for (let i = 0; i < 5; i++) await probe.send(`warm.${i}.${randomBytes(4).toString('hex')}@example.test`);
       const knownMs: number[] = [];
       const unknownMs: number[] = [];
       const statuses = new Set<string>();
@@ -127,7 +173,7 @@ async function main() {
         for (const side of order) {
           const email = side === 'known' ? probe.known[i]! : `nobody.${i}.${randomBytes(4).toString('hex')}@example.test`;
           await new Promise((r) => setTimeout(r, gapMs));
-          const { ms, status } = await timedPost(base, ...probe.request(email));
+          const { ms, status } = await probe.send(email);
           statuses.add(`${side}:${status}`);
           (side === 'known' ? knownMs : unknownMs).push(ms);
         }

@@ -81,6 +81,7 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
       registration: services.registration,
       registrationDefaults: services.registrationDefaults,
       verification: services.verification,
+      addressProof: services.addressProof,
       passwordReset: services.passwordReset,
       magicLinks: services.magicLinks,
       selfService: services.selfService,

@@ -26,6 +26,7 @@ import { createMailOutbox } from './domain/mail.ts';
 import { createAccountLinks } from './domain/account-links.ts';
 import type { FlowServices } from './domain/account-flow.ts';
 import { createEmailVerification } from './domain/email-verification.ts';
+import { createAddressProof } from './domain/address-proof.ts';
 import { createMagicLinks } from './domain/magic-links.ts';
 import { OneTimeCodes } from './domain/one-time-codes.ts';
 import { createPasswordReset } from './domain/password-reset.ts';
@@ -88,6 +89,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
     events,
     transaction: (work) => db.transaction(work),
+    onBackgroundError: (err: unknown) => logger.error({ err }, 'sign-in failure bookkeeping failed'),
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads });
   const resourceServers = createResourceServers({
@@ -105,22 +107,24 @@ export async function createServices(config: AppConfig, logger: Logger) {
     users: repos.users, codes, mail, events, links, transaction,
     onBackgroundError: (err: unknown) => logger.error({ err }, 'account flow background work failed'),
   };
-  const verification = createEmailVerification(flow);
+  const addressProof = createAddressProof({ ...flow, payloads: repos.payloads, ephemeral, box });
+  const verification = createEmailVerification({ ...flow, addressProof });
   const registrationDefaults: RegistrationPolicy = {
     enabled: config.REGISTRATION_ENABLED,
     password: config.REGISTRATION_PASSWORD,
     welcomeMail: config.REGISTRATION_WELCOME_MAIL,
     requireEmailVerification: config.REGISTRATION_REQUIRE_EMAIL_VERIFICATION,
   };
-  const registration = createRegistration({ ...flow, hasher, passwordPolicy, verification, ephemeral });
+  const registration = createRegistration({ ...flow, hasher, passwordPolicy, verification, addressProof, ephemeral });
   const passwordReset = createPasswordReset({
-    ...flow, hasher, passwordPolicy, payloads: repos.payloads,
+    ...flow, hasher, passwordPolicy, payloads: repos.payloads, ephemeral,
     limits: {
       perEmail: ephemeral.limiter('reset-email', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
+      perEmailDaily: ephemeral.limiter('reset-email-day', codes.settings('forgot-password').dailyQuota, 24 * 3600),
       perIp: ephemeral.limiter('reset-ip', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
     },
   });
-  const magicLinks = createMagicLinks({ ...flow, verification });
+  const magicLinks = createMagicLinks({ ...flow, addressProof });
   const selfService = createSelfService({
     users: repos.users, hasher, passwordPolicy, mail, events, links, payloads: repos.payloads, transaction,
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
@@ -140,6 +144,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     passwordPolicy,
     codes,
     verification,
+    addressProof,
     registration,
     registrationDefaults,
     passwordReset,

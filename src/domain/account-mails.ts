@@ -6,14 +6,16 @@ import type { UserRow } from '../repos/users.ts';
 // The account lifecycle's mails, built in one place so every flow greets, links and localises the
 // same way.
 
-type Recipient = Pick<UserRow, 'email' | 'given_name' | 'locale'>;
+type Recipient = Pick<UserRow, 'email' | 'email_verified' | 'given_name' | 'locale'>;
 
 /** The mail language: the user's own when they chose one we have, else the page's. */
 export function mailLocaleOf(user: Pick<UserRow, 'locale'>, fallback: MailLocale): MailLocale {
   return user.locale === 'en' || user.locale === 'vi' ? user.locale : fallback;
 }
 
-const greeting = (user: Recipient) => (user.given_name ? { name: user.given_name } : {});
+// Until the address is proven the name is whatever the registrant typed, and the registrant may not
+// be the address's owner: no text of theirs goes into the owner's mail.
+const greeting = (user: Recipient) => (user.email_verified && user.given_name ? { name: user.given_name } : {});
 const minutes = (seconds: number) => Math.round(seconds / 60);
 
 export function verifyEmailMail(user: Recipient, issued: IssuedCode, ttlSeconds: number, links: AccountLinks, locale: MailLocale): MailMessage<'verify-email'> {

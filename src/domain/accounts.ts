@@ -4,9 +4,17 @@ import type { PasswordHasher } from './passwords.ts';
 import type { Knex } from 'knex';
 import type { EphemeralStore } from '../infra/ephemeral/index.ts';
 import { userPayload, type EventRecorder } from './events.ts';
+import { runDetached } from './detached.ts';
 import type { UserRow, UsersRepo } from '../repos/users.ts';
 
 export const DEFAULT_TENANT = 'default';
+
+/**
+ * The sign-in failure counter of an address in the ephemeral store. Failures are counted per
+ * address whether or not it has an account, so neither "locked" nor the time the answer takes
+ * reveals that an account exists.
+ */
+export const failureKey = (tenantId: string, email: string) => `login-fail:${tenantId}:${email.trim().toLowerCase()}`;
 
 export interface LockoutPolicy {
   threshold: number;
@@ -56,10 +64,10 @@ export function createAccounts(deps: {
   ephemeral: EphemeralStore;
   events: EventRecorder;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
+  /** Where the failure bookkeeping that runs after the answer reports failures. */
+  onBackgroundError: (err: unknown) => void;
 }) {
   const { users, hasher, lockout, ephemeral, events } = deps;
-  // Failures against unknown emails are counted too, so "locked" never reveals that an account exists.
-  const unknownKey = (tenantId: string, email: string) => `login-fail:${tenantId}:${email.trim().toLowerCase()}`;
 
   return {
     async create(input: {
@@ -100,8 +108,13 @@ export function createAccounts(deps: {
     },
 
     /**
-     * Checks a password. Unknown email, wrong password and an inactive account all cost one argon2
-     * verification, so the answer's timing does not tell whether the account exists.
+     * Checks a password so that the answer, and its timing, do not tell whether the account
+     * exists: unknown email, wrong password and a locked or inactive account all cost one argon2
+     * verification, and every address, known or not, is counted the same way before the answer
+     * (`login-fail:` in the ephemeral store: LOCKOUT_THRESHOLD failures within
+     * LOCKOUT_DURATION_SECONDS lock it). The account's own record (failed_attempts, locked_until,
+     * which also locks after failures spread over a longer time) and its events are written after
+     * the answer (detached.ts).
      */
     async authenticate(
       email: string,
@@ -114,25 +127,25 @@ export function createAccounts(deps: {
         return { ok: false, reason: 'invalid_credentials' };
       }
       const user = await users.findByEmail(tenantId, email.trim());
-      const locked = user
-        ? Boolean(user.locked_until && user.locked_until.getTime() > Date.now())
-        : Number((await ephemeral.get(unknownKey(tenantId, email))) ?? 0) >= lockout.threshold;
+      const failKey = failureKey(tenantId, email);
+      const locked =
+        Number((await ephemeral.get(failKey)) ?? 0) >= lockout.threshold ||
+        Boolean(user?.locked_until && user.locked_until.getTime() > Date.now());
       const { ok, needsRehash } = await hasher.verify(user && !locked ? user.password_hash : null, password);
-      if (!user) {
-        if (locked) return { ok: false, reason: 'locked' };
-        const failures = await ephemeral.incr(unknownKey(tenantId, email), lockout.durationSeconds);
-        return { ok: false, reason: failures >= lockout.threshold ? 'locked' : 'invalid_credentials' };
-      }
       if (locked) return { ok: false, reason: 'locked' };
-      if (!ok) {
-        const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
-        const nowLocked = Boolean(after?.locked_until && after.locked_until.getTime() > Date.now());
-        const base = { subjectId: user.id, tenantId, ...context };
-        await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_credentials', failedAttempts: after?.failed_attempts } });
-        if (nowLocked) {
-          await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
+      if (!user || !ok) {
+        const failures = await ephemeral.incr(failKey, lockout.durationSeconds);
+        if (user) {
+          runDetached(async () => {
+            const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
+            const base = { subjectId: user.id, tenantId, ...context };
+            await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_credentials', failedAttempts: after?.failed_attempts } });
+            if (after?.locked_until && after.locked_until.getTime() > Date.now()) {
+              await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after.locked_until.toISOString() } });
+            }
+          }, deps.onBackgroundError);
         }
-        return { ok: false, reason: nowLocked ? 'locked' : 'invalid_credentials' };
+        return { ok: false, reason: failures >= lockout.threshold ? 'locked' : 'invalid_credentials' };
       }
       // Only the owner of the password learns the account is suspended.
       if (user.status !== 'active') {
@@ -140,6 +153,7 @@ export function createAccounts(deps: {
         return { ok: false, reason: 'inactive' };
       }
       await users.recordSuccess(user.id);
+      await ephemeral.del(failKey);
       if (needsRehash) await users.updatePasswordHash(user.id, await hasher.hash(password));
       return { ok: true, user };
     },

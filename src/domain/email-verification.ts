@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
+import type { AddressProof, ProofOutcome } from './address-proof.ts';
 import { AppError } from './errors.ts';
 import type { ChangeContext } from './accounts.ts';
-import { userPayload } from './events.ts';
 import { verifyEmailMail } from './account-mails.ts';
 import type { MailLocale } from './mail.ts';
 import type { UserRow } from '../repos/users.ts';
@@ -10,33 +10,20 @@ import { runDetached } from './detached.ts';
 
 /**
  * Proving an email address: one mail carries a 6-digit code and a link; either verifies, once
- * (the verify-email namespace of the one-time codes).
+ * (the verify-email namespace of the one-time codes). What a proof does to the account's
+ * password and sessions is address-proof.ts's rule; `markers` are the proving request's (see there).
  */
-export function createEmailVerification(deps: FlowServices) {
-  const { users, codes, mail, events, links } = deps;
+export function createEmailVerification(deps: FlowServices & { addressProof: AddressProof }) {
+  const { users, codes, mail, links, addressProof } = deps;
   const NS = 'verify-email';
 
-  /**
-   * Marks `email` proven for `user` (with its user.email_verified event), when it is still the
-   * user's address: a code sent before an email change verifies nothing. Answers the user as it is.
-   */
-  async function proveAddress(user: UserRow, email: string, context: ChangeContext, trx: Knex.Transaction): Promise<UserRow> {
-    if (user.email_verified) return user;
-    const updated = await users.markEmailVerified(user.id, email, trx);
-    if (!updated) return (await users.findById(user.id))!;
-    await events.record({ type: 'user.email_verified', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(updated) } }, trx);
-    return updated;
-  }
-
-  async function markVerified(identifier: string, context: ChangeContext): Promise<UserRow> {
+  async function markVerified(identifier: string, markers: readonly string[], context: ChangeContext): Promise<ProofOutcome> {
     const user = await findUserByIdentifier(users, identifier);
     if (!user) throw new AppError('IDENT_OTP_INVALID');
-    return deps.transaction((trx) => proveAddress(user, parseEmailIdentifier(identifier).email, context, trx));
+    return addressProof.prove(user, parseEmailIdentifier(identifier).email, markers, context);
   }
 
   return {
-    proveAddress,
-
     /**
      * Sends a new code and link to the user's address. Refused (IDENT_OTP_*) within the cooldown,
      * over the daily quota or while locked. Pass `trx` to enqueue the mail with the change that
@@ -64,19 +51,39 @@ export function createEmailVerification(deps: FlowServices) {
       runDetached(work, deps.onBackgroundError);
     },
 
-    /** Verifies by the typed code; the user is the one with this address. */
-    async verifyCode(tenantId: string, email: string, code: string, context: ChangeContext = {}): Promise<UserRow> {
+    /**
+     * Verifies by the typed code; the user is the one with this address. With `onlyRegistrant`
+     * (the code form inside a sign-in) only an account the markers tie to the registrant's side is
+     * verified; any other gets IDENT_OTP_INVALID and its code stays unused.
+     */
+    async verifyCode(
+      tenantId: string,
+      email: string,
+      code: string,
+      markers: readonly string[],
+      context: ChangeContext = {},
+      opts: { onlyRegistrant?: boolean } = {},
+    ): Promise<ProofOutcome> {
       const identifier = emailIdentifier(tenantId, email);
+      if (opts.onlyRegistrant) {
+        const user = await findUserByIdentifier(users, identifier);
+        if (!user || !(await addressProof.registrantStep(user, markers))) throw new AppError('IDENT_OTP_INVALID');
+      }
       const session = await codes.verify(NS, identifier, code);
       await codes.takeSession(NS, session);
-      return markVerified(identifier, context);
+      return markVerified(identifier, markers, context);
+    },
+
+    /** Whether a verification link is still good, without using it (its page asks before it verifies). */
+    async linkIsValid(token: string): Promise<boolean> {
+      return (await codes.peekLink(NS, token)) !== undefined;
     },
 
     /** Verifies by the link's token (the link names no address). */
-    async verifyLink(token: string, context: ChangeContext = {}): Promise<UserRow> {
+    async verifyLink(token: string, markers: readonly string[], context: ChangeContext = {}): Promise<ProofOutcome> {
       const { identifier, session } = await codes.verifyLink(NS, token);
       await codes.takeSession(NS, session);
-      return markVerified(identifier, context);
+      return markVerified(identifier, markers, context);
     },
   };
 }

@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   IDENT_USER_SUSPENDED: { status: 422, meaning: 'Action invalid for suspended user' },
   IDENT_USER_DEACTIVATED: { status: 422, meaning: 'Action invalid for deactivated user' },
   IDENT_RATE_LIMITED: { status: 429, meaning: 'Too many requests; retry later' },
+  IDENT_CAPTCHA_REQUIRED: { status: 429, meaning: 'This address had many requests; send a solved CAPTCHA to ask again' },
   IDENT_OTP_COOLDOWN: { status: 429, meaning: 'A code was sent moments ago; wait before asking for another' },
   IDENT_OTP_DAILY_QUOTA: { status: 429, meaning: 'The daily number of codes for this address or number is used up' },
   IDENT_OTP_LOCKED: { status: 429, meaning: 'Too many wrong codes; locked for this flow for 15 minutes' },

@@ -7,6 +7,7 @@ import type { UserRow } from '../repos/users.ts';
 export type EventType =
   | 'user.created'
   | 'user.email_verified'
+  | 'user.credentials_reset'
   | 'user.password_reset_requested'
   | 'user.password_reset'
   | 'user.password_changed'

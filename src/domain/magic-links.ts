@@ -1,7 +1,7 @@
 import { AppError } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
 import { emailIdentifier, findUserByIdentifier, type FlowServices } from './account-flow.ts';
-import type { EmailVerification } from './email-verification.ts';
+import type { AddressProof, ProofOutcome } from './address-proof.ts';
 import { magicLinkMail } from './account-mails.ts';
 import type { MailLocale } from './mail.ts';
 import type { UserRow } from '../repos/users.ts';
@@ -13,8 +13,8 @@ const NS = 'magic-link';
  * Sign-in by emailed link. A link is bound to the pending authorization (the interaction uid) it
  * was asked from, works once, and expires with the code lifetime of the magic-link namespace.
  */
-export function createMagicLinks(deps: FlowServices & { verification: EmailVerification }) {
-  const { users, codes, mail, links, verification } = deps;
+export function createMagicLinks(deps: FlowServices & { addressProof: AddressProof }) {
+  const { users, codes, mail, links, addressProof } = deps;
 
   async function send(user: UserRow, interactionUid: string, locale: MailLocale): Promise<void> {
     let issued;
@@ -40,15 +40,15 @@ export function createMagicLinks(deps: FlowServices & { verification: EmailVerif
 
     /**
      * The user a link signs in, once; the link must come back to the interaction it was sent for.
-     * Opening the link proves the address, so it is marked verified. The caller records the
-     * sign-in when it completes it.
+     * Opening the link proves the address (address-proof.ts: from outside the registrant's flow it
+     * ends the password chosen at registration). The caller records the sign-in when it completes it.
      */
-    async complete(interactionUid: string, token: string, context: ChangeContext = {}): Promise<UserRow> {
+    async complete(interactionUid: string, token: string, markers: readonly string[], context: ChangeContext = {}): Promise<ProofOutcome> {
       const { identifier, session } = await codes.verifyLink(NS, token, interactionUid);
       await codes.takeSession(NS, session);
       const user = await findUserByIdentifier(users, identifier);
       if (!user || user.status !== 'active') throw new AppError('IDENT_OTP_INVALID');
-      return deps.transaction((trx) => verification.proveAddress(user, user.email, context, trx));
+      return addressProof.prove(user, user.email, markers, context);
     },
   };
 }

@@ -8,7 +8,7 @@ import { AppError } from './errors.ts';
  * store's own prefix) as:
  *   {namespace}:otp:{identifier}        {"h": keyed hash of the code, "n": wrong attempts so far}
  *   {namespace}:otp-link:{tokenhash}    identifier, for link tokens verified without the identifier
- *   {namespace}:lock:{identifier}       after `maxAttempts` wrong tries; refuses issue and verify
+ *   {namespace}:lock:{identifier}       after `maxAttempts` wrong tries; refuses typed codes (not links, not sends)
  *   {namespace}:session:{tokenhash}     identifier of a verified step, taken once
  *   {namespace}:cooldown:{identifier}   between two sends
  *   {namespace}:daily:{identifier}      sends in the last 24 h
@@ -101,19 +101,20 @@ export class OneTimeCodes {
   }
 
   /**
-   * A new code for `identifier`, replacing any earlier one. Refused while locked, within the
-   * cooldown and over the daily quota. A resend keeps the wrong-attempt count of the code it
-   * replaces, so resending does not buy more guesses.
+   * A new code for `identifier`, replacing any earlier one. Refused within the cooldown and over
+   * the daily quota. A resend keeps the wrong-attempt count of the code it replaces, so resending
+   * does not buy more guesses. Not refused while locked: anyone can lock an address by typing wrong
+   * codes, and the owner must still get a mail whose link works (the lock stops typed codes only).
    */
-  async issue(namespace: OtpNamespace, identifier: string, opts: { bind?: string } = {}): Promise<IssuedCode> {
+  async issue(namespace: OtpNamespace, identifier: string, opts: { bind?: string; beyondQuota?: boolean } = {}): Promise<IssuedCode> {
     const s = this.#settings[namespace];
     checkIdentifier(identifier);
-    if ((await this.#store.get(key(namespace, 'lock', identifier))) !== undefined) throw new AppError('IDENT_OTP_LOCKED');
     // Cooldown before quota, so refused sends do not spend the quota.
     if (!(await this.#store.setIfAbsent(key(namespace, 'cooldown', identifier), '1', s.cooldownSeconds))) {
       throw new AppError('IDENT_OTP_COOLDOWN', undefined, { retryAfterSeconds: s.cooldownSeconds });
     }
-    if ((await this.#store.incr(key(namespace, 'daily', identifier), 24 * HOUR)) > s.dailyQuota) {
+    // `beyondQuota`: a request that passed a CAPTCHA (the quota is there against automated sends).
+    if ((await this.#store.incr(key(namespace, 'daily', identifier), 24 * HOUR)) > s.dailyQuota && !opts.beyondQuota) {
       throw new AppError('IDENT_OTP_DAILY_QUOTA');
     }
 
@@ -139,8 +140,10 @@ export class OneTimeCodes {
   /**
    * Checks `code` for `identifier` and, once, answers a session token for the verified step. Wrong,
    * expired and absent codes all fail with IDENT_OTP_INVALID; the wrong try that reaches
-   * `maxAttempts` deletes the code, locks the identifier in this namespace and fails with
-   * IDENT_OTP_LOCKED, as does every try while locked.
+   * `maxAttempts` deletes the code, locks typed codes of the identifier in this namespace and fails
+   * with IDENT_OTP_LOCKED, as does every typed code while locked. The lock bounds guessing of the
+   * 6-digit codes only: links (256-bit tokens) still verify, so a stranger who locks an address
+   * does not lock its owner out.
    */
   async verify(namespace: OtpNamespace, identifier: string, code: string): Promise<string> {
     checkIdentifier(identifier);
@@ -151,8 +154,8 @@ export class OneTimeCodes {
    * Verifies a link token alone (the link carries no identifier). Link design: the token's MAC
    * maps to the identifier at `{namespace}:otp-link:{tokenhash}`, and the token itself is checked
    * against `{namespace}:otp:{identifier}` like a code. So the otp record stays the one source of
-   * truth: a link and a code for one identifier share the lock and single use (whichever wins
-   * the swap consumes it), and a resend invalidates the older link. Unknown tokens are not counted
+   * truth: a link and a code for one identifier share the single use (whichever wins the swap
+   * consumes it), and a resend invalidates the older link. The lock does not stop links. Unknown tokens are not counted
    * as attempts (with 256 bits there is no identifier to guess against, and counting them would
    * let anyone lock anyone); a stale but once-issued link fails without counting either.
    * A link issued with `bind` (say, the pending authorization it completes) verifies only with the
@@ -171,6 +174,17 @@ export class OneTimeCodes {
     return this.#store.get(key(namespace, 'otp-link', this.#linkHash(namespace, token, bind)));
   }
 
+  /**
+   * A verified step for `identifier` opened by another proof of the same thing (say, a
+   * verification link proving the mailbox opens the set-password step); taken once like any other.
+   */
+  async openSession(namespace: OtpNamespace, identifier: string): Promise<string> {
+    checkIdentifier(identifier);
+    const session = randomToken(32);
+    await this.#store.set(key(namespace, 'session', this.#sessionHash(namespace, session)), identifier, this.#settings[namespace].sessionTtlSeconds);
+    return session;
+  }
+
   /** The identifier of a verified step without using it up (a form shown again after a mistake). */
   async peekSession(namespace: OtpNamespace, token: string): Promise<string | undefined> {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_PRESENTED) return undefined;
@@ -186,7 +200,7 @@ export class OneTimeCodes {
   async #verify(namespace: OtpNamespace, identifier: string, code: string, via: 'code' | 'link'): Promise<string> {
     const s = this.#settings[namespace];
     const countFailure = via === 'code';
-    if ((await this.#store.get(key(namespace, 'lock', identifier))) !== undefined) throw new AppError('IDENT_OTP_LOCKED');
+    if (via === 'code' && (await this.#store.get(key(namespace, 'lock', identifier))) !== undefined) throw new AppError('IDENT_OTP_LOCKED');
     const valid = typeof code === 'string' && code.length <= MAX_PRESENTED;
     const presented = !valid ? '' : via === 'link' && s.withLink ? this.#linkTokenHash(namespace, identifier, code) : this.#codeHash(namespace, identifier, code);
     const otpKey = key(namespace, 'otp', identifier);

@@ -1,7 +1,8 @@
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { AppError } from './errors.ts';
-import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
-import { emailIdentifier, findUserByIdentifier, type FlowServices } from './account-flow.ts';
+import { DEFAULT_TENANT, failureKey, type ChangeContext } from './accounts.ts';
+import type { EphemeralStore } from '../infra/ephemeral/types.ts';
+import { emailIdentifier, findUserByIdentifier, parseEmailIdentifier, type FlowServices } from './account-flow.ts';
 import { passwordChangedMail, resetPasswordMail } from './account-mails.ts';
 import { userPayload } from './events.ts';
 import type { MailLocale } from './mail.ts';
@@ -21,23 +22,27 @@ export function createPasswordReset(deps: FlowServices & {
   hasher: PasswordHasher;
   passwordPolicy: PasswordPolicy;
   payloads: OidcPayloadsRepo;
-  limits: { perEmail: RateLimiterAbstract; perIp: RateLimiterAbstract };
+  ephemeral: EphemeralStore;
+  /** perEmail: an hour; perEmailDaily: a day, as many as the code quota (so a request within it gets its mail). */
+  limits: { perEmail: RateLimiterAbstract; perEmailDaily: RateLimiterAbstract; perIp: RateLimiterAbstract };
 }) {
   const { users, hasher, passwordPolicy, codes, mail, events, links, payloads } = deps;
 
-  async function consume(limiter: RateLimiterAbstract, key: string): Promise<void> {
+  /** Counts a request; false when over the limit. */
+  async function consume(limiter: RateLimiterAbstract, key: string): Promise<boolean> {
     try {
       await limiter.consume(key);
+      return true;
     } catch (limited) {
       if (limited instanceof Error) throw limited;
-      throw new AppError('IDENT_RATE_LIMITED', 'too many password reset requests; try again later');
+      return false;
     }
   }
 
-  async function sendCode(user: UserRow, locale: MailLocale, context: ChangeContext): Promise<void> {
+  async function sendCode(user: UserRow, locale: MailLocale, context: ChangeContext, human: boolean): Promise<void> {
     let issued;
     try {
-      issued = await codes.issue(NS, emailIdentifier(user.tenant_id, user.email));
+      issued = await codes.issue(NS, emailIdentifier(user.tenant_id, user.email), { beyondQuota: human });
     } catch (err) {
       // Cooldown, quota and lock are not told to the requester: that would say the account exists.
       if (err instanceof AppError) return;
@@ -55,17 +60,27 @@ export function createPasswordReset(deps: FlowServices & {
 
   return {
     /**
-     * Limited to 3 an hour per address and per client IP (both counted whether or not the address
-     * has an account). The answer does not wait for the account's work, so neither its content nor
-     * its timing says whether the address is known.
+     * Limited per client IP (`opts.ip`: its limit key, an IPv6 /64 counts as one client) and per
+     * address (3 an hour and the code quota a day), both counted whether or not the address has an
+     * account. Anyone can use up an address's budget, so past it a request that passed a CAPTCHA
+     * (`opts.human`) is still served, beyond the daily quota too: a stranger cannot keep the owner
+     * from resetting (without a CAPTCHA provider, `human` undefined, the budget is a hard limit).
+     * The answer does not wait for the account's work, so neither its content nor its timing says
+     * whether the address is known.
      */
-    async request(email: string, opts: { ip: string; locale: MailLocale; tenantId?: string }, context: ChangeContext = {}): Promise<void> {
+    async request(email: string, opts: { ip: string; locale: MailLocale; tenantId?: string; human?: boolean | undefined }, context: ChangeContext = {}): Promise<void> {
       const tenantId = opts.tenantId ?? DEFAULT_TENANT;
-      await consume(deps.limits.perIp, opts.ip);
-      await consume(deps.limits.perEmail, emailIdentifier(tenantId, email));
+      if (!(await consume(deps.limits.perIp, opts.ip))) throw new AppError('IDENT_RATE_LIMITED', 'too many password reset requests; try again later');
+      const human = opts.human === true;
+      if (!human) {
+        const id = emailIdentifier(tenantId, email);
+        const within = (await consume(deps.limits.perEmail, id)) && (await consume(deps.limits.perEmailDaily, id));
+        if (!within && opts.human === false) throw new AppError('IDENT_CAPTCHA_REQUIRED', 'many reset requests were made for this address; solve the CAPTCHA to ask again');
+        if (!within) throw new AppError('IDENT_RATE_LIMITED', 'too many password reset requests; try again later');
+      }
       const work = async () => {
         const user = await users.findByEmail(tenantId, email.trim());
-        if (user?.status === 'active') await sendCode(user, opts.locale, context);
+        if (user?.status === 'active') await sendCode(user, opts.locale, context, human);
       };
       runDetached(work, deps.onBackgroundError);
     },
@@ -87,15 +102,16 @@ export function createPasswordReset(deps: FlowServices & {
 
     /**
      * One call for API clients: code (or link) and new password together. The password is judged
-     * before the code is used, so a refused password leaves the code valid for a second try.
+     * before the code is used, so a refused password leaves the code valid for a second try, and
+     * judged on the request alone (the address typed, or the link's): an account's names would make
+     * the verdict say whether the address has an account, before the code proved anything.
      */
     async confirm(proof: { email: string; code: string } | { token: string }, password: string, context: ChangeContext = {}): Promise<UserRow> {
       const identifier = 'token' in proof ? await codes.peekLink(NS, proof.token) : emailIdentifier(DEFAULT_TENANT, proof.email);
-      const user = identifier ? await findUser(identifier) : undefined;
-      // Without a known account the rules see only the address typed (the answer must not depend on it).
-      await assertPasswordAllowed(passwordPolicy, password, user ?? { email: 'email' in proof ? proof.email : '', given_name: null, family_name: null });
+      const email = 'email' in proof ? proof.email : identifier ? parseEmailIdentifier(identifier).email : '';
+      await assertPasswordAllowed(passwordPolicy, password, { email, given_name: null, family_name: null });
       const session = 'token' in proof ? (await codes.verifyLink(NS, proof.token)).session : await codes.verify(NS, identifier!, proof.code);
-      return this.complete(session, password, context);
+      return setPassword(session, password, context);
     },
 
     /**
@@ -106,21 +122,29 @@ export function createPasswordReset(deps: FlowServices & {
     async complete(session: string, password: string, context: ChangeContext = {}): Promise<UserRow> {
       const identifier = await codes.peekSession(NS, session);
       if (identifier === undefined) throw new AppError('IDENT_OTP_INVALID');
-      const user = await userOf(identifier);
-      await assertPasswordAllowed(passwordPolicy, password, user);
-      if ((await codes.takeSession(NS, session)) === undefined) throw new AppError('IDENT_OTP_INVALID');
-      const hash = await hasher.hash(password);
-      const updated = await deps.transaction(async (trx) => {
-        const row = (await users.setPassword(user.id, hash, { verifiedEmail: true }, trx))!;
-        await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
-        await mail.enqueue(passwordChangedMail(row, links), trx);
-        return row;
-      });
-      // Whoever knew the old password is signed out everywhere, refresh tokens included.
-      await payloads.revokeByAccountId(user.id);
-      return updated;
+      // The step is open only to whoever proved the mailbox: the account's own data may judge here.
+      await assertPasswordAllowed(passwordPolicy, password, await userOf(identifier));
+      return setPassword(session, password, context);
     },
   };
+
+  /** Uses up the verified step and sets the password (already judged). */
+  async function setPassword(session: string, password: string, context: ChangeContext): Promise<UserRow> {
+    const identifier = await codes.takeSession(NS, session);
+    if (identifier === undefined) throw new AppError('IDENT_OTP_INVALID');
+    const user = await userOf(identifier);
+    const hash = await hasher.hash(password);
+    const updated = await deps.transaction(async (trx) => {
+      const row = (await users.setPassword(user.id, hash, { verifiedEmail: true }, trx))!;
+      await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
+      await mail.enqueue(passwordChangedMail(row, links), trx);
+      return row;
+    });
+    // Whoever knew the old password is signed out everywhere, refresh tokens included; a lockout ends.
+    await payloads.revokeByAccountId(user.id);
+    await deps.ephemeral.del(failureKey(user.tenant_id, user.email));
+    return updated;
+  }
 
   async function findUser(identifier: string): Promise<UserRow | undefined> {
     const user = await findUserByIdentifier(users, identifier);

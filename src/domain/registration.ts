@@ -3,13 +3,16 @@ import { AppError, isUniqueViolation } from './errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
 import { emailIdentifier, type FlowServices } from './account-flow.ts';
 import type { EmailVerification } from './email-verification.ts';
+import type { AddressProof } from './address-proof.ts';
 import { accountExistsMail, resetPasswordMail, welcomeMail } from './account-mails.ts';
 import { userPayload } from './events.ts';
+import { assertDisplayNames } from './display-names.ts';
 import type { MailLocale } from './mail.ts';
 import type { PasswordPolicy } from './password-policy.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { RegistrationPolicy } from './registration-policy.ts';
 import type { UserRow } from '../repos/users.ts';
+import { runDetached } from './detached.ts';
 import type { EphemeralStore } from '../infra/ephemeral/types.ts';
 
 export interface RegistrationInput {
@@ -22,26 +25,19 @@ export interface RegistrationInput {
 }
 
 /**
- * What the caller may tell the registrant. `accepted` is all an API caller ever learns; the page
- * flow signs a new account in at once when the policy does not wait for verification. A duplicate
- * answers `accepted` too, and its owner gets a mail instead, so the answer never says whether an
- * address has an account.
- */
-export type RegistrationOutcome =
-  | { status: 'accepted'; user?: undefined }
-  | { status: 'created'; user: UserRow; signInNow: boolean };
-
-/**
- * Self-registration: policy, password rules, the new user with its user.created event and its
- * mails (verification, welcome, set-password) in one transaction.
+ * Self-registration: policy and password rules, then the answer; after it (detached.ts) the new
+ * user with its user.created event and its mails (verification, welcome, set-password) in one
+ * transaction, or for a taken address a mail to its owner. The answer is the same for both, in
+ * content and in time, so it never says whether an address has an account.
  */
 export function createRegistration(deps: FlowServices & {
   hasher: PasswordHasher;
   passwordPolicy: PasswordPolicy;
   verification: EmailVerification;
+  addressProof: AddressProof;
   ephemeral: EphemeralStore;
 }) {
-  const { users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral } = deps;
+  const { users, hasher, passwordPolicy, verification, codes, mail, events, links, ephemeral, addressProof } = deps;
 
   /** The existing owner learns someone tried to register with their address. */
   async function tellOwner(owner: UserRow, locale: MailLocale): Promise<void> {
@@ -51,10 +47,15 @@ export function createRegistration(deps: FlowServices & {
   }
 
   return {
-    async register(input: RegistrationInput, policy: RegistrationPolicy, context: ChangeContext = {}): Promise<RegistrationOutcome> {
+    /**
+     * `registrant`: markers of the registering request (address-proof.ts); a proof of the address
+     * made with one of them keeps the chosen password, any other proof discards it.
+     */
+    async register(input: RegistrationInput, policy: RegistrationPolicy, context: ChangeContext = {}, registrant: readonly string[] = []): Promise<void> {
       if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
       const tenantId = input.tenantId ?? DEFAULT_TENANT;
       const email = input.email.trim();
+      assertDisplayNames(input.givenName, input.familyName);
       if (!input.password && policy.password === 'required') throw new AppError('IDENT_VALIDATION', 'a password is required');
       if (input.password) {
         // Only what the registrant typed: the policy's answer must not depend on an existing account.
@@ -62,52 +63,52 @@ export function createRegistration(deps: FlowServices & {
         if (!verdict.ok) throw new AppError('IDENT_PASSWORD_POLICY', undefined, { reasons: verdict.reasons, suggestions: verdict.suggestions });
       }
 
-      // Both branches hash once, so the duplicate answer costs the same time as a new account.
+      // Hashed before the answer whether or not the address is taken; the rest runs after it.
       const passwordHash = await hasher.hash(input.password ?? randomBytes(32).toString('base64url'));
-      const existing = await users.findByEmail(tenantId, email);
-      if (existing) {
-        await tellOwner(existing, input.locale);
-        return { status: 'accepted' };
-      }
-
-      let user: UserRow;
-      try {
-        user = await deps.transaction(async (trx) => {
-          const created = await users.insert(
-            {
-              id: randomUUID(),
-              tenant_id: tenantId,
-              email,
-              email_verified: false,
-              password_hash: passwordHash,
-              given_name: input.givenName?.trim() || null,
-              family_name: input.familyName?.trim() || null,
-              locale: input.locale,
-            },
-            trx,
-          );
-          await events.record(
-            { type: 'user.created', subjectId: created.id, tenantId, ...context, payload: { user: userPayload(created), source: 'self-registration' } },
-            trx,
-          );
-          await verification.send(created, input.locale, trx);
-          if (!input.password) {
-            // No password chosen: the forgot-password flow lets them set one (and proves the address).
-            const issued = await codes.issue('forgot-password', emailIdentifier(tenantId, email));
-            const ttl = codes.settings('forgot-password').codeTtlSeconds;
-            await mail.enqueue(resetPasswordMail(created, issued, ttl, links, input.locale, true), trx);
-          }
-          if (policy.welcomeMail) {
-            await mail.enqueue(welcomeMail(created, links, input.locale), trx);
-          }
-          return created;
-        });
-      } catch (err) {
-        // A concurrent registration of the same address won the unique index: same answer as a duplicate.
-        if (isUniqueViolation(err)) return { status: 'accepted' };
-        throw err;
-      }
-      return { status: 'created', user, signInNow: !policy.requireEmailVerification && Boolean(input.password) };
+      const work = async () => {
+        const existing = await users.findByEmail(tenantId, email);
+        if (existing) return tellOwner(existing, input.locale);
+        const id = randomUUID();
+        // Bound before the mail with the code can leave: a proof with these markers is the registrant's own.
+        await addressProof.bindRegistrant({ id }, registrant, 'registered');
+        try {
+          await deps.transaction(async (trx) => {
+            const created = await users.insert(
+              {
+                id,
+                tenant_id: tenantId,
+                email,
+                email_verified: false,
+                password_hash: passwordHash,
+                // Chosen before anyone proved the address: the address owner's proof may discard it.
+                password_unverified_owner: Boolean(input.password),
+                given_name: input.givenName?.trim() || null,
+                family_name: input.familyName?.trim() || null,
+                locale: input.locale,
+              },
+              trx,
+            );
+            await events.record(
+              { type: 'user.created', subjectId: created.id, tenantId, ...context, payload: { user: userPayload(created), source: 'self-registration' } },
+              trx,
+            );
+            await verification.send(created, input.locale, trx);
+            if (!input.password) {
+              // No password chosen: the forgot-password flow lets them set one (and proves the address).
+              const issued = await codes.issue('forgot-password', emailIdentifier(tenantId, email));
+              const ttl = codes.settings('forgot-password').codeTtlSeconds;
+              await mail.enqueue(resetPasswordMail(created, issued, ttl, links, input.locale, true), trx);
+            }
+            if (policy.welcomeMail) {
+              await mail.enqueue(welcomeMail(created, links, input.locale), trx);
+            }
+          });
+        } catch (err) {
+          // A concurrent registration of the same address won the unique index: as for a duplicate.
+          if (!isUniqueViolation(err)) throw err;
+        }
+      };
+      runDetached(work, deps.onBackgroundError);
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { AppError } from './errors.ts';
+import { assertDisplayNames } from './display-names.ts';
 import type { ChangeContext } from './accounts.ts';
 import type { AccountLinks } from './account-links.ts';
 import { passwordChangedMail } from './account-mails.ts';
@@ -69,6 +70,7 @@ export function createSelfService(deps: {
     profile: activeUser,
 
     async updateProfile(id: string, changes: ProfileChanges, context: ChangeContext = {}): Promise<UserRow> {
+      assertDisplayNames(changes.givenName, changes.familyName);
       await activeUser(id);
       const patch = {
         ...(changes.givenName !== undefined ? { given_name: changes.givenName?.trim() || null } : {}),

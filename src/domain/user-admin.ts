@@ -101,6 +101,8 @@ export function createUserAdmin(deps: {
         ...(changes.familyName !== undefined ? { family_name: changes.familyName } : {}),
         ...(changes.locale !== undefined ? { locale: changes.locale } : {}),
         ...(changes.password !== undefined ? { password_hash: await hasher.hash(changes.password) } : {}),
+        // An operator's password, or an operator vouching for the address, ends the registrant's claim.
+        ...(changes.password !== undefined || changes.emailVerified === true ? { password_unverified_owner: false } : {}),
       });
       // A password set by an operator ends the user's existing sessions and tokens.
       if (changes.password !== undefined) await payloads.revokeByAccountId(id);

@@ -1,6 +1,7 @@
 import type { Registration } from '../domain/registration.ts';
 import type { RegistrationPolicy } from '../domain/registration-policy.ts';
 import type { EmailVerification } from '../domain/email-verification.ts';
+import type { AddressProof } from '../domain/address-proof.ts';
 import type { PasswordReset } from '../domain/password-reset.ts';
 import type { MagicLinks } from '../domain/magic-links.ts';
 import type { SelfService } from '../domain/self-service.ts';
@@ -11,6 +12,7 @@ export interface AccountFlowDeps {
   registration: Registration;
   registrationDefaults: RegistrationPolicy;
   verification: EmailVerification;
+  addressProof: AddressProof;
   passwordReset: PasswordReset;
   magicLinks: MagicLinks;
   selfService: SelfService;

@@ -6,6 +6,7 @@ import * as events from '../../migrations/0003_events.ts';
 import * as outbox from '../../migrations/0004_outbox.ts';
 import * as accountLifecycle from '../../migrations/0005_account_lifecycle.ts';
 import * as digestedTokenIds from '../../migrations/0006_digested_token_ids.ts';
+import * as unverifiedOwnerPassword from '../../migrations/0007_unverified_owner_password.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -21,6 +22,7 @@ const migrations: Record<string, Migration> = {
   '0004_outbox': outbox,
   '0005_account_lifecycle': accountLifecycle,
   '0006_digested_token_ids': digestedTokenIds,
+  '0007_unverified_owner_password': unverifiedOwnerPassword,
 };
 
 const source: Knex.MigrationSource<string> = {

@@ -9,6 +9,8 @@ export interface UserRow {
   email: string;
   email_verified: boolean;
   password_hash: string | null;
+  /** The password was chosen at self-registration before the address was proven (pre-hijacking rule). */
+  password_unverified_owner: boolean;
   given_name: string | null;
   family_name: string | null;
   locale: string | null;
@@ -23,7 +25,7 @@ export interface UserRow {
 }
 
 export type NewUser = Pick<UserRow, 'id' | 'tenant_id' | 'email'> &
-  Partial<Pick<UserRow, 'email_verified' | 'password_hash' | 'given_name' | 'family_name' | 'locale' | 'timezone' | 'status'>>;
+  Partial<Pick<UserRow, 'email_verified' | 'password_hash' | 'password_unverified_owner' | 'given_name' | 'family_name' | 'locale' | 'timezone' | 'status'>>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -83,18 +85,24 @@ export function createUsersRepo(db: Knex) {
           password_changed_at: db.fn.now(),
           failed_attempts: 0,
           locked_until: null,
-          ...(opts.verifiedEmail ? { email_verified: true } : {}),
+          // Once the address is proven, the password is the owner's.
+          ...(opts.verifiedEmail ? { email_verified: true, password_unverified_owner: false } : {}),
           updated_at: db.fn.now(),
         } as never)
         .returning('*');
       return row as UserRow | undefined;
     },
-    /** Marks the email verified when it is still `email` (the address the code was sent to). */
-    async markEmailVerified(id: string, email: string, trx?: Knex.Transaction): Promise<UserRow | undefined> {
+    /**
+     * Marks the email verified when it is still `email` (the address the code was sent to) and not
+     * yet verified. `discardPassword` drops what the registrant chose before the proof: the
+     * password (and a lockout run up against it) and the names (text of theirs in the owner's mails).
+     */
+    async markEmailVerified(id: string, email: string, opts: { discardPassword?: boolean } = {}, trx?: Knex.Transaction): Promise<UserRow | undefined> {
+      const discard = opts.discardPassword ? { password_hash: null, failed_attempts: 0, locked_until: null, given_name: null, family_name: null } : {};
       const [row] = await (trx ?? db)<UserRow>('users')
         .where({ id, email_verified: false })
         .whereRaw('lower(email) = lower(?)', [email])
-        .update({ email_verified: true, updated_at: db.fn.now() } as never)
+        .update({ email_verified: true, password_unverified_owner: false, ...discard, updated_at: db.fn.now() } as never)
         .returning('*');
       return row as UserRow | undefined;
     },
@@ -105,7 +113,7 @@ export function createUsersRepo(db: Knex) {
     },
     async update(
       id: string,
-      changes: Partial<Pick<UserRow, 'email' | 'email_verified' | 'given_name' | 'family_name' | 'locale' | 'timezone' | 'password_hash'>>,
+      changes: Partial<Pick<UserRow, 'email' | 'email_verified' | 'given_name' | 'family_name' | 'locale' | 'timezone' | 'password_hash' | 'password_unverified_owner'>>,
       trx?: Knex.Transaction,
     ): Promise<UserRow | undefined> {
       if (!UUID.test(id)) return undefined;

@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { HttpBrowser, formField } from '../helpers/browser-http.ts';
+import { waitFor } from '../helpers/mailbox.ts';
 import { uniqueEmail } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
@@ -60,7 +61,8 @@ describe('registration with a third-party CAPTCHA (Turnstile)', () => {
 
     const good = uniqueEmail('good');
     assert.equal((await register('good-token', good)).status, 202);
-    assert.ok(await ts.server.services.repos.users.findByEmail('default', good));
+    // The user is written after the answer.
+    assert.ok(await waitFor('the new user', () => ts.server.services.repos.users.findByEmail('default', good)));
     const last = siteverify.seen.at(-1)!;
     assert.equal(last.get('secret'), SECRET);
     assert.equal(last.get('remoteip'), '127.0.0.1');
@@ -93,6 +95,6 @@ describe('registration with a third-party CAPTCHA (Turnstile)', () => {
     });
     assert.equal(res.status, 200);
     assert.match(await res.text(), /autocomplete="one-time-code"/);
-    assert.ok(await ts.server.services.repos.users.findByEmail('default', email));
+    assert.ok(await waitFor('the new user', () => ts.server.services.repos.users.findByEmail('default', email)));
   });
 });

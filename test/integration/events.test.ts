@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AdminApi, ADMIN_CLIENT_ID, adminToken, startAdminServer } from '../helpers/admin.ts';
+import { waitFor } from '../helpers/mailbox.ts';
 import { HttpBrowser } from '../helpers/browser-http.ts';
 import { registerClient, rpConfig, signIn, submitLogin, uniqueEmail } from '../helpers/rp.ts';
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
@@ -61,7 +62,11 @@ describe('domain events', () => {
       const res = await submitLogin(browser, page.url, await page.res.text(), email, 'wrong password');
       assert.ok(res.status === 401 || res.status === 429);
     }
-    const events = await eventsOf(id);
+    // A failure's events are written after its answer (so they cost no time an unknown address does not).
+    const events = await waitFor('the failure events', async () => {
+      const rows = await eventsOf(id);
+      return rows.length >= 6 ? rows : undefined;
+    });
     const types = events.map((e) => e.type);
     assert.deepEqual(types, ['user.created', 'user.signed_in', 'user.sign_in_failed', 'user.sign_in_failed', 'user.sign_in_failed', 'user.locked']);
     const signedIn = events[1]!;

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import { en } from '../../src/i18n/en.ts';
 import { inputTag, local, openLoginPage, postLogin, type LoginAnswer } from '../helpers/login-page.ts';
+import { waitFor } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, uniqueEmail, REDIRECT_URI } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
@@ -53,8 +54,12 @@ describe('sign-in security', () => {
     assert.equal(answers[2]!.alert, en['error.locked']);
     assert.match(answers[2]!.alert!, TRY_LATER);
 
-    const lockedRow = await ts.server.services.repos.users.findById(user.id);
-    assert.ok(lockedRow?.locked_until && lockedRow.locked_until.getTime() > Date.now(), 'locked_until is in the future');
+    // The account's own record is written after the answer.
+    const lockedRow = await waitFor('locked_until set', async () => {
+      const row = await ts.server.services.repos.users.findById(user.id);
+      return row?.locked_until ? row : undefined;
+    });
+    assert.ok(lockedRow.locked_until && lockedRow.locked_until.getTime() > Date.now(), 'locked_until is in the future');
 
     const rightButLocked = await postLogin(page, { email: user.email, password: user.password });
     assert.equal(rightButLocked.status, 429);

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { solveChallenge, type Challenge } from 'altcha-lib';
-import { deriveKey } from 'altcha-lib/algorithms/sha';
 import * as oidc from 'openid-client';
 import { emailIdentifier } from '../../src/domain/account-flow.ts';
 import { AppError } from '../../src/domain/errors.ts';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import type { UserRow } from '../../src/repos/users.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
+import { solveCaptcha } from '../helpers/captcha.ts';
 import { alertText } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
@@ -34,17 +33,6 @@ const mailSettings = (smtpUrl: string) => ({
   AUTH_API_RATE_LIMIT_PER_IP: '10000',
 });
 
-/** Fetches the ALTCHA challenge like the widget does and solves it; the payload the form posts. */
-async function solveCaptcha(ts: TestServer, browser?: HttpBrowser, challengePath = '/api/v1/auth/captcha'): Promise<string> {
-  const url = new URL(challengePath, ts.issuer);
-  const res = browser ? await browser.request(url, { headers: { accept: 'application/json' } }) : await fetch(url);
-  assert.equal(res.status, 200);
-  const challenge = (await res.json()) as Challenge;
-  const solution = await solveChallenge({ challenge, deriveKey, timeout: 10_000 });
-  assert.ok(solution, 'the challenge is solvable');
-  return Buffer.from(JSON.stringify({ challenge: { parameters: challenge.parameters, signature: challenge.signature }, solution })).toString('base64');
-}
-
 async function api(ts: TestServer, path: string, body: unknown) {
   const res = await fetch(new URL(path, ts.issuer), {
     method: 'POST',
@@ -56,6 +44,8 @@ async function api(ts: TestServer, path: string, body: unknown) {
 }
 
 const findUser = (ts: TestServer, email: string) => ts.server.services.repos.users.findByEmail('default', email);
+/** The user a registration makes: it is written after the answer, so it may take a moment. */
+const createdUser = (ts: TestServer, email: string) => waitFor(`user ${email}`, () => findUser(ts, email));
 const userCount = async (ts: TestServer, email: string) =>
   Number((await ts.server.services.db('users').whereRaw('lower(email) = lower(?)', [email]).count({ n: '*' }))[0]!.n);
 const outboxOf = (ts: TestServer, email: string) => ts.server.services.db<OutboxRow>('outbox').where({ recipient: email }).orderBy('created_at');
@@ -165,8 +155,7 @@ describe('self-registration', () => {
     const verifyAction = formAction(registered.html, '/verify-email');
     assert.equal(verifyAction, `/interaction/${flow.uid}/verify-email`);
 
-    const user = (await findUser(ts, email))!;
-    assert.ok(user, 'the user exists');
+    const user = await createdUser(ts, email);
     assert.equal(user.email_verified, false);
     assert.equal(user.given_name, 'Grace');
 
@@ -208,23 +197,33 @@ describe('self-registration', () => {
     }
   });
 
-  it('registers through the API; the mail link verifies (GET); then the relying party signs the user in', async () => {
+  it('registers through the API in a browser; the mail link opened there asks, its button verifies; then the relying party signs the user in', async () => {
     const client = await registerClient(ts, {}, true);
     const email = uniqueEmail('reg-api');
     const password = strongPassword();
-    const res = await api(ts, '/api/v1/auth/register', { email, password, givenName: 'Alan', captcha: await solveCaptcha(ts) });
-    assert.equal(res.status, 202, res.text);
-    assert.equal(res.body.status, 'accepted');
+    // The API call and the link share one browser (its registrant cookie), so the password stays.
+    const browser = new HttpBrowser();
+    const registered = await browser.request(new URL('/api/v1/auth/register', ts.issuer), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ email, password, givenName: 'Alan', captcha: await solveCaptcha(ts) }),
+    });
+    assert.equal(registered.status, 202, await registered.text());
 
     const mail = await mailbox.next(email, SUBJECT.verify);
     const { link } = codeAndLink(mail, ts.issuer);
     assert.ok(link);
-    const opened = await new HttpBrowser().request(link);
-    const html = await opened.text();
-    assert.equal(opened.status, 200, html.slice(0, 300));
+    const opened = await browser.request(link);
+    const page = await opened.text();
+    assert.equal(opened.status, 200, page.slice(0, 300));
+    assert.equal((await findUser(ts, email))!.email_verified, false, 'opening the link changes nothing');
+    const post = () => browser.postForm(new URL(formAction(page, '/verify-email')!, link), { csrf: formField(page, 'csrf')!, token: formField(page, 'token')! });
+    const confirmed = await post();
+    const html = await confirmed.text();
+    assert.equal(confirmed.status, 200, html.slice(0, 300));
     assert.equal((await findUser(ts, email))!.email_verified, true);
     // The link works once.
-    const again = await new HttpBrowser().request(link);
+    const again = await post();
     assert.equal(again.status, 400);
     const againHtml = await again.text();
 
@@ -233,6 +232,7 @@ describe('self-registration', () => {
     assert.deepEqual(await sentTemplates(ts, email), ['verify-email', 'welcome']);
 
     // What the pages say.
+    assert.match(page, /Verify my email address/);
     assert.equal(h1(html), 'Email verified');
     assert.match(html, /your email address is verified/);
     assert.match(againHtml, /wrong, expired or already used/);
@@ -267,7 +267,7 @@ describe('self-registration', () => {
 
     const res = await api(ts, '/api/v1/auth/register', { email, givenName: 'Ada', client_id: client.clientId, captcha: await solveCaptcha(ts) });
     assert.equal(res.status, 202, res.text);
-    assert.ok(await findUser(ts, email));
+    assert.ok(await createdUser(ts, email));
     const mail = await mailbox.next(email, SUBJECT.setPassword);
     const { code, link } = codeAndLink(mail, ts.issuer);
     assert.match(code ?? '', /^\d{6}$/);
@@ -316,7 +316,7 @@ describe('self-registration', () => {
     const replayed = await api(ts, '/api/v1/auth/register', { email: replay, password, captcha: payload });
     assert.equal(replayed.status, 400, replayed.text);
     assert.equal(replayed.body.error, 'IDENT_CAPTCHA_INVALID');
-    assert.ok(await findUser(ts, first));
+    assert.ok(await createdUser(ts, first));
     assert.equal(await findUser(ts, replay), undefined);
 
     // The page: the form again with the error, the address kept, nobody created.
@@ -367,8 +367,10 @@ describe('self-registration', () => {
     const forTaken = await api(ts, '/api/v1/auth/register', { email: owner.email, password, captcha: await solveCaptcha(ts) });
     assert.equal(forNew.status, 202);
     assert.equal(forTaken.status, forNew.status);
+    // The registration handle is random for both (bound to nothing for a taken address).
+    for (const b of [forNew.body, forTaken.body]) assert.match(String(b.registration), /^[\w-]{43}$/);
     const strip = (b: Record<string, unknown>) => {
-      const { requestId: _r, timestamp: _t, ...rest } = b;
+      const { requestId: _r, timestamp: _t, registration: _h, ...rest } = b;
       return rest;
     };
     assert.deepEqual(strip(forTaken.body), strip(forNew.body));
@@ -404,7 +406,40 @@ describe('self-registration', () => {
     assert.equal(answers[1]!.html, answers[0]!.html, 'byte for byte the same page');
     await mailbox.next(pageOwner.email, SUBJECT.exists);
     assert.equal(await userCount(ts, pageOwner.email), 1);
+    await createdUser(ts, pageFresh);
     assert.equal(await userCount(ts, pageFresh), 1);
+  });
+
+  it('with verification off (client registration_require_email_verification: false) a taken address still looks like a new one: the code form for both, no sign-in at once', async () => {
+    const client = await registerClient(ts, { registration_require_email_verification: false }, true);
+    const owner = await createUser(ts);
+    const fresh = uniqueEmail('reg-enum-nover');
+    const password = strongPassword();
+    const answers: { status: number; html: string }[] = [];
+    for (const email of [fresh, owner.email]) {
+      const flow = await startAuthorization(ts, client);
+      const page = await openRegisterPage(flow);
+      const { res, html } = await postRegisterPage(flow, page, { email, password, captcha: await solveCaptcha(ts, flow.browser) });
+      answers.push({
+        status: res.status,
+        html: html.replaceAll(email, 'EMAIL').replaceAll(flow.uid, 'UID').replace(/name="csrf" value="[^"]*"/g, 'name="csrf" value=""'),
+      });
+    }
+    assert.equal(answers[0]!.status, 200, 'the code form, not a redirect that signs in');
+    assert.equal(answers[1]!.status, answers[0]!.status);
+    assert.equal(answers[1]!.html, answers[0]!.html, 'byte for byte the same page');
+    // The API answers alike too (the random registration handle aside).
+    const strip = ({ requestId: _r, timestamp: _t, registration: _h, ...rest }: Record<string, unknown>) => rest;
+    const apiAnswers = [];
+    for (const email of [uniqueEmail('reg-enum-nover'), owner.email]) {
+      const res = await api(ts, '/api/v1/auth/register', { email, password, client_id: client.clientId, captcha: await solveCaptcha(ts) });
+      apiAnswers.push({ status: res.status, body: strip(res.body) });
+    }
+    assert.deepEqual(apiAnswers[1], apiAnswers[0]);
+    // The new account may still sign in with its password before it verifies.
+    await createdUser(ts, fresh);
+    const { tokens } = await signIn(ts, await rpConfig(ts, client), { email: fresh, password });
+    assert.equal(tokens.claims()!.sub, (await findUser(ts, fresh))!.id);
   });
 
   it('requireEmailVerification: an unverified user with the right password gets the code page; the code completes the sign-in', async () => {
@@ -537,7 +572,7 @@ describe('self-registration turned off for the server', () => {
     const email = uniqueEmail('reg-on-client');
     const res = await api(ts, '/api/v1/auth/register', { email, password: strongPassword(), client_id: client.clientId, captcha: await solveCaptcha(ts) });
     assert.equal(res.status, 202, res.text);
-    assert.ok(await findUser(ts, email));
+    assert.ok(await createdUser(ts, email));
   });
 });
 
@@ -559,7 +594,7 @@ describe('registration while SMTP is down', () => {
     const password = strongPassword();
     const res = await api(ts, '/api/v1/auth/register', { email, password, captcha: await solveCaptcha(ts) });
     assert.equal(res.status, 202, res.text);
-    const user: UserRow | undefined = await findUser(ts, email);
+    const user: UserRow | undefined = await createdUser(ts, email);
     assert.ok(user, 'the user exists while the mail waits');
     const failing = await waitFor('a failed delivery attempt', async () => {
       const rows = (await outboxOf(ts, email)).filter((r) => r.template === 'verify-email');
@@ -570,7 +605,8 @@ describe('registration while SMTP is down', () => {
 
     await mailbox.start();
     const { code } = codeAndLink(await mailbox.next(email, SUBJECT.verify), ts.issuer);
-    const verified = await api(ts, '/api/v1/auth/verify-email', { email, code: code! });
+    // The registration's handle makes this the registrant's own proof: the password stays.
+    const verified = await api(ts, '/api/v1/auth/verify-email', { email, code: code!, registration: res.body.registration });
     assert.equal(verified.status, 200, verified.text);
     assert.equal(verified.body.status, 'verified');
     const client = await registerClient(ts, {}, true);

@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { AppError, type ErrorCode } from '../../src/domain/errors.ts';
-import { OneTimeCodes, type OtpNamespace } from '../../src/domain/one-time-codes.ts';
+import { OneTimeCodes, OTP_SETTINGS, type OtpNamespace } from '../../src/domain/one-time-codes.ts';
 import { SecretBox } from '../../src/infra/crypto.ts';
 import { MemoryStore } from '../../src/infra/ephemeral/memory.ts';
 import { RedisStore } from '../../src/infra/ephemeral/redis.ts';
@@ -74,7 +74,7 @@ function suite(name: string, open: () => { store: EphemeralStore; cleanup: () =>
       assert.equal(await codes.takeSession('forgot-password', session), id);
     });
 
-    it('counts wrong codes; the 5th wrong try locks and then even the right code is refused', async () => {
+    it('counts wrong codes; the 5th wrong try locks typed codes: even the right one, and a new one, are refused', async () => {
       const id = newId();
       const { code } = await codes.issue('verify-phone', id);
       const wrong = code === '000000' ? '000001' : '000000';
@@ -90,12 +90,24 @@ function suite(name: string, open: () => { store: EphemeralStore; cleanup: () =>
       assert.equal(await store.get(`verify-phone:otp:${id}`), undefined, 'the code is deleted on lock');
       assert.ok(await store.get(`verify-phone:lock:${id}`));
       await assert.rejects(codes.verify('verify-phone', id, code), rejectsWith('IDENT_OTP_LOCKED'));
-      await assert.rejects(reissue(store, codes, 'verify-phone', id), rejectsWith('IDENT_OTP_LOCKED'));
+      // A new code can still be sent (the owner must get a mail), but typed it is refused until the lock ends.
+      const fresh = await reissue(store, codes, 'verify-phone', id);
+      await assert.rejects(codes.verify('verify-phone', id, fresh.code), rejectsWith('IDENT_OTP_LOCKED'));
 
       // The lock is per namespace: the same identifier still works elsewhere.
       const other = await codes.issue('add-phone', id);
       const session = await codes.verify('add-phone', id, other.code);
       assert.equal(await codes.takeSession('add-phone', session), id);
+    });
+
+    it('beyondQuota (a request that passed a CAPTCHA) is sent past the daily quota', async () => {
+      const id = newId();
+      await codes.issue('verify-phone', id);
+      for (let i = 1; i < OTP_SETTINGS['verify-phone'].dailyQuota; i++) await reissue(store, codes, 'verify-phone', id);
+      await assert.rejects(reissue(store, codes, 'verify-phone', id), rejectsWith('IDENT_OTP_DAILY_QUOTA'));
+      // The refused send started its cooldown before the quota said no; a minute later:
+      await store.del(`verify-phone:cooldown:${id}`);
+      assert.ok((await codes.issue('verify-phone', id, { beyondQuota: true })).code);
     });
 
     it('malformed input counts as a wrong try', async () => {
@@ -228,7 +240,7 @@ function suite(name: string, open: () => { store: EphemeralStore; cleanup: () =>
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
     });
 
-    it('magic links: unknown tokens fail without counting, and the lock covers links', async () => {
+    it('magic links: unknown tokens fail without counting; a lock ends the live link but not the next one', async () => {
       const id = newId();
       const issued = await codes.issue('magic-link', id);
       for (let i = 0; i < 6; i++) {
@@ -236,10 +248,14 @@ function suite(name: string, open: () => { store: EphemeralStore; cleanup: () =>
       }
       await assert.rejects(codes.verifyLink('magic-link', ''), rejectsWith('IDENT_OTP_INVALID'));
       assert.equal(JSON.parse((await store.get(`magic-link:otp:${id}`))!).n, 0);
-      // Wrong tokens against the identifier do count, and the lock then refuses the link.
+      // Wrong tokens against the identifier do count; the lock deletes the live link.
       for (let i = 0; i < 4; i++) await assert.rejects(codes.verify('magic-link', id, 'nope'), rejectsWith('IDENT_OTP_INVALID'));
       await assert.rejects(codes.verify('magic-link', id, 'nope'), rejectsWith('IDENT_OTP_LOCKED'));
-      await assert.rejects(codes.verifyLink('magic-link', issued.code), rejectsWith('IDENT_OTP_LOCKED'));
+      await assert.rejects(codes.verifyLink('magic-link', issued.code), rejectsWith('IDENT_OTP_INVALID'));
+      // A link sent while locked works: a stranger's wrong tries do not lock the owner out.
+      const next = await reissue(store, codes, 'magic-link', id);
+      const { identifier } = await codes.verifyLink('magic-link', next.code);
+      assert.equal(identifier, id);
     });
 
     it('compareAndSwap: swaps only on the expected value, keeps or sets the TTL', async () => {

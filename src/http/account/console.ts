@@ -4,6 +4,7 @@ import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import * as oidc from 'openid-client';
 import { AppError } from '../../domain/errors.ts';
+import { isDisplayName } from '../../domain/display-names.ts';
 import type { SelfService } from '../../domain/self-service.ts';
 import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
@@ -11,6 +12,7 @@ import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { resolveUserToken, type UserCaller } from '../api/user-auth.ts';
 import type { RenderPage } from '../render.ts';
+import { clientLimitKey } from '../middleware/rate-limit.ts';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from './client.ts';
 import { createConsoleSessions, type ConsoleTokens } from './console-session.ts';
 import { summarizeUserAgent } from './device.ts';
@@ -61,7 +63,6 @@ interface PageState {
 }
 
 const SCOPE = 'openid profile email';
-const MAX_NAME = 200;
 
 // The zones offered in the form (ICU's list lacks the UTC alias and has some legacy names, such as
 // Asia/Saigon); any zone the account API accepts (isTimeZone) is kept and shown as well.
@@ -76,8 +77,8 @@ const NOTICES: Record<string, MessageKey> = {
 
 const isLocale = (value: unknown): value is Locale => (LOCALES as readonly unknown[]).includes(value);
 const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
-// Display names: no control characters (NUL included), bounded like the account API's.
-const validName = (value: string) => value.trim().length <= MAX_NAME && !/[\u0000-\u001f\u007f]/.test(value);
+// Display names: the one rule of every entry (domain/display-names.ts).
+const validName = isDisplayName;
 
 /**
  * The account console under /account: a server-rendered relying party of this provider (client
@@ -150,7 +151,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
   /** Counts an anonymous request against the per-IP budget; false (and a 429 page) past it. */
   async function anonymousAllowed(ctx: Context): Promise<boolean> {
     try {
-      await deps.anonymousLimiter.consume(ctx.ip);
+      await deps.anonymousLimiter.consume(clientLimitKey(ctx));
       return true;
     } catch (limited) {
       if (limited instanceof Error) throw limited;

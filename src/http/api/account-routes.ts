@@ -4,8 +4,8 @@ import type { Context, Middleware } from 'koa';
 import type { z } from 'zod';
 import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
-import { rateLimit } from '../middleware/rate-limit.ts';
-import { registrationPolicyOf } from '../registration.ts';
+import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
+import { captchaVerdict, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
 import { negotiate } from '../../i18n/index.ts';
@@ -14,6 +14,7 @@ import * as s from './account-schemas.ts';
 import { ME_FIELD_SCOPES, meView } from './views.ts';
 import { requireFirstParty, requireUserScope, userBearerAuth, type UserCaller } from './user-auth.ts';
 import { checkBody, parse } from './validate.ts';
+import { randomToken } from '../../infra/crypto.ts';
 
 export interface AccountApiDeps {
   provider: Provider;
@@ -64,25 +65,30 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     {
       method: 'post', path: '/auth/register', auth: 'anonymous',
       summary: 'Self-registration; the same answer for a new and a taken address (the mails tell the rest)',
-      body: s.register, response: { status: 202, schema: s.accepted },
+      body: s.register, response: { status: 202, schema: s.registered },
       async handle(ctx, { body }) {
         const policy = await registrationPolicyOf(provider, account.registrationDefaults, body.client_id);
         if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
         if (!(await account.captcha.verify(body.captcha, ctx.ip))) throw new AppError('IDENT_CAPTCHA_INVALID');
+        // The registrant's markers (domain/address-proof.ts): a handle for API clients, the cookie for
+        // browsers. A proof of the address that brings neither back discards the chosen password.
+        const handle = randomToken(32);
         await account.registration.register(
           { email: body.email, password: body.password, givenName: body.givenName, familyName: body.familyName, locale: localeOf(ctx, body.locale) },
           policy,
           { actor: body.client_id ?? null, requestId: ctx.state.requestId as string },
+          [`registration:${handle}`, ...markRegistrantBrowser(ctx)],
         );
-        return ACCEPTED;
+        return { ...ACCEPTED, registration: handle };
       },
     },
     {
       method: 'post', path: '/auth/verify-email', auth: 'anonymous', summary: 'Verify an email address with the mailed code or the link token',
       body: s.verifyEmail, response: { status: 200, schema: s.statusOnly },
       async handle(ctx, { body }) {
-        if ('token' in body) await account.verification.verifyLink(body.token, context(ctx));
-        else await account.verification.verifyCode(DEFAULT_TENANT, body.email, body.code, context(ctx));
+        const markers = [...registrantMarkers(ctx), ...(body.registration ? [`registration:${body.registration}`] : [])];
+        if ('token' in body) await account.verification.verifyLink(body.token, markers, context(ctx));
+        else await account.verification.verifyCode(DEFAULT_TENANT, body.email, body.code, markers, context(ctx));
         return { status: 'verified' };
       },
     },
@@ -96,10 +102,11 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     },
     {
       method: 'post', path: '/auth/password-reset/request', auth: 'anonymous',
-      summary: 'Mail a reset code and link (3 an hour per address and per IP; same answer for every address)',
-      body: s.emailOnly, response: { status: 202, schema: s.accepted },
+      summary: 'Mail a reset code and link (3 an hour per IP; per address 3 an hour and 5 a day, past which a solved CAPTCHA is needed; same answer for every address)',
+      body: s.resetRequest, response: { status: 202, schema: s.accepted },
       async handle(ctx, { body }) {
-        await account.passwordReset.request(body.email, { ip: ctx.ip, locale: localeOf(ctx, body.locale) }, context(ctx));
+        const human = await captchaVerdict(account.captcha, body.captcha, ctx.ip);
+        await account.passwordReset.request(body.email, { ip: clientLimitKey(ctx), locale: localeOf(ctx, body.locale), human }, context(ctx));
         return ACCEPTED;
       },
     },
@@ -175,7 +182,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
 export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperation[]) {
   const router = new Router({ prefix: '/api/v1' });
   const json = bodyParser({ enableTypes: ['json'], jsonLimit: '16kb', encoding: 'utf-8' });
-  const perIp = rateLimit(deps.ephemeral.limiter('auth-api-ip', deps.account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
+  const perIp = rateLimit(deps.ephemeral.limiter('auth-api-ip', deps.account.authRateLimitPerIp, 60), clientLimitKey);
   // First-party calls share the user's budget with the account console; a third-party client has
   // a budget of its own per user, so it cannot spend the user's and lock them out of the console.
   const perUser = rateLimit(deps.ephemeral.limiter('me-api-user', deps.account.meRateLimitPerUser, 60), (ctx) => {

@@ -31,9 +31,17 @@ export const register = z.strictObject({
   client_id: z.string().min(1).max(128).optional(),
 });
 
-export const verifyEmail = z.union([z.strictObject({ email, code }), z.strictObject({ token })]);
+/** The handle a registration answers; a proof that brings it back is the registrant's own (keeps the password). */
+const registration = token.describe('The `registration` handle of the POST /auth/register answer, when the registrant verifies');
+export const verifyEmail = z.union([
+  z.strictObject({ email, code, registration: registration.optional() }),
+  z.strictObject({ token, registration: registration.optional() }),
+]);
 
 export const emailOnly = z.strictObject({ email, locale: z.enum(['en', 'vi']).optional() });
+export const resetRequest = emailOnly.extend({
+  captcha: z.string().max(4096).optional().describe('A solved CAPTCHA: needed only past the address’s budget (IDENT_CAPTCHA_REQUIRED)'),
+});
 
 export const resetConfirm = z.union([
   z.strictObject({ email, code, password: newPassword }),
@@ -55,6 +63,9 @@ export const passwordChange = z.strictObject({
 // Answers (for the OpenAPI document).
 
 export const accepted = z.object({ status: z.literal('accepted'), message: z.string() });
+export const registered = accepted.extend({
+  registration: z.string().describe('Opaque handle (the same shape whether or not the address was new): send it with the verification code so the chosen password is kept'),
+});
 export const statusOnly = z.object({ status: z.string() });
 export const captchaChallenge = z.looseObject({}).describe('An ALTCHA challenge (altcha-lib), for the widget or solveChallenge');
 

@@ -1,12 +1,13 @@
 import { z } from 'zod';
 import { ADMIN_SCOPES } from '../../domain/admin-scopes.ts';
+import { hasControlCharacters } from '../../domain/display-names.ts';
 
 // One source for validation and for the OpenAPI document (routes.ts), so they cannot drift.
 
 export const text = (max: number) => z.string().min(1).max(max);
 // No control characters (NUL included) in names and similar display text.
 export const displayText = (max: number) =>
-  text(max).refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
+  text(max).refine((v) => !hasControlCharacters(v), 'must not contain control characters');
 export const locale = z.string().regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 language tag').max(35);
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, 'must be an RFC 6749 scope token');
 

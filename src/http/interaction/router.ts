@@ -10,10 +10,12 @@ import type { Csrf } from './csrf.ts';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
+import { isDisplayName } from '../../domain/display-names.ts';
 import type { UserRow } from '../../repos/users.ts';
-import { captchaField, registrationPolicyOf } from '../registration.ts';
+import { captchaField, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
 import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
 import { allowSources } from '../middleware/security-headers.ts';
+import { clientLimitKey } from '../middleware/rate-limit.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
 
 export interface InteractionDeps {
@@ -91,7 +93,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   /** Counts a request from this IP; true when over the limit (the caller answers with its own page). */
   async function limited(ctx: Context, limiter: RateLimiterAbstract): Promise<boolean> {
     try {
-      await limiter.consume(ctx.ip);
+      await limiter.consume(clientLimitKey(ctx));
       return false;
     } catch (rejection) {
       if (rejection instanceof Error) throw rejection;
@@ -201,6 +203,8 @@ export function interactionRoutes(deps: InteractionDeps) {
     }
     // Only someone who knows the password gets here, so asking them to verify reveals nothing.
     if (!outcome.user.email_verified && (await policyOf(details)).requireEmailVerification) {
+      // Whoever knows the password is the registrant's side: the code typed in this sign-in keeps it.
+      await account.addressProof.bindRegistrant(outcome.user, [`interaction:${details.uid}`], 'password');
       try {
         await account.verification.send(outcome.user, localeOf(ctx, details));
       } catch (err) {
@@ -228,26 +232,27 @@ export function interactionRoutes(deps: InteractionDeps) {
     const policy = await policyOf(details);
     if (!policy.enabled) ctx.throw(403, 'registration is disabled');
     const body = ctx.request.body;
-    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 200), familyName: field(body, 'family_name', 200), password: field(body, 'password') };
+    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 1024), familyName: field(body, 'family_name', 1024), password: field(body, 'password') };
     const echo = { email: input.email, givenName: input.givenName, familyName: input.familyName };
     if (await limited(ctx, flowLimiter)) return renderRegister(ctx, details, { ...echo, error: 'error.rate_limited' }, 429);
     if (!isEmail(input.email)) return renderRegister(ctx, details, { ...echo, error: 'error.invalid_email' }, 400);
-    let outcome;
+    if (!isDisplayName(input.givenName) || !isDisplayName(input.familyName)) return renderRegister(ctx, details, { ...echo, error: 'error.invalid_name' }, 400);
     try {
       if (!(await account.captcha.verify(field(body, captchaField(account.captcha.provider), 8192), ctx.ip))) {
         return renderRegister(ctx, details, { ...echo, error: 'error.captcha' }, 400);
       }
-      outcome = await account.registration.register(
+      await account.registration.register(
         { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: localeOf(ctx, details) },
         policy,
         flowContext(ctx, details),
+        markRegistrantBrowser(ctx, details.uid),
       );
     } catch (err) {
       const e = pageErrorOf(err);
       return renderRegister(ctx, details, { ...echo, error: e.error, reasons: e.reasons }, e.status);
     }
-    if (outcome.status === 'created' && outcome.signInNow) return signIn(ctx, details, outcome.user, ['pwd']);
-    // A new account waiting for verification and a taken address look the same: the code form.
+    // A new account and a taken address look the same: the code form (even when verification is not
+    // required: signing a new account in at once would tell it from a taken address).
     renderVerify(ctx, details, input.email);
   });
 
@@ -259,16 +264,18 @@ export function interactionRoutes(deps: InteractionDeps) {
     const code = field(ctx.request.body, 'code', 16).trim();
     if (await limited(ctx, flowLimiter)) return renderVerify(ctx, details, email, { error: 'error.rate_limited' }, 429);
     if (!isEmail(email) || !/^\d{6}$/.test(code)) return renderVerify(ctx, details, email, { error: 'error.otp_invalid' }, 400);
-    let user: UserRow;
+    let proof;
     try {
-      user = await account.verification.verifyCode(DEFAULT_TENANT, email, code, flowContext(ctx, details));
+      // Only the account this sign-in registered (or proved the password of) is verified here.
+      proof = await account.verification.verifyCode(DEFAULT_TENANT, email, code, [`interaction:${details.uid}`], flowContext(ctx, details), { onlyRegistrant: true });
     } catch (err) {
       const e = pageErrorOf(err);
       return renderVerify(ctx, details, email, { error: e.error }, e.status);
     }
     // The code proved the mailbox; an inactive account still cannot sign in.
-    if (user.status !== 'active') return renderLogin(ctx, details, { error: 'error.inactive', email }, 403);
-    await signIn(ctx, details, user, ['pwd']);
+    if (proof.user.status !== 'active') return renderLogin(ctx, details, { error: 'error.inactive', email }, 403);
+    // amr says what this sign-in proved: the code, and the password when it was typed here too.
+    await signIn(ctx, details, proof.user, proof.byRegistrant === 'password' ? ['pwd', 'otp'] : ['otp']);
   });
 
   router.post('/verify-email/resend', form, async (ctx) => {
@@ -304,7 +311,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     if (await limited(ctx, flowLimiter)) return renderLogin(ctx, details, { error: 'error.rate_limited' }, 429);
     let user: UserRow;
     try {
-      user = await account.magicLinks.complete(details.uid, token, flowContext(ctx, details));
+      user = (await account.magicLinks.complete(details.uid, token, registrantMarkers(ctx, details.uid), flowContext(ctx, details))).user;
     } catch (err) {
       pageErrorOf(err);
       return renderLogin(ctx, details, { error: 'error.magic_link_browser' }, 400);

@@ -3,12 +3,14 @@ import Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { DEFAULT_TENANT } from '../../domain/accounts.ts';
+import { isDisplayName } from '../../domain/display-names.ts';
+import type { ProofOutcome } from '../../domain/address-proof.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { FormCsrf } from '../interaction/csrf.ts';
 import type { RenderPage } from '../render.ts';
-import { rateLimit } from '../middleware/rate-limit.ts';
-import { captchaField } from '../registration.ts';
+import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
+import { captchaField, captchaVerdict, markRegistrantBrowser, registrantMarkers } from '../registration.ts';
 import { allowSources } from '../middleware/security-headers.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
 import { field, interactionOf, isEmail, pageErrorOf } from './flow-messages.ts';
@@ -29,7 +31,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   const { account, csrf, renderPage } = deps;
   const router = new Router();
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
-  const limit = rateLimit(deps.ephemeral.limiter('auth-pages-ip', account.authRateLimitPerIp, 60), (ctx) => ctx.ip);
+  const limit = rateLimit(deps.ephemeral.limiter('auth-pages-ip', account.authRateLimitPerIp, 60), clientLimitKey);
   const locale = (ctx: Context) => negotiate(ctx.query.ui_locales as string | undefined, ctx.get('accept-language'));
   const context = (ctx: Context) => ({ actor: null, requestId: ctx.state.requestId as string });
   const checkCsrf: Middleware = async (ctx, next) => {
@@ -68,9 +70,10 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
 
   router.post('/register', ...post, async (ctx) => {
     const body = ctx.request.body;
-    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 200), familyName: field(body, 'family_name', 200), password: field(body, 'password') };
+    const input = { email: field(body, 'email', 254).trim(), givenName: field(body, 'given_name', 1024), familyName: field(body, 'family_name', 1024), password: field(body, 'password') };
     const echo = { email: input.email, givenName: input.givenName, familyName: input.familyName };
     if (!isEmail(input.email)) return renderRegister(ctx, { ...echo, error: 'error.invalid_email' }, 400);
+    if (!isDisplayName(input.givenName) || !isDisplayName(input.familyName)) return renderRegister(ctx, { ...echo, error: 'error.invalid_name' }, 400);
     try {
       if (!(await account.captcha.verify(field(body, captchaField(account.captcha.provider), 8192), ctx.ip))) {
         return renderRegister(ctx, { ...echo, error: 'error.captcha' }, 400);
@@ -79,6 +82,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
         { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: locale(ctx) },
         account.registrationDefaults,
         context(ctx),
+        markRegistrantBrowser(ctx),
       );
     } catch (err) {
       const e = pageErrorOf(err);
@@ -99,29 +103,42 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
     }, status);
   }
 
+  // Opening the link only asks: mail scanners fetch links, so the GET changes nothing and the
+  // page's button posts the token.
   router.get('/verify-email', limit, async (ctx) => {
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
     if (!token) return renderVerify(ctx, typeof ctx.query.email === 'string' && isEmail(ctx.query.email) ? ctx.query.email : '');
-    try {
-      await account.verification.verifyLink(token, context(ctx));
-    } catch (err) {
-      const e = pageErrorOf(err);
-      return renderPage(ctx, 'message', { title: 'verify.title', text: e.error }, e.status);
-    }
-    message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
+    if (!(await account.verification.linkIsValid(token))) return renderPage(ctx, 'message', { title: 'verify.title', text: 'error.otp_invalid' }, 400);
+    renderPage(ctx, 'verify-link', { title: 'verify.title', action: '/verify-email', csrf: csrf.issue(ctx), token });
   });
 
+  /** After a proof: done, or (the registrant's password discarded) the form to choose one. */
+  const proven = (ctx: Context, proof: ProofOutcome) =>
+    proof.passwordSession
+      ? renderReset(ctx, { session: proof.passwordSession, notice: 'verify.password_discarded' })
+      : message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
+
   router.post('/verify-email', ...post, async (ctx) => {
+    const token = field(ctx.request.body, 'token', 256);
+    if (token) {
+      try {
+        return proven(ctx, await account.verification.verifyLink(token, registrantMarkers(ctx), context(ctx)));
+      } catch (err) {
+        const e = pageErrorOf(err);
+        return renderPage(ctx, 'message', { title: 'verify.title', text: e.error }, e.status);
+      }
+    }
     const email = field(ctx.request.body, 'email', 254).trim();
     const code = field(ctx.request.body, 'code', 16).trim();
     if (!isEmail(email) || !/^\d{6}$/.test(code)) return renderVerify(ctx, email, { error: 'error.otp_invalid' }, 400);
+    let proof: ProofOutcome;
     try {
-      await account.verification.verifyCode(DEFAULT_TENANT, email, code, context(ctx));
+      proof = await account.verification.verifyCode(DEFAULT_TENANT, email, code, registrantMarkers(ctx), context(ctx));
     } catch (err) {
       const e = pageErrorOf(err);
       return renderVerify(ctx, email, { error: e.error }, e.status);
     }
-    message(ctx, 'verify.done_title', 'verify.done', {}, nextLink(undefined));
+    proven(ctx, proof);
   });
 
   router.post('/verify-email/resend', ...post, async (ctx) => {
@@ -144,10 +161,14 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
     const interaction = interactionOf((ctx.request.body as Record<string, unknown>).interaction);
     if (!isEmail(email)) return renderForgot(ctx, { email, interaction, error: 'error.invalid_email' }, 400);
     try {
-      await account.passwordReset.request(email, { ip: ctx.ip, locale: locale(ctx) }, context(ctx));
+      const human = await captchaVerdict(account.captcha, field(ctx.request.body, captchaField(account.captcha.provider), 8192) || undefined, ctx.ip);
+      await account.passwordReset.request(email, { ip: clientLimitKey(ctx), locale: locale(ctx), human }, context(ctx));
     } catch (err) {
       const e = pageErrorOf(err);
-      return renderForgot(ctx, { email, interaction, error: e.error }, e.status);
+      // Past the address's budget (anyone can use it up) the form asks for the CAPTCHA.
+      const withCaptcha = e.error === 'error.captcha_required' || e.error === 'error.captcha';
+      if (withCaptcha) allowSources(ctx, captchaCspSources(account.captcha.widget));
+      return renderForgot(ctx, { email, interaction, error: e.error, ...(withCaptcha ? { captcha: account.captcha.widget } : {}) }, e.status);
     }
     renderReset(ctx, { email, interaction });
   });

@@ -9,6 +9,7 @@ const PAGE_MESSAGES: Partial<Record<ErrorCode, MessageKey>> = {
   IDENT_OTP_DAILY_QUOTA: 'error.otp_daily_quota',
   IDENT_PASSWORD_POLICY: 'error.password_policy',
   IDENT_CAPTCHA_INVALID: 'error.captcha',
+  IDENT_CAPTCHA_REQUIRED: 'error.captcha_required',
   IDENT_RATE_LIMITED: 'error.rate_limited',
   IDENT_VALIDATION: 'error.invalid_input',
   IDENT_REGISTRATION_DISABLED: 'register.disabled',
