@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 
 // Account pre-hijacking: a password chosen at self-registration, before anyone proved the address,
 // is the registrant's and not necessarily the address owner's. The flag marks such a password
-// until the address is proven (see domain/address-proof.ts).
+// until the address is proven (see domain/accounts/address-proof.ts).
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.alterTable('users', (t) => {
     t.boolean('password_unverified_owner').notNullable().defaultTo(false);

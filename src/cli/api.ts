@@ -1,4 +1,4 @@
-import { adminAudience, type AdminScope } from '../domain/admin-scopes.ts';
+import { adminAudience, type AdminScope } from '../domain/clients/admin-scopes.ts';
 import type { Args } from './args.ts';
 import { ApiError, UsageError } from './errors.ts';
 import { jsonOrThrow, send } from './http.ts';

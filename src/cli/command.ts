@@ -1,4 +1,4 @@
-import type { AdminScope } from '../domain/admin-scopes.ts';
+import type { AdminScope } from '../domain/clients/admin-scopes.ts';
 import type { AdminApi } from './api.ts';
 import type { Args, Options } from './args.ts';
 

@@ -1,10 +1,10 @@
-import type { Registration } from '../domain/registration.ts';
-import type { RegistrationPolicy } from '../domain/registration-policy.ts';
-import type { EmailVerification } from '../domain/email-verification.ts';
-import type { AddressProof } from '../domain/address-proof.ts';
-import type { PasswordReset } from '../domain/password-reset.ts';
-import type { MagicLinks } from '../domain/magic-links.ts';
-import type { SelfService } from '../domain/self-service.ts';
+import type { Registration } from '../domain/accounts/registration.ts';
+import type { RegistrationPolicy } from '../domain/accounts/registration-policy.ts';
+import type { EmailVerification } from '../domain/accounts/email-verification.ts';
+import type { AddressProof } from '../domain/accounts/address-proof.ts';
+import type { PasswordReset } from '../domain/accounts/password-reset.ts';
+import type { MagicLinks } from '../domain/authn/magic-links.ts';
+import type { SelfService } from '../domain/accounts/self-service.ts';
 import type { Captcha } from '../infra/captcha.ts';
 
 /** The account lifecycle services the pages and the account API use. */

@@ -1,10 +1,10 @@
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import { randomToken } from '../infra/crypto.ts';
-import { BINDING_TTL_SECONDS } from '../domain/address-proof.ts';
+import { BINDING_TTL_SECONDS } from '../domain/accounts/address-proof.ts';
 import type { Captcha } from '../infra/captcha.ts';
 import { AppError } from '../domain/errors.ts';
-import { registrationPolicyFor, type RegistrationPolicy } from '../domain/registration-policy.ts';
+import { registrationPolicyFor, type RegistrationPolicy } from '../domain/accounts/registration-policy.ts';
 
 // What the registration page, the interaction pages and the API share.
 
@@ -29,7 +29,7 @@ const COOKIE_VALUE = /^[\w-]{43}$/;
 const registrantCookie = (ctx: Context) => (ctx.secure ? '__Host-idp_registrant' : 'idp_registrant');
 
 /**
- * The markers (domain/address-proof.ts) this request holds: the interaction it runs in, when the
+ * The markers (domain/accounts/address-proof.ts) this request holds: the interaction it runs in, when the
  * caller has checked the interaction cookie, and the browser's registrant cookie, when it has one.
  */
 export function registrantMarkers(ctx: Context, interactionUid?: string): string[] {

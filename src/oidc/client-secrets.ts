@@ -1,6 +1,6 @@
 import type Provider from 'oidc-provider';
 import { constantTimeEqual, type SecretBox } from '../infra/crypto.ts';
-import { CLIENT_SECRET_PURPOSE } from '../domain/clients.ts';
+import { CLIENT_SECRET_PURPOSE } from '../domain/clients/clients.ts';
 
 /**
  * Clients hold a keyed digest of their secret (see oidc/adapter.ts), so the provider compares

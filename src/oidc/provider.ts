@@ -1,11 +1,11 @@
 import type { JSONWebKeySet } from 'jose';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
-import type { Accounts } from '../domain/accounts.ts';
-import type { KeySet } from '../domain/keys.ts';
-import type { ResourceServers } from '../domain/resource-servers.ts';
+import type { Accounts } from '../domain/authn/accounts.ts';
+import type { KeySet } from '../domain/keys/keys.ts';
+import type { ResourceServers } from '../domain/clients/resource-servers.ts';
 import type { SecretBox } from '../infra/crypto.ts';
 import type { Logger } from '../infra/logger.ts';
-import type { ClientRegistry } from '../domain/clients.ts';
+import type { ClientRegistry } from '../domain/clients/clients.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import { createAdapterFactory } from './adapter.ts';
 import { useDigestedClientSecrets } from './client-secrets.ts';

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../infra/logger.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
-import type { KeyService } from '../domain/keys.ts';
+import type { KeyService } from '../domain/keys/keys.ts';
 
 // Any constant shared by every instance: only the holder of the lock sweeps.
 const SWEEP_LOCK = 0x1d9_5eed;

@@ -27,7 +27,7 @@ export function createClientsRepo(db: Knex) {
     },
     /**
      * One page of clients. With `adminScopesWithin`, only clients whose every iam.* scope is in that
-     * list (the rule of domain/admin-scopes.ts adminScopesBeyond, in SQL so pages and total agree).
+     * list (the rule of domain/clients/admin-scopes.ts adminScopesBeyond, in SQL so pages and total agree).
      */
     async list(offset: number, limit: number, opts: { adminScopesWithin?: readonly string[] } = {}) {
       const within = opts.adminScopesWithin;

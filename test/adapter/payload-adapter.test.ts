@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { errors, type AdapterPayload } from 'oidc-provider';
-import type { KeyService } from '../../src/domain/keys.ts';
+import type { KeyService } from '../../src/domain/keys/keys.ts';
 import { createLogger } from '../../src/infra/logger.ts';
 import { createSweeper } from '../../src/oidc/sweeper.ts';
 import { DIGESTED_MODELS } from '../../src/oidc/adapter.ts';

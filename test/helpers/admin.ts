@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ADMIN_SCOPES, adminAudience } from '../../src/domain/admin-scopes.ts';
+import { ADMIN_SCOPES, adminAudience } from '../../src/domain/clients/admin-scopes.ts';
 import { startTestServer, type TestServer } from './server.ts';
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { emailIdentifier } from '../../src/domain/account-flow.ts';
+import { emailIdentifier } from '../../src/domain/accounts/account-flow.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { solveCaptcha } from '../helpers/captcha.ts';

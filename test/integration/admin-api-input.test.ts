@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { adminAudience } from '../../src/domain/admin-scopes.ts';
+import { adminAudience } from '../../src/domain/clients/admin-scopes.ts';
 import { AdminApi, adminToken, assertClientError, assertError, marker, startAdminServer, type ApiAnswer, type CallOptions } from '../helpers/admin.ts';
 import { uniqueEmail } from '../helpers/rp.ts';
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';

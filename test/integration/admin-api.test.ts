@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as oidc from 'openid-client';
-import { ADMIN_SCOPES, adminAudience } from '../../src/domain/admin-scopes.ts';
+import { ADMIN_SCOPES, adminAudience } from '../../src/domain/clients/admin-scopes.ts';
 import {
   ADMIN_CLIENT_ID,
   ADMIN_CLIENT_SECRET,

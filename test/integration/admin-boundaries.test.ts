@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { exportJWK, generateKeyPair, jwtVerify, createLocalJWKSet } from 'jose';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
-import { adminAudience } from '../../src/domain/admin-scopes.ts';
+import { adminAudience } from '../../src/domain/clients/admin-scopes.ts';
 import {
   ADMIN_CLIENT_ID,
   ADMIN_CLIENT_SECRET,

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { SMTPServer } from 'smtp-server';
-import { outboxAad } from '../../src/domain/mail.ts';
+import { outboxAad } from '../../src/domain/mail/mail.ts';
 import { translate } from '../../src/i18n/index.ts';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';

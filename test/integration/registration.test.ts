@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
-import { emailIdentifier } from '../../src/domain/account-flow.ts';
+import { emailIdentifier } from '../../src/domain/accounts/account-flow.ts';
 import { AppError } from '../../src/domain/errors.ts';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import type { UserRow } from '../../src/repos/users.ts';

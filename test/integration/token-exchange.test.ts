@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
-import { adminAudience } from '../../src/domain/admin-scopes.ts';
+import { adminAudience } from '../../src/domain/clients/admin-scopes.ts';
 import { AdminApi, adminToken, startAdminServer } from '../helpers/admin.ts';
 import { HttpBrowser } from '../helpers/browser-http.ts';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';

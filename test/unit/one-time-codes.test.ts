@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { AppError, type ErrorCode } from '../../src/domain/errors.ts';
-import { OneTimeCodes, OTP_SETTINGS, type OtpNamespace } from '../../src/domain/one-time-codes.ts';
+import { OneTimeCodes, OTP_SETTINGS, type OtpNamespace } from '../../src/domain/authn/one-time-codes.ts';
 import { SecretBox } from '../../src/infra/crypto.ts';
 import { MemoryStore } from '../../src/infra/ephemeral/memory.ts';
 import { RedisStore } from '../../src/infra/ephemeral/redis.ts';

@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { configSchema } from '../../src/config/schema.ts';
-import { createPasswordPolicy, type PolicyLogger } from '../../src/domain/password-policy.ts';
+import { createPasswordPolicy, type PolicyLogger } from '../../src/domain/authn/password-policy.ts';
 
 const sha1 = (password: string) => createHash('sha1').update(password, 'utf8').digest('hex').toUpperCase();
 

@@ -1,4 +1,4 @@
-import { ADMIN_SCOPES, type AdminScope } from '../../domain/admin-scopes.ts';
+import { ADMIN_SCOPES, type AdminScope } from '../../domain/clients/admin-scopes.ts';
 import { seg, type Page } from '../api.ts';
 import type { RemoteCommand } from '../command.ts';
 import { UsageError } from '../errors.ts';

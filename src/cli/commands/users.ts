@@ -1,4 +1,4 @@
-import type { AdminScope } from '../../domain/admin-scopes.ts';
+import type { AdminScope } from '../../domain/clients/admin-scopes.ts';
 import { seg, type AdminApi, type Page } from '../api.ts';
 import type { Args } from '../args.ts';
 import type { RemoteCommand } from '../command.ts';

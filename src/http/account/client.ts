@@ -1,4 +1,4 @@
-import type { ClientRegistry } from '../../domain/clients.ts';
+import type { ClientRegistry } from '../../domain/clients/clients.ts';
 
 /** The account console's client_id: a built-in first-party public client, like Keycloak's `account-console`. */
 export const ACCOUNT_CONSOLE_CLIENT_ID = 'account-console';

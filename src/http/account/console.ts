@@ -4,8 +4,8 @@ import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import * as oidc from 'openid-client';
 import { AppError } from '../../domain/errors.ts';
-import { isDisplayName } from '../../domain/display-names.ts';
-import type { SelfService } from '../../domain/self-service.ts';
+import { isDisplayName } from '../../domain/accounts/display-names.ts';
+import type { SelfService } from '../../domain/accounts/self-service.ts';
 import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -77,7 +77,7 @@ const NOTICES: Record<string, MessageKey> = {
 
 const isLocale = (value: unknown): value is Locale => (LOCALES as readonly unknown[]).includes(value);
 const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
-// Display names: the one rule of every entry (domain/display-names.ts).
+// Display names: the one rule of every entry (domain/accounts/display-names.ts).
 const validName = isDisplayName;
 
 /**

@@ -6,7 +6,7 @@ import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
 import { captchaVerdict, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
-import { DEFAULT_TENANT } from '../../domain/accounts.ts';
+import { DEFAULT_TENANT } from '../../domain/authn/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
 import { negotiate } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -70,7 +70,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
         const policy = await registrationPolicyOf(provider, account.registrationDefaults, body.client_id);
         if (!policy.enabled) throw new AppError('IDENT_REGISTRATION_DISABLED');
         if (!(await account.captcha.verify(body.captcha, ctx.ip))) throw new AppError('IDENT_CAPTCHA_INVALID');
-        // The registrant's markers (domain/address-proof.ts): a handle for API clients, the cookie for
+        // The registrant's markers (domain/accounts/address-proof.ts): a handle for API clients, the cookie for
         // browsers. A proof of the address that brings neither back discards the chosen password.
         const handle = randomToken(32);
         await account.registration.register(

@@ -1,7 +1,7 @@
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Context, Middleware } from 'koa';
 import { AppError } from '../../domain/errors.ts';
-import { adminScopesBeyond, assertScopesWithinCaller, type AdminScope } from '../../domain/admin-scopes.ts';
+import { adminScopesBeyond, assertScopesWithinCaller, type AdminScope } from '../../domain/clients/admin-scopes.ts';
 
 export interface Caller {
   clientId: string;

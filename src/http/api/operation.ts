@@ -1,6 +1,6 @@
 import type { Context } from 'koa';
 import type { z } from 'zod';
-import type { AdminScope } from '../../domain/admin-scopes.ts';
+import type { AdminScope } from '../../domain/clients/admin-scopes.ts';
 
 export interface Input {
   body: any;

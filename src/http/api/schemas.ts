@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { ADMIN_SCOPES } from '../../domain/admin-scopes.ts';
-import { hasControlCharacters } from '../../domain/display-names.ts';
+import { ADMIN_SCOPES } from '../../domain/clients/admin-scopes.ts';
+import { hasControlCharacters } from '../../domain/accounts/display-names.ts';
 
 // One source for validation and for the OpenAPI document (routes.ts), so they cannot drift.
 

@@ -1,6 +1,6 @@
 import type { Configuration } from 'oidc-provider';
-import { ADMIN_SCOPES } from '../../domain/admin-scopes.ts';
-import { claimsOf, type Accounts } from '../../domain/accounts.ts';
+import { ADMIN_SCOPES } from '../../domain/clients/admin-scopes.ts';
+import { claimsOf, type Accounts } from '../../domain/authn/accounts.ts';
 
 /** Scopes, claims and account lookup for ID tokens and userinfo. */
 export function accountConfiguration(accounts: Accounts): Configuration {

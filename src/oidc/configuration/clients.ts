@@ -1,5 +1,5 @@
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
-import { REGISTRATION_METADATA } from '../../domain/registration-policy.ts';
+import { REGISTRATION_METADATA } from '../../domain/accounts/registration-policy.ts';
 
 const BOOLEAN_METADATA = [
   'first_party',
@@ -13,7 +13,7 @@ const BOOLEAN_METADATA = [
 /**
  * Our own client metadata: first_party (no consent screen), require_pkce (opt-out for legacy
  * confidential clients), introspection_allowed (may introspect other clients' tokens), and the
- * self-registration overrides (registration_*, see domain/registration-policy.ts).
+ * self-registration overrides (registration_*, see domain/accounts/registration-policy.ts).
  */
 export function clientConfiguration(): Configuration {
   return {

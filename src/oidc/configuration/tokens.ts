@@ -1,6 +1,6 @@
 import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
-import { ADMIN_SCOPES, ADMIN_TOKEN_TTL_SECONDS, adminScopesBeyond } from '../../domain/admin-scopes.ts';
-import type { ResourceServers } from '../../domain/resource-servers.ts';
+import { ADMIN_SCOPES, ADMIN_TOKEN_TTL_SECONDS, adminScopesBeyond } from '../../domain/clients/admin-scopes.ts';
+import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import type { ExchangeState } from '../grants/token-exchange.ts';
 
 export interface TokenSettings {

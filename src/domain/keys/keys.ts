@@ -1,7 +1,7 @@
 import { createHash, generateKeyPairSync, randomBytes, type JsonWebKey } from 'node:crypto';
-import type { SecretBox } from '../infra/crypto.ts';
-import type { ServerKeyRow, ServerKeysRepo } from '../repos/server-keys.ts';
-import { StartupError } from './errors.ts';
+import type { SecretBox } from '../../infra/crypto.ts';
+import type { ServerKeyRow, ServerKeysRepo } from '../../repos/server-keys.ts';
+import { StartupError } from '../errors.ts';
 
 export const SIGNING_ALGS = ['RS256', 'ES256'] as const;
 type SigningAlg = (typeof SIGNING_ALGS)[number];

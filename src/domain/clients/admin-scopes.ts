@@ -1,4 +1,4 @@
-import { AppError } from './errors.ts';
+import { AppError } from '../errors.ts';
 
 /** Scopes of the admin API; a token carries only those its client was registered with. */
 export const ADMIN_SCOPES = [

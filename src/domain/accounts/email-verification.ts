@@ -1,12 +1,12 @@
 import type { Knex } from 'knex';
 import type { AddressProof, ProofOutcome } from './address-proof.ts';
-import { AppError } from './errors.ts';
-import type { ChangeContext } from './accounts.ts';
-import { verifyEmailMail } from './account-mails.ts';
-import type { MailLocale } from './mail.ts';
-import type { UserRow } from '../repos/users.ts';
+import { AppError } from '../errors.ts';
+import type { ChangeContext } from '../authn/accounts.ts';
+import { verifyEmailMail } from '../mail/account-mails.ts';
+import type { MailLocale } from '../mail/mail.ts';
+import type { UserRow } from '../../repos/users.ts';
 import { emailIdentifier, findUserByIdentifier, parseEmailIdentifier, type FlowServices } from './account-flow.ts';
-import { runDetached } from './detached.ts';
+import { runDetached } from '../detached.ts';
 
 /**
  * Proving an email address: one mail carries a 6-digit code and a link; either verifies, once

@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Eta } from 'eta';
 import type { Knex } from 'knex';
-import { translate, type Locale, type MessageKey } from '../i18n/index.ts';
-import type { SecretBox } from '../infra/crypto.ts';
-import { projectRoot } from '../infra/paths.ts';
-import type { OutboxRepo } from '../repos/outbox.ts';
+import { translate, type Locale, type MessageKey } from '../../i18n/index.ts';
+import type { SecretBox } from '../../infra/crypto.ts';
+import { projectRoot } from '../../infra/paths.ts';
+import type { OutboxRepo } from '../../repos/outbox.ts';
 
 export type MailLocale = Locale;
 

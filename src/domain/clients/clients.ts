@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { SecretBox } from '../infra/crypto.ts';
-import { AppError, isUniqueViolation } from './errors.ts';
-import type { EphemeralStore } from '../infra/ephemeral/index.ts';
-import { createSharedCache } from '../infra/shared-cache.ts';
-import type { ClientRow, ClientsRepo } from '../repos/clients.ts';
-import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
+import type { SecretBox } from '../../infra/crypto.ts';
+import { AppError, isUniqueViolation } from '../errors.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
+import { createSharedCache } from '../../infra/shared-cache.ts';
+import type { ClientRow, ClientsRepo } from '../../repos/clients.ts';
+import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
 
 export const CLIENT_SECRET_PURPOSE = 'client-secret';
 

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { AppError, isUniqueViolation } from './errors.ts';
+import { AppError, isUniqueViolation } from '../errors.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { Knex } from 'knex';
-import type { EphemeralStore } from '../infra/ephemeral/index.ts';
-import { userPayload, type EventRecorder } from './events.ts';
-import { runDetached } from './detached.ts';
-import type { UserRow, UsersRepo } from '../repos/users.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
+import { userPayload, type EventRecorder } from '../events/events.ts';
+import { runDetached } from '../detached.ts';
+import type { UserRow, UsersRepo } from '../../repos/users.ts';
 
 export const DEFAULT_TENANT = 'default';
 

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { EphemeralStore } from '../infra/ephemeral/index.ts';
-import { createSharedCache } from '../infra/shared-cache.ts';
-import { AppError, isUniqueViolation } from './errors.ts';
-import type { ResourceServerRow, ResourceServersRepo } from '../repos/resource-servers.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
+import { createSharedCache } from '../../infra/shared-cache.ts';
+import { AppError, isUniqueViolation } from '../errors.ts';
+import type { ResourceServerRow, ResourceServersRepo } from '../../repos/resource-servers.ts';
 
 export interface ResourceServerInfo {
   identifier: string;

@@ -1,7 +1,7 @@
-import type { SecretBox } from '../infra/crypto.ts';
-import type { Logger } from '../infra/logger.ts';
-import type { Mailer } from '../infra/mailer.ts';
-import type { OutboxRepo, OutboxRow } from '../repos/outbox.ts';
+import type { SecretBox } from '../../infra/crypto.ts';
+import type { Logger } from '../../infra/logger.ts';
+import type { Mailer } from '../../infra/mailer.ts';
+import type { OutboxRepo, OutboxRow } from '../../repos/outbox.ts';
 import { MAIL_TEMPLATES, outboxAad, type MailLocale, type MailRenderer, type MailTemplate } from './mail.ts';
 
 export interface MailWorkerSettings {

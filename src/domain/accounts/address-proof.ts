@@ -1,10 +1,10 @@
-import type { SecretBox } from '../infra/crypto.ts';
-import type { EphemeralStore } from '../infra/ephemeral/types.ts';
-import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
-import type { UserRow } from '../repos/users.ts';
-import type { ChangeContext } from './accounts.ts';
+import type { SecretBox } from '../../infra/crypto.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
+import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
+import type { UserRow } from '../../repos/users.ts';
+import type { ChangeContext } from '../authn/accounts.ts';
 import { emailIdentifier, type FlowServices } from './account-flow.ts';
-import { userPayload } from './events.ts';
+import { userPayload } from '../events/events.ts';
 
 /**
  * Account pre-hijacking ("Pre-hijacked accounts", USENIX Security 2022): anyone can register an

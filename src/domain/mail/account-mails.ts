@@ -1,7 +1,7 @@
-import type { AccountLinks } from './account-links.ts';
+import type { AccountLinks } from '../accounts/account-links.ts';
 import type { MailLocale, MailMessage } from './mail.ts';
-import type { IssuedCode } from './one-time-codes.ts';
-import type { UserRow } from '../repos/users.ts';
+import type { IssuedCode } from '../authn/one-time-codes.ts';
+import type { UserRow } from '../../repos/users.ts';
 
 // The account lifecycle's mails, built in one place so every flow greets, links and localises the
 // same way.

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { AppError } from './errors.ts';
-import type { UserRow } from '../repos/users.ts';
+import { AppError } from '../errors.ts';
+import type { UserRow } from '../../repos/users.ts';
 import { ZxcvbnFactory } from '@zxcvbn-ts/core';
 import { adjacencyGraphs, dictionary as commonDictionary } from '@zxcvbn-ts/language-common';
 import { dictionary as enDictionary, translations } from '@zxcvbn-ts/language-en';

@@ -1,9 +1,9 @@
 import type { Knex } from 'knex';
 import type { AccountLinks } from './account-links.ts';
-import type { EventRecorder } from './events.ts';
-import type { MailOutbox } from './mail.ts';
-import type { OneTimeCodes } from './one-time-codes.ts';
-import type { UserRow, UsersRepo } from '../repos/users.ts';
+import type { EventRecorder } from '../events/events.ts';
+import type { MailOutbox } from '../mail/mail.ts';
+import type { OneTimeCodes } from '../authn/one-time-codes.ts';
+import type { UserRow, UsersRepo } from '../../repos/users.ts';
 
 /** What every account flow (registration, verification, reset, magic link) is built from. */
 export interface FlowServices {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { EventsRepo } from '../repos/events.ts';
-import type { UserRow } from '../repos/users.ts';
+import type { EventsRepo } from '../../repos/events.ts';
+import type { UserRow } from '../../repos/users.ts';
 
 /** The domain events of the account lifecycle (names from the lifecycle issue). */
 export type EventType =

@@ -1,16 +1,16 @@
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
-import { AppError } from './errors.ts';
-import { DEFAULT_TENANT, failureKey, type ChangeContext } from './accounts.ts';
-import type { EphemeralStore } from '../infra/ephemeral/types.ts';
+import { AppError } from '../errors.ts';
+import { DEFAULT_TENANT, failureKey, type ChangeContext } from '../authn/accounts.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import { emailIdentifier, findUserByIdentifier, parseEmailIdentifier, type FlowServices } from './account-flow.ts';
-import { passwordChangedMail, resetPasswordMail } from './account-mails.ts';
-import { userPayload } from './events.ts';
-import type { MailLocale } from './mail.ts';
-import { assertPasswordAllowed, type PasswordPolicy } from './password-policy.ts';
-import type { PasswordHasher } from './passwords.ts';
-import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
-import type { UserRow } from '../repos/users.ts';
-import { runDetached } from './detached.ts';
+import { passwordChangedMail, resetPasswordMail } from '../mail/account-mails.ts';
+import { userPayload } from '../events/events.ts';
+import type { MailLocale } from '../mail/mail.ts';
+import { assertPasswordAllowed, type PasswordPolicy } from '../authn/password-policy.ts';
+import type { PasswordHasher } from '../authn/passwords.ts';
+import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
+import type { UserRow } from '../../repos/users.ts';
+import { runDetached } from '../detached.ts';
 
 const NS = 'forgot-password';
 

@@ -1,16 +1,16 @@
 import type { Knex } from 'knex';
-import { AppError } from './errors.ts';
+import { AppError } from '../errors.ts';
 import { assertDisplayNames } from './display-names.ts';
-import type { ChangeContext } from './accounts.ts';
+import type { ChangeContext } from '../authn/accounts.ts';
 import type { AccountLinks } from './account-links.ts';
-import { passwordChangedMail } from './account-mails.ts';
-import { userPayload, type EventRecorder } from './events.ts';
-import type { MailOutbox } from './mail.ts';
-import { assertPasswordAllowed, type PasswordPolicy } from './password-policy.ts';
-import type { PasswordHasher } from './passwords.ts';
-import type { LockoutPolicy } from './accounts.ts';
-import type { OidcPayloadsRepo, SessionRow } from '../repos/oidc-payloads.ts';
-import type { UserRow, UsersRepo } from '../repos/users.ts';
+import { passwordChangedMail } from '../mail/account-mails.ts';
+import { userPayload, type EventRecorder } from '../events/events.ts';
+import type { MailOutbox } from '../mail/mail.ts';
+import { assertPasswordAllowed, type PasswordPolicy } from '../authn/password-policy.ts';
+import type { PasswordHasher } from '../authn/passwords.ts';
+import type { LockoutPolicy } from '../authn/accounts.ts';
+import type { OidcPayloadsRepo, SessionRow } from '../../repos/oidc-payloads.ts';
+import type { UserRow, UsersRepo } from '../../repos/users.ts';
 
 export interface ProfileChanges {
   givenName?: string | null | undefined;

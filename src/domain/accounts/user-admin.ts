@@ -1,11 +1,11 @@
-import { AppError } from './errors.ts';
-import type { Accounts, ChangeContext } from './accounts.ts';
-import { userPayload, type EventRecorder } from './events.ts';
-import { DEFAULT_TENANT } from './accounts.ts';
-import type { PasswordHasher } from './passwords.ts';
-import { assertPasswordAllowed, type PasswordPolicy } from './password-policy.ts';
-import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
-import type { UserRow, UserStatus, UsersRepo } from '../repos/users.ts';
+import { AppError } from '../errors.ts';
+import type { Accounts, ChangeContext } from '../authn/accounts.ts';
+import { userPayload, type EventRecorder } from '../events/events.ts';
+import { DEFAULT_TENANT } from '../authn/accounts.ts';
+import type { PasswordHasher } from '../authn/passwords.ts';
+import { assertPasswordAllowed, type PasswordPolicy } from '../authn/password-policy.ts';
+import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
+import type { UserRow, UserStatus, UsersRepo } from '../../repos/users.ts';
 
 export interface UserChanges {
   email?: string;

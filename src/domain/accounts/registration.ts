@@ -1,19 +1,19 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { AppError, isUniqueViolation } from './errors.ts';
-import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
+import { AppError, isUniqueViolation } from '../errors.ts';
+import { DEFAULT_TENANT, type ChangeContext } from '../authn/accounts.ts';
 import { emailIdentifier, type FlowServices } from './account-flow.ts';
 import type { EmailVerification } from './email-verification.ts';
 import type { AddressProof } from './address-proof.ts';
-import { accountExistsMail, resetPasswordMail, welcomeMail } from './account-mails.ts';
-import { userPayload } from './events.ts';
+import { accountExistsMail, resetPasswordMail, welcomeMail } from '../mail/account-mails.ts';
+import { userPayload } from '../events/events.ts';
 import { assertDisplayNames } from './display-names.ts';
-import type { MailLocale } from './mail.ts';
-import type { PasswordPolicy } from './password-policy.ts';
-import type { PasswordHasher } from './passwords.ts';
+import type { MailLocale } from '../mail/mail.ts';
+import type { PasswordPolicy } from '../authn/password-policy.ts';
+import type { PasswordHasher } from '../authn/passwords.ts';
 import type { RegistrationPolicy } from './registration-policy.ts';
-import type { UserRow } from '../repos/users.ts';
-import { runDetached } from './detached.ts';
-import type { EphemeralStore } from '../infra/ephemeral/types.ts';
+import type { UserRow } from '../../repos/users.ts';
+import { runDetached } from '../detached.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 
 export interface RegistrationInput {
   email: string;

@@ -1,11 +1,11 @@
-import { AppError } from './errors.ts';
+import { AppError } from '../errors.ts';
 import { DEFAULT_TENANT, type ChangeContext } from './accounts.ts';
-import { emailIdentifier, findUserByIdentifier, type FlowServices } from './account-flow.ts';
-import type { AddressProof, ProofOutcome } from './address-proof.ts';
-import { magicLinkMail } from './account-mails.ts';
-import type { MailLocale } from './mail.ts';
-import type { UserRow } from '../repos/users.ts';
-import { runDetached } from './detached.ts';
+import { emailIdentifier, findUserByIdentifier, type FlowServices } from '../accounts/account-flow.ts';
+import type { AddressProof, ProofOutcome } from '../accounts/address-proof.ts';
+import { magicLinkMail } from '../mail/account-mails.ts';
+import type { MailLocale } from '../mail/mail.ts';
+import type { UserRow } from '../../repos/users.ts';
+import { runDetached } from '../detached.ts';
 
 const NS = 'magic-link';
 

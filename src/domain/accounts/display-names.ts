@@ -1,4 +1,4 @@
-import { AppError } from './errors.ts';
+import { AppError } from '../errors.ts';
 
 // Names people give themselves end up in mails, pages and ID tokens: one rule for every entry
 // (the API's schemas, the registration pages, the account console).

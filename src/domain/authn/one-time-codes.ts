@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
-import { constantTimeEqual, randomToken, type SecretBox } from '../infra/crypto.ts';
-import type { EphemeralStore } from '../infra/ephemeral/types.ts';
-import { AppError } from './errors.ts';
+import { constantTimeEqual, randomToken, type SecretBox } from '../../infra/crypto.ts';
+import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
+import { AppError } from '../errors.ts';
 
 /**
  * Every one-time code and token of the account flows, on the EphemeralStore, keyed (under the
