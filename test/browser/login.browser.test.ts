@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import type { Browser, Page } from 'playwright-core';
@@ -9,33 +7,11 @@ import { createUser, registerClient, rpConfig } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { codeAndLink, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
-
-
-/** A tiny relying party callback: answers every request with a page and remembers what it saw. */
-async function startCallbackServer() {
-  const hits: URL[] = [];
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', `http://${req.headers.host}`);
-    hits.push(url);
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end('<!DOCTYPE html><title>Relying party</title><p>callback received</p>');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    redirectUri: `http://127.0.0.1:${port}/cb`,
-    hits,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-}
+import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
 
 describe('signing in with a real browser', { skip: skipWithoutChromium }, () => {
   let ts: TestServer;
-  let rp: Awaited<ReturnType<typeof startCallbackServer>>;
+  let rp: CallbackServer;
   let browser: Browser;
   let config: oidc.Configuration;
   let mailbox: Mailbox;
