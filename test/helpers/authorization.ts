@@ -44,6 +44,7 @@ export async function finishAuthorization(flow: PendingAuthorization, res: Respo
     step = await flow.browser.follow(new URL(answer.headers.get('location')!, step.url), {}, isCallback);
   }
   assert.ok(isCallback(step.url), 'the flow ends at the redirect_uri');
+  assert.ok(step.url.searchParams.get('code'), 'with an authorization code');
   return oidc.authorizationCodeGrant(flow.config, step.url, {
     pkceCodeVerifier: flow.verifier,
     expectedState: flow.state,

@@ -7,10 +7,11 @@ import { AppError } from '../../src/domain/errors.ts';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import type { UserRow } from '../../src/repos/users.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
+import { finishAuthorization, startAuthorization as startPending, type PendingAuthorization } from '../helpers/authorization.ts';
 import { solveCaptcha } from '../helpers/captcha.ts';
 import { alertText } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
-import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
+import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, type Registered } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Self-registration end to end: the register page inside a pending authorization (real ALTCHA
@@ -61,50 +62,10 @@ async function sentTemplates(ts: TestServer, email: string): Promise<string[]> {
 const title = (html: string) => /<title>([^<]*)<\/title>/.exec(html)?.[1];
 const h1 = (html: string) => /<h1>([^<]*)<\/h1>/.exec(html)?.[1];
 
-/** A pending authorization in `browser`, up to its login page. */
-async function startAuthorization(ts: TestServer, client: Registered, browser = new HttpBrowser()) {
-  const config = await rpConfig(ts, client);
-  const verifier = oidc.randomPKCECodeVerifier();
-  const state = oidc.randomState();
-  const nonce = oidc.randomNonce();
-  const url = oidc.buildAuthorizationUrl(config, {
-    redirect_uri: REDIRECT_URI,
-    scope: 'openid email profile',
-    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: 'S256',
-    state,
-    nonce,
-  });
-  const page = await browser.follow(url);
-  const html = await page.res.text();
-  assert.equal(page.res.status, 200);
-  assert.ok(html.includes('autocomplete="current-password"'), 'the login page');
-  const uid = page.url.pathname.split('/')[2]!;
-  return { config, browser, verifier, state, nonce, loginUrl: page.url, loginHtml: html, uid };
-}
-
-type Flow = Awaited<ReturnType<typeof startAuthorization>>;
-
-/** From a redirect that resumes the authorization to the callback (consent granted if asked); redeems the code. */
-async function redeem(flow: Flow, res: Response, base: URL) {
-  assert.equal(res.status, 303, 'the step completes the interaction');
-  const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
-  let step = await flow.browser.follow(new URL(res.headers.get('location')!, base), {}, isCallback);
-  for (let i = 0; i < 3 && !isCallback(step.url); i++) {
-    const html = await step.res.text();
-    const confirm = formAction(html, '/confirm');
-    assert.ok(confirm, `consent page expected at ${step.url.href}: ${html.slice(0, 300)}`);
-    const answer = await flow.browser.postForm(new URL(confirm, step.url), { csrf: formField(html, 'csrf')! });
-    step = await flow.browser.follow(new URL(answer.headers.get('location')!, step.url), {}, isCallback);
-  }
-  assert.ok(isCallback(step.url), 'the flow ends at the redirect_uri');
-  assert.ok(step.url.searchParams.get('code'), 'with an authorization code');
-  return oidc.authorizationCodeGrant(flow.config, step.url, {
-    pkceCodeVerifier: flow.verifier,
-    expectedState: flow.state,
-    expectedNonce: flow.nonce,
-  });
-}
+/** A pending authorization up to its login page, asking for the names too (registration sets them). */
+const startAuthorization = (ts: TestServer, client: Registered) => startPending(ts, client, { scope: 'openid email profile' });
+type Flow = PendingAuthorization;
+const redeem = finishAuthorization;
 
 /** The register page of a pending authorization, reached by the login page's "Create an account" link. */
 async function openRegisterPage(flow: Flow) {
