@@ -8,7 +8,7 @@ import { startCallbackServer, type CallbackServer } from '../helpers/callback-se
 import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
 import { loginStatus } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
-import { REDIRECT_URI, createUser, registerClient, rpConfig, signIn, uniqueEmail, type Registered } from '../helpers/rp.ts';
+import { REDIRECT_URI, authorizationRequest, createUser, registerClient, rpConfig, signIn, uniqueEmail, type Registered } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Issue 8's boundaries as a person meets them in a real browser: a victim taking back an address
@@ -54,23 +54,8 @@ describe('privilege boundaries in a real browser', { skip: skipWithoutChromium }
   }
 
   /** An authorization request with PKCE to the callback server, as a relying party builds it. */
-  async function authorization(config: oidc.Configuration, params: Record<string, string> = {}) {
-    const verifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const nonce = oidc.randomNonce();
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: rp.redirectUri,
-      scope: 'openid',
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-      nonce,
-      ...params,
-    });
-    const redeem = (callback: URL) =>
-      oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
-    return { url, state, redeem };
-  }
+  const authorization = (config: oidc.Configuration, params: Record<string, string> = {}) =>
+    authorizationRequest(config, { redirectUri: rp.redirectUri, params });
 
   const atCallback = (u: URL) => u.href.startsWith(rp.redirectUri);
   /** An interaction page (login or consent), not one of its form posts. */

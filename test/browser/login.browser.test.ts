@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import type { Browser, Page } from 'playwright-core';
 import { en } from '../../src/i18n/en.ts';
-import { createUser, registerClient, rpConfig } from '../helpers/rp.ts';
+import { authorizationRequest, createUser, registerClient, rpConfig } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { codeAndLink, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
@@ -36,17 +36,7 @@ describe('signing in with a real browser', { skip: skipWithoutChromium }, () => 
 
   /** Opens the authorization URL in a fresh context; console messages about CSP are collected. */
   async function startAuthorization() {
-    const verifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const nonce = oidc.randomNonce();
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: rp.redirectUri,
-      scope: 'openid',
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-      nonce,
-    });
+    const { url, verifier, state, nonce } = await authorizationRequest(config, { redirectUri: rp.redirectUri });
     const context = await browser.newContext();
     context.setDefaultTimeout(10_000);
     const page: Page = await context.newPage();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as oidc from 'openid-client';
 import { HttpBrowser, formAction, formField } from './browser-http.ts';
-import { REDIRECT_URI, rpConfig, type Registered } from './rp.ts';
+import { REDIRECT_URI, authorizationRequest, rpConfig, type Registered } from './rp.ts';
 import type { TestServer } from './server.ts';
 
 // An authorization held open step by step (for flows other than the password form: registration,
@@ -11,22 +11,12 @@ import type { TestServer } from './server.ts';
 export async function startAuthorization(ts: TestServer, client: Registered, opts: { browser?: HttpBrowser; scope?: string } = {}) {
   const browser = opts.browser ?? new HttpBrowser();
   const config = await rpConfig(ts, client);
-  const verifier = oidc.randomPKCECodeVerifier();
-  const state = oidc.randomState();
-  const nonce = oidc.randomNonce();
-  const url = oidc.buildAuthorizationUrl(config, {
-    redirect_uri: REDIRECT_URI,
-    scope: opts.scope ?? 'openid email',
-    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: 'S256',
-    state,
-    nonce,
-  });
-  const page = await browser.follow(url);
+  const request = await authorizationRequest(config, { scope: opts.scope ?? 'openid email' });
+  const page = await browser.follow(request.url);
   const html = await page.res.text();
   assert.equal(page.res.status, 200);
   assert.ok(html.includes('autocomplete="current-password"'), 'the login page');
-  return { config, browser, verifier, state, nonce, loginUrl: page.url, loginHtml: html, uid: page.url.pathname.split('/')[2]! };
+  return { config, browser, request, loginUrl: page.url, loginHtml: html, uid: page.url.pathname.split('/')[2]! };
 }
 
 export type PendingAuthorization = Awaited<ReturnType<typeof startAuthorization>>;
@@ -45,9 +35,5 @@ export async function finishAuthorization(flow: PendingAuthorization, res: Respo
   }
   assert.ok(isCallback(step.url), 'the flow ends at the redirect_uri');
   assert.ok(step.url.searchParams.get('code'), 'with an authorization code');
-  return oidc.authorizationCodeGrant(flow.config, step.url, {
-    pkceCodeVerifier: flow.verifier,
-    expectedState: flow.state,
-    expectedNonce: flow.nonce,
-  });
+  return flow.request.redeem(step.url);
 }

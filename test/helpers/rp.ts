@@ -17,6 +17,31 @@ export function uniqueEmail(prefix = 'user'): string {
   return `${prefix}.${Date.now()}.${counter++}.${randomBytes(3).toString('hex')}@example.test`;
 }
 
+/**
+ * An authorization request as a relying party builds it (code + PKCE S256, state, nonce); `redeem`
+ * takes the callback URL and has openid-client check state and nonce and redeem the code.
+ */
+export async function authorizationRequest(
+  config: oidc.Configuration,
+  opts: { redirectUri?: string; scope?: string; params?: Record<string, string> } = {},
+) {
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const url = oidc.buildAuthorizationUrl(config, {
+    redirect_uri: opts.redirectUri ?? REDIRECT_URI,
+    scope: opts.scope ?? 'openid',
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+    ...opts.params,
+  });
+  const redeem = (callback: URL) =>
+    oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
+  return { url, verifier, state, nonce, redeem };
+}
+
 export async function createUser(ts: TestServer, password = 'correct horse battery staple', extra: Record<string, unknown> = {}) {
   const email = uniqueEmail();
   const user = await ts.server.services.accounts.create({
@@ -71,23 +96,14 @@ export async function signIn(
   opts: { scope?: string; prompt?: string; browser?: HttpBrowser; params?: Record<string, string> } = {},
 ) {
   const browser = opts.browser ?? new HttpBrowser();
-  const verifier = oidc.randomPKCECodeVerifier();
-  const state = oidc.randomState();
-  const nonce = oidc.randomNonce();
-  const url = oidc.buildAuthorizationUrl(config, {
-    redirect_uri: REDIRECT_URI,
+  const request = await authorizationRequest(config, {
     scope: opts.scope ?? 'openid email profile',
-    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: 'S256',
-    state,
-    nonce,
-    ...(opts.prompt ? { prompt: opts.prompt } : {}),
-    ...opts.params,
+    params: { ...(opts.prompt ? { prompt: opts.prompt } : {}), ...opts.params },
   });
   const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
   let consentShown = false;
   let logins = 0;
-  let step = await browser.follow(url, {}, isCallback);
+  let step = await browser.follow(request.url, {}, isCallback);
   for (let i = 0; i < 4 && !isCallback(step.url); i++) {
     const html = await step.res.text();
     if (html.includes('autocomplete="current-password"')) {
@@ -104,10 +120,6 @@ export async function signIn(
     }
   }
   assert.ok(isCallback(step.url), 'flow should end at the redirect_uri');
-  const tokens = await oidc.authorizationCodeGrant(config, step.url, {
-    pkceCodeVerifier: verifier,
-    expectedState: state,
-    expectedNonce: nonce,
-  });
-  return { tokens, browser, callbackUrl: step.url, verifier, consentShown, logins };
+  const tokens = await request.redeem(step.url);
+  return { tokens, browser, callbackUrl: step.url, verifier: request.verifier, consentShown, logins };
 }

@@ -3,8 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
+import { startAuthorization as startPending, type PendingAuthorization } from '../helpers/authorization.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
-import { createUser, registerClient, rpConfig, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
+import { createUser, registerClient, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Sign-in by emailed link, end to end: the magic-link form of the login page of a pending
@@ -18,28 +19,8 @@ const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
 const title = (html: string) => /<title>([^<]*)<\/title>/.exec(html)?.[1];
 
 /** A pending authorization in its own browser, up to the login page. */
-async function startAuthorization(ts: TestServer, client: Registered, browser = new HttpBrowser()) {
-  const config = await rpConfig(ts, client);
-  const verifier = oidc.randomPKCECodeVerifier();
-  const state = oidc.randomState();
-  const nonce = oidc.randomNonce();
-  const page = await browser.follow(
-    oidc.buildAuthorizationUrl(config, {
-      redirect_uri: REDIRECT_URI,
-      scope: 'openid email',
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-      nonce,
-    }),
-  );
-  const html = await page.res.text();
-  assert.equal(page.res.status, 200);
-  assert.ok(html.includes('autocomplete="current-password"'), 'the login page');
-  return { config, browser, verifier, state, nonce, loginUrl: page.url, loginHtml: html, uid: page.url.pathname.split('/')[2]! };
-}
-
-type Flow = Awaited<ReturnType<typeof startAuthorization>>;
+const startAuthorization = (ts: TestServer, client: Registered, browser = new HttpBrowser()) => startPending(ts, client, { browser });
+type Flow = PendingAuthorization;
 
 /** Submits the login page's magic-link form. */
 async function askForLink(flow: Flow, email: string) {
@@ -55,11 +36,7 @@ async function openLink(flow: Flow, browser: HttpBrowser, link: string) {
   if (res.status !== 303) return { status: res.status, html: await res.text(), location: res.headers.get('location') };
   const step = await browser.follow(new URL(res.headers.get('location')!, link), {}, isCallback);
   assert.ok(isCallback(step.url), `the flow ends at the redirect_uri, not ${step.url.href}`);
-  const tokens = await oidc.authorizationCodeGrant(flow.config, step.url, {
-    pkceCodeVerifier: flow.verifier,
-    expectedState: flow.state,
-    expectedNonce: flow.nonce,
-  });
+  const tokens = await flow.request.redeem(step.url);
   return { status: 303, html: '', location: step.url.href, tokens };
 }
 
@@ -177,11 +154,7 @@ describe('magic links', () => {
     const bLogin = await submitLogin(flowB.browser, flowB.loginUrl, await bPage.text(), user.email, user.password);
     assert.equal(bLogin.status, 303);
     const cb = await flowB.browser.follow(new URL(bLogin.headers.get('location')!, flowB.loginUrl), {}, isCallback);
-    const tokensB = await oidc.authorizationCodeGrant(flowB.config, cb.url, {
-      pkceCodeVerifier: flowB.verifier,
-      expectedState: flowB.state,
-      expectedNonce: flowB.nonce,
-    });
+    const tokensB = await flowB.request.redeem(cb.url);
     assert.equal(tokensB.claims()!.sub, user.id);
 
     // And A's link still completes A.
