@@ -52,6 +52,14 @@ describe('account pre-hijacking', () => {
     return (await postLogin(page, { email, password })).status;
   }
 
+  /** POST /api/v1/auth/register as an API client would (no browser, no cookie). */
+  const registerByApi = (body: Record<string, string>) =>
+    fetch(new URL('/api/v1/auth/register', ts.issuer), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
   /** The amr of the account's last completed sign-in (its user.signed_in event). */
   async function lastSignInAmr(accountId: string): Promise<string[]> {
     const [event] = await ts.server.services.db('events').where({ subject_id: accountId, type: 'user.signed_in' }).orderBy('occurred_at', 'desc').limit(1);
@@ -119,11 +127,7 @@ describe('account pre-hijacking', () => {
     const victim = uniqueEmail('victim-magic');
     const attackerPassword = strongPassword();
     // Registered through the API (no browser), then signed in with the password.
-    const res = await fetch(new URL('/api/v1/auth/register', ts.issuer), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: victim, password: attackerPassword, client_id: noVerification.clientId }),
-    });
+    const res = await registerByApi({ email: victim, password: attackerPassword, client_id: noVerification.clientId });
     assert.equal(res.status, 202, await res.text());
     // The account is written after the answer; its verification mail says it is there.
     await mailbox.next(victim, VERIFY);
@@ -169,11 +173,7 @@ describe('account pre-hijacking', () => {
   it('the code form of an interaction verifies only the account that interaction registered; another account’s code stays unused', async () => {
     const email = uniqueEmail('other-account');
     const password = strongPassword();
-    const res = await fetch(new URL('/api/v1/auth/register', ts.issuer), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email, password }),
-    });
+    const res = await registerByApi({ email, password });
     assert.equal(res.status, 202);
     const { code } = codeAndLink(await mailbox.next(email, VERIFY), ts.issuer);
 
@@ -198,7 +198,7 @@ describe('account pre-hijacking', () => {
 
   it('through the API the registration handle marks the registrant: the code with it keeps the password, the code without it (another caller) does not', async () => {
     const register = async (email: string, password: string) => {
-      const res = await fetch(new URL('/api/v1/auth/register', ts.issuer), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+      const res = await registerByApi({ email, password });
       assert.equal(res.status, 202);
       return ((await res.json()) as { registration: string }).registration;
     };
@@ -236,9 +236,7 @@ describe('account pre-hijacking', () => {
       assert.equal(standalone.status, 400);
       assert.equal(alertText(await standalone.text()), 'Names are at most 200 characters, on one line, without control characters.');
 
-      const api = await fetch(new URL('/api/v1/auth/register', ts.issuer), {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password: strongPassword(), givenName }),
-      });
+      const api = await registerByApi({ email, password: strongPassword(), givenName });
       assert.equal(api.status, 400);
       assert.equal(((await api.json()) as { error: string }).error, 'IDENT_VALIDATION');
       assert.equal(await ts.server.services.repos.users.findByEmail('default', email), undefined);
@@ -248,11 +246,7 @@ describe('account pre-hijacking', () => {
   it('a password typed and the code typed in one sign-in keep the password (amr pwd and otp)', async () => {
     const email = uniqueEmail('pwd-then-code');
     const password = strongPassword();
-    const res = await fetch(new URL('/api/v1/auth/register', ts.issuer), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email, password }),
-    });
+    const res = await registerByApi({ email, password });
     assert.equal(res.status, 202);
     const { code } = codeAndLink(await mailbox.next(email, VERIFY), ts.issuer);
     const flow = await startAuthorization(ts, await registerClient(ts, {}, true));
