@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import { allRowsAsText } from '../helpers/db.ts';
-import { createUser, REDIRECT_URI, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
+import { authorizationRequest, createUser, REDIRECT_URI, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { onPostgres, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 const run = promisify(execFile);
@@ -40,18 +40,8 @@ describe(`bearer values at rest (${onPostgres ? 'PostgreSQL, pg_dump' : 'PGlite,
     assert.equal(tokens.access_token.split('.').length, 1, 'the access token is opaque');
 
     // A second authorization in the same browser session: its code is issued, not yet redeemed.
-    const verifier = oidc.randomPKCECodeVerifier();
-    const callback = await browser.follow(
-      oidc.buildAuthorizationUrl(config, {
-        redirect_uri: REDIRECT_URI,
-        scope: 'openid',
-        state: 's2',
-        code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-      }),
-      {},
-      (u) => u.href.startsWith(REDIRECT_URI),
-    );
+    const second = await authorizationRequest(config);
+    const callback = await browser.follow(second.url, {}, (u) => u.href.startsWith(REDIRECT_URI));
     const code = callback.url.searchParams.get('code');
     assert.ok(code, 'a code was issued');
 
@@ -75,7 +65,7 @@ describe(`bearer values at rest (${onPostgres ? 'PostgreSQL, pg_dump' : 'PGlite,
     await oidc.tokenRevocation(config, machine.access_token);
     assert.equal((await oidc.tokenIntrospection(config, machine.access_token)).active, false, 'revoked');
 
-    const redeemed = await oidc.authorizationCodeGrant(config, callback.url, { pkceCodeVerifier: verifier, expectedState: 's2' });
+    const redeemed = await second.redeem(callback.url);
     assert.equal((await oidc.tokenIntrospection(config, redeemed.access_token)).active, true);
 
     // Presenting the rotated refresh token again is reuse: refused, and the grant is revoked with it.
@@ -84,7 +74,7 @@ describe(`bearer values at rest (${onPostgres ? 'PostgreSQL, pg_dump' : 'PGlite,
     assert.equal((await oidc.tokenIntrospection(config, refreshed.access_token)).active, false);
     assert.equal((await oidc.tokenIntrospection(config, redeemed.access_token)).active, false, 'the same grant');
     await assert.rejects(
-      oidc.authorizationCodeGrant(config, callback.url, { pkceCodeVerifier: verifier, expectedState: 's2' }),
+      second.redeem(callback.url),
       isInvalidGrant,
       'a code works once',
     );

@@ -27,7 +27,8 @@ export function adminAudience(issuer: string): string {
 /** Admin tokens are short-lived JWTs: they cannot be revoked, so they must expire soon. */
 export const ADMIN_TOKEN_TTL_SECONDS = 300;
 
-const isAdminScope = (scope: string) => scope.startsWith('iam.');
+/** Any iam.* value is an admin scope, known or not: the admin API's namespace. */
+export const isAdminScope = (scope: string) => scope.startsWith('iam.');
 
 /**
  * No caller ever gets more than it was given: whatever carries admin (iam.*) scopes (a client

@@ -2,6 +2,7 @@ import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
+import { isAdminScope } from '../../domain/clients/admin-scopes.ts';
 import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import { SUBJECT_GRANT_ID } from '../adapter.ts';
 
@@ -14,8 +15,6 @@ const PARAMS = [
 ];
 /** The JWT access token claim naming the grant a user's token was issued under (see jwtGrantReference). */
 const GRANT_CLAIM = 'grant_id';
-/** Admin API scopes are only ever issued to client_credentials grants, never by an exchange. */
-const isAdminScope = (scope: string) => scope.startsWith('iam.');
 
 type Grant = InstanceType<Provider['Grant']>;
 
@@ -175,6 +174,7 @@ export function registerTokenExchange(
 
     const defined = new Set(server.scopes);
     const requested = typeof params.scope === 'string' && params.scope ? params.scope.split(' ').filter(Boolean) : undefined;
+    // Admin (iam.*) scopes go only to client_credentials grants, never through an exchange.
     const undefinedScopes = (requested ?? []).filter((s) => !defined.has(s) || isAdminScope(s));
     if (undefinedScopes.length) {
       throw new errors.InvalidScope('requested scope is not defined by the resource server', undefinedScopes.join(' '));
