@@ -1,4 +1,5 @@
 import { SMTPServer } from 'smtp-server';
+import { waitFor } from './wait.ts';
 
 // A real SMTP server for tests: it keeps every message it accepts, parsed just enough to read
 // subjects, text and HTML parts (nodemailer's multipart/alternative).
@@ -101,15 +102,8 @@ export async function startSmtp(port: number, inbox: Received[]): Promise<SMTPSe
   return server;
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** Kept here for the files that import it from the mailbox helpers. */
+export { waitFor };
 
 /** Server settings that send mail to `smtpUrl` promptly and retry fast (tests wait for mail). */
 export function fastMailSettings(smtpUrl: string): Record<string, string> {
