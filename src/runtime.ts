@@ -4,6 +4,7 @@ import { buildApp, type AppDeps } from './app.ts';
 import type { AppConfig } from './config/schema.ts';
 import { ADMIN_SCOPES, adminAudience } from './domain/clients/admin-scopes.ts';
 import type { Logger } from './infra/logger.ts';
+import { StoreUnavailable } from './infra/store-outage.ts';
 import type { Provider } from './oidc/provider.ts';
 import { createSweeper } from './oidc/sweeper.ts';
 import { createMailRenderer } from './domain/mail/mail.ts';
@@ -117,7 +118,8 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
   }
 
   const keyTimer = setInterval(() => {
-    reloadKeys().catch((err: unknown) => logger.warn({ err }, 'key reload failed'));
+    // During a database outage the breaker's log lines say enough; this retries on its own.
+    reloadKeys().catch((err: unknown) => logger[err instanceof StoreUnavailable ? 'debug' : 'warn']({ err }, 'key reload failed'));
   }, config.KEY_RELOAD_INTERVAL_SECONDS * 1000);
   keyTimer.unref();
 

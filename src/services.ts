@@ -36,10 +36,26 @@ import { createSelfService } from './domain/accounts/self-service.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
-  const db: Db = createDb({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: config.DB_POOL_MAX });
+  const db: Db = createDb({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    poolMax: config.DB_POOL_MAX,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+    acquireTimeoutMs: config.DB_ACQUIRE_TIMEOUT_MS,
+    logger,
+  });
   const applied = await migrateLatest(db);
   if (applied.length) logger.info({ applied }, 'migrations applied');
-  const ephemeral = createEphemeralStore(config.REDIS_URL, config.REDIS_KEY_PREFIX, config.MEMORY_STORE_MAX_ENTRIES);
+  const ephemeral = await createEphemeralStore({
+    redisUrl: config.REDIS_URL,
+    keyPrefix: config.REDIS_KEY_PREFIX,
+    redisCommandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    memoryMaxEntries: config.MEMORY_STORE_MAX_ENTRIES,
+    logger,
+  }).catch(async (err: unknown) => {
+    await db.destroy();
+    throw err;
+  });
   const box = new SecretBox(resolveKeyEncryptionKey(config.KEY_ENCRYPTION_KEY, config.DATA_DIR, logger));
   const repos = {
     users: createUsersRepo(db),

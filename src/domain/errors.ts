@@ -34,7 +34,7 @@ export const ERROR_CODES = {
   IDENT_OTP_DAILY_QUOTA: { status: 429, meaning: 'The daily number of codes for this address or number is used up' },
   IDENT_OTP_LOCKED: { status: 429, meaning: 'Too many wrong codes; locked for this flow for 15 minutes' },
   IDENT_INTERNAL: { status: 500, meaning: 'Unexpected server error (details are logged, never returned)' },
-  IDENT_UNAVAILABLE: { status: 503, meaning: 'The server cannot keep the security records this request needs (its short-lived store is full); retry later' },
+  IDENT_UNAVAILABLE: { status: 503, meaning: 'A store this request needs (the database or Redis) did not answer in time, is unreachable or is full; retry after Retry-After seconds' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

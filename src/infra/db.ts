@@ -3,6 +3,9 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
 import pg from 'pg';
+import type { Logger } from './logger.ts';
+import { isDeadDatabase, describeDatabaseFailure, outageAwarePgClient } from './pg-outages.ts';
+import { createStoreBreaker } from './store-outage.ts';
 
 // Postgres returns bigint counts and numerics as strings; counts here always fit in a JS number.
 pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
@@ -11,18 +14,50 @@ export interface DbSettings {
   databaseUrl?: string | undefined;
   dataDir: string;
   poolMax: number;
+  /** PostgreSQL only: the deadline of every statement (DB_STATEMENT_TIMEOUT_MS). */
+  statementTimeoutMs?: number;
+  /** PostgreSQL only: how long a query waits for a pooled connection (DB_ACQUIRE_TIMEOUT_MS). */
+  acquireTimeoutMs?: number;
+  /** Where the circuit breaker logs its transitions; without one they are not logged. */
+  logger?: Logger;
 }
 
 export type Db = Knex & { kind: 'postgres' | 'pglite' };
 
-/** PostgreSQL through pg when DATABASE_URL is set, else the embedded PGlite under DATA_DIR/pgdata. */
+/**
+ * PostgreSQL through pg when DATABASE_URL is set, else the embedded PGlite under DATA_DIR/pgdata.
+ *
+ * On PostgreSQL every call has a deadline: statement_timeout per connection (the server cancels a
+ * statement that runs or waits on a lock too long), the same plus a second on the client (for a
+ * server that does not answer at all), idle_in_transaction_session_timeout (a hung instance cannot
+ * keep its locks), and an acquire timeout for a pooled connection. PGlite runs in this process:
+ * nothing there can hang without the process itself.
+ */
 export function createDb(settings: DbSettings): Db {
   if (settings.databaseUrl) {
+    const statementTimeout = settings.statementTimeoutMs ?? 5000;
+    const acquireTimeout = settings.acquireTimeoutMs ?? 5000;
+    const logger = settings.logger ?? silentLogger;
+    const breaker = createStoreBreaker('database', logger, isDeadDatabase, describeDatabaseFailure);
     const db = knexFactory({
-      client: 'pg',
-      connection: settings.databaseUrl,
-      pool: { min: 0, max: settings.poolMax },
-      acquireConnectionTimeout: 10_000,
+      client: outageAwarePgClient(breaker),
+      connection: {
+        connectionString: settings.databaseUrl,
+        statement_timeout: statementTimeout,
+        query_timeout: statementTimeout + 1000,
+        idle_in_transaction_session_timeout: statementTimeout * 2,
+        connectionTimeoutMillis: acquireTimeout,
+      },
+      pool: { min: 0, max: settings.poolMax, createTimeoutMillis: acquireTimeout },
+      acquireConnectionTimeout: acquireTimeout,
+      // Knex writes its warnings (a failed acquire, a lost connection) to the console, with stack
+      // traces; they go to our log instead, below the breaker's one line per transition.
+      log: {
+        warn: (message: unknown) => logger.debug({ knex: String(message).slice(0, 300) }, 'knex warning'),
+        error: (message: unknown) => logger.warn({ knex: String(message).slice(0, 300) }, 'knex error'),
+        deprecate: (method: unknown, alternative: unknown) => logger.warn({ method, alternative }, 'knex deprecation'),
+        debug: () => {},
+      },
     });
     return Object.assign(db, { kind: 'postgres' as const });
   }
@@ -36,6 +71,8 @@ export function createDb(settings: DbSettings): Db {
   });
   return Object.assign(db, { kind: 'pglite' as const });
 }
+
+const silentLogger = { error() {}, warn() {}, info() {}, debug() {} } as unknown as Logger;
 
 /** Rows affected by a delete/update: a number from pg, a result object from knex-pglite. */
 export function affectedRows(result: unknown): number {

@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -9,6 +9,7 @@ const redact = [
   'headers.cookie', 'headers.authorization', 'refresh_token', '*.refresh_token', 'access_token', '*.access_token',
 ];
 
-export function createLogger(level: string): Logger {
-  return pino({ level, redact: { paths: redact, censor: '[redacted]' }, base: { service: 'idp' } });
+/** JSON lines on stdout, or on `destination` (tests read what was logged). */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino({ level, redact: { paths: redact, censor: '[redacted]' }, base: { service: 'idp' } }, destination);
 }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import pg from 'pg';
+import type { Db } from './db.ts';
 import * as core from '../../migrations/0001_core.ts';
 import * as idempotency from '../../migrations/0002_idempotency.ts';
 import * as events from '../../migrations/0003_events.ts';
@@ -25,10 +26,23 @@ const migrations: Record<string, Migration> = {
   '0007_unverified_owner_password': unverifiedOwnerPassword,
 };
 
+/**
+ * On PostgreSQL each migration runs in its own transaction without the statement deadline that
+ * serves requests: building an index over millions of rows may rightly take minutes.
+ */
+function withoutStatementTimeout(migration: Migration): Migration {
+  // Harmless on PGlite, which has no deadline to lift.
+  const lift = (knex: Knex) => knex.raw('set local statement_timeout = 0');
+  return {
+    up: async (knex) => (await lift(knex), migration.up(knex)),
+    down: async (knex) => (await lift(knex), migration.down(knex)),
+  };
+}
+
 const source: Knex.MigrationSource<string> = {
   getMigrations: async () => Object.keys(migrations),
   getMigrationName: (name) => name,
-  getMigration: async (name) => migrations[name] as Migration,
+  getMigration: async (name) => withoutStatementTimeout(migrations[name] as Migration),
 };
 
 // Any constant of our own, distinct from the sweeper's and the key generation's.
@@ -45,11 +59,13 @@ async function latest(db: Knex): Promise<string[]> {
  * lock, held on a connection of its own outside the pool (so DB_POOL_MAX=1 still works), makes
  * them take turns; the second then finds nothing to do. PGlite is one process: no lock needed.
  */
-export async function migrateLatest(db: Knex): Promise<string[]> {
-  if (db.client.config.client !== 'pg') return latest(db);
-  // Knex keeps DATABASE_URL parsed into pg's own connection settings.
+export async function migrateLatest(db: Db): Promise<string[]> {
+  if (db.kind !== 'postgres') return latest(db);
+  // Knex keeps DATABASE_URL parsed into pg's own connection settings. Waiting for another
+  // instance's migrations may take longer than any statement deadline.
   const connection = db.client.config.connection as string | pg.ClientConfig;
-  const lock = new pg.Client(typeof connection === 'string' ? { connectionString: connection } : connection);
+  const settings = typeof connection === 'string' ? { connectionString: connection } : connection;
+  const lock = new pg.Client({ ...settings, statement_timeout: 0, query_timeout: 0, idle_in_transaction_session_timeout: 0 });
   await lock.connect();
   try {
     await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);

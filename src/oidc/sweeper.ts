@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../infra/logger.ts';
+import { StoreUnavailable } from '../infra/store-outage.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import type { KeyService } from '../domain/keys/keys.ts';
 
@@ -39,7 +40,7 @@ export function createSweeper(deps: {
           .then(([rows, keys, ...others]) => {
             if (rows || keys || others.some(Boolean)) deps.logger.info({ rows, keys, others }, 'swept expired rows');
           })
-          .catch((err: unknown) => deps.logger.warn({ err }, 'sweep failed'))
+          .catch((err: unknown) => deps.logger[err instanceof StoreUnavailable ? 'debug' : 'warn']({ err }, 'sweep failed'))
           .finally(() => {
             running = undefined;
           });

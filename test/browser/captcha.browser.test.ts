@@ -12,7 +12,8 @@ import { captchaAssetRoutes } from '../../src/http/captcha-assets.ts';
 import { securityHeaders } from '../../src/http/middleware/security-headers.ts';
 import { createCaptcha, type Captcha } from '../../src/infra/captcha.ts';
 import { randomToken } from '../../src/infra/crypto.ts';
-import { createEphemeralStore, type EphemeralStore } from '../../src/infra/ephemeral/index.ts';
+import type { EphemeralStore } from '../../src/infra/ephemeral/index.ts';
+import { MemoryStore } from '../../src/infra/ephemeral/memory.ts';
 import { projectRoot } from '../../src/infra/paths.ts';
 import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
 
@@ -101,7 +102,7 @@ describe('the ALTCHA widget in a real browser', { skip: skipWithoutChromium }, (
   let browser: Browser;
 
   before(async () => {
-    store = createEphemeralStore(undefined, 'test-captcha-browser:');
+    store = new MemoryStore();
     captcha = createCaptcha({ provider: 'altcha', hmacKey: randomToken(), ephemeral: store, maxNumber: 1000 });
     [app, browser] = await Promise.all([
       startApp(captcha),

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { loadConfig } from '../../src/config/load.ts';
-import { createLogger } from '../../src/infra/logger.ts';
+import { createLogger, type Logger } from '../../src/infra/logger.ts';
 import { startServer, type RunningServer } from '../../src/runtime.ts';
 
 /** True when the suite runs against PostgreSQL + Redis (DATABASE_URL / REDIS_URL set). */
@@ -96,7 +96,7 @@ export interface TestServer {
 /** Starts the real server on a free port; settings are test-friendly (cheap argon2) unless overridden. */
 export async function startTestServer(
   overrides: Record<string, string> = {},
-  existing?: { store: TestStore; port?: number },
+  existing?: { store?: TestStore; port?: number; logger?: Logger },
 ): Promise<TestServer> {
   const store = existing?.store ?? (await createTestStore());
   const port = existing?.port ?? (await freePort());
@@ -112,7 +112,7 @@ export async function startTestServer(
     ...store.env,
     ...overrides,
   });
-  const server = await startServer(config, createLogger(config.LOG_LEVEL), { port, host: '127.0.0.1' });
+  const server = await startServer(config, existing?.logger ?? createLogger(config.LOG_LEVEL), { port, host: '127.0.0.1' });
   return {
     issuer,
     port,

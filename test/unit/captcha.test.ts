@@ -6,7 +6,8 @@ import { solveChallenge, type Challenge } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 import { captchaCspSources, createCaptcha, type Captcha } from '../../src/infra/captcha.ts';
 import { randomToken } from '../../src/infra/crypto.ts';
-import { createEphemeralStore, type EphemeralStore } from '../../src/infra/ephemeral/index.ts';
+import type { EphemeralStore } from '../../src/infra/ephemeral/index.ts';
+import { MemoryStore } from '../../src/infra/ephemeral/memory.ts';
 
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64');
 const unb64 = (payload: string) => JSON.parse(Buffer.from(payload, 'base64').toString('utf8'));
@@ -25,7 +26,7 @@ describe('ALTCHA captcha', () => {
   let captcha: Captcha;
 
   before(() => {
-    store = createEphemeralStore(undefined, 'test-captcha:');
+    store = new MemoryStore();
     hmacKey = randomToken();
     captcha = createCaptcha({ provider: 'altcha', hmacKey, ephemeral: store, maxNumber: 500 });
   });
@@ -151,7 +152,7 @@ describe('ALTCHA captcha', () => {
 
 describe("captcha 'none'", () => {
   it('accepts anything and renders nothing', async () => {
-    const store = createEphemeralStore(undefined, 'test-captcha:');
+    const store = new MemoryStore();
     try {
       const captcha = createCaptcha({ provider: 'none', hmacKey: '', ephemeral: store });
       assert.equal(captcha.provider, 'none');
@@ -223,7 +224,7 @@ for (const provider of ['turnstile', 'hcaptcha'] as const) {
     const siteKey = `site-${provider}`;
 
     before(async () => {
-      store = createEphemeralStore(undefined, 'test-captcha:');
+      store = new MemoryStore();
       siteverify = await startSiteverify();
       captcha = createCaptcha({ provider, hmacKey: '', ephemeral: store, secretKey, siteKey, verifyUrl: siteverify.url });
     });

@@ -8,6 +8,7 @@ import { SecretBox } from '../../src/infra/crypto.ts';
 import { MemoryStore } from '../../src/infra/ephemeral/memory.ts';
 import { RedisStore } from '../../src/infra/ephemeral/redis.ts';
 import type { EphemeralStore } from '../../src/infra/ephemeral/types.ts';
+import { createLogger } from '../../src/infra/logger.ts';
 
 const box = new SecretBox(randomBytes(32));
 
@@ -28,14 +29,16 @@ async function reissue(store: EphemeralStore, codes: OneTimeCodes, ns: OtpNamesp
   return codes.issue(ns, id);
 }
 
-function suite(name: string, open: () => { store: EphemeralStore; cleanup: () => Promise<void> }) {
+type Opened = { store: EphemeralStore; cleanup: () => Promise<void> };
+
+function suite(name: string, open: () => Opened | Promise<Opened>) {
   describe(`one-time codes on ${name}`, () => {
     let store: EphemeralStore;
     let cleanup: () => Promise<void>;
     let codes: OneTimeCodes;
 
-    before(() => {
-      ({ store, cleanup } = open());
+    before(async () => {
+      ({ store, cleanup } = await open());
       codes = new OneTimeCodes(store, box);
     });
     after(async () => {
@@ -281,9 +284,9 @@ suite('MemoryStore', () => {
 });
 
 if (process.env.REDIS_URL) {
-  suite('RedisStore', () => {
+  suite('RedisStore', async () => {
     const prefix = `test-otp-${randomUUID()}:`;
-    const store = new RedisStore(process.env.REDIS_URL!, prefix);
+    const store = await RedisStore.open({ url: process.env.REDIS_URL!, keyPrefix: prefix, commandTimeoutMs: 2000, logger: createLogger('silent') });
     return {
       store,
       cleanup: async () => {

@@ -1,4 +1,4 @@
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { AppError } from '../errors.ts';
 import { DEFAULT_TENANT, failureKey, type ChangeContext } from '../authn/accounts.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -24,12 +24,12 @@ export function createPasswordReset(deps: FlowServices & {
   payloads: OidcPayloadsRepo;
   ephemeral: EphemeralStore;
   /** perEmail: an hour; perEmailDaily: a day, as many as the code quota (so a request within it gets its mail). */
-  limits: { perEmail: RateLimiterAbstract; perEmailDaily: RateLimiterAbstract; perIp: RateLimiterAbstract };
+  limits: { perEmail: Limiter; perEmailDaily: Limiter; perIp: Limiter };
 }) {
   const { users, hasher, passwordPolicy, codes, mail, events, links, payloads } = deps;
 
   /** Counts a request; false when over the limit. */
-  async function consume(limiter: RateLimiterAbstract, key: string): Promise<boolean> {
+  async function consume(limiter: Limiter, key: string): Promise<boolean> {
     try {
       await limiter.consume(key);
       return true;

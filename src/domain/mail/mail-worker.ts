@@ -1,5 +1,6 @@
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { Logger } from '../../infra/logger.ts';
+import { StoreUnavailable } from '../../infra/store-outage.ts';
 import type { Mailer } from '../../infra/mailer.ts';
 import type { OutboxRepo, OutboxRow } from '../../repos/outbox.ts';
 import { MAIL_TEMPLATES, outboxAad, type MailLocale, type MailRenderer, type MailTemplate } from './mail.ts';
@@ -87,7 +88,7 @@ export function createMailWorker(deps: {
       .then((n) => {
         claimed = n;
       })
-      .catch((err: unknown) => logger.warn({ err }, 'mail outbox poll failed'))
+      .catch((err: unknown) => logger[err instanceof StoreUnavailable ? 'debug' : 'warn']({ err }, 'mail outbox poll failed'))
       .finally(() => {
         running = undefined;
         // A full batch suggests more are due: go again at once.

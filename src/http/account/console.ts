@@ -19,7 +19,7 @@ import { summarizeUserAgent } from './device.ts';
 import { createConsoleRelyingParty } from './relying-party.ts';
 import { policyReasonsOf } from '../pages/flow-messages.ts';
 import { isTimeZone } from '../api/account-schemas.ts';
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Limiter } from '../../infra/ephemeral/index.ts';
 
 export interface AccountConsoleDeps {
   provider: Provider;
@@ -32,9 +32,9 @@ export interface AccountConsoleDeps {
   renderPage: RenderPage;
   logger: Logger;
   /** Form posts per user (shared with /api/v1/me: the same person, the same budget). */
-  userLimiter: RateLimiterAbstract;
+  userLimiter: Limiter;
   /** Anonymous visits (starting a sign-in, coming back from it) per IP, like the other anonymous pages. */
-  anonymousLimiter: RateLimiterAbstract;
+  anonymousLimiter: Limiter;
 }
 
 type Profile = Awaited<ReturnType<SelfService['profile']>>;

@@ -1,7 +1,7 @@
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Limiter } from '../../infra/ephemeral/index.ts';
 import type Provider from 'oidc-provider';
 import type { Accounts, SignInFailure } from '../../domain/authn/accounts.ts';
 import { negotiate, translate, type MessageKey } from '../../i18n/index.ts';
@@ -23,11 +23,11 @@ export interface InteractionDeps {
   accounts: Accounts;
   csrf: Csrf;
   renderPage: RenderPage;
-  loginLimiter: RateLimiterAbstract;
+  loginLimiter: Limiter;
   /** Registration, verification and magic links inside a pending sign-in. */
   account: AccountFlowDeps;
   /** Limits the account steps' posts (registration, codes, links) per IP. */
-  flowLimiter: RateLimiterAbstract;
+  flowLimiter: Limiter;
 }
 
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
@@ -91,7 +91,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   }
 
   /** Counts a request from this IP; true when over the limit (the caller answers with its own page). */
-  async function limited(ctx: Context, limiter: RateLimiterAbstract): Promise<boolean> {
+  async function limited(ctx: Context, limiter: Limiter): Promise<boolean> {
     try {
       await limiter.consume(clientLimitKey(ctx));
       return false;

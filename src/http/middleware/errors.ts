@@ -1,6 +1,6 @@
 import type { Context, Middleware } from 'koa';
 import { AppError, type ErrorCode } from '../../domain/errors.ts';
-import { EphemeralStoreFull } from '../../infra/ephemeral/index.ts';
+import { StoreUnavailable } from '../../infra/store-outage.ts';
 import type { Logger } from '../../infra/logger.ts';
 import type { RenderPage } from '../render.ts';
 
@@ -36,9 +36,9 @@ export function errorHandler(logger: Logger, renderPage: RenderPage): Middleware
         }
       }
     } catch (raw) {
-      // A full store refuses new security records rather than forget old ones: the request is
-      // refused (503) and may be retried; nothing about it is unexpected.
-      const unavailable = raw instanceof EphemeralStoreFull;
+      // A store that is down, too slow or full (it refuses new security records rather than forget
+      // old ones): the request is refused (503) and may be retried; nothing about it is unexpected.
+      const unavailable = raw instanceof StoreUnavailable;
       const err = (unavailable ? new AppError('IDENT_UNAVAILABLE') : raw) as HttpLikeError & Error;
       let status = err instanceof AppError ? err.status : (err.status ?? err.statusCode ?? 500);
       if (status < 400 || status > 599) status = 500;
@@ -46,8 +46,8 @@ export function errorHandler(logger: Logger, renderPage: RenderPage): Middleware
       const code = err instanceof AppError ? err.code : status < 500 ? codeFor(status) : 'IDENT_INTERNAL';
       const message = exposed ? err.message : 'internal error';
       if (unavailable) {
-        ctx.set('Retry-After', '60');
-        logger.warn({ requestId: ctx.state.requestId }, (raw as Error).message);
+        ctx.set('Retry-After', String(raw.retryAfterSeconds));
+        logger.warn({ requestId: ctx.state.requestId, store: raw.store, reason: raw.reason }, 'request refused: store unavailable');
       } else if (status >= 500) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
       if (wantsJson(ctx)) {
         ctx.status = status;

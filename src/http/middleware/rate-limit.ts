@@ -1,10 +1,10 @@
 import { isIPv6 } from 'node:net';
 import type { Context, Middleware } from 'koa';
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { AppError } from '../../domain/errors.ts';
 
 /** Counts a request against a limiter; over the limit answers 429 with Retry-After. */
-export function rateLimit(limiter: RateLimiterAbstract, keyOf: (ctx: Context) => string): Middleware {
+export function rateLimit(limiter: Limiter, keyOf: (ctx: Context) => string): Middleware {
   return async (ctx, next) => {
     try {
       await limiter.consume(keyOf(ctx));

@@ -1,11 +1,27 @@
+import type { Logger } from '../logger.ts';
 import { MemoryStore } from './memory.ts';
 import { RedisStore } from './redis.ts';
 import type { EphemeralStore } from './types.ts';
 
-export type { EphemeralStore };
+export type { EphemeralStore, Limiter } from './types.ts';
 export { EphemeralStoreFull } from './types.ts';
 
-/** Redis when configured; otherwise the in-process store, bounded to `memoryMaxEntries` records. */
-export function createEphemeralStore(redisUrl: string | undefined, keyPrefix: string, memoryMaxEntries?: number): EphemeralStore {
-  return redisUrl ? new RedisStore(redisUrl, keyPrefix) : new MemoryStore(memoryMaxEntries);
+export interface EphemeralSettings {
+  redisUrl?: string | undefined;
+  keyPrefix: string;
+  redisCommandTimeoutMs: number;
+  /** Bound of the in-process store, in records. */
+  memoryMaxEntries?: number;
+  logger: Logger;
+}
+
+/** Redis when configured (connected before this returns); otherwise the in-process store. */
+export async function createEphemeralStore(settings: EphemeralSettings): Promise<EphemeralStore> {
+  if (!settings.redisUrl) return new MemoryStore(settings.memoryMaxEntries);
+  return RedisStore.open({
+    url: settings.redisUrl,
+    keyPrefix: settings.keyPrefix,
+    commandTimeoutMs: settings.redisCommandTimeoutMs,
+    logger: settings.logger,
+  });
 }

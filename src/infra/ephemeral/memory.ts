@@ -59,7 +59,7 @@ export class MemoryStore implements EphemeralStore {
       if (this.#map.size >= this.maxEntries) {
         // Still full: only a cache record may make room (a Set keeps insertion order).
         const oldest = this.#evictable.values().next();
-        if (oldest.done) throw new EphemeralStoreFull();
+        if (oldest.done) throw new EphemeralStoreFull('memory');
         this.#delete(oldest.value);
       }
     }

@@ -1,14 +1,25 @@
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { RateLimiterRes } from 'rate-limiter-flexible';
+import { StoreUnavailable } from '../store-outage.ts';
 
 /**
  * The store cannot hold another record without forgetting one it must keep. Answered 503
- * IDENT_UNAVAILABLE: refusing new work is safe, forgetting a lockout is not.
+ * IDENT_UNAVAILABLE: refusing new work is safe, forgetting a lockout is not. Not an outage: the
+ * store answers, so it never opens the circuit.
  */
-export class EphemeralStoreFull extends Error {
-  readonly status = 503;
-  constructor(message = 'the short-lived state store is full') {
-    super(message);
+export class EphemeralStoreFull extends StoreUnavailable {
+  override readonly retryAfterSeconds: number = 60;
+  constructor(store: 'redis' | 'memory', reason = 'the short-lived state store is full') {
+    super(store, reason);
+    this.name = 'EphemeralStoreFull';
   }
+}
+
+/**
+ * A fixed-window rate limit: `consume` resolves while the key has points left and rejects with the
+ * RateLimiterRes (not an Error) once it has none. rate-limiter-flexible's limiters are Limiters.
+ */
+export interface Limiter {
+  consume(key: string, points?: number): Promise<RateLimiterRes>;
 }
 
 /**
@@ -42,8 +53,11 @@ export interface EphemeralStore {
   compareAndSwap(key: string, expected: string | undefined, next: string | undefined, ttlSeconds?: number): Promise<boolean>;
   del(key: string): Promise<void>;
   ping(): Promise<void>;
-  /** A fixed-window limiter of `points` per `durationSeconds` on the same backend. */
-  limiter(name: string, points: number, durationSeconds: number): RateLimiterAbstract;
+  /**
+   * A fixed-window limiter of `points` per `durationSeconds` on the same backend. It never fails for
+   * want of its store: while Redis is unreachable it counts in this instance's memory instead.
+   */
+  limiter(name: string, points: number, durationSeconds: number): Limiter;
   /** Fire-and-forget broadcast to every instance (including this one) subscribed to `channel`. */
   publish(channel: string, message: string): Promise<void>;
   subscribe(channel: string, handler: (message: string) => void): Promise<void>;

@@ -1,0 +1,71 @@
+import type { Knex } from 'knex';
+import ClientPg from 'knex/lib/dialects/postgres/index.js';
+import { StoreUnavailable, type StoreBreaker } from './store-outage.ts';
+
+/**
+ * How a PostgreSQL failure is read: a dead or silent database (it opens the circuit), a database
+ * that cannot do this work now (this request ends with 503), or an ordinary error.
+ */
+
+// SQLSTATEs of a database that is going away or cannot take the work now. 57014 is a statement
+// cancelled by statement_timeout, 55P03 a lock not granted in time.
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57014', '55P03', '53000', '53100', '53200', '53300', '53400']);
+// The driver's own failures: no connection, a connection lost, no answer in time.
+const CLIENT_SIDE_FAILURES = /^(Query read timeout|Connection terminated|Client was closed|Client has encountered a connection error|timeout exceeded when trying to connect)/;
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** The database is gone or hung, as seen from here: no connection in time, or one lost or silent. */
+export function isDeadDatabase(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'KnexTimeoutError') return true;
+  const code = sqlState(err);
+  if (code && (NETWORK_CODES.has(code) || code.startsWith('08') || code === '57P03' || code === '53300')) return true;
+  return CLIENT_SIDE_FAILURES.test(err.message) || CLIENT_SIDE_FAILURES.test(err.message.split(' - ').pop() ?? '');
+}
+
+/** A failure that ends the request with 503: the database is dead, or it could not do this work in time. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  return isDeadDatabase(err) || UNAVAILABLE_SQLSTATES.has(sqlState(err) ?? '');
+}
+
+export function describeDatabaseFailure(err: unknown): string {
+  const code = sqlState(err);
+  if (code === '57014') return 'statement timeout';
+  if (code === '55P03') return 'lock timeout';
+  if (code === '57P01') return 'connection terminated by the server';
+  if ((err as Error | undefined)?.name === 'KnexTimeoutError') return 'no pooled connection in time';
+  const message = err instanceof Error ? (err.message.split(' - ').pop() ?? err.message) : String(err);
+  return code ? `${code}: ${message.slice(0, 160)}` : message.slice(0, 160);
+}
+
+/**
+ * Knex's PostgreSQL client with every connection acquisition and query run through a circuit
+ * breaker. Knex builds transactions' clients from this prototype, so they are covered too. Only a
+ * dead or silent database opens the circuit; a statement cancelled at its deadline (a locked table)
+ * ends its own request with 503 but says nothing about the others.
+ */
+export function outageAwarePgClient(breaker: StoreBreaker): typeof Knex.Client {
+  return class OutageAwarePg extends ClientPg {
+    override acquireConnection() {
+      return breaker.run(() => super.acquireConnection() as Promise<unknown>);
+    }
+    override query(connection: { __knex__disposed?: unknown }, obj: unknown) {
+      return breaker.run(() => super.query(connection, obj) as Promise<unknown>).catch((err: unknown) => {
+        if (err instanceof StoreUnavailable) {
+          // A connection whose query got no answer may still get one later: never hand it out again.
+          if (err.cause) connection.__knex__disposed ??= err.cause;
+          throw err;
+        }
+        // The database answered, but cannot do this work now (a statement deadline, a lock, its
+        // own shutdown of this connection): this request ends with 503; the circuit is not told.
+        if (isDatabaseUnavailable(err)) throw new StoreUnavailable('database', describeDatabaseFailure(err), { cause: err });
+        throw err;
+      });
+    }
+  };
+}
