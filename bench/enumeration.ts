@@ -5,7 +5,9 @@
  * endpoint this sends requests for known and unknown addresses, interleaved one by one (so drift
  * hits both alike), to our server (dist/src/main.js, default argon2 cost) pinned to CPU 0 while this
  * process runs on CPU 1, and prints the median and p90 latency of each side and their ratio.
- * A ratio near 1.00 (and overlapping spreads) means the timing gives nothing away.
+ * A ratio near 1.00 (and overlapping spreads) means the timing gives nothing away. It fails (exit
+ * code 1, naming the endpoints) when a ratio falls outside 1 ± --tolerance (0.1: 0.9 to 1.1), or when
+ * known and unknown addresses get different status codes.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -26,12 +28,16 @@ const { values } = parseArgs({
     // A pause between requests, so work a known address starts after its answer (the mail) is done
     // before the next request and does not slow the other side's answer.
     'gap-ms': { type: 'string', default: '30' },
+    // How far from 1.00 the known/unknown ratio of medians may be before the run fails.
+    tolerance: { type: 'string', default: '0.1' },
   },
 });
 const storeKind = values.store as StoreKind;
 if (storeKind !== 'embedded' && storeKind !== 'postgres') throw new Error('--store must be embedded or postgres');
 const samples = Number(values.samples);
 const gapMs = Number(values['gap-ms']);
+const tolerance = Number(values.tolerance);
+if (!(tolerance > 0 && tolerance < 1)) throw new Error('--tolerance must be a number between 0 and 1');
 
 const PASSWORD = 'sturdy lantern orchard 8841';
 
@@ -69,6 +75,14 @@ function quantile(xs: number[], q: number): number {
   const i = (sorted.length - 1) * q;
   const lo = Math.floor(i);
   return sorted[lo]! + (sorted[Math.ceil(i)]! - sorted[lo]!) * (i - lo);
+}
+
+/** known.<i>.<6 hex>@example.test with another random suffix: an address of the same shape with no account. */
+function twin(email: string): string {
+  for (;;) {
+    const other = email.replace(/\.[0-9a-f]{6}@/, `.${randomBytes(3).toString('hex')}@`);
+    if (other !== email) return other;
+  }
 }
 
 let ipCounter = 1;
@@ -168,13 +182,18 @@ async function main() {
       const knownMs: number[] = [];
       const unknownMs: number[] = [];
       const statuses = new Set<string>();
+      const statusesOf = { known: new Set<number>(), unknown: new Set<number>() };
       for (let i = 0; i < samples; i++) {
         const order = i % 2 === 0 ? ['known', 'unknown'] : ['unknown', 'known'];
         for (const side of order) {
-          const email = side === 'known' ? probe.known[i]! : `nobody.${i}.${randomBytes(4).toString('hex')}@example.test`;
+          // The unknown address is the known one's twin (another random suffix, same length and
+          // words): anything that costs by the address's text (the password policy penalises words
+          // of the email) costs the same on both sides, and only the account's existence differs.
+          const email = side === 'known' ? probe.known[i]! : twin(probe.known[i]!);
           await new Promise((r) => setTimeout(r, gapMs));
           const { ms, status } = await probe.send(email);
           statuses.add(`${side}:${status}`);
+          statusesOf[side as 'known' | 'unknown'].add(status);
           (side === 'known' ? knownMs : unknownMs).push(ms);
         }
       }
@@ -186,6 +205,7 @@ async function main() {
         knownP90: quantile(knownMs, 0.9),
         unknownP90: quantile(unknownMs, 0.9),
         ratio: median(knownMs) / median(unknownMs),
+        sameStatuses: [...statusesOf.known].sort().join() === [...statusesOf.unknown].sort().join(),
       });
     }
     const f = (x: number) => x.toFixed(2);
@@ -195,6 +215,17 @@ async function main() {
       console.log(
         `${r.endpoint.padEnd(33)} | ${r.statuses.padEnd(28)} | ${f(r.knownMedian).padStart(7)} / ${f(r.knownP90).padStart(7)} | ${f(r.unknownMedian).padStart(8)} / ${f(r.unknownP90).padStart(8)} | ${f(r.ratio)}`,
       );
+    }
+    // The check: timing or status that tells known from unknown addresses fails the run.
+    const failures = [
+      ...rows.filter((r) => !(r.ratio >= 1 - tolerance && r.ratio <= 1 + tolerance)).map((r) => `${r.endpoint}: known/unknown p50 ratio ${f(r.ratio)} is outside ${f(1 - tolerance)}–${f(1 + tolerance)}`),
+      ...rows.filter((r) => !r.sameStatuses).map((r) => `${r.endpoint}: known and unknown addresses get different statuses (${r.statuses})`),
+    ];
+    if (failures.length) {
+      console.error(`FAIL: the answers tell known from unknown addresses:\n${failures.map((l) => `  ${l}`).join('\n')}`);
+      process.exitCode = 1;
+    } else {
+      console.log(`OK: every ratio within ${f(1 - tolerance)}–${f(1 + tolerance)}, same statuses for known and unknown addresses`);
     }
   } finally {
     await server.stop();

@@ -28,7 +28,12 @@ export async function freePort(): Promise<number> {
  */
 async function pgliteTemplate(): Promise<string> {
   const { createDb } = await import('../../src/infra/db.ts');
-  const root = path.join(os.tmpdir(), 'idp-pglite-template-v1');
+  // Named after the installed PGlite version, so an upgrade never reuses a cluster another version
+  // made. The package's exports leave out package.json: it is read from its directory.
+  const manifest = new URL('../../node_modules/@electric-sql/pglite/package.json', import.meta.url);
+  const { readFileSync } = await import('node:fs');
+  const { version } = JSON.parse(readFileSync(manifest, 'utf8')) as { version: string };
+  const root = path.join(os.tmpdir(), `idp-pglite-template-${version}`);
   const ready = path.join(root, 'pgdata');
   if (existsSync(ready)) return ready;
   const staging = mkdtempSync(path.join(os.tmpdir(), 'idp-pglite-staging-'));

@@ -4,6 +4,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const API = 'https://api.keys.test';
 
@@ -55,12 +56,16 @@ describe('signing keys', () => {
     const pending = await oidc.clientCredentialsGrant(config, { resource: API });
     assert.equal(decodeProtectedHeader(pending.access_token).kid, oldKid, 'the old key signs until the new one is active');
 
-    // After the propagation delay every instance's periodic reload switches to the new key.
-    await new Promise((r) => setTimeout(r, 3500));
+    // After the propagation delay every instance's periodic reload switches to the new key: poll
+    // (with a deadline) until a token is signed by another key.
+    const fresh = await waitFor('the new key to sign', async () => {
+      const token = (await oidc.clientCredentialsGrant(config, { resource: API })).access_token;
+      return decodeProtectedHeader(token).kid !== oldKid ? token : undefined;
+    });
     const after = await publicKeys(ts);
-    const fresh = (await oidc.clientCredentialsGrant(config, { resource: API })).access_token;
     const newKid = decodeProtectedHeader(fresh).kid;
-    assert.notEqual(newKid, oldKid, 'the new key signs after the delay');
+    assert.ok(during.keys.some((k) => k.kid === newKid), 'the key that signs now was published before it signed');
+    assert.ok(!before.keys.some((k) => k.kid === newKid), 'a rotated-in key signs after the delay');
     assert.ok(after.keys.some((k) => k.kid === oldKid), 'the old key stays published');
     const jwks = createLocalJWKSet(after as never);
     await jwtVerify(oldToken, jwks, { audience: API });

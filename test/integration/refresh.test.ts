@@ -44,6 +44,39 @@ describe('refresh tokens', () => {
     assert.equal(introspected.active, false);
   });
 
+  it('rotation keeps the remaining lifetime: the new token expires when the one it replaces would have', async () => {
+    const { config, tokens } = await offlineSignIn(true);
+    const refreshExp = async (token: string) => {
+      const info = await oidc.tokenIntrospection(config, token, { token_type_hint: 'refresh_token' });
+      assert.equal(info.active, true);
+      return info.exp!;
+    };
+    const issued = await refreshExp(tokens.refresh_token!);
+    const ttl = 1_209_600; // REFRESH_TOKEN_TTL_SECONDS' default, which this server runs with
+    assert.ok(Math.abs(issued - (Math.floor(Date.now() / 1000) + ttl)) <= 5, 'the first refresh token lives the full TTL');
+
+    // Move time instead of waiting: the stored token now has 10 minutes left, as if it were old.
+    const { db, box } = ts.server.services;
+    const storedId = box.digest(tokens.refresh_token!, 'oidc-token-id');
+    const row = await db('oidc_payloads').where({ model: 'RefreshToken', id: storedId }).first();
+    assert.ok(row, 'the refresh token row');
+    const payload = typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload;
+    const aged = Math.floor(Date.now() / 1000) + 600;
+    await db('oidc_payloads')
+      .where({ model: 'RefreshToken', id: storedId })
+      .update({ payload: JSON.stringify({ ...payload, iat: aged - ttl, exp: aged }), expires_at: new Date(aged * 1000) });
+    assert.equal(await refreshExp(tokens.refresh_token!), aged);
+
+    const rotated = await oidc.refreshTokenGrant(config, tokens.refresh_token!);
+    assert.notEqual(rotated.refresh_token, tokens.refresh_token);
+    // remainingTTL is counted in whole seconds at the moment of rotation: allow the second it may tick.
+    const rotatedExp = await refreshExp(rotated.refresh_token!);
+    assert.ok(rotatedExp >= aged - 1 && rotatedExp <= aged, `rotated token expires at ${rotatedExp}, the original at ${aged} (not a fresh ${ttl} s)`);
+    const again = await oidc.refreshTokenGrant(config, rotated.refresh_token!);
+    const againExp = await refreshExp(again.refresh_token!);
+    assert.ok(againExp >= aged - 2 && againExp <= aged, 'every further rotation keeps it too');
+  });
+
   it('is not issued to a client not allowed the refresh_token grant', async () => {
     const { tokens } = await offlineSignIn(true, { grant_types: ['authorization_code'] });
     assert.equal(tokens.refresh_token, undefined);
