@@ -6,7 +6,7 @@ import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { startAuthorization as startPending, type PendingAuthorization } from '../helpers/authorization.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Sign-in by emailed link, end to end: the magic-link form of the login page of a pending
 // authorization, the mail, the link opened in the same browser (the authorization completes and
@@ -46,7 +46,7 @@ describe('magic links', () => {
   let client: Registered;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     ts = await startTestServer({
       ...fastMailSettings(mailbox.url),
       AUTH_API_RATE_LIMIT_PER_IP: '10000',

@@ -7,7 +7,7 @@ import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { alertText, inputTag, loginStatus } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, REDIRECT_URI } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Forgot password end to end: the pages (from the login page of a pending authorization) and the
 // JSON API, the code and the link, what a reset ends (old password, refresh tokens, lockout), the
@@ -58,7 +58,7 @@ describe('password reset', () => {
   let mailbox: Mailbox;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     ts = await startTestServer({
       ...fastMailSettings(mailbox.url),
       TRUST_PROXY: 'true',

@@ -12,7 +12,7 @@ import { solveCaptcha } from '../helpers/captcha.ts';
 import { alertText } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, type Registered } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Self-registration end to end: the register page inside a pending authorization (real ALTCHA
 // proof of work, real SMTP mailbox, openid-client as the relying party), the JSON API, the
@@ -106,7 +106,7 @@ describe('self-registration', () => {
   let mailbox: Mailbox;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     ts = await startTestServer(mailSettings(mailbox.url));
   });
   after(async () => {
@@ -541,8 +541,8 @@ describe('registration while SMTP is down', () => {
   let ts: TestServer;
   let mailbox: Mailbox;
   before(async () => {
-    mailbox = await startMailbox(await freePort());
-    await mailbox.stop();
+    mailbox = await startMailbox();
+    mailbox.down();
     ts = await startTestServer(mailSettings(mailbox.url));
   });
   after(async () => {
@@ -564,7 +564,7 @@ describe('registration while SMTP is down', () => {
     assert.equal(failing.status, 'pending');
     assert.ok(failing.last_error);
 
-    await mailbox.start();
+    mailbox.up();
     const { code } = codeAndLink(await mailbox.next(email, SUBJECT.verify), ts.issuer);
     // The registration's handle makes this the registrant's own proof: the password stays.
     const verified = await api(ts, '/api/v1/auth/verify-email', { email, code: code!, registration: res.body.registration });
