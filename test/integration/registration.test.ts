@@ -10,7 +10,7 @@ import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { finishAuthorization, startAuthorization as startPending, type PendingAuthorization } from '../helpers/authorization.ts';
 import { solveCaptcha } from '../helpers/captcha.ts';
 import { alertText } from '../helpers/login-page.ts';
-import { codeAndLink, fastMailSettings, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
+import { codeAndLink, fastMailSettings, mailSettled, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, type Registered } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
@@ -18,7 +18,6 @@ import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/ser
 // proof of work, real SMTP mailbox, openid-client as the relying party), the JSON API, the
 // registration policy per server and per client, and the verification code's limits.
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const strongPassword = () => `Reg-${randomBytes(12).toString('base64url')}-9`;
 const SUBJECT = {
   verify: /^Verify your email address$/,
@@ -225,7 +224,7 @@ describe('self-registration', () => {
     await mailbox.next(email, SUBJECT.verify);
     // Mails of a registration are queued in its transaction: once they are all sent, none is missing.
     assert.deepEqual(await sentTemplates(ts, email), ['verify-email']);
-    await sleep(300);
+    await mailSettled(ts);
     assert.deepEqual(mailbox.all(email).map((m) => m.subject), ['Verify your email address']);
   });
 
@@ -469,7 +468,7 @@ describe('self-registration', () => {
     const resend = await api(ts, '/api/v1/auth/verify-email/resend', { email });
     assert.equal(resend.status, 202, resend.text);
     assert.equal(resend.body.status, 'accepted');
-    await sleep(500);
+    await mailSettled(ts);
     const verifyRows = async () => (await outboxOf(ts, email)).filter((r) => r.template === 'verify-email').length;
     assert.equal(await verifyRows(), 1, 'no second code within the cooldown');
     assert.equal(await ephemeral.get(`verify-email:daily:${id}`), '1', 'the refused send did not spend the quota');
@@ -483,7 +482,7 @@ describe('self-registration', () => {
     await ephemeral.del(`verify-email:cooldown:${id}`);
     const overQuota = await api(ts, '/api/v1/auth/verify-email/resend', { email });
     assert.equal(overQuota.status, 202, 'the answer does not change');
-    await sleep(500);
+    await mailSettled(ts);
     assert.equal(await verifyRows(), 1, 'no mail over the daily quota');
     await ephemeral.del(`verify-email:cooldown:${id}`);
     await assert.rejects(codes.issue('verify-email', id), (err: unknown) => err instanceof AppError && err.code === 'IDENT_OTP_DAILY_QUOTA');
