@@ -121,7 +121,8 @@ export const portOf = (server: net.Server): number => (server.address() as net.A
  * same issuer); settings are test-friendly (cheap argon2) unless overridden.
  */
 export async function startTestServer(
-  overrides: Record<string, string> = {},
+  /** Settings; a function gets the bound port first (for an ISSUER that names it). */
+  overrides: Record<string, string> | ((port: number) => Record<string, string>) = {},
   existing?: { store: TestStore; port?: number },
 ): Promise<TestServer> {
   const store = existing?.store ?? (await createTestStore());
@@ -139,7 +140,7 @@ export async function startTestServer(
       ARGON2_ITERATIONS: '1',
       LOGIN_RATE_LIMIT_PER_IP: '1000',
       ...store.env,
-      ...overrides,
+      ...(typeof overrides === 'function' ? overrides(port) : overrides),
     });
     server = await startServer(config, createLogger(config.LOG_LEVEL), { port, host: '127.0.0.1', listening });
   } catch (err) {
