@@ -914,7 +914,7 @@ describe('the OpenAPI document', () => {
 describe('the bootstrap admin secret never reaches the logs', () => {
   it('a server process at LOG_LEVEL=trace logs requests but no secret, credential or token', async () => {
     const store = await createTestStore();
-    // A child process must be told its port (the issuer names it): the one racy freePort() left.
+    // A child process must be told its port before it starts (the issuer names it), so freePort() stays here.
     const port = await freePort();
     const issuer = `http://127.0.0.1:${port}`;
     const child = spawn(process.execPath, ['src/main.ts'], {
