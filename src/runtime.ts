@@ -44,7 +44,19 @@ async function ensureBootstrapAdminClient(services: Services, clientId: string, 
  * (a rotation, a pending key coming into force) a new provider is built and swapped in; requests
  * already in flight finish on the old one.
  */
-export async function startServer(config: AppConfig, logger: Logger, opts: { port?: number; host?: string } = {}) {
+export async function startServer(
+  config: AppConfig,
+  logger: Logger,
+  opts: {
+    port?: number;
+    host?: string;
+    /**
+     * An HTTP server already listening, to serve on instead of binding `port` (tests bind port 0
+     * first so the issuer can name the real port without a window in which another process takes it).
+     */
+    listening?: http.Server;
+  } = {},
+) {
   const services = await createServices(config, logger);
   if (await services.keys.ensureKeys()) logger.info('generated signing and cookie keys');
   if (config.BOOTSTRAP_ADMIN_CLIENT_ID && config.BOOTSTRAP_ADMIN_CLIENT_SECRET) {
@@ -152,14 +164,17 @@ export async function startServer(config: AppConfig, logger: Logger, opts: { por
   });
   mailWorker.start();
 
-  const server = http.createServer((req, res) => handler(req, res));
+  const server = opts.listening ?? http.createServer();
+  server.on('request', (req, res) => handler(req, res));
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? config.PORT, opts.host, () => resolve());
-  });
+  if (!server.listening) {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? config.PORT, opts.host, () => resolve());
+    });
+  }
   const { port } = server.address() as AddressInfo;
   listeningPort = port;
   logger.info({ port, issuer: config.ISSUER }, 'listening');

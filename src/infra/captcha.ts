@@ -70,7 +70,8 @@ const VENDOR_SCRIPT = {
 const MAX_ALTCHA_PAYLOAD = 4096;
 // Turnstile documents 2048 characters; hCaptcha tokens are longer but well under this.
 const MAX_VENDOR_TOKEN = 8192;
-const SITEVERIFY_TIMEOUT_MS = 5000;
+/** How long a siteverify call may take before the token is refused (exported for its test). */
+export const SITEVERIFY_TIMEOUT_MS = 5000;
 // The replay marker outlives the challenge by this much, so an instance whose clock runs a
 // little behind cannot accept a payload whose marker has already expired.
 const CLOCK_SKEW_SECONDS = 60;

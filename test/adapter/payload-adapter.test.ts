@@ -189,8 +189,9 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
     it('rejects a payload containing a NUL character and stores nothing', async () => {
       const adapter = t.adapterFor('AuthorizationCode');
       const jti = id();
-      await assert.rejects(adapter.upsert(jti, { jti, kind: 'AuthorizationCode', nonce: 'a\u0000b' }, 600));
-      await assert.rejects(adapter.upsert(jti, { jti, extra: { ['k\u0000']: 1 } }, 600), 'in a key as well');
+      const nul = { name: 'RangeError', message: 'payload contains a NUL character' };
+      await assert.rejects(adapter.upsert(jti, { jti, kind: 'AuthorizationCode', nonce: 'a\u0000b' }, 600), nul);
+      await assert.rejects(adapter.upsert(jti, { jti, extra: { ['k\u0000']: 1 } }, 600), nul, 'in a key as well');
       assert.equal(await adapter.find(jti), undefined);
       assert.equal(await count({ model: 'AuthorizationCode', id: t.storedId('AuthorizationCode', jti) }), 0);
     });
@@ -387,10 +388,11 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
     it('refuses writes from the provider', async () => {
       const adapter = t.adapterFor('Client');
       const clientId = `client-${id()}`;
-      await assert.rejects(adapter.upsert(clientId, { client_id: clientId }, 0));
+      const managed = { name: 'Error', message: 'clients are managed through the admin API' };
+      await assert.rejects(adapter.upsert(clientId, { client_id: clientId }, 0), managed);
       await t.clients.insert({ client_id: clientId, metadata: {}, first_party: false });
-      await assert.rejects(adapter.destroy(clientId));
-      await assert.rejects(adapter.consume(clientId));
+      await assert.rejects(adapter.destroy(clientId), managed);
+      await assert.rejects(adapter.consume(clientId), { name: 'Error', message: 'clients cannot be consumed' });
       assert.ok(await adapter.find(clientId), 'still there');
     });
   });

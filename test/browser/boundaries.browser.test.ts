@@ -9,7 +9,7 @@ import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
 import { loginStatus } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { REDIRECT_URI, authorizationRequest, createUser, registerClient, rpConfig, signIn, uniqueEmail, type Registered } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Issue 8's boundaries as a person meets them in a real browser: a victim taking back an address
 // an attacker registered, a relying party asking for re-authentication from a client that needs
@@ -27,7 +27,7 @@ describe('privilege boundaries in a real browser', { skip: skipWithoutChromium }
   let noVerificationConfig: oidc.Configuration;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     [ts, rp, browser] = await Promise.all([
       startTestServer({ ...fastMailSettings(mailbox.url), CAPTCHA_PROVIDER: 'none', AUTH_API_RATE_LIMIT_PER_IP: '10000' }),
       startCallbackServer(),

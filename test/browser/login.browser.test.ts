@@ -4,7 +4,7 @@ import * as oidc from 'openid-client';
 import type { Browser, Page } from 'playwright-core';
 import { en } from '../../src/i18n/en.ts';
 import { authorizationRequest, createUser, registerClient, rpConfig } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { codeAndLink, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
@@ -17,7 +17,7 @@ describe('signing in with a real browser', { skip: skipWithoutChromium }, () => 
   let mailbox: Mailbox;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     [ts, rp, browser] = await Promise.all([
       // A light ALTCHA: the widget solves it in the page in well under a second.
       startTestServer({ SMTP_URL: mailbox.url, MAIL_POLL_INTERVAL_MS: '50', CAPTCHA_ALTCHA_MAX_NUMBER: '5000' }),

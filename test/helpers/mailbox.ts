@@ -1,4 +1,7 @@
+import net from 'node:net';
 import { SMTPServer } from 'smtp-server';
+import { detachedWorkSettled } from '../../src/domain/detached.ts';
+import type { TestServer } from './server.ts';
 import { waitFor } from './wait.ts';
 
 // A real SMTP server for tests: it keeps every message it accepts, parsed just enough to read
@@ -80,9 +83,12 @@ export function parseMail(raw: string, to: string[]): Received {
   };
 }
 
-/** A real SMTP server on 127.0.0.1:port that keeps every message it accepts. */
-export async function startSmtp(port: number, inbox: Received[]): Promise<SMTPServer> {
-  const server = new SMTPServer({
+/**
+ * A real SMTP server that keeps every message it accepts. It does not listen itself: the caller
+ * hands it connections (`server.emit('connection', socket)`), see startMailbox.
+ */
+export function smtpServer(inbox: Received[]): SMTPServer {
+  return new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS'],
     logger: false,
@@ -95,6 +101,11 @@ export async function startSmtp(port: number, inbox: Received[]): Promise<SMTPSe
       });
     },
   });
+}
+
+/** A TCP listener on 127.0.0.1, port 0 (a free port the system picks and we hold) unless told. */
+async function listenTcp(onConnection: (socket: net.Socket) => void, port = 0): Promise<net.Server> {
+  const server = net.createServer(onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => resolve());
@@ -102,6 +113,34 @@ export async function startSmtp(port: number, inbox: Received[]): Promise<SMTPSe
   return server;
 }
 
+const closeTcp = (server: net.Server, sockets: Set<net.Socket>) =>
+  new Promise<void>((resolve) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => resolve());
+  });
+
+/**
+ * An SMTP peer that accepts TCP connections and never says a word: a sender waiting for its
+ * greeting hangs until its own timeout.
+ */
+export async function startBlackHoleSmtp() {
+  const sockets = new Set<net.Socket>();
+  const server = await listenTcp((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    url: `smtp://127.0.0.1:${port}`,
+    /** Connections accepted so far and still open. */
+    get open() {
+      return sockets.size;
+    },
+    stop: () => closeTcp(server, sockets),
+  };
+}
 /** Kept here for the files that import it from the mailbox helpers. */
 export { waitFor };
 
@@ -110,11 +149,30 @@ export function fastMailSettings(smtpUrl: string): Record<string, string> {
   return { SMTP_URL: smtpUrl, MAIL_POLL_INTERVAL_MS: '50', MAIL_RETRY_BASE_MS: '100', MAIL_RETRY_MAX_MS: '400' };
 }
 
-/** A mailbox on a free port: `next(to, subject)` waits for the next unread mail matching both. */
-export async function startMailbox(port: number) {
+/**
+ * A mailbox on a port of its own (bound once, on port 0, and held until stop): `next(to, subject)`
+ * waits for the next unread mail matching both. `down()` simulates an outage without giving the
+ * port up: connections are accepted and reset at once (ECONNRESET/ECONNREFUSED-like for the
+ * sender); `up()` serves SMTP again on the same port.
+ */
+export async function startMailbox() {
   const inbox: Received[] = [];
   const read = new Set<Received>();
-  let server: SMTPServer | undefined = await startSmtp(port, inbox);
+  const smtp = smtpServer(inbox);
+  const sockets = new Set<net.Socket>();
+  let serving = true;
+  const tcp = await listenTcp((socket) => {
+    if (!serving) {
+      socket.on('error', () => {});
+      socket.resetAndDestroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    smtp.server.emit('connection', socket);
+  });
+  const port = (tcp.address() as net.AddressInfo).port;
+  let stopped = false;
   return {
     inbox,
     port,
@@ -129,15 +187,36 @@ export async function startMailbox(port: number) {
     all(to: string): Received[] {
       return inbox.filter((m) => m.to.includes(to));
     },
-    async stop() {
-      const s = server;
-      server = undefined;
-      if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+    /** An outage: the port stays ours, every connection (open or new) is reset. */
+    down() {
+      serving = false;
+      for (const s of sockets) s.resetAndDestroy();
     },
-    async start() {
-      if (!server) server = await startSmtp(port, inbox);
+    /** Back from the outage. */
+    up() {
+      serving = true;
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await closeTcp(tcp, sockets);
+      await new Promise<void>((resolve) => smtp.close(() => resolve()));
     },
   };
+}
+
+/**
+ * Waits until the mail of everything done so far has gone out: the detached work of the account
+ * flows (which queues their mail after the answer) has finished and the outbox holds no pending
+ * row. A "nothing was sent" check made after this cannot pass merely because mail is slow.
+ */
+export async function mailSettled(ts: TestServer, timeoutMs = 15_000): Promise<void> {
+  await detachedWorkSettled();
+  await waitFor(
+    'the outbox to drain (no pending mail)',
+    async () => (await ts.server.services.db('outbox').where({ status: 'pending' }).first('id')) === undefined,
+    timeoutMs,
+  );
 }
 
 export type Mailbox = Awaited<ReturnType<typeof startMailbox>>;

@@ -123,3 +123,16 @@ export async function signIn(
   const tokens = await request.redeem(step.url);
   return { tokens, browser, callbackUrl: step.url, verifier: request.verifier, consentShown, logins };
 }
+
+/**
+ * Asserts that `promise` (an openid-client call) fails with the authorization server's error
+ * answer `error` at HTTP `status`, e.g. a refused refresh token: invalid_grant, 400.
+ */
+export async function rejectsWithOAuthError(promise: Promise<unknown>, error: string, status = 400): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof oidc.ResponseBodyError, `an OAuth error answer expected, got ${String(err)}`);
+    assert.equal(err.error, error, err.error_description);
+    assert.equal(err.status, status);
+    return true;
+  });
+}

@@ -1,4 +1,5 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,10 @@ import { startServer, type RunningServer } from '../../src/runtime.ts';
 /** True when the suite runs against PostgreSQL + Redis (DATABASE_URL / REDIS_URL set). */
 export const onPostgres = Boolean(process.env.DATABASE_URL);
 
+/**
+ * A port that was free a moment ago. Racy (another process may bind it before the caller does):
+ * only for child processes that must be told their port; in-process servers bind port 0 instead.
+ */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -98,26 +103,55 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/** Starts the real server on a free port; settings are test-friendly (cheap argon2) unless overridden. */
+/**
+ * An HTTP server already listening on 127.0.0.1: on port 0 (the system picks a free one, held from
+ * then on, so no other process can take it between choosing and serving) or on a given port.
+ */
+export async function listenOn(port = 0): Promise<http.Server> {
+  const server = http.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+export const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port;
+
+/**
+ * Starts the real server on a port bound first (port 0, or `existing.port` for a restart on the
+ * same issuer); settings are test-friendly (cheap argon2) unless overridden.
+ */
 export async function startTestServer(
-  overrides: Record<string, string> = {},
+  /** Settings; a function gets the bound port first (for an ISSUER that names it). */
+  overrides: Record<string, string> | ((port: number) => Record<string, string>) = {},
   existing?: { store?: TestStore; port?: number; logger?: Logger },
 ): Promise<TestServer> {
   const store = existing?.store ?? (await createTestStore());
-  const port = existing?.port ?? (await freePort());
+  const listening = await listenOn(existing?.port ?? 0);
+  const port = portOf(listening);
   const issuer = `http://127.0.0.1:${port}`;
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    PORT: String(port),
-    ISSUER: issuer,
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
-    ARGON2_MEMORY_KIB: '1024',
-    ARGON2_ITERATIONS: '1',
-    LOGIN_RATE_LIMIT_PER_IP: '1000',
-    ...store.env,
-    ...overrides,
-  });
-  const server = await startServer(config, existing?.logger ?? createLogger(config.LOG_LEVEL), { port, host: '127.0.0.1' });
+  let server: RunningServer;
+  try {
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      PORT: String(port),
+      ISSUER: issuer,
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      ARGON2_MEMORY_KIB: '1024',
+      ARGON2_ITERATIONS: '1',
+      LOGIN_RATE_LIMIT_PER_IP: '1000',
+      ...store.env,
+      ...(typeof overrides === 'function' ? overrides(port) : overrides),
+    });
+    server = await startServer(config, existing?.logger ?? createLogger(config.LOG_LEVEL), { port, host: '127.0.0.1', listening });
+  } catch (err) {
+    listening.close();
+    throw err;
+  }
   return {
     issuer,
     port,

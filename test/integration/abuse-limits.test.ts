@@ -6,7 +6,7 @@ import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { solveCaptcha } from '../helpers/captcha.ts';
 import { createUser, registerClient, rpConfig, signIn, uniqueEmail } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Limits a stranger must not be able to turn against someone: per-IP budgets count an IPv6 client
 // by its /64 (it owns the whole /64), and a stranger who locks an address's codes by typing wrong
@@ -23,7 +23,7 @@ describe('limits a stranger cannot turn against the owner', () => {
   let mailbox: Mailbox;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     ts = await startTestServer({ ...fastMailSettings(mailbox.url), TRUST_PROXY: 'true', AUTH_API_RATE_LIMIT_PER_IP: String(BUDGET), CAPTCHA_ALTCHA_MAX_NUMBER: '1000' });
   });
   after(async () => {

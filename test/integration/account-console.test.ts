@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
-import { createUser, registerClient, rpConfig, signIn, submitLogin } from '../helpers/rp.ts';
-import { createTestStore, freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { loginStatus } from '../helpers/login-page.ts';
+import { createUser, registerClient, rejectsWithOAuthError, rpConfig, signIn, submitLogin } from '../helpers/rp.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 const FIREFOX_LINUX = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
 const CHROME_WINDOWS =
@@ -39,43 +40,62 @@ function sessionRows(html: string) {
 
 describe('account console (/account)', () => {
   let ts: TestServer;
-  let user: { email: string; password: string; id: string };
-  let browser: Browser;
-  let page: string;
-  const newPassword = 'Plinth quasar marmalade 42';
 
   before(async () => {
-    ts = await startTestServer();
-    user = await createUser(ts);
-    browser = new Browser(FIREFOX_LINUX);
+    // Each test signs in a browser of its own from 127.0.0.1: the per-IP limit of anonymous visits
+    // is under test in its own describe below, not here.
+    ts = await startTestServer({ AUTH_API_RATE_LIMIT_PER_IP: '10000' });
   });
   after(() => stopAndDestroy(ts));
 
   const consoleUrl = () => `${ts.issuer}/account`;
   const csrfOf = (html: string) => formField(html, 'csrf')!;
-  const findUser = () => ts.server.services.repos.users.findById(user.id);
+  const findUser = (id: string) => ts.server.services.repos.users.findById(id);
 
   /** GET /account, following redirects: the console page, or the provider's login page. */
-  async function open(b: HttpBrowser = browser) {
+  async function open(b: HttpBrowser) {
     const step = await b.follow(consoleUrl());
     return { status: step.res.status, url: step.url, html: await step.res.text() };
   }
 
-  async function post(path: string, fields: Record<string, string>, b: HttpBrowser = browser) {
+  async function post(b: HttpBrowser, path: string, fields: Record<string, string>) {
     return b.postForm(`${consoleUrl()}${path}`, fields);
   }
 
   /** Follows a 303 from a console post and returns the page it leads to. */
-  async function followRedirect(res: Response, b: HttpBrowser = browser) {
+  async function followRedirect(res: Response, b: HttpBrowser) {
     assert.equal(res.status, 303);
     const step = await b.follow(new URL(res.headers.get('location')!, ts.issuer));
     return { status: step.res.status, url: step.url, html: await step.res.text() };
   }
 
+  const isLoginPage = (p: { url: URL; html: string }) =>
+    p.url.pathname.startsWith('/interaction/') && p.html.includes('autocomplete="current-password"');
+
+  /** Signs `user` in to the console in `browser` through the provider's login page; the console page. */
+  async function consoleSignIn(browser: HttpBrowser, user: { email: string; password: string }) {
+    const login = await open(browser);
+    assert.ok(isLoginPage(login), 'the console sends a browser without a session to the login page');
+    const submitted = await submitLogin(browser, login.url, login.html, user.email, user.password);
+    const shown = await followRedirect(submitted, browser);
+    assert.equal(shown.status, 200);
+    assert.equal(shown.url.href, consoleUrl());
+    assert.ok(shown.html.includes(user.email));
+    return shown.html;
+  }
+
+  /** A new user signed in to the console in a Firefox browser of their own. */
+  async function signedInConsole() {
+    const user = await createUser(ts);
+    const browser = new Browser(FIREFOX_LINUX);
+    const page = await consoleSignIn(browser, user);
+    return { user, browser, page };
+  }
+
   /** The same user signed in to another relying party from another device, with a refresh token. */
-  async function signInElsewhere() {
+  async function signInElsewhere(user: { email: string; password: string }) {
     const config = await rpConfig(ts, await registerClient(ts, {}));
-    const signedIn = await signIn(ts, config, { email: user.email, password: newPassword }, {
+    const signedIn = await signIn(ts, config, user, {
       browser: new Browser(CHROME_WINDOWS),
       scope: 'openid email offline_access',
       prompt: 'consent',
@@ -83,10 +103,9 @@ describe('account console (/account)', () => {
     return { ...signedIn, config };
   }
 
-  const isLoginPage = (p: { url: URL; html: string }) =>
-    p.url.pathname.startsWith('/interaction/') && p.html.includes('autocomplete="current-password"');
-
   it('signs in through the provider like a relying party and shows the profile', async () => {
+    const user = await createUser(ts);
+    const browser = new Browser(FIREFOX_LINUX);
     // A fresh browser is sent to the provider's authorization endpoint (code + PKCE S256).
     const first = await browser.request(consoleUrl());
     assert.equal(first.status, 303);
@@ -134,10 +153,10 @@ describe('account console (/account)', () => {
     assert.doesNotMatch(stored!, /eyJ/, 'no readable ID token');
     assert.equal(await ephemeral.get(`account-console:${cookieId}`), undefined);
 
-    const shown = await open();
+    const shown = await open(browser);
     assert.equal(shown.status, 200);
     assert.equal(shown.url.href, consoleUrl());
-    page = shown.html;
+    const page = shown.html;
     assert.ok(page.includes(user.email));
     assert.equal(formField(page, 'given_name'), 'Ada');
     assert.equal(formField(page, 'family_name'), 'Lovelace');
@@ -149,8 +168,9 @@ describe('account console (/account)', () => {
     assert.ok((await replay.text()).includes('The sign-in took too long'));
   });
 
-  it('updates the profile, and refuses bad input with a 400 page', async () => {
-    const saved = await post('/profile', {
+  it('updates the profile; the chosen language takes over the console', async () => {
+    const { user, browser, page } = await signedInConsole();
+    const saved = await post(browser, '/profile', {
       csrf: csrfOf(page),
       given_name: '  Augusta Ada ',
       family_name: 'King',
@@ -158,25 +178,39 @@ describe('account console (/account)', () => {
       timezone: 'Asia/Saigon',
     });
     assert.equal(saved.headers.get('location'), `${consoleUrl()}?done=profile`);
-    const after = await followRedirect(saved);
+    const after = await followRedirect(saved, browser);
     assert.equal(after.status, 200);
-    // The chosen language takes over the console.
     assert.ok(after.html.includes('Hồ sơ của bạn đã được lưu.'), 'flash message, in Vietnamese');
     assert.equal(formField(after.html, 'given_name'), 'Augusta Ada');
     assert.ok(after.html.includes('<option selected>Asia/Saigon</option>'));
-    let row = await findUser();
+    const row = await findUser(user.id);
     assert.equal(row!.given_name, 'Augusta Ada');
     assert.equal(row!.family_name, 'King');
     assert.equal(row!.locale, 'vi');
     assert.equal(row!.timezone, 'Asia/Saigon');
+  });
 
+  it('back to no language preference, the console follows the browser (English) again', async () => {
+    const { user, browser, page } = await signedInConsole();
+    await ts.server.services.db('users').where({ id: user.id }).update({ locale: 'vi' });
+    const reset = await post(browser, '/profile', { csrf: csrfOf(page), given_name: 'Ada', family_name: 'Lovelace', locale: '', timezone: 'UTC' });
+    const after = (await followRedirect(reset, browser)).html;
+    assert.ok(after.includes('Your profile was saved.'));
+    const row = await findUser(user.id);
+    assert.equal(row!.locale, null);
+    assert.equal(row!.timezone, 'UTC');
+  });
+
+  it('refuses bad profile input with a 400 page and changes nothing', async () => {
+    const { user, browser, page } = await signedInConsole();
+    const before = await findUser(user.id);
     for (const bad of [
       { timezone: 'Mars/Olympus_Mons' },
       { locale: 'fr' },
       { given_name: 'A\u0001B' },
       { family_name: 'x'.repeat(201) },
     ]) {
-      const res = await post('/profile', { csrf: csrfOf(page), given_name: 'Mallory', family_name: 'King', locale: 'en', timezone: 'UTC', ...bad });
+      const res = await post(browser, '/profile', { csrf: csrfOf(page), given_name: 'Mallory', family_name: 'King', locale: 'en', timezone: 'UTC', ...bad });
       assert.equal(res.status, 400, JSON.stringify(bad));
       const html = await res.text();
       assert.ok(html.includes('class="field-error"'), 'the error is shown in the form');
@@ -189,62 +223,55 @@ describe('account console (/account)', () => {
       body: `csrf=${encodeURIComponent(csrfOf(page))}&given_name=a&given_name=b`,
     });
     assert.equal(twice.status, 400);
-    row = await findUser();
-    assert.equal(row!.given_name, 'Augusta Ada', 'nothing changed by refused input');
-    assert.equal(row!.timezone, 'Asia/Saigon');
-
-    // Back to no language preference: the page follows the browser (English) again.
-    const reset = await post('/profile', { csrf: csrfOf(page), given_name: 'Ada', family_name: 'Lovelace', locale: '', timezone: 'UTC' });
-    page = (await followRedirect(reset)).html;
-    assert.ok(page.includes('Your profile was saved.'));
-    row = await findUser();
-    assert.equal(row!.locale, null);
-    assert.equal(row!.timezone, 'UTC');
+    const row = await findUser(user.id);
+    assert.equal(row!.given_name, before!.given_name, 'nothing changed by refused input');
+    assert.equal(row!.family_name, before!.family_name);
+    assert.equal(row!.locale, before!.locale);
+    assert.equal(row!.timezone, before!.timezone);
   });
 
-  it('changes the password: the current one is needed and the policy applies', async () => {
-    const hashBefore = (await findUser())!.password_hash;
+  it('refuses a password change without the right current password, with a weak or without a new one', async () => {
+    const { user, browser, page } = await signedInConsole();
+    const hashBefore = (await findUser(user.id))!.password_hash;
 
-    const wrong = await post('/password', { csrf: csrfOf(page), current_password: 'not my password', new_password: newPassword });
+    const wrong = await post(browser, '/password', { csrf: csrfOf(page), current_password: 'not my password', new_password: 'Plinth quasar marmalade 42' });
     assert.equal(wrong.status, 400);
     assert.ok((await wrong.text()).includes('The current password is incorrect.'));
 
-    const weak = await post('/password', { csrf: csrfOf(page), current_password: user.password, new_password: 'abc' });
+    const weak = await post(browser, '/password', { csrf: csrfOf(page), current_password: user.password, new_password: 'abc' });
     assert.equal(weak.status, 400);
     const weakHtml = await weak.text();
     assert.ok(weakHtml.includes('This new password cannot be used:'));
     assert.ok(weakHtml.includes('It is too short.'));
 
-    const missing = await post('/password', { csrf: csrfOf(page), current_password: user.password });
+    const missing = await post(browser, '/password', { csrf: csrfOf(page), current_password: user.password });
     assert.equal(missing.status, 400);
-    assert.equal((await findUser())!.password_hash, hashBefore, 'nothing changed');
+    assert.equal((await findUser(user.id))!.password_hash, hashBefore, 'nothing changed');
+  });
 
-    const changed = await post('/password', { csrf: csrfOf(page), current_password: user.password, new_password: newPassword });
+  it('changes the password: the console keeps its sign-in, a mail is queued, only the new password signs in', async () => {
+    const { user, browser, page } = await signedInConsole();
+    const newPassword = 'Plinth quasar marmalade 42';
+    const changed = await post(browser, '/password', { csrf: csrfOf(page), current_password: user.password, new_password: newPassword });
     assert.equal(changed.headers.get('location'), `${consoleUrl()}?done=password`);
-    const after = await followRedirect(changed);
+    const after = await followRedirect(changed, browser);
     assert.equal(after.status, 200, 'the console keeps its sign-in');
     assert.ok(after.html.includes('Your password was changed.'));
-    page = after.html;
-    assert.notEqual((await findUser())!.password_hash, hashBefore);
     const mail = await ts.server.services.db('outbox').where({ recipient: user.email, template: 'password-changed' }).first();
     assert.ok(mail, 'the password-changed mail is queued');
 
     const client = await registerClient(ts, {}, true);
-    const config = await rpConfig(ts, client);
-    await assert.rejects(signIn(ts, config, user, { browser: new HttpBrowser() }), 'the old password no longer signs in');
-    const ok = await signIn(ts, config, { email: user.email, password: newPassword }, { browser: new HttpBrowser() });
+    assert.equal(await loginStatus(ts, client.clientId, user.email, user.password), 401, 'the old password no longer signs in');
+    const ok = await signIn(ts, await rpConfig(ts, client), { email: user.email, password: newPassword }, { browser: new HttpBrowser() });
     assert.equal(ok.tokens.claims()!.sub, user.id);
   });
 
   it('lists the sessions with their devices and revokes another one', async () => {
-    // Start from this browser's session alone.
-    for (const s of sessionRows((await open()).html).filter((r) => !r.current)) {
-      await post('/sessions/revoke', { csrf: csrfOf(page), session: s.id! });
-    }
-    const other = await signInElsewhere();
+    const { user, browser } = await signedInConsole();
+    const other = await signInElsewhere(user);
     assert.ok(other.tokens.refresh_token);
 
-    page = (await open()).html;
+    const page = (await open(browser)).html;
     const rows = sessionRows(page);
     assert.equal(rows.length, 2, 'this browser and the other one');
     const mine = rows.find((r) => r.current);
@@ -255,64 +282,68 @@ describe('account console (/account)', () => {
     assert.ok(page.includes('This device'));
     assert.ok(page.includes(`title="${CHROME_WINDOWS}"`), 'the full user agent is at hand');
 
-    const revoked = await post('/sessions/revoke', { csrf: csrfOf(page), session: theirs!.id! });
+    const revoked = await post(browser, '/sessions/revoke', { csrf: csrfOf(page), session: theirs!.id! });
     assert.equal(revoked.headers.get('location'), `${consoleUrl()}?done=revoked`);
-    await assert.rejects(oidc.refreshTokenGrant(other.config, other.tokens.refresh_token!), (err: oidc.ResponseBodyError) => err.error === 'invalid_grant');
+    await rejectsWithOAuthError(oidc.refreshTokenGrant(other.config, other.tokens.refresh_token!), 'invalid_grant');
 
-    const after = await followRedirect(revoked);
+    const after = await followRedirect(revoked, browser);
     assert.equal(after.status, 200, 'the console still works');
     assert.ok(after.html.includes('That session was signed out.'));
     assert.deepEqual(sessionRows(after.html).map((r) => r.current), [true]);
 
     // A session that is not (or no longer) the user's: a 404 page, not a 500.
-    const gone = await post('/sessions/revoke', { csrf: csrfOf(page), session: theirs!.id! });
+    const gone = await post(browser, '/sessions/revoke', { csrf: csrfOf(page), session: theirs!.id! });
     assert.equal(gone.status, 404);
     assert.ok((await gone.text()).includes('That session has already ended.'));
   });
 
   it('refuses a post without or with a wrong CSRF token (403, no change)', async () => {
-    const before = await findUser();
-    const withoutToken = await post('/profile', { given_name: 'Mallory' });
+    const { user, browser, page } = await signedInConsole();
+    const before = await findUser(user.id);
+    const withoutToken = await post(browser, '/profile', { given_name: 'Mallory' });
     assert.equal(withoutToken.status, 403);
-    const wrongToken = await post('/profile', { csrf: randomBytes(32).toString('base64url'), given_name: 'Mallory' });
+    const wrongToken = await post(browser, '/profile', { csrf: randomBytes(32).toString('base64url'), given_name: 'Mallory' });
     assert.equal(wrongToken.status, 403);
     assert.ok((await wrongToken.text()).includes('Your form expired.'));
-    const wrongRevokeAll = await post('/sessions/revoke-all', { csrf: 'x' });
+    const wrongRevokeAll = await post(browser, '/sessions/revoke-all', { csrf: 'x' });
     assert.equal(wrongRevokeAll.status, 403);
-    assert.equal((await findUser())!.given_name, before!.given_name);
-    assert.equal((await open()).status, 200, 'still signed in');
+    const wrongLogout = await post(browser, '/logout', { csrf: 'x' });
+    assert.equal(wrongLogout.status, 403);
+    assert.equal((await findUser(user.id))!.given_name, before!.given_name);
+    assert.equal((await open(browser)).status, 200, 'still signed in');
+    assert.equal((await ts.server.services.repos.payloads.listSessions(user.id)).length, 1, 'the session is still there');
 
     // The token of one console session does not work for another.
     const stranger = new Browser(CHROME_WINDOWS);
-    const res = await post('/profile', { csrf: csrfOf(page), given_name: 'Mallory' }, stranger);
+    const res = await post(stranger, '/profile', { csrf: csrfOf(page), given_name: 'Mallory' });
     assert.equal(res.status, 303, 'no console session: off to sign in');
     assert.equal(res.headers.get('location'), consoleUrl());
-    assert.equal((await findUser())!.given_name, before!.given_name);
+    assert.equal((await findUser(user.id))!.given_name, before!.given_name);
+  });
 
-    // Signing out without a console session still reaches the provider, which asks to confirm.
-    const logout = await post('/logout', {}, stranger);
+  it('signing out without a console session still reaches the provider, which asks to confirm', async () => {
+    const stranger = new Browser(CHROME_WINDOWS);
+    const logout = await post(stranger, '/logout', {});
     assert.equal(logout.status, 303);
     const endSession = new URL(logout.headers.get('location')!);
     assert.equal(endSession.pathname, '/session/end');
     assert.equal(endSession.searchParams.get('client_id'), 'account-console');
     assert.equal(endSession.searchParams.get('id_token_hint'), null);
     assert.equal((await stranger.request(endSession)).status, 200);
-    const wrongLogout = await post('/logout', { csrf: 'x' });
-    assert.equal(wrongLogout.status, 403);
-    assert.equal((await open()).status, 200, 'still signed in');
   });
 
   it('does not take a console cookie without its stored session', async () => {
+    const { browser } = await signedInConsole();
     for (const value of [randomBytes(32).toString('base64url'), 'garbage', '%00']) {
       const forged = new Browser(CHROME_WINDOWS);
       forged.cookies.set(new URL(ts.issuer).host, new Map([['idp_account', value]]));
       const res = await forged.request(consoleUrl());
       assert.equal(res.status, 303, `cookie ${value}`);
       assert.ok(res.headers.get('location')!.startsWith(`${ts.issuer}/auth?`), 'back to sign-in');
-      const posted = await post('/sessions/revoke-all', { csrf: 'x' }, forged);
+      const posted = await post(forged, '/sessions/revoke-all', { csrf: 'x' });
       assert.equal(posted.status, 303);
     }
-    assert.equal((await open()).status, 200, 'the real session is untouched');
+    assert.equal((await open(browser)).status, 200, 'the real session is untouched');
   });
 
   it('answers a callback without a pending sign-in, or a cancelled one, with a 400 page', async () => {
@@ -337,7 +368,8 @@ describe('account console (/account)', () => {
   });
 
   it('signs out of the console through the provider (RP-initiated logout)', async () => {
-    const res = await post('/logout', { csrf: csrfOf(page) });
+    const { browser, page } = await signedInConsole();
+    const res = await post(browser, '/logout', { csrf: csrfOf(page) });
     assert.equal(res.status, 303);
     const endSession = new URL(res.headers.get('location')!);
     assert.equal(`${endSession.origin}${endSession.pathname}`, `${ts.issuer}/session/end`);
@@ -349,48 +381,39 @@ describe('account console (/account)', () => {
       xsrf: formField(html, 'xsrf')!,
       logout: 'yes',
     });
-    const signedOut = await followRedirect(confirm);
+    const signedOut = await followRedirect(confirm, browser);
     assert.equal(signedOut.url.href, `${ts.issuer}/account/signed-out`);
     assert.ok(signedOut.html.includes('You are signed out'));
     assert.ok(signedOut.html.includes(`href="${consoleUrl()}"`));
 
-    const again = await open();
+    const again = await open(browser);
     assert.ok(isLoginPage(again), 'the provider session ended too: the password is asked again');
   });
 
   it('signs out everywhere: every session ends, the console session too', async () => {
-    const login = await open();
-    assert.ok(isLoginPage(login));
-    const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
-    page = (await followRedirect(submitted)).html;
-    assert.ok(page.includes(user.email));
-    const other = await signInElsewhere();
+    const { user, browser, page } = await signedInConsole();
+    const other = await signInElsewhere(user);
 
-    const res = await post('/sessions/revoke-all', { csrf: csrfOf(page) });
+    const res = await post(browser, '/sessions/revoke-all', { csrf: csrfOf(page) });
     assert.equal(res.headers.get('location'), `${ts.issuer}/account/signed-out`);
     assert.ok(res.headers.getSetCookie().some((c) => /^idp_account=;/.test(c)), 'the console cookie is cleared');
-    await assert.rejects(oidc.refreshTokenGrant(other.config, other.tokens.refresh_token!));
+    await rejectsWithOAuthError(oidc.refreshTokenGrant(other.config, other.tokens.refresh_token!), 'invalid_grant');
     assert.deepEqual(await ts.server.services.repos.payloads.listSessions(user.id), []);
 
-    const again = await open();
+    const again = await open(browser);
     assert.ok(isLoginPage(again), 'next /account goes back to the login page');
   });
 
   it('revoking the current session from the list ends the console session', async () => {
-    const login = await open();
-    const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
-    page = (await followRedirect(submitted)).html;
+    const { browser, page } = await signedInConsole();
     const mine = sessionRows(page).find((r) => r.current)!;
-    const res = await post('/sessions/revoke', { csrf: csrfOf(page), session: mine.id! });
+    const res = await post(browser, '/sessions/revoke', { csrf: csrfOf(page), session: mine.id! });
     assert.equal(res.headers.get('location'), `${ts.issuer}/account/signed-out`);
-    assert.ok(isLoginPage(await open()));
+    assert.ok(isLoginPage(await open(browser)));
   });
 
   it('ends console access at once when the sessions end elsewhere', async () => {
-    const login = await open();
-    const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
-    assert.equal((await followRedirect(submitted)).status, 200);
-
+    const { user, browser } = await signedInConsole();
     await ts.server.services.selfService.logoutAll(user.id);
     const res = await browser.request(consoleUrl());
     assert.equal(res.status, 303);
@@ -398,16 +421,17 @@ describe('account console (/account)', () => {
     assert.ok(res.headers.getSetCookie().some((c) => /^idp_account=;/.test(c)), 'the dead console session is dropped');
   });
 
-  it('lets go of a user suspended while signed in, and ignores unknown flash flags', async () => {
-    const login = await open();
-    const submitted = await submitLogin(browser, login.url, login.html, user.email, newPassword);
-    assert.equal((await followRedirect(submitted)).status, 200);
+  it('ignores unknown flash flags', async () => {
+    const { browser } = await signedInConsole();
     for (const flag of ['constructor', '__proto__', 'nope']) {
       const res = await browser.request(`${consoleUrl()}?done=${flag}`);
       assert.equal(res.status, 200, flag);
       assert.doesNotMatch(await res.text(), /role="status"/);
     }
+  });
 
+  it('lets go of a user suspended while signed in', async () => {
+    const { user, browser } = await signedInConsole();
     await ts.server.services.db('users').where({ id: user.id }).update({ status: 'suspended' });
     const res = await browser.request(consoleUrl());
     assert.equal(res.status, 403);
@@ -422,9 +446,9 @@ describe('account console behind a proxy', () => {
 
   it('makes its back-channel calls to the internal origin, not to the public ISSUER', async () => {
     // The public name does not resolve here: only the browser (mapped below) can reach it.
-    const port = await freePort();
+    ts = await startTestServer((bound) => ({ ISSUER: `http://idp.invalid:${bound}` }));
+    const port = ts.port;
     const publicIssuer = `http://idp.invalid:${port}`;
-    ts = await startTestServer({ ISSUER: publicIssuer }, { store: await createTestStore(), port });
     const user = await createUser(ts);
     const internal = `127.0.0.1:${port}`;
 

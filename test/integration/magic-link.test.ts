@@ -4,16 +4,15 @@ import * as oidc from 'openid-client';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { startAuthorization as startPending, type PendingAuthorization } from '../helpers/authorization.ts';
-import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
+import { codeAndLink, fastMailSettings, mailSettled, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Sign-in by emailed link, end to end: the magic-link form of the login page of a pending
 // authorization, the mail, the link opened in the same browser (the authorization completes and
 // openid-client redeems the code), and the links that must not sign anyone in: used twice, opened
 // in another browser, or brought to another pending authorization.
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SUBJECT = /^Your sign-in link$/;
 const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
 const title = (html: string) => /<title>([^<]*)<\/title>/.exec(html)?.[1];
@@ -46,7 +45,7 @@ describe('magic links', () => {
   let client: Registered;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     ts = await startTestServer({
       ...fastMailSettings(mailbox.url),
       AUTH_API_RATE_LIMIT_PER_IP: '10000',
@@ -77,7 +76,7 @@ describe('magic links', () => {
     assert.ok(link?.startsWith(`${ts.issuer}/interaction/${flow.uid}/magic-link?token=`), link);
     const token = new URL(link!).searchParams.get('token')!;
     assert.ok(token.length >= 43, 'a 256-bit token');
-    await sleep(300);
+    await mailSettled(ts);
     assert.deepEqual(mailbox.all(unknown), []);
     assert.deepEqual(await ts.server.services.db<OutboxRow>('outbox').where({ recipient: unknown }), []);
 

@@ -1,43 +1,42 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { SMTPServer } from 'smtp-server';
 import { outboxAad } from '../../src/domain/mail/mail.ts';
 import { translate } from '../../src/i18n/index.ts';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
-import { parseMail, startSmtp, waitFor, type Received } from '../helpers/mailbox.ts';
+import { createUser } from '../helpers/rp.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { mailSettled, parseMail, startBlackHoleSmtp, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mailSettings = (smtpUrl: string) => ({
+  SMTP_URL: smtpUrl,
+  MAIL_FROM: 'Test IdP <no-reply@idp.test>',
+  MAIL_POLL_INTERVAL_MS: '50',
+  MAIL_RETRY_BASE_MS: '100',
+  MAIL_RETRY_MAX_MS: '400',
+});
 
-describe('mail outbox over SMTP', () => {
+const outboxRow = (ts: TestServer, id: string) => ts.server.services.db<OutboxRow>('outbox').where({ id }).first();
+
+describe('mail outbox while SMTP is down', () => {
   let ts: TestServer;
-  let smtp: SMTPServer | undefined;
-  let smtpPort: number;
-  const inbox: Received[] = [];
-
-  const row = (id: string) => ts.server.services.db<OutboxRow>('outbox').where({ id }).first();
-  const received = (to: string) => inbox.find((m) => m.to.includes(to));
+  let mailbox: Mailbox;
 
   before(async () => {
-    // Nothing listens on this port until the outage test starts the SMTP server.
-    smtpPort = await freePort();
-    ts = await startTestServer({
-      SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-      MAIL_FROM: 'Test IdP <no-reply@idp.test>',
-      MAIL_POLL_INTERVAL_MS: '50',
-      MAIL_RETRY_BASE_MS: '100',
-      MAIL_RETRY_MAX_MS: '400',
-    });
+    // The port stays bound to the mailbox, which resets every connection until it is brought up.
+    mailbox = await startMailbox();
+    mailbox.down();
+    ts = await startTestServer(mailSettings(mailbox.url));
   });
 
   after(async () => {
     await stopAndDestroy(ts);
-    if (smtp) await new Promise<void>((resolve) => smtp!.close(() => resolve()));
+    await mailbox.stop();
   });
 
-  it('SMTP down: the mail stays pending and is retried, requests are unaffected; it arrives once SMTP is up', async () => {
+  it('the mail stays pending and is retried, the server stays ready; it arrives once SMTP is up', async () => {
     const { db, mail } = ts.server.services;
     const code = '482913';
     const link = `${ts.issuer}/reset?token=tok-down&step=1`;
@@ -46,25 +45,18 @@ describe('mail outbox over SMTP', () => {
     );
 
     const failed = await waitFor('failed attempts', async () => {
-      const r = await row(id);
+      const r = await outboxRow(ts, id);
       return r && r.attempts >= 2 ? r : undefined;
     });
     assert.equal(failed.status, 'pending');
     assert.ok(failed.next_attempt_at instanceof Date);
-    assert.ok(failed.last_error && /ECONNREFUSED|ESOCKET|ECONNECTION/.test(failed.last_error), String(failed.last_error));
+    assert.ok(failed.last_error && /ECONNRESET|ECONNREFUSED|ESOCKET|ECONNECTION/.test(failed.last_error), String(failed.last_error));
     assert.ok(!failed.last_error.includes(code));
     assert.ok(failed.payload_sealed, 'the payload is kept until sent');
+    assert.equal((await fetch(`${ts.issuer}/readyz`)).status, 200, 'a mail outage does not make the server unready');
 
-    // The request path does not wait for mail.
-    const started = Date.now();
-    const res = await fetch(`${ts.issuer}/.well-known/openid-configuration`);
-    assert.equal(res.status, 200);
-    assert.ok(Date.now() - started < 2000);
-    const health = await fetch(`${ts.issuer}/readyz`);
-    assert.equal(health.status, 200);
-
-    smtp = await startSmtp(smtpPort, inbox);
-    const got = await waitFor('the delayed mail', () => received('down@example.com'));
+    mailbox.up();
+    const got = await mailbox.next('down@example.com');
     assert.equal(got.subject, translate('en', 'mail.forgot-password.subject'));
     assert.match(got.text, new RegExp(code));
     assert.ok(got.text.includes(link), 'the text part keeps the link as is');
@@ -73,12 +65,85 @@ describe('mail outbox over SMTP', () => {
     assert.equal(got.headers.get('message-id'), `<${id}@idp.test>`);
 
     const sent = await waitFor('row marked sent', async () => {
-      const r = await row(id);
+      const r = await outboxRow(ts, id);
       return r?.status === 'sent' ? r : undefined;
     });
     assert.ok(sent.sent_at instanceof Date);
     assert.equal(sent.payload_sealed, null, 'the sealed payload is dropped once sent');
-    assert.equal(inbox.filter((m) => m.to.includes('down@example.com')).length, 1);
+    assert.equal(mailbox.all('down@example.com').length, 1);
+  });
+});
+
+describe('mail outbox while SMTP accepts connections and never answers', () => {
+  let ts: TestServer;
+  let blackHole: Awaited<ReturnType<typeof startBlackHoleSmtp>>;
+
+  before(async () => {
+    blackHole = await startBlackHoleSmtp();
+    ts = await startTestServer({ ...mailSettings(blackHole.url), AUTH_API_RATE_LIMIT_PER_IP: '10000' });
+  });
+
+  after(async () => {
+    // The hung sends end when their connections do; then the server stops without waiting on them.
+    await blackHole.stop();
+    await stopAndDestroy(ts);
+  });
+
+  const post = async (p: string, body: unknown) => {
+    const started = Date.now();
+    const res = await fetch(new URL(p, ts.issuer), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, text, ms: Date.now() - started };
+  };
+
+  it('a password reset is answered at once, its mail waiting in the outbox, while the mail worker hangs on SMTP', async () => {
+    const { db, box } = ts.server.services;
+    const user = await createUser(ts, `Old-${randomBytes(9).toString('base64url')}-1`);
+    // Nothing is bounded by time here except "not as long as an SMTP timeout" (10 s of greeting):
+    // a request that sent its mail itself would hang on this peer.
+    const BOUND_MS = 5_000;
+
+    const requested = await post('/api/v1/auth/password-reset/request', { email: user.email });
+    assert.equal(requested.status, 202, requested.text);
+    assert.ok(requested.ms < BOUND_MS, `the request answered in ${requested.ms} ms`);
+    const resetRow = await waitFor('the reset mail queued', () =>
+      db<OutboxRow>('outbox').where({ recipient: user.email, template: 'forgot-password' }).first(),
+    );
+    await waitFor('the mail worker connected to the silent SMTP peer', () => blackHole.open > 0);
+
+    // The code, read from the outbox as the mail would carry it: the mail itself never arrives.
+    const { code } = JSON.parse(box.decrypt(resetRow.payload_sealed!, outboxAad(resetRow.id))) as { code: string };
+    const confirmed = await post('/api/v1/auth/password-reset/confirm', { email: user.email, code, password: `New-${randomBytes(9).toString('base64url')}-2` });
+    assert.equal(confirmed.status, 200, confirmed.text);
+    assert.ok(confirmed.ms < BOUND_MS, `the confirmation, which queues a password-changed mail, answered in ${confirmed.ms} ms`);
+
+    const changed = await db<OutboxRow>('outbox').where({ recipient: user.email, template: 'password-changed' }).first();
+    assert.ok(changed, 'the password-changed mail is queued with the change');
+    assert.equal(changed.status, 'pending', 'and not sent: SMTP never answered');
+    assert.equal((await outboxRow(ts, resetRow.id))!.status, 'pending');
+    assert.ok(blackHole.open > 0, 'the worker is still waiting on SMTP');
+  });
+});
+
+describe('mail outbox over SMTP', () => {
+  let ts: TestServer;
+  let mailbox: Mailbox;
+
+  const row = (id: string) => outboxRow(ts, id);
+  const received = (to: string) => mailbox.inbox.find((m) => m.to.includes(to));
+
+  before(async () => {
+    mailbox = await startMailbox();
+    ts = await startTestServer(mailSettings(mailbox.url));
+  });
+
+  after(async () => {
+    await stopAndDestroy(ts);
+    await mailbox.stop();
   });
 
   it('a mail committed with its transaction arrives with the subject, locale and body of its template', async () => {
@@ -142,7 +207,7 @@ describe('mail outbox over SMTP', () => {
     );
     assert.ok(id);
     assert.equal(await row(id), undefined);
-    await sleep(400); // several poll intervals
+    await mailSettled(ts);
     assert.equal(received('rollback@example.com'), undefined);
   });
 
@@ -200,7 +265,8 @@ describe('mail outbox over SMTP', () => {
     // Whatever the two claims took is leased: release it so the worker sends it.
     await db('outbox').whereIn('id', mine).update({ next_attempt_at: db.fn.now() });
     for (let i = 0; i < 6; i++) await waitFor(`claim${i}`, () => received(`claim${i}@example.com`));
-    assert.equal(inbox.filter((m) => m.to.some((t) => t.startsWith('claim'))).length, 6, 'each sent once');
+    await mailSettled(ts);
+    assert.equal(mailbox.inbox.filter((m) => m.to.some((t) => t.startsWith('claim'))).length, 6, 'each sent once');
   });
 });
 

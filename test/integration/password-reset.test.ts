@@ -5,15 +5,14 @@ import * as oidc from 'openid-client';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { alertText, inputTag, loginStatus } from '../helpers/login-page.ts';
-import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
+import { codeAndLink, fastMailSettings, mailSettled, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, REDIRECT_URI } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Forgot password end to end: the pages (from the login page of a pending authorization) and the
 // JSON API, the code and the link, what a reset ends (old password, refresh tokens, lockout), the
 // mails, the events, the hourly limits per address and per client IP.
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const strongPassword = () => `Rst-${randomBytes(12).toString('base64url')}-7`;
 const SUBJECT = { reset: /^Reset your password$/, changed: /^Your password was changed$/ };
 
@@ -58,7 +57,7 @@ describe('password reset', () => {
   let mailbox: Mailbox;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     ts = await startTestServer({
       ...fastMailSettings(mailbox.url),
       TRUST_PROXY: 'true',
@@ -194,7 +193,7 @@ describe('password reset', () => {
 
     await mailbox.next(known.email, SUBJECT.reset);
     await mailbox.next(other.email, SUBJECT.reset);
-    await sleep(300);
+    await mailSettled(ts);
     assert.deepEqual(mailbox.all(unknown), []);
     assert.deepEqual(await outboxOf(ts, unknown), [], 'nothing queued for an unknown address');
   });
@@ -319,7 +318,7 @@ describe('password reset', () => {
     const upper = await api(ts, '/api/v1/auth/password-reset/request', { email: user.email.toUpperCase() }, newIp());
     assert.equal(upper.status, 429);
     await mailbox.next(user.email, SUBJECT.reset);
-    await sleep(300);
+    await mailSettled(ts);
     assert.equal(mailbox.all(user.email).length, 1, 'one mail: the others met the cooldown or the limit');
 
     // Per IP: one IP, four addresses (unknown ones count too); the page shares the limit.

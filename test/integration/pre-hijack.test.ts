@@ -7,7 +7,7 @@ import { finishAuthorization, startAuthorization, type PendingAuthorization } fr
 import { alertText, openLoginPage, postLogin } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
 import { registerClient, rpConfig, signIn, uniqueEmail, type Registered } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Account pre-hijacking ("Pre-hijacked accounts", USENIX Security 2022): an attacker registers the
 // victim's address with a password of their own. The first proof of the address from outside the
@@ -26,7 +26,7 @@ describe('account pre-hijacking', () => {
   let noVerification: Registered;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     ts = await startTestServer({ ...fastMailSettings(mailbox.url), CAPTCHA_PROVIDER: 'none', AUTH_API_RATE_LIMIT_PER_IP: '10000' });
     noVerification = await registerClient(ts, { registration_require_email_verification: false }, true);
   });

@@ -5,24 +5,42 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { createTestStore, freePort, startTestServer, type TestStore } from '../helpers/server.ts';
+import { createTestStore, startTestServer, type TestStore } from '../helpers/server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const node = process.execPath;
 
 
-async function waitFor(url: string, timeoutMs = 60_000) {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not up yet
+/** The port a server process logged it listens on (it is started with PORT=0: the system picks a free one). */
+function listeningPort(logs: () => string): Promise<number> {
+  return waitFor('the server to log its port', () => {
+    for (const line of logs().split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const entry = JSON.parse(line) as { msg?: string; port?: number };
+      if (entry.msg === 'listening' && typeof entry.port === 'number') return entry.port;
     }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} did not come up`);
+    return undefined;
+  }, 60_000);
 }
+
+/** True once nothing accepts connections on the port any more. */
+const refusesConnections = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const probe = net.connect(port, '127.0.0.1');
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', () => resolve(true));
+  });
+
+/** The published keys as `alg kid`. */
+async function jwksKids(issuer: string): Promise<string[]> {
+  const { keys } = (await (await fetch(new URL('/jwks', issuer))).json()) as { keys: Array<{ kid: string; alg: string }> };
+  return keys.map((k) => `${k.alg} ${k.kid}`).sort();
+}
+const algOf = (key: string) => key.split(' ')[0]!;
 
 describe('the server process and the CLI', () => {
   let store: TestStore;
@@ -44,19 +62,19 @@ describe('the server process and the CLI', () => {
   });
 
   it('SIGTERM lets an in-flight request finish, then exits 0', async () => {
-    const port = await freePort();
     const child = spawn(node, ['src/main.ts'], {
       cwd: root,
-      env: { ...process.env, ...store.env, PORT: String(port), LOG_LEVEL: 'warn', NODE_ENV: 'test' },
+      env: { ...process.env, ...store.env, PORT: '0', LOG_LEVEL: 'info', NODE_ENV: 'test' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let logs = '';
     child.stdout.on('data', (d) => (logs += d));
     child.stderr.on('data', (d) => (logs += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await waitFor(`http://127.0.0.1:${port}/healthz`);
+    const port = await listeningPort(() => logs);
 
-    // Start a request and hold back half of its body, so it is in flight when SIGTERM arrives.
+    // Start a request and hold back half of its body, so it is in flight when SIGTERM arrives. The
+    // server's "100 Continue" tells that it has read the headers: the request is in its hands.
     const body = 'grant_type=client_credentials&client_id=nobody&client_secret=nothing';
     const socket = net.connect(port, '127.0.0.1');
     await new Promise((r) => socket.once('connect', r));
@@ -65,28 +83,53 @@ describe('the server process and the CLI', () => {
     const closed = new Promise((r) => socket.once('close', r));
     socket.write(
       `POST /token HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
-        `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 20)}`,
+        `Content-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n${body.slice(0, 20)}`,
     );
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor('the server to take the request', () => /^HTTP\/1\.1 100 Continue\r\n\r\n/.test(response));
     child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor('the server to stop accepting connections', () => refusesConnections(port));
     socket.write(body.slice(20));
     await closed;
-    assert.match(response, /^HTTP\/1\.1 401/, 'the in-flight request was answered');
+    assert.match(response.replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, ''), /^HTTP\/1\.1 401/, 'the in-flight request was answered');
     assert.match(response, /invalid_client/);
     assert.equal(await exited, 0, logs);
     // Secrets of the request never reach the log.
     assert.doesNotMatch(logs, /nothing/);
   });
 
-  it('idp migrate and idp keys rotate work against the store; errors exit non-zero', () => {
+  it('idp migrate brings the schema up to date', () => {
     const env = { ...process.env, ...store.env, LOG_LEVEL: 'silent' };
     const migrate = spawnSync(node, ['src/cli/main.ts', 'migrate'], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
     assert.equal(migrate.status, 0, migrate.stderr);
     assert.match(migrate.stdout, /up to date/);
-    const rotate = spawnSync(node, ['src/cli/main.ts', 'keys', 'rotate'], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
-    assert.equal(rotate.status, 0, rotate.stderr);
-    assert.match(rotate.stdout, /new keys published/);
+  });
+
+  it('idp keys rotate adds a new signing key per algorithm to the stored key set, published next to the old ones', async () => {
+    const own = await createTestStore();
+    try {
+      const first = await startTestServer({}, { store: own });
+      const before = await jwksKids(first.issuer);
+      await first.stop();
+      assert.ok(before.length > 0);
+
+      const env = { ...process.env, ...own.env, LOG_LEVEL: 'silent' };
+      const rotate = spawnSync(node, ['src/cli/main.ts', 'keys', 'rotate'], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
+      assert.equal(rotate.status, 0, rotate.stderr);
+      assert.match(rotate.stdout, /new keys published/);
+
+      const again = await startTestServer({}, { store: own });
+      const after = await jwksKids(again.issuer);
+      await again.stop();
+      for (const kid of before) assert.ok(after.includes(kid), `the old key ${kid} stays published (tokens it signed still verify)`);
+      const added = after.filter((kid) => !before.includes(kid));
+      assert.deepEqual(added.map(algOf).sort(), before.map(algOf).sort(), `a new key for each algorithm: before ${before.join(', ')}; after ${after.join(', ')}`);
+    } finally {
+      await own.destroy();
+    }
+  });
+
+  it('an unknown command exits 2 and a bad setting exits 1, naming it', () => {
+    const env = { ...process.env, ...store.env, LOG_LEVEL: 'silent' };
     const unknown = spawnSync(node, ['src/cli/main.ts', 'frobnicate'], { cwd: root, env, encoding: 'utf8', timeout: 30_000 });
     assert.equal(unknown.status, 2);
     assert.match(unknown.stderr, /unknown command/);
@@ -108,7 +151,7 @@ describe('the server process and the CLI', () => {
       const first = await startTestServer({ KEY_ENCRYPTION_KEY: keyA }, { store: own });
       await first.stop();
 
-      const env = { ...process.env, ...own.env, KEY_ENCRYPTION_KEY: keyB, PORT: String(await freePort()), NODE_ENV: 'test', LOG_LEVEL: 'silent' };
+      const env = { ...process.env, ...own.env, KEY_ENCRYPTION_KEY: keyB, PORT: '0', NODE_ENV: 'test', LOG_LEVEL: 'silent' };
       const server = spawnSync(node, ['src/main.ts'], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
       assert.equal(server.status, 1, server.stderr);
       const lines = server.stderr.trim().split('\n');

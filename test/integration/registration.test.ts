@@ -10,15 +10,14 @@ import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { finishAuthorization, startAuthorization as startPending, type PendingAuthorization } from '../helpers/authorization.ts';
 import { solveCaptcha } from '../helpers/captcha.ts';
 import { alertText } from '../helpers/login-page.ts';
-import { codeAndLink, fastMailSettings, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
+import { codeAndLink, fastMailSettings, mailSettled, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 import { createUser, registerClient, rpConfig, signIn, submitLogin, uniqueEmail, type Registered } from '../helpers/rp.ts';
-import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 // Self-registration end to end: the register page inside a pending authorization (real ALTCHA
 // proof of work, real SMTP mailbox, openid-client as the relying party), the JSON API, the
 // registration policy per server and per client, and the verification code's limits.
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const strongPassword = () => `Reg-${randomBytes(12).toString('base64url')}-9`;
 const SUBJECT = {
   verify: /^Verify your email address$/,
@@ -106,7 +105,7 @@ describe('self-registration', () => {
   let mailbox: Mailbox;
 
   before(async () => {
-    mailbox = await startMailbox(await freePort());
+    mailbox = await startMailbox();
     ts = await startTestServer(mailSettings(mailbox.url));
   });
   after(async () => {
@@ -225,7 +224,7 @@ describe('self-registration', () => {
     await mailbox.next(email, SUBJECT.verify);
     // Mails of a registration are queued in its transaction: once they are all sent, none is missing.
     assert.deepEqual(await sentTemplates(ts, email), ['verify-email']);
-    await sleep(300);
+    await mailSettled(ts);
     assert.deepEqual(mailbox.all(email).map((m) => m.subject), ['Verify your email address']);
   });
 
@@ -469,7 +468,7 @@ describe('self-registration', () => {
     const resend = await api(ts, '/api/v1/auth/verify-email/resend', { email });
     assert.equal(resend.status, 202, resend.text);
     assert.equal(resend.body.status, 'accepted');
-    await sleep(500);
+    await mailSettled(ts);
     const verifyRows = async () => (await outboxOf(ts, email)).filter((r) => r.template === 'verify-email').length;
     assert.equal(await verifyRows(), 1, 'no second code within the cooldown');
     assert.equal(await ephemeral.get(`verify-email:daily:${id}`), '1', 'the refused send did not spend the quota');
@@ -483,7 +482,7 @@ describe('self-registration', () => {
     await ephemeral.del(`verify-email:cooldown:${id}`);
     const overQuota = await api(ts, '/api/v1/auth/verify-email/resend', { email });
     assert.equal(overQuota.status, 202, 'the answer does not change');
-    await sleep(500);
+    await mailSettled(ts);
     assert.equal(await verifyRows(), 1, 'no mail over the daily quota');
     await ephemeral.del(`verify-email:cooldown:${id}`);
     await assert.rejects(codes.issue('verify-email', id), (err: unknown) => err instanceof AppError && err.code === 'IDENT_OTP_DAILY_QUOTA');
@@ -541,8 +540,8 @@ describe('registration while SMTP is down', () => {
   let ts: TestServer;
   let mailbox: Mailbox;
   before(async () => {
-    mailbox = await startMailbox(await freePort());
-    await mailbox.stop();
+    mailbox = await startMailbox();
+    mailbox.down();
     ts = await startTestServer(mailSettings(mailbox.url));
   });
   after(async () => {
@@ -564,7 +563,7 @@ describe('registration while SMTP is down', () => {
     assert.equal(failing.status, 'pending');
     assert.ok(failing.last_error);
 
-    await mailbox.start();
+    mailbox.up();
     const { code } = codeAndLink(await mailbox.next(email, SUBJECT.verify), ts.issuer);
     // The registration's handle makes this the registrant's own proof: the password stays.
     const verified = await api(ts, '/api/v1/auth/verify-email', { email, code: code!, registration: res.body.registration });

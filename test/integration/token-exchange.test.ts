@@ -116,7 +116,15 @@ describe('token exchange', () => {
     const withActor = await exchange(tokens.access_token, { resource: OTHER_API, actor_token: actorTokens.access_token, actor_token_type: AT_TYPE });
     const { payload: acted } = await jwtVerify(withActor.access_token, jwks, { audience: OTHER_API });
     assert.equal(acted.sub, user.id);
-    assert.equal((acted.act as { sub: string }).sub, actorUser.id);
+    assert.deepEqual(acted.act, { sub: actorUser.id, client_id: webConfig.clientMetadata().client_id }, 'act names the actor and its client');
+    const plain = decodeJwt((await exchange(tokens.access_token, { resource: OTHER_API })).access_token);
+    assert.equal(plain.act, undefined, 'no act claim without an actor token');
+    // An actor token that is no token of ours, or a type without a token, is refused (RFC 8693 2.2.2).
+    await assert.rejects(
+      exchange(tokens.access_token, { resource: OTHER_API, actor_token: 'not-a-token', actor_token_type: AT_TYPE }),
+      refusedWith('invalid_request'),
+    );
+    await assert.rejects(exchange(tokens.access_token, { resource: OTHER_API, actor_token_type: AT_TYPE }), refusedWith('invalid_request'));
   });
 
   it('a suspended, deactivated or reset user\'s tokens, opaque or JWT, cannot be exchanged', async () => {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it, mock } from 'node:test';
 import { solveChallenge, type Challenge } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
-import { captchaCspSources, createCaptcha, type Captcha } from '../../src/infra/captcha.ts';
+import { SITEVERIFY_TIMEOUT_MS, captchaCspSources, createCaptcha, type Captcha } from '../../src/infra/captcha.ts';
 import { randomToken } from '../../src/infra/crypto.ts';
 import type { EphemeralStore } from '../../src/infra/ephemeral/index.ts';
 import { MemoryStore } from '../../src/infra/ephemeral/memory.ts';
@@ -206,13 +206,36 @@ async function startSiteverify() {
   };
 }
 
-/** A URL nothing listens on: a port that was just released. */
-async function unreachableUrl(): Promise<string> {
-  const server = http.createServer();
+/**
+ * A siteverify peer at a port we keep: `reset` answers every connection with a TCP reset (an
+ * unreachable service, without giving the port up), `silent` reads the request and never answers.
+ */
+async function deadSiteverify(mode: 'reset' | 'silent') {
+  const sockets = new Set<net.Socket>();
+  let received = 0;
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    if (mode === 'reset') return socket.resetAndDestroy();
+    sockets.add(socket);
+    socket.on('data', () => received++);
+    socket.on('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}/siteverify`;
+  return {
+    url: `http://127.0.0.1:${port}/siteverify`,
+    get received() {
+      return received;
+    },
+    get open() {
+      return sockets.size;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 for (const provider of ['turnstile', 'hcaptcha'] as const) {
@@ -277,25 +300,31 @@ for (const provider of ['turnstile', 'hcaptcha'] as const) {
     });
 
     it('fails closed when siteverify is unreachable', async () => {
-      const offline = createCaptcha({ provider, hmacKey: '', ephemeral: store, secretKey, siteKey, verifyUrl: await unreachableUrl() });
-      assert.equal(await offline.verify('good', '203.0.113.7'), false);
+      const dead = await deadSiteverify('reset');
+      try {
+        const offline = createCaptcha({ provider, hmacKey: '', ephemeral: store, secretKey, siteKey, verifyUrl: dead.url });
+        assert.equal(await offline.verify('good', '203.0.113.7'), false);
+      } finally {
+        await dead.close();
+      }
     });
 
-    it('bounds the call with a timeout and fails closed when it fires', async () => {
-      let signal: AbortSignal | null | undefined;
-      const hanging = createCaptcha({
-        provider,
-        hmacKey: '',
-        ephemeral: store,
-        secretKey,
-        siteKey,
-        fetch: async (_url, init) => {
-          signal = init?.signal;
-          throw new DOMException('The operation was aborted due to timeout', 'TimeoutError');
-        },
-      });
-      assert.equal(await hanging.verify('good'), false);
-      assert.ok(signal instanceof AbortSignal, 'the request carries an abort signal');
+    it(`gives up on a siteverify that never answers after its timeout (${SITEVERIFY_TIMEOUT_MS} ms) and fails closed`, async () => {
+      const silent = await deadSiteverify('silent');
+      try {
+        const hanging = createCaptcha({ provider, hmacKey: '', ephemeral: store, secretKey, siteKey, verifyUrl: silent.url });
+        const started = performance.now();
+        const outcome = await hanging.verify('good', '203.0.113.7');
+        const waited = performance.now() - started;
+        assert.equal(outcome, false, 'a token that could not be checked is refused');
+        assert.ok(silent.received > 0, 'the request reached siteverify, which kept silent');
+        // Not a performance bound: it waited for the timeout (not an immediate failure) and did
+        // give up (not hang until the socket or the test dies).
+        assert.ok(waited >= SITEVERIFY_TIMEOUT_MS - 50, `gave up after ${Math.round(waited)} ms, before its timeout`);
+        assert.ok(waited < SITEVERIFY_TIMEOUT_MS * 3, `gave up after ${Math.round(waited)} ms, long past its timeout`);
+      } finally {
+        await silent.close();
+      }
     });
   });
 }
