@@ -1,9 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/load.ts';
 import { authorizationUrl, openLoginPage, postLogin, type LoginPage } from '../helpers/login-page.ts';
 import { createUser, registerClient, uniqueEmail, REDIRECT_URI } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
@@ -106,72 +102,6 @@ describe('operations', () => {
       const res = await fetch(new URL('/nope', ts.issuer), { headers: { accept: 'text/html', 'x-request-id': 'trace-123' } });
       assert.equal(res.status, 404);
       assert.match(await res.text(), /trace-123/);
-    });
-  });
-
-  describe('configuration', () => {
-    const tmp = mkdtempSync(path.join(os.tmpdir(), 'idp-config-'));
-    after(() => rmSync(tmp, { recursive: true, force: true }));
-    const load = (env: Record<string, string>) => loadConfig({ NODE_ENV: 'test', ...env }, tmp);
-
-    it('rejects a bad setting with a ConfigError naming it', () => {
-      for (const [key, value] of [
-        ['PORT', 'abc'],
-        ['PORT', '70000'],
-        ['LOCKOUT_THRESHOLD', '-1'],
-        ['LOCKOUT_DURATION_SECONDS', '1.5'],
-        ['LOGIN_RATE_LIMIT_PER_IP', '0'],
-        ['TRUST_PROXY', 'maybe'],
-        ['ISSUER', 'ftp://idp.example.test/?x=1'],
-        ['DATABASE_URL', 'mysql://localhost/db'],
-      ] as const) {
-        assert.throws(
-          () => load({ [key]: value }),
-          (err: Error) => err instanceof ConfigError && new RegExp(`\\b${key}\\b`).test(err.message),
-          `${key}=${value} should be refused naming ${key}`,
-        );
-      }
-    });
-
-    it('names ISSUER when it is not a URL at all', () => {
-      assert.throws(
-        () => load({ ISSUER: 'not a url' }),
-        (err: Error) => err instanceof ConfigError && /\bISSUER\b/.test(err.message),
-      );
-    });
-
-    it('reports every bad setting at once, and accepts good ones', () => {
-      assert.throws(
-        () => load({ PORT: 'abc', LOCKOUT_THRESHOLD: '-1' }),
-        (err: Error) => err instanceof ConfigError && /\bPORT\b/.test(err.message) && /\bLOCKOUT_THRESHOLD\b/.test(err.message),
-      );
-      const cfg = load({ PORT: '8080', LOCKOUT_THRESHOLD: '3', TRUST_PROXY: 'true' });
-      assert.equal(cfg.PORT, 8080);
-      assert.equal(cfg.LOCKOUT_THRESHOLD, 3);
-      assert.equal(cfg.TRUST_PROXY, true);
-      assert.equal(cfg.ISSUER, 'http://localhost:8080');
-    });
-
-    it('refuses to boot in production without an https ISSUER, with a one-line message', () => {
-      const prod = (env: Record<string, string>) => loadConfig({ ...env, NODE_ENV: 'production' }, tmp);
-      for (const [env, pattern] of [
-        [{ ISSUER: 'http://idp.example.test' }, /^invalid configuration: ISSUER: must be an https:\/\/ URL in production \(got http:\/\/\)$/],
-        [{}, /^invalid configuration: ISSUER: is required in production: the public https:\/\/ URL of this provider$/],
-      ] as const) {
-        assert.throws(() => prod(env), (err: Error) => err instanceof ConfigError && pattern.test(err.message), JSON.stringify(env));
-      }
-      assert.equal(prod({ ISSUER: 'https://idp.example.test/' }).ISSUER, 'https://idp.example.test');
-    });
-
-    it('names a bad setting that comes from the config file', () => {
-      const file = path.join(tmp, 'bad.json');
-      writeFileSync(file, JSON.stringify({ LOCKOUT_THRESHOLD: 0 }));
-      assert.throws(
-        () => load({ CONFIG_FILE: file }),
-        (err: Error) => err instanceof ConfigError && /\bLOCKOUT_THRESHOLD\b/.test(err.message),
-      );
-      // The environment wins over the file.
-      assert.equal(load({ CONFIG_FILE: file, LOCKOUT_THRESHOLD: '4' }).LOCKOUT_THRESHOLD, 4);
     });
   });
 
