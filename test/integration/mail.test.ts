@@ -8,15 +8,9 @@ import { translate } from '../../src/i18n/index.ts';
 import type { OutboxRow } from '../../src/repos/outbox.ts';
 import { createUser } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
-import { mailSettled, parseMail, startBlackHoleSmtp, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
+import { fastMailSettings, mailSettled, parseMail, startBlackHoleSmtp, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 
-const mailSettings = (smtpUrl: string) => ({
-  SMTP_URL: smtpUrl,
-  MAIL_FROM: 'Test IdP <no-reply@idp.test>',
-  MAIL_POLL_INTERVAL_MS: '50',
-  MAIL_RETRY_BASE_MS: '100',
-  MAIL_RETRY_MAX_MS: '400',
-});
+const mailSettings = (smtpUrl: string) => ({ ...fastMailSettings(smtpUrl), MAIL_FROM: 'Test IdP <no-reply@idp.test>' });
 
 const outboxRow = (ts: TestServer, id: string) => ts.server.services.db<OutboxRow>('outbox').where({ id }).first();
 
