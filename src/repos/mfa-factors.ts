@@ -74,9 +74,10 @@ export function createMfaFactorsRepo(db: Knex) {
       return (await q.delete().returning('*')) as FactorRow[];
     },
 
-    async delete(userId: string, id: string, trx?: Knex.Transaction): Promise<FactorRow | undefined> {
+    /** Deletes one confirmed factor of the user (a recovery set with its codes). */
+    async deleteConfirmed(userId: string, id: string, trx?: Knex.Transaction): Promise<FactorRow | undefined> {
       if (!UUID.test(id)) return undefined;
-      const [row] = await factors(trx).where({ id, user_id: userId }).delete().returning('*');
+      const [row] = await factors(trx).where({ id, user_id: userId }).whereNotNull('confirmed_at').delete().returning('*');
       return row as FactorRow | undefined;
     },
 
