@@ -25,6 +25,7 @@ import { newTotpSecret, otpauthUri, qrCodeDataUrl, totpStep, TOTP_DRIFT_STEPS, T
  *   mfa-totp:used:{userId}:{step}     replay record: a code of that time step was accepted
  *   mfa-recovery:attempts|lock:{userId}  the same for recovery codes
  *   mfa-enroll:attempts|lock:{factorId}  wrong codes confirming one pending enrollment
+ *   mfa-enroll:used:{factorId}:{step}    replay record of a confirmation (it also spends the user's step)
  * Every wrong factor at sign-in also counts toward the account lockout (accounts.ts).
  */
 
@@ -143,11 +144,24 @@ export function createMfa(deps: {
     return locked ? 'locked' : 'invalid';
   }
 
-  /** The step of `code` for `secret`, once per user and step: a code seen in this step before is refused. */
+  /** Whether `code` is the secret's code for a step near now, once per user and step: a code seen in its step before is refused. */
   async function acceptTotp(userId: string, secret: string, code: string): Promise<boolean> {
     const step = await totpStep(secret, code);
     if (step === undefined) return false;
     return ephemeral.setIfAbsent(key('mfa-totp', 'used', `${userId}:${step}`), '1', REPLAY_TTL_SECONDS);
+  }
+
+  /**
+   * The same for confirming a new enrollment, once per enrollment and step. Its step is then also
+   * spent for the user, so the code typed to confirm cannot be replayed at a sign-in; but a step an
+   * older authenticator already used does not stop the new one from being confirmed.
+   */
+  async function acceptEnrollmentCode(userId: string, factorId: string, secret: string, code: string): Promise<boolean> {
+    const step = await totpStep(secret, code);
+    if (step === undefined) return false;
+    if (!(await ephemeral.setIfAbsent(key('mfa-enroll', 'used', `${factorId}:${step}`), '1', REPLAY_TTL_SECONDS))) return false;
+    await ephemeral.set(key('mfa-totp', 'used', `${userId}:${step}`), '1', REPLAY_TTL_SECONDS);
+    return true;
   }
 
   return {
@@ -185,7 +199,7 @@ export function createMfa(deps: {
       if ((await ephemeral.get(key('mfa-enroll', 'lock', factorId))) !== undefined) throw new AppError('IDENT_OTP_LOCKED');
       const attempts = await ephemeral.incr(key('mfa-enroll', 'attempts', factorId), settings.lockSeconds);
       const secret = box.decrypt(pending.secret_sealed!, secretAad(pending.id));
-      if (attempts > settings.maxAttempts || !(await acceptTotp(userId, secret, code))) {
+      if (attempts > settings.maxAttempts || !(await acceptEnrollmentCode(userId, factorId, secret, code))) {
         if (attempts >= settings.maxAttempts) {
           await ephemeral.set(key('mfa-enroll', 'lock', factorId), '1', settings.lockSeconds);
           throw new AppError('IDENT_OTP_LOCKED');
