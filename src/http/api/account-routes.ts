@@ -35,7 +35,7 @@ export interface AccountOperation {
   /** A scope the user's token must carry besides openid. */
   scope?: string;
   /**
-   * Account management (sessions, password, sign-out everywhere; MFA and devices to come): only
+   * Account management (sessions, password, sign-out everywhere, second factors; devices to come): only
    * tokens issued to first-party clients, checked before anything else (see requireFirstParty).
    */
   firstPartyOnly?: true;
