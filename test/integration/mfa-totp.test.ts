@@ -277,9 +277,13 @@ describe('second factors: TOTP and recovery codes', () => {
     assert.equal((await ts.server.services.mfa.enrolledFactors(other.user.id)).length, 1, 'the other user\'s factor stays');
     // Nor can another user's pending enrollment be confirmed.
     const pending = (await call('POST', '/api/v1/me/mfa/totp/enroll', other.session.accessToken)).body as { factorId: string; secret: string };
-    const stolen = await call('POST', '/api/v1/me/mfa/totp/confirm', session.accessToken, { factorId: pending.factorId, code: await codeAt(pending.secret) });
-    assert.equal(stolen.status, 404);
-    assert.equal(stolen.body!.error, 'IDENT_MFA_FACTOR_NOT_FOUND');
+    for (const code of [await wrongCode(pending.secret), await codeAt(pending.secret)]) {
+      const stolen = await call('POST', '/api/v1/me/mfa/totp/confirm', session.accessToken, { factorId: pending.factorId, code });
+      assert.equal(stolen.status, 404, 'the same answer for a wrong and a right code: nothing to learn');
+      assert.equal(stolen.body!.error, 'IDENT_MFA_FACTOR_NOT_FOUND');
+    }
+    const owner = await call('POST', '/api/v1/me/mfa/totp/confirm', other.session.accessToken, { factorId: pending.factorId, code: await codeAt(pending.secret) });
+    assert.equal(owner.status, 200, 'the stranger\'s tries spent nothing of the owner\'s enrollment');
 
     const res = await call('DELETE', `/api/v1/me/mfa/${factorId}`, session.accessToken);
     assert.equal(res.status, 204);
