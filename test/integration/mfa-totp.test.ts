@@ -360,7 +360,7 @@ describe('second factors: TOTP and recovery codes', () => {
     assert.match(mail.html, /Đặt lại mật khẩu/);
   });
 
-  it('the OpenAPI document describes the MFA routes', async () => {
+  it('the OpenAPI document describes the MFA routes, each first-party only', async () => {
     const doc = (await (await fetch(new URL('/api/v1/openapi.json', ts.issuer))).json()) as { paths: Record<string, Record<string, unknown>> };
     for (const [path, method] of [
       ['/api/v1/me/mfa', 'get'],
@@ -369,7 +369,7 @@ describe('second factors: TOTP and recovery codes', () => {
       ['/api/v1/me/mfa/recovery-codes', 'post'],
       ['/api/v1/me/mfa/{factorId}', 'delete'],
     ] as const) {
-      assert.ok(doc.paths[path]?.[method], `${method} ${path}`);
+      assert.equal((doc.paths[path]?.[method] as Record<string, unknown> | undefined)?.['x-first-party-only'], true, `${method} ${path}, first-party only`);
     }
   });
 });
