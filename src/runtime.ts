@@ -14,6 +14,7 @@ import { createCaptcha } from './infra/captcha.ts';
 import { ensureAccountConsoleClient } from './http/account/client.ts';
 
 import { createServices, type Services } from './services.ts';
+import { MFA_DEFAULTS } from './domain/authn/mfa.ts';
 
 /**
  * Like Keycloak's bootstrap admin client: a confidential client with client_credentials and every
@@ -98,6 +99,7 @@ export async function startServer(
       passwordReset: services.passwordReset,
       magicLinks: services.magicLinks,
       selfService: services.selfService,
+      mfa: services.mfa,
       captcha: createCaptcha({
         provider: config.CAPTCHA_PROVIDER,
         hmacKey: services.box.mac('captcha:altcha', 'hmac-key').toString('base64url'),
@@ -140,7 +142,12 @@ export async function startServer(
     payloads: services.repos.payloads,
     keys: services.keys,
     logger,
-    others: [() => services.repos.idempotency.sweepExpired(), () => services.repos.outbox.sweepSent(30)],
+    others: [
+      () => services.repos.idempotency.sweepExpired(),
+      () => services.repos.outbox.sweepSent(30),
+      // TOTP enrollments never confirmed: dead after their lifetime, their sealed secret goes too.
+      () => services.repos.mfaFactors.sweepUnconfirmed(MFA_DEFAULTS.enrollmentTtlSeconds),
+    ],
   });
   sweeper.start(config.SWEEP_INTERVAL_SECONDS);
 

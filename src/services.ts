@@ -33,6 +33,8 @@ import { createPasswordReset } from './domain/accounts/password-reset.ts';
 import { createRegistration } from './domain/accounts/registration.ts';
 import type { RegistrationPolicy } from './domain/accounts/registration-policy.ts';
 import { createSelfService } from './domain/accounts/self-service.ts';
+import { createMfaFactorsRepo } from './repos/mfa-factors.ts';
+import { createMfa, MFA_DEFAULTS } from './domain/authn/mfa.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -66,6 +68,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     idempotency: createIdempotencyRepo(db),
     events: createEventsRepo(db),
     outbox: createOutboxRepo(db),
+    mfaFactors: createMfaFactorsRepo(db),
   };
   const events = createEventRecorder(repos.events);
   const mail = createMailOutbox({ repo: repos.outbox, box });
@@ -145,6 +148,11 @@ export async function createServices(config: AppConfig, logger: Logger) {
     users: repos.users, hasher, passwordPolicy, mail, events, links, payloads: repos.payloads, transaction,
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
   });
+  // Second factors (TOTP, recovery codes): the account API manages them, the sign-in step checks them.
+  const mfa = createMfa({
+    repo: repos.mfaFactors, users: repos.users, payloads: repos.payloads, box, ephemeral, events, mail, links, accounts, transaction,
+    settings: { ...MFA_DEFAULTS, issuerName: new URL(config.ISSUER).hostname },
+  });
 
   return {
     db,
@@ -166,6 +174,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     passwordReset,
     magicLinks,
     selfService,
+    mfa,
     async close() {
       await ephemeral.close();
       await db.destroy();

@@ -5,6 +5,7 @@ import type { AddressProof } from '../domain/accounts/address-proof.ts';
 import type { PasswordReset } from '../domain/accounts/password-reset.ts';
 import type { MagicLinks } from '../domain/authn/magic-links.ts';
 import type { SelfService } from '../domain/accounts/self-service.ts';
+import type { Mfa } from '../domain/authn/mfa.ts';
 import type { Captcha } from '../infra/captcha.ts';
 
 /** The account lifecycle services the pages and the account API use. */
@@ -16,6 +17,8 @@ export interface AccountFlowDeps {
   passwordReset: PasswordReset;
   magicLinks: MagicLinks;
   selfService: SelfService;
+  /** Second factors (TOTP, recovery codes) of the signed-in user. */
+  mfa: Mfa;
   captcha: Captcha;
   authRateLimitPerIp: number;
   meRateLimitPerUser: number;

@@ -143,6 +143,8 @@ export const en = {
   'mail.magic-link.subject': 'Your sign-in link',
   'mail.account-exists.subject': 'Someone tried to create an account with your email',
   'mail.set-password.subject': 'Choose your password',
+  'mail.mfa-enrolled.subject': 'A sign-in step was added to your account',
+  'mail.mfa-removed.subject': 'A sign-in step was removed from your account',
 } as const;
 
 export type MessageKey = keyof typeof en;

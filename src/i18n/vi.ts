@@ -145,4 +145,6 @@ export const vi: Messages = {
   'mail.magic-link.subject': 'Liên kết đăng nhập của bạn',
   'mail.account-exists.subject': 'Có người đã thử tạo tài khoản bằng email của bạn',
   'mail.set-password.subject': 'Chọn mật khẩu của bạn',
+  'mail.mfa-enrolled.subject': 'Một bước đăng nhập đã được thêm vào tài khoản của bạn',
+  'mail.mfa-removed.subject': 'Một bước đăng nhập đã bị gỡ khỏi tài khoản của bạn',
 };

@@ -8,6 +8,7 @@ import * as outbox from '../../migrations/0004_outbox.ts';
 import * as accountLifecycle from '../../migrations/0005_account_lifecycle.ts';
 import * as digestedTokenIds from '../../migrations/0006_digested_token_ids.ts';
 import * as unverifiedOwnerPassword from '../../migrations/0007_unverified_owner_password.ts';
+import * as mfaFactors from '../../migrations/0008_mfa_factors.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -24,6 +25,7 @@ const migrations: Record<string, Migration> = {
   '0005_account_lifecycle': accountLifecycle,
   '0006_digested_token_ids': digestedTokenIds,
   '0007_unverified_owner_password': unverifiedOwnerPassword,
+  '0008_mfa_factors': mfaFactors,
 };
 
 /**

@@ -167,6 +167,35 @@ export function createAccounts(deps: {
       await events.record({ type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), amr } });
     },
 
+    /**
+     * Whether the account is locked against sign-ins: its address's failure counter is at the
+     * threshold, or its own record is locked. A second factor is not checked while it is.
+     */
+    async isLocked(user: Pick<UserRow, 'tenant_id' | 'email' | 'locked_until'>): Promise<boolean> {
+      if (user.locked_until && user.locked_until.getTime() > Date.now()) return true;
+      return Number((await ephemeral.get(failureKey(user.tenant_id, user.email))) ?? 0) >= lockout.threshold;
+    },
+
+    /**
+     * A wrong second factor (TOTP or recovery code) counts toward the account lockout like a wrong
+     * password: the address's failure counter and the account's record both move, and the events
+     * say which factor failed. Only someone past the password (or holding the user's token) gets
+     * here, so unlike password failures this is written before the answer. Answers whether the
+     * account is now locked.
+     */
+    async recordSecondFactorFailure(user: UserRow, factor: 'totp' | 'recovery', context: ChangeContext = {}): Promise<{ locked: boolean }> {
+      const failures = await ephemeral.incr(failureKey(user.tenant_id, user.email), lockout.durationSeconds);
+      const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
+      const base = { subjectId: user.id, tenantId: user.tenant_id, ...context };
+      await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_second_factor', factor, failedAttempts: after?.failed_attempts } });
+      const recordLocked = Boolean(after?.locked_until && after.locked_until.getTime() > Date.now());
+      const wasLocked = Boolean(user.locked_until && user.locked_until.getTime() > Date.now());
+      if (recordLocked && !wasLocked) {
+        await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
+      }
+      return { locked: recordLocked || failures >= lockout.threshold };
+    },
+
     async findActive(id: string): Promise<UserRow | undefined> {
       const user = await users.findById(id);
       return user?.status === 'active' ? user : undefined;

@@ -15,7 +15,9 @@ export type EventType =
   | 'user.deleted'
   | 'user.locked'
   | 'user.signed_in'
-  | 'user.sign_in_failed';
+  | 'user.sign_in_failed'
+  | 'user.mfa_enrolled'
+  | 'user.mfa_removed';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,

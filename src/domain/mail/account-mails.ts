@@ -70,3 +70,22 @@ export function accountExistsMail(owner: Recipient, links: AccountLinks, locale:
     data: { ...greeting(owner), signInUrl: links.account(), resetUrl: links.forgotPassword() },
   };
 }
+
+/** A second factor was added to the account (or a new set of recovery codes made). */
+export function mfaEnrolledMail(user: Recipient, factor: 'totp' | 'recovery', replaced: boolean, links: AccountLinks): MailMessage<'mfa-enrolled'> {
+  return {
+    to: user.email,
+    template: 'mfa-enrolled',
+    locale: mailLocaleOf(user, 'en'),
+    data: { ...greeting(user), factor, ...(replaced ? { replaced: true } : {}), accountUrl: links.account(), resetUrl: links.forgotPassword() },
+  };
+}
+
+export function mfaRemovedMail(user: Recipient, factor: 'totp' | 'recovery', links: AccountLinks): MailMessage<'mfa-removed'> {
+  return {
+    to: user.email,
+    template: 'mfa-removed',
+    locale: mailLocaleOf(user, 'en'),
+    data: { ...greeting(user), factor, accountUrl: links.account(), resetUrl: links.forgotPassword() },
+  };
+}

@@ -19,11 +19,14 @@ export interface MailTemplateData {
   'magic-link': { name?: string; link: string; expiresInMinutes: number };
   /** Someone tried to register with an address that has an account. */
   'account-exists': { name?: string; signInUrl: string; resetUrl: string };
+  /** A second factor was added (`replaced`: it took the place of the earlier one of its kind). */
+  'mfa-enrolled': { name?: string; factor: 'totp' | 'recovery'; replaced?: boolean; accountUrl: string; resetUrl: string };
+  'mfa-removed': { name?: string; factor: 'totp' | 'recovery'; accountUrl: string; resetUrl: string };
 }
 
 export type MailTemplate = keyof MailTemplateData;
 
-export const MAIL_TEMPLATES = ['welcome', 'verify-email', 'forgot-password', 'password-changed', 'magic-link', 'account-exists'] as const satisfies readonly MailTemplate[];
+export const MAIL_TEMPLATES = ['welcome', 'verify-email', 'forgot-password', 'password-changed', 'magic-link', 'account-exists', 'mfa-enrolled', 'mfa-removed'] as const satisfies readonly MailTemplate[];
 
 export interface MailMessage<T extends MailTemplate = MailTemplate> {
   to: string;
@@ -32,7 +35,7 @@ export interface MailMessage<T extends MailTemplate = MailTemplate> {
   data: MailTemplateData[T];
 }
 
-const LINK_FIELDS = ['signInUrl', 'link', 'resetUrl'] as const;
+const LINK_FIELDS = ['signInUrl', 'link', 'resetUrl', 'accountUrl'] as const;
 
 /** The associated data of a row's sealed payload: a payload cannot be moved to another row. */
 export function outboxAad(id: string): string {

@@ -15,6 +15,7 @@ import { ME_FIELD_SCOPES, meView } from './views.ts';
 import { requireFirstParty, requireUserScope, userBearerAuth, type UserCaller } from './user-auth.ts';
 import { checkBody, parse } from './validate.ts';
 import { randomToken } from '../../infra/crypto.ts';
+import type { FactorSummary } from '../../domain/authn/mfa.ts';
 
 export interface AccountApiDeps {
   provider: Provider;
@@ -34,7 +35,7 @@ export interface AccountOperation {
   /** A scope the user's token must carry besides openid. */
   scope?: string;
   /**
-   * Account management (sessions, password, sign-out everywhere; MFA and devices to come): only
+   * Account management (sessions, password, sign-out everywhere, second factors; devices to come): only
    * tokens issued to first-party clients, checked before anything else (see requireFirstParty).
    */
   firstPartyOnly?: true;
@@ -176,7 +177,51 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
         return undefined;
       },
     },
+    {
+      method: 'get', path: '/me/mfa', auth: 'user', firstPartyOnly: true, summary: 'Confirmed second factors (TOTP, recovery codes); never a secret',
+      response: { status: 200, schema: s.mfaFactorList },
+      async handle(_ctx, { caller }) {
+        return { data: (await account.mfa.list(caller!.accountId)).map(factorView) };
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/totp/enroll', auth: 'user', firstPartyOnly: true,
+      summary: 'Start a TOTP enrollment: the secret, its otpauth:// URI and a QR code, shown only here; confirm within 10 minutes',
+      response: { status: 201, schema: s.totpEnrollment },
+      async handle(_ctx, { caller }) {
+        const enrollment = await account.mfa.enrollTotp(caller!.accountId);
+        return { ...enrollment, expiresAt: enrollment.expiresAt.toISOString() };
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/totp/confirm', auth: 'user', firstPartyOnly: true,
+      summary: 'Activate a TOTP enrollment with a current code (replaces an earlier authenticator); ends the other sessions',
+      body: s.totpConfirm, response: { status: 200, schema: s.mfaFactor },
+      async handle(ctx, { body, caller }) {
+        return factorView(await account.mfa.confirmTotp(caller!.accountId, body.factorId, body.code, caller!.sessionUid, context(ctx, caller)));
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/recovery-codes', auth: 'user', firstPartyOnly: true,
+      summary: 'A new set of 10 single-use recovery codes, shown only here (the earlier set stops working); ends the other sessions',
+      response: { status: 201, schema: s.recoveryCodes },
+      async handle(ctx, { caller }) {
+        return { codes: await account.mfa.regenerateRecoveryCodes(caller!.accountId, caller!.sessionUid, context(ctx, caller)) };
+      },
+    },
+    {
+      method: 'delete', path: '/me/mfa/:factorId', auth: 'user', firstPartyOnly: true, summary: 'Remove a second factor; ends the other sessions',
+      response: { status: 204 },
+      async handle(ctx, { params, caller }) {
+        await account.mfa.remove(caller!.accountId, params.factorId!, caller!.sessionUid, context(ctx, caller));
+        return undefined;
+      },
+    },
   ];
+}
+
+function factorView(f: FactorSummary) {
+  return { id: f.id, type: f.type, name: f.name, createdAt: f.createdAt.toISOString(), lastUsedAt: f.lastUsedAt?.toISOString() ?? null };
 }
 
 export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperation[]) {

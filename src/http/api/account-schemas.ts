@@ -90,3 +90,32 @@ export const sessionList = z.object({
     }),
   ),
 });
+
+// Second factors (/api/v1/me/mfa*).
+
+export const totpConfirm = z.strictObject({
+  factorId: z.string().min(1).max(64).describe('The `factorId` of the enrollment answer'),
+  code: code.describe('The current 6-digit code of the authenticator app'),
+});
+
+export const totpEnrollment = z.object({
+  factorId: z.string(),
+  secret: z.string().describe('Base32 secret, for typing into the app; shown only in this answer'),
+  otpauthUri: z.string().describe('otpauth://totp/<issuer>:<email>?secret=...&issuer=...'),
+  qrCode: z.string().describe('The otpauth URI as a QR code: a data:image/png;base64 URL'),
+  expiresAt: z.iso.datetime().describe('Confirm before this (10 minutes); a new enrollment replaces a pending one'),
+});
+
+export const mfaFactor = z.object({
+  id: z.string(),
+  type: z.enum(['totp', 'recovery']),
+  name: z.string(),
+  createdAt: z.iso.datetime(),
+  lastUsedAt: z.iso.datetime().nullable(),
+});
+
+export const mfaFactorList = z.object({ data: z.array(mfaFactor) });
+
+export const recoveryCodes = z.object({
+  codes: z.array(z.string()).describe('10 single-use codes (xxxxx-xxxxx), shown only in this answer; the earlier set no longer works'),
+});
