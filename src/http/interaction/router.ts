@@ -17,6 +17,7 @@ import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
 import { allowSources } from '../middleware/security-headers.ts';
 import { clientLimitKey } from '../middleware/rate-limit.ts';
 import { captchaCspSources } from '../../infra/captcha.ts';
+import { createSignIn } from './sign-in.ts';
 
 export interface InteractionDeps {
   provider: Provider;
@@ -49,6 +50,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   const { provider, accounts, csrf, renderPage, loginLimiter, account, flowLimiter } = deps;
   const router = new Router({ prefix: '/interaction/:uid' });
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
+  const signIn = createSignIn({ provider, accounts, registrationDefaults: account.registrationDefaults });
 
   async function load(ctx: Context): Promise<Details> {
     const details = await provider.interactionDetails(ctx.req, ctx.res);
@@ -131,10 +133,6 @@ export function interactionRoutes(deps: InteractionDeps) {
     }, status);
   }
 
-  async function signIn(ctx: Context, details: Details, user: UserRow, amr: string[]) {
-    await accounts.recordSignIn(user, amr, flowContext(ctx, details));
-    await finish(ctx, { login: { accountId: user.id, amr } });
-  }
   const flowContext = (ctx: Context, details: Details) => ({
     actor: details.params.client_id as string,
     requestId: ctx.state.requestId as string,
@@ -201,19 +199,21 @@ export function interactionRoutes(deps: InteractionDeps) {
       const status = outcome.reason === 'locked' ? 429 : outcome.reason === 'inactive' ? 403 : 401;
       return renderLogin(ctx, details, { error: FAILURE_MESSAGES[outcome.reason], email }, status);
     }
-    // Only someone who knows the password gets here, so asking them to verify reveals nothing.
-    if (!outcome.user.email_verified && (await policyOf(details)).requireEmailVerification) {
-      // Whoever knows the password is the registrant's side: the code typed in this sign-in keeps it.
-      await account.addressProof.bindRegistrant(outcome.user, [`interaction:${details.uid}`], 'password');
-      try {
-        await account.verification.send(outcome.user, localeOf(ctx, details));
-      } catch (err) {
-        // Within the cooldown the code sent moments ago still works.
-        if (!(err instanceof AppError)) throw err;
-      }
-      return renderVerify(ctx, details, outcome.user.email);
-    }
-    await signIn(ctx, details, outcome.user, ['pwd']);
+    const user = outcome.user;
+    await signIn.prove(ctx, details, user, 'password', {
+      // Only someone who knows the password gets here, so asking them to verify reveals nothing.
+      verifyAddress: async () => {
+        // Whoever knows the password is the registrant's side: the code typed in this sign-in keeps it.
+        await account.addressProof.bindRegistrant(user, [`interaction:${details.uid}`], 'password');
+        try {
+          await account.verification.send(user, localeOf(ctx, details));
+        } catch (err) {
+          // Within the cooldown the code sent moments ago still works.
+          if (!(err instanceof AppError)) throw err;
+        }
+        renderVerify(ctx, details, user.email);
+      },
+    });
   });
 
   router.get('/register', async (ctx) => {
@@ -274,8 +274,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     }
     // The code proved the mailbox; an inactive account still cannot sign in.
     if (proof.user.status !== 'active') return renderLogin(ctx, details, { error: 'error.inactive', email }, 403);
-    // amr says what this sign-in proved: the code, and the password when it was typed here too.
-    await signIn(ctx, details, proof.user, proof.byRegistrant === 'password' ? ['pwd', 'otp'] : ['otp']);
+    await signIn.prove(ctx, details, proof.user, 'email_code');
   });
 
   router.post('/verify-email/resend', form, async (ctx) => {
@@ -316,7 +315,7 @@ export function interactionRoutes(deps: InteractionDeps) {
       pageErrorOf(err);
       return renderLogin(ctx, details, { error: 'error.magic_link_browser' }, 400);
     }
-    await signIn(ctx, details, user, ['otp']);
+    await signIn.prove(ctx, details, user, 'magic_link');
   });
 
   /** Grants what the consent prompt asks for and resumes the authorization. */
