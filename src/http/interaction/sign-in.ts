@@ -5,8 +5,7 @@ import type { RegistrationPolicy } from '../../domain/accounts/registration-poli
 import { nextStep, parseFlow, prove, type Factor, type ProvenFlow, type SignInPolicy } from '../../domain/authn/sign-in-flow.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { registrationPolicyOf } from '../registration.ts';
-
-export type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
+import { finish, flowContext, type Details } from './shared.ts';
 
 /** What a way in does when the flow asks for another step before completing. */
 export interface StepHandlers {
@@ -26,17 +25,6 @@ export interface StepHandlers {
 export function createSignIn(deps: { provider: Provider; accounts: Accounts; registrationDefaults: RegistrationPolicy }) {
   const { provider, accounts } = deps;
 
-  const flowContext = (ctx: Context, details: Details) => ({
-    actor: details.params.client_id as string,
-    requestId: ctx.state.requestId as string,
-  });
-
-  async function finish(ctx: Context, result: Parameters<Provider['interactionResult']>[2]) {
-    const redirectTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
-    ctx.status = 303;
-    ctx.redirect(redirectTo);
-  }
-
   async function policyOf(details: Details, user: UserRow): Promise<SignInPolicy> {
     // The client's policy is looked up only when it can matter: an address still to prove.
     const requireVerifiedAddress = !user.email_verified
@@ -53,7 +41,7 @@ export function createSignIn(deps: { provider: Provider; accounts: Accounts; reg
       if (step.kind === 'complete') {
         const { accountId, amr, acr, authTime } = step;
         await accounts.recordSignIn(user, amr, flowContext(ctx, details));
-        await finish(ctx, { login: { accountId, amr, ...(acr ? { acr } : {}), ts: authTime } });
+        await finish(provider, ctx, { login: { accountId, amr, ...(acr ? { acr } : {}), ts: authTime } });
         return;
       }
       await provider.interactionResult(ctx.req, ctx.res, { flow }, { mergeWithLastSubmission: false });
