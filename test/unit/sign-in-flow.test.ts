@@ -40,9 +40,14 @@ describe('sign-in flow', () => {
     assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a2', amr: ['otp'], authTime: 1060 });
   });
 
-  it('a magic link counts only itself, as the handlers did', () => {
+  it('amr lists every factor of the sign-in: a password then a magic link gives pwd and otp', () => {
     const flow = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'magic_link', 1060);
-    assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp'], authTime: 1060 });
+    assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
+  });
+
+  it('amr names each method once, and never claims mfa for a password and a mailbox', () => {
+    const flow = prove(prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_code', 1030), 'a1', 'magic_link', 1060);
+    assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
   });
 
   it('optional MFA with nothing enrolled completes after one factor; with a second factor enrolled it asks for it', () => {

@@ -60,8 +60,13 @@ export interface SignInAccount {
   emailVerified: boolean;
 }
 
+/** The IANA "Authentication Method Reference Values" registry (RFC 8176 section 2, and EAP's pop). */
+export type AmrValue =
+  | 'face' | 'fpt' | 'geo' | 'hwk' | 'iris' | 'kba' | 'mca' | 'mfa' | 'otp' | 'pin' | 'pop'
+  | 'pwd' | 'rba' | 'retina' | 'sc' | 'sms' | 'swk' | 'tel' | 'user' | 'vbm' | 'wia';
+
 export type NextStep =
-  | { kind: 'complete'; accountId: string; amr: string[]; acr?: string; authTime: number }
+  | { kind: 'complete'; accountId: string; amr: AmrValue[]; acr?: string; authTime: number }
   /** Prove the account's address (the code form): its address is unproven and the policy wants it proven. */
   | { kind: 'verify-address'; accountId: string }
   /** One of `options` is still required; none means the account must enrol one first. */
@@ -82,7 +87,13 @@ const ACR_MET = new Map<string, (factors: ReadonlySet<Factor>) => boolean>([
   ['phrh', (factors) => factors.has('webauthn')],
 ]);
 
-const AMR: Record<Factor, readonly string[]> = {
+/**
+ * RFC 8176 values per factor. An emailed code and a magic link are single-use secrets sent to the
+ * mailbox: otp. Neither makes the sign-in `mfa`: RFC 8176 takes mfa from NIST SP 800-63, which
+ * does not accept email as an out-of-band authenticator, and an RP asking for mfa must not get it
+ * from a password and a mailbox.
+ */
+const AMR: Record<Factor, readonly AmrValue[]> = {
   password: ['pwd'],
   email_code: ['otp'],
   magic_link: ['otp'],
@@ -91,18 +102,11 @@ const AMR: Record<Factor, readonly string[]> = {
   passkey: ['swk'],
   sms: ['sms'],
   recovery_code: ['otp'],
-  federated: [],
+  federated: [], // the upstream's methods, decided with the federation
 };
 
-/**
- * The methods of this sign-in. As the handlers wrote them before this module: the code form counts
- * the password typed before it in the same sign-in; every other way counts only itself.
- */
-function amrOf(proven: ProvenFlow['proven']): string[] {
-  const last = proven[proven.length - 1]!;
-  const counted = last.factor === 'email_code' ? proven : [last];
-  return [...new Set(counted.flatMap((p) => AMR[p.factor]))];
-}
+/** Every method used in this sign-in (RFC 8176 section 1), in the order proven. */
+const amrOf = (proven: readonly ProvenFactor[]): AmrValue[] => [...new Set(proven.flatMap((p) => AMR[p.factor]))];
 
 /** What comes next for `flow` under `policy`; `complete` once the policy is met. */
 export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignInAccount, request: SignInRequest): NextStep {
