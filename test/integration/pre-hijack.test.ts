@@ -260,4 +260,24 @@ describe('account pre-hijacking', () => {
     assert.ok((await findUser(email)).password_hash);
     assert.equal(await passwordSignIn(email, password), 303);
   });
+
+  it('a password typed and then a magic link opened in one sign-in: amr lists both (pwd and otp), the password stays', async () => {
+    const email = uniqueEmail('pwd-then-link');
+    const password = strongPassword();
+    const res = await registerByApi({ email, password });
+    assert.equal(res.status, 202);
+    await mailbox.next(email, VERIFY);
+    const flow = await startAuthorization(ts, await registerClient(ts, {}, true));
+    const login = await flow.browser.postForm(new URL(formAction(flow.loginHtml, '/login')!, flow.loginUrl), { csrf: formField(flow.loginHtml, 'csrf')!, email, password });
+    assert.equal(login.status, 200, 'the code form');
+    // Back on the login page of the same sign-in, the link instead of the code.
+    const again = await (await flow.browser.request(flow.loginUrl)).text();
+    const asked = await flow.browser.postForm(new URL(formAction(again, '/magic-link')!, flow.loginUrl), { csrf: formField(again, 'csrf')!, email });
+    assert.equal(asked.status, 200);
+    const { link } = codeAndLink(await mailbox.next(email, MAGIC), ts.issuer);
+    const tokens = await finishAuthorization(flow, await flow.browser.request(link!), new URL(link!));
+    assert.equal(tokens.claims()!.sub, (await findUser(email)).id);
+    assert.deepEqual(await lastSignInAmr(tokens.claims()!.sub), ['pwd', 'otp']);
+    assert.ok((await findUser(email)).password_hash, 'the password typed in the registrant’s own sign-in stays');
+  });
 });

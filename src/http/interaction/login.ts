@@ -1,0 +1,52 @@
+import type { Context } from 'koa';
+import type { SignInFailure } from '../../domain/authn/accounts.ts';
+import { AppError } from '../../domain/errors.ts';
+import type { MessageKey } from '../../i18n/index.ts';
+import { detailsOf, flowContext, type InteractionDeps, type Shared } from './shared.ts';
+import type { SignIn } from './sign-in.ts';
+
+const FAILURE_MESSAGES: Record<SignInFailure | 'rate_limited', MessageKey> = {
+  invalid_credentials: 'error.invalid_credentials',
+  locked: 'error.locked',
+  inactive: 'error.inactive',
+  rate_limited: 'error.rate_limited',
+};
+
+/** The password step (POST /login): a correct password is the factor `password`. */
+export function loginStep(shared: Shared, signIn: SignIn, deps: InteractionDeps) {
+  const { accounts, account, loginLimiter } = deps;
+  const { renderLogin, renderVerify, localeOf, limited } = shared;
+
+  return {
+    async submit(ctx: Context) {
+      const details = detailsOf(ctx);
+      const body = ctx.request.body as Record<string, unknown>;
+      const email = typeof body.email === 'string' ? body.email : '';
+      const password = typeof body.password === 'string' ? body.password : '';
+      if (!email || !password) return renderLogin(ctx, details, { error: 'error.missing_fields', email }, 400);
+
+      if (await limited(ctx, loginLimiter)) return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);
+
+      const outcome = await accounts.authenticate(email, password, undefined, flowContext(ctx, details));
+      if (!outcome.ok) {
+        const status = outcome.reason === 'locked' ? 429 : outcome.reason === 'inactive' ? 403 : 401;
+        return renderLogin(ctx, details, { error: FAILURE_MESSAGES[outcome.reason], email }, status);
+      }
+      const user = outcome.user;
+      await signIn.prove(ctx, details, user, 'password', {
+        // Only someone who knows the password gets here, so asking them to verify reveals nothing.
+        verifyAddress: async () => {
+          // Whoever knows the password is the registrant's side: the code typed in this sign-in keeps it.
+          await account.addressProof.bindRegistrant(user, [`interaction:${details.uid}`], 'password');
+          try {
+            await account.verification.send(user, localeOf(ctx, details));
+          } catch (err) {
+            // Within the cooldown the code sent moments ago still works.
+            if (!(err instanceof AppError)) throw err;
+          }
+          renderVerify(ctx, details, user.email);
+        },
+      });
+    },
+  };
+}

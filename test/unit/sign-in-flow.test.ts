@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { nextStep, parseFlow, prove, type SignInPolicy } from '../../src/domain/authn/sign-in-flow.ts';
+
+const today: SignInPolicy = { mfa: 'off', enrolled: [], requireVerifiedAddress: false };
+const verified = { emailVerified: true };
+const unverified = { emailVerified: false };
+const noAcr = { acrValues: [] };
+
+describe('sign-in flow', () => {
+  it('a password completes the sign-in with amr pwd, at the time it was proven', () => {
+    const flow = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd'], authTime: 1000 });
+  });
+
+  it('a magic link completes the sign-in with amr otp', () => {
+    const flow = prove(undefined, 'a1', 'magic_link', 1000);
+    assert.deepEqual(nextStep(flow, today, unverified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp'], authTime: 1000 });
+  });
+
+  it('an email code alone completes the sign-in with amr otp', () => {
+    const flow = prove(undefined, 'a1', 'email_code', 1000);
+    assert.deepEqual(nextStep(flow, { ...today, requireVerifiedAddress: true }, unverified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp'], authTime: 1000 });
+  });
+
+  it('a password on an unproven address asks for the code when the policy wants the address proven; the code then completes with pwd and otp', () => {
+    const policy = { ...today, requireVerifiedAddress: true };
+    const afterPassword = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(nextStep(afterPassword, policy, unverified, noAcr), { kind: 'verify-address', accountId: 'a1' });
+    assert.equal(nextStep(afterPassword, today, unverified, noAcr).kind, 'complete', 'not asked when the policy does not want it');
+    assert.equal(nextStep(afterPassword, policy, verified, noAcr).kind, 'complete', 'not asked when the address is proven');
+
+    const afterCode = prove(afterPassword, 'a1', 'email_code', 1060);
+    assert.deepEqual(nextStep(afterCode, policy, unverified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
+  });
+
+  it('a factor for another account starts the flow over: the earlier password is not claimed', () => {
+    const flow = prove(prove(undefined, 'a1', 'password', 1000), 'a2', 'email_code', 1060);
+    assert.deepEqual(flow, { accountId: 'a2', proven: [{ factor: 'email_code', at: 1060 }] });
+    assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a2', amr: ['otp'], authTime: 1060 });
+  });
+
+  it('amr lists every factor of the sign-in: a password then a magic link gives pwd and otp', () => {
+    const flow = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'magic_link', 1060);
+    assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
+  });
+
+  it('amr names each method once, and never claims mfa for a password and a mailbox', () => {
+    const flow = prove(prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_code', 1030), 'a1', 'magic_link', 1060);
+    assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
+  });
+
+  it('optional MFA with nothing enrolled completes after one factor; with a second factor enrolled it asks for it', () => {
+    const flow = prove(undefined, 'a1', 'password', 1000);
+    assert.equal(nextStep(flow, { ...today, mfa: 'optional' }, verified, noAcr).kind, 'complete');
+    assert.deepEqual(nextStep(flow, { ...today, mfa: 'optional', enrolled: ['totp'] }, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['totp'] });
+  });
+
+  it('required MFA asks for a second factor (none enrolled: enrol one); phishing-resistant offers only webauthn and passkeys', () => {
+    const flow = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(nextStep(flow, { ...today, mfa: 'required' }, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: [] });
+    assert.deepEqual(
+      nextStep(flow, { ...today, mfa: 'phishing-resistant', enrolled: ['totp', 'passkey'] }, verified, noAcr),
+      { kind: 'second-factor', accountId: 'a1', options: ['passkey'] },
+    );
+  });
+
+  it('claims no acr for today’s factors, even when one is requested', () => {
+    for (const factor of ['password', 'email_code', 'magic_link'] as const) {
+      const step = nextStep(prove(undefined, 'a1', factor, 1000), today, verified, { acrValues: ['phr', 'phrh', 'constructor'] });
+      assert.equal(step.kind, 'complete');
+      assert.equal('acr' in step, false, factor);
+    }
+  });
+
+  it('reads back only well-formed records', () => {
+    const flow = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(parseFlow(JSON.parse(JSON.stringify(flow))), flow);
+    assert.equal(parseFlow(undefined), undefined);
+    assert.equal(parseFlow({ accountId: 'a1', proven: [{ factor: 'toString', at: 1 }] }), undefined);
+    assert.equal(parseFlow({ accountId: 'a1', proven: [{ factor: 'password', at: '1' }] }), undefined);
+    assert.equal(parseFlow({ proven: [] }), undefined);
+  });
+});
