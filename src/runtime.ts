@@ -100,6 +100,7 @@ export async function startServer(
       magicLinks: services.magicLinks,
       selfService: services.selfService,
       mfa: services.mfa,
+      mfaPolicy: config.MFA_POLICY,
       captcha: createCaptcha({
         provider: config.CAPTCHA_PROVIDER,
         hmacKey: services.box.mac('captcha:altcha', 'hmac-key').toString('base64url'),

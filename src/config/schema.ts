@@ -58,6 +58,7 @@ export const configSchema = z
     PASSWORD_MIN_LENGTH: int(8, 1024).default(8),
     PASSWORD_MIN_SCORE: int(0, 4).default(3),
     HIBP_RANGE_URL: httpUrl.optional(),
+    MFA_POLICY: z.enum(['off', 'optional']).default('optional'),
     REGISTRATION_ENABLED: bool.default(true),
     REGISTRATION_PASSWORD: z.enum(['required', 'optional']).default('required'),
     REGISTRATION_WELCOME_MAIL: bool.default(true),

@@ -19,6 +19,8 @@ export interface AccountFlowDeps {
   selfService: SelfService;
   /** Second factors (TOTP, recovery codes) of the signed-in user. */
   mfa: Mfa;
+  /** MFA_POLICY: whether a sign-in asks an account with an enrolled factor for it. */
+  mfaPolicy: 'off' | 'optional';
   captcha: Captcha;
   authRateLimitPerIp: number;
   meRateLimitPerUser: number;

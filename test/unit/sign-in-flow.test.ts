@@ -34,6 +34,20 @@ describe('sign-in flow', () => {
     assert.deepEqual(nextStep(afterCode, policy, unverified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
   });
 
+  it('an account with an authenticator owes it after the password under the optional policy; with it, amr adds otp and mfa', () => {
+    const policy: SignInPolicy = { mfa: 'optional', enrolled: ['totp', 'recovery_code'], requireVerifiedAddress: false };
+    const afterPassword = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(nextStep(afterPassword, policy, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['totp', 'recovery_code'] });
+    assert.equal(nextStep(afterPassword, { ...policy, enrolled: [] }, verified, noAcr).kind, 'complete', 'nothing enrolled, nothing owed');
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'totp', 1030), policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], authTime: 1030 });
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'recovery_code', 1030), policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], authTime: 1030 });
+  });
+
+  it('a password with an emailed code is not mfa: email is not a second factor', () => {
+    const flow = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_code', 1060);
+    assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
+  });
+
   it('a factor for another account starts the flow over: the earlier password is not claimed', () => {
     const flow = prove(prove(undefined, 'a1', 'password', 1000), 'a2', 'email_code', 1060);
     assert.deepEqual(flow, { accountId: 'a2', proven: [{ factor: 'email_code', at: 1060 }] });

@@ -105,8 +105,17 @@ const AMR: Record<Factor, readonly AmrValue[]> = {
   federated: [], // the upstream's methods, decided with the federation
 };
 
-/** Every method used in this sign-in (RFC 8176 section 1), in the order proven. */
-const amrOf = (proven: readonly ProvenFactor[]): AmrValue[] => [...new Set(proven.flatMap((p) => AMR[p.factor]))];
+/**
+ * Every method used in this sign-in (RFC 8176 section 1), in the order proven, and `mfa` when a
+ * second factor joined a first one (a password, an emailed proof). A password with an emailed code
+ * alone is not `mfa`: NIST SP 800-63B, which RFC 8176 defers to, does not count email as a factor.
+ */
+function amrOf(proven: readonly ProvenFactor[]): AmrValue[] {
+  const methods = new Set(proven.flatMap((p) => AMR[p.factor]));
+  const second = proven.some((p) => SECOND_FACTORS.has(p.factor));
+  if (second && proven.some((p) => !SECOND_FACTORS.has(p.factor))) methods.add('mfa');
+  return [...methods];
+}
 
 /** What comes next for `flow` under `policy`; `complete` once the policy is met. */
 export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignInAccount, request: SignInRequest): NextStep {

@@ -4,6 +4,7 @@ import { consentStep } from './consent.ts';
 import { loginStep } from './login.ts';
 import { magicLinkStep } from './magic-link.ts';
 import { registerStep } from './register.ts';
+import { secondFactorStep } from './second-factor.ts';
 import { createShared, detailsOf, finish, type InteractionDeps } from './shared.ts';
 import { createSignIn } from './sign-in.ts';
 import { verifyStep } from './verify.ts';
@@ -16,13 +17,20 @@ import { verifyStep } from './verify.ts';
 export function interactionRoutes(deps: InteractionDeps) {
   const router = new Router({ prefix: '/interaction/:uid' });
   const shared = createShared(deps);
-  const signIn = createSignIn({ provider: deps.provider, accounts: deps.accounts, registrationDefaults: deps.account.registrationDefaults });
+  const signIn = createSignIn({
+    provider: deps.provider,
+    accounts: deps.accounts,
+    registrationDefaults: deps.account.registrationDefaults,
+    mfa: deps.account.mfa,
+    mfaPolicy: deps.account.mfaPolicy,
+  });
   const { form, interaction, csrfChecked, loginPending } = shared;
   const login = loginStep(shared, signIn, deps);
   const register = registerStep(shared, deps);
   const verify = verifyStep(shared, signIn, deps);
   const magicLink = magicLinkStep(shared, signIn, deps);
   const consent = consentStep(shared, deps);
+  const secondFactor = secondFactorStep(shared, signIn, deps);
 
   router.get('/', interaction(), async (ctx: Context) => {
     const details = detailsOf(ctx);
@@ -31,6 +39,8 @@ export function interactionRoutes(deps: InteractionDeps) {
     ctx.throw(400, `unsupported prompt ${details.prompt.name}`);
   });
   router.post('/login', form, interaction(), csrfChecked, loginPending, login.submit);
+  router.get('/mfa', interaction(), loginPending, secondFactor.show);
+  router.post('/mfa', form, interaction(), csrfChecked, loginPending, secondFactor.submit);
   router.get('/register', interaction(), loginPending, register.show);
   router.post('/register', form, interaction(), csrfChecked, loginPending, register.submit);
   router.post('/verify-email', form, interaction(), csrfChecked, loginPending, verify.submit);

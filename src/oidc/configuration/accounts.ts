@@ -8,7 +8,13 @@ export function accountConfiguration(accounts: Accounts): Configuration {
     // The admin scopes are registered too, so clients can list them in their `scope` metadata.
     scopes: ['openid', 'offline_access', 'profile', 'email', ...ADMIN_SCOPES],
     claims: {
-      openid: ['sub'],
+      // The provider's defaults: claims a client may request with the claims parameter.
+      acr: null,
+      auth_time: null,
+      sid: null,
+      iss: null,
+      // amr (RFC 8176) in every ID token: how the user signed in (pwd; otp and mfa after a second factor).
+      openid: ['sub', 'amr'],
       email: ['email', 'email_verified'],
       profile: ['name', 'given_name', 'family_name', 'locale'],
     },
