@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { callUserApi } from '../helpers/user-api.ts';
 
 /**
  * What a relying party's token may do with /api/v1/me*: account management only for first-party
@@ -15,15 +16,7 @@ describe('account API boundaries (/api/v1/me* by client and scope)', () => {
   });
   after(() => stopAndDestroy(ts));
 
-  const call = async (method: string, path: string, token: string, body?: unknown) => {
-    const res = await fetch(new URL(path, ts.issuer), {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, any>) : undefined };
-  };
+  const call = (method: string, path: string, token: string, body?: unknown) => callUserApi(ts, method, path, token, body);
 
   /** A user's access token from a client (third-party unless `firstParty`), after the real login and consent pages. */
   async function tokenFor(user: { email: string; password: string }, scope: string, firstParty = false) {

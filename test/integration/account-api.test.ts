@@ -4,6 +4,7 @@ import * as oidc from 'openid-client';
 import { HttpBrowser } from '../helpers/browser-http.ts';
 import { createUser, registerClient, rejectsWithOAuthError, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { callUserApi } from '../helpers/user-api.ts';
 
 /** The signed-in user's own account through /api/v1/me and /api/v1/auth/logout-all, with real tokens. */
 describe('account API (/api/v1/me)', () => {
@@ -13,18 +14,7 @@ describe('account API (/api/v1/me)', () => {
   });
   after(() => stopAndDestroy(ts));
 
-  const call = async (method: string, path: string, token: string | undefined, body?: unknown) => {
-    const res = await fetch(new URL(path, ts.issuer), {
-      method,
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, any>) : undefined };
-  };
+  const call = (method: string, path: string, token: string | undefined, body?: unknown) => callUserApi(ts, method, path, token, body);
 
   /** A user signed in through a relying party in a browser of its own (user agent `agent`). */
   async function signedIn(user: { email: string; password: string }, agent: string, scope = 'openid email profile offline_access') {

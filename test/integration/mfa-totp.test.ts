@@ -9,6 +9,7 @@ import { fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox
 import { createUser, registerClient, rejectsWithOAuthError, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { createLogger } from '../../src/infra/logger.ts';
+import { callUserApi } from '../helpers/user-api.ts';
 
 const PERIOD = 30;
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -43,18 +44,7 @@ describe('second factors: TOTP and recovery codes', () => {
     await mailbox.stop();
   });
 
-  const call = async (method: string, path: string, token: string | undefined, body?: unknown) => {
-    const res = await fetch(new URL(path, ts.issuer), {
-      method,
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, any>) : undefined };
-  };
+  const call = (method: string, path: string, token: string | undefined, body?: unknown) => callUserApi(ts, method, path, token, body);
 
   /** A user signed in through a (first-party unless said otherwise) client, in a browser of its own. */
   async function signedIn(user: { email: string; password: string }, firstParty = true) {
