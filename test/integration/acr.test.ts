@@ -116,6 +116,12 @@ describe('assurance levels (acr)', () => {
       assert.equal(callbackError(step.url, request.state)?.error, 'interaction_required');
     });
 
+    it('a client\'s default_acr_values counts as its acr_values', async () => {
+      const strict = await rpConfig(ts, await registerClient(ts, { token_endpoint_auth_method: 'none', default_acr_values: ['mfa'] }, true));
+      const { request, step } = await authorize(browser, strict, { prompt: 'none' });
+      assert.equal(callbackError(step.url, request.state)?.error, 'interaction_required');
+    });
+
     it('acr_values=pwd is satisfied by it: prompt=none issues the code, acr pwd', async () => {
       const { request, step } = await authorize(browser, config, { acr_values: 'pwd', prompt: 'none' });
       assert.ok(isCallback(step.url));
