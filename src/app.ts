@@ -4,6 +4,7 @@ import path from 'node:path';
 import type Router from '@koa/router';
 import type { Knex } from 'knex';
 import type { Accounts } from './domain/authn/accounts.ts';
+import type { AcrLevel } from './domain/authn/sign-in-flow.ts';
 import type { KeySet } from './domain/keys/keys.ts';
 import type { ResourceServers } from './domain/clients/resource-servers.ts';
 import { healthRoutes } from './http/health.ts';
@@ -54,6 +55,8 @@ export interface AppDeps {
   account: AccountFlowDeps;
   /** Where this instance answers on the loopback (the account console's back channel). */
   internalOrigin: () => string;
+  /** ACR_VALUES, weakest first. */
+  acrValues: readonly AcrLevel[];
 }
 
 
@@ -87,6 +90,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     renderPage,
     loginLimiter,
     account: deps.account,
+    acrLevels: deps.acrValues,
     flowLimiter: deps.ephemeral.limiter('auth-pages-ip', deps.account.authRateLimitPerIp, 60),
   });
   const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box, deps.issuer), renderPage });

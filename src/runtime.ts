@@ -114,6 +114,7 @@ export async function startServer(
       meRateLimitPerUser: config.ME_API_RATE_LIMIT_PER_USER,
     },
     internalOrigin: () => `http://127.0.0.1:${listeningPort}`,
+    acrValues: config.ACR_VALUES,
   };
   let listeningPort = 0;
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ACR_LEVELS, type AcrLevel } from '../domain/authn/sign-in-flow.ts';
 
 const bool = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
@@ -25,6 +26,17 @@ const mailFrom = z
   .string()
   .max(320)
   .refine((v) => !/[\r\n]/.test(v) && /^(?:[^<>@]*<[^<>@\s]+@[^<>@\s]+>|[^<>@\s]+@[^<>@\s]+)$/.test(v.trim()), 'must be an address or "Name <address>"');
+
+// Assurance levels offered, weakest first, each once: a subset of pwd mfa phr in that order.
+const acrValues = z
+  .string()
+  .transform((v) => v.split(/\s+/).filter(Boolean))
+  .refine(
+    (values) => values.length > 0
+      && values.every((v, i) => ACR_LEVELS.includes(v as AcrLevel) && (i === 0 || ACR_LEVELS.indexOf(values[i - 1] as AcrLevel) < ACR_LEVELS.indexOf(v as AcrLevel))),
+    `must be some of ${ACR_LEVELS.join(' ')}, space-separated, in that order, each once`,
+  )
+  .transform((values) => values as AcrLevel[]);
 
 /**
  * The single source of truth for every setting. Keys are the environment variable names, so an
@@ -59,6 +71,7 @@ export const configSchema = z
     PASSWORD_MIN_SCORE: int(0, 4).default(3),
     HIBP_RANGE_URL: httpUrl.optional(),
     MFA_POLICY: z.enum(['off', 'optional']).default('optional'),
+    ACR_VALUES: acrValues.prefault(ACR_LEVELS.join(' ')),
     REGISTRATION_ENABLED: bool.default(true),
     REGISTRATION_PASSWORD: z.enum(['required', 'optional']).default('required'),
     REGISTRATION_WELCOME_MAIL: bool.default(true),

@@ -1,6 +1,7 @@
 import type { JSONWebKeySet } from 'jose';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../domain/authn/accounts.ts';
+import type { AcrLevel } from '../domain/authn/sign-in-flow.ts';
 import type { KeySet } from '../domain/keys/keys.ts';
 import type { ResourceServers } from '../domain/clients/resource-servers.ts';
 import type { SecretBox } from '../infra/crypto.ts';
@@ -9,6 +10,7 @@ import type { ClientRegistry } from '../domain/clients/clients.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import { createAdapterFactory } from './adapter.ts';
 import { useDigestedClientSecrets } from './client-secrets.ts';
+import { acrConfiguration, interactionPolicyFor } from './configuration/acr.ts';
 import { accountConfiguration } from './configuration/accounts.ts';
 import { clientConfiguration } from './configuration/clients.ts';
 import { tokenConfiguration, type TokenSettings } from './configuration/tokens.ts';
@@ -31,6 +33,8 @@ export interface ProviderDeps {
   box: SecretBox;
   renderPage: RenderPage;
   logger: Logger;
+  /** ACR_VALUES, weakest first. */
+  acrValues: readonly AcrLevel[];
 }
 
 /** Merges configuration parts; `features` is merged one level deeper so parts can each add some. */
@@ -59,7 +63,10 @@ export function createProvider(deps: ProviderDeps): Provider {
         long: { httpOnly: true, sameSite: 'lax' },
         short: { httpOnly: true, sameSite: 'lax' },
       },
-      interactions: { url: async (_ctx, interaction) => `/interaction/${interaction.uid}` },
+      interactions: {
+        policy: interactionPolicyFor(deps.acrValues),
+        url: async (_ctx, interaction) => `/interaction/${interaction.uid}`,
+      },
       features: {
         devInteractions: { enabled: false },
         userinfo: { enabled: true },
@@ -80,6 +87,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       allowOmittingSingleRegisteredRedirectUri: false,
     },
     accountConfiguration(deps.accounts),
+    acrConfiguration(deps.acrValues),
     clientConfiguration(),
     tokenConfiguration(deps.tokens, deps.resourceServers),
     uiConfiguration(deps.renderPage),

@@ -131,6 +131,19 @@ describe('each setting is checked on its own', () => {
     }
   });
 
+  it('ACR_VALUES: some of pwd mfa phr, weakest first, each once; the default is all three', () => {
+    assert.deepEqual(load({}).ACR_VALUES, ['pwd', 'mfa', 'phr']);
+    assert.deepEqual(load({ ACR_VALUES: 'pwd  mfa' }).ACR_VALUES, ['pwd', 'mfa']);
+    assert.deepEqual(load({ ACR_VALUES: 'mfa' }).ACR_VALUES, ['mfa']);
+    for (const value of [' ', 'mfa pwd', 'pwd pwd', 'pwd otp', 'phr mfa']) {
+      assert.throws(
+        () => load({ ACR_VALUES: value }),
+        (err: Error) => err instanceof ConfigError && err.message === 'invalid configuration: ACR_VALUES: must be some of pwd mfa phr, space-separated, in that order, each once',
+        `ACR_VALUES=${JSON.stringify(value)} should be refused`,
+      );
+    }
+  });
+
   it('names ISSUER when it is not a URL at all', () => {
     assert.throws(
       () => load({ ISSUER: 'not a url' }),

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nextStep, parseFlow, prove, type SignInPolicy } from '../../src/domain/authn/sign-in-flow.ts';
+import {
+  attainable, flowOfSession, levelReached, nextStep, parseFlow, prove, requiredLevel, satisfies, type SignInPolicy,
+} from '../../src/domain/authn/sign-in-flow.ts';
 
-const today: SignInPolicy = { mfa: 'off', enrolled: [], requireVerifiedAddress: false };
+// No acr levels here: these cases are about factors and amr (the acr cases set ACR_VALUES's default).
+const today: SignInPolicy = { mfa: 'off', enrolled: [], acrLevels: [], requireVerifiedAddress: false };
+const levels = ['pwd', 'mfa', 'phr'] as const;
 const verified = { emailVerified: true };
 const unverified = { emailVerified: false };
 const noAcr = { acrValues: [] };
@@ -35,7 +39,7 @@ describe('sign-in flow', () => {
   });
 
   it('an account with an authenticator owes it after the password under the optional policy; with it, amr adds otp and mfa', () => {
-    const policy: SignInPolicy = { mfa: 'optional', enrolled: ['totp', 'recovery_code'], requireVerifiedAddress: false };
+    const policy: SignInPolicy = { mfa: 'optional', enrolled: ['totp', 'recovery_code'], acrLevels: [], requireVerifiedAddress: false };
     const afterPassword = prove(undefined, 'a1', 'password', 1000);
     assert.deepEqual(nextStep(afterPassword, policy, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['totp', 'recovery_code'] });
     assert.equal(nextStep(afterPassword, { ...policy, enrolled: [] }, verified, noAcr).kind, 'complete', 'nothing enrolled, nothing owed');
@@ -79,12 +83,62 @@ describe('sign-in flow', () => {
     );
   });
 
-  it('claims no acr for today’s factors, even when one is requested', () => {
+  it('claims the strongest offered level reached as acr: pwd for one factor, mfa with a second', () => {
+    const policy: SignInPolicy = { ...today, acrLevels: levels };
     for (const factor of ['password', 'email_code', 'magic_link'] as const) {
-      const step = nextStep(prove(undefined, 'a1', factor, 1000), today, verified, { acrValues: ['phr', 'phrh', 'constructor'] });
-      assert.equal(step.kind, 'complete');
-      assert.equal('acr' in step, false, factor);
+      const step = nextStep(prove(undefined, 'a1', factor, 1000), policy, verified, noAcr);
+      assert.equal(step.kind === 'complete' && step.acr, 'pwd', factor);
     }
+    const withTotp = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'totp', 1030);
+    assert.deepEqual(nextStep(withTotp, policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], acr: 'mfa', authTime: 1030 });
+    const emailed = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_code', 1030);
+    assert.equal((nextStep(emailed, policy, verified, noAcr) as { acr?: string }).acr, 'pwd', 'a password and a mailbox are not mfa');
+    // Only offered levels are claimed.
+    assert.equal('acr' in nextStep(prove(undefined, 'a1', 'password', 1000), { ...policy, acrLevels: ['mfa', 'phr'] }, verified, noAcr), false);
+    assert.equal((nextStep(withTotp, { ...policy, acrLevels: ['pwd'] }, verified, noAcr) as { acr?: string }).acr, 'pwd');
+  });
+
+  it('acr_values: the weakest offered level listed is required; values not offered are ignored', () => {
+    assert.equal(requiredLevel(['mfa'], levels), 'mfa');
+    assert.equal(requiredLevel(['phr', 'mfa'], levels), 'mfa');
+    assert.equal(requiredLevel(['mfa', 'pwd'], levels), 'pwd');
+    assert.equal(requiredLevel(['urn:other', 'phr'], levels), 'phr');
+    assert.equal(requiredLevel(['urn:other', 'constructor'], levels), undefined);
+    assert.equal(requiredLevel(['mfa'], ['pwd']), undefined, 'not offered: not required');
+    assert.equal(satisfies('mfa', 'pwd'), true);
+    assert.equal(satisfies('mfa', 'mfa'), true);
+    assert.equal(satisfies('pwd', 'mfa'), false);
+    assert.equal(satisfies(undefined, 'pwd'), false);
+    assert.equal(satisfies('constructor', 'pwd'), false);
+    assert.equal(attainable('mfa'), true);
+    assert.equal(attainable('phr'), false, 'no phishing-resistant factor exists yet');
+    assert.equal(levelReached([{ factor: 'passkey', at: 1 }], levels), 'phr');
+  });
+
+  it('a requested mfa asks for a second factor even when the mfa policy would not; none enrolled: enrol one', () => {
+    const afterPassword = prove(undefined, 'a1', 'password', 1000);
+    const mfa = { acrValues: ['mfa'] };
+    for (const policy of [{ ...today, acrLevels: levels }, { ...today, mfa: 'optional' as const, acrLevels: levels }]) {
+      assert.deepEqual(nextStep(afterPassword, { ...policy, enrolled: ['totp'] }, verified, mfa), { kind: 'second-factor', accountId: 'a1', options: ['totp'], level: 'mfa' });
+      assert.deepEqual(nextStep(afterPassword, policy, verified, mfa), { kind: 'second-factor', accountId: 'a1', options: [], level: 'mfa' });
+    }
+    const policy: SignInPolicy = { ...today, acrLevels: levels, enrolled: ['totp'] };
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'totp', 1030), policy, verified, mfa), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], acr: 'mfa', authTime: 1030 });
+    // An emailed code does not reach mfa.
+    assert.equal(nextStep(prove(afterPassword, 'a1', 'email_code', 1030), policy, verified, mfa).kind, 'second-factor');
+    // pwd is met by the password; phr by no factor of today: no option.
+    assert.equal(nextStep(afterPassword, policy, verified, { acrValues: ['pwd'] }).kind, 'complete');
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'totp', 1030), policy, verified, { acrValues: ['phr'] }), { kind: 'second-factor', accountId: 'a1', options: [], level: 'phr' });
+  });
+
+  it('a session stepping up is read back from its amr: the step-up lists its methods again', () => {
+    assert.deepEqual(flowOfSession('a1', ['pwd'], 1000), { accountId: 'a1', proven: [{ factor: 'password', at: 1000 }] });
+    for (const amr of [['pwd'], ['otp'], ['pwd', 'otp'], ['pwd', 'otp', 'mfa'], ['otp', 'mfa']]) {
+      const flow = flowOfSession('a1', amr, 1000);
+      const step = nextStep(flow as Parameters<typeof nextStep>[0], { ...today, acrLevels: levels }, verified, noAcr);
+      assert.deepEqual(step.kind === 'complete' && step.amr, amr, amr.join(' '));
+    }
+    assert.deepEqual(flowOfSession('a1', ['hwk'], 1000).proven, [], 'methods no factor here yields are dropped');
   });
 
   it('reads back only well-formed records', () => {

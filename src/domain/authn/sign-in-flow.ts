@@ -42,11 +42,24 @@ const SECOND_FACTORS: ReadonlySet<Factor> = new Set<SecondFactor>(['totp', 'weba
 const PHISHING_RESISTANT: ReadonlySet<Factor> = new Set<Factor>(['webauthn', 'passkey']);
 const ADDRESS_PROOFS: ReadonlySet<Factor> = new Set<Factor>(['email_code', 'magic_link']);
 
+/**
+ * The assurance levels (acr values) this provider knows, weakest first: `pwd` any sign-in (one
+ * factor: a password, an emailed code or link), `mfa` a second factor joined a first one (amr
+ * `mfa`), `phr` phishing-resistant (OpenID EAP ACR Values 1.0: WebAuthn or a passkey). A level
+ * satisfies a request for any weaker one.
+ */
+export const ACR_LEVELS = ['pwd', 'mfa', 'phr'] as const;
+export type AcrLevel = (typeof ACR_LEVELS)[number];
+
+const rank = (value: string | undefined): number => ACR_LEVELS.indexOf(value as AcrLevel);
+
 /** The client's and tenant's rules for this sign-in. */
 export interface SignInPolicy {
   mfa: MfaPolicy;
-  /** The second factors the account has enrolled. */
+  /** The second factors the account has enrolled (whatever the mfa policy says of asking for them). */
   enrolled: readonly SecondFactor[];
+  /** The acr values this deployment offers (ACR_VALUES), weakest first. */
+  acrLevels: readonly AcrLevel[];
   /** The account's address must be proven before it signs in (registration_require_email_verification). */
   requireVerifiedAddress: boolean;
 }
@@ -66,11 +79,14 @@ export type AmrValue =
   | 'pwd' | 'rba' | 'retina' | 'sc' | 'sms' | 'swk' | 'tel' | 'user' | 'vbm' | 'wia';
 
 export type NextStep =
-  | { kind: 'complete'; accountId: string; amr: AmrValue[]; acr?: string; authTime: number }
+  | { kind: 'complete'; accountId: string; amr: AmrValue[]; acr?: AcrLevel; authTime: number }
   /** Prove the account's address (the code form): its address is unproven and the policy wants it proven. */
   | { kind: 'verify-address'; accountId: string }
-  /** One of `options` is still required; none means the account must enrol one first. */
-  | { kind: 'second-factor'; accountId: string; options: SecondFactor[] };
+  /**
+   * One of `options` is still required; none means the account must enrol one first. `level` is
+   * the requested acr the step is for, when the request (not the mfa policy) asks for it.
+   */
+  | { kind: 'second-factor'; accountId: string; options: SecondFactor[]; level?: AcrLevel };
 
 /** A new proof. A factor proven for another account starts the flow over for that account. */
 export function prove(flow: SignInFlow | undefined, accountId: string, factor: Factor, at: number): ProvenFlow {
@@ -78,14 +94,62 @@ export function prove(flow: SignInFlow | undefined, accountId: string, factor: F
   return { accountId, proven: [...earlier, { factor, at }] };
 }
 
+/** When a sign-in's factors meet each level (the levels are cumulative: see `ACR_LEVELS`). */
+const LEVEL_MET: Record<AcrLevel, (proven: readonly ProvenFactor[]) => boolean> = {
+  pwd: (proven) => proven.length > 0,
+  mfa: (proven) => amrOf(proven).includes('mfa'),
+  phr: (proven) => proven.some((p) => PHISHING_RESISTANT.has(p.factor)),
+};
+
+/** The factors this provider can check today; a level none of them meets cannot be reached. */
+const OFFERED: readonly ProvenFactor[] = (['password', 'email_code', 'magic_link', 'totp', 'recovery_code'] as const)
+  .map((factor) => ({ factor, at: 0 }));
+
+/** The strongest of `levels` the factors `proven` meet: the sign-in's acr. */
+export function levelReached(proven: readonly ProvenFactor[], levels: readonly AcrLevel[]): AcrLevel | undefined {
+  return [...levels].sort((a, b) => rank(b) - rank(a)).find((level) => LEVEL_MET[level](proven));
+}
+
 /**
- * The acr values (OpenID EAP ACR Values 1.0) a sign-in can meet. The provider advertises none yet
- * and today's factors meet none, so no acr is claimed until phishing-resistant factors exist.
+ * The level an authorization request's acr_values require. OpenID Connect Core 3.1.2.1 lists them
+ * in order of preference, each acceptable; our levels are ordered, so the weakest one listed is
+ * the least the request accepts (`mfa phr`: mfa will do). Values this deployment does not offer
+ * are ignored (a voluntary request: the ID token's acr says what was reached); none offered: no
+ * requirement.
  */
-const ACR_MET = new Map<string, (factors: ReadonlySet<Factor>) => boolean>([
-  ['phr', (factors) => factors.has('webauthn') || factors.has('passkey')],
-  ['phrh', (factors) => factors.has('webauthn')],
-]);
+export function requiredLevel(acrValues: readonly string[], levels: readonly AcrLevel[]): AcrLevel | undefined {
+  const offered = acrValues.filter((value): value is AcrLevel => levels.includes(value as AcrLevel));
+  return offered.sort((a, b) => rank(a) - rank(b))[0];
+}
+
+/** Whether a sign-in at `reached` (a session's acr, maybe none) satisfies `required`. */
+export function satisfies(reached: string | undefined, required: AcrLevel): boolean {
+  return rank(reached) >= rank(required);
+}
+
+/** Whether any factor this provider offers today can reach `level` (phr: not until WebAuthn). */
+export function attainable(level: AcrLevel): boolean {
+  return LEVEL_MET[level](OFFERED);
+}
+
+/**
+ * A flow standing for an earlier sign-in (a session stepping up): its amr read back as factors
+ * proven at its auth time, so the amr of the completed step-up lists them again. pwd is the
+ * password; otp is the second factor when the sign-in was mfa, else an emailed proof (which one
+ * does not change the amr). Methods no factor here yields are dropped.
+ */
+export function flowOfSession(accountId: string, amr: readonly string[], authTime: number): SignInFlow {
+  const factors: Factor[] = [];
+  if (amr.includes('pwd')) factors.push('password');
+  if (amr.includes('otp')) {
+    if (!amr.includes('mfa')) factors.push('email_code');
+    else {
+      if (!amr.includes('pwd')) factors.push('email_code');
+      factors.push('totp');
+    }
+  }
+  return { accountId, proven: factors.map((factor) => ({ factor, at: authTime })) };
+}
 
 /**
  * RFC 8176 values per factor. An emailed code and a magic link are single-use secrets sent to the
@@ -117,12 +181,22 @@ function amrOf(proven: readonly ProvenFactor[]): AmrValue[] {
   return [...methods];
 }
 
-/** What comes next for `flow` under `policy`; `complete` once the policy is met. */
+/**
+ * What comes next for `flow` under `policy`; `complete` once the policy and the requested level
+ * are met. A requested level above what the factors reach asks for a second factor whatever the
+ * mfa policy says (off does not stop a client asking for mfa); the options are those the account
+ * has enrolled that reach the level, none meaning it must enrol one first.
+ */
 export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignInAccount, request: SignInRequest): NextStep {
   const { accountId, proven } = flow;
   const factors = new Set(proven.map((p) => p.factor));
   if (policy.requireVerifiedAddress && !account.emailVerified && ![...factors].some((f) => ADDRESS_PROOFS.has(f))) {
     return { kind: 'verify-address', accountId };
+  }
+  const required = requiredLevel(request.acrValues, policy.acrLevels);
+  if (required && !LEVEL_MET[required](proven)) {
+    const acceptable = required === 'phr' ? PHISHING_RESISTANT : SECOND_FACTORS;
+    return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)), level: required };
   }
   const wantsSecond = policy.mfa === 'required' || policy.mfa === 'phishing-resistant' || (policy.mfa === 'optional' && policy.enrolled.length > 0);
   if (wantsSecond) {
@@ -131,7 +205,7 @@ export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignIn
       return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)) };
     }
   }
-  const acr = request.acrValues.find((value) => ACR_MET.get(value)?.(factors));
+  const acr = levelReached(proven, policy.acrLevels);
   // The sign-in happened when its last factor was proven.
   const authTime = proven[proven.length - 1]!.at;
   return { kind: 'complete', accountId, amr: amrOf(proven), ...(acr ? { acr } : {}), authTime };

@@ -23,6 +23,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     registrationDefaults: deps.account.registrationDefaults,
     mfa: deps.account.mfa,
     mfaPolicy: deps.account.mfaPolicy,
+    acrLevels: deps.acrLevels,
   });
   const { form, interaction, csrfChecked, loginPending } = shared;
   const login = loginStep(shared, signIn, deps);
@@ -34,7 +35,12 @@ export function interactionRoutes(deps: InteractionDeps) {
 
   router.get('/', interaction(), async (ctx: Context) => {
     const details = detailsOf(ctx);
-    if (details.prompt.name === 'login') return shared.renderLogin(ctx, details);
+    if (details.prompt.name === 'login') {
+      // A level no factor reaches is refused at once; a signed-in user short of the level steps up.
+      if (await signIn.unattainable(ctx, details)) return;
+      if (await signIn.stepUp(ctx, details)) return;
+      return shared.renderLogin(ctx, details);
+    }
     if (details.prompt.name === 'consent') return consent.show(ctx, details);
     ctx.throw(400, `unsupported prompt ${details.prompt.name}`);
   });

@@ -2,6 +2,7 @@ import { bodyParser } from '@koa/bodyparser';
 import type { Context, Next } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
+import type { AcrLevel } from '../../domain/authn/sign-in-flow.ts';
 import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
 import type { AccountFlowDeps } from '../account-flows.ts';
@@ -23,6 +24,8 @@ export interface InteractionDeps {
   account: AccountFlowDeps;
   /** Limits the account steps' posts (registration, codes, links) per IP. */
   flowLimiter: Limiter;
+  /** ACR_VALUES, weakest first. */
+  acrLevels: readonly AcrLevel[];
 }
 
 export type Details = Awaited<ReturnType<Provider['interactionDetails']>>;

@@ -3,7 +3,11 @@ import type Provider from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
 import type { RegistrationPolicy } from '../../domain/accounts/registration-policy.ts';
 import type { Mfa } from '../../domain/authn/mfa.ts';
-import { nextStep, parseFlow, prove, type Factor, type ProvenFlow, type SecondFactor, type SignInPolicy } from '../../domain/authn/sign-in-flow.ts';
+import {
+  attainable, flowOfSession, nextStep, parseFlow, prove, requiredLevel,
+  type AcrLevel, type Factor, type ProvenFlow, type SecondFactor, type SignInFlow, type SignInPolicy,
+} from '../../domain/authn/sign-in-flow.ts';
+import { ACR_CHECK } from '../../oidc/configuration/acr.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { registrationPolicyOf } from '../registration.ts';
 import { finish, flowContext, type Details } from './shared.ts';
@@ -29,15 +33,18 @@ export function createSignIn(deps: {
   registrationDefaults: RegistrationPolicy;
   mfa: Mfa;
   mfaPolicy: 'off' | 'optional';
+  /** ACR_VALUES, weakest first. */
+  acrLevels: readonly AcrLevel[];
 }) {
   const { provider, accounts } = deps;
 
   /**
-   * The second factors a sign-in may ask for. Recovery codes stand in for an authenticator, so
-   * they are offered only beside one: alone they do not make a sign-in ask for a second step.
+   * The second factors a sign-in may ask for (MFA_POLICY decides, in the flow module, whether it
+   * asks unprompted; a client's acr_values may ask under any policy). Recovery codes stand in for
+   * an authenticator, so they are offered only beside one: alone they do not make a sign-in ask
+   * for a second step, nor reach mfa.
    */
   async function enrolledOf(user: UserRow): Promise<SecondFactor[]> {
-    if (deps.mfaPolicy === 'off') return [];
     const types = new Set((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type));
     if (!types.has('totp')) return [];
     return types.has('recovery') ? ['totp', 'recovery_code'] : ['totp'];
@@ -47,7 +54,34 @@ export function createSignIn(deps: {
     // The client's policy is looked up only when it can matter: an address still to prove.
     const requireVerifiedAddress = !user.email_verified
       && (await registrationPolicyOf(provider, deps.registrationDefaults, details.params.client_id as string)).requireEmailVerification;
-    return { mfa: deps.mfaPolicy, enrolled: await enrolledOf(user), requireVerifiedAddress };
+    return { mfa: deps.mfaPolicy, enrolled: await enrolledOf(user), acrLevels: deps.acrLevels, requireVerifiedAddress };
+  }
+
+  /** Asks the flow module what comes next for `flow` and acts on it; false when a step has no handler here. */
+  async function advance(ctx: Context, details: Details, user: UserRow, flow: ProvenFlow, steps: StepHandlers): Promise<boolean> {
+    const step = nextStep(flow, await policyOf(details, user), { emailVerified: user.email_verified }, { acrValues: acrValuesOf(details) });
+    if (step.kind === 'complete') {
+      const { accountId, amr, acr, authTime } = step;
+      await accounts.recordSignIn(user, amr, flowContext(ctx, details));
+      await finish(provider, ctx, { login: { accountId, amr, ...(acr ? { acr } : {}), ts: authTime } });
+      return true;
+    }
+    if (step.kind === 'second-factor' && step.options.length === 0) {
+      // The request wants a level this account has no factor for. Enrolling one within the sign-in
+      // is not built yet: the client hears that its requirement cannot be met.
+      await finish(provider, ctx, unmet(step.level === 'phr' ? 'no phishing-resistant authenticator enrolled' : 'no second factor enrolled'));
+      return true;
+    }
+    if (step.kind === 'verify-address' && !steps.verifyAddress) return false;
+    await provider.interactionResult(ctx.req, ctx.res, { flow } satisfies { flow: SignInFlow }, { mergeWithLastSubmission: false });
+    if (step.kind === 'verify-address') {
+      await steps.verifyAddress!();
+      return true;
+    }
+    // Its own page (second-factor.ts), so a reload does not post the first factor again.
+    ctx.status = 303;
+    ctx.redirect(`/interaction/${details.uid}/mfa`);
+    return true;
   }
 
   return {
@@ -59,24 +93,48 @@ export function createSignIn(deps: {
     /** Records `factor` as proven for `user` in this interaction and goes on as the flow says. */
     async prove(ctx: Context, details: Details, user: UserRow, factor: Factor, steps: StepHandlers = {}): Promise<void> {
       const flow: ProvenFlow = prove(parseFlow(details.result?.flow), user.id, factor, Math.floor(Date.now() / 1000));
-      const acrValues = typeof details.params.acr_values === 'string' ? details.params.acr_values.split(' ').filter(Boolean) : [];
-      const step = nextStep(flow, await policyOf(details, user), { emailVerified: user.email_verified }, { acrValues });
-      if (step.kind === 'complete') {
-        const { accountId, amr, acr, authTime } = step;
-        await accounts.recordSignIn(user, amr, flowContext(ctx, details));
-        await finish(provider, ctx, { login: { accountId, amr, ...(acr ? { acr } : {}), ts: authTime } });
-        return;
-      }
-      await provider.interactionResult(ctx.req, ctx.res, { flow }, { mergeWithLastSubmission: false });
-      if (step.kind === 'verify-address' && steps.verifyAddress) return steps.verifyAddress();
-      if (step.kind === 'second-factor') {
-        // Its own page (second-factor.ts), so a reload does not post the first factor again.
-        ctx.status = 303;
-        return ctx.redirect(`/interaction/${details.uid}/mfa`);
-      }
-      ctx.throw(500, `no ${step.kind} step on this way in`);
+      if (!(await advance(ctx, details, user, flow, steps))) ctx.throw(500, 'no verify-address step on this way in');
+    },
+
+    /**
+     * Answers the start of a sign-in the provider asked for only because the session's level is
+     * below the request's acr_values (the login prompt's `acr_values` check alone): the signed-in
+     * user is not asked for the first factor again; the flow starts from the session's sign-in and
+     * goes on to the second factor. True when it answered; false leaves the login page to the caller.
+     */
+    async stepUp(ctx: Context, details: Details): Promise<boolean> {
+      const session = details.session;
+      const reasons = details.prompt.reasons;
+      if (!session?.accountId || reasons.length === 0 || reasons.some((r) => r !== ACR_CHECK)) return false;
+      const user = await accounts.findActive(session.accountId);
+      if (!user) return false;
+      const authTime = Number(details.prompt.details.auth_time);
+      const from = flowOfSession(user.id, Array.isArray(session.amr) ? session.amr : [], Number.isFinite(authTime) ? authTime : 0);
+      if (from.proven.length === 0) return false;
+      return advance(ctx, details, user, from as ProvenFlow, {});
+    },
+
+    /**
+     * A requested level no factor of this provider can reach (phr, until WebAuthn and passkeys):
+     * the client is told at once instead of after a password. True when it answered.
+     */
+    async unattainable(ctx: Context, details: Details): Promise<boolean> {
+      const required = requiredLevel(acrValuesOf(details), deps.acrLevels);
+      if (!required || attainable(required)) return false;
+      await finish(provider, ctx, unmet('phishing-resistant authentication is not available'));
+      return true;
     },
   };
 }
+
+const acrValuesOf = (details: Details): string[] =>
+  (typeof details.params.acr_values === 'string' ? details.params.acr_values.split(' ').filter(Boolean) : []);
+
+/**
+ * The answer to a client whose acr_values cannot be met: unmet_authentication_requirements
+ * (OpenID Connect Core Unmet Authentication Requirements 1.0: "unable to meet the requirements of
+ * the Relying Party for the authentication of the End-User").
+ */
+const unmet = (description: string) => ({ error: 'unmet_authentication_requirements', error_description: description });
 
 export type SignIn = ReturnType<typeof createSignIn>;

@@ -13,8 +13,9 @@ export function accountConfiguration(accounts: Accounts): Configuration {
       auth_time: null,
       sid: null,
       iss: null,
-      // amr (RFC 8176) in every ID token: how the user signed in (pwd; otp and mfa after a second factor).
-      openid: ['sub', 'amr'],
+      // amr (RFC 8176) and acr (the level reached, see ACR_VALUES) in every ID token: how the user
+      // signed in (pwd; otp and mfa after a second factor), not only when a client asks for acr.
+      openid: ['sub', 'amr', 'acr'],
       email: ['email', 'email_verified'],
       profile: ['name', 'given_name', 'family_name', 'locale'],
     },
