@@ -181,6 +181,36 @@ describe('admin API: second factors and lockouts (help desk)', () => {
     assert.equal(event.payload.before.failedAttempts, THRESHOLD);
   });
 
+  it('either record alone shows as locked, and unlock ends each: the address counter, the account\'s own', async () => {
+    // The address is counted before it has an account: the new account's row is clean, the address locked.
+    const email = `help-${randomUUID()}@example.test`;
+    for (let i = 0; i < THRESHOLD; i++) await loginStatus(ts, clientId, email, 'wrong password, not it');
+    const created = await api.post('/users', { email, password: 'correct horse battery staple', emailVerified: true });
+    assert.equal(created.status, 201, created.text);
+    const byAddress = await api.get(`/users/${created.body.id}`);
+    assert.equal(byAddress.body.lock.locked, true, JSON.stringify(byAddress.body.lock));
+    assert.equal(byAddress.body.lock.failedAttempts, 0);
+    assert.equal(byAddress.body.lock.addressFailures, THRESHOLD);
+    assert.ok(Date.parse(byAddress.body.lock.lockedUntil) > Date.now() + 800_000, 'the counter\'s window ends about 15 minutes after the first failure');
+    assert.equal(await loginStatus(ts, clientId, email, 'correct horse battery staple'), 429);
+    assert.equal((await api.post(`/users/${created.body.id}/unlock`)).status, 200);
+    assert.equal(await loginStatus(ts, clientId, email, 'correct horse battery staple'), 303);
+
+    // The account's row alone: locked under its old address, then given a new one.
+    const user = await createUser(ts);
+    for (let i = 0; i < THRESHOLD; i++) await loginStatus(ts, clientId, user.email, 'wrong password, not it');
+    await waitFor('the lock recorded', async () => (await api.get(`/users/${user.id}`)).body.lock.failedAttempts === THRESHOLD);
+    const moved = `moved-${randomUUID()}@example.test`;
+    assert.equal((await api.patch(`/users/${user.id}`, { email: moved, emailVerified: true })).status, 200);
+    const byRecord = await api.get(`/users/${user.id}`);
+    assert.equal(byRecord.body.lock.locked, true, JSON.stringify(byRecord.body.lock));
+    assert.equal(byRecord.body.lock.addressFailures, 0);
+    assert.ok(Date.parse(byRecord.body.lock.lockedUntil) > Date.now() + 800_000);
+    assert.equal(await loginStatus(ts, clientId, moved, user.password), 429, 'the account itself is locked');
+    assert.equal((await api.post(`/users/${user.id}/unlock`)).status, 200);
+    assert.equal(await loginStatus(ts, clientId, moved, user.password), 303);
+  });
+
   it('unlock also ends a factor lock: the right code works on the same second-step page', async () => {
     const user = await userWithTotp();
     const { browser, next, isCallback, request } = await afterPassword(user);
