@@ -116,7 +116,6 @@ export async function createServices(config: AppConfig, logger: Logger) {
     ephemeral,
     reserved: [adminAudience(config.ISSUER)],
   });
-  const userAdmin = createUserAdmin({ users: repos.users, accounts, hasher, payloads: repos.payloads, events, passwordPolicy });
 
   // The account lifecycle: every code and link of its flows goes through one OneTimeCodes.
   const transaction = <T>(work: (trx: import('knex').Knex.Transaction) => Promise<T>) => db.transaction(work);
@@ -152,6 +151,9 @@ export async function createServices(config: AppConfig, logger: Logger) {
   const mfa = createMfa({
     repo: repos.mfaFactors, users: repos.users, payloads: repos.payloads, box, ephemeral, events, mail, links, accounts, transaction,
     settings: { ...MFA_DEFAULTS, issuerName: new URL(config.ISSUER).hostname },
+  });
+  const userAdmin = createUserAdmin({
+    users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy,
   });
 
   return {

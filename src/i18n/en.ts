@@ -155,6 +155,7 @@ export const en = {
   'mail.set-password.subject': 'Choose your password',
   'mail.mfa-enrolled.subject': 'A sign-in step was added to your account',
   'mail.mfa-removed.subject': 'A sign-in step was removed from your account',
+  'mail.mfa-reset.subject': 'Two-step verification was reset on your account',
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -157,4 +157,5 @@ export const vi: Messages = {
   'mail.set-password.subject': 'Chọn mật khẩu của bạn',
   'mail.mfa-enrolled.subject': 'Một bước đăng nhập đã được thêm vào tài khoản của bạn',
   'mail.mfa-removed.subject': 'Một bước đăng nhập đã bị gỡ khỏi tài khoản của bạn',
+  'mail.mfa-reset.subject': 'Xác minh hai bước của tài khoản của bạn đã được đặt lại',
 };

@@ -81,6 +81,12 @@ export function createMfaFactorsRepo(db: Knex) {
       return row as FactorRow | undefined;
     },
 
+    /** Deletes every factor of the user, confirmed or pending (recovery codes go with their set); returns them. */
+    async deleteAllOfUser(userId: string, trx?: Knex.Transaction): Promise<FactorRow[]> {
+      if (!UUID.test(userId)) return [];
+      return (await factors(trx).where({ user_id: userId }).delete().returning('*')) as FactorRow[];
+    },
+
     async touch(id: string): Promise<void> {
       await factors().where({ id }).update({ last_used_at: db.fn.now() } as never);
     },

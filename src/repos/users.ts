@@ -69,6 +69,12 @@ export function createUsersRepo(db: Knex) {
         .where({ id })
         .update({ failed_attempts: 0, locked_until: null, last_login_at: db.fn.now() } as never);
     },
+    /** Ends the account's own lockout (an operator's unlock): no failures, no lock; the sign-in record stays. */
+    async clearLockout(id: string): Promise<UserRow | undefined> {
+      if (!UUID.test(id)) return undefined;
+      const [row] = await users().where({ id }).update({ failed_attempts: 0, locked_until: null, updated_at: db.fn.now() } as never).returning('*');
+      return row as UserRow | undefined;
+    },
     async updatePasswordHash(id: string, hash: string): Promise<void> {
       await users().where({ id }).update({ password_hash: hash, updated_at: db.fn.now() } as never);
     },

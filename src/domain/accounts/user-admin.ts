@@ -1,5 +1,7 @@
 import { AppError } from '../errors.ts';
-import type { Accounts, ChangeContext } from '../authn/accounts.ts';
+import type { Accounts, ChangeContext, LockState } from '../authn/accounts.ts';
+import type { Mfa } from '../authn/mfa.ts';
+import type { FactorType } from '../../repos/mfa-factors.ts';
 import { userPayload, type EventRecorder } from '../events/events.ts';
 import { DEFAULT_TENANT } from '../authn/accounts.ts';
 import type { PasswordHasher } from '../authn/passwords.ts';
@@ -16,6 +18,20 @@ export interface UserChanges {
   password?: string;
 }
 
+/** A user as the help desk sees it: the row, its second factors and its lockout. */
+export interface UserDetail {
+  user: UserRow;
+  mfa: {
+    /** Confirmed factor types, in enrolment order (pending enrollments are not factors). */
+    enrolled: FactorType[];
+    /** Whether a sign-in asks this user for a second factor now: MFA_POLICY=optional and a confirmed TOTP. */
+    required: boolean;
+    /** Factors whose sign-in check is locked after wrong codes. */
+    locked: FactorType[];
+  };
+  lock: LockState;
+}
+
 /**
  * What operators do to users through the admin API. Suspending or deactivating a user also
  * revokes every session, grant and token they hold, so the change takes effect at once.
@@ -23,6 +39,9 @@ export interface UserChanges {
 export function createUserAdmin(deps: {
   users: UsersRepo;
   accounts: Accounts;
+  mfa: Pick<Mfa, 'enrolledFactors' | 'lockedFactors' | 'endFactorLocks' | 'resetAll'>;
+  /** MFA_POLICY, as the sign-in applies it. */
+  mfaPolicy: 'off' | 'optional';
   hasher: PasswordHasher;
   payloads: OidcPayloadsRepo;
   events: EventRecorder;
@@ -50,7 +69,69 @@ export function createUserAdmin(deps: {
     return user;
   }
 
+  async function detailOf(user: UserRow): Promise<UserDetail> {
+    const enrolled = [...new Set((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type))];
+    return {
+      user,
+      mfa: {
+        enrolled,
+        // As the sign-in decides (sign-in.ts): recovery codes alone never ask for a second step.
+        required: deps.mfaPolicy === 'optional' && enrolled.includes('totp'),
+        locked: await deps.mfa.lockedFactors(user.id),
+      },
+      lock: await deps.accounts.lockState(user),
+    };
+  }
+
+  function changeable(user: UserRow, what: string): UserRow {
+    if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', `a deactivated user cannot be ${what}`);
+    return user;
+  }
+
   return {
+    /** The user with their second factors and lockout (GET /api/v1/users/:id). */
+    async detail(id: string): Promise<UserDetail> {
+      return detailOf(await existing(id));
+    },
+
+    /**
+     * Help desk: removes every second factor of the user, ends their sessions and tokens and mails
+     * them (mfa.resetAll); records user.mfa_reset with the operator as actor.
+     */
+    async resetMfa(id: string, context: ChangeContext = {}): Promise<UserDetail> {
+      const user = changeable(await existing(id), 'changed');
+      await deps.mfa.resetAll(user, context);
+      return detailOf(await existing(id));
+    },
+
+    /**
+     * Help desk: ends a lockout at once: the account's record, its address's failure counter and
+     * the second factors' locks, so the right password (and code) works on the next try. Sessions
+     * are left alone: a lockout is about guesses, not about who is signed in. Records user.unlocked
+     * with what was in force before.
+     */
+    async unlock(id: string, context: ChangeContext = {}): Promise<UserDetail> {
+      const user = changeable(await existing(id), 'unlocked');
+      const before = await detailOf(user);
+      await deps.accounts.unlock(user);
+      await deps.mfa.endFactorLocks(user.id);
+      await events.record({
+        type: 'user.unlocked', subjectId: id, tenantId: user.tenant_id, ...context,
+        payload: {
+          user: { id },
+          before: {
+            locked: before.lock.locked,
+            lockedUntil: before.lock.lockedUntil?.toISOString() ?? null,
+            failedAttempts: before.lock.failedAttempts,
+            addressFailures: before.lock.addressFailures,
+            lockedFactors: before.mfa.locked,
+          },
+          by: 'admin',
+        },
+      });
+      return detailOf(await existing(id));
+    },
+
     async create(input: Parameters<Accounts['create']>[0], context: ChangeContext = {}): Promise<UserRow> {
       if (input.password) {
         await assertPasswordAllowed(passwordPolicy, input.password, {

@@ -21,6 +21,21 @@ export interface LockoutPolicy {
   durationSeconds: number;
 }
 
+/** What an operator sees of an account's lockout (GET /api/v1/users/:id). */
+export interface LockState {
+  /** Sign-ins (and second factors) are refused now: the account's record or its address's counter is locked. */
+  locked: boolean;
+  /** When every lock now in force ends (the later of the two); null when not locked. */
+  lockedUntil: Date | null;
+  /**
+   * The account's own count of failed sign-ins (passwords and second factors) since its last
+   * successful sign-in or unlock; a lock that ran out starts a new count, so it reads 0 then.
+   */
+  failedAttempts: number;
+  /** Failures counted against the address (known or not) in the current window of LOCKOUT_DURATION_SECONDS. */
+  addressFailures: number;
+}
+
 export type SignInFailure = 'invalid_credentials' | 'locked' | 'inactive';
 
 export interface Claims {
@@ -194,6 +209,34 @@ export function createAccounts(deps: {
         await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
       }
       return { locked: recordLocked || failures >= lockout.threshold };
+    },
+
+    /**
+     * The lockout as the sign-in sees it: both records `authenticate` and `isLocked` consult, the
+     * account's row (failed_attempts, locked_until) and its address's counter in the ephemeral store.
+     */
+    async lockState(user: Pick<UserRow, 'tenant_id' | 'email' | 'failed_attempts' | 'locked_until'>): Promise<LockState> {
+      const now = Date.now();
+      const key = failureKey(user.tenant_id, user.email);
+      const addressFailures = Number((await ephemeral.get(key)) ?? 0);
+      const ends: Date[] = [];
+      if (user.locked_until && user.locked_until.getTime() > now) ends.push(user.locked_until);
+      if (addressFailures >= lockout.threshold) {
+        // The counter's window ends the address lock; without a readable TTL it lasts at most a duration.
+        ends.push((await ephemeral.expiresAt(key)) ?? new Date(now + lockout.durationSeconds * 1000));
+      }
+      const lockedUntil = ends.length ? new Date(Math.max(...ends.map((d) => d.getTime()))) : null;
+      const lapsed = Boolean(user.locked_until && user.locked_until.getTime() <= now);
+      return { locked: lockedUntil !== null, lockedUntil, failedAttempts: lapsed ? 0 : user.failed_attempts, addressFailures };
+    },
+
+    /**
+     * Ends a lockout (an operator's unlock): the account's record and its address's counter both,
+     * since either alone refuses the sign-in. Answers the row after the change.
+     */
+    async unlock(user: Pick<UserRow, 'id' | 'tenant_id' | 'email'>): Promise<UserRow | undefined> {
+      await ephemeral.del(failureKey(user.tenant_id, user.email));
+      return users.clearLockout(user.id);
     },
 
     async findActive(id: string): Promise<UserRow | undefined> {

@@ -8,7 +8,7 @@ import type { UserRow, UsersRepo } from '../../repos/users.ts';
 import type { AccountLinks } from '../accounts/account-links.ts';
 import { AppError } from '../errors.ts';
 import type { EventRecorder } from '../events/events.ts';
-import { mfaEnrolledMail, mfaRemovedMail } from '../mail/account-mails.ts';
+import { mfaEnrolledMail, mfaRemovedMail, mfaResetMail } from '../mail/account-mails.ts';
 import type { MailOutbox } from '../mail/mail.ts';
 import type { Accounts, ChangeContext } from './accounts.ts';
 import { newRecoveryCodes, normaliseRecoveryCode, recoveryCodeDigest } from './recovery-codes.ts';
@@ -164,6 +164,14 @@ export function createMfa(deps: {
     return true;
   }
 
+  /** Ends the factor locks and wrong-code counts of the user's sign-in checks (replay records stay). */
+  async function endFactorLocks(userId: string): Promise<void> {
+    for (const kind of ['mfa-totp', 'mfa-recovery'] as const) {
+      await ephemeral.del(key(kind, 'lock', userId));
+      await ephemeral.del(key(kind, 'attempts', userId));
+    }
+  }
+
   return {
     /**
      * Starts a TOTP enrollment: a new secret, sealed at rest, shown once in this answer (as text, as
@@ -263,6 +271,42 @@ export function createMfa(deps: {
         await mail.enqueue(mfaRemovedMail(user, row.type, links), trx);
       });
       await endOtherSessions(userId, currentSessionUid);
+    },
+
+    // What operators call (admin API, through user-admin.ts).
+
+    /** The factors whose sign-in check is locked now (5 wrong codes: 15 minutes). */
+    async lockedFactors(userId: string): Promise<FactorType[]> {
+      const locked: FactorType[] = [];
+      if ((await ephemeral.get(key('mfa-totp', 'lock', userId))) !== undefined) locked.push('totp');
+      if ((await ephemeral.get(key('mfa-recovery', 'lock', userId))) !== undefined) locked.push('recovery');
+      return locked;
+    },
+
+    endFactorLocks,
+
+    /**
+     * An operator's reset: every factor of the user goes (TOTP, recovery codes, a pending
+     * enrollment), with their locks. When a confirmed factor was removed, the user is mailed and
+     * every session, grant and token of theirs ends: the reset usually follows a lost or stolen
+     * device, and a session proven with it must not outlive it. The event (`user.mfa_reset`) is
+     * recorded even when there was nothing to remove, so the operator's act is on record. Answers
+     * the confirmed factors removed.
+     */
+    async resetAll(user: UserRow, context: ChangeContext = {}): Promise<FactorRow[]> {
+      const removed = await deps.transaction(async (trx) => {
+        const rows = await repo.deleteAllOfUser(user.id, trx);
+        const confirmed = rows.filter((r) => r.confirmed_at);
+        await events.record({
+          type: 'user.mfa_reset', subjectId: user.id, tenantId: user.tenant_id, ...context,
+          payload: { user: { id: user.id }, factors: confirmed.map(factorPayload), pendingRemoved: rows.length - confirmed.length, by: 'admin' },
+        }, trx);
+        if (confirmed.length) await mail.enqueue(mfaResetMail(user, links), trx);
+        return confirmed;
+      });
+      await endFactorLocks(user.id);
+      if (removed.length) await deps.payloads.revokeByAccountId(user.id);
+      return removed;
     },
 
     // What the sign-in step calls.

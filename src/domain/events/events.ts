@@ -17,7 +17,9 @@ export type EventType =
   | 'user.signed_in'
   | 'user.sign_in_failed'
   | 'user.mfa_enrolled'
-  | 'user.mfa_removed';
+  | 'user.mfa_removed'
+  | 'user.mfa_reset'
+  | 'user.unlocked';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,

@@ -89,3 +89,13 @@ export function mfaRemovedMail(user: Recipient, factor: 'totp' | 'recovery', lin
     data: { ...greeting(user), factor, accountUrl: links.account(), resetUrl: links.forgotPassword() },
   };
 }
+
+/** An operator reset the account's second factors (help desk): every one is gone, every session ended. */
+export function mfaResetMail(user: Recipient, links: AccountLinks): MailMessage<'mfa-reset'> {
+  return {
+    to: user.email,
+    template: 'mfa-reset',
+    locale: mailLocaleOf(user, 'en'),
+    data: { ...greeting(user), accountUrl: links.account(), resetUrl: links.forgotPassword() },
+  };
+}

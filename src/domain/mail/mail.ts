@@ -22,11 +22,13 @@ export interface MailTemplateData {
   /** A second factor was added (`replaced`: it took the place of the earlier one of its kind). */
   'mfa-enrolled': { name?: string; factor: 'totp' | 'recovery'; replaced?: boolean; accountUrl: string; resetUrl: string };
   'mfa-removed': { name?: string; factor: 'totp' | 'recovery'; accountUrl: string; resetUrl: string };
+  /** An operator removed every second factor (admin API) and ended every session. */
+  'mfa-reset': { name?: string; accountUrl: string; resetUrl: string };
 }
 
 export type MailTemplate = keyof MailTemplateData;
 
-export const MAIL_TEMPLATES = ['welcome', 'verify-email', 'forgot-password', 'password-changed', 'magic-link', 'account-exists', 'mfa-enrolled', 'mfa-removed'] as const satisfies readonly MailTemplate[];
+export const MAIL_TEMPLATES = ['welcome', 'verify-email', 'forgot-password', 'password-changed', 'magic-link', 'account-exists', 'mfa-enrolled', 'mfa-removed', 'mfa-reset'] as const satisfies readonly MailTemplate[];
 
 export interface MailMessage<T extends MailTemplate = MailTemplate> {
   to: string;

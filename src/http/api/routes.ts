@@ -18,7 +18,7 @@ import type { AccountOperation } from './account-routes.ts';
 import type { Input, Operation } from './operation.ts';
 import * as s from './schemas.ts';
 import { checkBody, parse } from './validate.ts';
-import { clientView, resourceServerView, userView } from './views.ts';
+import { clientView, resourceServerView, userDetailView, userView } from './views.ts';
 
 export interface AdminApiDeps {
   issuer: string;
@@ -97,10 +97,26 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       },
     },
     {
-      method: 'get', path: '/users/:id', scope: 'iam.users:read', summary: 'Get a user',
-      response: { status: 200, schema: s.user },
+      method: 'get', path: '/users/:id', scope: 'iam.users:read', summary: 'Get a user, with their second factors (mfa) and lockout (lock)',
+      response: { status: 200, schema: s.userDetail },
       async handle(_ctx, { params }) {
-        return userView(await users.get(params.id!));
+        return userDetailView(await users.detail(params.id!));
+      },
+    },
+    {
+      method: 'post', path: '/users/:id/mfa/reset', scope: 'iam.users:update',
+      summary: 'Remove every second factor of the user, end their sessions and tokens, and mail them (help desk)',
+      response: { status: 200, schema: s.userDetail },
+      async handle(ctx, { params }) {
+        return userDetailView(await users.resetMfa(params.id!, changeContext(ctx)));
+      },
+    },
+    {
+      method: 'post', path: '/users/:id/unlock', scope: 'iam.users:update',
+      summary: 'End a sign-in lockout at once: the account, its address and its second factors (help desk)',
+      response: { status: 200, schema: s.userDetail },
+      async handle(ctx, { params }) {
+        return userDetailView(await users.unlock(params.id!, changeContext(ctx)));
       },
     },
     {

@@ -54,6 +54,23 @@ export const user = z.object({
   lastLoginAt: z.iso.datetime().nullable(),
 });
 
+const factorType = z.enum(['totp', 'recovery']);
+
+/** One user with their second factors and lockout: GET /users/:id and the help-desk actions. */
+export const userDetail = user.extend({
+  mfa: z.object({
+    enrolled: z.array(factorType).describe('Confirmed second factors: totp (authenticator app), recovery (a set of recovery codes)'),
+    required: z.boolean().describe('A sign-in asks this user for a second factor now: MFA_POLICY=optional and a confirmed totp (recovery codes alone never ask)'),
+    locked: z.array(factorType).describe('Factors whose sign-in check is locked after 5 wrong codes (15 minutes)'),
+  }),
+  lock: z.object({
+    locked: z.boolean().describe('Sign-ins are refused now'),
+    lockedUntil: z.iso.datetime().nullable().describe('When every lock now in force ends; null when not locked'),
+    failedAttempts: z.number().int().describe("The account's failed sign-ins (passwords and second factors) since its last sign-in or unlock; 0 once a lock has run out"),
+    addressFailures: z.number().int().describe("Failed sign-ins with the account's address (by anyone) in the current LOCKOUT_DURATION_SECONDS window; LOCKOUT_THRESHOLD of them lock it"),
+  }),
+});
+
 const resourceIdentifier = z
   .string()
   .max(2048)

@@ -1,6 +1,7 @@
 import type { ClientRow } from '../../repos/clients.ts';
 import type { ResourceServerRow } from '../../repos/resource-servers.ts';
 import type { UserRow } from '../../repos/users.ts';
+import type { UserDetail } from '../../domain/accounts/user-admin.ts';
 
 // API representations. Password hashes and stored secrets have no field here, so no answer can carry them.
 
@@ -18,6 +19,20 @@ export function userView(u: UserRow) {
     createdAt: iso(u.created_at),
     updatedAt: iso(u.updated_at),
     lastLoginAt: u.last_login_at ? iso(u.last_login_at) : null,
+  };
+}
+
+/** The help desk's view of one user: the user plus second factors and lockout. */
+export function userDetailView(d: UserDetail) {
+  return {
+    ...userView(d.user),
+    mfa: { enrolled: d.mfa.enrolled, required: d.mfa.required, locked: d.mfa.locked },
+    lock: {
+      locked: d.lock.locked,
+      lockedUntil: d.lock.lockedUntil ? iso(d.lock.lockedUntil) : null,
+      failedAttempts: d.lock.failedAttempts,
+      addressFailures: d.lock.addressFailures,
+    },
   };
 }
 

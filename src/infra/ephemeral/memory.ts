@@ -105,6 +105,10 @@ export class MemoryStore implements EphemeralStore {
   async del(key: string) {
     this.#delete(key);
   }
+  async expiresAt(key: string) {
+    const e = this.#live(key);
+    return e ? new Date(e.expiresAt) : undefined;
+  }
   async ping() {}
   limiter(name: string, points: number, durationSeconds: number) {
     return new RateLimiterMemory({ keyPrefix: name, points, duration: durationSeconds });

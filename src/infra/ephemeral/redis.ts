@@ -162,6 +162,11 @@ export class RedisStore implements EphemeralStore {
   async del(key: string) {
     await this.#call(() => this.client.del(key));
   }
+  async expiresAt(key: string) {
+    // PTTL: -2 absent, -1 no TTL.
+    const ms = await this.#call(() => this.client.pttl(key));
+    return ms >= 0 ? new Date(Date.now() + ms) : undefined;
+  }
   async ping() {
     await this.#call(() => this.client.ping());
   }

@@ -52,6 +52,8 @@ export interface EphemeralStore {
    */
   compareAndSwap(key: string, expected: string | undefined, next: string | undefined, ttlSeconds?: number): Promise<boolean>;
   del(key: string): Promise<void>;
+  /** When the key expires (undefined: absent, or kept without a TTL). For showing a lock's end, not for deciding. */
+  expiresAt(key: string): Promise<Date | undefined>;
   ping(): Promise<void>;
   /**
    * A fixed-window limiter of `points` per `durationSeconds` on the same backend. It never fails for
