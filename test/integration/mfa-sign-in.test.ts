@@ -82,6 +82,12 @@ describe('the second step of a sign-in', () => {
     const tokens = await request.redeem(done.url);
     assert.deepEqual(tokens.claims()!.amr, ['pwd', 'otp', 'mfa']);
     assert.equal(tokens.claims()!.sub, user.id);
+
+    // The reference catalogue's User MFA Login, once, naming the factor and never the code.
+    const logins = await ts.server.services.db('events').where({ subject_id: user.id, type: 'user.mfa_login' });
+    assert.equal(logins.length, 1);
+    assert.equal(logins[0].payload.factor.type, 'totp');
+    assert.ok(!JSON.stringify(logins).includes(user.secret), 'no secret in the event');
   });
 
   it('a code is good once: the same code again in its time step is refused', async () => {

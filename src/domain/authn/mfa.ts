@@ -133,6 +133,11 @@ export function createMfa(deps: {
     if (factorId !== undefined) {
       await ephemeral.del(key(kind, 'attempts', userId));
       await repo.touch(factorId);
+      // The reference catalogue's User MFA Login: which factor, never the code.
+      await events.record({
+        type: 'user.mfa_login', subjectId: userId, tenantId: user.tenant_id, ...context,
+        payload: { user: { id: userId }, factor: { id: factorId, type: kind === 'mfa-totp' ? 'totp' : 'recovery' } },
+      });
       return 'ok';
     }
     const { locked } = await deps.accounts.recordSecondFactorFailure(user, kind === 'mfa-totp' ? 'totp' : 'recovery', context);

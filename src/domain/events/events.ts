@@ -19,6 +19,7 @@ export type EventType =
   | 'user.mfa_enrolled'
   | 'user.mfa_removed'
   | 'user.mfa_reset'
+  | 'user.mfa_login'
   | 'user.unlocked';
 
 /**
