@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { generate } from 'otplib';
 import pg from 'pg';
 import { createLogger } from '../../src/infra/logger.ts';
 import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, AdminApi, adminToken, assertError, tokenRequest } from '../helpers/admin.ts';
@@ -185,6 +186,21 @@ describe('a Redis that hangs or stops', { skip }, () => {
     } finally {
       redis.resume();
     }
+    await waitFor('/readyz back to 200', async () => (await fetch(new URL('/readyz', ts.issuer))).status === 200, 10_000);
+  });
+
+  it('paused: the help-desk MFA reset refuses (503) before it changes anything', async () => {
+    const helped = await createUser(ts);
+    const { mfa } = ts.server.services;
+    const { factorId, secret } = await mfa.enrollTotp(helped.id);
+    await mfa.confirmTotp(helped.id, factorId, await generate({ secret }), undefined);
+    redis.pause();
+    try {
+      assertError(await admin.post(`/users/${helped.id}/mfa/reset`), 503, 'IDENT_UNAVAILABLE');
+    } finally {
+      redis.resume();
+    }
+    assert.deepEqual((await mfa.enrolledFactors(helped.id)).map((f) => f.type), ['totp'], 'the factor is still there');
     await waitFor('/readyz back to 200', async () => (await fetch(new URL('/readyz', ts.issuer))).status === 200, 10_000);
   });
 

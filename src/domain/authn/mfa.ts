@@ -299,6 +299,8 @@ export function createMfa(deps: {
      * the confirmed factors removed.
      */
     async resetAll(user: UserRow, context: ChangeContext = {}): Promise<FactorRow[]> {
+      // Locks first: if the short-lived store is out, the reset stops (503) before anything changed.
+      await endFactorLocks(user.id);
       const removed = await deps.transaction(async (trx) => {
         const rows = await repo.deleteAllOfUser(user.id, trx);
         const confirmed = rows.filter((r) => r.confirmed_at);
@@ -309,7 +311,6 @@ export function createMfa(deps: {
         if (confirmed.length) await mail.enqueue(mfaResetMail(user, links), trx);
         return confirmed;
       });
-      await endFactorLocks(user.id);
       if (removed.length) await deps.payloads.revokeByAccountId(user.id);
       return removed;
     },
