@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
-import { generate } from 'otplib';
-import { HttpBrowser, formField } from '../helpers/browser-http.ts';
+import { HttpBrowser } from '../helpers/browser-http.ts';
 import { authorizationRequest, createUser, REDIRECT_URI, registerClient, rpConfig, signIn, submitLogin } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { codeAt, enrolTotp, postSecondFactor } from '../helpers/mfa.ts';
 
 /**
  * Assurance levels (ACR_VALUES, default pwd mfa phr) seen by a relying party (openid-client):
@@ -15,29 +15,18 @@ import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/ser
  * unmet_authentication_requirements.
  */
 
-const PERIOD = 30;
-const codeAt = (secret: string, steps = 0) => generate({ secret, epoch: Math.floor(Date.now() / 1000) + steps * PERIOD });
 const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
 
-/**
- * Enrols and confirms an authenticator for `userId`. With `keepSession`, the user's one session
- * stays, as when the account console enrols it (other sessions end).
- */
-async function enrolTotp(ts: TestServer, userId: string, keepSession = false) {
-  const { mfa, repos } = ts.server.services;
-  const sessions = keepSession ? await repos.payloads.listSessions(userId) : [];
+/** Enrols an authenticator for `userId`; with `keepSession` its one session stays, as when the account console enrols it. */
+async function enrolKeeping(ts: TestServer, userId: string, keepSession = false) {
+  const sessions = keepSession ? await ts.server.services.repos.payloads.listSessions(userId) : [];
   assert.equal(sessions.length, keepSession ? 1 : 0);
-  const { factorId, secret } = await mfa.enrollTotp(userId);
-  await mfa.confirmTotp(userId, factorId, await codeAt(secret, -1), sessions[0]?.uid);
-  return secret;
+  return enrolTotp(ts, userId, sessions[0]?.uid);
 }
 
 /** Posts the current code on the second-factor page at `url` and follows on towards the client. */
 async function passSecondFactor(browser: HttpBrowser, url: URL, secret: string) {
-  const page = await browser.request(url);
-  const html = await page.text();
-  assert.equal(page.status, 200, html.slice(0, 300));
-  const res = await browser.postForm(url, { csrf: formField(html, 'csrf')!, method: 'totp', code: await codeAt(secret) });
+  const res = await postSecondFactor(browser, url, await codeAt(secret));
   assert.equal(res.status, 303);
   return browser.follow(new URL(res.headers.get('location')!, url), {}, isCallback);
 }
@@ -82,7 +71,7 @@ describe('assurance levels (acr)', () => {
 
   it('a password and an authenticator code: acr mfa, amr pwd otp mfa', async () => {
     const user = await createUser(ts);
-    const secret = await enrolTotp(ts, user.id);
+    const secret = await enrolKeeping(ts, user.id);
     const browser = new HttpBrowser();
     const { request, step } = await authorize(browser, config, {});
     const res = await submitLogin(browser, step.url, await (await browser.request(step.url)).text(), user.email, user.password);
@@ -107,7 +96,7 @@ describe('assurance levels (acr)', () => {
       browser = first.browser;
       sub = first.tokens.claims()!.sub;
       // The authenticator comes after this session's sign-in (the account console's way: it keeps the session).
-      secret = await enrolTotp(ts, user.id, true);
+      secret = await enrolKeeping(ts, user.id, true);
     });
 
     it('prompt=none answers interaction_required', async () => {
@@ -181,7 +170,7 @@ describe('assurance levels (acr)', () => {
   it('acr_values listing several levels asks for the weakest: "phr mfa" is met by an mfa step-up', async () => {
     const user = await createUser(ts);
     const first = await signIn(ts, config, user, { scope: 'openid' });
-    const secret = await enrolTotp(ts, user.id, true);
+    const secret = await enrolKeeping(ts, user.id, true);
     const { request, step } = await authorize(first.browser, config, { acr_values: 'phr mfa' });
     assert.match(step.url.pathname, /\/mfa$/);
     const done = await passSecondFactor(first.browser, step.url, secret);
@@ -200,7 +189,7 @@ describe('MFA_POLICY=off with acr_values=mfa', () => {
     const config = await rpConfig(ts, await registerClient(ts, { token_endpoint_auth_method: 'none' }, true));
     assert.deepEqual(config.serverMetadata().acr_values_supported, ['pwd', 'mfa']);
     const user = await createUser(ts);
-    const secret = await enrolTotp(ts, user.id);
+    const secret = await enrolKeeping(ts, user.id);
     const { tokens, browser } = await signIn(ts, config, user, { scope: 'openid' });
     assert.equal(tokens.claims()!.acr, 'pwd', 'the policy is off: a password alone');
     const { request, step } = await authorize(browser, config, { acr_values: 'mfa' });

@@ -2,14 +2,13 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
-import { generate } from 'otplib';
 import { AdminApi, adminToken, assertError, startAdminServer } from '../helpers/admin.ts';
-import { HttpBrowser, formField } from '../helpers/browser-http.ts';
 import { loginStatus } from '../helpers/login-page.ts';
 import { fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
-import { authorizationRequest, createUser, REDIRECT_URI, registerClient, rpConfig, signIn, submitLogin } from '../helpers/rp.ts';
+import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { afterPassword, codeAt, postSecondFactor, userWithTotp } from '../helpers/mfa.ts';
 
 /**
  * The help desk through the admin API with real tokens: what an operator sees of a user's second
@@ -17,12 +16,9 @@ import { waitFor } from '../helpers/wait.ts';
  * ending a lockout (POST /users/:id/unlock), checked against real sign-ins on the login pages.
  */
 
-const PERIOD = 30;
-const codeAt = (secret: string, steps = 0) => generate({ secret, epoch: Math.floor(Date.now() / 1000) + steps * PERIOD });
 // Above the factor lock (5 wrong codes), so a factor can be locked without locking the account.
 const THRESHOLD = 6;
 
-type User = Awaited<ReturnType<typeof createUser>>;
 
 describe('admin API: second factors and lockouts (help desk)', () => {
   let ts: TestServer;
@@ -46,35 +42,6 @@ describe('admin API: second factors and lockouts (help desk)', () => {
     await mailbox.stop();
   });
 
-  /** A user with a confirmed authenticator (the confirmation spends the previous step's code). */
-  async function userWithTotp(extra: Record<string, unknown> = {}) {
-    const user = await createUser(ts, undefined, extra);
-    const { mfa } = ts.server.services;
-    const { factorId, secret } = await mfa.enrollTotp(user.id);
-    await mfa.confirmTotp(user.id, factorId, await codeAt(secret, -1), undefined);
-    return { ...user, secret };
-  }
-
-  /** Authorize and post the password on the real login page; answers where the sign-in goes next. */
-  async function afterPassword(user: User) {
-    const browser = new HttpBrowser();
-    const request = await authorizationRequest(config, { scope: 'openid email' });
-    const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
-    const page = await browser.follow(request.url, {}, isCallback);
-    const res = await submitLogin(browser, page.url, await page.res.text(), user.email, user.password);
-    assert.equal(res.status, 303);
-    const step = await browser.follow(new URL(res.headers.get('location')!, page.url), {}, isCallback);
-    await step.res.arrayBuffer();
-    return { browser, request, next: step.url, isCallback };
-  }
-
-  async function postCode(browser: HttpBrowser, url: URL, code: string) {
-    const page = await browser.request(url);
-    const html = await page.text();
-    assert.equal(page.status, 200, html.slice(0, 300));
-    return browser.postForm(url, { csrf: formField(html, 'csrf')!, method: 'totp', code });
-  }
-
   const events = (userId: string, type: string) => ts.server.services.db('events').where({ subject_id: userId, type }).orderBy('occurred_at');
   const userinfoStatus = async (accessToken: string) =>
     (await fetch(new URL('/me', ts.issuer), { headers: { authorization: `Bearer ${accessToken}` } })).status;
@@ -86,7 +53,7 @@ describe('admin API: second factors and lockouts (help desk)', () => {
     assert.deepEqual(none.body.mfa, { enrolled: [], required: false, locked: [] });
     assert.deepEqual(none.body.lock, { locked: false, lockedUntil: null, failedAttempts: 0, addressFailures: 0 });
 
-    const user = await userWithTotp();
+    const user = await userWithTotp(ts);
     const totp = await api.get(`/users/${user.id}`);
     assert.deepEqual(totp.body.mfa, { enrolled: ['totp'], required: true, locked: [] });
     await ts.server.services.mfa.regenerateRecoveryCodes(user.id, undefined);
@@ -102,12 +69,12 @@ describe('admin API: second factors and lockouts (help desk)', () => {
   });
 
   it('a reset removes every factor, ends the sessions and tokens, mails the user and records the admin client; then the password alone signs in', async () => {
-    const user = await userWithTotp();
+    const user = await userWithTotp(ts);
     await ts.server.services.mfa.regenerateRecoveryCodes(user.id, undefined);
     // A session made with the second factor, with its tokens.
-    const first = await afterPassword(user);
+    const first = await afterPassword(config, user);
     assert.match(first.next.pathname, /^\/interaction\/[^/]+\/mfa$/, 'before the reset the password leads to the second step');
-    const right = await postCode(first.browser, first.next, await codeAt(user.secret));
+    const right = await postSecondFactor(first.browser, first.next, await codeAt(user.secret));
     assert.equal(right.status, 303);
     const done = await first.browser.follow(new URL(right.headers.get('location')!, first.next), {}, first.isCallback);
     const tokens = await first.request.redeem(done.url);
@@ -146,7 +113,7 @@ describe('admin API: second factors and lockouts (help desk)', () => {
   });
 
   it('the reset mail is in the user\'s language', async () => {
-    const user = await userWithTotp({ locale: 'vi' });
+    const user = await userWithTotp(ts, { locale: 'vi' });
     assert.equal((await api.post(`/users/${user.id}/mfa/reset`)).status, 200);
     const mail = await mailbox.next(user.email, /^Xác minh hai bước của tài khoản của bạn đã được đặt lại$/);
     assert.match(mail.text, /Quản trị viên đã đặt lại xác minh hai bước/);
@@ -212,31 +179,31 @@ describe('admin API: second factors and lockouts (help desk)', () => {
   });
 
   it('unlock also ends a factor lock: the right code works on the same second-step page', async () => {
-    const user = await userWithTotp();
-    const { browser, next, isCallback, request } = await afterPassword(user);
+    const user = await userWithTotp(ts);
+    const { browser, next, isCallback, request } = await afterPassword(config, user);
     const near = new Set(await Promise.all([-1, 0, 1].map((s) => codeAt(user.secret, s))));
     const wrong = ['000000', '111111', '222222', '333333', '444444', '555555'].find((c) => !near.has(c))!;
     const statuses = [];
-    for (let i = 0; i < 5; i++) statuses.push((await postCode(browser, next, wrong)).status);
+    for (let i = 0; i < 5; i++) statuses.push((await postSecondFactor(browser, next, wrong)).status);
     assert.deepEqual(statuses, [401, 401, 401, 401, 429], 'the fifth wrong code locks the factor');
     const seen = await api.get(`/users/${user.id}`);
     assert.deepEqual(seen.body.mfa.locked, ['totp']);
     assert.equal(seen.body.lock.locked, false, 'the account itself is below its threshold');
     assert.equal(seen.body.lock.failedAttempts, 5, 'every wrong code counted toward it');
-    assert.equal((await postCode(browser, next, await codeAt(user.secret))).status, 429, 'the right code is refused while locked');
+    assert.equal((await postSecondFactor(browser, next, await codeAt(user.secret))).status, 429, 'the right code is refused while locked');
 
     const unlocked = await api.post(`/users/${user.id}/unlock`);
     assert.equal(unlocked.status, 200);
     assert.deepEqual(unlocked.body.mfa.locked, []);
     assert.equal(unlocked.body.lock.locked, false);
-    const right = await postCode(browser, next, await codeAt(user.secret));
+    const right = await postSecondFactor(browser, next, await codeAt(user.secret));
     assert.equal(right.status, 303, 'the right code works at once');
     const done = await browser.follow(new URL(right.headers.get('location')!, next), {}, isCallback);
     assert.deepEqual((await request.redeem(done.url)).claims()!.amr, ['pwd', 'otp', 'mfa']);
   });
 
   it('iam.users:read sees the state but cannot reset or unlock (403, nothing changes)', async () => {
-    const user = await userWithTotp();
+    const user = await userWithTotp(ts);
     for (let i = 0; i < THRESHOLD; i++) await loginStatus(ts, clientId, user.email, 'wrong password, not it');
     await waitFor('the lock recorded', async () => (await api.get(`/users/${user.id}`)).body.lock.failedAttempts === THRESHOLD);
 
@@ -265,7 +232,7 @@ describe('admin API: second factors and lockouts (help desk)', () => {
       assertError(await api.post(`/users/${id}/mfa/reset`), 404, 'IDENT_USER_NOT_FOUND', `reset ${id}`);
       assertError(await api.post(`/users/${id}/unlock`), 404, 'IDENT_USER_NOT_FOUND', `unlock ${id}`);
     }
-    const gone = await userWithTotp();
+    const gone = await userWithTotp(ts);
     assert.equal((await api.delete(`/users/${gone.id}`)).status, 200);
     assertError(await api.post(`/users/${gone.id}/mfa/reset`), 422, 'IDENT_USER_DEACTIVATED');
     assertError(await api.post(`/users/${gone.id}/unlock`), 422, 'IDENT_USER_DEACTIVATED');

@@ -1,46 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
-import { generate } from 'otplib';
-import { HttpBrowser, formField } from '../helpers/browser-http.ts';
+import { HttpBrowser } from '../helpers/browser-http.ts';
 import { alertText } from '../helpers/login-page.ts';
-import { authorizationRequest, createUser, REDIRECT_URI, registerClient, rpConfig, submitLogin } from '../helpers/rp.ts';
+import { authorizationRequest, createUser, registerClient, rpConfig } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { afterPassword, codeAt, postSecondFactor, userWithTotp } from '../helpers/mfa.ts';
 
 /**
  * The second step of a sign-in (MFA_POLICY=optional, the default): an account with a confirmed
  * authenticator proves it after its password, through the real login pages, and the relying party
  * (openid-client) sees it in the ID token's amr.
  */
-
-const PERIOD = 30;
-/** The authenticator app's code `steps` time steps from now (within one step either side is accepted). */
-const codeAt = (secret: string, steps = 0) => generate({ secret, epoch: Math.floor(Date.now() / 1000) + steps * PERIOD });
-
-type User = Awaited<ReturnType<typeof createUser>>;
-
-/** A user with a confirmed authenticator; the confirmation spends the previous step's code. */
-async function userWithTotp(ts: TestServer) {
-  const user = await createUser(ts);
-  const { mfa } = ts.server.services;
-  const { factorId, secret } = await mfa.enrollTotp(user.id);
-  await mfa.confirmTotp(user.id, factorId, await codeAt(secret, -1), undefined);
-  return { ...user, secret };
-}
-
-/** Authorize, post the password, and stop at whatever comes next (its URL is `next`). */
-async function afterPassword(ts: TestServer, config: oidc.Configuration, user: User) {
-  const browser = new HttpBrowser();
-  const request = await authorizationRequest(config, { scope: 'openid email' });
-  const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
-  const page = await browser.follow(request.url, {}, isCallback);
-  const res = await submitLogin(browser, page.url, await page.res.text(), user.email, user.password);
-  assert.equal(res.status, 303);
-  // Through the provider's resume: to the client's callback, or to the page of the next step.
-  const step = await browser.follow(new URL(res.headers.get('location')!, page.url), {}, isCallback);
-  await step.res.arrayBuffer();
-  return { browser, request, next: step.url, isCallback };
-}
 
 describe('the second step of a sign-in', () => {
   let ts: TestServer;
@@ -52,17 +23,9 @@ describe('the second step of a sign-in', () => {
   });
   after(() => stopAndDestroy(ts));
 
-  /** Posts `code` on the second-factor page at `url`; answers the response and the page it came from. */
-  async function postCode(browser: HttpBrowser, url: URL, code: string, method: 'totp' | 'recovery' = 'totp') {
-    const page = await browser.request(method === 'recovery' ? new URL(`${url.pathname}?method=recovery`, url) : url);
-    const html = await page.text();
-    assert.equal(page.status, 200, html.slice(0, 300));
-    return browser.postForm(url, { csrf: formField(html, 'csrf')!, method, code });
-  }
-
   it('asks an account with an authenticator for it after the password; its code completes the sign-in with amr pwd, otp, mfa', async () => {
     const user = await userWithTotp(ts);
-    const { browser, request, next, isCallback } = await afterPassword(ts, config, user);
+    const { browser, request, next, isCallback } = await afterPassword(config, user);
     assert.match(next.pathname, /^\/interaction\/[^/]+\/mfa$/, 'the password leads to the second step, not the client');
 
     const page = await browser.request(next);
@@ -71,11 +34,11 @@ describe('the second step of a sign-in', () => {
     assert.match(html, /autocomplete="one-time-code"/);
     assert.doesNotMatch(html, /Use a recovery code/, 'no recovery codes, no such control');
 
-    const wrong = await postCode(browser, next, (await codeAt(user.secret)) === '000000' ? '111111' : '000000');
+    const wrong = await postSecondFactor(browser, next, (await codeAt(user.secret)) === '000000' ? '111111' : '000000');
     assert.equal(wrong.status, 401);
     assert.equal(alertText(await wrong.text()), 'That code is not right. Please try again.');
 
-    const right = await postCode(browser, next, await codeAt(user.secret));
+    const right = await postSecondFactor(browser, next, await codeAt(user.secret));
     assert.equal(right.status, 303);
     const done = await browser.follow(new URL(right.headers.get('location')!, next), {}, isCallback);
     assert.ok(isCallback(done.url), 'the authorization ends at the client');
@@ -93,36 +56,36 @@ describe('the second step of a sign-in', () => {
   it('a code is good once: the same code again in its time step is refused', async () => {
     const user = await userWithTotp(ts);
     const code = await codeAt(user.secret);
-    const first = await afterPassword(ts, config, user);
-    assert.equal((await postCode(first.browser, first.next, code)).status, 303);
-    const second = await afterPassword(ts, config, user);
-    const replay = await postCode(second.browser, second.next, code);
+    const first = await afterPassword(config, user);
+    assert.equal((await postSecondFactor(first.browser, first.next, code)).status, 303);
+    const second = await afterPassword(config, user);
+    const replay = await postSecondFactor(second.browser, second.next, code);
     assert.equal(replay.status, 401, 'the replayed code is refused');
   });
 
   it('a recovery code stands in for the authenticator, once', async () => {
     const user = await userWithTotp(ts);
     const [code] = await ts.server.services.mfa.regenerateRecoveryCodes(user.id, undefined);
-    const first = await afterPassword(ts, config, user);
+    const first = await afterPassword(config, user);
     assert.match(await (await first.browser.request(first.next)).text(), /Use a recovery code/);
-    const used = await postCode(first.browser, first.next, code!, 'recovery');
+    const used = await postSecondFactor(first.browser, first.next, code!, 'recovery');
     assert.equal(used.status, 303);
     const done = await first.browser.follow(new URL(used.headers.get('location')!, first.next), {}, first.isCallback);
     assert.deepEqual((await first.request.redeem(done.url)).claims()!.amr, ['pwd', 'otp', 'mfa']);
 
-    const second = await afterPassword(ts, config, user);
-    assert.equal((await postCode(second.browser, second.next, code!, 'recovery')).status, 401, 'a used recovery code is refused');
+    const second = await afterPassword(config, user);
+    assert.equal((await postSecondFactor(second.browser, second.next, code!, 'recovery')).status, 401, 'a used recovery code is refused');
   });
 
   it('five wrong codes lock the factor: the right code is refused after them', async () => {
     const user = await userWithTotp(ts);
-    const { browser, next } = await afterPassword(ts, config, user);
+    const { browser, next } = await afterPassword(config, user);
     const near = new Set(await Promise.all([-1, 0, 1].map((s) => codeAt(user.secret, s))));
     const wrong = ['000000', '111111', '222222', '333333', '444444', '555555'].find((c) => !near.has(c))!;
     const statuses = [];
-    for (let i = 0; i < 5; i++) statuses.push((await postCode(browser, next, wrong)).status);
+    for (let i = 0; i < 5; i++) statuses.push((await postSecondFactor(browser, next, wrong)).status);
     assert.deepEqual(statuses, [401, 401, 401, 401, 429]);
-    const locked = await postCode(browser, next, await codeAt(user.secret));
+    const locked = await postSecondFactor(browser, next, await codeAt(user.secret));
     assert.equal(locked.status, 429);
     assert.equal(alertText(await locked.text()), 'Too many wrong codes. Please try again in 15 minutes.');
   });
@@ -143,7 +106,7 @@ describe('the second step of a sign-in', () => {
 
   it('an account without an authenticator signs in with its password alone (amr pwd)', async () => {
     const user = await createUser(ts);
-    const { next, isCallback, request } = await afterPassword(ts, config, user);
+    const { next, isCallback, request } = await afterPassword(config, user);
     assert.ok(isCallback(next), `straight to the client, got ${next.pathname}`);
     assert.deepEqual((await request.redeem(next)).claims()!.amr, ['pwd']);
   });
@@ -159,7 +122,7 @@ describe('MFA_POLICY=off', () => {
   it('never asks for the second step, even of an account with an authenticator', async () => {
     const config = await rpConfig(ts, await registerClient(ts, { token_endpoint_auth_method: 'none' }, true));
     const user = await userWithTotp(ts);
-    const { next, isCallback, request } = await afterPassword(ts, config, user);
+    const { next, isCallback, request } = await afterPassword(config, user);
     assert.ok(isCallback(next), `straight to the client, got ${next.pathname}`);
     assert.deepEqual((await request.redeem(next)).claims()!.amr, ['pwd']);
   });

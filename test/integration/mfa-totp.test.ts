@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
-import { generate } from 'otplib';
 import { allRowsAsText } from '../helpers/db.ts';
 import { HttpBrowser } from '../helpers/browser-http.ts';
 import { logCapture } from '../helpers/log-capture.ts';
@@ -10,11 +9,8 @@ import { createUser, registerClient, rejectsWithOAuthError, rpConfig, signIn } f
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { createLogger } from '../../src/infra/logger.ts';
 import { callUserApi } from '../helpers/user-api.ts';
+import { codeAt } from '../helpers/mfa.ts';
 
-const PERIOD = 30;
-const nowSeconds = () => Math.floor(Date.now() / 1000);
-/** The app's code `steps` time steps from now (0: the current code; 1: the next one, still within the drift window). */
-const codeAt = (secret: string, steps = 0) => generate({ secret, epoch: nowSeconds() + steps * PERIOD });
 /** A 6-digit code that is none of the codes accepted now (the previous, current and next step). */
 async function wrongCode(secret: string): Promise<string> {
   const near = new Set(await Promise.all([-2, -1, 0, 1, 2].map((s) => codeAt(secret, s))));
