@@ -137,6 +137,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     issuer: deps.issuer,
     internalOrigin: deps.internalOrigin,
     selfService: deps.account.selfService,
+    mfa: deps.account.mfa,
     ephemeral: deps.ephemeral,
     box: deps.box,
     renderPage,

@@ -6,6 +6,7 @@ import * as oidc from 'openid-client';
 import { AppError } from '../../domain/errors.ts';
 import { isDisplayName } from '../../domain/accounts/display-names.ts';
 import type { SelfService } from '../../domain/accounts/self-service.ts';
+import type { Mfa, TotpEnrollment } from '../../domain/authn/mfa.ts';
 import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -27,6 +28,8 @@ export interface AccountConsoleDeps {
   /** Where this instance itself answers (http://127.0.0.1:PORT): the console's back-channel calls go there. */
   internalOrigin: () => string;
   selfService: SelfService;
+  /** Second factors of the signed-in user (TOTP, recovery codes). */
+  mfa: Mfa;
   ephemeral: EphemeralStore;
   box: SecretBox;
   renderPage: RenderPage;
@@ -60,6 +63,13 @@ interface PageState {
   profileErrors?: Partial<Record<keyof ProfileForm, MessageKey>>;
   passwordError?: { message: MessageKey; reasons: MessageKey[] };
   sessionsError?: MessageKey;
+  mfaError?: MessageKey;
+  /** Right after "Set up": the new secret, shown this once and never again. */
+  enrollment?: TotpEnrollment;
+  /** After a wrong code: the pending enrollment to confirm again (its secret is not shown again). */
+  confirmAgain?: string;
+  /** Right after creating them: the recovery codes, shown this once. */
+  recoveryCodes?: string[];
 }
 
 const SCOPE = 'openid profile email';
@@ -73,7 +83,15 @@ const NOTICES: Record<string, MessageKey> = {
   profile: 'account.done.profile',
   password: 'account.done.password',
   revoked: 'account.done.revoked',
+  mfa_totp: 'account.mfa.done.totp',
+  mfa_removed: 'account.mfa.done.removed',
 };
+
+// Factor ids are UUIDs; anything else cannot name one of the user's factors.
+const FACTOR_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A base32 secret in groups of four, for typing into an app by hand. */
+const groupSecret = (secret: string) => secret.match(/.{1,4}/g)!.join(' ');
 
 const isLocale = (value: unknown): value is Locale => (LOCALES as readonly unknown[]).includes(value);
 const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
@@ -87,7 +105,7 @@ const validName = isDisplayName;
  * at once.
  */
 export function accountConsoleRoutes(deps: AccountConsoleDeps) {
-  const { provider, issuer, selfService, renderPage, logger } = deps;
+  const { provider, issuer, selfService, mfa, renderPage, logger } = deps;
   const rp = createConsoleRelyingParty(provider, issuer, deps.internalOrigin);
   const sessions = createConsoleSessions(deps.ephemeral, deps.box, issuer);
   const router = new Router({ prefix: '/account' });
@@ -100,6 +118,10 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     revoke: `${consoleUrl}/sessions/revoke`,
     revokeAll: `${consoleUrl}/sessions/revoke-all`,
     logout: `${consoleUrl}/logout`,
+    totpEnroll: `${consoleUrl}/mfa/totp/enroll`,
+    totpConfirm: `${consoleUrl}/mfa/totp/confirm`,
+    recoveryCodes: `${consoleUrl}/mfa/recovery-codes`,
+    mfaRemove: `${consoleUrl}/mfa/remove`,
   };
 
   const changeContext = (ctx: Context) => ({ actor: 'account-console', requestId: ctx.state.requestId as string });
@@ -201,6 +223,8 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const timeZone = user.timezone && isTimeZone(user.timezone) ? user.timezone : 'UTC';
     const when = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone });
     const names = await clientNames(list.flatMap((s) => s.clients));
+    const factors = await mfa.list(accountId);
+    const recoveryLeft = factors.some((f) => f.type === 'recovery') ? await mfa.remainingRecoveryCodes(accountId) : 0;
     renderPage(
       ctx,
       'account',
@@ -223,6 +247,31 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
         passwordError: state.passwordError,
         sessionsError: state.sessionsError,
         timeZone,
+        mfa: {
+          error: state.mfaError,
+          hasTotp: factors.some((f) => f.type === 'totp'),
+          hasRecovery: factors.some((f) => f.type === 'recovery'),
+          factors: factors.map((f) => ({
+            id: f.id,
+            type: f.type,
+            label: translate(locale, f.type === 'totp' ? 'account.mfa.type.totp' : 'account.mfa.type.recovery'),
+            name: f.name,
+            remaining: f.type === 'recovery' ? recoveryLeft : undefined,
+            createdAt: when.format(f.createdAt),
+            createdIso: f.createdAt.toISOString(),
+            lastUsedAt: f.lastUsedAt ? when.format(f.lastUsedAt) : undefined,
+            lastUsedIso: f.lastUsedAt?.toISOString(),
+          })),
+          enrollment: state.enrollment && {
+            factorId: state.enrollment.factorId,
+            qrCode: state.enrollment.qrCode,
+            secret: groupSecret(state.enrollment.secret),
+            expiresAt: when.format(state.enrollment.expiresAt),
+            expiresIso: state.enrollment.expiresAt.toISOString(),
+          },
+          confirmAgain: state.confirmAgain,
+          recoveryCodes: state.recoveryCodes,
+        },
         sessions: list.map((s) => ({
           id: s.id,
           current: s.current,
@@ -402,6 +451,75 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       await selfService.logoutAll(signed.caller.accountId);
       await sessions.end(ctx);
       seeOther(ctx, rp.postLogoutRedirectUri);
+    }),
+  );
+
+  router.post(
+    '/mfa/totp/enroll',
+    form,
+    handle(async (ctx) => {
+      const signed = await signedInPost(ctx);
+      if (!signed) return;
+      // Answered with the page itself, never a redirect: the secret must not travel in a URL, and
+      // this answer is the only one that shows it (no-store keeps it out of caches).
+      const enrollment = await mfa.enrollTotp(signed.caller.accountId);
+      await renderConsole(ctx, signed, { enrollment });
+    }),
+  );
+
+  router.post(
+    '/mfa/totp/confirm',
+    form,
+    handle(async (ctx) => {
+      const signed = await signedInPost(ctx);
+      if (!signed) return;
+      const body = bodyOf(ctx);
+      const factorId = text(body.factor);
+      // Apps and people write codes as "123 456": spaces are not part of the code.
+      const code = text(body.code)?.replace(/\s+/g, '') ?? '';
+      if (!factorId || !FACTOR_ID.test(factorId)) return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.expired' }, 400);
+      if (!/^\d{6}$/.test(code)) return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.code_format', confirmAgain: factorId }, 400);
+      try {
+        await mfa.confirmTotp(signed.caller.accountId, factorId, code, signed.caller.sessionUid, changeContext(ctx));
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        // A wrong code: ask again for the same enrollment (the app holds its secret already).
+        if (err.code === 'IDENT_OTP_INVALID') return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.code', confirmAgain: factorId }, 400);
+        if (err.code === 'IDENT_OTP_LOCKED') return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.locked' }, 429);
+        if (err.code === 'IDENT_MFA_FACTOR_NOT_FOUND') return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.expired' }, 404);
+        throw err;
+      }
+      seeOther(ctx, `${consoleUrl}?done=mfa_totp`);
+    }),
+  );
+
+  router.post(
+    '/mfa/recovery-codes',
+    form,
+    handle(async (ctx) => {
+      const signed = await signedInPost(ctx);
+      if (!signed) return;
+      // Like the secret: shown in this answer only.
+      const recoveryCodes = await mfa.regenerateRecoveryCodes(signed.caller.accountId, signed.caller.sessionUid, changeContext(ctx));
+      await renderConsole(ctx, signed, { recoveryCodes });
+    }),
+  );
+
+  router.post(
+    '/mfa/remove',
+    form,
+    handle(async (ctx) => {
+      const signed = await signedInPost(ctx);
+      if (!signed) return;
+      const factorId = text(bodyOf(ctx).factor);
+      try {
+        if (!factorId || !FACTOR_ID.test(factorId)) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
+        await mfa.remove(signed.caller.accountId, factorId, signed.caller.sessionUid, changeContext(ctx));
+      } catch (err) {
+        if (!(err instanceof AppError) || err.code !== 'IDENT_MFA_FACTOR_NOT_FOUND') throw err;
+        return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.not_found' }, 404);
+      }
+      seeOther(ctx, `${consoleUrl}?done=mfa_removed`);
     }),
   );
 
