@@ -6,6 +6,7 @@ import { generate } from 'otplib';
 import { HttpBrowser, formField } from '../helpers/browser-http.ts';
 import { createUser, registerClient, rejectsWithOAuthError, rpConfig, signIn, submitLogin } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { accountConsole } from '../helpers/account-console.ts';
 
 /**
  * Two-step verification in the account console (/account): setting up an authenticator app,
@@ -22,8 +23,6 @@ async function wrongCode(secret: string) {
   for (const c of ['000000', '111111', '222222', '333333']) if (!near.has(c)) return c;
   throw new Error('unreachable');
 }
-
-type Page = { status: number; url: URL; html: string };
 
 /** The secret as the page shows it for typing by hand (groups of four), without the spaces. */
 const shownSecret = (html: string) => /<code class="totp-secret">([^<]*)<\/code>/.exec(html)?.[1]?.replace(/\s/g, '');
@@ -46,34 +45,17 @@ describe('account console: two-step verification', () => {
   });
   after(() => stopAndDestroy(ts));
 
-  const consoleUrl = () => `${ts.issuer}/account`;
+  const { consoleUrl, open, post, followRedirect, consoleSignIn: signInTo } = accountConsole(() => ts);
   const csrfOf = (html: string) => formField(html, 'csrf')!;
   const mfa = () => ts.server.services.mfa;
   const events = (userId: string, type: string) => ts.server.services.db('events').where({ subject_id: userId, type });
   /** Every factor row of the user, pending ones too. */
   const factorIds = (userId: string) => ts.server.services.db('mfa_factors').where({ user_id: userId }).pluck('id');
 
-  async function open(b: HttpBrowser): Promise<Page> {
-    const step = await b.follow(consoleUrl());
-    return { status: step.res.status, url: step.url, html: await step.res.text() };
-  }
-
-  const post = (b: HttpBrowser, path: string, fields: Record<string, string>) => b.postForm(`${consoleUrl()}${path}`, fields);
-
-  async function followRedirect(res: Response, b: HttpBrowser): Promise<Page> {
-    assert.equal(res.status, 303);
-    const step = await b.follow(new URL(res.headers.get('location')!, ts.issuer));
-    return { status: step.res.status, url: step.url, html: await step.res.text() };
-  }
-
   /** Signs `user` in to the console in a new browser through the login page; the browser and the console page. */
   async function consoleSignIn(user: { email: string; password: string }) {
     const browser = new HttpBrowser();
-    const login = await open(browser);
-    const submitted = await submitLogin(browser, login.url, login.html, user.email, user.password);
-    const shown = await followRedirect(submitted, browser);
-    assert.equal(shown.url.href, consoleUrl());
-    return { browser, page: shown.html };
+    return { browser, page: await signInTo(browser, user) };
   }
 
   async function signedInConsole() {

@@ -6,6 +6,7 @@ import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { loginStatus } from '../helpers/login-page.ts';
 import { createUser, registerClient, rejectsWithOAuthError, rpConfig, signIn, submitLogin } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { accountConsole } from '../helpers/account-console.ts';
 
 const FIREFOX_LINUX = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
 const CHROME_WINDOWS =
@@ -48,41 +49,9 @@ describe('account console (/account)', () => {
   });
   after(() => stopAndDestroy(ts));
 
-  const consoleUrl = () => `${ts.issuer}/account`;
+  const { consoleUrl, open, post, followRedirect, isLoginPage, consoleSignIn } = accountConsole(() => ts);
   const csrfOf = (html: string) => formField(html, 'csrf')!;
   const findUser = (id: string) => ts.server.services.repos.users.findById(id);
-
-  /** GET /account, following redirects: the console page, or the provider's login page. */
-  async function open(b: HttpBrowser) {
-    const step = await b.follow(consoleUrl());
-    return { status: step.res.status, url: step.url, html: await step.res.text() };
-  }
-
-  async function post(b: HttpBrowser, path: string, fields: Record<string, string>) {
-    return b.postForm(`${consoleUrl()}${path}`, fields);
-  }
-
-  /** Follows a 303 from a console post and returns the page it leads to. */
-  async function followRedirect(res: Response, b: HttpBrowser) {
-    assert.equal(res.status, 303);
-    const step = await b.follow(new URL(res.headers.get('location')!, ts.issuer));
-    return { status: step.res.status, url: step.url, html: await step.res.text() };
-  }
-
-  const isLoginPage = (p: { url: URL; html: string }) =>
-    p.url.pathname.startsWith('/interaction/') && p.html.includes('autocomplete="current-password"');
-
-  /** Signs `user` in to the console in `browser` through the provider's login page; the console page. */
-  async function consoleSignIn(browser: HttpBrowser, user: { email: string; password: string }) {
-    const login = await open(browser);
-    assert.ok(isLoginPage(login), 'the console sends a browser without a session to the login page');
-    const submitted = await submitLogin(browser, login.url, login.html, user.email, user.password);
-    const shown = await followRedirect(submitted, browser);
-    assert.equal(shown.status, 200);
-    assert.equal(shown.url.href, consoleUrl());
-    assert.ok(shown.html.includes(user.email));
-    return shown.html;
-  }
 
   /** A new user signed in to the console in a Firefox browser of their own. */
   async function signedInConsole() {
