@@ -36,6 +36,11 @@ export interface LockState {
   addressFailures: number;
 }
 
+/** Whether an account record's lock (its locked_until) is still in force at `now`. */
+function lockInForce(lockedUntil: Date | null | undefined, now = Date.now()): boolean {
+  return Boolean(lockedUntil && lockedUntil.getTime() > now);
+}
+
 export type SignInFailure = 'invalid_credentials' | 'locked' | 'inactive';
 
 export interface Claims {
@@ -145,7 +150,7 @@ export function createAccounts(deps: {
       const failKey = failureKey(tenantId, email);
       const locked =
         Number((await ephemeral.get(failKey)) ?? 0) >= lockout.threshold ||
-        Boolean(user?.locked_until && user.locked_until.getTime() > Date.now());
+        lockInForce(user?.locked_until);
       const { ok, needsRehash } = await hasher.verify(user && !locked ? user.password_hash : null, password);
       if (locked) return { ok: false, reason: 'locked' };
       if (!user || !ok) {
@@ -155,8 +160,8 @@ export function createAccounts(deps: {
             const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
             const base = { subjectId: user.id, tenantId, ...context };
             await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_credentials', failedAttempts: after?.failed_attempts } });
-            if (after?.locked_until && after.locked_until.getTime() > Date.now()) {
-              await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after.locked_until.toISOString() } });
+            if (lockInForce(after?.locked_until)) {
+              await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
             }
           }, deps.onBackgroundError);
         }
@@ -187,7 +192,7 @@ export function createAccounts(deps: {
      * threshold, or its own record is locked. A second factor is not checked while it is.
      */
     async isLocked(user: Pick<UserRow, 'tenant_id' | 'email' | 'locked_until'>): Promise<boolean> {
-      if (user.locked_until && user.locked_until.getTime() > Date.now()) return true;
+      if (lockInForce(user.locked_until)) return true;
       return Number((await ephemeral.get(failureKey(user.tenant_id, user.email))) ?? 0) >= lockout.threshold;
     },
 
@@ -203,8 +208,8 @@ export function createAccounts(deps: {
       const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
       const base = { subjectId: user.id, tenantId: user.tenant_id, ...context };
       await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_second_factor', factor, failedAttempts: after?.failed_attempts } });
-      const recordLocked = Boolean(after?.locked_until && after.locked_until.getTime() > Date.now());
-      const wasLocked = Boolean(user.locked_until && user.locked_until.getTime() > Date.now());
+      const recordLocked = lockInForce(after?.locked_until);
+      const wasLocked = lockInForce(user.locked_until);
       if (recordLocked && !wasLocked) {
         await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
       }
@@ -220,7 +225,7 @@ export function createAccounts(deps: {
       const key = failureKey(user.tenant_id, user.email);
       const addressFailures = Number((await ephemeral.get(key)) ?? 0);
       const ends: Date[] = [];
-      if (user.locked_until && user.locked_until.getTime() > now) ends.push(user.locked_until);
+      if (lockInForce(user.locked_until, now)) ends.push(user.locked_until!);
       if (addressFailures >= lockout.threshold) {
         // The counter's window ends the address lock; without a readable TTL it lasts at most a duration.
         ends.push((await ephemeral.expiresAt(key)) ?? new Date(now + lockout.durationSeconds * 1000));
