@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  attainable, flowOfSession, levelReached, nextStep, parseFlow, prove, requiredLevel, satisfies, type SignInPolicy,
+  attainable, flowOfSession, levelReached, nextStep, parseFlow, policyAsksSecondFactor, prove, requiredLevel, satisfies,
+  secondFactorsOf, type SignInPolicy,
 } from '../../src/domain/authn/sign-in-flow.ts';
 
 // No acr levels here: these cases are about factors and amr (the acr cases set ACR_VALUES's default).
@@ -45,6 +46,15 @@ describe('sign-in flow', () => {
     assert.equal(nextStep(afterPassword, { ...policy, enrolled: [] }, verified, noAcr).kind, 'complete', 'nothing enrolled, nothing owed');
     assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'totp', 1030), policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], authTime: 1030 });
     assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'recovery_code', 1030), policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], authTime: 1030 });
+  });
+
+  it('recovery codes count as a second factor only beside an authenticator; only then does the optional policy ask', () => {
+    assert.deepEqual(secondFactorsOf(['recovery']), []);
+    assert.deepEqual(secondFactorsOf(['totp']), ['totp']);
+    assert.deepEqual(secondFactorsOf(['recovery', 'totp']), ['totp', 'recovery_code']);
+    assert.equal(policyAsksSecondFactor('optional', secondFactorsOf(['recovery'])), false);
+    assert.equal(policyAsksSecondFactor('optional', secondFactorsOf(['totp'])), true);
+    assert.equal(policyAsksSecondFactor('off', secondFactorsOf(['totp'])), false);
   });
 
   it('a password with an emailed code is not mfa: email is not a second factor', () => {

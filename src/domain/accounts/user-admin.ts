@@ -1,6 +1,7 @@
 import { AppError } from '../errors.ts';
 import type { Accounts, ChangeContext, LockState } from '../authn/accounts.ts';
 import type { Mfa } from '../authn/mfa.ts';
+import { policyAsksSecondFactor, secondFactorsOf } from '../authn/sign-in-flow.ts';
 import type { FactorType } from '../../repos/mfa-factors.ts';
 import { userPayload, type EventRecorder } from '../events/events.ts';
 import { DEFAULT_TENANT } from '../authn/accounts.ts';
@@ -75,8 +76,8 @@ export function createUserAdmin(deps: {
       user,
       mfa: {
         enrolled,
-        // As the sign-in decides (sign-in.ts): recovery codes alone never ask for a second step.
-        required: deps.mfaPolicy === 'optional' && enrolled.includes('totp'),
+        // The sign-in's own rule (sign-in-flow.ts): recovery codes alone never ask for a second step.
+        required: policyAsksSecondFactor(deps.mfaPolicy, secondFactorsOf(enrolled)),
         locked: await deps.mfa.lockedFactors(user.id),
       },
       lock: await deps.accounts.lockState(user),

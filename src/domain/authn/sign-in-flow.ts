@@ -198,8 +198,7 @@ export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignIn
     const acceptable = required === 'phr' ? PHISHING_RESISTANT : SECOND_FACTORS;
     return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)), level: required };
   }
-  const wantsSecond = policy.mfa === 'required' || policy.mfa === 'phishing-resistant' || (policy.mfa === 'optional' && policy.enrolled.length > 0);
-  if (wantsSecond) {
+  if (policyAsksSecondFactor(policy.mfa, policy.enrolled)) {
     const acceptable = policy.mfa === 'phishing-resistant' ? PHISHING_RESISTANT : SECOND_FACTORS;
     if (![...factors].some((f) => acceptable.has(f))) {
       return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)) };
@@ -209,6 +208,21 @@ export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignIn
   // The sign-in happened when its last factor was proven.
   const authTime = proven[proven.length - 1]!.at;
   return { kind: 'complete', accountId, amr: amrOf(proven), ...(acr ? { acr } : {}), authTime };
+}
+
+/**
+ * The second factors an account's enrolled factors give its sign-ins. Recovery codes stand in for
+ * an authenticator, so they count only beside one: alone they never make a sign-in ask, nor reach mfa.
+ */
+export function secondFactorsOf(types: Iterable<'totp' | 'recovery'>): SecondFactor[] {
+  const enrolled = new Set(types);
+  if (!enrolled.has('totp')) return [];
+  return enrolled.has('recovery') ? ['totp', 'recovery_code'] : ['totp'];
+}
+
+/** Whether the mfa policy by itself asks for a second factor (a client's acr_values may ask anyway). */
+export function policyAsksSecondFactor(mfa: MfaPolicy, enrolled: readonly SecondFactor[]): boolean {
+  return mfa === 'required' || mfa === 'phishing-resistant' || (mfa === 'optional' && enrolled.length > 0);
 }
 
 /** Reads a flow record back from storage; anything malformed counts as no flow. */

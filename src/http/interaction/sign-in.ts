@@ -4,7 +4,7 @@ import type { Accounts } from '../../domain/authn/accounts.ts';
 import type { RegistrationPolicy } from '../../domain/accounts/registration-policy.ts';
 import type { Mfa } from '../../domain/authn/mfa.ts';
 import {
-  attainable, flowOfSession, nextStep, parseFlow, prove, requiredLevel,
+  attainable, flowOfSession, nextStep, parseFlow, prove, requiredLevel, secondFactorsOf,
   type AcrLevel, type Factor, type ProvenFlow, type SecondFactor, type SignInFlow, type SignInPolicy,
 } from '../../domain/authn/sign-in-flow.ts';
 import { ACR_CHECK } from '../../oidc/configuration/acr.ts';
@@ -38,17 +38,9 @@ export function createSignIn(deps: {
 }) {
   const { provider, accounts } = deps;
 
-  /**
-   * The second factors a sign-in may ask for (MFA_POLICY decides, in the flow module, whether it
-   * asks unprompted; a client's acr_values may ask under any policy). Recovery codes stand in for
-   * an authenticator, so they are offered only beside one: alone they do not make a sign-in ask
-   * for a second step, nor reach mfa.
-   */
-  async function enrolledOf(user: UserRow): Promise<SecondFactor[]> {
-    const types = new Set((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type));
-    if (!types.has('totp')) return [];
-    return types.has('recovery') ? ['totp', 'recovery_code'] : ['totp'];
-  }
+  /** The second factors a sign-in may ask for (the flow module decides whether it asks). */
+  const enrolledOf = async (user: UserRow): Promise<SecondFactor[]> =>
+    secondFactorsOf((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type));
 
   async function policyOf(details: Details, user: UserRow): Promise<SignInPolicy> {
     // The client's policy is looked up only when it can matter: an address still to prove.
