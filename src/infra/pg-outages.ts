@@ -29,7 +29,7 @@ export function isDeadDatabase(err: unknown): boolean {
 }
 
 /** A failure that ends the request with 503: the database is dead, or it could not do this work in time. */
-export function isDatabaseUnavailable(err: unknown): boolean {
+function isDatabaseUnavailable(err: unknown): boolean {
   return isDeadDatabase(err) || UNAVAILABLE_SQLSTATES.has(sqlState(err) ?? '');
 }
 
