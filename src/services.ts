@@ -34,6 +34,8 @@ import { createRegistration } from './domain/accounts/registration.ts';
 import type { RegistrationPolicy } from './domain/accounts/registration-policy.ts';
 import { createSelfService } from './domain/accounts/self-service.ts';
 import { createMfaFactorsRepo } from './repos/mfa-factors.ts';
+import { createFactorChanges } from './domain/authn/factor-changes.ts';
+import { createFactorGuard } from './domain/authn/factor-guard.ts';
 import { createMfa, MFA_DEFAULTS } from './domain/authn/mfa.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
@@ -147,9 +149,15 @@ export async function createServices(config: AppConfig, logger: Logger) {
     users: repos.users, hasher, passwordPolicy, mail, events, links, payloads: repos.payloads, transaction,
     lockout: { threshold: config.LOCKOUT_THRESHOLD, durationSeconds: config.LOCKOUT_DURATION_SECONDS },
   });
-  // Second factors (TOTP, recovery codes): the account API manages them, the sign-in step checks them.
+  // Second factors: the account API manages them, the sign-in step checks them. Every factor type
+  // shares the guard on wrong answers and what a change of factors does besides the change.
+  const factorGuard = createFactorGuard({
+    users: repos.users, repo: repos.mfaFactors, ephemeral, events, accounts,
+    settings: { maxAttempts: MFA_DEFAULTS.maxAttempts, lockSeconds: MFA_DEFAULTS.lockSeconds },
+  });
+  const factorChanges = createFactorChanges({ users: repos.users, events, mail, links, payloads: repos.payloads });
   const mfa = createMfa({
-    repo: repos.mfaFactors, users: repos.users, payloads: repos.payloads, box, ephemeral, events, mail, links, accounts, transaction,
+    repo: repos.mfaFactors, payloads: repos.payloads, box, ephemeral, events, mail, links, guard: factorGuard, changes: factorChanges, transaction,
     settings: { ...MFA_DEFAULTS, issuerName: new URL(config.ISSUER).hostname },
   });
   const userAdmin = createUserAdmin({

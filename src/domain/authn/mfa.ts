@@ -3,33 +3,33 @@ import type { Knex } from 'knex';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { FactorRow, FactorType, MfaFactorsRepo } from '../../repos/mfa-factors.ts';
+import type { UserRow } from '../../repos/users.ts';
 import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
-import type { UserRow, UsersRepo } from '../../repos/users.ts';
 import type { AccountLinks } from '../accounts/account-links.ts';
 import { AppError } from '../errors.ts';
 import type { EventRecorder } from '../events/events.ts';
-import { mfaEnrolledMail, mfaRemovedMail, mfaResetMail } from '../mail/account-mails.ts';
+import { mfaResetMail } from '../mail/account-mails.ts';
 import type { MailOutbox } from '../mail/mail.ts';
-import type { Accounts, ChangeContext } from './accounts.ts';
+import type { ChangeContext } from './accounts.ts';
+import type { FactorChanges } from './factor-changes.ts';
+import type { FactorGuard, SecondFactorResult } from './factor-guard.ts';
 import { newRecoveryCodes, normaliseRecoveryCode, recoveryCodeDigest } from './recovery-codes.ts';
 import { newTotpSecret, otpauthUri, qrCodeDataUrl, totpStep, TOTP_DRIFT_STEPS, TOTP_PERIOD_SECONDS } from './totp.ts';
 
 /**
- * Second factors: TOTP authenticators and recovery codes. The account API manages them (enroll,
- * confirm, list, remove, regenerate codes); the sign-in step checks them through `verifyTotp`,
- * `useRecoveryCode` and `enrolledFactors`.
+ * Second factors: TOTP authenticators and recovery codes, and what every factor type shares (the
+ * list, removal, the operator's reset). The account API manages them (enroll, confirm, list,
+ * remove, regenerate codes); the sign-in step checks them through `verifyTotp`, `useRecoveryCode`
+ * and `enrolledFactors`. Wrong answers at sign-in are bounded by the factor guard (factor-guard.ts).
  *
  * State on the EphemeralStore, after the one-time-code key scheme ({namespace}:{part}:{identifier}):
- *   mfa-totp:attempts:{userId}        wrong TOTP codes in the current window (taken before checking)
- *   mfa-totp:lock:{userId}            after `maxAttempts` wrong codes: TOTP refused for `lockSeconds`
  *   mfa-totp:used:{userId}:{step}     replay record: a code of that time step was accepted
- *   mfa-recovery:attempts|lock:{userId}  the same for recovery codes
  *   mfa-enroll:attempts|lock:{factorId}  wrong codes confirming one pending enrollment
  *   mfa-enroll:used:{factorId}:{step}    replay record of a confirmation (it also spends the user's step)
- * Every wrong factor at sign-in also counts toward the account lockout (accounts.ts).
  */
 
-export type SecondFactorResult = 'ok' | 'invalid' | 'locked';
+export type { SecondFactorResult };
+export { FACTOR_TYPES, type FactorType } from '../../repos/mfa-factors.ts';
 
 export interface FactorSummary {
   id: string;
@@ -66,32 +66,26 @@ const RECOVERY_NAME = 'Recovery codes';
 // A step's code is accepted while now is within one step of it: the record must outlive that.
 const REPLAY_TTL_SECONDS = (2 * TOTP_DRIFT_STEPS + 2) * TOTP_PERIOD_SECONDS;
 
-type Kind = 'mfa-totp' | 'mfa-recovery' | 'mfa-enroll';
+type Kind = 'mfa-totp' | 'mfa-enroll';
 const key = (kind: Kind, part: 'attempts' | 'lock' | 'used', id: string) => `${kind}:${part}:${id}`;
 
 export const secretAad = (factorId: string) => `mfa-factor/v1:${factorId}`;
 
 export function createMfa(deps: {
   repo: MfaFactorsRepo;
-  users: UsersRepo;
   payloads: OidcPayloadsRepo;
   box: SecretBox;
   ephemeral: EphemeralStore;
   events: EventRecorder;
   mail: MailOutbox;
   links: AccountLinks;
-  accounts: Pick<Accounts, 'isLocked' | 'recordSecondFactorFailure'>;
+  guard: FactorGuard;
+  changes: FactorChanges;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
   settings: MfaSettings;
 }) {
-  const { repo, box, ephemeral, events, mail, links, settings } = deps;
-
-  async function activeUser(id: string): Promise<UserRow> {
-    const user = await deps.users.findById(id);
-    // A token outliving its user's suspension must not reach the account.
-    if (!user || user.status !== 'active') throw new AppError('IDENT_UNAUTHENTICATED', 'the account is not active');
-    return user;
-  }
+  const { repo, box, ephemeral, events, mail, links, guard, changes, settings } = deps;
+  const activeUser = changes.owner;
 
   const summary = (row: FactorRow): FactorSummary => ({
     id: row.id,
@@ -100,54 +94,6 @@ export function createMfa(deps: {
     createdAt: row.confirmed_at ?? row.created_at,
     lastUsedAt: row.last_used_at,
   });
-
-  const factorPayload = (row: FactorRow) => ({ id: row.id, type: row.type, name: row.name });
-
-  /** Like a password change: every other session of the user ends with its grants and tokens; this one stays. */
-  async function endOtherSessions(userId: string, currentSessionUid: string | undefined): Promise<void> {
-    const sessions = await deps.payloads.listSessions(userId);
-    await deps.payloads.revokeAccountExcept(userId, sessions.find((s) => s.uid === currentSessionUid)?.id);
-  }
-
-  /**
-   * One attempt at a factor of `kind`, bounded: the attempt is counted before the factor is checked,
-   * so concurrent guesses cannot outrun the lock. `check` answers the id of the factor that
-   * matched, or undefined.
-   */
-  async function guarded(
-    kind: 'mfa-totp' | 'mfa-recovery',
-    userId: string,
-    context: ChangeContext,
-    check: () => Promise<string | undefined>,
-  ): Promise<SecondFactorResult> {
-    const user = await deps.users.findById(userId);
-    if (!user || user.status !== 'active') return 'invalid';
-    if ((await ephemeral.get(key(kind, 'lock', userId))) !== undefined) return 'locked';
-    if (await deps.accounts.isLocked(user)) return 'locked';
-    const attempts = await ephemeral.incr(key(kind, 'attempts', userId), settings.lockSeconds);
-    if (attempts > settings.maxAttempts) {
-      await ephemeral.set(key(kind, 'lock', userId), '1', settings.lockSeconds);
-      return 'locked';
-    }
-    const factorId = await check();
-    if (factorId !== undefined) {
-      await ephemeral.del(key(kind, 'attempts', userId));
-      await repo.touch(factorId);
-      // The reference catalogue's User MFA Login: which factor, never the code.
-      await events.record({
-        type: 'user.mfa_login', subjectId: userId, tenantId: user.tenant_id, ...context,
-        payload: { user: { id: userId }, factor: { id: factorId, type: kind === 'mfa-totp' ? 'totp' : 'recovery' } },
-      });
-      return 'ok';
-    }
-    const { locked } = await deps.accounts.recordSecondFactorFailure(user, kind === 'mfa-totp' ? 'totp' : 'recovery', context);
-    if (attempts >= settings.maxAttempts) {
-      await ephemeral.set(key(kind, 'lock', userId), '1', settings.lockSeconds);
-      await ephemeral.del(key(kind, 'attempts', userId));
-      return 'locked';
-    }
-    return locked ? 'locked' : 'invalid';
-  }
 
   /** Whether `code` is the secret's code for a step near now, once per user and step: a code seen in its step before is refused. */
   async function acceptTotp(userId: string, secret: string, code: string): Promise<boolean> {
@@ -167,14 +113,6 @@ export function createMfa(deps: {
     if (!(await ephemeral.setIfAbsent(key('mfa-enroll', 'used', `${factorId}:${step}`), '1', REPLAY_TTL_SECONDS))) return false;
     await ephemeral.set(key('mfa-totp', 'used', `${userId}:${step}`), '1', REPLAY_TTL_SECONDS);
     return true;
-  }
-
-  /** Ends the factor locks and wrong-code counts of the user's sign-in checks (replay records stay). */
-  async function endFactorLocks(userId: string): Promise<void> {
-    for (const kind of ['mfa-totp', 'mfa-recovery'] as const) {
-      await ephemeral.del(key(kind, 'lock', userId));
-      await ephemeral.del(key(kind, 'attempts', userId));
-    }
   }
 
   return {
@@ -225,15 +163,10 @@ export function createMfa(deps: {
         const replaced = await repo.deleteConfirmedOfType(userId, 'totp', factorId, trx);
         const row = await repo.confirm(userId, factorId, settings.enrollmentTtlSeconds, trx);
         if (!row) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND', 'no pending TOTP enrollment of yours with this id (an enrollment lasts 10 minutes)');
-        const base = { subjectId: userId, tenantId: user.tenant_id, ...context };
-        for (const old of replaced) {
-          await events.record({ ...base, type: 'user.mfa_removed', payload: { user: { id: userId }, factor: factorPayload(old), by: 'self', replacedBy: row.id } }, trx);
-        }
-        await events.record({ ...base, type: 'user.mfa_enrolled', payload: { user: { id: userId }, factor: factorPayload(row), by: 'self', replaced: replaced.map((r) => r.id) } }, trx);
-        await mail.enqueue(mfaEnrolledMail(user, 'totp', replaced.length > 0, links), trx);
+        await changes.enrolled(user, row, replaced, context, trx);
         return row;
       });
-      await endOtherSessions(userId, currentSessionUid);
+      await changes.endOtherSessions(userId, currentSessionUid);
       return summary(confirmed);
     },
 
@@ -249,14 +182,9 @@ export function createMfa(deps: {
         const replaced = await repo.deleteConfirmedOfType(userId, 'recovery', undefined, trx);
         const row = await repo.insert({ id, tenant_id: user.tenant_id, user_id: userId, type: 'recovery', name: RECOVERY_NAME, secret_sealed: null, confirmed_at: new Date() }, trx);
         await repo.insertRecoveryCodes(id, userId, codes.map((c) => recoveryCodeDigest(box, userId, normaliseRecoveryCode(c)!)), trx);
-        const base = { subjectId: userId, tenantId: user.tenant_id, ...context };
-        for (const old of replaced) {
-          await events.record({ ...base, type: 'user.mfa_removed', payload: { user: { id: userId }, factor: factorPayload(old), by: 'self', replacedBy: id } }, trx);
-        }
-        await events.record({ ...base, type: 'user.mfa_enrolled', payload: { user: { id: userId }, factor: factorPayload(row), by: 'self', replaced: replaced.map((r) => r.id) } }, trx);
-        await mail.enqueue(mfaEnrolledMail(user, 'recovery', replaced.length > 0, links), trx);
+        await changes.enrolled(user, row, replaced, context, trx);
       });
-      await endOtherSessions(userId, currentSessionUid);
+      await changes.endOtherSessions(userId, currentSessionUid);
       return codes;
     },
 
@@ -272,23 +200,17 @@ export function createMfa(deps: {
       await deps.transaction(async (trx) => {
         const row = await repo.deleteConfirmed(userId, factorId, trx);
         if (!row) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
-        await events.record({ type: 'user.mfa_removed', subjectId: userId, tenantId: user.tenant_id, ...context, payload: { user: { id: userId }, factor: factorPayload(row), by: 'self' } }, trx);
-        await mail.enqueue(mfaRemovedMail(user, row.type, links), trx);
+        await changes.removed(user, row, context, trx);
       });
-      await endOtherSessions(userId, currentSessionUid);
+      await changes.endOtherSessions(userId, currentSessionUid);
     },
 
     // What operators call (admin API, through user-admin.ts).
 
-    /** The factors whose sign-in check is locked now (5 wrong codes: 15 minutes). */
-    async lockedFactors(userId: string): Promise<FactorType[]> {
-      const locked: FactorType[] = [];
-      if ((await ephemeral.get(key('mfa-totp', 'lock', userId))) !== undefined) locked.push('totp');
-      if ((await ephemeral.get(key('mfa-recovery', 'lock', userId))) !== undefined) locked.push('recovery');
-      return locked;
-    },
+    /** The factor types whose sign-in check is locked now (5 wrong answers: 15 minutes). */
+    lockedFactors: guard.lockedFactors,
 
-    endFactorLocks,
+    endFactorLocks: guard.endFactorLocks,
 
     /**
      * An operator's reset: every factor of the user goes (TOTP, recovery codes, a pending
@@ -300,13 +222,13 @@ export function createMfa(deps: {
      */
     async resetAll(user: UserRow, context: ChangeContext = {}): Promise<FactorRow[]> {
       // Locks first: if the short-lived store is out, the reset stops (503) before anything changed.
-      await endFactorLocks(user.id);
+      await guard.endFactorLocks(user.id);
       const removed = await deps.transaction(async (trx) => {
         const rows = await repo.deleteAllOfUser(user.id, trx);
         const confirmed = rows.filter((r) => r.confirmed_at);
         await events.record({
           type: 'user.mfa_reset', subjectId: user.id, tenantId: user.tenant_id, ...context,
-          payload: { user: { id: user.id }, factors: confirmed.map(factorPayload), pendingRemoved: rows.length - confirmed.length, by: 'admin' },
+          payload: { user: { id: user.id }, factors: confirmed.map(changes.factorPayload), pendingRemoved: rows.length - confirmed.length, by: 'admin' },
         }, trx);
         if (confirmed.length) await mail.enqueue(mfaResetMail(user, links), trx);
         return confirmed;
@@ -328,7 +250,7 @@ export function createMfa(deps: {
      * (5 wrong codes, 15 minutes) or the account is; every wrong code counts toward both.
      */
     async verifyTotp(userId: string, code: string, context: ChangeContext = {}): Promise<SecondFactorResult> {
-      return guarded('mfa-totp', userId, context, async () => {
+      return guard.attempt('totp', userId, context, async () => {
         const factor = await repo.confirmedOfType(userId, 'totp');
         if (!factor) return undefined;
         return (await acceptTotp(userId, box.decrypt(factor.secret_sealed!, secretAad(factor.id)), code)) ? factor.id : undefined;
@@ -337,7 +259,7 @@ export function createMfa(deps: {
 
     /** Uses one of the user's recovery codes, once. Wrong codes lock and count like TOTP codes. */
     async useRecoveryCode(userId: string, code: string, context: ChangeContext = {}): Promise<SecondFactorResult> {
-      return guarded('mfa-recovery', userId, context, async () => {
+      return guard.attempt('recovery', userId, context, async () => {
         const normal = normaliseRecoveryCode(code);
         // A malformed code is looked up as a digest of nothing that exists, so it costs the same.
         return repo.useRecoveryCode(userId, recoveryCodeDigest(box, userId, normal ?? '\0'));
