@@ -9,6 +9,7 @@ import * as accountLifecycle from '../../migrations/0005_account_lifecycle.ts';
 import * as digestedTokenIds from '../../migrations/0006_digested_token_ids.ts';
 import * as unverifiedOwnerPassword from '../../migrations/0007_unverified_owner_password.ts';
 import * as mfaFactors from '../../migrations/0008_mfa_factors.ts';
+import * as factorTypes from '../../migrations/0009_factor_types.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -26,6 +27,7 @@ const migrations: Record<string, Migration> = {
   '0006_digested_token_ids': digestedTokenIds,
   '0007_unverified_owner_password': unverifiedOwnerPassword,
   '0008_mfa_factors': mfaFactors,
+  '0009_factor_types': factorTypes,
 };
 
 /**

@@ -1,7 +1,9 @@
 import type { Knex } from 'knex';
 import { affectedRows } from '../infra/db.ts';
 
-export type FactorType = 'totp' | 'recovery';
+/** The stored factor types (migration 0009): every WebAuthn credential is a factor of its own; the others one per user. */
+export const FACTOR_TYPES = ['totp', 'recovery', 'webauthn', 'sms', 'email'] as const;
+export type FactorType = (typeof FACTOR_TYPES)[number];
 
 export interface FactorRow {
   id: string;

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import * as oidc from 'openid-client';
 import { HttpBrowser, formAction, formField } from './browser-http.ts';
 import { REDIRECT_URI, authorizationRequest, rpConfig, type Registered } from './rp.ts';
 import type { TestServer } from './server.ts';

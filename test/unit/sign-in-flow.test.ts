@@ -57,6 +57,23 @@ describe('sign-in flow', () => {
     assert.equal(policyAsksSecondFactor('off', secondFactorsOf(['totp'])), false);
   });
 
+  it('every enrolled type gives its second factor, strongest first; recovery codes beside any of them', () => {
+    assert.deepEqual(secondFactorsOf(['recovery', 'email', 'sms', 'totp', 'webauthn']), ['webauthn', 'totp', 'sms', 'email_otp', 'recovery_code']);
+    assert.deepEqual(secondFactorsOf(['recovery', 'email']), ['email_otp', 'recovery_code']);
+  });
+
+  it('a passkey alone is multi-factor and phishing-resistant: amr swk and mfa, acr phr', () => {
+    const step = nextStep(prove(undefined, 'a1', 'passkey', 1000), { ...today, acrLevels: levels }, verified, noAcr);
+    assert.deepEqual(step, { kind: 'complete', accountId: 'a1', amr: ['swk', 'mfa'], acr: 'phr', authTime: 1000 });
+  });
+
+  it('the email factor is a second factor beside a password, never beside another proof from the same mailbox', () => {
+    const afterPassword = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_otp', 1010);
+    assert.deepEqual(nextStep(afterPassword, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], authTime: 1010 });
+    const afterMailbox = prove(prove(undefined, 'a1', 'magic_link', 1000), 'a1', 'email_otp', 1010);
+    assert.deepEqual(nextStep(afterMailbox, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp'], authTime: 1010 });
+  });
+
   it('a password with an emailed code is not mfa: email is not a second factor', () => {
     const flow = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_code', 1060);
     assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
@@ -88,8 +105,8 @@ describe('sign-in flow', () => {
     const flow = prove(undefined, 'a1', 'password', 1000);
     assert.deepEqual(nextStep(flow, { ...today, mfa: 'required' }, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: [] });
     assert.deepEqual(
-      nextStep(flow, { ...today, mfa: 'phishing-resistant', enrolled: ['totp', 'passkey'] }, verified, noAcr),
-      { kind: 'second-factor', accountId: 'a1', options: ['passkey'] },
+      nextStep(flow, { ...today, mfa: 'phishing-resistant', enrolled: ['totp', 'webauthn'] }, verified, noAcr),
+      { kind: 'second-factor', accountId: 'a1', options: ['webauthn'] },
     );
   });
 

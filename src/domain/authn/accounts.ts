@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import { userPayload, type EventRecorder } from '../events/events.ts';
 import { runDetached } from '../detached.ts';
+import type { FactorType } from '../../repos/mfa-factors.ts';
 import type { UserRow, UsersRepo } from '../../repos/users.ts';
 
 export const DEFAULT_TENANT = 'default';
@@ -203,7 +204,7 @@ export function createAccounts(deps: {
      * here, so unlike password failures this is written before the answer. Answers whether the
      * account is now locked.
      */
-    async recordSecondFactorFailure(user: UserRow, factor: 'totp' | 'recovery', context: ChangeContext = {}): Promise<{ locked: boolean }> {
+    async recordSecondFactorFailure(user: UserRow, factor: FactorType, context: ChangeContext = {}): Promise<{ locked: boolean }> {
       const failures = await ephemeral.incr(failureKey(user.tenant_id, user.email), lockout.durationSeconds);
       const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
       const base = { subjectId: user.id, tenantId: user.tenant_id, ...context };

@@ -4,7 +4,12 @@
  * policy is met, what the sign-in yields. Pure: the HTTP layer keeps the record and acts on the answer.
  */
 
-/** The ways in. Today's: password, email_code, magic_link; the others are the factors to come. */
+/**
+ * The ways in. First factors: password, email_code (a code to sign in with), magic_link, passkey
+ * (passwordless: a discoverable WebAuthn credential with user verification) and federated. Second
+ * factors: totp, webauthn (a security key or passkey after a first factor), sms, email_otp (the
+ * enrolled email factor) and recovery_code.
+ */
 export type Factor =
   | 'password'
   | 'email_code'
@@ -13,6 +18,7 @@ export type Factor =
   | 'webauthn'
   | 'passkey'
   | 'sms'
+  | 'email_otp'
   | 'recovery_code'
   | 'federated';
 
@@ -36,10 +42,17 @@ export interface ProvenFlow extends SignInFlow {
 
 export type MfaPolicy = 'off' | 'optional' | 'required' | 'phishing-resistant';
 
-export type SecondFactor = Extract<Factor, 'totp' | 'webauthn' | 'passkey' | 'sms' | 'recovery_code'>;
+export type SecondFactor = Extract<Factor, 'totp' | 'webauthn' | 'sms' | 'email_otp' | 'recovery_code'>;
 
-const SECOND_FACTORS: ReadonlySet<Factor> = new Set<SecondFactor>(['totp', 'webauthn', 'passkey', 'sms', 'recovery_code']);
+const SECOND_FACTORS: ReadonlySet<Factor> = new Set<SecondFactor>(['totp', 'webauthn', 'sms', 'email_otp', 'recovery_code']);
 const PHISHING_RESISTANT: ReadonlySet<Factor> = new Set<Factor>(['webauthn', 'passkey']);
+/**
+ * Factors that are multi-factor on their own: a passkey with user verification is something held
+ * (the authenticator) and something known or been (its PIN or biometric), checked by the
+ * authenticator (WebAuthn Level 3, "user verification"; NIST SP 800-63B multi-factor cryptographic
+ * authenticator).
+ */
+const MULTI_FACTOR: ReadonlySet<Factor> = new Set<Factor>(['passkey']);
 const ADDRESS_PROOFS: ReadonlySet<Factor> = new Set<Factor>(['email_code', 'magic_link']);
 
 /**
@@ -162,6 +175,7 @@ const AMR: Record<Factor, readonly AmrValue[]> = {
   email_code: ['otp'],
   magic_link: ['otp'],
   totp: ['otp'],
+  email_otp: ['otp'],
   webauthn: ['hwk'],
   passkey: ['swk'],
   sms: ['sms'],
@@ -171,13 +185,17 @@ const AMR: Record<Factor, readonly AmrValue[]> = {
 
 /**
  * Every method used in this sign-in (RFC 8176 section 1), in the order proven, and `mfa` when a
- * second factor joined a first one (a password, an emailed proof). A password with an emailed code
- * alone is not `mfa`: NIST SP 800-63B, which RFC 8176 defers to, does not count email as a factor.
+ * second factor joined a first one (a password, an emailed proof), or a factor that is
+ * multi-factor by itself (a passkey) was proven. A password with an emailed sign-in code alone is
+ * not `mfa`: an emailed code there is the first factor. The enrolled email factor (email_otp) is a
+ * second factor beside a password, but never beside another proof from the same mailbox.
  */
 function amrOf(proven: readonly ProvenFactor[]): AmrValue[] {
   const methods = new Set(proven.flatMap((p) => AMR[p.factor]));
-  const second = proven.some((p) => SECOND_FACTORS.has(p.factor));
-  if (second && proven.some((p) => !SECOND_FACTORS.has(p.factor))) methods.add('mfa');
+  const first = proven.filter((p) => !SECOND_FACTORS.has(p.factor));
+  const beyondMailbox = first.some((p) => !ADDRESS_PROOFS.has(p.factor));
+  const joined = first.length > 0 && proven.some((p) => SECOND_FACTORS.has(p.factor) && (p.factor !== 'email_otp' || beyondMailbox));
+  if (joined || proven.some((p) => MULTI_FACTOR.has(p.factor))) methods.add('mfa');
   return [...methods];
 }
 
@@ -210,14 +228,22 @@ export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignIn
   return { kind: 'complete', accountId, amr: amrOf(proven), ...(acr ? { acr } : {}), authTime };
 }
 
+/** The stored factor types (mfa_factors.type) and the second factor each gives a sign-in. */
+export type EnrolledType = 'totp' | 'recovery' | 'webauthn' | 'sms' | 'email';
+const FACTOR_OF_TYPE = { webauthn: 'webauthn', totp: 'totp', sms: 'sms', email: 'email_otp' } as const satisfies Record<Exclude<EnrolledType, 'recovery'>, SecondFactor>;
+
 /**
- * The second factors an account's enrolled factors give its sign-ins. Recovery codes stand in for
- * an authenticator, so they count only beside one: alone they never make a sign-in ask, nor reach mfa.
+ * The second factors an account's enrolled factors give its sign-ins, strongest first (the second
+ * step offers the first one). Recovery codes stand in for an authenticator, so they count only
+ * beside one: alone they never make a sign-in ask, nor reach mfa.
  */
-export function secondFactorsOf(types: Iterable<'totp' | 'recovery'>): SecondFactor[] {
+export function secondFactorsOf(types: Iterable<EnrolledType>): SecondFactor[] {
   const enrolled = new Set(types);
-  if (!enrolled.has('totp')) return [];
-  return enrolled.has('recovery') ? ['totp', 'recovery_code'] : ['totp'];
+  const factors: SecondFactor[] = Object.entries(FACTOR_OF_TYPE)
+    .filter(([type]) => enrolled.has(type as EnrolledType))
+    .map(([, factor]) => factor);
+  if (factors.length && enrolled.has('recovery')) factors.push('recovery_code');
+  return factors;
 }
 
 /** Whether the mfa policy by itself asks for a second factor (a client's acr_values may ask anyway). */

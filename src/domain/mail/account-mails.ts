@@ -1,6 +1,7 @@
 import type { AccountLinks } from '../accounts/account-links.ts';
 import type { MailLocale, MailMessage } from './mail.ts';
 import type { IssuedCode } from '../authn/one-time-codes.ts';
+import type { FactorType } from '../../repos/mfa-factors.ts';
 import type { UserRow } from '../../repos/users.ts';
 
 // The account lifecycle's mails, built in one place so every flow greets, links and localises the
@@ -72,7 +73,7 @@ export function accountExistsMail(owner: Recipient, links: AccountLinks, locale:
 }
 
 /** A second factor was added to the account (or a new set of recovery codes made). */
-export function mfaEnrolledMail(user: Recipient, factor: 'totp' | 'recovery', replaced: boolean, links: AccountLinks): MailMessage<'mfa-enrolled'> {
+export function mfaEnrolledMail(user: Recipient, factor: FactorType, replaced: boolean, links: AccountLinks): MailMessage<'mfa-enrolled'> {
   return {
     to: user.email,
     template: 'mfa-enrolled',
@@ -81,7 +82,7 @@ export function mfaEnrolledMail(user: Recipient, factor: 'totp' | 'recovery', re
   };
 }
 
-export function mfaRemovedMail(user: Recipient, factor: 'totp' | 'recovery', links: AccountLinks): MailMessage<'mfa-removed'> {
+export function mfaRemovedMail(user: Recipient, factor: FactorType, links: AccountLinks): MailMessage<'mfa-removed'> {
   return {
     to: user.email,
     template: 'mfa-removed',

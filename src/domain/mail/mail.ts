@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import { translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { projectRoot } from '../../infra/paths.ts';
+import type { FactorType } from '../../repos/mfa-factors.ts';
 import type { OutboxRepo } from '../../repos/outbox.ts';
 
 export type MailLocale = Locale;
@@ -20,8 +21,8 @@ export interface MailTemplateData {
   /** Someone tried to register with an address that has an account. */
   'account-exists': { name?: string; signInUrl: string; resetUrl: string };
   /** A second factor was added (`replaced`: it took the place of the earlier one of its kind). */
-  'mfa-enrolled': { name?: string; factor: 'totp' | 'recovery'; replaced?: boolean; accountUrl: string; resetUrl: string };
-  'mfa-removed': { name?: string; factor: 'totp' | 'recovery'; accountUrl: string; resetUrl: string };
+  'mfa-enrolled': { name?: string; factor: FactorType; replaced?: boolean; accountUrl: string; resetUrl: string };
+  'mfa-removed': { name?: string; factor: FactorType; accountUrl: string; resetUrl: string };
   /** An operator removed every second factor (admin API) and ended every session. */
   'mfa-reset': { name?: string; accountUrl: string; resetUrl: string };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { displayText, locale, user } from './schemas.ts';
+import { FACTOR_TYPES } from '../../domain/authn/mfa.ts';
 
 // Bodies of the account API (/api/v1/auth/* and /api/v1/me*).
 
@@ -108,7 +109,7 @@ export const totpEnrollment = z.object({
 
 export const mfaFactor = z.object({
   id: z.string(),
-  type: z.enum(['totp', 'recovery']),
+  type: z.enum(FACTOR_TYPES),
   name: z.string(),
   createdAt: z.iso.datetime(),
   lastUsedAt: z.iso.datetime().nullable(),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ADMIN_SCOPES } from '../../domain/clients/admin-scopes.ts';
 import { hasControlCharacters } from '../../domain/accounts/display-names.ts';
+import { FACTOR_TYPES } from '../../domain/authn/mfa.ts';
 
 // One source for validation and for the OpenAPI document (routes.ts), so they cannot drift.
 
@@ -54,13 +55,13 @@ export const user = z.object({
   lastLoginAt: z.iso.datetime().nullable(),
 });
 
-const factorType = z.enum(['totp', 'recovery']);
+const factorType = z.enum(FACTOR_TYPES);
 
 /** One user with their second factors and lockout: GET /users/:id and the help-desk actions. */
 export const userDetail = user.extend({
   mfa: z.object({
-    enrolled: z.array(factorType).describe('Confirmed second factors: totp (authenticator app), recovery (a set of recovery codes)'),
-    required: z.boolean().describe('A sign-in asks this user for a second factor now: MFA_POLICY=optional and a confirmed totp (recovery codes alone never ask)'),
+    enrolled: z.array(factorType).describe('Confirmed second factors: totp (authenticator app), webauthn (a security key or passkey, one entry each), sms (a verified phone), email (codes to the verified address), recovery (a set of recovery codes)'),
+    required: z.boolean().describe('A sign-in asks this user for a second factor now: MFA_POLICY=optional and a confirmed factor (recovery codes alone never ask)'),
     locked: z.array(factorType).describe('Factors whose sign-in check is locked after 5 wrong codes (15 minutes)'),
   }),
   lock: z.object({

@@ -4,7 +4,7 @@ import { consentStep } from './consent.ts';
 import { loginStep } from './login.ts';
 import { magicLinkStep } from './magic-link.ts';
 import { registerStep } from './register.ts';
-import { secondFactorStep } from './second-factor.ts';
+import { codeMethods, secondFactorStep } from './second-factor.ts';
 import { createShared, detailsOf, finish, type InteractionDeps } from './shared.ts';
 import { createSignIn } from './sign-in.ts';
 import { verifyStep } from './verify.ts';
@@ -31,7 +31,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   const verify = verifyStep(shared, signIn, deps);
   const magicLink = magicLinkStep(shared, signIn, deps);
   const consent = consentStep(shared, deps);
-  const secondFactor = secondFactorStep(shared, signIn, deps);
+  const secondFactor = secondFactorStep(shared, signIn, deps, [...codeMethods(deps)]);
 
   router.get('/', interaction(), async (ctx: Context) => {
     const details = detailsOf(ctx);

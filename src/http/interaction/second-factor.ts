@@ -1,18 +1,64 @@
 import type { Context } from 'koa';
+import type { SecondFactorResult } from '../../domain/authn/mfa.ts';
+import type { ChangeContext } from '../../domain/authn/accounts.ts';
+import type { SecondFactor } from '../../domain/authn/sign-in-flow.ts';
 import type { MessageKey } from '../../i18n/index.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { detailsOf, flowContext, type Details, type InteractionDeps, type Shared } from './shared.ts';
 import type { SignIn } from './sign-in.ts';
 
-type Method = 'totp' | 'recovery';
+/**
+ * One way to prove a second factor on the /mfa page. Each has its partial,
+ * views/partials/mfa-{name}.eta, holding its form (posting `method` = name); the page offers the
+ * others as links to ?method={name}.
+ */
+export interface SecondFactorMethod {
+  /** The value of ?method= and of the posted `method`. */
+  name: string;
+  /** The factor a success proves (sign-in-flow.ts). */
+  factor: SecondFactor;
+  /** Whether the user can use it now (a recovery set with no unused code left cannot). Default: yes. */
+  usable?(user: UserRow): Promise<boolean>;
+  /** What its partial shows, when the page is rendered for it (a challenge, a code just sent). */
+  prepare?(ctx: Context, details: Details, user: UserRow): Promise<Record<string, unknown>>;
+  /** Checks what the form posted; 'missing' when it posted nothing to check. */
+  verify(user: UserRow, body: Record<string, unknown>, context: ChangeContext, details: Details): Promise<SecondFactorResult | 'missing'>;
+}
+
+const codeOf = (body: Record<string, unknown>) => (typeof body.code === 'string' ? body.code.trim() : '');
+
+/** The methods every deployment has: an authenticator app's code, and a recovery code instead. */
+export function codeMethods(deps: InteractionDeps): SecondFactorMethod[] {
+  const { mfa } = deps.account;
+  return [
+    {
+      name: 'totp',
+      factor: 'totp',
+      async verify(user, body, context) {
+        const code = codeOf(body);
+        return code ? mfa.verifyTotp(user.id, code, context) : 'missing';
+      },
+    },
+    {
+      name: 'recovery',
+      factor: 'recovery_code',
+      usable: async (user) => (await mfa.remainingRecoveryCodes(user.id)) > 0,
+      async verify(user, body, context) {
+        const code = codeOf(body);
+        return code ? mfa.useRecoveryCode(user.id, code, context) : 'missing';
+      },
+    },
+  ];
+}
 
 /**
- * The second step (GET/POST /mfa): after a first factor, an account with an authenticator proves
- * it with a TOTP code or, instead, one of its recovery codes. Only the account the flow record
- * names can be asked for; without one the browser goes back to the first step.
+ * The second step (GET/POST /mfa): after a first factor, an account owing a second one proves it
+ * with one of the methods the flow offers it (the first by default, the others a link away). Only
+ * the account the flow record names can be asked for; without one the browser goes back to the
+ * first step.
  */
-export function secondFactorStep(shared: Shared, signIn: SignIn, deps: InteractionDeps) {
-  const { accounts, account, renderPage, csrf, loginLimiter } = deps;
+export function secondFactorStep(shared: Shared, signIn: SignIn, deps: InteractionDeps, methods: readonly SecondFactorMethod[]) {
+  const { accounts, renderPage, csrf, loginLimiter } = deps;
   const { localeOf, limited } = shared;
 
   async function pendingUser(details: Details): Promise<UserRow | undefined> {
@@ -20,54 +66,67 @@ export function secondFactorStep(shared: Shared, signIn: SignIn, deps: Interacti
     return accountId ? accounts.findActive(accountId) : undefined;
   }
 
+  /** The methods this sign-in may use now, in the flow's order. */
+  async function offered(details: Details, user: UserRow): Promise<SecondFactorMethod[]> {
+    const options = await signIn.secondFactorOptions(details, user);
+    const out: SecondFactorMethod[] = [];
+    for (const factor of options) {
+      for (const method of methods.filter((m) => m.factor === factor)) {
+        if (!method.usable || (await method.usable(user))) out.push(method);
+      }
+    }
+    return out;
+  }
+
   const backToStart = (ctx: Context, details: Details) => {
     ctx.status = 303;
     ctx.redirect(`/interaction/${details.uid}`);
   };
 
-  async function render(ctx: Context, details: Details, user: UserRow, method: Method, error?: MessageKey, status = 200) {
+  async function render(ctx: Context, details: Details, user: UserRow, choice: SecondFactorMethod, others: SecondFactorMethod[], error?: MessageKey, status = 200) {
     const action = `/interaction/${details.uid}/mfa`;
-    const hasRecovery = (await account.mfa.remainingRecoveryCodes(user.id)) > 0;
     renderPage(ctx, 'mfa', {
       title: 'mfa.title',
       locale: localeOf(ctx, details),
-      method,
+      method: choice.name,
+      ...(choice.prepare ? await choice.prepare(ctx, details, user) : {}),
       action,
-      recoveryUrl: hasRecovery ? `${action}?method=recovery` : undefined,
+      others: others.filter((m) => m !== choice).map((m) => ({ name: m.name, url: `${action}?method=${m.name}` })),
       abortAction: `/interaction/${details.uid}/abort`,
       csrf: csrf.issue(details.uid),
       ...(error ? { error } : {}),
     }, status);
   }
 
-  const methodOf = (value: unknown): Method => (value === 'recovery' ? 'recovery' : 'totp');
+  /** The pending user and the method asked for (the first offered when none or an unknown one is). */
+  async function resolve(ctx: Context, name: unknown) {
+    const details = detailsOf(ctx);
+    const user = await pendingUser(details);
+    if (!user) return { details };
+    const usable = await offered(details, user);
+    const choice = usable.find((m) => m.name === name) ?? usable[0];
+    return { details, user, usable, choice };
+  }
 
   return {
     async show(ctx: Context) {
-      const details = detailsOf(ctx);
-      const user = await pendingUser(details);
-      if (!user) return backToStart(ctx, details);
-      await render(ctx, details, user, methodOf(ctx.query.method));
+      const { details, user, usable, choice } = await resolve(ctx, ctx.query.method);
+      if (!user || !choice) return backToStart(ctx, details);
+      await render(ctx, details, user, choice, usable);
     },
 
     async submit(ctx: Context) {
-      const details = detailsOf(ctx);
-      const user = await pendingUser(details);
-      if (!user) return backToStart(ctx, details);
       const body = ctx.request.body as Record<string, unknown>;
-      const method = methodOf(body.method);
-      const code = typeof body.code === 'string' ? body.code.trim() : '';
-      if (!code) return render(ctx, details, user, method, 'error.mfa_invalid', 400);
-      // Code guesses share the sign-in budget of the address they come from.
-      if (await limited(ctx, loginLimiter)) return render(ctx, details, user, method, 'error.rate_limited', 429);
-
-      const context = flowContext(ctx, details);
-      const result = method === 'recovery'
-        ? await account.mfa.useRecoveryCode(user.id, code, context)
-        : await account.mfa.verifyTotp(user.id, code, context);
-      if (result === 'invalid') return render(ctx, details, user, method, 'error.mfa_invalid', 401);
-      if (result === 'locked') return render(ctx, details, user, method, 'error.mfa_locked', 429);
-      await signIn.prove(ctx, details, user, method === 'recovery' ? 'recovery_code' : 'totp');
+      const { details, user, usable, choice } = await resolve(ctx, body.method);
+      if (!user || !choice) return backToStart(ctx, details);
+      const again = (error: MessageKey, status: number) => render(ctx, details, user, choice, usable, error, status);
+      // Guesses share the sign-in budget of the address they come from.
+      if (await limited(ctx, loginLimiter)) return again('error.rate_limited', 429);
+      const result = await choice.verify(user, body, flowContext(ctx, details), details);
+      if (result === 'missing') return again('error.mfa_invalid', 400);
+      if (result === 'invalid') return again('error.mfa_invalid', 401);
+      if (result === 'locked') return again('error.mfa_locked', 429);
+      await signIn.prove(ctx, details, user, choice.factor);
     },
   };
 }

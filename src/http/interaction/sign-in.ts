@@ -49,9 +49,12 @@ export function createSignIn(deps: {
     return { mfa: deps.mfaPolicy, enrolled: await enrolledOf(user), acrLevels: deps.acrLevels, requireVerifiedAddress };
   }
 
+  const stepOf = async (details: Details, user: UserRow, flow: ProvenFlow) =>
+    nextStep(flow, await policyOf(details, user), { emailVerified: user.email_verified }, { acrValues: acrValuesOf(details) });
+
   /** Asks the flow module what comes next for `flow` and acts on it; false when a step has no handler here. */
   async function advance(ctx: Context, details: Details, user: UserRow, flow: ProvenFlow, steps: StepHandlers): Promise<boolean> {
-    const step = nextStep(flow, await policyOf(details, user), { emailVerified: user.email_verified }, { acrValues: acrValuesOf(details) });
+    const step = await stepOf(details, user, flow);
     if (step.kind === 'complete') {
       const { accountId, amr, acr, authTime } = step;
       await accounts.recordSignIn(user, amr, flowContext(ctx, details));
@@ -80,6 +83,14 @@ export function createSignIn(deps: {
     /** The account whose first factor this interaction has proven and that still owes a second one. */
     pendingAccount(details: Details): string | undefined {
       return parseFlow(details.result?.flow)?.accountId;
+    },
+
+    /** The second factors the flow offers the pending account now (none when it owes no second factor). */
+    async secondFactorOptions(details: Details, user: UserRow): Promise<SecondFactor[]> {
+      const flow = parseFlow(details.result?.flow);
+      if (flow?.accountId !== user.id || flow.proven.length === 0) return [];
+      const step = await stepOf(details, user, flow as ProvenFlow);
+      return step.kind === 'second-factor' ? step.options : [];
     },
 
     /** Records `factor` as proven for `user` in this interaction and goes on as the flow says. */
