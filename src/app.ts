@@ -7,6 +7,7 @@ import type { Accounts } from './domain/authn/accounts.ts';
 import type { AcrLevel } from './domain/authn/sign-in-flow.ts';
 import type { KeySet } from './domain/keys/keys.ts';
 import type { ResourceServers } from './domain/clients/resource-servers.ts';
+import type { IdentityProviders } from './domain/federation/identity-providers.ts';
 import { healthRoutes } from './http/health.ts';
 import { createCsrf, createFormCsrf } from './http/interaction/csrf.ts';
 import { accountPageRoutes } from './http/pages/account-pages.ts';
@@ -47,6 +48,7 @@ export interface AppDeps {
   box: SecretBox;
   accounts: Accounts;
   resourceServers: ResourceServers;
+  identityProviders: IdentityProviders;
   payloads: OidcPayloadsRepo;
   clients: ClientRegistry;
   adminAudience: string;
@@ -120,6 +122,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     users: deps.userAdmin,
     clients: deps.clients,
     resourceServers: deps.resourceServers,
+    identityProviders: deps.identityProviders,
     idempotency: deps.idempotency,
     box: deps.box,
     accountOperations: accountOps,

@@ -15,6 +15,8 @@ import { migrateLatest } from './infra/migrate.ts';
 import { createClientsRepo } from './repos/clients.ts';
 import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { createResourceServersRepo } from './repos/resource-servers.ts';
+import { createIdentityProvidersRepo } from './repos/identity-providers.ts';
+import { createIdentityProviders } from './domain/federation/identity-providers.ts';
 import { createServerKeysRepo } from './repos/server-keys.ts';
 import { createUsersRepo } from './repos/users.ts';
 import { createIdempotencyRepo } from './repos/idempotency.ts';
@@ -65,6 +67,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     users: createUsersRepo(db),
     clients: createClientsRepo(db),
     resourceServers: createResourceServersRepo(db),
+    identityProviders: createIdentityProvidersRepo(db),
     payloads: createOidcPayloadsRepo(db),
     serverKeys: createServerKeysRepo(db),
     idempotency: createIdempotencyRepo(db),
@@ -118,6 +121,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     ephemeral,
     reserved: [adminAudience(config.ISSUER)],
   });
+  const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral });
 
   // The account lifecycle: every code and link of its flows goes through one OneTimeCodes.
   const transaction = <T>(work: (trx: import('knex').Knex.Transaction) => Promise<T>) => db.transaction(work);
@@ -173,6 +177,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     accounts,
     clients,
     resourceServers,
+    identityProviders,
     userAdmin,
     mail,
     passwordPolicy,

@@ -17,11 +17,13 @@ export const ERROR_CODES = {
   IDENT_CLIENT_NOT_FOUND: { status: 404, meaning: 'No client with this client_id' },
   IDENT_RESOURCE_SERVER_NOT_FOUND: { status: 404, meaning: 'No resource server with this id' },
   IDENT_SESSION_NOT_FOUND: { status: 404, meaning: 'No active session of yours with this id' },
+  IDENT_IDP_NOT_FOUND: { status: 404, meaning: 'No identity provider with this id' },
   IDENT_MFA_FACTOR_NOT_FOUND: { status: 404, meaning: 'No second factor (or pending enrollment) of yours with this id' },
   IDENT_METHOD_NOT_ALLOWED: { status: 405, meaning: 'The route exists but not for this method' },
   IDENT_EMAIL_DUPLICATE: { status: 409, meaning: 'Email exists in tenant' },
   IDENT_CLIENT_DUPLICATE: { status: 409, meaning: 'A client with this client_id exists' },
   IDENT_CLIENT_BUILT_IN: { status: 409, meaning: 'The client is built in (bootstrap admin, account console) and is changed by its settings, not the API' },
+  IDENT_IDP_DUPLICATE: { status: 409, meaning: 'An identity provider with this alias exists' },
   IDENT_RESOURCE_SERVER_DUPLICATE: { status: 409, meaning: 'A resource server with this identifier exists' },
   IDENT_IDEMPOTENCY_MISMATCH: { status: 409, meaning: 'Same Idempotency-Key with a different request' },
   IDENT_IDEMPOTENCY_IN_PROGRESS: { status: 409, meaning: 'A request with this Idempotency-Key is still being processed' },
@@ -35,6 +37,7 @@ export const ERROR_CODES = {
   IDENT_OTP_DAILY_QUOTA: { status: 429, meaning: 'The daily number of codes for this address or number is used up' },
   IDENT_OTP_LOCKED: { status: 429, meaning: 'Too many wrong codes; locked for this flow for 15 minutes' },
   IDENT_INTERNAL: { status: 500, meaning: 'Unexpected server error (details are logged, never returned)' },
+  IDENT_FEDERATION_UNAVAILABLE: { status: 503, meaning: 'Upstream IdP circuit open: the upstream identity provider did not answer in time or failed; retry later' },
   IDENT_UNAVAILABLE: { status: 503, meaning: 'A store this request needs (the database or Redis) did not answer in time, is unreachable or is full; retry after Retry-After seconds' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 
