@@ -26,6 +26,8 @@ export interface ProvenFactor {
   factor: Factor;
   /** Epoch seconds. */
   at: number;
+  /** For `federated`: the identity provider's alias. */
+  provider?: string;
 }
 
 /** What one sign-in has proven so far, for one account. */
@@ -89,7 +91,9 @@ export interface SignInAccount {
 /** The IANA "Authentication Method Reference Values" registry (RFC 8176 section 2, and EAP's pop). */
 export type AmrValue =
   | 'face' | 'fpt' | 'geo' | 'hwk' | 'iris' | 'kba' | 'mca' | 'mfa' | 'otp' | 'pin' | 'pop'
-  | 'pwd' | 'rba' | 'retina' | 'sc' | 'sms' | 'swk' | 'tel' | 'user' | 'vbm' | 'wia';
+  | 'pwd' | 'rba' | 'retina' | 'sc' | 'sms' | 'swk' | 'tel' | 'user' | 'vbm' | 'wia'
+  /** Not in the registry: a sign-in through an upstream identity provider (issue 12's `fed`). */
+  | 'fed';
 
 export type NextStep =
   | { kind: 'complete'; accountId: string; amr: AmrValue[]; acr?: AcrLevel; authTime: number }
@@ -102,9 +106,9 @@ export type NextStep =
   | { kind: 'second-factor'; accountId: string; options: SecondFactor[]; level?: AcrLevel };
 
 /** A new proof. A factor proven for another account starts the flow over for that account. */
-export function prove(flow: SignInFlow | undefined, accountId: string, factor: Factor, at: number): ProvenFlow {
+export function prove(flow: SignInFlow | undefined, accountId: string, factor: Factor, at: number, provider?: string): ProvenFlow {
   const earlier = flow?.accountId === accountId ? flow.proven : [];
-  return { accountId, proven: [...earlier, { factor, at }] };
+  return { accountId, proven: [...earlier, { factor, at, ...(provider ? { provider } : {}) }] };
 }
 
 /** When a sign-in's factors meet each level (the levels are cumulative: see `ACR_LEVELS`). */
@@ -153,6 +157,7 @@ export function attainable(level: AcrLevel): boolean {
  */
 export function flowOfSession(accountId: string, amr: readonly string[], authTime: number): SignInFlow {
   const factors: Factor[] = [];
+  if (amr.includes('fed')) factors.push('federated');
   if (amr.includes('pwd')) factors.push('password');
   if (amr.includes('otp')) {
     if (!amr.includes('mfa')) factors.push('email_code');
@@ -180,7 +185,7 @@ const AMR: Record<Factor, readonly AmrValue[]> = {
   passkey: ['swk'],
   sms: ['sms'],
   recovery_code: ['otp'],
-  federated: [], // the upstream's methods, decided with the federation
+  federated: ['fed'],
 };
 
 /**

@@ -129,6 +129,14 @@ const SAML_ATTRIBUTES: ClaimMapping = {
   subject: 'nameID', email: 'email', emailVerified: null, name: 'displayName', givenName: 'givenName', familyName: 'surname', groups: 'groups',
 };
 
+/** Our side of a provider's federation, for the operator to register at the upstream. */
+export function federationEndpoints(issuer: string, provider: Pick<IdentityProvider, 'type' | 'alias'>): Record<string, string> {
+  const base = `${issuer}/api/v1/auth/${provider.type}/${encodeURIComponent(provider.alias)}`;
+  if (provider.type !== 'saml') return { redirectUri: `${base}/callback` };
+  // Our SP entityID is its metadata URL, as Keycloak and most SPs do: resolvable and unique per provider.
+  return { entityId: `${base}/metadata`, metadataUrl: `${base}/metadata`, acsUrl: `${base}/acs`, sloUrl: `${base}/slo` };
+}
+
 const METADATA_FETCH_TIMEOUT_MS = 10_000;
 const METADATA_MAX_BYTES = 1024 * 1024;
 const secretAad = (id: string) => `idp-client-secret/v1:${id}`;

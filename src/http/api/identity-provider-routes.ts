@@ -1,16 +1,8 @@
-import type { IdentityProvider, IdentityProviderInput, IdentityProviders } from '../../domain/federation/identity-providers.ts';
+import { federationEndpoints, type IdentityProvider, type IdentityProviderInput, type IdentityProviders } from '../../domain/federation/identity-providers.ts';
 import * as s from './identity-provider-schemas.ts';
 import type { Operation } from './operation.ts';
 import { pageQuery, page } from './schemas.ts';
 import { parse } from './validate.ts';
-
-/** Our side of a provider's federation, for the operator to register at the upstream. */
-export function federationEndpoints(issuer: string, provider: Pick<IdentityProvider, 'type' | 'alias'>): Record<string, string> {
-  const base = `${issuer}/api/v1/auth/${provider.type}/${encodeURIComponent(provider.alias)}`;
-  if (provider.type !== 'saml') return { redirectUri: `${base}/callback` };
-  // Our SP entityID is its metadata URL, as Keycloak and most SPs do: resolvable and unique per provider.
-  return { entityId: `${base}/metadata`, metadataUrl: `${base}/metadata`, acsUrl: `${base}/acs`, sloUrl: `${base}/slo` };
-}
 
 export function identityProviderView(issuer: string, p: IdentityProvider) {
   const common = {

@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { consentStep } from './consent.ts';
+import { federationStep } from './federation.ts';
 import { loginStep } from './login.ts';
 import { magicLinkStep } from './magic-link.ts';
 import { registerStep } from './register.ts';
@@ -26,7 +27,8 @@ export function interactionRoutes(deps: InteractionDeps) {
     acrLevels: deps.acrLevels,
   });
   const { form, interaction, csrfChecked, loginPending } = shared;
-  const login = loginStep(shared, signIn, deps);
+  const federation = federationStep(shared, signIn, deps);
+  const login = loginStep(shared, signIn, deps, (email) => federation.providerForEmail(email), (ctx, details, p) => federation.start(ctx, details, p));
   const register = registerStep(shared, deps);
   const verify = verifyStep(shared, signIn, deps);
   const magicLink = magicLinkStep(shared, signIn, deps);
@@ -45,6 +47,9 @@ export function interactionRoutes(deps: InteractionDeps) {
     ctx.throw(400, `unsupported prompt ${details.prompt.name}`);
   });
   router.post('/login', form, interaction(), csrfChecked, loginPending, login.submit);
+  router.post('/federate/:alias', form, interaction(), csrfChecked, loginPending, federation.begin);
+  router.get('/federated', interaction(), loginPending, federation.finish);
+  router.post('/federated/link', form, interaction(), csrfChecked, loginPending, federation.link);
   router.get('/mfa', interaction(), loginPending, secondFactor.show);
   router.post('/mfa', form, interaction(), csrfChecked, loginPending, secondFactor.submit);
   router.get('/register', interaction(), loginPending, register.show);
