@@ -116,6 +116,23 @@ describe('MFA_POLICY=required', () => {
     assert.equal(proved.status, 303);
   });
 
+  it('wrong codes are bounded: the fifth locks that enrolment, and a right code after it is refused', async () => {
+    const user = await createUser(ts);
+    const { browser, next } = await afterPassword(config, user);
+    const intro = await (await browser.request(next)).text();
+    const html = await (await postEnrol(browser, next, intro, { step: 'start' })).text();
+    const secret = shownSecret(html)!;
+    const factor = formField(html, 'factor')!;
+    const wrong = await wrongCode(secret);
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push((await postEnrol(browser, next, html, { step: 'finish', factor, code: wrong })).status);
+    assert.deepEqual(statuses, [401, 401, 401, 401, 429]);
+    const locked = await postEnrol(browser, next, html, { step: 'finish', factor, code: await codeAt(secret) });
+    assert.equal(locked.status, 429);
+    assert.equal(alertText(await locked.text()), 'Too many wrong codes. Please set up the app again.');
+    assert.deepEqual(await db()('mfa_factors').where({ user_id: user.id }).whereNotNull('confirmed_at'), [], 'nothing enrolled');
+  });
+
   it('the enrolment page refuses a browser whose interaction has no proven first factor', async () => {
     const browser = new HttpBrowser();
     const { step } = await authorize(browser, config);
