@@ -83,7 +83,7 @@ export function createSignIn(deps: {
       return true;
     }
     const enrol = step.kind === 'second-factor' && step.options.length === 0;
-    if (step.kind === 'second-factor' && enrol && enrollableFor(step, policy).length === 0) {
+    if (enrol && enrollableFor(step, policy).length === 0) {
       // A second factor is owed that the account has none of and cannot enrol here: the client
       // hears that its requirement cannot be met.
       await finish(provider, ctx, unmet(owesPhishingResistant(step, policy) ? 'no phishing-resistant authenticator enrolled' : 'no second factor enrolled'));
@@ -137,9 +137,8 @@ export function createSignIn(deps: {
     /**
      * Answers the start of a sign-in the provider asked for only because the session's level is
      * below the request's acr_values or the client's MFA policy (the login prompt's `acr_values`
-     * and `mfa_policy` checks alone): the signed-in
-     * user is not asked for the first factor again; the flow starts from the session's sign-in and
-     * goes on to the second factor. True when it answered; false leaves the login page to the caller.
+     * and `mfa_policy` checks alone): the signed-in user is not asked for the first factor again;
+     * the flow starts from the session's sign-in and goes on to the second factor. True when it answered; false leaves the login page to the caller.
      */
     async stepUp(ctx: Context, details: Details): Promise<boolean> {
       const session = details.session;
@@ -173,8 +172,8 @@ const PHISHING_RESISTANT_FACTORS: ReadonlySet<SecondFactor> = new Set<SecondFact
  * (the request's level met) the policy is phishing-resistant. `nextStep` asks for the request's
  * level first and names it in `level`.
  */
-const owesPhishingResistant = (step: NextStep & { kind: 'second-factor' }, policy: SignInPolicy) =>
-  step.level === 'phr' || (step.level === undefined && policy.mfa === 'phishing-resistant');
+const owesPhishingResistant = (step: NextStep, policy: SignInPolicy) =>
+  step.kind === 'second-factor' && (step.level === 'phr' || (step.level === undefined && policy.mfa === 'phishing-resistant'));
 
 const acrValuesOf = (details: Details): string[] =>
   (typeof details.params.acr_values === 'string' ? details.params.acr_values.split(' ').filter(Boolean) : []);
