@@ -68,7 +68,7 @@ const stylesheet = readFileSync(path.join(projectRoot(), 'views', 'assets', 'app
  * provider.use(), ahead of its own routes, so there is one ctx and one set of cookie keys.
  */
 export function buildApp(deps: AppDeps, keys: KeySet): Provider {
-  const provider = createProvider({ ...deps, keys, renderPage });
+  const provider = createProvider({ ...deps, keys, renderPage, mfaPolicy: deps.account.mfaPolicy });
   const loginLimiter = deps.ephemeral.limiter('login-ip', deps.loginRateLimitPerIp, 60);
 
   // Health checks, the JWKS alias and the stylesheet share one router: fewer matchers per request.

@@ -159,6 +159,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
   const mfa = createMfa({
     repo: repos.mfaFactors, payloads: repos.payloads, box, ephemeral, events, mail, links, guard: factorGuard, changes: factorChanges, transaction,
     settings: { ...MFA_DEFAULTS, issuerName: new URL(config.ISSUER).hostname },
+    policy: config.MFA_POLICY,
   });
   const userAdmin = createUserAdmin({
     users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy,

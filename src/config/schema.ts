@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ACR_LEVELS, type AcrLevel } from '../domain/authn/sign-in-flow.ts';
+import { MFA_POLICIES } from '../domain/authn/mfa-policy.ts';
 
 const bool = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
@@ -70,7 +71,7 @@ export const configSchema = z
     PASSWORD_MIN_LENGTH: int(8, 1024).default(8),
     PASSWORD_MIN_SCORE: int(0, 4).default(3),
     HIBP_RANGE_URL: httpUrl.optional(),
-    MFA_POLICY: z.enum(['off', 'optional']).default('optional'),
+    MFA_POLICY: z.enum(MFA_POLICIES).default('optional'),
     ACR_VALUES: acrValues.prefault(ACR_LEVELS.join(' ')),
     REGISTRATION_ENABLED: bool.default(true),
     REGISTRATION_PASSWORD: z.enum(['required', 'optional']).default('required'),

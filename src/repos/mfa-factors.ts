@@ -44,6 +44,12 @@ export function createMfaFactorsRepo(db: Knex) {
       return factors().where({ user_id: userId }).whereNotNull('confirmed_at').orderBy('confirmed_at', 'asc');
     },
 
+    /** The user's confirmed factors, locked until `trx` ends: a change that must see them all at once. */
+    async lockConfirmed(userId: string, trx: Knex.Transaction): Promise<FactorRow[]> {
+      if (!UUID.test(userId)) return [];
+      return factors(trx).where({ user_id: userId }).whereNotNull('confirmed_at').forUpdate();
+    },
+
     async confirmedOfType(userId: string, type: FactorType): Promise<FactorRow | undefined> {
       if (!UUID.test(userId)) return undefined;
       return factors().where({ user_id: userId, type }).whereNotNull('confirmed_at').first();

@@ -13,6 +13,8 @@ import type { MailOutbox } from '../mail/mail.ts';
 import type { ChangeContext } from './accounts.ts';
 import type { FactorChanges } from './factor-changes.ts';
 import type { FactorGuard, SecondFactorResult } from './factor-guard.ts';
+import { removalBreaksPolicy } from './mfa-policy.ts';
+import type { MfaPolicy } from './sign-in-flow.ts';
 import { newRecoveryCodes, normaliseRecoveryCode, recoveryCodeDigest } from './recovery-codes.ts';
 import { newTotpSecret, otpauthUri, qrCodeDataUrl, totpStep, TOTP_DRIFT_STEPS, TOTP_PERIOD_SECONDS } from './totp.ts';
 
@@ -83,6 +85,8 @@ export function createMfa(deps: {
   changes: FactorChanges;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
   settings: MfaSettings;
+  /** MFA_POLICY: what a user may not remove (the last second factor under required). */
+  policy: MfaPolicy;
 }) {
   const { repo, box, ephemeral, events, mail, links, guard, changes, settings } = deps;
   const activeUser = changes.owner;
@@ -194,12 +198,23 @@ export function createMfa(deps: {
       return (await repo.listConfirmed(userId)).map(summary);
     },
 
-    /** Removes one confirmed factor of the user's; the other sessions end and a mail says so. */
+    /**
+     * Removes one confirmed factor of the user's; the other sessions end and a mail says so. Under
+     * MFA_POLICY=required the last second factor (recovery codes are not one) stays, and under
+     * phishing-resistant the last WebAuthn credential too: IDENT_MFA_REQUIRED, nothing changed
+     * (the user enrols another first; an operator's reset still removes everything).
+     */
     async remove(userId: string, factorId: string, currentSessionUid: string | undefined, context: ChangeContext = {}): Promise<void> {
       const user = await activeUser(userId);
       await deps.transaction(async (trx) => {
+        // Locked first, so two removals at once cannot each leave the other's factor as the last.
+        const before = await repo.lockConfirmed(userId, trx);
         const row = await repo.deleteConfirmed(userId, factorId, trx);
         if (!row) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
+        const after = before.filter((f) => f.id !== row.id);
+        if (removalBreaksPolicy(deps.policy, before.map((f) => f.type), after.map((f) => f.type))) {
+          throw new AppError('IDENT_MFA_REQUIRED', 'this deployment requires a second factor: enrol another before removing this one');
+        }
         await changes.removed(user, row, context, trx);
       });
       await changes.endOtherSessions(userId, currentSessionUid);

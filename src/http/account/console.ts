@@ -7,6 +7,7 @@ import { AppError } from '../../domain/errors.ts';
 import { isDisplayName } from '../../domain/accounts/display-names.ts';
 import type { SelfService } from '../../domain/accounts/self-service.ts';
 import type { Mfa, TotpEnrollment } from '../../domain/authn/mfa.ts';
+import { groupSecret } from '../../domain/authn/totp.ts';
 import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -90,8 +91,6 @@ const NOTICES: Record<string, MessageKey> = {
 // Factor ids are UUIDs; anything else cannot name one of the user's factors.
 const FACTOR_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** A base32 secret in groups of four, for typing into an app by hand. */
-const groupSecret = (secret: string) => secret.match(/.{1,4}/g)!.join(' ');
 
 const isLocale = (value: unknown): value is Locale => (LOCALES as readonly unknown[]).includes(value);
 const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
@@ -516,7 +515,9 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
         if (!factorId || !FACTOR_ID.test(factorId)) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
         await mfa.remove(signed.caller.accountId, factorId, signed.caller.sessionUid, changeContext(ctx));
       } catch (err) {
-        if (!(err instanceof AppError) || err.code !== 'IDENT_MFA_FACTOR_NOT_FOUND') throw err;
+        if (!(err instanceof AppError)) throw err;
+        if (err.code === 'IDENT_MFA_REQUIRED') return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.required' }, 409);
+        if (err.code !== 'IDENT_MFA_FACTOR_NOT_FOUND') throw err;
         return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.not_found' }, 404);
       }
       seeOther(ctx, `${consoleUrl}?done=mfa_removed`);

@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { consentStep } from './consent.ts';
+import { enrolmentStep, totpEnrolment } from './enroll.ts';
 import { loginStep } from './login.ts';
 import { magicLinkStep } from './magic-link.ts';
 import { registerStep } from './register.ts';
@@ -17,6 +18,8 @@ import { verifyStep } from './verify.ts';
 export function interactionRoutes(deps: InteractionDeps) {
   const router = new Router({ prefix: '/interaction/:uid' });
   const shared = createShared(deps);
+  // The second factors a person can set up within a sign-in (a passkey's enrolment joins here).
+  const enrolments = [totpEnrolment(deps)];
   const signIn = createSignIn({
     provider: deps.provider,
     accounts: deps.accounts,
@@ -24,6 +27,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     mfa: deps.account.mfa,
     mfaPolicy: deps.account.mfaPolicy,
     acrLevels: deps.acrLevels,
+    enrollable: enrolments.map((m) => m.factor),
   });
   const { form, interaction, csrfChecked, loginPending } = shared;
   const login = loginStep(shared, signIn, deps);
@@ -32,6 +36,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   const magicLink = magicLinkStep(shared, signIn, deps);
   const consent = consentStep(shared, deps);
   const secondFactor = secondFactorStep(shared, signIn, deps, [...codeMethods(deps)]);
+  const enrolment = enrolmentStep(shared, signIn, deps, enrolments);
 
   router.get('/', interaction(), async (ctx: Context) => {
     const details = detailsOf(ctx);
@@ -47,6 +52,8 @@ export function interactionRoutes(deps: InteractionDeps) {
   router.post('/login', form, interaction(), csrfChecked, loginPending, login.submit);
   router.get('/mfa', interaction(), loginPending, secondFactor.show);
   router.post('/mfa', form, interaction(), csrfChecked, loginPending, secondFactor.submit);
+  router.get('/mfa/enroll', interaction(), loginPending, enrolment.show);
+  router.post('/mfa/enroll', form, interaction(), csrfChecked, loginPending, enrolment.submit);
   router.get('/register', interaction(), loginPending, register.show);
   router.post('/register', form, interaction(), csrfChecked, loginPending, register.submit);
   router.post('/verify-email', form, interaction(), csrfChecked, loginPending, verify.submit);
