@@ -134,9 +134,14 @@ export function createCodeFactors(deps: {
     return confirmed;
   }
 
-  /** A code proven once; its verified-step token is taken at once (nothing follows it). */
+  /**
+   * A code proven once; its verified-step token is taken at once (nothing follows it). The cooldown
+   * is there against sending codes nobody answers: once one is used (only its recipient could),
+   * the next may go at once (a sign-in right after enrolling, another device).
+   */
   async function proveCode(namespace: OtpNamespace, identifier: string, code: string): Promise<void> {
     await codes.takeSession(namespace, await codes.verify(namespace, identifier, code));
+    await codes.releaseCooldown(namespace, identifier);
   }
 
   const summary = factorSummary;

@@ -32,15 +32,20 @@ export function createSignIn(deps: {
   accounts: Accounts;
   registrationDefaults: RegistrationPolicy;
   mfa: Mfa;
+  /** SMS_PROVIDER is not off: without it an SMS factor cannot be proven, so it is not asked for. */
+  smsEnabled: boolean;
   mfaPolicy: 'off' | 'optional';
   /** ACR_VALUES, weakest first. */
   acrLevels: readonly AcrLevel[];
 }) {
   const { provider, accounts } = deps;
 
-  /** The second factors a sign-in may ask for (the flow module decides whether it asks). */
+  /**
+   * The second factors a sign-in may ask for (the flow module decides whether it asks). A phone
+   * enrolled before SMS was turned off cannot get a code: asking for it would be a dead end.
+   */
   const enrolledOf = async (user: UserRow): Promise<SecondFactor[]> =>
-    secondFactorsOf((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type));
+    secondFactorsOf((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type).filter((type) => type !== 'sms' || deps.smsEnabled));
 
   async function policyOf(details: Details, user: UserRow): Promise<SignInPolicy> {
     // The client's policy is looked up only when it can matter: an address still to prove.
