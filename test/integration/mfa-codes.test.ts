@@ -3,7 +3,8 @@ import { randomInt } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type * as oidc from 'openid-client';
 import { createLogger } from '../../src/infra/logger.ts';
-import { HttpBrowser } from '../helpers/browser-http.ts';
+import { accountConsole } from '../helpers/account-console.ts';
+import { formField, HttpBrowser } from '../helpers/browser-http.ts';
 import { logCapture } from '../helpers/log-capture.ts';
 import { alertText } from '../helpers/login-page.ts';
 import { fastMailSettings, startMailbox } from '../helpers/mailbox.ts';
@@ -234,6 +235,52 @@ describe('second factors: SMS and email codes', () => {
     const res = await call('POST', '/api/v1/me/mfa/email/enroll', unverified.token);
     assert.equal(res.status, 422);
     assert.equal(res.body!.error, 'IDENT_EMAIL_UNVERIFIED');
+  });
+
+  it('the account console adds a phone (number, then the texted code) and email codes, each removable', async () => {
+    const { post, followRedirect, consoleSignIn } = accountConsole(() => ts);
+    const user = await createUser(ts);
+    const browser = new HttpBrowser();
+    let page = await consoleSignIn(browser, user);
+    const phone = newPhone();
+
+    // A bad number is said so on the page; a good one gets a text and the code form.
+    const bad = await post(browser, '/mfa/sms/enroll', { csrf: formField(page, 'csrf')!, phone: '12345' });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /Enter a valid phone number/);
+    const sent = await post(browser, '/mfa/sms/enroll', { csrf: formField(page, 'csrf')!, phone: spaced(phone) });
+    assert.equal(sent.status, 200);
+    page = await sent.text();
+    assert.match(page, new RegExp(`We texted a code to ••• ${phone.slice(-2)}`));
+    assert.match(page, /id="sms_code"[^>]*autocomplete="one-time-code"/);
+    const factor = /action="[^"]*\/mfa\/sms\/confirm"[\s\S]*?name="factor" value="([^"]+)"/.exec(page)![1]!;
+    const wrong = await post(browser, '/mfa/sms/confirm', { csrf: formField(page, 'csrf')!, factor, code: wrongOf(sms.codeOf(phone)) });
+    assert.equal(wrong.status, 400);
+    page = await wrong.text();
+    assert.match(page, /That code is not right/);
+    assert.match(page, /id="sms_code"/, 'asked again for the same enrollment');
+    const done = await followRedirect(await post(browser, '/mfa/sms/confirm', { csrf: formField(page, 'csrf')!, factor, code: sms.codeOf(phone) }), browser);
+    assert.match(done.html, /Phone added/);
+    assert.match(done.html, new RegExp(`<div class="muted small factor-detail">••• ${phone.slice(-2)}</div>`));
+
+    // Email codes: a code to the verified address, then confirmed.
+    const emailSent = await post(browser, '/mfa/email/enroll', { csrf: formField(done.html, 'csrf')! });
+    assert.equal(emailSent.status, 200);
+    page = await emailSent.text();
+    const emailFactor = /action="[^"]*\/mfa\/email\/confirm"[\s\S]*?name="factor" value="([^"]+)"/.exec(page)![1]!;
+    const code = /\b(\d{6})\b/.exec((await mailbox.next(user.email, /verification code/)).text)![1]!;
+    const emailDone = await followRedirect(await post(browser, '/mfa/email/confirm', { csrf: formField(page, 'csrf')!, factor: emailFactor, code }), browser);
+    assert.match(emailDone.html, /Email codes added/);
+    const rows = await ts.server.services.db('mfa_factors').where({ user_id: user.id }).whereNotNull('confirmed_at').orderBy('type');
+    assert.deepEqual(rows.map((r) => [r.type, r.phone]), [['email', null], ['sms', phone]]);
+
+    // Each is removable with the console's remove form, and mailed about.
+    for (const row of rows) {
+      const removed = await followRedirect(await post(browser, '/mfa/remove', { csrf: formField(emailDone.html, 'csrf')!, factor: row.id }), browser);
+      assert.match(removed.html, /The sign-in step was removed/);
+    }
+    assert.deepEqual(await ts.server.services.db('mfa_factors').where({ user_id: user.id }).whereNotNull('confirmed_at'), []);
+    assert.match((await mailbox.next(user.email, /sign-in step was removed/)).text, /phone was removed|Email codes were turned off/);
   });
 
   it('a third-party token is refused on the new routes (403), and nothing is sent', async () => {
