@@ -164,7 +164,9 @@ describe('second factors: SMS and email codes', () => {
     assert.equal(locked.status, 429);
     assert.equal(alertText(await locked.text()), 'Too many wrong codes. Please try again in 15 minutes.');
     const before = sms.received.length;
-    assert.equal((await sendSecondFactorCode(started.browser, started.next, 'sms')).status, 429, 'a locked factor gets no more codes');
+    const resend = await sendSecondFactorCode(started.browser, started.next, 'sms');
+    assert.equal(resend.status, 429, 'a locked factor gets no more codes');
+    assert.equal(alertText(await resend.text()), 'Too many wrong codes. Please try again in 15 minutes.', 'refused for the lock, not a cooldown');
     assert.equal(sms.received.length, before);
     const row = (await ts.server.services.repos.users.findById(user.id))!;
     assert.equal(row.failed_attempts, 5, 'each wrong code counted toward the account lockout');
