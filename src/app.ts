@@ -138,6 +138,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     internalOrigin: deps.internalOrigin,
     selfService: deps.account.selfService,
     mfa: deps.account.mfa,
+    codeFactors: deps.account.codeFactors,
     ephemeral: deps.ephemeral,
     box: deps.box,
     renderPage,

@@ -37,6 +37,8 @@ import { createMfaFactorsRepo } from './repos/mfa-factors.ts';
 import { createFactorChanges } from './domain/authn/factor-changes.ts';
 import { createFactorGuard } from './domain/authn/factor-guard.ts';
 import { createMfa, MFA_DEFAULTS } from './domain/authn/mfa.ts';
+import { createCodeFactors } from './domain/authn/code-factors.ts';
+import { createSmsSender } from './infra/sms.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -161,6 +163,14 @@ export async function createServices(config: AppConfig, logger: Logger) {
     settings: { ...MFA_DEFAULTS, issuerName: new URL(config.ISSUER).hostname },
     policy: config.MFA_POLICY,
   });
+  // SMS and email codes as second factors: sent and checked through the one-time-code scheme.
+  const sms = createSmsSender({
+    provider: config.SMS_PROVIDER, webhookUrl: config.SMS_WEBHOOK_URL, webhookToken: config.SMS_WEBHOOK_TOKEN, timeoutMs: config.SMS_WEBHOOK_TIMEOUT_MS,
+  }, logger);
+  const codeFactors = createCodeFactors({
+    repo: repos.mfaFactors, codes, sms, mail, guard: factorGuard, changes: factorChanges, transaction,
+    issuerName: new URL(config.ISSUER).hostname, enrollmentTtlSeconds: MFA_DEFAULTS.enrollmentTtlSeconds,
+  });
   const userAdmin = createUserAdmin({
     users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy,
   });
@@ -186,6 +196,8 @@ export async function createServices(config: AppConfig, logger: Logger) {
     magicLinks,
     selfService,
     mfa,
+    sms,
+    codeFactors,
     async close() {
       await ephemeral.close();
       await db.destroy();

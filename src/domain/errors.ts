@@ -30,12 +30,15 @@ export const ERROR_CODES = {
   IDENT_UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'The body is not application/json' },
   IDENT_USER_SUSPENDED: { status: 422, meaning: 'Action invalid for suspended user' },
   IDENT_USER_DEACTIVATED: { status: 422, meaning: 'Action invalid for deactivated user' },
+  IDENT_EMAIL_UNVERIFIED: { status: 422, meaning: 'Email codes go to a verified address: verify the account\'s email first' },
+  IDENT_SMS_DISABLED: { status: 422, meaning: 'SMS codes are turned off on this deployment (SMS_PROVIDER=off)' },
   IDENT_RATE_LIMITED: { status: 429, meaning: 'Too many requests; retry later' },
   IDENT_CAPTCHA_REQUIRED: { status: 429, meaning: 'This address had many requests; send a solved CAPTCHA to ask again' },
   IDENT_OTP_COOLDOWN: { status: 429, meaning: 'A code was sent moments ago; wait before asking for another' },
   IDENT_OTP_DAILY_QUOTA: { status: 429, meaning: 'The daily number of codes for this address or number is used up' },
   IDENT_OTP_LOCKED: { status: 429, meaning: 'Too many wrong codes; locked for this flow for 15 minutes' },
   IDENT_INTERNAL: { status: 500, meaning: 'Unexpected server error (details are logged, never returned)' },
+  IDENT_SMS_UNAVAILABLE: { status: 503, meaning: 'The SMS provider did not take the message (unreachable, too slow or refusing); nothing was sent, ask again later' },
   IDENT_UNAVAILABLE: { status: 503, meaning: 'A store this request needs (the database or Redis) did not answer in time, is unreachable or is full; retry after Retry-After seconds' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 

@@ -7,6 +7,7 @@ import type { MagicLinks } from '../domain/authn/magic-links.ts';
 import type { SelfService } from '../domain/accounts/self-service.ts';
 import type { Mfa } from '../domain/authn/mfa.ts';
 import type { MfaPolicy } from '../domain/authn/sign-in-flow.ts';
+import type { CodeFactors } from '../domain/authn/code-factors.ts';
 import type { Captcha } from '../infra/captcha.ts';
 
 /** The account lifecycle services the pages and the account API use. */
@@ -22,6 +23,8 @@ export interface AccountFlowDeps {
   mfa: Mfa;
   /** MFA_POLICY: the deployment's policy (a client's `mfa_policy` may make it stricter). */
   mfaPolicy: MfaPolicy;
+  /** SMS and email codes as second factors of the signed-in user, and their sign-in step. */
+  codeFactors: CodeFactors;
   captcha: Captcha;
   authRateLimitPerIp: number;
   meRateLimitPerUser: number;

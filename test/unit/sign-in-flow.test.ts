@@ -74,6 +74,36 @@ describe('sign-in flow', () => {
     assert.deepEqual(nextStep(afterMailbox, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp'], authTime: 1010 });
   });
 
+  it('an SMS code after a password is mfa: amr pwd, sms, mfa and acr mfa; after a magic link too', () => {
+    const policy: SignInPolicy = { ...today, mfa: 'optional', enrolled: ['sms'], acrLevels: levels };
+    const afterPassword = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(nextStep(afterPassword, policy, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['sms'] });
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'sms', 1010), policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'sms', 'mfa'], acr: 'mfa', authTime: 1010 });
+    const afterLink = prove(undefined, 'a1', 'magic_link', 1000);
+    assert.deepEqual(nextStep(afterLink, policy, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['sms'] });
+    assert.deepEqual(nextStep(prove(afterLink, 'a1', 'sms', 1010), policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp', 'sms', 'mfa'], acr: 'mfa', authTime: 1010 });
+  });
+
+  it('an account whose only factor is its email, signed in from that mailbox, is not asked the same mailbox again: it completes at pwd; a requested mfa cannot be met', () => {
+    const policy: SignInPolicy = { ...today, mfa: 'optional', enrolled: secondFactorsOf(['email']), acrLevels: levels };
+    const mfa = { acrValues: ['mfa'] };
+    for (const first of ['magic_link', 'email_code'] as const) {
+      const flow = prove(undefined, 'a1', first, 1000);
+      assert.deepEqual(nextStep(flow, policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp'], acr: 'pwd', authTime: 1000 }, first);
+      assert.deepEqual(nextStep(flow, policy, verified, mfa), { kind: 'second-factor', accountId: 'a1', options: [], level: 'mfa' }, `${first}: no option, so the client hears unmet`);
+      // Recovery codes stand in for the email factor, which has nothing to add here: not offered either.
+      const withCodes = { ...policy, enrolled: secondFactorsOf(['email', 'recovery']) };
+      assert.equal(nextStep(flow, withCodes, verified, noAcr).kind, 'complete', `${first} with recovery codes`);
+      // Another factor is still asked for, and only it.
+      const withSms = { ...policy, enrolled: secondFactorsOf(['email', 'sms', 'recovery']) };
+      assert.deepEqual(nextStep(flow, withSms, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['sms', 'recovery_code'] }, `${first} with sms`);
+    }
+    // After a password the email factor is asked for, and reaches mfa.
+    const afterPassword = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(nextStep(afterPassword, policy, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['email_otp'] });
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'email_otp', 1010), policy, verified, mfa), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], acr: 'mfa', authTime: 1010 });
+  });
+
   it('a password with an emailed code is not mfa: email is not a second factor', () => {
     const flow = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_code', 1060);
     assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
@@ -160,11 +190,13 @@ describe('sign-in flow', () => {
 
   it('a session stepping up is read back from its amr: the step-up lists its methods again', () => {
     assert.deepEqual(flowOfSession('a1', ['pwd'], 1000), { accountId: 'a1', proven: [{ factor: 'password', at: 1000 }] });
-    for (const amr of [['pwd'], ['otp'], ['pwd', 'otp'], ['pwd', 'otp', 'mfa'], ['otp', 'mfa']]) {
+    for (const amr of [['pwd'], ['otp'], ['pwd', 'otp'], ['pwd', 'otp', 'mfa'], ['otp', 'mfa'], ['pwd', 'sms', 'mfa'], ['otp', 'sms', 'mfa'], ['pwd', 'otp', 'sms', 'mfa']]) {
       const flow = flowOfSession('a1', amr, 1000);
       const step = nextStep(flow as Parameters<typeof nextStep>[0], { ...today, acrLevels: levels }, verified, noAcr);
       assert.deepEqual(step.kind === 'complete' && step.amr, amr, amr.join(' '));
     }
+    assert.deepEqual(flowOfSession('a1', ['pwd', 'sms', 'mfa'], 1000).proven.map((p) => p.factor), ['password', 'sms'], 'sms is read back as the SMS factor');
+    assert.deepEqual(flowOfSession('a1', ['otp', 'sms', 'mfa'], 1000).proven.map((p) => p.factor), ['email_code', 'sms'], 'beside sms, a lone otp is the emailed first factor');
     assert.deepEqual(flowOfSession('a1', ['hwk'], 1000).proven, [], 'methods no factor here yields are dropped');
   });
 

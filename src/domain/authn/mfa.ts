@@ -15,6 +15,7 @@ import type { FactorChanges } from './factor-changes.ts';
 import type { FactorGuard, SecondFactorResult } from './factor-guard.ts';
 import { removalBreaksPolicy } from './mfa-policy.ts';
 import type { MfaPolicy } from './sign-in-flow.ts';
+import { maskPhone } from './masking.ts';
 import { newRecoveryCodes, normaliseRecoveryCode, recoveryCodeDigest } from './recovery-codes.ts';
 import { newTotpSecret, otpauthUri, qrCodeDataUrl, totpStep, TOTP_DRIFT_STEPS, TOTP_PERIOD_SECONDS } from './totp.ts';
 
@@ -39,7 +40,19 @@ export interface FactorSummary {
   name: string;
   createdAt: Date;
   lastUsedAt: Date | null;
+  /** An SMS factor's number, masked (masking.ts). */
+  phone?: string;
 }
+
+/** What the owner of a factor sees of it: never a secret, a phone number only masked. */
+export const factorSummary = (row: FactorRow): FactorSummary => ({
+  id: row.id,
+  type: row.type,
+  name: row.name,
+  createdAt: row.confirmed_at ?? row.created_at,
+  lastUsedAt: row.last_used_at,
+  ...(row.phone ? { phone: maskPhone(row.phone) } : {}),
+});
 
 export interface TotpEnrollment {
   factorId: string;
@@ -91,13 +104,7 @@ export function createMfa(deps: {
   const { repo, box, ephemeral, events, mail, links, guard, changes, settings } = deps;
   const activeUser = changes.owner;
 
-  const summary = (row: FactorRow): FactorSummary => ({
-    id: row.id,
-    type: row.type,
-    name: row.name,
-    createdAt: row.confirmed_at ?? row.created_at,
-    lastUsedAt: row.last_used_at,
-  });
+  const summary = factorSummary;
 
   /** Whether `code` is the secret's code for a step near now, once per user and step: a code seen in its step before is refused. */
   async function acceptTotp(userId: string, secret: string, code: string): Promise<boolean> {

@@ -115,7 +115,7 @@ const LEVEL_MET: Record<AcrLevel, (proven: readonly ProvenFactor[]) => boolean> 
 };
 
 /** The factors this provider can check today; a level none of them meets cannot be reached. */
-const OFFERED: readonly ProvenFactor[] = (['password', 'email_code', 'magic_link', 'totp', 'recovery_code'] as const)
+const OFFERED: readonly ProvenFactor[] = (['password', 'email_code', 'magic_link', 'totp', 'sms', 'email_otp', 'recovery_code'] as const)
   .map((factor) => ({ factor, at: 0 }));
 
 /** The strongest of `levels` the factors `proven` meet: the sign-in's acr. */
@@ -148,19 +148,24 @@ export function attainable(level: AcrLevel): boolean {
 /**
  * A flow standing for an earlier sign-in (a session stepping up): its amr read back as factors
  * proven at its auth time, so the amr of the completed step-up lists them again. pwd is the
- * password; otp is the second factor when the sign-in was mfa, else an emailed proof (which one
- * does not change the amr). Methods no factor here yields are dropped.
+ * password; sms the SMS factor; otp is the second factor when the sign-in was mfa and nothing
+ * else explains the mfa (an authenticator or the email factor: the amr is the same), else an
+ * emailed proof (which one does not change the amr). Methods no factor here yields are dropped.
  */
 export function flowOfSession(accountId: string, amr: readonly string[], authTime: number): SignInFlow {
   const factors: Factor[] = [];
-  if (amr.includes('pwd')) factors.push('password');
+  const pwd = amr.includes('pwd');
+  const sms = amr.includes('sms');
+  if (pwd) factors.push('password');
   if (amr.includes('otp')) {
     if (!amr.includes('mfa')) factors.push('email_code');
     else {
-      if (!amr.includes('pwd')) factors.push('email_code');
-      factors.push('totp');
+      if (!pwd) factors.push('email_code');
+      // Without a password the otp is the first factor when sms is the second one.
+      if (pwd || !sms) factors.push('totp');
     }
   }
+  if (sms) factors.push('sms');
   return { accountId, proven: factors.map((factor) => ({ factor, at: authTime })) };
 }
 
@@ -192,11 +197,26 @@ const AMR: Record<Factor, readonly AmrValue[]> = {
  */
 function amrOf(proven: readonly ProvenFactor[]): AmrValue[] {
   const methods = new Set(proven.flatMap((p) => AMR[p.factor]));
-  const first = proven.filter((p) => !SECOND_FACTORS.has(p.factor));
-  const beyondMailbox = first.some((p) => !ADDRESS_PROOFS.has(p.factor));
-  const joined = first.length > 0 && proven.some((p) => SECOND_FACTORS.has(p.factor) && (p.factor !== 'email_otp' || beyondMailbox));
+  const joined = proven.some((p) => !SECOND_FACTORS.has(p.factor)) && proven.some((p) => SECOND_FACTORS.has(p.factor) && addsToFirst(p.factor, proven));
   if (joined || proven.some((p) => MULTI_FACTOR.has(p.factor))) methods.add('mfa');
   return [...methods];
+}
+
+/** Whether a first factor other than a mailbox proof (email_code, magic_link) was proven. */
+const beyondMailbox = (proven: readonly ProvenFactor[]) =>
+  proven.some((p) => !SECOND_FACTORS.has(p.factor) && !ADDRESS_PROOFS.has(p.factor));
+
+/** Whether second factor `factor` adds to what `proven` shows: the email factor adds nothing to a mailbox proof. */
+const addsToFirst = (factor: Factor, proven: readonly ProvenFactor[]) => factor !== 'email_otp' || beyondMailbox(proven);
+
+/**
+ * The enrolled factors of `acceptable` worth asking for after `proven`: not the email factor after
+ * a mailbox proof (the same mailbox twice), and recovery codes only beside another factor left
+ * (they stand in for one).
+ */
+function optionsFor(enrolled: readonly SecondFactor[], acceptable: ReadonlySet<Factor>, proven: readonly ProvenFactor[]): SecondFactor[] {
+  const options = enrolled.filter((f) => acceptable.has(f) && addsToFirst(f, proven));
+  return options.some((f) => f !== 'recovery_code') ? options : [];
 }
 
 /**
@@ -214,12 +234,17 @@ export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignIn
   const required = requiredLevel(request.acrValues, policy.acrLevels);
   if (required && !LEVEL_MET[required](proven)) {
     const acceptable = required === 'phr' ? PHISHING_RESISTANT : SECOND_FACTORS;
-    return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)), level: required };
+    return { kind: 'second-factor', accountId, options: optionsFor(policy.enrolled, acceptable, proven), level: required };
   }
   if (policyAsksSecondFactor(policy.mfa, policy.enrolled)) {
     const acceptable = policy.mfa === 'phishing-resistant' ? PHISHING_RESISTANT : SECOND_FACTORS;
-    if (![...factors].some((f) => acceptable.has(f))) {
-      return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)) };
+    const options = optionsFor(policy.enrolled, acceptable, proven);
+    // Under the optional policy an account whose only factor is its mailbox, signed in from that
+    // mailbox, has nothing left to prove: asking the same mailbox again adds nothing, so it completes
+    // (at pwd: a client wanting mfa asks for it and hears it cannot be met).
+    const nothingToAdd = policy.mfa === 'optional' && options.length === 0;
+    if (!nothingToAdd && ![...factors].some((f) => acceptable.has(f))) {
+      return { kind: 'second-factor', accountId, options };
     }
   }
   const acr = levelReached(proven, policy.acrLevels);

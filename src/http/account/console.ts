@@ -8,6 +8,8 @@ import { isDisplayName } from '../../domain/accounts/display-names.ts';
 import type { SelfService } from '../../domain/accounts/self-service.ts';
 import type { Mfa, TotpEnrollment } from '../../domain/authn/mfa.ts';
 import { groupSecret } from '../../domain/authn/totp.ts';
+import type { CodeFactors } from '../../domain/authn/code-factors.ts';
+import { CODE_FACTOR_ACTIONS, CODE_FACTOR_NOTICES, codeFactorConsoleRoutes, codeFactorsView, type CodeFactorState } from './console-code-factors.ts';
 import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -31,6 +33,8 @@ export interface AccountConsoleDeps {
   selfService: SelfService;
   /** Second factors of the signed-in user (TOTP, recovery codes). */
   mfa: Mfa;
+  /** SMS and email codes of the signed-in user (console-code-factors.ts). */
+  codeFactors: CodeFactors;
   ephemeral: EphemeralStore;
   box: SecretBox;
   renderPage: RenderPage;
@@ -71,6 +75,8 @@ interface PageState {
   confirmAgain?: string;
   /** Right after creating them: the recovery codes, shown this once. */
   recoveryCodes?: string[];
+  /** A phone or email-code enrollment waiting for its code. */
+  codeFactors?: CodeFactorState;
 }
 
 const SCOPE = 'openid profile email';
@@ -86,6 +92,15 @@ const NOTICES: Record<string, MessageKey> = {
   revoked: 'account.done.revoked',
   mfa_totp: 'account.mfa.done.totp',
   mfa_removed: 'account.mfa.done.removed',
+  ...CODE_FACTOR_NOTICES,
+};
+
+// The label of each factor type in the list (types another module adds fall back to their stored name).
+const FACTOR_LABELS: Partial<Record<string, MessageKey>> = {
+  totp: 'account.mfa.type.totp',
+  recovery: 'account.mfa.type.recovery',
+  sms: 'account.mfa.type.sms',
+  email: 'account.mfa.type.email',
 };
 
 // Factor ids are UUIDs; anything else cannot name one of the user's factors.
@@ -121,6 +136,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     totpConfirm: `${consoleUrl}/mfa/totp/confirm`,
     recoveryCodes: `${consoleUrl}/mfa/recovery-codes`,
     mfaRemove: `${consoleUrl}/mfa/remove`,
+    ...CODE_FACTOR_ACTIONS(consoleUrl),
   };
 
   const changeContext = (ctx: Context) => ({ actor: 'account-console', requestId: ctx.state.requestId as string });
@@ -253,8 +269,9 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           factors: factors.map((f) => ({
             id: f.id,
             type: f.type,
-            label: translate(locale, f.type === 'totp' ? 'account.mfa.type.totp' : 'account.mfa.type.recovery'),
+            label: FACTOR_LABELS[f.type] ? translate(locale, FACTOR_LABELS[f.type]!) : f.name,
             name: f.name,
+            detail: f.phone,
             remaining: f.type === 'recovery' ? recoveryLeft : undefined,
             createdAt: when.format(f.createdAt),
             createdIso: f.createdAt.toISOString(),
@@ -270,6 +287,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           },
           confirmAgain: state.confirmAgain,
           recoveryCodes: state.recoveryCodes,
+          codes: codeFactorsView(deps.codeFactors, user, factors, state.codeFactors),
         },
         sessions: list.map((s) => ({
           id: s.id,
@@ -523,6 +541,18 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       seeOther(ctx, `${consoleUrl}?done=mfa_removed`);
     }),
   );
+
+  codeFactorConsoleRoutes(router, deps.codeFactors, {
+    form,
+    consoleUrl,
+    signedInPost,
+    accountIdOf: (signed) => signed.caller.accountId,
+    sessionUidOf: (signed) => signed.caller.sessionUid,
+    render: (ctx, signed, state, status) => renderConsole(ctx, signed, state, status),
+    handle,
+    changeContext,
+    seeOther,
+  });
 
   /** Signs out of the console and of the provider: RP-initiated logout with our ID token as the hint. */
   router.post('/logout', form, async (ctx) => {

@@ -178,7 +178,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'get', path: '/me/mfa', auth: 'user', firstPartyOnly: true, summary: 'Confirmed second factors (TOTP, recovery codes); never a secret',
+      method: 'get', path: '/me/mfa', auth: 'user', firstPartyOnly: true, summary: 'Confirmed second factors (totp, webauthn, sms, email, recovery); never a secret, a phone only masked',
       response: { status: 200, schema: s.mfaFactorList },
       async handle(_ctx, { caller }) {
         return { data: (await account.mfa.list(caller!.accountId)).map(factorView) };
@@ -202,6 +202,40 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
+      method: 'post', path: '/me/mfa/sms/enroll', auth: 'user', firstPartyOnly: true,
+      summary: 'Start adding a phone: a code is texted to it (60 s between sends, 5 a day per number); the phone counts once confirmed. 422 IDENT_SMS_DISABLED with SMS_PROVIDER=off, 503 IDENT_SMS_UNAVAILABLE when the text could not be sent',
+      body: s.smsEnroll, response: { status: 201, schema: s.smsEnrollment },
+      async handle(ctx, { body, caller }) {
+        const enrollment = await account.codeFactors.enrollSms(caller!.accountId, body.phone, localeOf(ctx));
+        return { factorId: enrollment.factorId, phone: enrollment.sentTo, expiresAt: enrollment.expiresAt.toISOString() };
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/sms/confirm', auth: 'user', firstPartyOnly: true,
+      summary: 'Confirm a phone with the texted code (replaces an earlier phone); ends the other sessions',
+      body: s.codeConfirm, response: { status: 200, schema: s.mfaFactor },
+      async handle(ctx, { body, caller }) {
+        return factorView(await account.codeFactors.confirmSms(caller!.accountId, body.factorId, body.code, caller!.sessionUid, context(ctx, caller)));
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/email/enroll', auth: 'user', firstPartyOnly: true,
+      summary: 'Start adding email codes: a code is mailed to the account\'s verified address (422 IDENT_EMAIL_UNVERIFIED otherwise)',
+      response: { status: 201, schema: s.emailEnrollment },
+      async handle(ctx, { caller }) {
+        const enrollment = await account.codeFactors.enrollEmail(caller!.accountId, localeOf(ctx));
+        return { factorId: enrollment.factorId, expiresAt: enrollment.expiresAt.toISOString() };
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/email/confirm', auth: 'user', firstPartyOnly: true,
+      summary: 'Confirm email codes with the mailed code; ends the other sessions',
+      body: s.codeConfirm, response: { status: 200, schema: s.mfaFactor },
+      async handle(ctx, { body, caller }) {
+        return factorView(await account.codeFactors.confirmEmail(caller!.accountId, body.factorId, body.code, caller!.sessionUid, context(ctx, caller)));
+      },
+    },
+    {
       method: 'post', path: '/me/mfa/recovery-codes', auth: 'user', firstPartyOnly: true,
       summary: 'A new set of 10 single-use recovery codes, shown only here (the earlier set stops working); ends the other sessions',
       response: { status: 201, schema: s.recoveryCodes },
@@ -221,7 +255,10 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
 }
 
 function factorView(f: FactorSummary) {
-  return { id: f.id, type: f.type, name: f.name, createdAt: f.createdAt.toISOString(), lastUsedAt: f.lastUsedAt?.toISOString() ?? null };
+  return {
+    id: f.id, type: f.type, name: f.name, createdAt: f.createdAt.toISOString(), lastUsedAt: f.lastUsedAt?.toISOString() ?? null,
+    ...(f.phone ? { phone: f.phone } : {}),
+  };
 }
 
 export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperation[]) {

@@ -113,6 +113,27 @@ export const mfaFactor = z.object({
   name: z.string(),
   createdAt: z.iso.datetime(),
   lastUsedAt: z.iso.datetime().nullable(),
+  phone: z.string().optional().describe('sms factors: the number, masked (••• 78)'),
+});
+
+export const smsEnroll = z.strictObject({
+  phone: z.string().min(1).max(64).describe('The phone number in international format (+country code), such as +84 90 123 45 67'),
+});
+
+export const smsEnrollment = z.object({
+  factorId: z.string(),
+  phone: z.string().describe('The number the code was texted to, masked (••• 78)'),
+  expiresAt: z.iso.datetime().describe('The code expires then (5 minutes); confirm with it before'),
+});
+
+export const emailEnrollment = z.object({
+  factorId: z.string(),
+  expiresAt: z.iso.datetime().describe('The mailed code expires then (10 minutes); confirm with it before'),
+});
+
+export const codeConfirm = z.strictObject({
+  factorId: z.string().min(1).max(64).describe('The `factorId` of the enrollment answer'),
+  code: code.describe('The 6-digit code that was sent'),
 });
 
 export const mfaFactorList = z.object({ data: z.array(mfaFactor) });

@@ -5,6 +5,7 @@ import { enrolmentStep, totpEnrolment } from './enroll.ts';
 import { loginStep } from './login.ts';
 import { magicLinkStep } from './magic-link.ts';
 import { registerStep } from './register.ts';
+import { sentCodeMethods } from './code-factors.ts';
 import { codeMethods, secondFactorStep } from './second-factor.ts';
 import { createShared, detailsOf, finish, type InteractionDeps } from './shared.ts';
 import { createSignIn } from './sign-in.ts';
@@ -25,6 +26,7 @@ export function interactionRoutes(deps: InteractionDeps) {
     accounts: deps.accounts,
     registrationDefaults: deps.account.registrationDefaults,
     mfa: deps.account.mfa,
+    smsEnabled: deps.account.codeFactors.smsEnabled,
     mfaPolicy: deps.account.mfaPolicy,
     acrLevels: deps.acrLevels,
     enrollable: enrolments.map((m) => m.factor),
@@ -35,7 +37,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   const verify = verifyStep(shared, signIn, deps);
   const magicLink = magicLinkStep(shared, signIn, deps);
   const consent = consentStep(shared, deps);
-  const secondFactor = secondFactorStep(shared, signIn, deps, [...codeMethods(deps)]);
+  const secondFactor = secondFactorStep(shared, signIn, deps, [...codeMethods(deps), ...sentCodeMethods(deps, shared)]);
   const enrolment = enrolmentStep(shared, signIn, deps, enrolments);
 
   router.get('/', interaction(), async (ctx: Context) => {

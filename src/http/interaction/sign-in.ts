@@ -35,6 +35,8 @@ export function createSignIn(deps: {
   mfa: Mfa;
   /** MFA_POLICY; a client's mfa_policy may make it stricter for its sign-ins. */
   mfaPolicy: MfaPolicy;
+  /** SMS_PROVIDER is not off: without it an SMS factor cannot be proven, so it is not asked for. */
+  smsEnabled: boolean;
   /** ACR_VALUES, weakest first. */
   acrLevels: readonly AcrLevel[];
   /** The second factors a person can enrol within a sign-in (enroll.ts's methods). */
@@ -42,9 +44,12 @@ export function createSignIn(deps: {
 }) {
   const { provider, accounts } = deps;
 
-  /** The second factors a sign-in may ask for (the flow module decides whether it asks). */
+  /**
+   * The second factors a sign-in may ask for (the flow module decides whether it asks). A phone
+   * enrolled before SMS was turned off cannot get a code: asking for it would be a dead end.
+   */
   const enrolledOf = async (user: UserRow): Promise<SecondFactor[]> =>
-    secondFactorsOf((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type));
+    secondFactorsOf((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type).filter((type) => type !== 'sms' || deps.smsEnabled));
 
   async function policyOf(details: Details, user: UserRow): Promise<SignInPolicy> {
     const clientId = details.params.client_id as string;
