@@ -25,7 +25,7 @@ export const ERROR_CODES = {
   IDENT_RESOURCE_SERVER_DUPLICATE: { status: 409, meaning: 'A resource server with this identifier exists' },
   IDENT_IDEMPOTENCY_MISMATCH: { status: 409, meaning: 'Same Idempotency-Key with a different request' },
   IDENT_IDEMPOTENCY_IN_PROGRESS: { status: 409, meaning: 'A request with this Idempotency-Key is still being processed' },
-  IDENT_MFA_REQUIRED: { status: 409, meaning: 'A second factor is required here: the last one (or, when phishing-resistant factors are required, the last security key or passkey) cannot be removed; enrol another first' },
+  IDENT_MFA_LAST_FACTOR: { status: 409, meaning: 'A second factor is required here: the last one (or, when phishing-resistant factors are required, the last security key or passkey) cannot be removed; enrol another first' },
   IDENT_PAYLOAD_TOO_LARGE: { status: 413, meaning: 'The body exceeds 1 MB' },
   IDENT_UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'The body is not application/json' },
   IDENT_USER_SUSPENDED: { status: 422, meaning: 'Action invalid for suspended user' },

@@ -204,7 +204,7 @@ describe('MFA_POLICY=required', () => {
       return { user, token: tokens.access_token, factors: list.body!.data as { id: string; type: string }[] };
     }
 
-    it('the last second factor cannot be removed (409 IDENT_MFA_REQUIRED, nothing changed); recovery codes can', async () => {
+    it('the last second factor cannot be removed (409 IDENT_MFA_LAST_FACTOR, nothing changed); recovery codes can', async () => {
       const { user, token } = await signedInWithTotp();
       const codes = await call('POST', '/api/v1/me/mfa/recovery-codes', token);
       assert.equal(codes.status, 201);
@@ -214,7 +214,7 @@ describe('MFA_POLICY=required', () => {
 
       const refused = await call('DELETE', `/api/v1/me/mfa/${totp.id}`, token);
       assert.equal(refused.status, 409);
-      assert.equal(refused.body!.error, 'IDENT_MFA_REQUIRED');
+      assert.equal(refused.body!.error, 'IDENT_MFA_LAST_FACTOR');
       assert.deepEqual(await factorsOf(user.id), ['recovery', 'totp'], 'nothing removed');
       assert.deepEqual(await db()('events').where({ subject_id: user.id, type: 'user.mfa_removed' }), []);
       assert.equal(await db()('outbox').where({ recipient: user.email, template: 'mfa-removed' }).first(), undefined);

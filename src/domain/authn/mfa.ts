@@ -208,7 +208,7 @@ export function createMfa(deps: {
     /**
      * Removes one confirmed factor of the user's; the other sessions end and a mail says so. Under
      * MFA_POLICY=required the last second factor (recovery codes are not one) stays, and under
-     * phishing-resistant the last WebAuthn credential too: IDENT_MFA_REQUIRED, nothing changed
+     * phishing-resistant the last WebAuthn credential too: IDENT_MFA_LAST_FACTOR, nothing changed
      * (the user enrols another first; an operator's reset still removes everything).
      */
     async remove(userId: string, factorId: string, currentSessionUid: string | undefined, context: ChangeContext = {}): Promise<void> {
@@ -220,7 +220,7 @@ export function createMfa(deps: {
         if (!row) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
         const after = before.filter((f) => f.id !== row.id);
         if (removalBreaksPolicy(deps.policy, before.map((f) => f.type), after.map((f) => f.type))) {
-          throw new AppError('IDENT_MFA_REQUIRED', 'this deployment requires a second factor: enrol another before removing this one');
+          throw new AppError('IDENT_MFA_LAST_FACTOR', 'this deployment requires a second factor: enrol another before removing this one');
         }
         await changes.removed(user, row, context, trx);
       });

@@ -534,7 +534,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
         await mfa.remove(signed.caller.accountId, factorId, signed.caller.sessionUid, changeContext(ctx));
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
-        if (err.code === 'IDENT_MFA_REQUIRED') return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.required' }, 409);
+        if (err.code === 'IDENT_MFA_LAST_FACTOR') return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.required' }, 409);
         if (err.code !== 'IDENT_MFA_FACTOR_NOT_FOUND') throw err;
         return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.not_found' }, 404);
       }

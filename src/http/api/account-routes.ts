@@ -244,7 +244,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'delete', path: '/me/mfa/:factorId', auth: 'user', firstPartyOnly: true, summary: 'Remove a second factor; ends the other sessions. Under MFA_POLICY=required the last second factor (recovery codes are not one) cannot be removed, under phishing-resistant neither the last WebAuthn credential: 409 IDENT_MFA_REQUIRED',
+      method: 'delete', path: '/me/mfa/:factorId', auth: 'user', firstPartyOnly: true, summary: 'Remove a second factor; ends the other sessions. Under MFA_POLICY=required the last second factor (recovery codes are not one) cannot be removed, under phishing-resistant neither the last WebAuthn credential: 409 IDENT_MFA_LAST_FACTOR',
       response: { status: 204 },
       async handle(ctx, { params, caller }) {
         await account.mfa.remove(caller!.accountId, params.factorId!, caller!.sessionUid, context(ctx, caller));
