@@ -100,6 +100,7 @@ export async function startServer(
       magicLinks: services.magicLinks,
       selfService: services.selfService,
       mfa: services.mfa,
+      webauthn: services.webauthn,
       mfaPolicy: config.MFA_POLICY,
       captcha: createCaptcha({
         provider: config.CAPTCHA_PROVIDER,

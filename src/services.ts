@@ -37,6 +37,8 @@ import { createMfaFactorsRepo } from './repos/mfa-factors.ts';
 import { createFactorChanges } from './domain/authn/factor-changes.ts';
 import { createFactorGuard } from './domain/authn/factor-guard.ts';
 import { createMfa, MFA_DEFAULTS } from './domain/authn/mfa.ts';
+import { createWebAuthnCredentialsRepo } from './repos/webauthn-credentials.ts';
+import { createWebAuthn } from './domain/authn/webauthn.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -71,6 +73,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     events: createEventsRepo(db),
     outbox: createOutboxRepo(db),
     mfaFactors: createMfaFactorsRepo(db),
+    webauthnCredentials: createWebAuthnCredentialsRepo(db),
   };
   const events = createEventRecorder(repos.events);
   const mail = createMailOutbox({ repo: repos.outbox, box });
@@ -160,6 +163,13 @@ export async function createServices(config: AppConfig, logger: Logger) {
     repo: repos.mfaFactors, payloads: repos.payloads, box, ephemeral, events, mail, links, guard: factorGuard, changes: factorChanges, transaction,
     settings: { ...MFA_DEFAULTS, issuerName: new URL(config.ISSUER).hostname },
   });
+  // Security keys and passkeys, for the relying party ISSUER names (its host name, its origin).
+  const issuerUrl = new URL(config.ISSUER);
+  const webauthn = createWebAuthn({
+    credentials: repos.webauthnCredentials, factors: repos.mfaFactors, users: repos.users, accounts, ephemeral, events,
+    guard: factorGuard, changes: factorChanges, transaction,
+    settings: { rpId: issuerUrl.hostname, origin: issuerUrl.origin, rpName: issuerUrl.hostname },
+  });
   const userAdmin = createUserAdmin({
     users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy,
   });
@@ -185,6 +195,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     magicLinks,
     selfService,
     mfa,
+    webauthn,
     async close() {
       await ephemeral.close();
       await db.destroy();

@@ -6,6 +6,7 @@ import type { PasswordReset } from '../domain/accounts/password-reset.ts';
 import type { MagicLinks } from '../domain/authn/magic-links.ts';
 import type { SelfService } from '../domain/accounts/self-service.ts';
 import type { Mfa } from '../domain/authn/mfa.ts';
+import type { WebAuthn } from '../domain/authn/webauthn.ts';
 import type { Captcha } from '../infra/captcha.ts';
 
 /** The account lifecycle services the pages and the account API use. */
@@ -19,6 +20,8 @@ export interface AccountFlowDeps {
   selfService: SelfService;
   /** Second factors (TOTP, recovery codes) of the signed-in user. */
   mfa: Mfa;
+  /** Security keys and passkeys: registration, the second step, passwordless sign-in. */
+  webauthn: WebAuthn;
   /** MFA_POLICY: whether a sign-in asks an account with an enrolled factor for it. */
   mfaPolicy: 'off' | 'optional';
   captcha: Captcha;

@@ -115,7 +115,7 @@ const LEVEL_MET: Record<AcrLevel, (proven: readonly ProvenFactor[]) => boolean> 
 };
 
 /** The factors this provider can check today; a level none of them meets cannot be reached. */
-const OFFERED: readonly ProvenFactor[] = (['password', 'email_code', 'magic_link', 'totp', 'recovery_code'] as const)
+const OFFERED: readonly ProvenFactor[] = (['password', 'email_code', 'magic_link', 'totp', 'recovery_code', 'webauthn', 'passkey'] as const)
   .map((factor) => ({ factor, at: 0 }));
 
 /** The strongest of `levels` the factors `proven` meet: the sign-in's acr. */
@@ -140,27 +140,27 @@ export function satisfies(reached: string | undefined, required: AcrLevel): bool
   return rank(reached) >= rank(required);
 }
 
-/** Whether any factor this provider offers today can reach `level` (phr: not until WebAuthn). */
+/** Whether any factor this provider offers today can reach `level`. */
 export function attainable(level: AcrLevel): boolean {
   return LEVEL_MET[level](OFFERED);
 }
 
 /**
  * A flow standing for an earlier sign-in (a session stepping up): its amr read back as factors
- * proven at its auth time, so the amr of the completed step-up lists them again. pwd is the
- * password; otp is the second factor when the sign-in was mfa, else an emailed proof (which one
- * does not change the amr). Methods no factor here yields are dropped.
+ * proven at its auth time, in the amr's order, so the amr of the completed step-up lists them
+ * again. pwd is the password, swk a passkey, hwk a security key (second factor). otp is an emailed
+ * proof when the sign-in was not mfa or had no other first factor; it is the second factor (TOTP)
+ * when mfa came with a first factor, or with an emailed proof and no security key to explain it
+ * (which second factor does not change the amr). Methods no factor here yields are dropped.
  */
 export function flowOfSession(accountId: string, amr: readonly string[], authTime: number): SignInFlow {
-  const factors: Factor[] = [];
-  if (amr.includes('pwd')) factors.push('password');
-  if (amr.includes('otp')) {
-    if (!amr.includes('mfa')) factors.push('email_code');
-    else {
-      if (!amr.includes('pwd')) factors.push('email_code');
-      factors.push('totp');
-    }
-  }
+  const has = (value: string) => amr.includes(value);
+  const otherFirst = has('pwd') || has('swk');
+  const otp: Factor[] = !has('mfa') ? ['email_code']
+    : otherFirst ? ['totp']
+      : has('hwk') ? ['email_code'] : ['email_code', 'totp'];
+  const FACTORS_OF: Record<string, readonly Factor[]> = { pwd: ['password'], swk: ['passkey'], hwk: ['webauthn'], otp };
+  const factors = [...new Set(amr)].flatMap((value) => (Object.hasOwn(FACTORS_OF, value) ? FACTORS_OF[value]! : []));
   return { accountId, proven: factors.map((factor) => ({ factor, at: authTime })) };
 }
 
@@ -217,8 +217,9 @@ export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignIn
     return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)), level: required };
   }
   if (policyAsksSecondFactor(policy.mfa, policy.enrolled)) {
+    // A passkey is multi-factor on its own: it answers the policy as a second factor would.
     const acceptable = policy.mfa === 'phishing-resistant' ? PHISHING_RESISTANT : SECOND_FACTORS;
-    if (![...factors].some((f) => acceptable.has(f))) {
+    if (![...factors].some((f) => acceptable.has(f) || MULTI_FACTOR.has(f))) {
       return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)) };
     }
   }
