@@ -7,6 +7,7 @@ import { AppError } from '../../domain/errors.ts';
 import { isDisplayName } from '../../domain/accounts/display-names.ts';
 import type { SelfService } from '../../domain/accounts/self-service.ts';
 import type { Mfa, TotpEnrollment } from '../../domain/authn/mfa.ts';
+import type { WebAuthn } from '../../domain/authn/webauthn.ts';
 import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -21,6 +22,7 @@ import { createConsoleRelyingParty } from './relying-party.ts';
 import { policyReasonsOf } from '../pages/flow-messages.ts';
 import { isTimeZone } from '../api/account-schemas.ts';
 import type { Limiter } from '../../infra/ephemeral/index.ts';
+import { consoleWebAuthn } from './console-webauthn.ts';
 
 export interface AccountConsoleDeps {
   provider: Provider;
@@ -30,6 +32,8 @@ export interface AccountConsoleDeps {
   selfService: SelfService;
   /** Second factors of the signed-in user (TOTP, recovery codes). */
   mfa: Mfa;
+  /** Security keys and passkeys of the signed-in user. */
+  webauthn: WebAuthn;
   ephemeral: EphemeralStore;
   box: SecretBox;
   renderPage: RenderPage;
@@ -85,6 +89,7 @@ const NOTICES: Record<string, MessageKey> = {
   revoked: 'account.done.revoked',
   mfa_totp: 'account.mfa.done.totp',
   mfa_removed: 'account.mfa.done.removed',
+  mfa_webauthn: 'account.mfa.done.webauthn',
 };
 
 // Factor ids are UUIDs; anything else cannot name one of the user's factors.
@@ -225,6 +230,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const names = await clientNames(list.flatMap((s) => s.clients));
     const factors = await mfa.list(accountId);
     const recoveryLeft = factors.some((f) => f.type === 'recovery') ? await mfa.remainingRecoveryCodes(accountId) : 0;
+    const kinds = factors.some((f) => f.type === 'webauthn') ? await webauthnPart.kinds(accountId) : new Map();
     renderPage(
       ctx,
       'account',
@@ -233,7 +239,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
         locale,
         email: user.email,
         csrf: sessions.csrfToken(signed.sessionId),
-        actions,
+        actions: { ...actions, ...webauthnPart.actions },
         notice: state.notice,
         profile: state.profileForm ?? {
           givenName: user.given_name ?? '',
@@ -254,7 +260,9 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           factors: factors.map((f) => ({
             id: f.id,
             type: f.type,
-            label: translate(locale, f.type === 'totp' ? 'account.mfa.type.totp' : 'account.mfa.type.recovery'),
+            // A security key or passkey goes by the name it was given (a user may have several).
+            label: f.type === 'webauthn' ? f.name : translate(locale, f.type === 'totp' ? 'account.mfa.type.totp' : 'account.mfa.type.recovery'),
+            kind: kinds.has(f.id) ? translate(locale, kinds.get(f.id) === 'passkey' ? 'account.mfa.type.passkey' : 'account.mfa.type.security_key') : undefined,
             name: f.name,
             remaining: f.type === 'recovery' ? recoveryLeft : undefined,
             createdAt: when.format(f.createdAt),
@@ -304,6 +312,18 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
   router.use(async (ctx, next) => {
     ctx.set('Cache-Control', 'no-store');
     await next();
+  });
+
+  // Security keys and passkeys: their own module, on this console's checks and page.
+  const webauthnPart = consoleWebAuthn(deps.webauthn, {
+    router,
+    form,
+    consoleUrl,
+    signedInPost,
+    renderWithError: (ctx, signed, mfaError, status) => renderConsole(ctx, signed, { mfaError }, status),
+    seeOther,
+    changeContext,
+    handle,
   });
 
   router.get(
