@@ -53,6 +53,9 @@ export interface Device {
 export type PasskeySignIn = { ok: true; user: UserRow } | { ok: false; reason: 'invalid' | 'locked' | 'inactive' };
 
 const CHALLENGE_TTL_SECONDS = 5 * 60;
+// EdDSA, ES256, RS256: what authenticators make. Named, so the library does not offer (and probe the
+// runtime for) the experimental post-quantum ones.
+const ALGORITHMS = [-8, -7, -257];
 const DEFAULT_NAMES: Record<CredentialKind, string> = { passkey: 'Passkey', 'security-key': 'Security key' };
 const MAX_DEVICE_NAME = 64;
 
@@ -160,6 +163,7 @@ export function createWebAuthn(deps: {
           ? { residentKey: 'required', requireResidentKey: true, userVerification: 'required' }
           : { residentKey: 'discouraged', requireResidentKey: false, userVerification: 'preferred' },
         extensions: { credProps: true },
+        supportedAlgorithmIDs: ALGORITHMS,
       });
       await putChallenge('register', userId, { challenge: options.challenge, kind });
       return options;
@@ -188,6 +192,7 @@ export function createWebAuthn(deps: {
           expectedOrigin: settings.origin,
           expectedRPID: settings.rpId,
           requireUserVerification: kind === 'passkey',
+          supportedAlgorithmIDs: ALGORITHMS,
         });
         if (!result.verified) throw new Error('not verified');
         info = result.registrationInfo;
