@@ -33,6 +33,7 @@ import { accountConsoleRoutes } from './http/account/console.ts';
 import type { AccountFlowDeps } from './http/account-flows.ts';
 import { accountApiRoutes, accountOperations } from './http/api/account-routes.ts';
 import { captchaAssetRoutes } from './http/captcha-assets.ts';
+import { webauthnAssetRoutes } from './http/webauthn-assets.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
 export interface AppDeps {
@@ -129,6 +130,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   const accountApi = accountApiRoutes(accountApiDeps, accountOps);
   mount(accountApi, { allowedMethods: true });
   mount(captchaAssetRoutes(), { allowedMethods: false });
+  mount(webauthnAssetRoutes(), { allowedMethods: false });
   mount(adminApi, { allowedMethods: true });
   mount(interactions, { allowedMethods: true });
   mount(accountPages, { allowedMethods: true });
@@ -139,6 +141,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     selfService: deps.account.selfService,
     mfa: deps.account.mfa,
     codeFactors: deps.account.codeFactors,
+    webauthn: deps.account.webauthn,
     ephemeral: deps.ephemeral,
     box: deps.box,
     renderPage,

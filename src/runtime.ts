@@ -101,6 +101,7 @@ export async function startServer(
       selfService: services.selfService,
       mfa: services.mfa,
       codeFactors: services.codeFactors,
+      webauthn: services.webauthn,
       mfaPolicy: config.MFA_POLICY,
       captcha: createCaptcha({
         provider: config.CAPTCHA_PROVIDER,

@@ -39,6 +39,8 @@ import { createFactorGuard } from './domain/authn/factor-guard.ts';
 import { createMfa, MFA_DEFAULTS } from './domain/authn/mfa.ts';
 import { createCodeFactors } from './domain/authn/code-factors.ts';
 import { createSmsSender } from './infra/sms.ts';
+import { createWebAuthnCredentialsRepo } from './repos/webauthn-credentials.ts';
+import { createWebAuthn } from './domain/authn/webauthn.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -73,6 +75,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     events: createEventsRepo(db),
     outbox: createOutboxRepo(db),
     mfaFactors: createMfaFactorsRepo(db),
+    webauthnCredentials: createWebAuthnCredentialsRepo(db),
   };
   const events = createEventRecorder(repos.events);
   const mail = createMailOutbox({ repo: repos.outbox, box });
@@ -171,6 +174,13 @@ export async function createServices(config: AppConfig, logger: Logger) {
     repo: repos.mfaFactors, codes, sms, mail, guard: factorGuard, changes: factorChanges, transaction,
     issuerName: new URL(config.ISSUER).hostname, enrollmentTtlSeconds: MFA_DEFAULTS.enrollmentTtlSeconds,
   });
+  // Security keys and passkeys, for the relying party ISSUER names (its host name, its origin).
+  const issuerUrl = new URL(config.ISSUER);
+  const webauthn = createWebAuthn({
+    credentials: repos.webauthnCredentials, factors: repos.mfaFactors, users: repos.users, accounts, ephemeral, events,
+    guard: factorGuard, changes: factorChanges, transaction,
+    settings: { rpId: issuerUrl.hostname, origin: issuerUrl.origin, rpName: issuerUrl.hostname },
+  });
   const userAdmin = createUserAdmin({
     users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy,
   });
@@ -198,6 +208,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     mfa,
     sms,
     codeFactors,
+    webauthn,
     async close() {
       await ephemeral.close();
       await db.destroy();

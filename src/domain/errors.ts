@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   IDENT_OTP_INVALID: { status: 400, meaning: 'The one-time code or link is wrong, expired or already used' },
   IDENT_PASSWORD_POLICY: { status: 400, meaning: 'The new password is too short, too long, too easy to guess or known from a data breach' },
   IDENT_CAPTCHA_INVALID: { status: 400, meaning: 'The CAPTCHA solution is missing, wrong, expired or already used' },
+  IDENT_WEBAUTHN_INVALID: { status: 400, meaning: 'The WebAuthn answer does not verify, its challenge expired or was used, or the authenticator is registered already' },
   IDENT_CURRENT_PASSWORD_INVALID: { status: 400, meaning: 'The current password given to change it is wrong' },
   IDENT_UNAUTHENTICATED: { status: 401, meaning: 'No bearer token, or one that is invalid or expired' },
   IDENT_FORBIDDEN: { status: 403, meaning: 'The token lacks the scope this call needs, or an admin scope the client it addresses holds' },

@@ -8,6 +8,7 @@ import type { SelfService } from '../domain/accounts/self-service.ts';
 import type { Mfa } from '../domain/authn/mfa.ts';
 import type { MfaPolicy } from '../domain/authn/sign-in-flow.ts';
 import type { CodeFactors } from '../domain/authn/code-factors.ts';
+import type { WebAuthn } from '../domain/authn/webauthn.ts';
 import type { Captcha } from '../infra/captcha.ts';
 
 /** The account lifecycle services the pages and the account API use. */
@@ -25,6 +26,8 @@ export interface AccountFlowDeps {
   mfaPolicy: MfaPolicy;
   /** SMS and email codes as second factors of the signed-in user, and their sign-in step. */
   codeFactors: CodeFactors;
+  /** Security keys and passkeys: registration, the second step, passwordless sign-in. */
+  webauthn: WebAuthn;
   captcha: Captcha;
   authRateLimitPerIp: number;
   meRateLimitPerUser: number;

@@ -152,14 +152,19 @@ describe('assurance levels (acr)', () => {
     assert.match(end.url.pathname, /\/mfa\/enroll$/, `to the enrolment, got ${end.url.href}`);
   });
 
-  it('acr_values=phr: unmet_authentication_requirements at once (no factor reaches it yet); with prompt=none and a session, interaction_required', async () => {
+  it('acr_values=phr: an account with only TOTP signs in with its password, then hears unmet_authentication_requirements; with prompt=none and a session, interaction_required', async () => {
+    const user = await createUser(ts);
+    await enrolKeeping(ts, user.id);
     const fresh = new HttpBrowser();
     const { request, step } = await authorize(fresh, config, { acr_values: 'phr' });
-    assert.ok(isCallback(step.url), `to the client before any page, got ${step.url.href}`);
-    assert.deepEqual(callbackError(step.url, request.state), { error: 'unmet_authentication_requirements', description: 'phishing-resistant authentication is not available' });
+    assert.match(step.url.pathname, /^\/interaction\//, 'security keys and passkeys make phr attainable: the login page');
+    const res = await submitLogin(fresh, step.url, await (await fresh.request(step.url)).text(), user.email, user.password);
+    const end = await fresh.follow(new URL(res.headers.get('location')!, step.url), {}, isCallback);
+    assert.ok(isCallback(end.url), `to the client, got ${end.url.href}`);
+    assert.deepEqual(callbackError(end.url, request.state), { error: 'unmet_authentication_requirements', description: 'no phishing-resistant authenticator enrolled' });
 
-    const user = await createUser(ts);
-    const { browser } = await signIn(ts, config, user, { scope: 'openid' });
+    const plain = await createUser(ts);
+    const { browser } = await signIn(ts, config, plain, { scope: 'openid' });
     const none = await authorize(browser, config, { acr_values: 'phr', prompt: 'none' });
     assert.equal(callbackError(none.step.url, none.request.state)?.error, 'interaction_required');
     const interactive = await authorize(browser, config, { acr_values: 'phr' });

@@ -10,6 +10,7 @@ import type { Mfa, TotpEnrollment } from '../../domain/authn/mfa.ts';
 import { groupSecret } from '../../domain/authn/totp.ts';
 import type { CodeFactors } from '../../domain/authn/code-factors.ts';
 import { CODE_FACTOR_ACTIONS, CODE_FACTOR_NOTICES, codeFactorConsoleRoutes, codeFactorsView, type CodeFactorState } from './console-code-factors.ts';
+import type { WebAuthn } from '../../domain/authn/webauthn.ts';
 import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -24,6 +25,7 @@ import { createConsoleRelyingParty } from './relying-party.ts';
 import { policyReasonsOf } from '../pages/flow-messages.ts';
 import { isTimeZone } from '../api/account-schemas.ts';
 import type { Limiter } from '../../infra/ephemeral/index.ts';
+import { consoleWebAuthn } from './console-webauthn.ts';
 
 export interface AccountConsoleDeps {
   provider: Provider;
@@ -35,6 +37,8 @@ export interface AccountConsoleDeps {
   mfa: Mfa;
   /** SMS and email codes of the signed-in user (console-code-factors.ts). */
   codeFactors: CodeFactors;
+  /** Security keys and passkeys of the signed-in user. */
+  webauthn: WebAuthn;
   ephemeral: EphemeralStore;
   box: SecretBox;
   renderPage: RenderPage;
@@ -92,6 +96,7 @@ const NOTICES: Record<string, MessageKey> = {
   revoked: 'account.done.revoked',
   mfa_totp: 'account.mfa.done.totp',
   mfa_removed: 'account.mfa.done.removed',
+  mfa_webauthn: 'account.mfa.done.webauthn',
   ...CODE_FACTOR_NOTICES,
 };
 
@@ -240,6 +245,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const names = await clientNames(list.flatMap((s) => s.clients));
     const factors = await mfa.list(accountId);
     const recoveryLeft = factors.some((f) => f.type === 'recovery') ? await mfa.remainingRecoveryCodes(accountId) : 0;
+    const kinds = factors.some((f) => f.type === 'webauthn') ? await webauthnPart.kinds(accountId) : new Map();
     renderPage(
       ctx,
       'account',
@@ -248,7 +254,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
         locale,
         email: user.email,
         csrf: sessions.csrfToken(signed.sessionId),
-        actions,
+        actions: { ...actions, ...webauthnPart.actions },
         notice: state.notice,
         profile: state.profileForm ?? {
           givenName: user.given_name ?? '',
@@ -269,7 +275,9 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           factors: factors.map((f) => ({
             id: f.id,
             type: f.type,
-            label: FACTOR_LABELS[f.type] ? translate(locale, FACTOR_LABELS[f.type]!) : f.name,
+            // A security key or passkey goes by the name it was given (a user may have several).
+            label: f.type !== 'webauthn' && FACTOR_LABELS[f.type] ? translate(locale, FACTOR_LABELS[f.type]!) : f.name,
+            kind: kinds.has(f.id) ? translate(locale, kinds.get(f.id) === 'passkey' ? 'account.mfa.type.passkey' : 'account.mfa.type.security_key') : undefined,
             name: f.name,
             detail: f.phone,
             remaining: f.type === 'recovery' ? recoveryLeft : undefined,
@@ -321,6 +329,18 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
   router.use(async (ctx, next) => {
     ctx.set('Cache-Control', 'no-store');
     await next();
+  });
+
+  // Security keys and passkeys: their own module, on this console's checks and page.
+  const webauthnPart = consoleWebAuthn(deps.webauthn, {
+    router,
+    form,
+    consoleUrl,
+    signedInPost,
+    renderWithError: (ctx, signed, mfaError, status) => renderConsole(ctx, signed, { mfaError }, status),
+    seeOther,
+    changeContext,
+    handle,
   });
 
   router.get(

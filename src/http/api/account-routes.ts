@@ -16,6 +16,7 @@ import { requireFirstParty, requireUserScope, userBearerAuth, type UserCaller } 
 import { checkBody, parse } from './validate.ts';
 import { randomToken } from '../../infra/crypto.ts';
 import type { FactorSummary } from '../../domain/authn/mfa.ts';
+import type { Device } from '../../domain/authn/webauthn.ts';
 
 export interface AccountApiDeps {
   provider: Provider;
@@ -178,7 +179,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'get', path: '/me/mfa', auth: 'user', firstPartyOnly: true, summary: 'Confirmed second factors (totp, webauthn, sms, email, recovery); never a secret, a phone only masked',
+      method: 'get', path: '/me/mfa', auth: 'user', firstPartyOnly: true, summary: 'Confirmed second factors (totp, webauthn: security keys and passkeys, sms, email, recovery); never a secret, a phone only masked',
       response: { status: 200, schema: s.mfaFactorList },
       async handle(_ctx, { caller }) {
         return { data: (await account.mfa.list(caller!.accountId)).map(factorView) };
@@ -244,6 +245,41 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
+      method: 'post', path: '/me/mfa/webauthn/register/options', auth: 'user', firstPartyOnly: true,
+      summary: 'Start registering a passkey or security key: the options for navigator.credentials.create (the user\'s own credentials excluded); register within 5 minutes',
+      body: s.webauthnOptionsRequest, response: { status: 200, schema: s.webauthnCreationOptions },
+      async handle(_ctx, { body, caller }) {
+        return account.webauthn.registrationOptions(caller!.accountId, body.kind);
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/webauthn/register', auth: 'user', firstPartyOnly: true,
+      summary: 'Finish the registration with the browser\'s answer: a new security key or passkey; ends the other sessions',
+      body: s.webauthnRegister, response: { status: 201, schema: s.mfaFactor },
+      async handle(ctx, { body, caller }) {
+        const device = await account.webauthn.register(caller!.accountId, body.response, body.name, caller!.sessionUid, context(ctx, caller));
+        return { id: device.id, type: 'webauthn', name: device.name, createdAt: device.createdAt.toISOString(), lastUsedAt: null };
+      },
+    },
+    {
+      method: 'get', path: '/me/devices', auth: 'user', firstPartyOnly: true, summary: 'Registered security keys and passkeys with name and last use',
+      response: { status: 200, schema: s.deviceList },
+      async handle(_ctx, { caller }) {
+        return { data: (await account.webauthn.devices(caller!.accountId)).map(deviceView) };
+      },
+    },
+    {
+      method: 'delete', path: '/me/devices/:id', auth: 'user', firstPartyOnly: true, summary: 'Remove a security key or passkey; ends the other sessions',
+      response: { status: 204 },
+      async handle(ctx, { params, caller }) {
+        // Only a WebAuthn factor is a device: another factor's id is not found here.
+        const devices = await account.webauthn.devices(caller!.accountId);
+        if (!devices.some((d) => d.id === params.id)) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
+        await account.mfa.remove(caller!.accountId, params.id!, caller!.sessionUid, context(ctx, caller));
+        return undefined;
+      },
+    },
+    {
       method: 'delete', path: '/me/mfa/:factorId', auth: 'user', firstPartyOnly: true, summary: 'Remove a second factor; ends the other sessions. Under MFA_POLICY=required the last second factor (recovery codes are not one) cannot be removed, under phishing-resistant neither the last WebAuthn credential: 409 IDENT_MFA_LAST_FACTOR',
       response: { status: 204 },
       async handle(ctx, { params, caller }) {
@@ -252,6 +288,10 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
   ];
+}
+
+function deviceView(d: Device) {
+  return { ...d, createdAt: d.createdAt.toISOString(), lastUsedAt: d.lastUsedAt?.toISOString() ?? null };
 }
 
 function factorView(f: FactorSummary) {

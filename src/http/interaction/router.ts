@@ -10,6 +10,7 @@ import { codeMethods, secondFactorStep } from './second-factor.ts';
 import { createShared, detailsOf, finish, type InteractionDeps } from './shared.ts';
 import { createSignIn } from './sign-in.ts';
 import { verifyStep } from './verify.ts';
+import { passkeyStep, webauthnMethod } from './webauthn.ts';
 
 /**
  * The sign-in and consent pages under /interaction/:uid, one module per step on the middlewares of
@@ -37,7 +38,8 @@ export function interactionRoutes(deps: InteractionDeps) {
   const verify = verifyStep(shared, signIn, deps);
   const magicLink = magicLinkStep(shared, signIn, deps);
   const consent = consentStep(shared, deps);
-  const secondFactor = secondFactorStep(shared, signIn, deps, [...codeMethods(deps), ...sentCodeMethods(deps, shared)]);
+  const passkey = passkeyStep(shared, signIn, deps);
+  const secondFactor = secondFactorStep(shared, signIn, deps, [webauthnMethod(deps), ...codeMethods(deps), ...sentCodeMethods(deps, shared)]);
   const enrolment = enrolmentStep(shared, signIn, deps, enrolments);
 
   router.get('/', interaction(), async (ctx: Context) => {
@@ -52,6 +54,8 @@ export function interactionRoutes(deps: InteractionDeps) {
     ctx.throw(400, `unsupported prompt ${details.prompt.name}`);
   });
   router.post('/login', form, interaction(), csrfChecked, loginPending, login.submit);
+  router.post('/passkey/options', form, interaction(), csrfChecked, loginPending, passkey.options);
+  router.post('/passkey', form, interaction(), csrfChecked, loginPending, passkey.submit);
   router.get('/mfa', interaction(), loginPending, secondFactor.show);
   router.post('/mfa', form, interaction(), csrfChecked, loginPending, secondFactor.submit);
   router.get('/mfa/enroll', interaction(), loginPending, enrolment.show);

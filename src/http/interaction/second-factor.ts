@@ -18,6 +18,8 @@ export interface SecondFactorMethod {
   name: string;
   /** The factor a success proves (sign-in-flow.ts). */
   factor: SecondFactor;
+  /** What a wrong or missing answer shows (default: the code was not right). */
+  invalid?: MessageKey;
   /** Whether the user can use it now (a recovery set with no unused code left cannot). Default: yes. */
   usable?(user: UserRow): Promise<boolean>;
   /** What its partial shows, when the page is rendered for it (a challenge, a code just sent). */
@@ -156,8 +158,8 @@ export function secondFactorStep(shared: Shared, signIn: SignIn, deps: Interacti
         return ctx.redirect(`/interaction/${details.uid}/mfa?method=${choice.name}&sent=1`);
       }
       const result = await choice.verify(user, body, flowContext(ctx, details), details);
-      if (result === 'missing') return again('error.mfa_invalid', 400);
-      if (result === 'invalid') return again('error.mfa_invalid', 401);
+      if (result === 'missing') return again(choice.invalid ?? 'error.mfa_invalid', 400);
+      if (result === 'invalid') return again(choice.invalid ?? 'error.mfa_invalid', 401);
       if (result === 'locked') return again('error.mfa_locked', 429);
       await signIn.prove(ctx, details, user, choice.factor);
     },

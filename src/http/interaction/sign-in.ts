@@ -158,7 +158,7 @@ export function createSignIn(deps: {
     },
 
     /**
-     * A requested level no factor of this provider can reach (phr, until WebAuthn and passkeys):
+     * A requested level no factor of this provider can reach (none today: kept for a deployment whose levels outgrow its factors):
      * the client is told at once instead of after a password. True when it answered.
      */
     async unattainable(ctx: Context, details: Details): Promise<boolean> {
