@@ -35,6 +35,7 @@ import { accountConsoleRoutes } from './http/account/console.ts';
 import type { AccountFlowDeps } from './http/account-flows.ts';
 import { accountApiRoutes, accountOperations } from './http/api/account-routes.ts';
 import { captchaAssetRoutes } from './http/captcha-assets.ts';
+import { webauthnAssetRoutes } from './http/webauthn-assets.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
 export interface AppDeps {
@@ -71,7 +72,7 @@ const stylesheet = readFileSync(path.join(projectRoot(), 'views', 'assets', 'app
  * provider.use(), ahead of its own routes, so there is one ctx and one set of cookie keys.
  */
 export function buildApp(deps: AppDeps, keys: KeySet): Provider {
-  const provider = createProvider({ ...deps, keys, renderPage });
+  const provider = createProvider({ ...deps, keys, renderPage, mfaPolicy: deps.account.mfaPolicy });
   const loginLimiter = deps.ephemeral.limiter('login-ip', deps.loginRateLimitPerIp, 60);
 
   // Health checks, the JWKS alias and the stylesheet share one router: fewer matchers per request.
@@ -135,6 +136,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   mount(accountApi, { allowedMethods: true });
   mount(federationCallbackRoutes({ issuer: deps.issuer, federation: deps.federation, renderPage, logger: deps.logger }), { allowedMethods: true });
   mount(captchaAssetRoutes(), { allowedMethods: false });
+  mount(webauthnAssetRoutes(), { allowedMethods: false });
   mount(adminApi, { allowedMethods: true });
   mount(interactions, { allowedMethods: true });
   mount(accountPages, { allowedMethods: true });
@@ -144,6 +146,8 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     internalOrigin: deps.internalOrigin,
     selfService: deps.account.selfService,
     mfa: deps.account.mfa,
+    codeFactors: deps.account.codeFactors,
+    webauthn: deps.account.webauthn,
     ephemeral: deps.ephemeral,
     box: deps.box,
     renderPage,

@@ -101,6 +101,8 @@ export async function startServer(
       magicLinks: services.magicLinks,
       selfService: services.selfService,
       mfa: services.mfa,
+      codeFactors: services.codeFactors,
+      webauthn: services.webauthn,
       mfaPolicy: config.MFA_POLICY,
       captcha: createCaptcha({
         provider: config.CAPTCHA_PROVIDER,
@@ -160,6 +162,7 @@ export async function startServer(
   );
   if (!config.SMTP_URL && config.NODE_ENV === 'production') logger.warn('SMTP_URL is not set: mail is written under DATA_DIR/outbox, not sent');
   logger.info({ to: mailer.description }, 'mail');
+  logger.info({ provider: services.sms.description }, 'sms');
   const mailWorker = createMailWorker({
     repo: services.repos.outbox,
     box: services.box,

@@ -43,6 +43,10 @@ import { createMfaFactorsRepo } from './repos/mfa-factors.ts';
 import { createFactorChanges } from './domain/authn/factor-changes.ts';
 import { createFactorGuard } from './domain/authn/factor-guard.ts';
 import { createMfa, MFA_DEFAULTS } from './domain/authn/mfa.ts';
+import { createCodeFactors } from './domain/authn/code-factors.ts';
+import { createSmsSender } from './infra/sms.ts';
+import { createWebAuthnCredentialsRepo } from './repos/webauthn-credentials.ts';
+import { createWebAuthn } from './domain/authn/webauthn.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -79,6 +83,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     events: createEventsRepo(db),
     outbox: createOutboxRepo(db),
     mfaFactors: createMfaFactorsRepo(db),
+    webauthnCredentials: createWebAuthnCredentialsRepo(db),
   };
   const events = createEventRecorder(repos.events);
   const mail = createMailOutbox({ repo: repos.outbox, box });
@@ -177,6 +182,22 @@ export async function createServices(config: AppConfig, logger: Logger) {
   const mfa = createMfa({
     repo: repos.mfaFactors, payloads: repos.payloads, box, ephemeral, events, mail, links, guard: factorGuard, changes: factorChanges, transaction,
     settings: { ...MFA_DEFAULTS, issuerName: new URL(config.ISSUER).hostname },
+    policy: config.MFA_POLICY,
+  });
+  // SMS and email codes as second factors: sent and checked through the one-time-code scheme.
+  const sms = createSmsSender({
+    provider: config.SMS_PROVIDER, webhookUrl: config.SMS_WEBHOOK_URL, webhookToken: config.SMS_WEBHOOK_TOKEN, timeoutMs: config.SMS_WEBHOOK_TIMEOUT_MS,
+  }, logger);
+  const codeFactors = createCodeFactors({
+    repo: repos.mfaFactors, codes, sms, mail, guard: factorGuard, changes: factorChanges, transaction,
+    issuerName: new URL(config.ISSUER).hostname, enrollmentTtlSeconds: MFA_DEFAULTS.enrollmentTtlSeconds,
+  });
+  // Security keys and passkeys, for the relying party ISSUER names (its host name, its origin).
+  const issuerUrl = new URL(config.ISSUER);
+  const webauthn = createWebAuthn({
+    credentials: repos.webauthnCredentials, factors: repos.mfaFactors, users: repos.users, accounts, ephemeral, events,
+    guard: factorGuard, changes: factorChanges, transaction,
+    settings: { rpId: issuerUrl.hostname, origin: issuerUrl.origin, rpName: issuerUrl.hostname },
   });
   const userAdmin = createUserAdmin({
     users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy,
@@ -205,6 +226,9 @@ export async function createServices(config: AppConfig, logger: Logger) {
     magicLinks,
     selfService,
     mfa,
+    sms,
+    codeFactors,
+    webauthn,
     async close() {
       await ephemeral.close();
       await db.destroy();

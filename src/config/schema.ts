@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ACR_LEVELS, type AcrLevel } from '../domain/authn/sign-in-flow.ts';
+import { MFA_POLICIES } from '../domain/authn/mfa-policy.ts';
 
 const bool = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
@@ -70,7 +71,7 @@ export const configSchema = z
     PASSWORD_MIN_LENGTH: int(8, 1024).default(8),
     PASSWORD_MIN_SCORE: int(0, 4).default(3),
     HIBP_RANGE_URL: httpUrl.optional(),
-    MFA_POLICY: z.enum(['off', 'optional']).default('optional'),
+    MFA_POLICY: z.enum(MFA_POLICIES).default('optional'),
     ACR_VALUES: acrValues.prefault(ACR_LEVELS.join(' ')),
     REGISTRATION_ENABLED: bool.default(true),
     REGISTRATION_PASSWORD: z.enum(['required', 'optional']).default('required'),
@@ -100,6 +101,10 @@ export const configSchema = z
     MAIL_POLL_INTERVAL_MS: int(10, 60_000).default(1000),
     MAIL_RETRY_BASE_MS: int(10, 3_600_000).default(5000),
     MAIL_RETRY_MAX_MS: int(10, 86_400_000).default(900_000),
+    SMS_PROVIDER: z.enum(['off', 'log', 'webhook']).default('off'),
+    SMS_WEBHOOK_URL: httpUrl.optional(),
+    SMS_WEBHOOK_TOKEN: z.string().min(1).max(1024).refine((v) => !/[\s]/.test(v), 'must not contain spaces or line breaks').optional(),
+    SMS_WEBHOOK_TIMEOUT_MS: int(100, 60_000).default(5000),
   })
   .superRefine((cfg, ctx) => {
     if (cfg.NODE_ENV === 'production' && !cfg.ISSUER) {
@@ -126,6 +131,12 @@ export const configSchema = z
     }
     if ((cfg.CAPTCHA_PROVIDER === 'turnstile' || cfg.CAPTCHA_PROVIDER === 'hcaptcha') && !(cfg.CAPTCHA_SITE_KEY && cfg.CAPTCHA_SECRET_KEY)) {
       ctx.addIssue({ code: 'custom', path: ['CAPTCHA_SECRET_KEY'], message: `CAPTCHA_SITE_KEY and CAPTCHA_SECRET_KEY are required with CAPTCHA_PROVIDER=${cfg.CAPTCHA_PROVIDER}` });
+    }
+    if (cfg.SMS_PROVIDER === 'webhook' && !cfg.SMS_WEBHOOK_URL) {
+      ctx.addIssue({ code: 'custom', path: ['SMS_WEBHOOK_URL'], message: 'is required with SMS_PROVIDER=webhook' });
+    }
+    if (cfg.SMS_PROVIDER === 'log' && cfg.NODE_ENV === 'production') {
+      ctx.addIssue({ code: 'custom', path: ['SMS_PROVIDER'], message: 'log writes sign-in codes to the log and is for development only: use webhook (or off) in production' });
     }
     if (Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_ID) !== Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_SECRET)) {
       ctx.addIssue({

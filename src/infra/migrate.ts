@@ -10,6 +10,8 @@ import * as digestedTokenIds from '../../migrations/0006_digested_token_ids.ts';
 import * as unverifiedOwnerPassword from '../../migrations/0007_unverified_owner_password.ts';
 import * as mfaFactors from '../../migrations/0008_mfa_factors.ts';
 import * as factorTypes from '../../migrations/0009_factor_types.ts';
+import * as webauthnCredentials from '../../migrations/0010_webauthn_credentials.ts';
+import * as phoneFactors from '../../migrations/0011_phone_factors.ts';
 import * as federation from '../../migrations/0012_federation.ts';
 
 interface Migration {
@@ -29,6 +31,8 @@ const migrations: Record<string, Migration> = {
   '0007_unverified_owner_password': unverifiedOwnerPassword,
   '0008_mfa_factors': mfaFactors,
   '0009_factor_types': factorTypes,
+  '0010_webauthn_credentials': webauthnCredentials,
+  '0011_phone_factors': phoneFactors,
   '0012_federation': federation,
 };
 

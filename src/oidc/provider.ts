@@ -1,7 +1,7 @@
 import type { JSONWebKeySet } from 'jose';
 import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../domain/authn/accounts.ts';
-import type { AcrLevel } from '../domain/authn/sign-in-flow.ts';
+import type { AcrLevel, MfaPolicy } from '../domain/authn/sign-in-flow.ts';
 import type { KeySet } from '../domain/keys/keys.ts';
 import type { ResourceServers } from '../domain/clients/resource-servers.ts';
 import type { SecretBox } from '../infra/crypto.ts';
@@ -35,6 +35,8 @@ export interface ProviderDeps {
   logger: Logger;
   /** ACR_VALUES, weakest first. */
   acrValues: readonly AcrLevel[];
+  /** MFA_POLICY: a session below it (or below a client's stricter mfa_policy) is signed in again. */
+  mfaPolicy: MfaPolicy;
 }
 
 /** Merges configuration parts; `features` is merged one level deeper so parts can each add some. */
@@ -64,7 +66,7 @@ export function createProvider(deps: ProviderDeps): Provider {
         short: { httpOnly: true, sameSite: 'lax' },
       },
       interactions: {
-        policy: interactionPolicyFor(deps.acrValues),
+        policy: interactionPolicyFor(deps.acrValues, deps.mfaPolicy),
         url: async (_ctx, interaction) => `/interaction/${interaction.uid}`,
       },
       features: {

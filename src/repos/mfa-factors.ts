@@ -13,12 +13,14 @@ export interface FactorRow {
   name: string;
   /** SecretBox-sealed TOTP secret (AAD names the factor); null for recovery codes. */
   secret_sealed: string | null;
+  /** The E.164 number of an SMS factor (migration 0011); null for every other type. */
+  phone: string | null;
   confirmed_at: Date | null;
   created_at: Date;
   last_used_at: Date | null;
 }
 
-export type NewFactor = Pick<FactorRow, 'id' | 'tenant_id' | 'user_id' | 'type' | 'name' | 'secret_sealed'> & Partial<Pick<FactorRow, 'confirmed_at'>>;
+export type NewFactor = Pick<FactorRow, 'id' | 'tenant_id' | 'user_id' | 'type' | 'name' | 'secret_sealed'> & Partial<Pick<FactorRow, 'confirmed_at' | 'phone'>>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -42,6 +44,12 @@ export function createMfaFactorsRepo(db: Knex) {
     async listConfirmed(userId: string): Promise<FactorRow[]> {
       if (!UUID.test(userId)) return [];
       return factors().where({ user_id: userId }).whereNotNull('confirmed_at').orderBy('confirmed_at', 'asc');
+    },
+
+    /** The user's confirmed factors, locked until `trx` ends: a change that must see them all at once. */
+    async lockConfirmed(userId: string, trx: Knex.Transaction): Promise<FactorRow[]> {
+      if (!UUID.test(userId)) return [];
+      return factors(trx).where({ user_id: userId }).whereNotNull('confirmed_at').forUpdate();
     },
 
     async confirmedOfType(userId: string, type: FactorType): Promise<FactorRow | undefined> {

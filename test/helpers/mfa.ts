@@ -42,10 +42,22 @@ export async function afterPassword(config: oidc.Configuration, user: { email: s
   return { browser, request, next: step.url, isCallback };
 }
 
-/** Posts `code` on the second-factor page at `url` (its recovery form with `method: 'recovery'`). */
-export async function postSecondFactor(browser: HttpBrowser, url: URL, code: string, method: 'totp' | 'recovery' = 'totp') {
-  const page = await browser.request(method === 'recovery' ? new URL(`${url.pathname}?method=recovery`, url) : url);
+/** The second-factor page at `url` showing `method` (the first offered one when none). */
+async function secondFactorPage(browser: HttpBrowser, url: URL, method?: string): Promise<string> {
+  const page = await browser.request(method && method !== 'totp' ? new URL(`${url.pathname}?method=${method}`, url) : url);
   const html = await page.text();
   assert.equal(page.status, 200, html.slice(0, 300));
+  return html;
+}
+
+/** Posts `code` on the second-factor page at `url` (its recovery form with `method: 'recovery'`, and so on). */
+export async function postSecondFactor(browser: HttpBrowser, url: URL, code: string, method: 'totp' | 'recovery' | 'sms' | 'email' = 'totp') {
+  const html = await secondFactorPage(browser, url, method);
   return browser.postForm(url, { csrf: formField(html, 'csrf')!, method, code });
+}
+
+/** Presses "Send a code" of a method whose code is sent on request (sms, email) on the second-factor page at `url`. */
+export async function sendSecondFactorCode(browser: HttpBrowser, url: URL, method: 'sms' | 'email') {
+  const html = await secondFactorPage(browser, url, method);
+  return browser.postForm(url, { csrf: formField(html, 'csrf')!, method, action: 'send' });
 }

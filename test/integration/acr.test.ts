@@ -137,30 +137,34 @@ describe('assurance levels (acr)', () => {
     });
   });
 
-  it('acr_values=mfa for an account without a second factor: unmet_authentication_requirements, for a session and at a fresh sign-in', async () => {
+  it('acr_values=mfa for an account without a second factor: guided to enrol one, for a session and at a fresh sign-in', async () => {
     const user = await createUser(ts);
     const { browser } = await signIn(ts, config, user, { scope: 'openid' });
-    const { request, step } = await authorize(browser, config, { acr_values: 'mfa' });
-    assert.ok(isCallback(step.url), `to the client, got ${step.url.href}`);
-    assert.deepEqual(callbackError(step.url, request.state), { error: 'unmet_authentication_requirements', description: 'no second factor enrolled' });
+    const { step } = await authorize(browser, config, { acr_values: 'mfa' });
+    assert.match(step.url.pathname, /^\/interaction\/[^/]+\/mfa\/enroll$/, `straight to the enrolment, got ${step.url.href}`);
 
-    // Without a session: the password is asked, then the same answer.
+    // Without a session: the password is asked, then the same enrolment.
     const fresh = new HttpBrowser();
     const second = await authorize(fresh, config, { acr_values: 'mfa' });
     const res = await submitLogin(fresh, second.step.url, await (await fresh.request(second.step.url)).text(), user.email, user.password);
     const end = await fresh.follow(new URL(res.headers.get('location')!, second.step.url), {}, isCallback);
-    assert.ok(isCallback(end.url), `to the client, got ${end.url.href}`);
-    assert.deepEqual(callbackError(end.url, second.request.state), { error: 'unmet_authentication_requirements', description: 'no second factor enrolled' });
+    await end.res.arrayBuffer();
+    assert.match(end.url.pathname, /\/mfa\/enroll$/, `to the enrolment, got ${end.url.href}`);
   });
 
-  it('acr_values=phr: unmet_authentication_requirements at once (no factor reaches it yet); with prompt=none and a session, interaction_required', async () => {
+  it('acr_values=phr: an account with only TOTP signs in with its password, then hears unmet_authentication_requirements; with prompt=none and a session, interaction_required', async () => {
+    const user = await createUser(ts);
+    await enrolKeeping(ts, user.id);
     const fresh = new HttpBrowser();
     const { request, step } = await authorize(fresh, config, { acr_values: 'phr' });
-    assert.ok(isCallback(step.url), `to the client before any page, got ${step.url.href}`);
-    assert.deepEqual(callbackError(step.url, request.state), { error: 'unmet_authentication_requirements', description: 'phishing-resistant authentication is not available' });
+    assert.match(step.url.pathname, /^\/interaction\//, 'security keys and passkeys make phr attainable: the login page');
+    const res = await submitLogin(fresh, step.url, await (await fresh.request(step.url)).text(), user.email, user.password);
+    const end = await fresh.follow(new URL(res.headers.get('location')!, step.url), {}, isCallback);
+    assert.ok(isCallback(end.url), `to the client, got ${end.url.href}`);
+    assert.deepEqual(callbackError(end.url, request.state), { error: 'unmet_authentication_requirements', description: 'no phishing-resistant authenticator enrolled' });
 
-    const user = await createUser(ts);
-    const { browser } = await signIn(ts, config, user, { scope: 'openid' });
+    const plain = await createUser(ts);
+    const { browser } = await signIn(ts, config, plain, { scope: 'openid' });
     const none = await authorize(browser, config, { acr_values: 'phr', prompt: 'none' });
     assert.equal(callbackError(none.step.url, none.request.state)?.error, 'interaction_required');
     const interactive = await authorize(browser, config, { acr_values: 'phr' });
@@ -196,5 +200,14 @@ describe('MFA_POLICY=off with acr_values=mfa', () => {
     assert.match(step.url.pathname, /\/mfa$/);
     const done = await passSecondFactor(browser, step.url, secret);
     assert.equal((await request.redeem(done.url)).claims()!.acr, 'mfa');
+  });
+
+  it('an account without a second factor is not asked to enrol one: unmet_authentication_requirements', async () => {
+    const config = await rpConfig(ts, await registerClient(ts, { token_endpoint_auth_method: 'none' }, true));
+    const user = await createUser(ts);
+    const { browser } = await signIn(ts, config, user, { scope: 'openid' });
+    const { request, step } = await authorize(browser, config, { acr_values: 'mfa' });
+    assert.ok(isCallback(step.url), `to the client, got ${step.url.href}`);
+    assert.deepEqual(callbackError(step.url, request.state), { error: 'unmet_authentication_requirements', description: 'no second factor enrolled' });
   });
 });

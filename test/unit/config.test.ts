@@ -56,6 +56,17 @@ describe('production boot checks', () => {
     assert.equal(load({ NODE_ENV: 'development', DATABASE_URL: PG }).DATABASE_URL, PG);
   });
 
+  it('the log SMS provider (codes in the log) is refused in production with one line; the webhook needs its URL', () => {
+    refuses(
+      prod({ ISSUER: HTTPS, SMS_PROVIDER: 'log' }),
+      'invalid configuration: SMS_PROVIDER: log writes sign-in codes to the log and is for development only: use webhook (or off) in production',
+    );
+    assert.equal(load({ NODE_ENV: 'development', SMS_PROVIDER: 'log' }).SMS_PROVIDER, 'log');
+    refuses(prod({ ISSUER: HTTPS, SMS_PROVIDER: 'webhook' }), 'invalid configuration: SMS_WEBHOOK_URL: is required with SMS_PROVIDER=webhook');
+    assert.equal(load(prod({ ISSUER: HTTPS, SMS_PROVIDER: 'webhook', SMS_WEBHOOK_URL: 'https://sms.example.test/send' })).SMS_PROVIDER, 'webhook');
+    assert.equal(load({}).SMS_PROVIDER, 'off', 'off by default');
+  });
+
   it('a KEY_ENCRYPTION_KEY shorter than 32 bytes is refused by name', () => {
     refuses(
       prod({ ISSUER: HTTPS, DATABASE_URL: PG, KEY_ENCRYPTION_KEY: Buffer.alloc(31, 7).toString('base64url') }),

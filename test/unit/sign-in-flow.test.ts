@@ -74,6 +74,36 @@ describe('sign-in flow', () => {
     assert.deepEqual(nextStep(afterMailbox, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp'], authTime: 1010 });
   });
 
+  it('an SMS code after a password is mfa: amr pwd, sms, mfa and acr mfa; after a magic link too', () => {
+    const policy: SignInPolicy = { ...today, mfa: 'optional', enrolled: ['sms'], acrLevels: levels };
+    const afterPassword = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(nextStep(afterPassword, policy, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['sms'] });
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'sms', 1010), policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'sms', 'mfa'], acr: 'mfa', authTime: 1010 });
+    const afterLink = prove(undefined, 'a1', 'magic_link', 1000);
+    assert.deepEqual(nextStep(afterLink, policy, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['sms'] });
+    assert.deepEqual(nextStep(prove(afterLink, 'a1', 'sms', 1010), policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp', 'sms', 'mfa'], acr: 'mfa', authTime: 1010 });
+  });
+
+  it('an account whose only factor is its email, signed in from that mailbox, is not asked the same mailbox again: it completes at pwd; a requested mfa cannot be met', () => {
+    const policy: SignInPolicy = { ...today, mfa: 'optional', enrolled: secondFactorsOf(['email']), acrLevels: levels };
+    const mfa = { acrValues: ['mfa'] };
+    for (const first of ['magic_link', 'email_code'] as const) {
+      const flow = prove(undefined, 'a1', first, 1000);
+      assert.deepEqual(nextStep(flow, policy, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['otp'], acr: 'pwd', authTime: 1000 }, first);
+      assert.deepEqual(nextStep(flow, policy, verified, mfa), { kind: 'second-factor', accountId: 'a1', options: [], level: 'mfa' }, `${first}: no option, so the client hears unmet`);
+      // Recovery codes stand in for the email factor, which has nothing to add here: not offered either.
+      const withCodes = { ...policy, enrolled: secondFactorsOf(['email', 'recovery']) };
+      assert.equal(nextStep(flow, withCodes, verified, noAcr).kind, 'complete', `${first} with recovery codes`);
+      // Another factor is still asked for, and only it.
+      const withSms = { ...policy, enrolled: secondFactorsOf(['email', 'sms', 'recovery']) };
+      assert.deepEqual(nextStep(flow, withSms, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['sms', 'recovery_code'] }, `${first} with sms`);
+    }
+    // After a password the email factor is asked for, and reaches mfa.
+    const afterPassword = prove(undefined, 'a1', 'password', 1000);
+    assert.deepEqual(nextStep(afterPassword, policy, verified, noAcr), { kind: 'second-factor', accountId: 'a1', options: ['email_otp'] });
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'email_otp', 1010), policy, verified, mfa), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], acr: 'mfa', authTime: 1010 });
+  });
+
   it('a password with an emailed code is not mfa: email is not a second factor', () => {
     const flow = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_code', 1060);
     assert.deepEqual(nextStep(flow, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp'], authTime: 1060 });
@@ -138,7 +168,7 @@ describe('sign-in flow', () => {
     assert.equal(satisfies(undefined, 'pwd'), false);
     assert.equal(satisfies('constructor', 'pwd'), false);
     assert.equal(attainable('mfa'), true);
-    assert.equal(attainable('phr'), false, 'no phishing-resistant factor exists yet');
+    assert.equal(attainable('phr'), true, 'security keys and passkeys reach phr');
     assert.equal(levelReached([{ factor: 'passkey', at: 1 }], levels), 'phr');
   });
 
@@ -153,19 +183,39 @@ describe('sign-in flow', () => {
     assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'totp', 1030), policy, verified, mfa), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], acr: 'mfa', authTime: 1030 });
     // An emailed code does not reach mfa.
     assert.equal(nextStep(prove(afterPassword, 'a1', 'email_code', 1030), policy, verified, mfa).kind, 'second-factor');
-    // pwd is met by the password; phr by no factor of today: no option.
+    // pwd is met by the password; phr by no factor this account has (TOTP is not phishing-resistant): no option.
     assert.equal(nextStep(afterPassword, policy, verified, { acrValues: ['pwd'] }).kind, 'complete');
     assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'totp', 1030), policy, verified, { acrValues: ['phr'] }), { kind: 'second-factor', accountId: 'a1', options: [], level: 'phr' });
   });
 
+  it('a security key after the password reaches phr with amr pwd, hwk and mfa; a requested phr offers only it', () => {
+    const afterPassword = prove(undefined, 'a1', 'password', 1000);
+    const policy: SignInPolicy = { ...today, mfa: 'optional', acrLevels: levels, enrolled: ['webauthn', 'totp', 'recovery_code'] };
+    assert.deepEqual(nextStep(afterPassword, policy, verified, { acrValues: ['phr'] }), { kind: 'second-factor', accountId: 'a1', options: ['webauthn'], level: 'phr' });
+    assert.deepEqual(nextStep(prove(afterPassword, 'a1', 'webauthn', 1030), policy, verified, { acrValues: ['phr'] }), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'hwk', 'mfa'], acr: 'phr', authTime: 1030 });
+    assert.equal(nextStep(prove(afterPassword, 'a1', 'totp', 1030), policy, verified, { acrValues: ['phr'] }).kind, 'second-factor', 'TOTP does not reach phr');
+  });
+
+  it('a passkey answers the mfa policy by itself: an account with enrolled factors is not asked for another', () => {
+    const passkey = prove(undefined, 'a1', 'passkey', 1000);
+    for (const mfa of ['optional', 'required', 'phishing-resistant'] as const) {
+      const step = nextStep(passkey, { ...today, mfa, acrLevels: levels, enrolled: ['webauthn', 'totp'] }, verified, { acrValues: ['phr'] });
+      assert.deepEqual(step, { kind: 'complete', accountId: 'a1', amr: ['swk', 'mfa'], acr: 'phr', authTime: 1000 }, mfa);
+    }
+  });
+
   it('a session stepping up is read back from its amr: the step-up lists its methods again', () => {
     assert.deepEqual(flowOfSession('a1', ['pwd'], 1000), { accountId: 'a1', proven: [{ factor: 'password', at: 1000 }] });
-    for (const amr of [['pwd'], ['otp'], ['pwd', 'otp'], ['pwd', 'otp', 'mfa'], ['otp', 'mfa']]) {
+    for (const amr of [['pwd'], ['otp'], ['pwd', 'otp'], ['pwd', 'otp', 'mfa'], ['otp', 'mfa'], ['pwd', 'sms', 'mfa'], ['otp', 'sms', 'mfa'], ['pwd', 'otp', 'sms', 'mfa'], ['pwd', 'hwk', 'mfa'], ['swk', 'mfa'], ['pwd', 'otp', 'hwk', 'mfa'], ['otp', 'hwk', 'mfa']]) {
       const flow = flowOfSession('a1', amr, 1000);
       const step = nextStep(flow as Parameters<typeof nextStep>[0], { ...today, acrLevels: levels }, verified, noAcr);
       assert.deepEqual(step.kind === 'complete' && step.amr, amr, amr.join(' '));
     }
-    assert.deepEqual(flowOfSession('a1', ['hwk'], 1000).proven, [], 'methods no factor here yields are dropped');
+    assert.deepEqual(flowOfSession('a1', ['pwd', 'sms', 'mfa'], 1000).proven.map((p) => p.factor), ['password', 'sms'], 'sms is read back as the SMS factor');
+    assert.deepEqual(flowOfSession('a1', ['otp', 'sms', 'mfa'], 1000).proven.map((p) => p.factor), ['email_code', 'sms'], 'beside sms, a lone otp is the emailed first factor');
+    assert.deepEqual(flowOfSession('a1', ['pwd', 'hwk', 'mfa'], 1000).proven.map((p) => p.factor), ['password', 'webauthn']);
+    assert.deepEqual(flowOfSession('a1', ['swk', 'mfa'], 1000).proven.map((p) => p.factor), ['passkey']);
+    assert.deepEqual(flowOfSession('a1', ['kba', 'sc'], 1000).proven, [], 'methods no factor here yields are dropped');
   });
 
   it('reads back only well-formed records', () => {

@@ -1,7 +1,7 @@
 import { AppError } from '../errors.ts';
 import type { Accounts, ChangeContext, LockState } from '../authn/accounts.ts';
 import type { Mfa } from '../authn/mfa.ts';
-import { policyAsksSecondFactor, secondFactorsOf } from '../authn/sign-in-flow.ts';
+import { policyAsksSecondFactor, secondFactorsOf, type MfaPolicy } from '../authn/sign-in-flow.ts';
 import type { FactorType } from '../../repos/mfa-factors.ts';
 import { userPayload, type EventRecorder } from '../events/events.ts';
 import { DEFAULT_TENANT } from '../authn/accounts.ts';
@@ -25,7 +25,11 @@ export interface UserDetail {
   mfa: {
     /** Confirmed factor types, in enrolment order (pending enrollments are not factors). */
     enrolled: FactorType[];
-    /** Whether a sign-in asks this user for a second factor now: MFA_POLICY=optional and a confirmed TOTP. */
+    /**
+     * Whether a sign-in asks this user for a second factor now under MFA_POLICY: always when it is
+     * required or phishing-resistant (one without a factor enrols one), with optional when a factor
+     * other than recovery codes is confirmed.
+     */
     required: boolean;
     /** Factors whose sign-in check is locked after wrong codes. */
     locked: FactorType[];
@@ -41,8 +45,8 @@ export function createUserAdmin(deps: {
   users: UsersRepo;
   accounts: Accounts;
   mfa: Pick<Mfa, 'enrolledFactors' | 'lockedFactors' | 'endFactorLocks' | 'resetAll'>;
-  /** MFA_POLICY, as the sign-in applies it. */
-  mfaPolicy: 'off' | 'optional';
+  /** MFA_POLICY, as the sign-in applies it (a client's own policy may ask more of its sign-ins). */
+  mfaPolicy: MfaPolicy;
   hasher: PasswordHasher;
   payloads: OidcPayloadsRepo;
   events: EventRecorder;

@@ -13,6 +13,9 @@ import type { MailOutbox } from '../mail/mail.ts';
 import type { ChangeContext } from './accounts.ts';
 import type { FactorChanges } from './factor-changes.ts';
 import type { FactorGuard, SecondFactorResult } from './factor-guard.ts';
+import { removalBreaksPolicy } from './mfa-policy.ts';
+import type { MfaPolicy } from './sign-in-flow.ts';
+import { maskPhone } from './masking.ts';
 import { newRecoveryCodes, normaliseRecoveryCode, recoveryCodeDigest } from './recovery-codes.ts';
 import { newTotpSecret, otpauthUri, qrCodeDataUrl, totpStep, TOTP_DRIFT_STEPS, TOTP_PERIOD_SECONDS } from './totp.ts';
 
@@ -37,7 +40,19 @@ export interface FactorSummary {
   name: string;
   createdAt: Date;
   lastUsedAt: Date | null;
+  /** An SMS factor's number, masked (masking.ts). */
+  phone?: string;
 }
+
+/** What the owner of a factor sees of it: never a secret, a phone number only masked. */
+export const factorSummary = (row: FactorRow): FactorSummary => ({
+  id: row.id,
+  type: row.type,
+  name: row.name,
+  createdAt: row.confirmed_at ?? row.created_at,
+  lastUsedAt: row.last_used_at,
+  ...(row.phone ? { phone: maskPhone(row.phone) } : {}),
+});
 
 export interface TotpEnrollment {
   factorId: string;
@@ -83,17 +98,13 @@ export function createMfa(deps: {
   changes: FactorChanges;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
   settings: MfaSettings;
+  /** MFA_POLICY: what a user may not remove (the last second factor under required). */
+  policy: MfaPolicy;
 }) {
   const { repo, box, ephemeral, events, mail, links, guard, changes, settings } = deps;
   const activeUser = changes.owner;
 
-  const summary = (row: FactorRow): FactorSummary => ({
-    id: row.id,
-    type: row.type,
-    name: row.name,
-    createdAt: row.confirmed_at ?? row.created_at,
-    lastUsedAt: row.last_used_at,
-  });
+  const summary = factorSummary;
 
   /** Whether `code` is the secret's code for a step near now, once per user and step: a code seen in its step before is refused. */
   async function acceptTotp(userId: string, secret: string, code: string): Promise<boolean> {
@@ -194,12 +205,23 @@ export function createMfa(deps: {
       return (await repo.listConfirmed(userId)).map(summary);
     },
 
-    /** Removes one confirmed factor of the user's; the other sessions end and a mail says so. */
+    /**
+     * Removes one confirmed factor of the user's; the other sessions end and a mail says so. Under
+     * MFA_POLICY=required the last second factor (recovery codes are not one) stays, and under
+     * phishing-resistant the last WebAuthn credential too: IDENT_MFA_LAST_FACTOR, nothing changed
+     * (the user enrols another first; an operator's reset still removes everything).
+     */
     async remove(userId: string, factorId: string, currentSessionUid: string | undefined, context: ChangeContext = {}): Promise<void> {
       const user = await activeUser(userId);
       await deps.transaction(async (trx) => {
+        // Locked first, so two removals at once cannot each leave the other's factor as the last.
+        const before = await repo.lockConfirmed(userId, trx);
         const row = await repo.deleteConfirmed(userId, factorId, trx);
         if (!row) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
+        const after = before.filter((f) => f.id !== row.id);
+        if (removalBreaksPolicy(deps.policy, before.map((f) => f.type), after.map((f) => f.type))) {
+          throw new AppError('IDENT_MFA_LAST_FACTOR', 'this deployment requires a second factor: enrol another before removing this one');
+        }
         await changes.removed(user, row, context, trx);
       });
       await changes.endOtherSessions(userId, currentSessionUid);

@@ -26,6 +26,7 @@ export const OTP_NAMESPACES = [
   'phone-auth',
   'add-phone',
   'add-email',
+  'email-otp',
 ] as const;
 export type OtpNamespace = (typeof OTP_NAMESPACES)[number];
 
@@ -59,6 +60,8 @@ export const OTP_SETTINGS: Readonly<Record<OtpNamespace, OtpSettings>> = {
   'phone-auth': { ...base, kind: 'numeric', codeTtlSeconds: 5 * MIN, sessionTtlSeconds: 1 * HOUR, dailyQuota: 5 },
   'add-phone': { ...base, kind: 'numeric', codeTtlSeconds: 5 * MIN, sessionTtlSeconds: 1 * HOUR, dailyQuota: 5 },
   'add-email': { ...base, kind: 'numeric', codeTtlSeconds: 15 * MIN, sessionTtlSeconds: 1 * HOUR, dailyQuota: 10 },
+  // The email factor's codes (enrolling it, and the second step of a sign-in): typed, like SMS codes.
+  'email-otp': { ...base, kind: 'numeric', codeTtlSeconds: 10 * MIN, sessionTtlSeconds: 1 * HOUR, dailyQuota: 10 },
 };
 
 export interface IssuedCode {
@@ -135,6 +138,15 @@ export class OneTimeCodes {
     }
     const expiresAt = new Date(Date.now() + s.codeTtlSeconds * 1000);
     return link !== undefined && link !== code ? { kind: s.kind, code, link, expiresAt } : { kind: s.kind, code, expiresAt };
+  }
+
+  /**
+   * Lifts the cooldown of a send that did not go out (an SMS provider that failed), so the user
+   * may ask again at once. The daily quota stays spent: it still bounds how often one asks.
+   */
+  async releaseCooldown(namespace: OtpNamespace, identifier: string): Promise<void> {
+    checkIdentifier(identifier);
+    await this.#store.del(key(namespace, 'cooldown', identifier));
   }
 
   /**

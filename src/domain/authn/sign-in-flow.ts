@@ -119,7 +119,7 @@ const LEVEL_MET: Record<AcrLevel, (proven: readonly ProvenFactor[]) => boolean> 
 };
 
 /** The factors this provider can check today; a level none of them meets cannot be reached. */
-const OFFERED: readonly ProvenFactor[] = (['password', 'email_code', 'magic_link', 'totp', 'recovery_code'] as const)
+const OFFERED: readonly ProvenFactor[] = (['password', 'email_code', 'magic_link', 'totp', 'sms', 'email_otp', 'recovery_code', 'webauthn', 'passkey'] as const)
   .map((factor) => ({ factor, at: 0 }));
 
 /** The strongest of `levels` the factors `proven` meet: the sign-in's acr. */
@@ -144,28 +144,28 @@ export function satisfies(reached: string | undefined, required: AcrLevel): bool
   return rank(reached) >= rank(required);
 }
 
-/** Whether any factor this provider offers today can reach `level` (phr: not until WebAuthn). */
+/** Whether any factor this provider offers today can reach `level`. */
 export function attainable(level: AcrLevel): boolean {
   return LEVEL_MET[level](OFFERED);
 }
 
 /**
  * A flow standing for an earlier sign-in (a session stepping up): its amr read back as factors
- * proven at its auth time, so the amr of the completed step-up lists them again. pwd is the
- * password; otp is the second factor when the sign-in was mfa, else an emailed proof (which one
- * does not change the amr). Methods no factor here yields are dropped.
+ * proven at its auth time, in the amr's order, so the amr of the completed step-up lists them
+ * again. pwd is the password, swk a passkey, hwk a security key and sms the SMS factor (second
+ * factors). otp is an emailed proof when the sign-in was not mfa or had no other first factor; it
+ * is the second factor (TOTP or the email factor: the amr is the same) when mfa came with a first
+ * factor, or with an emailed proof and no other second factor to explain it. Methods no factor
+ * here yields are dropped.
  */
 export function flowOfSession(accountId: string, amr: readonly string[], authTime: number): SignInFlow {
-  const factors: Factor[] = [];
-  if (amr.includes('fed')) factors.push('federated');
-  if (amr.includes('pwd')) factors.push('password');
-  if (amr.includes('otp')) {
-    if (!amr.includes('mfa')) factors.push('email_code');
-    else {
-      if (!amr.includes('pwd')) factors.push('email_code');
-      factors.push('totp');
-    }
-  }
+  const has = (value: string) => amr.includes(value);
+  const otherFirst = has('pwd') || has('swk');
+  const otp: Factor[] = !has('mfa') ? ['email_code']
+    : otherFirst ? ['totp']
+      : has('hwk') || has('sms') ? ['email_code'] : ['email_code', 'totp'];
+  const FACTORS_OF: Record<string, readonly Factor[]> = { fed: ['federated'], pwd: ['password'], swk: ['passkey'], hwk: ['webauthn'], sms: ['sms'], otp };
+  const factors = [...new Set(amr)].flatMap((value) => (Object.hasOwn(FACTORS_OF, value) ? FACTORS_OF[value]! : []));
   return { accountId, proven: factors.map((factor) => ({ factor, at: authTime })) };
 }
 
@@ -197,11 +197,26 @@ const AMR: Record<Factor, readonly AmrValue[]> = {
  */
 function amrOf(proven: readonly ProvenFactor[]): AmrValue[] {
   const methods = new Set(proven.flatMap((p) => AMR[p.factor]));
-  const first = proven.filter((p) => !SECOND_FACTORS.has(p.factor));
-  const beyondMailbox = first.some((p) => !ADDRESS_PROOFS.has(p.factor));
-  const joined = first.length > 0 && proven.some((p) => SECOND_FACTORS.has(p.factor) && (p.factor !== 'email_otp' || beyondMailbox));
+  const joined = proven.some((p) => !SECOND_FACTORS.has(p.factor)) && proven.some((p) => SECOND_FACTORS.has(p.factor) && addsToFirst(p.factor, proven));
   if (joined || proven.some((p) => MULTI_FACTOR.has(p.factor))) methods.add('mfa');
   return [...methods];
+}
+
+/** Whether a first factor other than a mailbox proof (email_code, magic_link) was proven. */
+const beyondMailbox = (proven: readonly ProvenFactor[]) =>
+  proven.some((p) => !SECOND_FACTORS.has(p.factor) && !ADDRESS_PROOFS.has(p.factor));
+
+/** Whether second factor `factor` adds to what `proven` shows: the email factor adds nothing to a mailbox proof. */
+const addsToFirst = (factor: Factor, proven: readonly ProvenFactor[]) => factor !== 'email_otp' || beyondMailbox(proven);
+
+/**
+ * The enrolled factors of `acceptable` worth asking for after `proven`: not the email factor after
+ * a mailbox proof (the same mailbox twice), and recovery codes only beside another factor left
+ * (they stand in for one).
+ */
+function optionsFor(enrolled: readonly SecondFactor[], acceptable: ReadonlySet<Factor>, proven: readonly ProvenFactor[]): SecondFactor[] {
+  const options = enrolled.filter((f) => acceptable.has(f) && addsToFirst(f, proven));
+  return options.some((f) => f !== 'recovery_code') ? options : [];
 }
 
 /**
@@ -219,12 +234,18 @@ export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignIn
   const required = requiredLevel(request.acrValues, policy.acrLevels);
   if (required && !LEVEL_MET[required](proven)) {
     const acceptable = required === 'phr' ? PHISHING_RESISTANT : SECOND_FACTORS;
-    return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)), level: required };
+    return { kind: 'second-factor', accountId, options: optionsFor(policy.enrolled, acceptable, proven), level: required };
   }
   if (policyAsksSecondFactor(policy.mfa, policy.enrolled)) {
+    // A passkey is multi-factor on its own: it answers the policy as a second factor would.
     const acceptable = policy.mfa === 'phishing-resistant' ? PHISHING_RESISTANT : SECOND_FACTORS;
-    if (![...factors].some((f) => acceptable.has(f))) {
-      return { kind: 'second-factor', accountId, options: policy.enrolled.filter((f) => acceptable.has(f)) };
+    const options = optionsFor(policy.enrolled, acceptable, proven);
+    // Under the optional policy an account whose only factor is its mailbox, signed in from that
+    // mailbox, has nothing left to prove: asking the same mailbox again adds nothing, so it completes
+    // (at pwd: a client wanting mfa asks for it and hears it cannot be met).
+    const nothingToAdd = policy.mfa === 'optional' && options.length === 0;
+    if (!nothingToAdd && ![...factors].some((f) => acceptable.has(f) || MULTI_FACTOR.has(f))) {
+      return { kind: 'second-factor', accountId, options };
     }
   }
   const acr = levelReached(proven, policy.acrLevels);

@@ -45,3 +45,6 @@ export async function totpStep(secret: string, code: string, epochSeconds = Math
   // The functional verify's answer covers HOTP too; a TOTP match carries its time step.
   return result.valid && 'timeStep' in result ? result.timeStep : undefined;
 }
+
+/** A base32 secret in groups of four, for typing into an app by hand. */
+export const groupSecret = (secret: string): string => secret.match(/.{1,4}/g)!.join(' ');

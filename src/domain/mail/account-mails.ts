@@ -100,3 +100,13 @@ export function mfaResetMail(user: Recipient, links: AccountLinks): MailMessage<
     data: { ...greeting(user), accountUrl: links.account(), resetUrl: links.forgotPassword() },
   };
 }
+
+/** A code of the email factor, to the account's verified address. */
+export function emailOtpMail(user: Recipient, issued: IssuedCode, purpose: 'enroll' | 'sign-in', ttlSeconds: number, locale: MailLocale): MailMessage<'email-otp'> {
+  return {
+    to: user.email,
+    template: 'email-otp',
+    locale: mailLocaleOf(user, locale),
+    data: { ...greeting(user), code: issued.code, purpose, expiresInMinutes: minutes(ttlSeconds) },
+  };
+}

@@ -23,13 +23,15 @@ export interface MailTemplateData {
   /** A second factor was added (`replaced`: it took the place of the earlier one of its kind). */
   'mfa-enrolled': { name?: string; factor: FactorType; replaced?: boolean; accountUrl: string; resetUrl: string };
   'mfa-removed': { name?: string; factor: FactorType; accountUrl: string; resetUrl: string };
+  /** A code of the email factor: to enrol it (`enroll`) or for the second step of a sign-in. */
+  'email-otp': { name?: string; code: string; purpose: 'enroll' | 'sign-in'; expiresInMinutes: number };
   /** An operator removed every second factor (admin API) and ended every session. */
   'mfa-reset': { name?: string; accountUrl: string; resetUrl: string };
 }
 
 export type MailTemplate = keyof MailTemplateData;
 
-export const MAIL_TEMPLATES = ['welcome', 'verify-email', 'forgot-password', 'password-changed', 'magic-link', 'account-exists', 'mfa-enrolled', 'mfa-removed', 'mfa-reset'] as const satisfies readonly MailTemplate[];
+export const MAIL_TEMPLATES = ['welcome', 'verify-email', 'forgot-password', 'password-changed', 'magic-link', 'account-exists', 'mfa-enrolled', 'mfa-removed', 'mfa-reset', 'email-otp'] as const satisfies readonly MailTemplate[];
 
 export interface MailMessage<T extends MailTemplate = MailTemplate> {
   to: string;

@@ -7,6 +7,10 @@ import { AppError } from '../../domain/errors.ts';
 import { isDisplayName } from '../../domain/accounts/display-names.ts';
 import type { SelfService } from '../../domain/accounts/self-service.ts';
 import type { Mfa, TotpEnrollment } from '../../domain/authn/mfa.ts';
+import { groupSecret } from '../../domain/authn/totp.ts';
+import type { CodeFactors } from '../../domain/authn/code-factors.ts';
+import { CODE_FACTOR_ACTIONS, CODE_FACTOR_NOTICES, codeFactorConsoleRoutes, codeFactorsView, type CodeFactorState } from './console-code-factors.ts';
+import type { WebAuthn } from '../../domain/authn/webauthn.ts';
 import { LOCALES, negotiate, translate, type Locale, type MessageKey } from '../../i18n/index.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -21,6 +25,7 @@ import { createConsoleRelyingParty } from './relying-party.ts';
 import { policyReasonsOf } from '../pages/flow-messages.ts';
 import { isTimeZone } from '../api/account-schemas.ts';
 import type { Limiter } from '../../infra/ephemeral/index.ts';
+import { consoleWebAuthn } from './console-webauthn.ts';
 
 export interface AccountConsoleDeps {
   provider: Provider;
@@ -30,6 +35,10 @@ export interface AccountConsoleDeps {
   selfService: SelfService;
   /** Second factors of the signed-in user (TOTP, recovery codes). */
   mfa: Mfa;
+  /** SMS and email codes of the signed-in user (console-code-factors.ts). */
+  codeFactors: CodeFactors;
+  /** Security keys and passkeys of the signed-in user. */
+  webauthn: WebAuthn;
   ephemeral: EphemeralStore;
   box: SecretBox;
   renderPage: RenderPage;
@@ -70,6 +79,8 @@ interface PageState {
   confirmAgain?: string;
   /** Right after creating them: the recovery codes, shown this once. */
   recoveryCodes?: string[];
+  /** A phone or email-code enrollment waiting for its code. */
+  codeFactors?: CodeFactorState;
 }
 
 const SCOPE = 'openid profile email';
@@ -85,13 +96,21 @@ const NOTICES: Record<string, MessageKey> = {
   revoked: 'account.done.revoked',
   mfa_totp: 'account.mfa.done.totp',
   mfa_removed: 'account.mfa.done.removed',
+  mfa_webauthn: 'account.mfa.done.webauthn',
+  ...CODE_FACTOR_NOTICES,
+};
+
+// The label of each factor type in the list (types another module adds fall back to their stored name).
+const FACTOR_LABELS: Partial<Record<string, MessageKey>> = {
+  totp: 'account.mfa.type.totp',
+  recovery: 'account.mfa.type.recovery',
+  sms: 'account.mfa.type.sms',
+  email: 'account.mfa.type.email',
 };
 
 // Factor ids are UUIDs; anything else cannot name one of the user's factors.
 const FACTOR_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** A base32 secret in groups of four, for typing into an app by hand. */
-const groupSecret = (secret: string) => secret.match(/.{1,4}/g)!.join(' ');
 
 const isLocale = (value: unknown): value is Locale => (LOCALES as readonly unknown[]).includes(value);
 const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
@@ -122,6 +141,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     totpConfirm: `${consoleUrl}/mfa/totp/confirm`,
     recoveryCodes: `${consoleUrl}/mfa/recovery-codes`,
     mfaRemove: `${consoleUrl}/mfa/remove`,
+    ...CODE_FACTOR_ACTIONS(consoleUrl),
   };
 
   const changeContext = (ctx: Context) => ({ actor: 'account-console', requestId: ctx.state.requestId as string });
@@ -225,6 +245,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const names = await clientNames(list.flatMap((s) => s.clients));
     const factors = await mfa.list(accountId);
     const recoveryLeft = factors.some((f) => f.type === 'recovery') ? await mfa.remainingRecoveryCodes(accountId) : 0;
+    const kinds = factors.some((f) => f.type === 'webauthn') ? await webauthnPart.kinds(accountId) : new Map();
     renderPage(
       ctx,
       'account',
@@ -233,7 +254,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
         locale,
         email: user.email,
         csrf: sessions.csrfToken(signed.sessionId),
-        actions,
+        actions: { ...actions, ...webauthnPart.actions },
         notice: state.notice,
         profile: state.profileForm ?? {
           givenName: user.given_name ?? '',
@@ -254,8 +275,11 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           factors: factors.map((f) => ({
             id: f.id,
             type: f.type,
-            label: translate(locale, f.type === 'totp' ? 'account.mfa.type.totp' : 'account.mfa.type.recovery'),
+            // A security key or passkey goes by the name it was given (a user may have several).
+            label: f.type !== 'webauthn' && FACTOR_LABELS[f.type] ? translate(locale, FACTOR_LABELS[f.type]!) : f.name,
+            kind: kinds.has(f.id) ? translate(locale, kinds.get(f.id) === 'passkey' ? 'account.mfa.type.passkey' : 'account.mfa.type.security_key') : undefined,
             name: f.name,
+            detail: f.phone,
             remaining: f.type === 'recovery' ? recoveryLeft : undefined,
             createdAt: when.format(f.createdAt),
             createdIso: f.createdAt.toISOString(),
@@ -271,6 +295,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           },
           confirmAgain: state.confirmAgain,
           recoveryCodes: state.recoveryCodes,
+          codes: codeFactorsView(deps.codeFactors, user, factors, state.codeFactors),
         },
         sessions: list.map((s) => ({
           id: s.id,
@@ -304,6 +329,18 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
   router.use(async (ctx, next) => {
     ctx.set('Cache-Control', 'no-store');
     await next();
+  });
+
+  // Security keys and passkeys: their own module, on this console's checks and page.
+  const webauthnPart = consoleWebAuthn(deps.webauthn, {
+    router,
+    form,
+    consoleUrl,
+    signedInPost,
+    renderWithError: (ctx, signed, mfaError, status) => renderConsole(ctx, signed, { mfaError }, status),
+    seeOther,
+    changeContext,
+    handle,
   });
 
   router.get(
@@ -516,12 +553,26 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
         if (!factorId || !FACTOR_ID.test(factorId)) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
         await mfa.remove(signed.caller.accountId, factorId, signed.caller.sessionUid, changeContext(ctx));
       } catch (err) {
-        if (!(err instanceof AppError) || err.code !== 'IDENT_MFA_FACTOR_NOT_FOUND') throw err;
+        if (!(err instanceof AppError)) throw err;
+        if (err.code === 'IDENT_MFA_LAST_FACTOR') return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.required' }, 409);
+        if (err.code !== 'IDENT_MFA_FACTOR_NOT_FOUND') throw err;
         return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.not_found' }, 404);
       }
       seeOther(ctx, `${consoleUrl}?done=mfa_removed`);
     }),
   );
+
+  codeFactorConsoleRoutes(router, deps.codeFactors, {
+    form,
+    consoleUrl,
+    signedInPost,
+    accountIdOf: (signed) => signed.caller.accountId,
+    sessionUidOf: (signed) => signed.caller.sessionUid,
+    render: (ctx, signed, state, status) => renderConsole(ctx, signed, state, status),
+    handle,
+    changeContext,
+    seeOther,
+  });
 
   /** Signs out of the console and of the provider: RP-initiated logout with our ID token as the hint. */
   router.post('/logout', form, async (ctx) => {

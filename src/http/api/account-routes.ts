@@ -16,6 +16,7 @@ import { requireFirstParty, requireUserScope, userBearerAuth, type UserCaller } 
 import { checkBody, parse } from './validate.ts';
 import { randomToken } from '../../infra/crypto.ts';
 import type { FactorSummary } from '../../domain/authn/mfa.ts';
+import type { Device } from '../../domain/authn/webauthn.ts';
 
 export interface AccountApiDeps {
   provider: Provider;
@@ -178,7 +179,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'get', path: '/me/mfa', auth: 'user', firstPartyOnly: true, summary: 'Confirmed second factors (TOTP, recovery codes); never a secret',
+      method: 'get', path: '/me/mfa', auth: 'user', firstPartyOnly: true, summary: 'Confirmed second factors (totp, webauthn: security keys and passkeys, sms, email, recovery); never a secret, a phone only masked',
       response: { status: 200, schema: s.mfaFactorList },
       async handle(_ctx, { caller }) {
         return { data: (await account.mfa.list(caller!.accountId)).map(factorView) };
@@ -202,6 +203,40 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
+      method: 'post', path: '/me/mfa/sms/enroll', auth: 'user', firstPartyOnly: true,
+      summary: 'Start adding a phone: a code is texted to it (60 s between sends, 5 a day per number); the phone counts once confirmed. 422 IDENT_SMS_DISABLED with SMS_PROVIDER=off, 503 IDENT_SMS_UNAVAILABLE when the text could not be sent',
+      body: s.smsEnroll, response: { status: 201, schema: s.smsEnrollment },
+      async handle(ctx, { body, caller }) {
+        const enrollment = await account.codeFactors.enrollSms(caller!.accountId, body.phone, localeOf(ctx));
+        return { factorId: enrollment.factorId, phone: enrollment.sentTo, expiresAt: enrollment.expiresAt.toISOString() };
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/sms/confirm', auth: 'user', firstPartyOnly: true,
+      summary: 'Confirm a phone with the texted code (replaces an earlier phone); ends the other sessions',
+      body: s.codeConfirm, response: { status: 200, schema: s.mfaFactor },
+      async handle(ctx, { body, caller }) {
+        return factorView(await account.codeFactors.confirmSms(caller!.accountId, body.factorId, body.code, caller!.sessionUid, context(ctx, caller)));
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/email/enroll', auth: 'user', firstPartyOnly: true,
+      summary: 'Start adding email codes: a code is mailed to the account\'s verified address (422 IDENT_EMAIL_UNVERIFIED otherwise)',
+      response: { status: 201, schema: s.emailEnrollment },
+      async handle(ctx, { caller }) {
+        const enrollment = await account.codeFactors.enrollEmail(caller!.accountId, localeOf(ctx));
+        return { factorId: enrollment.factorId, expiresAt: enrollment.expiresAt.toISOString() };
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/email/confirm', auth: 'user', firstPartyOnly: true,
+      summary: 'Confirm email codes with the mailed code; ends the other sessions',
+      body: s.codeConfirm, response: { status: 200, schema: s.mfaFactor },
+      async handle(ctx, { body, caller }) {
+        return factorView(await account.codeFactors.confirmEmail(caller!.accountId, body.factorId, body.code, caller!.sessionUid, context(ctx, caller)));
+      },
+    },
+    {
       method: 'post', path: '/me/mfa/recovery-codes', auth: 'user', firstPartyOnly: true,
       summary: 'A new set of 10 single-use recovery codes, shown only here (the earlier set stops working); ends the other sessions',
       response: { status: 201, schema: s.recoveryCodes },
@@ -210,7 +245,42 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       },
     },
     {
-      method: 'delete', path: '/me/mfa/:factorId', auth: 'user', firstPartyOnly: true, summary: 'Remove a second factor; ends the other sessions',
+      method: 'post', path: '/me/mfa/webauthn/register/options', auth: 'user', firstPartyOnly: true,
+      summary: 'Start registering a passkey or security key: the options for navigator.credentials.create (the user\'s own credentials excluded); register within 5 minutes',
+      body: s.webauthnOptionsRequest, response: { status: 200, schema: s.webauthnCreationOptions },
+      async handle(_ctx, { body, caller }) {
+        return account.webauthn.registrationOptions(caller!.accountId, body.kind);
+      },
+    },
+    {
+      method: 'post', path: '/me/mfa/webauthn/register', auth: 'user', firstPartyOnly: true,
+      summary: 'Finish the registration with the browser\'s answer: a new security key or passkey; ends the other sessions',
+      body: s.webauthnRegister, response: { status: 201, schema: s.mfaFactor },
+      async handle(ctx, { body, caller }) {
+        const device = await account.webauthn.register(caller!.accountId, body.response, body.name, caller!.sessionUid, context(ctx, caller));
+        return { id: device.id, type: 'webauthn', name: device.name, createdAt: device.createdAt.toISOString(), lastUsedAt: null };
+      },
+    },
+    {
+      method: 'get', path: '/me/devices', auth: 'user', firstPartyOnly: true, summary: 'Registered security keys and passkeys with name and last use',
+      response: { status: 200, schema: s.deviceList },
+      async handle(_ctx, { caller }) {
+        return { data: (await account.webauthn.devices(caller!.accountId)).map(deviceView) };
+      },
+    },
+    {
+      method: 'delete', path: '/me/devices/:id', auth: 'user', firstPartyOnly: true, summary: 'Remove a security key or passkey; ends the other sessions',
+      response: { status: 204 },
+      async handle(ctx, { params, caller }) {
+        // Only a WebAuthn factor is a device: another factor's id is not found here.
+        const devices = await account.webauthn.devices(caller!.accountId);
+        if (!devices.some((d) => d.id === params.id)) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
+        await account.mfa.remove(caller!.accountId, params.id!, caller!.sessionUid, context(ctx, caller));
+        return undefined;
+      },
+    },
+    {
+      method: 'delete', path: '/me/mfa/:factorId', auth: 'user', firstPartyOnly: true, summary: 'Remove a second factor; ends the other sessions. Under MFA_POLICY=required the last second factor (recovery codes are not one) cannot be removed, under phishing-resistant neither the last WebAuthn credential: 409 IDENT_MFA_LAST_FACTOR',
       response: { status: 204 },
       async handle(ctx, { params, caller }) {
         await account.mfa.remove(caller!.accountId, params.factorId!, caller!.sessionUid, context(ctx, caller));
@@ -220,8 +290,15 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
   ];
 }
 
+function deviceView(d: Device) {
+  return { ...d, createdAt: d.createdAt.toISOString(), lastUsedAt: d.lastUsedAt?.toISOString() ?? null };
+}
+
 function factorView(f: FactorSummary) {
-  return { id: f.id, type: f.type, name: f.name, createdAt: f.createdAt.toISOString(), lastUsedAt: f.lastUsedAt?.toISOString() ?? null };
+  return {
+    id: f.id, type: f.type, name: f.name, createdAt: f.createdAt.toISOString(), lastUsedAt: f.lastUsedAt?.toISOString() ?? null,
+    ...(f.phone ? { phone: f.phone } : {}),
+  };
 }
 
 export function accountApiRoutes(deps: AccountApiDeps, operations: AccountOperation[]) {

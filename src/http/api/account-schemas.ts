@@ -113,6 +113,27 @@ export const mfaFactor = z.object({
   name: z.string(),
   createdAt: z.iso.datetime(),
   lastUsedAt: z.iso.datetime().nullable(),
+  phone: z.string().optional().describe('sms factors: the number, masked (••• 78)'),
+});
+
+export const smsEnroll = z.strictObject({
+  phone: z.string().min(1).max(64).describe('The phone number in international format (+country code), such as +84 90 123 45 67'),
+});
+
+export const smsEnrollment = z.object({
+  factorId: z.string(),
+  phone: z.string().describe('The number the code was texted to, masked (••• 78)'),
+  expiresAt: z.iso.datetime().describe('The code expires then (5 minutes); confirm with it before'),
+});
+
+export const emailEnrollment = z.object({
+  factorId: z.string(),
+  expiresAt: z.iso.datetime().describe('The mailed code expires then (10 minutes); confirm with it before'),
+});
+
+export const codeConfirm = z.strictObject({
+  factorId: z.string().min(1).max(64).describe('The `factorId` of the enrollment answer'),
+  code: code.describe('The 6-digit code that was sent'),
 });
 
 export const mfaFactorList = z.object({ data: z.array(mfaFactor) });
@@ -120,3 +141,40 @@ export const mfaFactorList = z.object({ data: z.array(mfaFactor) });
 export const recoveryCodes = z.object({
   codes: z.array(z.string()).describe('10 single-use codes (xxxxx-xxxxx), shown only in this answer; the earlier set no longer works'),
 });
+
+// Security keys and passkeys (/api/v1/me/mfa/webauthn/*, /api/v1/me/devices).
+
+export const webauthnOptionsRequest = z.strictObject({
+  kind: z.enum(['passkey', 'security-key']).describe('passkey: discoverable, user verification required, signs in without a password; security-key: a second factor after the password'),
+});
+
+/** The browser's answer (startRegistration of @simplewebauthn/browser); the ceremony checks the rest. */
+const registrationResponse = z.looseObject({
+  id: z.string().min(1).max(1024),
+  rawId: z.string().min(1).max(1024),
+  type: z.literal('public-key'),
+  response: z.looseObject({
+    clientDataJSON: z.string().min(1).max(8192),
+    attestationObject: z.string().min(1).max(12288),
+  }),
+  clientExtensionResults: z.looseObject({}),
+});
+
+export const webauthnRegister = z.strictObject({
+  response: registrationResponse.describe('PublicKeyCredential JSON from navigator.credentials.create (RegistrationResponseJSON)'),
+  name: displayText(64).optional().describe('A name to tell it apart; "Passkey" or "Security key" when absent'),
+});
+
+export const webauthnCreationOptions = z.looseObject({}).describe('PublicKeyCredentialCreationOptionsJSON, for startRegistration or PublicKeyCredential.parseCreationOptionsFromJSON; its challenge works once, for 5 minutes');
+
+export const device = z.object({
+  id: z.string().describe('The factor id (DELETE /me/devices/:id or /me/mfa/:id remove it)'),
+  name: z.string(),
+  kind: z.enum(['passkey', 'security-key']),
+  createdAt: z.iso.datetime(),
+  lastUsedAt: z.iso.datetime().nullable(),
+  backedUp: z.boolean().describe('A synced passkey (backed up by its provider)'),
+  transports: z.array(z.string()),
+});
+
+export const deviceList = z.object({ data: z.array(device) });

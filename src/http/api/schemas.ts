@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ADMIN_SCOPES } from '../../domain/clients/admin-scopes.ts';
 import { hasControlCharacters } from '../../domain/accounts/display-names.ts';
 import { FACTOR_TYPES } from '../../domain/authn/mfa.ts';
+import { MFA_POLICIES } from '../../domain/authn/mfa-policy.ts';
 
 // One source for validation and for the OpenAPI document (routes.ts), so they cannot drift.
 
@@ -61,7 +62,7 @@ const factorType = z.enum(FACTOR_TYPES);
 export const userDetail = user.extend({
   mfa: z.object({
     enrolled: z.array(factorType).describe('Confirmed second factors: totp (authenticator app), webauthn (a security key or passkey, one entry each), sms (a verified phone), email (codes to the verified address), recovery (a set of recovery codes)'),
-    required: z.boolean().describe('A sign-in asks this user for a second factor now: MFA_POLICY=optional and a confirmed factor (recovery codes alone never ask)'),
+    required: z.boolean().describe('A sign-in asks this user for a second factor now under MFA_POLICY: always when required or phishing-resistant (without a factor the user enrols one at sign-in), with optional when a factor is confirmed (recovery codes alone never ask). The mfa_policy of a client may ask more of its own sign-ins'),
     locked: z.array(factorType).describe('Factors whose sign-in check is locked after 5 wrong codes (15 minutes)'),
   }),
   lock: z.object({
@@ -125,6 +126,8 @@ export const clientMetadata = z.looseObject({
   registration_password: z.enum(['required', 'optional']).optional(),
   registration_welcome_mail: z.boolean().optional(),
   registration_require_email_verification: z.boolean().optional(),
+  mfa_policy: z.enum(MFA_POLICIES).optional()
+    .describe("This client's MFA policy; its sign-ins follow the stricter of it and MFA_POLICY (a client cannot lower the deployment's)"),
 });
 
 export const clientCreate = clientMetadata.extend({

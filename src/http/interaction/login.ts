@@ -3,6 +3,7 @@ import type { SignInFailure } from '../../domain/authn/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { IdentityProvider } from '../../domain/federation/identity-providers.ts';
 import type { MessageKey } from '../../i18n/index.ts';
+import type { UserRow } from '../../repos/users.ts';
 import { detailsOf, flowContext, type Details, type InteractionDeps, type Shared } from './shared.ts';
 import type { SignIn } from './sign-in.ts';
 
@@ -22,8 +23,8 @@ export function loginStep(
   providerForEmail: (email: string) => Promise<IdentityProvider | undefined>,
   federate: (ctx: Context, details: Details, provider: IdentityProvider) => Promise<void>,
 ) {
-  const { accounts, account, loginLimiter } = deps;
-  const { renderLogin, renderVerify, localeOf, limited } = shared;
+  const { accounts, loginLimiter } = deps;
+  const { renderLogin, limited } = shared;
 
   return {
     async submit(ctx: Context) {
@@ -47,20 +48,25 @@ export function loginStep(
         return renderLogin(ctx, details, { error: FAILURE_MESSAGES[outcome.reason], email }, status);
       }
       const user = outcome.user;
-      await signIn.prove(ctx, details, user, 'password', {
-        // Only someone who knows the password gets here, so asking them to verify reveals nothing.
-        verifyAddress: async () => {
-          // Whoever knows the password is the registrant's side: the code typed in this sign-in keeps it.
-          await account.addressProof.bindRegistrant(user, [`interaction:${details.uid}`], 'password');
-          try {
-            await account.verification.send(user, localeOf(ctx, details));
-          } catch (err) {
-            // Within the cooldown the code sent moments ago still works.
-            if (!(err instanceof AppError)) throw err;
-          }
-          renderVerify(ctx, details, user.email);
-        },
-      });
+      await signIn.prove(ctx, details, user, 'password', { verifyAddress: verifyAddressStep(shared, deps, ctx, details, user) });
     },
+  };
+}
+
+/**
+ * The code form for an address still to prove, after a first factor only the account's owner has
+ * (a password, a passkey): asking them to verify reveals nothing, and the code typed in this
+ * sign-in keeps the password.
+ */
+export function verifyAddressStep(shared: Shared, deps: InteractionDeps, ctx: Context, details: Details, user: UserRow) {
+  return async () => {
+    await deps.account.addressProof.bindRegistrant(user, [`interaction:${details.uid}`], 'password');
+    try {
+      await deps.account.verification.send(user, shared.localeOf(ctx, details));
+    } catch (err) {
+      // Within the cooldown the code sent moments ago still works.
+      if (!(err instanceof AppError)) throw err;
+    }
+    shared.renderVerify(ctx, details, user.email);
   };
 }

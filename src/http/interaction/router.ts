@@ -2,13 +2,16 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { consentStep } from './consent.ts';
 import { federationStep } from './federation.ts';
+import { enrolmentStep, totpEnrolment } from './enroll.ts';
 import { loginStep } from './login.ts';
 import { magicLinkStep } from './magic-link.ts';
 import { registerStep } from './register.ts';
+import { sentCodeMethods } from './code-factors.ts';
 import { codeMethods, secondFactorStep } from './second-factor.ts';
 import { createShared, detailsOf, finish, type InteractionDeps } from './shared.ts';
 import { createSignIn } from './sign-in.ts';
 import { verifyStep } from './verify.ts';
+import { passkeyStep, webauthnMethod } from './webauthn.ts';
 
 /**
  * The sign-in and consent pages under /interaction/:uid, one module per step on the middlewares of
@@ -18,13 +21,17 @@ import { verifyStep } from './verify.ts';
 export function interactionRoutes(deps: InteractionDeps) {
   const router = new Router({ prefix: '/interaction/:uid' });
   const shared = createShared(deps);
+  // The second factors a person can set up within a sign-in (a passkey's enrolment joins here).
+  const enrolments = [totpEnrolment(deps)];
   const signIn = createSignIn({
     provider: deps.provider,
     accounts: deps.accounts,
     registrationDefaults: deps.account.registrationDefaults,
     mfa: deps.account.mfa,
+    smsEnabled: deps.account.codeFactors.smsEnabled,
     mfaPolicy: deps.account.mfaPolicy,
     acrLevels: deps.acrLevels,
+    enrollable: enrolments.map((m) => m.factor),
   });
   const { form, interaction, csrfChecked, loginPending } = shared;
   const federation = federationStep(shared, signIn, deps);
@@ -33,7 +40,9 @@ export function interactionRoutes(deps: InteractionDeps) {
   const verify = verifyStep(shared, signIn, deps);
   const magicLink = magicLinkStep(shared, signIn, deps);
   const consent = consentStep(shared, deps);
-  const secondFactor = secondFactorStep(shared, signIn, deps, [...codeMethods(deps)]);
+  const passkey = passkeyStep(shared, signIn, deps);
+  const secondFactor = secondFactorStep(shared, signIn, deps, [webauthnMethod(deps), ...codeMethods(deps), ...sentCodeMethods(deps, shared)]);
+  const enrolment = enrolmentStep(shared, signIn, deps, enrolments);
 
   router.get('/', interaction(), async (ctx: Context) => {
     const details = detailsOf(ctx);
@@ -50,8 +59,12 @@ export function interactionRoutes(deps: InteractionDeps) {
   router.post('/federate/:alias', form, interaction(), csrfChecked, loginPending, federation.begin);
   router.get('/federated', interaction(), loginPending, federation.finish);
   router.post('/federated/link', form, interaction(), csrfChecked, loginPending, federation.link);
+  router.post('/passkey/options', form, interaction(), csrfChecked, loginPending, passkey.options);
+  router.post('/passkey', form, interaction(), csrfChecked, loginPending, passkey.submit);
   router.get('/mfa', interaction(), loginPending, secondFactor.show);
   router.post('/mfa', form, interaction(), csrfChecked, loginPending, secondFactor.submit);
+  router.get('/mfa/enroll', interaction(), loginPending, enrolment.show);
+  router.post('/mfa/enroll', form, interaction(), csrfChecked, loginPending, enrolment.submit);
   router.get('/register', interaction(), loginPending, register.show);
   router.post('/register', form, interaction(), csrfChecked, loginPending, register.submit);
   router.post('/verify-email', form, interaction(), csrfChecked, loginPending, verify.submit);

@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import type { SecondFactorResult } from '../../domain/authn/mfa.ts';
 import type { ChangeContext } from '../../domain/authn/accounts.ts';
 import type { SecondFactor } from '../../domain/authn/sign-in-flow.ts';
+import { AppError, type ErrorCode } from '../../domain/errors.ts';
 import type { MessageKey } from '../../i18n/index.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { detailsOf, flowContext, type Details, type InteractionDeps, type Shared } from './shared.ts';
@@ -17,15 +18,23 @@ export interface SecondFactorMethod {
   name: string;
   /** The factor a success proves (sign-in-flow.ts). */
   factor: SecondFactor;
+  /** What a wrong or missing answer shows (default: the code was not right). */
+  invalid?: MessageKey;
   /** Whether the user can use it now (a recovery set with no unused code left cannot). Default: yes. */
   usable?(user: UserRow): Promise<boolean>;
   /** What its partial shows, when the page is rendered for it (a challenge, a code just sent). */
   prepare?(ctx: Context, details: Details, user: UserRow): Promise<Record<string, unknown>>;
+  /**
+   * Methods whose code is sent on request (SMS, email): the page's send button posts `action=send`
+   * here, never a page load, so a reload sends nothing. Throws the one-time-code scheme's refusals
+   * (cooldown, quota, lock) and IDENT_SMS_UNAVAILABLE.
+   */
+  send?(ctx: Context, details: Details, user: UserRow): Promise<void>;
   /** Checks what the form posted; 'missing' when it posted nothing to check. */
   verify(user: UserRow, body: Record<string, unknown>, context: ChangeContext, details: Details): Promise<SecondFactorResult | 'missing'>;
 }
 
-const codeOf = (body: Record<string, unknown>) => (typeof body.code === 'string' ? body.code.trim() : '');
+export const codeOf = (body: Record<string, unknown>) => (typeof body.code === 'string' ? body.code.trim() : '');
 
 /** The methods every deployment has: an authenticator app's code, and a recovery code instead. */
 export function codeMethods(deps: InteractionDeps): SecondFactorMethod[] {
@@ -49,6 +58,25 @@ export function codeMethods(deps: InteractionDeps): SecondFactorMethod[] {
       },
     },
   ];
+}
+
+const SEND_REFUSALS: Partial<Record<ErrorCode, { message: MessageKey; status: number }>> = {
+  IDENT_OTP_COOLDOWN: { message: 'error.otp_cooldown', status: 429 },
+  IDENT_OTP_DAILY_QUOTA: { message: 'error.otp_daily_quota', status: 429 },
+  IDENT_OTP_LOCKED: { message: 'error.mfa_locked', status: 429 },
+  IDENT_SMS_UNAVAILABLE: { message: 'error.sms_unavailable', status: 503 },
+};
+
+/** Runs a send; a refusal the user can act on is answered as a message on the page. */
+async function sendRefusal(send: () => Promise<void>): Promise<{ message: MessageKey; status: number } | undefined> {
+  try {
+    await send();
+    return undefined;
+  } catch (err) {
+    const refusal = err instanceof AppError ? SEND_REFUSALS[err.code] : undefined;
+    if (!refusal) throw err;
+    return refusal;
+  }
 }
 
 /**
@@ -122,9 +150,16 @@ export function secondFactorStep(shared: Shared, signIn: SignIn, deps: Interacti
       const again = (error: MessageKey, status: number) => render(ctx, details, user, choice, usable, error, status);
       // Guesses share the sign-in budget of the address they come from.
       if (await limited(ctx, loginLimiter)) return again('error.rate_limited', 429);
+      if (body.action === 'send' && choice.send) {
+        const refused = await sendRefusal(() => choice.send!(ctx, details, user));
+        if (refused) return again(refused.message, refused.status);
+        // A page of its own again, so a reload does not send another code.
+        ctx.status = 303;
+        return ctx.redirect(`/interaction/${details.uid}/mfa?method=${choice.name}&sent=1`);
+      }
       const result = await choice.verify(user, body, flowContext(ctx, details), details);
-      if (result === 'missing') return again('error.mfa_invalid', 400);
-      if (result === 'invalid') return again('error.mfa_invalid', 401);
+      if (result === 'missing') return again(choice.invalid ?? 'error.mfa_invalid', 400);
+      if (result === 'invalid') return again(choice.invalid ?? 'error.mfa_invalid', 401);
       if (result === 'locked') return again('error.mfa_locked', 429);
       await signIn.prove(ctx, details, user, choice.factor);
     },

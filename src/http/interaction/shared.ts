@@ -135,6 +135,8 @@ export function createShared(deps: InteractionDeps) {
           action: `/interaction/${details.uid}/login`,
           abortAction: `/interaction/${details.uid}/abort`,
           magicAction: `/interaction/${details.uid}/magic-link`,
+          passkeyAction: `/interaction/${details.uid}/passkey`,
+          passkeyOptionsAction: `/interaction/${details.uid}/passkey/options`,
           forgotUrl: `/forgot-password?interaction=${encodeURIComponent(details.uid)}`,
           registerUrl: policy.enabled ? `/interaction/${details.uid}/register` : undefined,
           providers,

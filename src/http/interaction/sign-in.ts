@@ -3,11 +3,12 @@ import type Provider from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
 import type { RegistrationPolicy } from '../../domain/accounts/registration-policy.ts';
 import type { Mfa } from '../../domain/authn/mfa.ts';
+import { mfaPolicyFor } from '../../domain/authn/mfa-policy.ts';
 import {
   attainable, flowOfSession, nextStep, parseFlow, prove, requiredLevel, secondFactorsOf,
-  type AcrLevel, type Factor, type ProvenFlow, type SecondFactor, type SignInFlow, type SignInPolicy,
+  type AcrLevel, type Factor, type MfaPolicy, type NextStep, type ProvenFlow, type SecondFactor, type SignInFlow, type SignInPolicy,
 } from '../../domain/authn/sign-in-flow.ts';
-import { ACR_CHECK } from '../../oidc/configuration/acr.ts';
+import { STEP_UP_CHECKS } from '../../oidc/configuration/acr.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { registrationPolicyOf } from '../registration.ts';
 import { finish, flowContext, type Details } from './shared.ts';
@@ -32,29 +33,54 @@ export function createSignIn(deps: {
   accounts: Accounts;
   registrationDefaults: RegistrationPolicy;
   mfa: Mfa;
-  mfaPolicy: 'off' | 'optional';
+  /** MFA_POLICY; a client's mfa_policy may make it stricter for its sign-ins. */
+  mfaPolicy: MfaPolicy;
+  /** SMS_PROVIDER is not off: without it an SMS factor cannot be proven, so it is not asked for. */
+  smsEnabled: boolean;
   /** ACR_VALUES, weakest first. */
   acrLevels: readonly AcrLevel[];
+  /** The second factors a person can enrol within a sign-in (enroll.ts's methods). */
+  enrollable: readonly SecondFactor[];
 }) {
   const { provider, accounts } = deps;
 
-  /** The second factors a sign-in may ask for (the flow module decides whether it asks). */
+  /**
+   * The second factors a sign-in may ask for (the flow module decides whether it asks). A phone
+   * enrolled before SMS was turned off cannot get a code: asking for it would be a dead end.
+   */
   const enrolledOf = async (user: UserRow): Promise<SecondFactor[]> =>
-    secondFactorsOf((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type));
+    secondFactorsOf((await deps.mfa.enrolledFactors(user.id)).map((f) => f.type).filter((type) => type !== 'sms' || deps.smsEnabled));
 
   async function policyOf(details: Details, user: UserRow): Promise<SignInPolicy> {
-    // The client's policy is looked up only when it can matter: an address still to prove.
+    const clientId = details.params.client_id as string;
+    // The client's registration policy is looked up only when it can matter: an address still to prove.
     const requireVerifiedAddress = !user.email_verified
-      && (await registrationPolicyOf(provider, deps.registrationDefaults, details.params.client_id as string)).requireEmailVerification;
-    return { mfa: deps.mfaPolicy, enrolled: await enrolledOf(user), acrLevels: deps.acrLevels, requireVerifiedAddress };
+      && (await registrationPolicyOf(provider, deps.registrationDefaults, clientId)).requireEmailVerification;
+    const client = await provider.Client.find(clientId).catch(() => undefined);
+    const mfa = mfaPolicyFor(deps.mfaPolicy, client?.metadata() as Record<string, unknown> | undefined);
+    return { mfa, enrolled: await enrolledOf(user), acrLevels: deps.acrLevels, requireVerifiedAddress };
   }
 
-  const stepOf = async (details: Details, user: UserRow, flow: ProvenFlow) =>
-    nextStep(flow, await policyOf(details, user), { emailVerified: user.email_verified }, { acrValues: acrValuesOf(details) });
+  async function stepOf(details: Details, user: UserRow, flow: ProvenFlow) {
+    const policy = await policyOf(details, user);
+    return { policy, step: nextStep(flow, policy, { emailVerified: user.email_verified }, { acrValues: acrValuesOf(details) }) };
+  }
+
+  /**
+   * The factors the person may enrol now, when the flow owes a second factor the account has none
+   * of: those of enroll.ts's methods that meet what is owed (a phishing-resistant one for phr).
+   * None under an effective policy of `off`: the operator chose not to have people enrol during
+   * sign-ins, so a client asking for mfa of an account without a factor hears it cannot be met.
+   */
+  function enrollableFor(step: NextStep, policy: SignInPolicy): SecondFactor[] {
+    if (step.kind !== 'second-factor' || step.options.length > 0 || policy.mfa === 'off') return [];
+    const phishingResistant = owesPhishingResistant(step, policy);
+    return deps.enrollable.filter((f) => f !== 'recovery_code' && (!phishingResistant || PHISHING_RESISTANT_FACTORS.has(f)));
+  }
 
   /** Asks the flow module what comes next for `flow` and acts on it; false when a step has no handler here. */
   async function advance(ctx: Context, details: Details, user: UserRow, flow: ProvenFlow, steps: StepHandlers): Promise<boolean> {
-    const step = await stepOf(details, user, flow);
+    const { policy, step } = await stepOf(details, user, flow);
     if (step.kind === 'complete') {
       const { accountId, amr, acr, authTime } = step;
       const via = flow.proven.find((p) => p.factor === 'federated')?.provider;
@@ -62,10 +88,11 @@ export function createSignIn(deps: {
       await finish(provider, ctx, { login: { accountId, amr, ...(acr ? { acr } : {}), ts: authTime } });
       return true;
     }
-    if (step.kind === 'second-factor' && step.options.length === 0) {
-      // The request wants a level this account has no factor for. Enrolling one within the sign-in
-      // is not built yet: the client hears that its requirement cannot be met.
-      await finish(provider, ctx, unmet(step.level === 'phr' ? 'no phishing-resistant authenticator enrolled' : 'no second factor enrolled'));
+    const enrol = step.kind === 'second-factor' && step.options.length === 0;
+    if (enrol && enrollableFor(step, policy).length === 0) {
+      // A second factor is owed that the account has none of and cannot enrol here: the client
+      // hears that its requirement cannot be met.
+      await finish(provider, ctx, unmet(owesPhishingResistant(step, policy) ? 'no phishing-resistant authenticator enrolled' : 'no second factor enrolled'));
       return true;
     }
     if (step.kind === 'verify-address' && !steps.verifyAddress) return false;
@@ -74,9 +101,10 @@ export function createSignIn(deps: {
       await steps.verifyAddress!();
       return true;
     }
-    // Its own page (second-factor.ts), so a reload does not post the first factor again.
+    // Its own page (second-factor.ts, or enroll.ts when there is none to prove), so a reload
+    // does not post the first factor again.
     ctx.status = 303;
-    ctx.redirect(`/interaction/${details.uid}/mfa`);
+    ctx.redirect(`/interaction/${details.uid}/mfa${enrol ? '/enroll' : ''}`);
     return true;
   }
 
@@ -90,8 +118,20 @@ export function createSignIn(deps: {
     async secondFactorOptions(details: Details, user: UserRow): Promise<SecondFactor[]> {
       const flow = parseFlow(details.result?.flow);
       if (flow?.accountId !== user.id || flow.proven.length === 0) return [];
-      const step = await stepOf(details, user, flow as ProvenFlow);
+      const { step } = await stepOf(details, user, flow as ProvenFlow);
       return step.kind === 'second-factor' ? step.options : [];
+    },
+
+    /**
+     * The factors the pending account may enrol in this interaction now: only while the flow owes
+     * a second factor the account has none of (an account with one proves it instead: enrolling
+     * another here would step around it).
+     */
+    async enrollableFactors(details: Details, user: UserRow): Promise<SecondFactor[]> {
+      const flow = parseFlow(details.result?.flow);
+      if (flow?.accountId !== user.id || flow.proven.length === 0) return [];
+      const { policy, step } = await stepOf(details, user, flow as ProvenFlow);
+      return enrollableFor(step, policy);
     },
 
     /**
@@ -108,14 +148,14 @@ export function createSignIn(deps: {
 
     /**
      * Answers the start of a sign-in the provider asked for only because the session's level is
-     * below the request's acr_values (the login prompt's `acr_values` check alone): the signed-in
-     * user is not asked for the first factor again; the flow starts from the session's sign-in and
-     * goes on to the second factor. True when it answered; false leaves the login page to the caller.
+     * below the request's acr_values or the client's MFA policy (the login prompt's `acr_values`
+     * and `mfa_policy` checks alone): the signed-in user is not asked for the first factor again;
+     * the flow starts from the session's sign-in and goes on to the second factor. True when it answered; false leaves the login page to the caller.
      */
     async stepUp(ctx: Context, details: Details): Promise<boolean> {
       const session = details.session;
       const reasons = details.prompt.reasons;
-      if (!session?.accountId || reasons.length === 0 || reasons.some((r) => r !== ACR_CHECK)) return false;
+      if (!session?.accountId || reasons.length === 0 || reasons.some((r) => !STEP_UP_CHECKS.has(r))) return false;
       const user = await accounts.findActive(session.accountId);
       if (!user) return false;
       const authTime = Number(details.prompt.details.auth_time);
@@ -125,7 +165,7 @@ export function createSignIn(deps: {
     },
 
     /**
-     * A requested level no factor of this provider can reach (phr, until WebAuthn and passkeys):
+     * A requested level no factor of this provider can reach (none today: kept for a deployment whose levels outgrow its factors):
      * the client is told at once instead of after a password. True when it answered.
      */
     async unattainable(ctx: Context, details: Details): Promise<boolean> {
@@ -136,6 +176,16 @@ export function createSignIn(deps: {
     },
   };
 }
+
+const PHISHING_RESISTANT_FACTORS: ReadonlySet<SecondFactor> = new Set<SecondFactor>(['webauthn']);
+
+/**
+ * Whether the second factor a step owes must be phishing-resistant: the request's level is phr, or
+ * (the request's level met) the policy is phishing-resistant. `nextStep` asks for the request's
+ * level first and names it in `level`.
+ */
+const owesPhishingResistant = (step: NextStep, policy: SignInPolicy) =>
+  step.kind === 'second-factor' && (step.level === 'phr' || (step.level === undefined && policy.mfa === 'phishing-resistant'));
 
 const acrValuesOf = (details: Details): string[] =>
   (typeof details.params.acr_values === 'string' ? details.params.acr_values.split(' ').filter(Boolean) : []);

@@ -1,8 +1,13 @@
 import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
-import { requiredLevel, satisfies, type AcrLevel } from '../../domain/authn/sign-in-flow.ts';
+import { levelOfPolicy, mfaPolicyFor } from '../../domain/authn/mfa-policy.ts';
+import { ACR_LEVELS, flowOfSession, levelReached, requiredLevel, satisfies, type AcrLevel, type MfaPolicy } from '../../domain/authn/sign-in-flow.ts';
 
 /** The reason the login prompt names when only the session's level falls short (see sign-in.ts's step-up). */
 export const ACR_CHECK = 'acr_values';
+/** The reason it names when the session falls short of the client's MFA policy (the stricter of MFA_POLICY and its mfa_policy). */
+export const MFA_POLICY_CHECK = 'mfa_policy';
+/** The reasons a signed-in user is stepped up for, without the first factor again. */
+export const STEP_UP_CHECKS: ReadonlySet<string> = new Set([ACR_CHECK, MFA_POLICY_CHECK]);
 
 const requested = (ctx: KoaContextWithOIDC): string[] => {
   const value = ctx.oidc.params?.acr_values;
@@ -18,7 +23,7 @@ const requested = (ctx: KoaContextWithOIDC): string[] => {
  * the End-User's interaction) and otherwise the interaction steps the session up. Without a
  * session the provider's own `no_session` check prompts, and the sign-in flow enforces the level.
  */
-export function interactionPolicyFor(levels: readonly AcrLevel[]) {
+export function interactionPolicyFor(levels: readonly AcrLevel[], mfaPolicy: MfaPolicy) {
   const policy = interactionPolicy.base();
   policy.get('login')!.checks.add(new interactionPolicy.Check(
     ACR_CHECK,
@@ -31,6 +36,25 @@ export function interactionPolicyFor(levels: readonly AcrLevel[]) {
       return interactionPolicy.Check.REQUEST_PROMPT;
     },
     // The session's sign-in time, which a step-up starts from (the interaction keeps only its amr).
+    (ctx) => ({ auth_time: ctx.oidc.session?.authTime() }),
+  ));
+  // The SSO session serves every client: one signed in where the policy asked less (another
+  // client, or before the policy changed) must not reach a client whose policy asks more. Its
+  // amr says what its sign-in proved, whatever ACR_VALUES lets acr say.
+  policy.get('login')!.checks.add(new interactionPolicy.Check(
+    MFA_POLICY_CHECK,
+    "the session's sign-in does not meet this client's multi-factor policy",
+    'interaction_required',
+    (ctx) => {
+      const session = ctx.oidc.session;
+      if (!session?.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      const needed = levelOfPolicy(mfaPolicyFor(mfaPolicy, ctx.oidc.client?.metadata() as Record<string, unknown> | undefined));
+      const amr = Array.isArray(session.amr) ? session.amr : [];
+      if (!needed || satisfies(levelReached(flowOfSession(session.accountId, amr, 0).proven, ACR_LEVELS), needed)) {
+        return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      }
+      return interactionPolicy.Check.REQUEST_PROMPT;
+    },
     (ctx) => ({ auth_time: ctx.oidc.session?.authTime() }),
   ));
   return policy;

@@ -1,5 +1,6 @@
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { REGISTRATION_METADATA } from '../../domain/accounts/registration-policy.ts';
+import { isMfaPolicy, MFA_POLICIES, MFA_POLICY_METADATA } from '../../domain/authn/mfa-policy.ts';
 
 const BOOLEAN_METADATA = [
   'first_party',
@@ -13,17 +14,22 @@ const BOOLEAN_METADATA = [
 /**
  * Our own client metadata: first_party (no consent screen), require_pkce (opt-out for legacy
  * confidential clients), introspection_allowed (may introspect other clients' tokens), and the
- * self-registration overrides (registration_*, see domain/accounts/registration-policy.ts).
+ * self-registration overrides (registration_*, see domain/accounts/registration-policy.ts) and
+ * mfa_policy (a client's MFA policy, see domain/authn/mfa-policy.ts).
  */
 export function clientConfiguration(): Configuration {
   return {
     extraClientMetadata: {
-      properties: [...new Set([...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA)])],
+      properties: [...new Set([...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA), MFA_POLICY_METADATA])],
       validator: (_ctx, key, value) => {
         if (key === 'registration_password') {
           if (value !== undefined && value !== 'required' && value !== 'optional') {
             throw new TypeError('registration_password must be "required" or "optional"');
           }
+          return;
+        }
+        if (key === MFA_POLICY_METADATA) {
+          if (value !== undefined && !isMfaPolicy(value)) throw new TypeError(`mfa_policy must be one of ${MFA_POLICIES.join(', ')}`);
           return;
         }
         if (value !== undefined && typeof value !== 'boolean') {
