@@ -7,6 +7,8 @@ import type { Accounts } from './domain/authn/accounts.ts';
 import type { AcrLevel } from './domain/authn/sign-in-flow.ts';
 import type { KeySet } from './domain/keys/keys.ts';
 import type { ResourceServers } from './domain/clients/resource-servers.ts';
+import type { Federation } from './domain/federation/federation.ts';
+import { federationCallbackRoutes } from './http/federation-callback.ts';
 import { healthRoutes } from './http/health.ts';
 import { createCsrf, createFormCsrf } from './http/interaction/csrf.ts';
 import { accountPageRoutes } from './http/pages/account-pages.ts';
@@ -48,6 +50,7 @@ export interface AppDeps {
   box: SecretBox;
   accounts: Accounts;
   resourceServers: ResourceServers;
+  federation: Federation;
   payloads: OidcPayloadsRepo;
   clients: ClientRegistry;
   adminAudience: string;
@@ -92,6 +95,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     loginLimiter,
     account: deps.account,
     acrLevels: deps.acrValues,
+    federation: deps.federation,
     flowLimiter: deps.ephemeral.limiter('auth-pages-ip', deps.account.authRateLimitPerIp, 60),
   });
   const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box, deps.issuer), renderPage });
@@ -121,6 +125,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     users: deps.userAdmin,
     clients: deps.clients,
     resourceServers: deps.resourceServers,
+    identityProviders: deps.federation.identityProviders,
     idempotency: deps.idempotency,
     box: deps.box,
     accountOperations: accountOps,
@@ -129,6 +134,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   // answer its paths.
   const accountApi = accountApiRoutes(accountApiDeps, accountOps);
   mount(accountApi, { allowedMethods: true });
+  mount(federationCallbackRoutes({ issuer: deps.issuer, federation: deps.federation, renderPage, logger: deps.logger }), { allowedMethods: true });
   mount(captchaAssetRoutes(), { allowedMethods: false });
   mount(webauthnAssetRoutes(), { allowedMethods: false });
   mount(adminApi, { allowedMethods: true });

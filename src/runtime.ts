@@ -89,6 +89,7 @@ export async function startServer(
     box: services.box,
     accounts: services.accounts,
     resourceServers: services.resourceServers,
+    federation: services.federation,
     payloads: services.repos.payloads,
     clients: services.clients,
     account: {

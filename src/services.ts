@@ -15,6 +15,12 @@ import { migrateLatest } from './infra/migrate.ts';
 import { createClientsRepo } from './repos/clients.ts';
 import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { createResourceServersRepo } from './repos/resource-servers.ts';
+import { createIdentityProvidersRepo } from './repos/identity-providers.ts';
+import { createIdentityProviders, federationEndpoints } from './domain/federation/identity-providers.ts';
+import { createFederatedIdentitiesRepo } from './repos/federated-identities.ts';
+import { createFederatedAccounts } from './domain/federation/federated-accounts.ts';
+import { createUpstreamOAuth } from './domain/federation/upstream-oauth.ts';
+import { createFederationRecords } from './domain/federation/sign-in-records.ts';
 import { createServerKeysRepo } from './repos/server-keys.ts';
 import { createUsersRepo } from './repos/users.ts';
 import { createIdempotencyRepo } from './repos/idempotency.ts';
@@ -69,6 +75,8 @@ export async function createServices(config: AppConfig, logger: Logger) {
     users: createUsersRepo(db),
     clients: createClientsRepo(db),
     resourceServers: createResourceServersRepo(db),
+    identityProviders: createIdentityProvidersRepo(db),
+    federatedIdentities: createFederatedIdentitiesRepo(db),
     payloads: createOidcPayloadsRepo(db),
     serverKeys: createServerKeysRepo(db),
     idempotency: createIdempotencyRepo(db),
@@ -123,6 +131,16 @@ export async function createServices(config: AppConfig, logger: Logger) {
     ephemeral,
     reserved: [adminAudience(config.ISSUER)],
   });
+  const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral });
+  // Signing in through upstream providers: their protocols, and which local account each identity is.
+  const federation = {
+    identityProviders,
+    records: createFederationRecords(ephemeral),
+    upstream: createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! }),
+    accounts: createFederatedAccounts({
+      links: repos.federatedIdentities, users: repos.users, accounts, events, transaction: (work) => db.transaction(work),
+    }),
+  };
 
   // The account lifecycle: every code and link of its flows goes through one OneTimeCodes.
   const transaction = <T>(work: (trx: import('knex').Knex.Transaction) => Promise<T>) => db.transaction(work);
@@ -194,6 +212,8 @@ export async function createServices(config: AppConfig, logger: Logger) {
     accounts,
     clients,
     resourceServers,
+    identityProviders,
+    federation,
     userAdmin,
     mail,
     passwordPolicy,

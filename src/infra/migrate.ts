@@ -12,6 +12,7 @@ import * as mfaFactors from '../../migrations/0008_mfa_factors.ts';
 import * as factorTypes from '../../migrations/0009_factor_types.ts';
 import * as webauthnCredentials from '../../migrations/0010_webauthn_credentials.ts';
 import * as phoneFactors from '../../migrations/0011_phone_factors.ts';
+import * as federation from '../../migrations/0012_federation.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -32,6 +33,7 @@ const migrations: Record<string, Migration> = {
   '0009_factor_types': factorTypes,
   '0010_webauthn_credentials': webauthnCredentials,
   '0011_phone_factors': phoneFactors,
+  '0012_federation': federation,
 };
 
 /**

@@ -48,6 +48,11 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['get', '/resource-servers/{id}', 'iam.resource-servers:read'],
   ['patch', '/resource-servers/{id}', 'iam.resource-servers:update'],
   ['delete', '/resource-servers/{id}', 'iam.resource-servers:delete'],
+  ['get', '/identity-providers', 'iam.idps:read'],
+  ['post', '/identity-providers', 'iam.idps:create'],
+  ['get', '/identity-providers/{id}', 'iam.idps:read'],
+  ['patch', '/identity-providers/{id}', 'iam.idps:update'],
+  ['delete', '/identity-providers/{id}', 'iam.idps:delete'],
 ];
 
 const machineMetadata = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
@@ -187,7 +192,8 @@ describe('admin API over HTTP with real tokens', () => {
       const user = await createUser();
       const machine = await createMachine({ client_name: 'scope target' });
       const rs = await api.post('/resource-servers', { identifier: `https://scoped-${marker()}.example.test`, scopes: ['a'] });
-      const ids: Record<string, string> = { '/users': user.id, '/clients': machine.id, '/resource-servers': rs.body.id };
+      const idp = await api.post('/identity-providers', { alias: marker('idp'), type: 'oidc', displayName: 'Scoped', issuer: 'https://sso.example.test', clientId: 'c', clientSecret: 's' });
+      const ids: Record<string, string> = { '/users': user.id, '/clients': machine.id, '/resource-servers': rs.body.id, '/identity-providers': idp.body.id };
       const bodies: Record<string, unknown> = {
         'post /users': { email: uniqueEmail('forbidden') },
         'patch /users/{id}': { givenName: 'Changed' },
@@ -195,9 +201,11 @@ describe('admin API over HTTP with real tokens', () => {
         'patch /clients/{clientId}': { client_name: 'Changed' },
         'post /resource-servers': { identifier: `https://forbidden-${marker()}.example.test`, scopes: [] },
         'patch /resource-servers/{id}': { name: 'Changed' },
+        'post /identity-providers': { alias: marker('idp'), type: 'oidc', displayName: 'Forbidden', issuer: 'https://sso.example.test', clientId: 'c', clientSecret: 's' },
+        'patch /identity-providers/{id}': { displayName: 'Changed' },
       };
       const counts = async () =>
-        Promise.all(['users', 'clients', 'resource_servers'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
+        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
       const before = await counts();
       const without = new Map<string, string>();
       for (const scope of ADMIN_SCOPES) without.set(scope, await adminToken(ts, ADMIN_SCOPES.filter((s) => s !== scope)));
@@ -215,6 +223,7 @@ describe('admin API over HTTP with real tokens', () => {
       assert.equal((await api.get(`/users/${user.id}`)).body.givenName, 'Grace');
       assert.equal((await api.get(`/clients/${machine.id}`)).body.client_name, 'scope target');
       assert.equal((await api.get(`/resource-servers/${rs.body.id}`)).body.name, null);
+      assert.equal((await api.get(`/identity-providers/${idp.body.id}`)).body.displayName, 'Scoped');
 
       // With a token carrying only the one scope, the call gets past the scope check (unknown ids: 404).
       for (const [method, p, scope] of OPERATIONS) {

@@ -99,7 +99,7 @@ export function createAccounts(deps: {
       familyName?: string;
       locale?: string;
       tenantId?: string;
-    }, context: ChangeContext = {}): Promise<UserRow> {
+    }, context: ChangeContext = {}, also?: (user: UserRow, trx: Knex.Transaction) => Promise<void>): Promise<UserRow> {
       const tenantId = input.tenantId ?? DEFAULT_TENANT;
       if (await users.findByEmail(tenantId, input.email)) {
         throw new AppError('IDENT_EMAIL_DUPLICATE', 'a user with this email already exists');
@@ -119,6 +119,8 @@ export function createAccounts(deps: {
         locale: input.locale ?? null,
           }, trx);
           await events.record({ type: 'user.created', subjectId: user.id, tenantId, ...context, payload: { user: userPayload(user) } }, trx);
+          // What comes with the account (a federated link) commits with it, or neither exists.
+          await also?.(user, trx);
           return user;
         });
       } catch (err) {
@@ -184,8 +186,8 @@ export function createAccounts(deps: {
      * is given to the provider, not when a password checks out: a sign-in can still wait for an
      * email code after that.
      */
-    async recordSignIn(user: UserRow, amr: string[], context: ChangeContext = {}): Promise<void> {
-      await events.record({ type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), amr } });
+    async recordSignIn(user: UserRow, amr: string[], context: ChangeContext = {}, provider?: string): Promise<void> {
+      await events.record({ type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), amr, ...(provider ? { provider } : {}) } });
     },
 
     /**

@@ -26,6 +26,8 @@ export interface ProvenFactor {
   factor: Factor;
   /** Epoch seconds. */
   at: number;
+  /** For `federated`: the identity provider's alias. */
+  provider?: string;
 }
 
 /** What one sign-in has proven so far, for one account. */
@@ -89,7 +91,9 @@ export interface SignInAccount {
 /** The IANA "Authentication Method Reference Values" registry (RFC 8176 section 2, and EAP's pop). */
 export type AmrValue =
   | 'face' | 'fpt' | 'geo' | 'hwk' | 'iris' | 'kba' | 'mca' | 'mfa' | 'otp' | 'pin' | 'pop'
-  | 'pwd' | 'rba' | 'retina' | 'sc' | 'sms' | 'swk' | 'tel' | 'user' | 'vbm' | 'wia';
+  | 'pwd' | 'rba' | 'retina' | 'sc' | 'sms' | 'swk' | 'tel' | 'user' | 'vbm' | 'wia'
+  /** Not in the registry: a sign-in through an upstream identity provider (issue 12's `fed`). */
+  | 'fed';
 
 export type NextStep =
   | { kind: 'complete'; accountId: string; amr: AmrValue[]; acr?: AcrLevel; authTime: number }
@@ -102,9 +106,9 @@ export type NextStep =
   | { kind: 'second-factor'; accountId: string; options: SecondFactor[]; level?: AcrLevel };
 
 /** A new proof. A factor proven for another account starts the flow over for that account. */
-export function prove(flow: SignInFlow | undefined, accountId: string, factor: Factor, at: number): ProvenFlow {
+export function prove(flow: SignInFlow | undefined, accountId: string, factor: Factor, at: number, provider?: string): ProvenFlow {
   const earlier = flow?.accountId === accountId ? flow.proven : [];
-  return { accountId, proven: [...earlier, { factor, at }] };
+  return { accountId, proven: [...earlier, { factor, at, ...(provider ? { provider } : {}) }] };
 }
 
 /** When a sign-in's factors meet each level (the levels are cumulative: see `ACR_LEVELS`). */
@@ -160,7 +164,7 @@ export function flowOfSession(accountId: string, amr: readonly string[], authTim
   const otp: Factor[] = !has('mfa') ? ['email_code']
     : otherFirst ? ['totp']
       : has('hwk') || has('sms') ? ['email_code'] : ['email_code', 'totp'];
-  const FACTORS_OF: Record<string, readonly Factor[]> = { pwd: ['password'], swk: ['passkey'], hwk: ['webauthn'], sms: ['sms'], otp };
+  const FACTORS_OF: Record<string, readonly Factor[]> = { fed: ['federated'], pwd: ['password'], swk: ['passkey'], hwk: ['webauthn'], sms: ['sms'], otp };
   const factors = [...new Set(amr)].flatMap((value) => (Object.hasOwn(FACTORS_OF, value) ? FACTORS_OF[value]! : []));
   return { accountId, proven: factors.map((factor) => ({ factor, at: authTime })) };
 }
@@ -181,7 +185,7 @@ const AMR: Record<Factor, readonly AmrValue[]> = {
   passkey: ['swk'],
   sms: ['sms'],
   recovery_code: ['otp'],
-  federated: [], // the upstream's methods, decided with the federation
+  federated: ['fed'],
 };
 
 /**

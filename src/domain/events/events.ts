@@ -20,7 +20,9 @@ export type EventType =
   | 'user.mfa_removed'
   | 'user.mfa_reset'
   | 'user.mfa_login'
-  | 'user.unlocked';
+  | 'user.unlocked'
+  | 'user.identity_linked'
+  | 'user.identity_unlinked';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,

@@ -7,12 +7,14 @@ import { heldAdminScopes } from '../../domain/clients/admin-scopes.ts';
 import type { ClientRegistry } from '../../domain/clients/clients.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
+import type { IdentityProviders } from '../../domain/federation/identity-providers.ts';
 import type { UserAdmin } from '../../domain/accounts/user-admin.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
 import { bearerAuth, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
 import { createIdempotency } from './idempotency.ts';
+import { identityProviderOperations } from './identity-provider-routes.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
 import type { Input, Operation } from './operation.ts';
@@ -28,6 +30,7 @@ export interface AdminApiDeps {
   users: UserAdmin;
   clients: ClientRegistry;
   resourceServers: ResourceServers;
+  identityProviders: IdentityProviders;
   idempotency: IdempotencyRepo;
   box: SecretBox;
   /** Documented in the same OpenAPI document (they share /api/v1). */
@@ -248,6 +251,8 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
         return undefined;
       },
     },
+
+    ...identityProviderOperations({ issuer: deps.issuer, identityProviders: deps.identityProviders }),
   ];
 }
 

@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import type { SignInFailure } from '../../domain/authn/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
+import type { IdentityProvider } from '../../domain/federation/identity-providers.ts';
 import type { MessageKey } from '../../i18n/index.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { detailsOf, flowContext, type Details, type InteractionDeps, type Shared } from './shared.ts';
@@ -14,7 +15,14 @@ const FAILURE_MESSAGES: Record<SignInFailure | 'rate_limited', MessageKey> = {
 };
 
 /** The password step (POST /login): a correct password is the factor `password`. */
-export function loginStep(shared: Shared, signIn: SignIn, deps: InteractionDeps) {
+export function loginStep(
+  shared: Shared,
+  signIn: SignIn,
+  deps: InteractionDeps,
+  /** Home-realm discovery: the upstream provider that serves an email's domain, and starting its sign-in. */
+  providerForEmail: (email: string) => Promise<IdentityProvider | undefined>,
+  federate: (ctx: Context, details: Details, provider: IdentityProvider) => Promise<void>,
+) {
   const { accounts, loginLimiter } = deps;
   const { renderLogin, limited } = shared;
 
@@ -24,6 +32,12 @@ export function loginStep(shared: Shared, signIn: SignIn, deps: InteractionDeps)
       const body = ctx.request.body as Record<string, unknown>;
       const email = typeof body.email === 'string' ? body.email : '';
       const password = typeof body.password === 'string' ? body.password : '';
+      // An address of a domain an upstream provider serves signs in there, not with a password here.
+      const home = email ? await providerForEmail(email) : undefined;
+      if (home) {
+        if (await limited(ctx, loginLimiter)) return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);
+        return federate(ctx, details, home);
+      }
       if (!email || !password) return renderLogin(ctx, details, { error: 'error.missing_fields', email }, 400);
 
       if (await limited(ctx, loginLimiter)) return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);

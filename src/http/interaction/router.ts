@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { consentStep } from './consent.ts';
+import { federationStep } from './federation.ts';
 import { enrolmentStep, totpEnrolment } from './enroll.ts';
 import { loginStep } from './login.ts';
 import { magicLinkStep } from './magic-link.ts';
@@ -33,7 +34,8 @@ export function interactionRoutes(deps: InteractionDeps) {
     enrollable: enrolments.map((m) => m.factor),
   });
   const { form, interaction, csrfChecked, loginPending } = shared;
-  const login = loginStep(shared, signIn, deps);
+  const federation = federationStep(shared, signIn, deps);
+  const login = loginStep(shared, signIn, deps, (email) => federation.providerForEmail(email), (ctx, details, p) => federation.start(ctx, details, p));
   const register = registerStep(shared, deps);
   const verify = verifyStep(shared, signIn, deps);
   const magicLink = magicLinkStep(shared, signIn, deps);
@@ -54,6 +56,9 @@ export function interactionRoutes(deps: InteractionDeps) {
     ctx.throw(400, `unsupported prompt ${details.prompt.name}`);
   });
   router.post('/login', form, interaction(), csrfChecked, loginPending, login.submit);
+  router.post('/federate/:alias', form, interaction(), csrfChecked, loginPending, federation.begin);
+  router.get('/federated', interaction(), loginPending, federation.finish);
+  router.post('/federated/link', form, interaction(), csrfChecked, loginPending, federation.link);
   router.post('/passkey/options', form, interaction(), csrfChecked, loginPending, passkey.options);
   router.post('/passkey', form, interaction(), csrfChecked, loginPending, passkey.submit);
   router.get('/mfa', interaction(), loginPending, secondFactor.show);

@@ -2,6 +2,7 @@ import { bodyParser } from '@koa/bodyparser';
 import type { Context, Next } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
+import type { Federation } from '../../domain/federation/federation.ts';
 import type { AcrLevel } from '../../domain/authn/sign-in-flow.ts';
 import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
@@ -26,6 +27,8 @@ export interface InteractionDeps {
   flowLimiter: Limiter;
   /** ACR_VALUES, weakest first. */
   acrLevels: readonly AcrLevel[];
+  /** Upstream identity providers: the login page's "Continue with …" and their sign-ins. */
+  federation: Federation;
 }
 
 export type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
@@ -119,6 +122,9 @@ export function createShared(deps: InteractionDeps) {
 
     async renderLogin(ctx: Context, details: Details, extra: { error?: MessageKey; email?: string } = {}, status = 200) {
       const policy = await policyOf(details);
+      const providers = (await deps.federation.identityProviders.enabled())
+        .filter((p) => p.type !== 'saml')
+        .map((p) => ({ displayName: p.displayName, action: `/interaction/${details.uid}/federate/${encodeURIComponent(p.alias)}` }));
       renderPage(
         ctx,
         'login',
@@ -133,6 +139,7 @@ export function createShared(deps: InteractionDeps) {
           passkeyOptionsAction: `/interaction/${details.uid}/passkey/options`,
           forgotUrl: `/forgot-password?interaction=${encodeURIComponent(details.uid)}`,
           registerUrl: policy.enabled ? `/interaction/${details.uid}/register` : undefined,
+          providers,
           csrf: csrf.issue(details.uid),
           ...extra,
         },

@@ -83,7 +83,8 @@ export function createSignIn(deps: {
     const { policy, step } = await stepOf(details, user, flow);
     if (step.kind === 'complete') {
       const { accountId, amr, acr, authTime } = step;
-      await accounts.recordSignIn(user, amr, flowContext(ctx, details));
+      const via = flow.proven.find((p) => p.factor === 'federated')?.provider;
+      await accounts.recordSignIn(user, amr, flowContext(ctx, details), via);
       await finish(provider, ctx, { login: { accountId, amr, ...(acr ? { acr } : {}), ts: authTime } });
       return true;
     }
@@ -133,10 +134,16 @@ export function createSignIn(deps: {
       return enrollableFor(step, policy);
     },
 
-    /** Records `factor` as proven for `user` in this interaction and goes on as the flow says. */
-    async prove(ctx: Context, details: Details, user: UserRow, factor: Factor, steps: StepHandlers = {}): Promise<void> {
-      const flow: ProvenFlow = prove(parseFlow(details.result?.flow), user.id, factor, Math.floor(Date.now() / 1000));
-      if (!(await advance(ctx, details, user, flow, steps))) ctx.throw(500, 'no verify-address step on this way in');
+    /**
+     * Records `factor` (or several at once: a link proven by password and federation) as proven
+     * for `user` in this interaction and goes on as the flow says.
+     */
+    async prove(ctx: Context, details: Details, user: UserRow, factor: Factor | Factor[], steps: StepHandlers = {}, provider?: string): Promise<void> {
+      const at = Math.floor(Date.now() / 1000);
+      let flow = parseFlow(details.result?.flow);
+      for (const f of Array.isArray(factor) ? factor : [factor]) flow = prove(flow, user.id, f, at, f === 'federated' ? provider : undefined);
+      if (!flow?.accountId) throw new Error('no factor to prove');
+      if (!(await advance(ctx, details, user, flow as ProvenFlow, steps))) ctx.throw(500, 'no verify-address step on this way in');
     },
 
     /**

@@ -1,0 +1,33 @@
+import * as samlify from 'samlify';
+import { AppError } from '../errors.ts';
+
+export interface SamlIdpMetadata {
+  entityId: string;
+  /** Where AuthnRequests go (HTTP-Redirect binding). */
+  ssoRedirectUrl: string;
+}
+
+const invalid = (why: string) => new AppError('IDENT_VALIDATION', `body.metadataXml: ${why}`);
+
+/**
+ * Reads what a SAML IdP's metadata must give us: its entity ID, a signing certificate (every
+ * response or assertion is checked against it) and an HTTP-Redirect single sign-on endpoint. A
+ * metadata document without one of them cannot serve a sign-in, so it is refused when the provider
+ * is registered rather than at the first sign-in.
+ */
+export function readSamlIdpMetadata(xml: string): SamlIdpMetadata {
+  let meta: ReturnType<typeof samlify.IdentityProvider>['entityMeta'];
+  try {
+    meta = samlify.IdentityProvider({ metadata: xml }).entityMeta;
+  } catch {
+    throw invalid('not SAML 2.0 IdP metadata');
+  }
+  const entityId: unknown = meta.getEntityID();
+  if (typeof entityId !== 'string' || !entityId) throw invalid('no entityID');
+  const certificate: unknown = meta.getX509Certificate('signing');
+  const certificates = Array.isArray(certificate) ? certificate : [certificate];
+  if (!certificates.some((c) => typeof c === 'string' && c.trim())) throw invalid('no signing certificate (KeyDescriptor use="signing")');
+  const sso: unknown = meta.getSingleSignOnService('redirect');
+  if (typeof sso !== 'string' || !sso) throw invalid('no SingleSignOnService with the HTTP-Redirect binding');
+  return { entityId, ssoRedirectUrl: sso };
+}

@@ -1,0 +1,51 @@
+import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
+import type { UpstreamChecks, UpstreamIdentity } from './upstream-oauth.ts';
+
+/**
+ * The short-lived records a federated sign-in leaves between the browser's trips, in the ephemeral
+ * store every instance shares:
+ *   federation:request:{state}  what our authorization request committed to (the interaction, the
+ *                               provider, PKCE verifier, nonce); taken once by the callback
+ *   federation:result:{uid}     what the callback learnt, for the interaction to finish with; only a
+ *                               browser holding that interaction's cookie can read it back
+ * The callback comes back without the interaction cookie (its path is /interaction/{uid}), so it
+ * never finishes the sign-in itself: the state names the interaction, and the finishing GET under
+ * /interaction/{uid} proves it is the same browser.
+ */
+
+export const FEDERATION_RECORD_TTL_SECONDS = 10 * 60;
+
+export interface FederationRequest {
+  uid: string;
+  providerId: string;
+  checks: UpstreamChecks;
+}
+
+export type FederationResult =
+  | { providerId: string; identity: UpstreamIdentity }
+  | { providerId: string; error: 'unavailable' | 'rejected' };
+
+export function createFederationRecords(ephemeral: EphemeralStore) {
+  const requestKey = (state: string) => `federation:request:${state}`;
+  const resultKey = (uid: string) => `federation:result:${uid}`;
+  const parse = <T>(value: string | undefined): T | undefined => (value === undefined ? undefined : (JSON.parse(value) as T));
+  return {
+    async saveRequest(request: FederationRequest): Promise<void> {
+      await ephemeral.set(requestKey(request.checks.state), JSON.stringify(request), FEDERATION_RECORD_TTL_SECONDS);
+    },
+    async takeRequest(state: string): Promise<FederationRequest | undefined> {
+      return parse(await ephemeral.take(requestKey(state)));
+    },
+    async saveResult(uid: string, result: FederationResult): Promise<void> {
+      await ephemeral.set(resultKey(uid), JSON.stringify(result), FEDERATION_RECORD_TTL_SECONDS);
+    },
+    async peekResult(uid: string): Promise<FederationResult | undefined> {
+      return parse(await ephemeral.get(resultKey(uid)));
+    },
+    async dropResult(uid: string): Promise<void> {
+      await ephemeral.del(resultKey(uid));
+    },
+  };
+}
+
+export type FederationRecords = ReturnType<typeof createFederationRecords>;

@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type * as oidc from 'openid-client';
+import { AdminApi, adminToken, marker, startAdminServer } from '../helpers/admin.ts';
+import { formAction, formField, HttpBrowser } from '../helpers/browser-http.ts';
+import { alertText } from '../helpers/login-page.ts';
+import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
+import { authorizationRequest, createUser, REDIRECT_URI, registerClient, rpConfig, uniqueEmail } from '../helpers/rp.ts';
+import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { signInUpstream, startUpstreamOp, type UpstreamOp } from '../helpers/upstream-op.ts';
+
+const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
+
+describe('federation: signing in through an upstream OpenID Connect provider', () => {
+  let ts: TestServer;
+  let api: AdminApi;
+  let rp: oidc.Configuration;
+  let mailbox: Mailbox;
+  let upstream: UpstreamOp;
+  const alias = 'acme';
+  const displayName = 'Acme SSO';
+  let providerId: string;
+
+  before(async () => {
+    mailbox = await startMailbox();
+    ts = await startAdminServer(fastMailSettings(mailbox.url));
+    api = new AdminApi(ts, await adminToken(ts));
+    const clientSecret = `upstream-secret-${marker()}`;
+    upstream = await startUpstreamOp({ clientId: 'our-broker', clientSecret, redirectUri: `${ts.issuer}/api/v1/auth/oidc/${alias}/callback` });
+    const created = await api.post('/identity-providers', {
+      alias, type: 'oidc', displayName, issuer: upstream.issuer, clientId: 'our-broker', clientSecret, allowedDomains: ['acme.test'],
+    });
+    assert.equal(created.status, 201, created.text);
+    providerId = created.body.id;
+    rp = await rpConfig(ts, await registerClient(ts, { token_endpoint_auth_method: 'none' }, true));
+  });
+
+  after(async () => {
+    await upstream?.stop();
+    await stopAndDestroy(ts);
+    await mailbox?.stop();
+  });
+
+  /** An upstream account with a verified address of the provider's domain, unless told otherwise. */
+  function upstreamAccount(claims: { email?: string; email_verified?: boolean } = {}) {
+    const sub = marker('up');
+    const email = claims.email ?? uniqueEmail('fed').replace(/@.*/, '@acme.test');
+    upstream.accounts.set(sub, { email, email_verified: true, given_name: 'Ada', family_name: 'Lovelace', ...claims });
+    return { sub, email };
+  }
+
+  /** From the RP's authorization request to our login page, then "Continue with Acme SSO" to the upstream. */
+  async function startFederation(browser = new HttpBrowser()) {
+    const request = await authorizationRequest(rp, { scope: 'openid email profile' });
+    const page = await browser.follow(request.url, {}, isCallback);
+    const html = await page.res.text();
+    assert.match(html, new RegExp(`Continue with ${displayName}`), 'the login page offers the provider');
+    const action = formAction(html, `/federate/${alias}`)!;
+    const res = await browser.postForm(new URL(action, page.url), { csrf: formField(html, 'csrf')! });
+    assert.equal(res.status, 303, await res.text());
+    const location = new URL(res.headers.get('location')!);
+    assert.equal(location.origin, upstream.issuer, 'sent to the upstream');
+    assert.equal(location.searchParams.get('code_challenge_method'), 'S256');
+    assert.ok(location.searchParams.get('state') && location.searchParams.get('nonce'));
+    return { browser, request, upstreamStart: location, loginUrl: page.url };
+  }
+
+  /** The whole way: upstream sign-in as `sub`, back through our callback, to wherever we send the browser. */
+  async function federate(sub: string, browser?: HttpBrowser) {
+    const started = await startFederation(browser);
+    const callback = await signInUpstream(started.browser, started.upstreamStart, sub);
+    const step = await started.browser.follow(callback, {}, isCallback);
+    return { ...started, callback, step };
+  }
+
+  async function tokensAt(step: { url: URL }, request: Awaited<ReturnType<typeof authorizationRequest>>) {
+    assert.ok(isCallback(step.url), `expected the RP's callback, got ${step.url.href}`);
+    return request.redeem(step.url);
+  }
+
+  it('first sign-in creates a verified account without a password, linked to the upstream subject; the next one finds it', async () => {
+    const { sub, email } = upstreamAccount();
+    const first = await federate(sub);
+    const tokens = await tokensAt(first.step, first.request);
+    const claims = tokens.claims()!;
+    assert.deepEqual(claims.amr, ['fed']);
+    const user = await ts.server.services.db('users').where({ id: claims.sub }).first();
+    assert.equal(user.email, email);
+    assert.equal(user.email_verified, true);
+    assert.equal(user.password_hash, null, 'no password to guess');
+    assert.equal(user.given_name, 'Ada');
+    const links = await ts.server.services.db('federated_identities').where({ user_id: claims.sub });
+    assert.deepEqual(links.map((l: { subject: string; provider_id: string }) => [l.subject, l.provider_id]), [[sub, providerId]]);
+    const events = (await ts.server.services.db('events').where({ subject_id: claims.sub })).map((e: { type: string }) => e.type);
+    assert.ok(events.includes('user.created') && events.includes('user.identity_linked') && events.includes('user.signed_in'), events.join());
+    const signedIn = await ts.server.services.db('events').where({ subject_id: claims.sub, type: 'user.signed_in' }).first();
+    assert.equal(signedIn.payload.provider, alias);
+
+    const again = await federate(sub);
+    assert.equal((await tokensAt(again.step, again.request)).claims()!.sub, claims.sub, 'the same local subject');
+    assert.equal(Number((await ts.server.services.db('users').whereRaw('lower(email) = ?', [email]).count({ n: '*' }))[0]!.n), 1);
+  });
+
+  it('an unverified upstream email is never used: refused, no account made', async () => {
+    const { sub, email } = upstreamAccount({ email_verified: false });
+    const { step } = await federate(sub);
+    assert.equal(step.res.status, 409);
+    assert.match(alertText(await step.res.text()) ?? '', /did not confirm an email address/);
+    assert.equal(await ts.server.services.db('users').whereRaw('lower(email) = ?', [email]).first(), undefined);
+  });
+
+  it('an address outside the provider\'s domains is refused (403)', async () => {
+    const { sub } = upstreamAccount({ email: uniqueEmail('other') });
+    const { step } = await federate(sub);
+    assert.equal(step.res.status, 403);
+    assert.match(alertText(await step.res.text()) ?? '', /does not serve your email address/);
+  });
+
+  it('an existing account with the same email is linked only after its password is given', async () => {
+    const password = 'correct horse battery staple';
+    const email = uniqueEmail('local').replace(/@.*/, '@acme.test');
+    const local = await createUser(ts, password, { email, emailVerified: true });
+    const { sub } = upstreamAccount({ email });
+    const { browser, step, request } = await federate(sub);
+    assert.equal(step.res.status, 200);
+    const html = await step.res.text();
+    assert.match(html, /Link your account/);
+    const action = new URL(formAction(html, '/federated/link')!, step.url);
+    const csrf = formField(html, 'csrf')!;
+    assert.equal(await ts.server.services.db('federated_identities').where({ user_id: local.id }).first(), undefined, 'no link on the email match alone');
+
+    const wrong = await browser.postForm(action, { csrf, method: 'password', password: 'not the password' });
+    assert.equal(wrong.status, 401);
+    assert.equal(await ts.server.services.db('federated_identities').where({ user_id: local.id }).first(), undefined);
+
+    const right = await browser.postForm(action, { csrf, method: 'password', password });
+    assert.equal(right.status, 303, await right.text());
+    const end = await browser.follow(new URL(right.headers.get('location')!, action), {}, isCallback);
+    const claims = (await tokensAt(end, request)).claims()!;
+    assert.equal(claims.sub, local.id, 'signed in to the existing account');
+    assert.deepEqual(claims.amr, ['pwd', 'fed']);
+    assert.equal((await ts.server.services.db('federated_identities').where({ user_id: local.id })).length, 1);
+
+    // From then on the upstream alone signs in to it.
+    const later = await federate(sub);
+    assert.equal((await tokensAt(later.step, later.request)).claims()!.sub, local.id);
+  });
+
+  it('an unverified account someone registered with that address: a mailed code links it and voids their password', async () => {
+    const email = uniqueEmail('prehijack').replace(/@.*/, '@acme.test');
+    // Someone registered the victim's address and chose a password; the address was never proven.
+    const squatted = await createUser(ts, 'squatter password 123', { email, emailVerified: false });
+    // As self-registration leaves it: the password was chosen before anyone proved the address.
+    await ts.server.services.db('users').where({ id: squatted.id }).update({ password_unverified_owner: true });
+    const { sub } = upstreamAccount({ email });
+    const { browser, step, request } = await federate(sub);
+    const html = await step.res.text();
+    const action = new URL(formAction(html, '/federated/link')!, step.url);
+    const csrf = formField(html, 'csrf')!;
+    const sent = await browser.postForm(action, { csrf, method: 'send-code' });
+    assert.equal(sent.status, 200);
+    const { code } = codeAndLink(await mailbox.next(email), ts.issuer);
+    const res = await browser.postForm(action, { csrf, method: 'code', code: code! });
+    assert.equal(res.status, 303, await res.text());
+    const end = await browser.follow(new URL(res.headers.get('location')!, action), {}, isCallback);
+    const claims = (await tokensAt(end, request)).claims()!;
+    assert.equal(claims.sub, squatted.id);
+    const user = await ts.server.services.db('users').where({ id: squatted.id }).first();
+    assert.equal(user.email_verified, true);
+    assert.equal(user.password_hash, null, "the squatter's password no longer works");
+  });
+
+  it('a callback is used once, and only by the browser that started the sign-in', async () => {
+    const { sub } = upstreamAccount();
+    const started = await startFederation();
+    const callback = await signInUpstream(started.browser, started.upstreamStart, sub);
+
+    // Someone else's browser presented with the callback URL (a login CSRF attempt) gets nowhere.
+    const other = new HttpBrowser();
+    const stolen = await other.follow(callback, {}, isCallback);
+    assert.ok(!isCallback(stolen.url), 'the other browser is not signed in');
+    assert.ok(stolen.res.status >= 400, `refused: ${stolen.res.status}`);
+
+    // The callback's state was spent by that attempt: a replay finds nothing either.
+    const replay = await started.browser.request(callback);
+    assert.equal(replay.status, 400);
+    assert.match(await replay.text(), /expired or was already used/);
+  });
+
+  it('home-realm discovery: an address of the provider\'s domain typed on the login page goes to the provider', async () => {
+    const browser = new HttpBrowser();
+    const request = await authorizationRequest(rp, { scope: 'openid' });
+    const page = await browser.follow(request.url, {}, isCallback);
+    const html = await page.res.text();
+    const res = await browser.postForm(new URL(formAction(html, '/login')!, page.url), { csrf: formField(html, 'csrf')!, email: 'someone@ACME.test', password: '' });
+    assert.equal(res.status, 303);
+    assert.equal(new URL(res.headers.get('location')!).origin, upstream.issuer);
+  });
+
+  it('an upstream that does not answer: an error page, quickly; never a hang or a 500', async () => {
+    const down = await api.post('/identity-providers', {
+      alias: marker('down'), type: 'oidc', displayName: 'Down SSO', issuer: 'http://127.0.0.1:9', clientId: 'c', clientSecret: 's',
+    });
+    assert.equal(down.status, 201);
+    const browser = new HttpBrowser();
+    const request = await authorizationRequest(rp, { scope: 'openid' });
+    const page = await browser.follow(request.url, {}, isCallback);
+    const html = await page.res.text();
+    const started = Date.now();
+    const res = await browser.postForm(new URL(formAction(html, `/federate/${down.body.alias}`)!, page.url), { csrf: formField(html, 'csrf')! });
+    assert.equal(res.status, 503);
+    assert.match(alertText(await res.text()) ?? '', /did not answer/);
+    assert.ok(Date.now() - started < 11_000);
+    await api.delete(`/identity-providers/${down.body.id}`);
+  });
+});
