@@ -9,6 +9,7 @@ import type { KeySet } from './domain/keys/keys.ts';
 import type { ResourceServers } from './domain/clients/resource-servers.ts';
 import type { Federation } from './domain/federation/federation.ts';
 import { federationCallbackRoutes } from './http/federation-callback.ts';
+import { createFederationBinding } from './http/federation-binding.ts';
 import { healthRoutes } from './http/health.ts';
 import { createCsrf, createFormCsrf } from './http/interaction/csrf.ts';
 import { accountPageRoutes } from './http/pages/account-pages.ts';
@@ -87,6 +88,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     ctx.body = stylesheet;
   });
 
+  const federationBinding = createFederationBinding(deps.issuer);
   const interactions = interactionRoutes({
     provider,
     accounts: deps.accounts,
@@ -96,6 +98,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     account: deps.account,
     acrLevels: deps.acrValues,
     federation: deps.federation,
+    federationBinding,
     flowLimiter: deps.ephemeral.limiter('auth-pages-ip', deps.account.authRateLimitPerIp, 60),
   });
   const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box, deps.issuer), renderPage });
@@ -134,7 +137,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   // answer its paths.
   const accountApi = accountApiRoutes(accountApiDeps, accountOps);
   mount(accountApi, { allowedMethods: true });
-  mount(federationCallbackRoutes({ issuer: deps.issuer, federation: deps.federation, renderPage, logger: deps.logger }), { allowedMethods: true });
+  mount(federationCallbackRoutes({ issuer: deps.issuer, federation: deps.federation, binding: federationBinding, renderPage, logger: deps.logger }), { allowedMethods: true });
   mount(captchaAssetRoutes(), { allowedMethods: false });
   mount(webauthnAssetRoutes(), { allowedMethods: false });
   mount(adminApi, { allowedMethods: true });

@@ -5,6 +5,7 @@ import type { Federation } from '../domain/federation/federation.ts';
 import { UpstreamRejected, type UpstreamIdentity } from '../domain/federation/upstream-oauth.ts';
 import type { FederationResult } from '../domain/federation/sign-in-records.ts';
 import type { Logger } from '../infra/logger.ts';
+import type { FederationBinding } from './federation-binding.ts';
 import type { RenderPage } from './render.ts';
 
 /**
@@ -13,7 +14,7 @@ import type { RenderPage } from './render.ts';
  * cookie (its path is the interaction's), so this route only turns the upstream's answer into a
  * result for the interaction its `state` names, then sends the browser there to finish.
  */
-export function federationCallbackRoutes(deps: { issuer: string; federation: Federation; renderPage: RenderPage; logger: Logger }) {
+export function federationCallbackRoutes(deps: { issuer: string; federation: Federation; binding: FederationBinding; renderPage: RenderPage; logger: Logger }) {
   const { federation, renderPage, logger } = deps;
   const router = new Router({ prefix: '/api/v1/auth' });
 
@@ -28,6 +29,11 @@ export function federationCallbackRoutes(deps: { issuer: string; federation: Fed
     if (!request) return expired(ctx);
     const provider = (await federation.identityProviders.enabled()).find((p) => p.id === request.providerId);
     if (!provider || provider.alias !== alias || provider.type !== type) return expired(ctx);
+    // Another browser than the one that started (a forwarded authorization URL): nothing is recorded.
+    if (!deps.binding.holds(ctx, request.binding)) {
+      logger.warn({ provider: provider.alias }, 'upstream answer in a browser that did not start the sign-in: refused');
+      return expired(ctx);
+    }
 
     let result: FederationResult;
     try {

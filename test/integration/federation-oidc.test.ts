@@ -187,6 +187,20 @@ describe('federation: signing in through an upstream OpenID Connect provider', (
     assert.match(await replay.text(), /expired or was already used/);
   });
 
+  it('whoever started a sign-in cannot finish it with someone else\'s upstream sign-in (a forwarded authorization URL)', async () => {
+    const victim = upstreamAccount();
+    // The attacker starts at our login page and hands the upstream authorization URL to the victim.
+    const attacker = await startFederation();
+    const victimBrowser = new HttpBrowser();
+    const callback = await signInUpstream(victimBrowser, attacker.upstreamStart, victim.sub);
+    const landed = await victimBrowser.follow(callback, {}, isCallback);
+    assert.equal(landed.res.status, 400, 'the victim\'s browser does not hold the starting browser\'s binding');
+    // The attacker's own browser then tries to finish the interaction it started.
+    const finish = await attacker.browser.follow(new URL(`${attacker.loginUrl.pathname.replace(/\/?$/, '')}/federated`, attacker.loginUrl), {}, isCallback);
+    assert.ok(!isCallback(finish.url), 'the attacker is not signed in as the victim');
+    assert.equal(await ts.server.services.db('users').whereRaw('lower(email) = ?', [victim.email]).first(), undefined, 'no account was made for the victim');
+  });
+
   it('home-realm discovery: an address of the provider\'s domain typed on the login page goes to the provider', async () => {
     const browser = new HttpBrowser();
     const request = await authorizationRequest(rp, { scope: 'openid' });

@@ -19,6 +19,8 @@ export interface FederationRequest {
   uid: string;
   providerId: string;
   checks: UpstreamChecks;
+  /** Digest of the value the starting browser holds (http/federation-binding.ts). */
+  binding: string;
 }
 
 export type FederationResult =

@@ -39,7 +39,7 @@ export function federationStep(shared: Shared, signIn: SignIn, deps: Interaction
       if (err instanceof AppError && err.code === 'IDENT_FEDERATION_UNAVAILABLE') return renderLogin(ctx, details, { error: 'federation.unavailable' }, 503);
       return renderLogin(ctx, details, { error: 'federation.rejected' }, 502);
     }
-    await federation.records.saveRequest({ uid: details.uid, providerId: provider.id, checks });
+    await federation.records.saveRequest({ uid: details.uid, providerId: provider.id, checks, binding: deps.federationBinding.bind(ctx) });
     ctx.status = 303;
     ctx.redirect(url.href);
   }

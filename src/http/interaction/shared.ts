@@ -3,6 +3,7 @@ import type { Context, Next } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
 import type { Federation } from '../../domain/federation/federation.ts';
+import type { FederationBinding } from '../federation-binding.ts';
 import type { AcrLevel } from '../../domain/authn/sign-in-flow.ts';
 import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
@@ -29,6 +30,7 @@ export interface InteractionDeps {
   acrLevels: readonly AcrLevel[];
   /** Upstream identity providers: the login page's "Continue with …" and their sign-ins. */
   federation: Federation;
+  federationBinding: FederationBinding;
 }
 
 export type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
