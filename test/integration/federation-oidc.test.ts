@@ -9,6 +9,7 @@ import { authorizationRequest, createUser, REDIRECT_URI, registerClient, rpConfi
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { accountConsole } from '../helpers/account-console.ts';
 import { callUserApi } from '../helpers/user-api.ts';
+import { enrolTotp } from '../helpers/mfa.ts';
 import { signInUpstream, startUpstreamOp, type UpstreamOp } from '../helpers/upstream-op.ts';
 
 const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
@@ -248,6 +249,34 @@ describe('federation: signing in through an upstream OpenID Connect provider', (
     assert.equal(refused.body!.error, 'IDENT_LAST_SIGN_IN_METHOD');
     assert.equal((await callUserApi(ts, 'GET', '/api/v1/me/identities', tokens.access_token)).body!.data.length, 1, 'nothing changed');
     assert.equal((await callUserApi(ts, 'DELETE', '/api/v1/me/identities/8a4c7a2e-0d6b-4f1e-9a53-3b1f0c2d9e77', tokens.access_token)).status, 404);
+  });
+
+  it('MFA: the local second factor is asked after the upstream unless the provider is trusted for MFA and the upstream says mfa', async () => {
+    const password = 'correct horse battery staple';
+    const email = uniqueEmail('mfa').replace(/@.*/, '@acme.test');
+    const local = await createUser(ts, password, { email, emailVerified: true });
+    await enrolTotp(ts, local.id);
+    const { sub } = upstreamAccount({ email });
+    upstream.accounts.get(sub)!.amr = ['pwd', 'otp', 'mfa'];
+    // Linked once (password proof); the account asks for its authenticator from then on.
+    const first = await federate(sub);
+    const html = await first.step.res.text();
+    const linked = await first.browser.postForm(new URL(formAction(html, '/federated/link')!, first.step.url), { csrf: formField(html, 'csrf')!, method: 'password', password });
+    assert.equal(linked.status, 303);
+
+    const untrusted = await federate(sub);
+    assert.match(untrusted.step.url.pathname, /\/mfa$/, 'by default the upstream\'s word is not taken: the local factor is asked');
+
+    assert.equal((await api.patch(`/identity-providers/${providerId}`, { trustUpstreamMfa: true })).status, 200);
+    try {
+      const trusted = await federate(sub);
+      const claims = (await tokensAt(trusted.step, trusted.request)).claims()!;
+      assert.equal(claims.sub, local.id);
+      assert.deepEqual(claims.amr, ['fed', 'pwd', 'otp', 'mfa']);
+      assert.equal(claims.acr, 'mfa');
+    } finally {
+      await api.patch(`/identity-providers/${providerId}`, { trustUpstreamMfa: false });
+    }
   });
 
   it('home-realm discovery: an address of the provider\'s domain typed on the login page goes to the provider', async () => {
