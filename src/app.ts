@@ -118,7 +118,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(rejectNul());
   provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
   mount(misc, { allowedMethods: false });
-  const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account };
+  const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account, federation: deps.federation };
   const accountOps = accountOperations(accountApiDeps);
   const adminApi = adminApiRoutes({
     issuer: deps.issuer,
@@ -151,6 +151,8 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     mfa: deps.account.mfa,
     codeFactors: deps.account.codeFactors,
     webauthn: deps.account.webauthn,
+    federation: deps.federation,
+    federationBinding,
     ephemeral: deps.ephemeral,
     box: deps.box,
     renderPage,

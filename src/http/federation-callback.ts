@@ -3,7 +3,7 @@ import type { Context } from 'koa';
 import { AppError } from '../domain/errors.ts';
 import type { Federation } from '../domain/federation/federation.ts';
 import { UpstreamRejected, type UpstreamIdentity } from '../domain/federation/upstream-oauth.ts';
-import type { FederationResult } from '../domain/federation/sign-in-records.ts';
+import { CONSOLE_LINK_PREFIX, type FederationResult } from '../domain/federation/sign-in-records.ts';
 import type { Logger } from '../infra/logger.ts';
 import type { FederationBinding } from './federation-binding.ts';
 import type { RenderPage } from './render.ts';
@@ -48,6 +48,13 @@ export function federationCallbackRoutes(deps: { issuer: string; federation: Fed
         logger.info({ provider: provider.alias, reason: err.message }, 'upstream sign-in refused');
         result = { providerId: provider.id, error: 'rejected' };
       } else throw err;
+    }
+    if (request.linkFor) {
+      // A link from the account console: the console finishes it, for the session that started it.
+      await federation.records.saveResult(request.uid, { ...result, linkFor: request.linkFor });
+      ctx.status = 303;
+      ctx.redirect(`/account/identities/linked?t=${encodeURIComponent(request.uid.slice(CONSOLE_LINK_PREFIX.length))}`);
+      return;
     }
     await federation.records.saveResult(request.uid, result);
     ctx.status = 303;

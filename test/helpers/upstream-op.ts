@@ -11,6 +11,8 @@ export interface UpstreamAccount {
   email_verified?: boolean;
   given_name?: string;
   family_name?: string;
+  /** The methods the upstream says the sign-in used (its ID token's amr). */
+  amr?: string[];
 }
 
 /**
@@ -32,7 +34,7 @@ export async function startUpstreamOp(client: { clientId: string; clientSecret: 
       grant_types: ['authorization_code'],
       response_types: ['code'],
     }],
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['given_name', 'family_name'] },
+    claims: { openid: ['sub', 'amr'], email: ['email', 'email_verified'], profile: ['given_name', 'family_name'] },
     async findAccount(_ctx, id) {
       const account = accounts.get(id);
       return account && { accountId: id, claims: async () => ({ sub: id, ...account }) };

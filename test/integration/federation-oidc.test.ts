@@ -5,8 +5,11 @@ import { AdminApi, adminToken, marker, startAdminServer } from '../helpers/admin
 import { formAction, formField, HttpBrowser } from '../helpers/browser-http.ts';
 import { alertText } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, type Mailbox } from '../helpers/mailbox.ts';
-import { authorizationRequest, createUser, REDIRECT_URI, registerClient, rpConfig, uniqueEmail } from '../helpers/rp.ts';
+import { authorizationRequest, createUser, REDIRECT_URI, registerClient, rpConfig, signIn, uniqueEmail } from '../helpers/rp.ts';
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { accountConsole } from '../helpers/account-console.ts';
+import { callUserApi } from '../helpers/user-api.ts';
+import { enrolTotp } from '../helpers/mfa.ts';
 import { signInUpstream, startUpstreamOp, type UpstreamOp } from '../helpers/upstream-op.ts';
 
 const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
@@ -199,6 +202,81 @@ describe('federation: signing in through an upstream OpenID Connect provider', (
     const finish = await attacker.browser.follow(new URL(`${attacker.loginUrl.pathname.replace(/\/?$/, '')}/federated`, attacker.loginUrl), {}, isCallback);
     assert.ok(!isCallback(finish.url), 'the attacker is not signed in as the victim');
     assert.equal(await ts.server.services.db('users').whereRaw('lower(email) = ?', [victim.email]).first(), undefined, 'no account was made for the victim');
+  });
+
+  it('from /account a signed-in user links an upstream account (another address is fine), signs in with it, and unlinks it', async () => {
+    const password = 'correct horse battery staple';
+    const local = await createUser(ts, password);
+    const pages = accountConsole(() => ts);
+    const browser = new HttpBrowser();
+    const html = await pages.consoleSignIn(browser, { email: local.email, password });
+    assert.match(html, new RegExp(`Link ${displayName}`));
+    const start = await browser.postForm(new URL(formAction(html, `/identities/link/${alias}`)!, ts.issuer), { csrf: formField(html, 'csrf')! });
+    assert.equal(start.status, 303);
+    const { sub } = upstreamAccount();
+    const callback = await signInUpstream(browser, new URL(start.headers.get('location')!), sub);
+    const landed = await browser.follow(callback);
+    assert.equal(landed.url.pathname, '/account');
+    const page = await landed.res.text();
+    assert.match(page, /The sign-in service was linked/);
+    const [link] = await ts.server.services.db('federated_identities').where({ user_id: local.id });
+    assert.equal(link?.subject, sub);
+
+    // The upstream now signs in to this account, and the account API lists the link.
+    const later = await federate(sub);
+    assert.equal((await tokensAt(later.step, later.request)).claims()!.sub, local.id);
+    const { tokens } = await signIn(ts, rp, { email: local.email, password });
+    const listed = await callUserApi(ts, 'GET', '/api/v1/me/identities', tokens.access_token);
+    assert.equal(listed.status, 200);
+    assert.deepEqual(listed.body!.data.map((l: { provider: { alias: string } }) => l.provider.alias), [alias]);
+
+    // Unlinked from the console: it no longer signs in to this account.
+    const shown = await pages.open(browser);
+    const unlinked = await browser.postForm(new URL(formAction(shown.html, '/identities/unlink')!, ts.issuer), { csrf: formField(shown.html, 'csrf')!, identity: link!.id });
+    assert.match((await pages.followRedirect(unlinked, browser)).html, /The sign-in service was unlinked/);
+    assert.equal(await ts.server.services.db('federated_identities').where({ user_id: local.id }).first(), undefined);
+  });
+
+  it('an account whose only way in is its upstream cannot unlink it (409 IDENT_LAST_SIGN_IN_METHOD)', async () => {
+    const { sub } = upstreamAccount();
+    const { step, request } = await federate(sub);
+    const tokens = await tokensAt(step, request);
+    const listed = await callUserApi(ts, 'GET', '/api/v1/me/identities', tokens.access_token);
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    const [only] = listed.body!.data;
+    const refused = await callUserApi(ts, 'DELETE', `/api/v1/me/identities/${only.id}`, tokens.access_token);
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body!.error, 'IDENT_LAST_SIGN_IN_METHOD');
+    assert.equal((await callUserApi(ts, 'GET', '/api/v1/me/identities', tokens.access_token)).body!.data.length, 1, 'nothing changed');
+    assert.equal((await callUserApi(ts, 'DELETE', '/api/v1/me/identities/8a4c7a2e-0d6b-4f1e-9a53-3b1f0c2d9e77', tokens.access_token)).status, 404);
+  });
+
+  it('MFA: the local second factor is asked after the upstream unless the provider is trusted for MFA and the upstream says mfa', async () => {
+    const password = 'correct horse battery staple';
+    const email = uniqueEmail('mfa').replace(/@.*/, '@acme.test');
+    const local = await createUser(ts, password, { email, emailVerified: true });
+    await enrolTotp(ts, local.id);
+    const { sub } = upstreamAccount({ email });
+    upstream.accounts.get(sub)!.amr = ['pwd', 'otp', 'mfa'];
+    // Linked once (password proof); the account asks for its authenticator from then on.
+    const first = await federate(sub);
+    const html = await first.step.res.text();
+    const linked = await first.browser.postForm(new URL(formAction(html, '/federated/link')!, first.step.url), { csrf: formField(html, 'csrf')!, method: 'password', password });
+    assert.equal(linked.status, 303);
+
+    const untrusted = await federate(sub);
+    assert.match(untrusted.step.url.pathname, /\/mfa$/, 'by default the upstream\'s word is not taken: the local factor is asked');
+
+    assert.equal((await api.patch(`/identity-providers/${providerId}`, { trustUpstreamMfa: true })).status, 200);
+    try {
+      const trusted = await federate(sub);
+      const claims = (await tokensAt(trusted.step, trusted.request)).claims()!;
+      assert.equal(claims.sub, local.id);
+      assert.deepEqual(claims.amr, ['fed', 'pwd', 'otp', 'mfa']);
+      assert.equal(claims.acr, 'mfa');
+    } finally {
+      await api.patch(`/identity-providers/${providerId}`, { trustUpstreamMfa: false });
+    }
   });
 
   it('home-realm discovery: an address of the provider\'s domain typed on the login page goes to the provider', async () => {

@@ -67,6 +67,17 @@ describe('sign-in flow', () => {
     assert.deepEqual(step, { kind: 'complete', accountId: 'a1', amr: ['swk', 'mfa'], acr: 'phr', authTime: 1000 });
   });
 
+  it('a federated sign-in says fed; a provider trusted for MFA adds the upstream\'s methods and its mfa answers the policy', () => {
+    const enrolled: SignInPolicy = { ...today, mfa: 'optional', enrolled: ['totp'], acrLevels: levels };
+    const plain = prove(undefined, 'a1', 'federated', 1000, { provider: 'acme' });
+    assert.deepEqual(nextStep(plain, { ...today, acrLevels: levels }, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['fed'], acr: 'pwd', authTime: 1000 });
+    assert.equal(nextStep(plain, enrolled, verified, noAcr).kind, 'second-factor', 'untrusted: the local factor is asked');
+    const trusted = prove(undefined, 'a1', 'federated', 1000, { provider: 'acme', upstreamAmr: ['pwd', 'otp', 'mfa', 'made-up'] });
+    assert.deepEqual(nextStep(trusted, enrolled, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['fed', 'pwd', 'otp', 'mfa'], acr: 'mfa', authTime: 1000 });
+    const singleUpstream = prove(undefined, 'a1', 'federated', 1000, { provider: 'acme', upstreamAmr: ['pwd'] });
+    assert.equal(nextStep(singleUpstream, enrolled, verified, noAcr).kind, 'second-factor', 'an upstream without mfa does not answer the policy');
+  });
+
   it('the email factor is a second factor beside a password, never beside another proof from the same mailbox', () => {
     const afterPassword = prove(prove(undefined, 'a1', 'password', 1000), 'a1', 'email_otp', 1010);
     assert.deepEqual(nextStep(afterPassword, today, verified, noAcr), { kind: 'complete', accountId: 'a1', amr: ['pwd', 'otp', 'mfa'], authTime: 1010 });

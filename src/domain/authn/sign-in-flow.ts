@@ -28,6 +28,14 @@ export interface ProvenFactor {
   at: number;
   /** For `federated`: the identity provider's alias. */
   provider?: string;
+  /** For `federated`, when the provider is trusted for MFA: the methods the upstream says it used. */
+  upstreamAmr?: string[];
+}
+
+/** How a federated factor came: the provider, and the upstream's methods when it is trusted for MFA. */
+export interface FederatedVia {
+  provider: string;
+  upstreamAmr?: string[];
 }
 
 /** What one sign-in has proven so far, for one account. */
@@ -89,11 +97,15 @@ export interface SignInAccount {
 }
 
 /** The IANA "Authentication Method Reference Values" registry (RFC 8176 section 2, and EAP's pop). */
+const AMR_REGISTRY = [
+  'face', 'fpt', 'geo', 'hwk', 'iris', 'kba', 'mca', 'mfa', 'otp', 'pin', 'pop',
+  'pwd', 'rba', 'retina', 'sc', 'sms', 'swk', 'tel', 'user', 'vbm', 'wia',
+] as const;
 export type AmrValue =
-  | 'face' | 'fpt' | 'geo' | 'hwk' | 'iris' | 'kba' | 'mca' | 'mfa' | 'otp' | 'pin' | 'pop'
-  | 'pwd' | 'rba' | 'retina' | 'sc' | 'sms' | 'swk' | 'tel' | 'user' | 'vbm' | 'wia'
+  | (typeof AMR_REGISTRY)[number]
   /** Not in the registry: a sign-in through an upstream identity provider (issue 12's `fed`). */
   | 'fed';
+const isAmrValue = (value: string): value is AmrValue => (AMR_REGISTRY as readonly string[]).includes(value);
 
 export type NextStep =
   | { kind: 'complete'; accountId: string; amr: AmrValue[]; acr?: AcrLevel; authTime: number }
@@ -106,10 +118,17 @@ export type NextStep =
   | { kind: 'second-factor'; accountId: string; options: SecondFactor[]; level?: AcrLevel };
 
 /** A new proof. A factor proven for another account starts the flow over for that account. */
-export function prove(flow: SignInFlow | undefined, accountId: string, factor: Factor, at: number, provider?: string): ProvenFlow {
+export function prove(flow: SignInFlow | undefined, accountId: string, factor: Factor, at: number, via?: FederatedVia): ProvenFlow {
   const earlier = flow?.accountId === accountId ? flow.proven : [];
-  return { accountId, proven: [...earlier, { factor, at, ...(provider ? { provider } : {}) }] };
+  return { accountId, proven: [...earlier, { factor, at, ...(via ?? {}) }] };
 }
+
+/**
+ * Whether a proof is multi-factor on its own: a passkey, or a sign-in at a provider trusted for
+ * MFA whose upstream says `mfa` (the provider's setting trustUpstreamMfa; by default the upstream's
+ * word is not taken and the local second factor is asked when the account has one).
+ */
+const multiFactor = (p: ProvenFactor) => MULTI_FACTOR.has(p.factor) || (p.factor === 'federated' && (p.upstreamAmr ?? []).includes('mfa'));
 
 /** When a sign-in's factors meet each level (the levels are cumulative: see `ACR_LEVELS`). */
 const LEVEL_MET: Record<AcrLevel, (proven: readonly ProvenFactor[]) => boolean> = {
@@ -196,9 +215,10 @@ const AMR: Record<Factor, readonly AmrValue[]> = {
  * second factor beside a password, but never beside another proof from the same mailbox.
  */
 function amrOf(proven: readonly ProvenFactor[]): AmrValue[] {
-  const methods = new Set(proven.flatMap((p) => AMR[p.factor]));
+  // A trusted upstream's methods are listed too, those the registry knows.
+  const methods = new Set(proven.flatMap((p) => [...AMR[p.factor], ...(p.upstreamAmr ?? []).filter(isAmrValue)]));
   const joined = proven.some((p) => !SECOND_FACTORS.has(p.factor)) && proven.some((p) => SECOND_FACTORS.has(p.factor) && addsToFirst(p.factor, proven));
-  if (joined || proven.some((p) => MULTI_FACTOR.has(p.factor))) methods.add('mfa');
+  if (joined || proven.some(multiFactor)) methods.add('mfa');
   return [...methods];
 }
 
@@ -244,7 +264,7 @@ export function nextStep(flow: ProvenFlow, policy: SignInPolicy, account: SignIn
     // mailbox, has nothing left to prove: asking the same mailbox again adds nothing, so it completes
     // (at pwd: a client wanting mfa asks for it and hears it cannot be met).
     const nothingToAdd = policy.mfa === 'optional' && options.length === 0;
-    if (!nothingToAdd && ![...factors].some((f) => acceptable.has(f) || MULTI_FACTOR.has(f))) {
+    if (!nothingToAdd && !proven.some((p) => acceptable.has(p.factor) || multiFactor(p))) {
       return { kind: 'second-factor', accountId, options };
     }
   }
@@ -282,6 +302,7 @@ export function parseFlow(value: unknown): SignInFlow | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const { accountId, proven } = value as Record<string, unknown>;
   if (typeof accountId !== 'string' || !Array.isArray(proven)) return undefined;
-  const valid = proven.every((p) => typeof p === 'object' && p !== null && typeof p.factor === 'string' && Object.hasOwn(AMR, p.factor) && typeof p.at === 'number');
+  const valid = proven.every((p) => typeof p === 'object' && p !== null && typeof p.factor === 'string' && Object.hasOwn(AMR, p.factor) && typeof p.at === 'number'
+    && (p.upstreamAmr === undefined || (Array.isArray(p.upstreamAmr) && p.upstreamAmr.every((m: unknown) => typeof m === 'string'))));
   return valid ? { accountId, proven: proven as ProvenFactor[] } : undefined;
 }

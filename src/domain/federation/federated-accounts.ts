@@ -110,6 +110,13 @@ export function createFederatedAccounts(deps: {
       }
     },
 
+    /** Links `identity` to the signed-in user `userId` (a link from the account console). */
+    async linkTo(userId: string, provider: IdentityProvider, identity: UpstreamIdentity, context: ChangeContext = {}): Promise<void> {
+      const user = await users.findById(userId);
+      if (!user || user.status !== 'active') throw new AppError('IDENT_UNAUTHENTICATED', 'the account is not active');
+      await this.link(user, provider, identity, context);
+    },
+
     async list(userId: string): Promise<LinkedIdentity[]> {
       return (await links.listForUser(userId)).map(view);
     },
@@ -118,7 +125,10 @@ export function createFederatedAccounts(deps: {
      * Unlinks one of the user's providers, unless it is their last way in: without a password and
      * without another link, the account could not be signed in to any more (only recovered by mail).
      */
-    async unlink(user: UserRow, linkId: string, context: ChangeContext = {}): Promise<void> {
+    async unlink(userId: string, linkId: string, context: ChangeContext = {}): Promise<void> {
+      const user = await users.findById(userId);
+      // A token outliving its user's suspension must not reach the account.
+      if (!user || user.status !== 'active') throw new AppError('IDENT_UNAUTHENTICATED', 'the account is not active');
       const linked = await links.listForUser(user.id);
       const target = linked.find((l) => l.id === linkId);
       if (!target) throw new AppError('IDENT_NOT_FOUND', 'no linked identity of yours with this id');

@@ -14,6 +14,8 @@ import type { UpstreamChecks, UpstreamIdentity } from './upstream-oauth.ts';
  */
 
 export const FEDERATION_RECORD_TTL_SECONDS = 10 * 60;
+/** The uid of a link started in the account console (an interaction's records use its uid). */
+export const CONSOLE_LINK_PREFIX = 'console:';
 
 export interface FederationRequest {
   uid: string;
@@ -21,11 +23,19 @@ export interface FederationRequest {
   checks: UpstreamChecks;
   /** Digest of the value the starting browser holds (http/federation-binding.ts). */
   binding: string;
+  /** A link from the account console: the signed-in user and console session it is for. */
+  linkFor?: LinkFor;
 }
 
-export type FederationResult =
+export interface LinkFor {
+  userId: string;
+  sessionId: string;
+}
+
+export type FederationResult = (
   | { providerId: string; identity: UpstreamIdentity }
-  | { providerId: string; error: 'unavailable' | 'rejected' };
+  | { providerId: string; error: 'unavailable' | 'rejected' }
+) & { linkFor?: LinkFor };
 
 export function createFederationRecords(ephemeral: EphemeralStore) {
   const requestKey = (state: string) => `federation:request:${state}`;

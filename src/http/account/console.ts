@@ -26,6 +26,9 @@ import { policyReasonsOf } from '../pages/flow-messages.ts';
 import { isTimeZone } from '../api/account-schemas.ts';
 import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { consoleWebAuthn } from './console-webauthn.ts';
+import { consoleIdentities } from './console-identities.ts';
+import type { Federation } from '../../domain/federation/federation.ts';
+import type { FederationBinding } from '../federation-binding.ts';
 
 export interface AccountConsoleDeps {
   provider: Provider;
@@ -39,6 +42,9 @@ export interface AccountConsoleDeps {
   codeFactors: CodeFactors;
   /** Security keys and passkeys of the signed-in user. */
   webauthn: WebAuthn;
+  /** Linked identity providers ("Sign-in services"). */
+  federation: Federation;
+  federationBinding: FederationBinding;
   ephemeral: EphemeralStore;
   box: SecretBox;
   renderPage: RenderPage;
@@ -73,6 +79,7 @@ interface PageState {
   passwordError?: { message: MessageKey; reasons: MessageKey[] };
   sessionsError?: MessageKey;
   mfaError?: MessageKey;
+  identitiesError?: MessageKey;
   /** Right after "Set up": the new secret, shown this once and never again. */
   enrollment?: TotpEnrollment;
   /** After a wrong code: the pending enrollment to confirm again (its secret is not shown again). */
@@ -246,6 +253,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const factors = await mfa.list(accountId);
     const recoveryLeft = factors.some((f) => f.type === 'recovery') ? await mfa.remainingRecoveryCodes(accountId) : 0;
     const kinds = factors.some((f) => f.type === 'webauthn') ? await webauthnPart.kinds(accountId) : new Map();
+    const identities = { ...(await identitiesPart.view(accountId, (d) => when.format(d))), error: state.identitiesError };
     renderPage(
       ctx,
       'account',
@@ -297,6 +305,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           recoveryCodes: state.recoveryCodes,
           codes: codeFactorsView(deps.codeFactors, user, factors, state.codeFactors),
         },
+        identities,
         sessions: list.map((s) => ({
           id: s.id,
           current: s.current,
@@ -343,13 +352,28 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     handle,
   });
 
+  // Linked identity providers: their own module, on this console's checks and page.
+  const identitiesPart = consoleIdentities(deps.federation, deps.federationBinding, {
+    router,
+    form,
+    consoleUrl,
+    signedInPost,
+    signedIn,
+    problem,
+    renderWithError: (ctx, signed, identitiesError, status) => renderConsole(ctx, signed, { identitiesError }, status),
+    seeOther,
+    changeContext,
+    handle,
+  });
+
   router.get(
     '/',
     handle(async (ctx) => {
       const signed = await signedIn(ctx);
       if (!signed) return (await anonymousAllowed(ctx)) ? startSignIn(ctx) : undefined;
       const done = text(ctx.query.done);
-      await renderConsole(ctx, signed, { notice: done && Object.hasOwn(NOTICES, done) ? NOTICES[done] : undefined });
+      const notices: Record<string, MessageKey> = { ...NOTICES, ...identitiesPart.notices };
+      await renderConsole(ctx, signed, { notice: done && Object.hasOwn(notices, done) ? notices[done] : undefined });
     }),
   );
 

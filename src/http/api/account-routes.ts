@@ -17,11 +17,14 @@ import { checkBody, parse } from './validate.ts';
 import { randomToken } from '../../infra/crypto.ts';
 import type { FactorSummary } from '../../domain/authn/mfa.ts';
 import type { Device } from '../../domain/authn/webauthn.ts';
+import type { Federation } from '../../domain/federation/federation.ts';
+import { identityOperations } from './identity-routes.ts';
 
 export interface AccountApiDeps {
   provider: Provider;
   ephemeral: EphemeralStore;
   account: AccountFlowDeps;
+  federation: Federation;
 }
 
 const ACCEPTED = { status: 'accepted', message: 'If the address can receive mail, a message is on its way.' };
@@ -287,6 +290,8 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
         return undefined;
       },
     },
+
+    ...identityOperations(deps.federation, context),
   ];
 }
 

@@ -1,4 +1,5 @@
 import type { Context } from 'koa';
+import type { FederatedVia } from '../../domain/authn/sign-in-flow.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { FederationRefusal } from '../../domain/federation/federated-accounts.ts';
 import type { Federation } from '../../domain/federation/federation.ts';
@@ -8,6 +9,10 @@ import type { MessageKey } from '../../i18n/index.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { detailsOf, flowContext, type Details, type InteractionDeps, type Shared } from './shared.ts';
 import type { SignIn } from './sign-in.ts';
+
+/** The federated factor's provenance: the upstream's methods count only from a provider trusted for MFA. */
+const viaOf = (provider: IdentityProvider, identity: UpstreamIdentity): FederatedVia =>
+  ({ provider: provider.alias, ...(provider.trustUpstreamMfa && identity.amr.length ? { upstreamAmr: identity.amr } : {}) });
 
 const REFUSALS: Record<FederationRefusal, { error: MessageKey; status: number }> = {
   'unverified-email': { error: 'federation.unverified_email', status: 409 },
@@ -69,7 +74,7 @@ export function federationStep(shared: Shared, signIn: SignIn, deps: Interaction
   async function linkAndContinue(ctx: Context, details: Details, provider: IdentityProvider, identity: UpstreamIdentity, user: UserRow, proof: 'password' | 'email_code') {
     await federation.accounts.link(user, provider, identity, flowContext(ctx, details));
     await federation.records.dropResult(details.uid);
-    await signIn.prove(ctx, details, user, [proof, 'federated'], {}, provider.alias);
+    await signIn.prove(ctx, details, user, [proof, 'federated'], {}, viaOf(provider, identity));
   }
 
   return {
@@ -109,7 +114,7 @@ export function federationStep(shared: Shared, signIn: SignIn, deps: Interaction
       }
       if (outcome.kind === 'link-required') return renderLink(ctx, details, provider, outcome.user);
       await federation.records.dropResult(details.uid);
-      await signIn.prove(ctx, details, outcome.user, 'federated', {}, provider.alias);
+      await signIn.prove(ctx, details, outcome.user, 'federated', {}, viaOf(provider, result.identity));
     },
 
     /** POST /federated/link: proving control of the existing account, by its password or a mailed code. */

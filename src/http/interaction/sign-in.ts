@@ -6,7 +6,7 @@ import type { Mfa } from '../../domain/authn/mfa.ts';
 import { mfaPolicyFor } from '../../domain/authn/mfa-policy.ts';
 import {
   attainable, flowOfSession, nextStep, parseFlow, prove, requiredLevel, secondFactorsOf,
-  type AcrLevel, type Factor, type MfaPolicy, type NextStep, type ProvenFlow, type SecondFactor, type SignInFlow, type SignInPolicy,
+  type AcrLevel, type Factor, type FederatedVia, type MfaPolicy, type NextStep, type ProvenFlow, type SecondFactor, type SignInFlow, type SignInPolicy,
 } from '../../domain/authn/sign-in-flow.ts';
 import { STEP_UP_CHECKS } from '../../oidc/configuration/acr.ts';
 import type { UserRow } from '../../repos/users.ts';
@@ -138,10 +138,10 @@ export function createSignIn(deps: {
      * Records `factor` (or several at once: a link proven by password and federation) as proven
      * for `user` in this interaction and goes on as the flow says.
      */
-    async prove(ctx: Context, details: Details, user: UserRow, factor: Factor | Factor[], steps: StepHandlers = {}, provider?: string): Promise<void> {
+    async prove(ctx: Context, details: Details, user: UserRow, factor: Factor | Factor[], steps: StepHandlers = {}, via?: FederatedVia): Promise<void> {
       const at = Math.floor(Date.now() / 1000);
       let flow = parseFlow(details.result?.flow);
-      for (const f of Array.isArray(factor) ? factor : [factor]) flow = prove(flow, user.id, f, at, f === 'federated' ? provider : undefined);
+      for (const f of Array.isArray(factor) ? factor : [factor]) flow = prove(flow, user.id, f, at, f === 'federated' ? via : undefined);
       if (!flow?.accountId) throw new Error('no factor to prove');
       if (!(await advance(ctx, details, user, flow as ProvenFlow, steps))) ctx.throw(500, 'no verify-address step on this way in');
     },
