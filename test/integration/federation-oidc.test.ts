@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type * as oidc from 'openid-client';
 import { AdminApi, adminToken, marker, startAdminServer } from '../helpers/admin.ts';
@@ -338,5 +339,29 @@ describe('federation: signing in through an upstream OpenID Connect provider', (
     assert.match(alertText(await res.text()) ?? '', /did not answer/);
     assert.ok(Date.now() - started < 11_000);
     await api.delete(`/identity-providers/${down.body.id}`);
+  });
+
+  it('an upstream that accepts the connection and never answers: the page comes within the 10-second deadline, 503', async () => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => { sockets.add(socket); socket.on('error', () => {}); });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const hung = await api.post('/identity-providers', {
+        alias: marker('hung'), type: 'oidc', displayName: 'Hung SSO', issuer: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`, clientId: 'c', clientSecret: 's',
+      });
+      const browser = new HttpBrowser();
+      const request = await authorizationRequest(rp, { scope: 'openid' });
+      const page = await browser.follow(request.url, {}, isCallback);
+      const html = await page.res.text();
+      const started = Date.now();
+      const res = await browser.postForm(new URL(formAction(html, `/federate/${hung.body.alias}`)!, page.url), { csrf: formField(html, 'csrf')! });
+      assert.equal(res.status, 503);
+      // Not a speed check: the deadline holds, where an unbounded call would hang the page.
+      assert.ok(Date.now() - started < 15_000, 'answered within the deadline');
+      await api.delete(`/identity-providers/${hung.body.id}`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
