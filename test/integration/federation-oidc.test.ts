@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type * as oidc from 'openid-client';
 import { AdminApi, adminToken, marker, startAdminServer } from '../helpers/admin.ts';
@@ -279,6 +280,40 @@ describe('federation: signing in through an upstream OpenID Connect provider', (
     }
   });
 
+  it('a plain OAuth 2.0 provider (authorize, token and a user endpoint, no ID token used): mapped by its claim mapping', async () => {
+    const gh = 'gh-like';
+    const secret = `oauth2-secret-${marker()}`;
+    const plain = await startUpstreamOp({ clientId: 'our-oauth2', clientSecret: secret, redirectUri: `${ts.issuer}/api/v1/auth/oauth2/${gh}/callback` });
+    try {
+      const created = await api.post('/identity-providers', {
+        alias: gh, type: 'oauth2', displayName: 'Plain OAuth', clientId: 'our-oauth2', clientSecret: secret,
+        authorizationEndpoint: `${plain.issuer}/auth`, tokenEndpoint: `${plain.issuer}/token`, userinfoEndpoint: `${plain.issuer}/me`,
+        scopes: ['openid', 'email'], claimMapping: { subject: 'sub', emailVerified: 'email_verified' },
+      });
+      assert.equal(created.status, 201, created.text);
+      const sub = marker('gh');
+      const email = uniqueEmail('gh');
+      plain.accounts.set(sub, { email, email_verified: true });
+      const browser = new HttpBrowser();
+      const request = await authorizationRequest(rp, { scope: 'openid' });
+      const page = await browser.follow(request.url, {}, isCallback);
+      const html = await page.res.text();
+      const start = await browser.postForm(new URL(formAction(html, `/federate/${gh}`)!, page.url), { csrf: formField(html, 'csrf')! });
+      assert.equal(start.status, 303);
+      const location = new URL(start.headers.get('location')!);
+      assert.equal(location.searchParams.get('nonce'), null, 'no OpenID Connect nonce for a plain OAuth 2.0 provider');
+      const callback = await signInUpstream(browser, location, sub);
+      assert.equal(callback.pathname, `/api/v1/auth/oauth2/${gh}/callback`);
+      const end = await browser.follow(callback, {}, isCallback);
+      const claims = (await tokensAt(end, request)).claims()!;
+      assert.deepEqual(claims.amr, ['fed']);
+      assert.equal((await ts.server.services.db('users').where({ id: claims.sub }).first()).email, email);
+      await api.delete(`/identity-providers/${created.body.id}`);
+    } finally {
+      await plain.stop();
+    }
+  });
+
   it('home-realm discovery: an address of the provider\'s domain typed on the login page goes to the provider', async () => {
     const browser = new HttpBrowser();
     const request = await authorizationRequest(rp, { scope: 'openid' });
@@ -304,5 +339,29 @@ describe('federation: signing in through an upstream OpenID Connect provider', (
     assert.match(alertText(await res.text()) ?? '', /did not answer/);
     assert.ok(Date.now() - started < 11_000);
     await api.delete(`/identity-providers/${down.body.id}`);
+  });
+
+  it('an upstream that accepts the connection and never answers: the page comes within the 10-second deadline, 503', async () => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => { sockets.add(socket); socket.on('error', () => {}); });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const hung = await api.post('/identity-providers', {
+        alias: marker('hung'), type: 'oidc', displayName: 'Hung SSO', issuer: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`, clientId: 'c', clientSecret: 's',
+      });
+      const browser = new HttpBrowser();
+      const request = await authorizationRequest(rp, { scope: 'openid' });
+      const page = await browser.follow(request.url, {}, isCallback);
+      const html = await page.res.text();
+      const started = Date.now();
+      const res = await browser.postForm(new URL(formAction(html, `/federate/${hung.body.alias}`)!, page.url), { csrf: formField(html, 'csrf')! });
+      assert.equal(res.status, 503);
+      // Not a speed check: the deadline holds, where an unbounded call would hang the page.
+      assert.ok(Date.now() - started < 15_000, 'answered within the deadline');
+      await api.delete(`/identity-providers/${hung.body.id}`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
