@@ -1,11 +1,13 @@
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
+import type { SamlRequestChecks } from './saml-sp.ts';
 import type { UpstreamChecks, UpstreamIdentity } from './upstream-oauth.ts';
 
 /**
  * The short-lived records a federated sign-in leaves between the browser's trips, in the ephemeral
  * store every instance shares:
  *   federation:request:{state}  what our authorization request committed to (the interaction, the
- *                               provider, PKCE verifier, nonce); taken once by the callback
+ *                               provider, PKCE verifier, nonce; for SAML the AuthnRequest ID, the
+ *                               state being the RelayState); taken once by the callback or ACS
  *   federation:result:{uid}     what the callback learnt, for the interaction to finish with; only a
  *                               browser holding that interaction's cookie can read it back
  * The callback comes back without the interaction cookie (its path is /interaction/{uid}), so it
@@ -18,7 +20,7 @@ export const FEDERATION_RECORD_TTL_SECONDS = 10 * 60;
 export interface FederationRequest {
   uid: string;
   providerId: string;
-  checks: UpstreamChecks;
+  checks: UpstreamChecks | SamlRequestChecks;
 }
 
 export type FederationResult =
