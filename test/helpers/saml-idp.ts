@@ -35,6 +35,10 @@ export interface LoginResponseFields {
   audience: string;
   notBefore: Date;
   notOnOrAfter: Date;
+  /** The bearer confirmation's own InResponseTo; the Response's by default. */
+  confirmationInResponseTo?: string;
+  /** The bearer confirmation's own limit; the Conditions' by default. */
+  confirmationNotOnOrAfter?: Date;
   attributes: Record<string, string | string[]>;
 }
 
@@ -42,6 +46,7 @@ export interface LoginResponseFields {
 export function loginResponseXml(f: LoginResponseFields): string {
   const now = new Date().toISOString();
   const irt = f.inResponseTo ? ` InResponseTo="${esc(f.inResponseTo)}"` : '';
+  const confirmationIrt = f.confirmationInResponseTo ? ` InResponseTo="${esc(f.confirmationInResponseTo)}"` : irt;
   const attributes = Object.entries(f.attributes).map(([name, values]) =>
     `<saml:Attribute Name="${esc(name)}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic">${
       (Array.isArray(values) ? values : [values]).map((v) => `<saml:AttributeValue xsi:type="xs:string">${esc(v)}</saml:AttributeValue>`).join('')
@@ -52,7 +57,7 @@ export function loginResponseXml(f: LoginResponseFields): string {
     + `<saml:Assertion xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xs="http://www.w3.org/2001/XMLSchema" ID="${esc(f.assertionId)}" Version="2.0" IssueInstant="${now}">`
     + `<saml:Issuer>${esc(f.issuer)}</saml:Issuer>`
     + `<saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">${esc(f.nameId)}</saml:NameID>`
-    + `<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="${f.notOnOrAfter.toISOString()}" Recipient="${esc(f.recipient)}"${irt}/></saml:SubjectConfirmation></saml:Subject>`
+    + `<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="${(f.confirmationNotOnOrAfter ?? f.notOnOrAfter).toISOString()}" Recipient="${esc(f.recipient)}"${confirmationIrt}/></saml:SubjectConfirmation></saml:Subject>`
     + `<saml:Conditions NotBefore="${f.notBefore.toISOString()}" NotOnOrAfter="${f.notOnOrAfter.toISOString()}"><saml:AudienceRestriction><saml:Audience>${esc(f.audience)}</saml:Audience></saml:AudienceRestriction></saml:Conditions>`
     + `<saml:AuthnStatement AuthnInstant="${now}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`
     + `<saml:AttributeStatement>${attributes}</saml:AttributeStatement>`

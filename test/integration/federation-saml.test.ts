@@ -175,6 +175,13 @@ describe('federation: signing in through a SAML 2.0 identity provider', () => {
     assert.equal((await userByEmail(email)).email, email);
   });
 
+  it('a clock a little ahead at the IdP is tolerated (SAML_CLOCK_SKEW_SECONDS, 60 by default)', async () => {
+    const email = uniqueEmail('skew').toLowerCase();
+    const started = await startSaml();
+    const step = await complete(started, base64(signWithXmlCrypto(loginResponseXml(fields(started.authn.id, email, { notBefore: new Date(Date.now() + 20_000) })), idpKey, ['assertion'])));
+    assert.ok(isCallback(step.url), `expected the RP's callback, got ${step.url.href}`);
+  });
+
   describe('bad responses are refused', () => {
     const cases: [string, (requestId: string, email: string) => string | Promise<string>][] = [
       ['unsigned', (id, email) => base64(loginResponseXml(fields(id, email)))],
@@ -185,8 +192,11 @@ describe('federation: signing in through a SAML 2.0 identity provider', () => {
       ['for another recipient', (id, email) => signWithSamlify(loginResponseXml(fields(id, email, { recipient: 'https://other-sp.test/acs' })), { entityId: IDP_ENTITY, key: idpKey, spMetadata })],
       ['for another destination', (id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(id, email, { destination: 'https://other-sp.test/acs' })), idpKey, ['assertion', 'response']))],
       ['expired', (id, email) => signWithSamlify(loginResponseXml(fields(id, email, { notBefore: new Date(Date.now() - 600_000), notOnOrAfter: new Date(Date.now() - 120_000) })), { entityId: IDP_ENTITY, key: idpKey, spMetadata })],
+      ['its bearer confirmation expired (the Conditions still valid)', (id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(id, email, { confirmationNotOnOrAfter: new Date(Date.now() - 120_000) })), idpKey, ['assertion']))],
       ['not yet valid', (id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(id, email, { notBefore: new Date(Date.now() + 120_000) })), idpKey, ['assertion']))],
       ['answering another request', (_id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(`_${randomUUID()}`, email)), idpKey, ['assertion']))],
+      ['its Response answering another request (the signed confirmation ours)', (id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(`_${randomUUID()}`, email, { confirmationInResponseTo: id })), idpKey, ['assertion']))],
+      ['its signed confirmation answering another request (the Response ours)', (id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(id, email, { confirmationInResponseTo: `_${randomUUID()}` })), idpKey, ['assertion']))],
       ['unsolicited, though it carries our RelayState', (_id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(undefined, email)), idpKey, ['assertion']))],
       ['from another issuer', (id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(id, email, { issuer: 'https://evil.test/metadata' })), idpKey, ['assertion']))],
       ['failing the SAML schema', (id, email) => base64(signWithXmlCrypto(loginResponseXml(fields(id, email)).replace('<saml:Subject>', '<saml:Unexpected/><saml:Subject>'), idpKey, ['assertion']))],
@@ -202,6 +212,16 @@ describe('federation: signing in through a SAML 2.0 identity provider', () => {
         const signature = /<ds:Signature[\s\S]*<\/ds:Signature>/.exec(signedAssertion)![0];
         const forged = signedAssertion.replace(signature, '').replace(/ID="[^"]+"/, `ID="_forged${randomUUID()}"`).replace(/<saml:Issuer>[^<]*<\/saml:Issuer>/, `$&${signature}`);
         return base64(genuine.replace(signedAssertion, forged).replace('<samlp:Status>', `<samlp:Extensions>${signedAssertion}</samlp:Extensions><samlp:Status>`));
+      }],
+      ['with a wrapped signature (a forged assertion carrying the genuine signature, the signed one, unsigned, moved to Extensions)', (id, email) => {
+        const genuine = signWithXmlCrypto(loginResponseXml(fields(id, 'victim@example.test')), idpKey, ['assertion']);
+        const signedAssertion = /<saml:Assertion[\s\S]*<\/saml:Assertion>/.exec(genuine)![0];
+        const signature = /<ds:Signature[\s\S]*<\/ds:Signature>/.exec(signedAssertion)![0];
+        // The enveloped signature's digest leaves the signature out: the genuine assertion still matches it.
+        const hidden = signedAssertion.replace(signature, '');
+        const forged = loginResponseXml(fields(id, email));
+        const forgedAssertion = /<saml:Assertion[\s\S]*<\/saml:Assertion>/.exec(forged)![0].replace(/(<saml:Assertion [^>]*>)(<saml:Issuer>[^<]*<\/saml:Issuer>)/, `$1$2${signature}`);
+        return base64(forged.replace(/<saml:Assertion[\s\S]*<\/saml:Assertion>/, forgedAssertion).replace('<samlp:Status>', `<samlp:Extensions>${hidden}</samlp:Extensions><samlp:Status>`));
       }],
     ];
     for (const [name, make] of cases) {

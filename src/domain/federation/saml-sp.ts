@@ -68,7 +68,7 @@ export function createSamlServiceProvider(deps: {
       privateKey: key.privateKeyPem,
       requestSignatureAlgorithm: RSA_SHA256,
       assertionConsumerService: [{ Binding: binding.post, Location: endpoints.acsUrl! }],
-      singleLogoutService: [{ Binding: binding.redirect, Location: endpoints.sloUrl! }],
+      // No SingleLogoutService yet: /slo is not served, so the metadata does not offer it.
       // samlify's own Conditions check: NotBefore may be this early, NotOnOrAfter this late.
       clockDrifts: [-skewMs, skewMs],
     });
