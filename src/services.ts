@@ -21,6 +21,7 @@ import { createFederatedIdentitiesRepo } from './repos/federated-identities.ts';
 import { createFederatedAccounts } from './domain/federation/federated-accounts.ts';
 import { createUpstreamOAuth } from './domain/federation/upstream-oauth.ts';
 import { createFederationRecords } from './domain/federation/sign-in-records.ts';
+import { createSamlServiceProvider } from './domain/federation/saml-sp.ts';
 import { createServerKeysRepo } from './repos/server-keys.ts';
 import { createUsersRepo } from './repos/users.ts';
 import { createIdempotencyRepo } from './repos/idempotency.ts';
@@ -137,6 +138,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     identityProviders,
     records: createFederationRecords(ephemeral),
     upstream: createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! }),
+    saml: createSamlServiceProvider({ issuer: config.ISSUER, identityProviders, ephemeral, clockSkewSeconds: config.SAML_CLOCK_SKEW_SECONDS }),
     accounts: createFederatedAccounts({
       links: repos.federatedIdentities, users: repos.users, accounts, events, transaction: (work) => db.transaction(work),
     }),

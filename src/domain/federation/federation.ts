@@ -1,5 +1,6 @@
 import type { FederatedAccounts } from './federated-accounts.ts';
 import type { IdentityProviders } from './identity-providers.ts';
+import type { SamlServiceProvider } from './saml-sp.ts';
 import type { FederationRecords } from './sign-in-records.ts';
 import type { UpstreamOAuth } from './upstream-oauth.ts';
 
@@ -7,6 +8,7 @@ import type { UpstreamOAuth } from './upstream-oauth.ts';
 export interface Federation {
   identityProviders: IdentityProviders;
   upstream: UpstreamOAuth;
+  saml: SamlServiceProvider;
   accounts: FederatedAccounts;
   records: FederationRecords;
 }
