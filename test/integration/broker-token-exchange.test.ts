@@ -186,9 +186,21 @@ describe('broker token exchange: an upstream provider\'s ID token for our tokens
     assert.equal(await issuedFor(userId), 0, 'the suspension revoked everything and nothing new was issued');
   });
 
-  it('logout-all and suspending the user end the exchanged token', async () => {
+  it('the exchanged token lives under a grant of its own: ending the grant, logout-all or suspending the user ends it', async () => {
     const { sub, userId, ownToken } = await linkedUser();
     const idToken = await upstream.idToken(sub);
+    const db = ts.server.services.db;
+    const grantsBefore = (await db('oidc_payloads').where({ model: 'Grant', account_id: userId })).map((g: { id: string }) => g.id);
+    const filed = (await exchange(idToken, { resource: API, scope: 'read' })).access_token;
+    const [grant] = await db('oidc_payloads').where({ model: 'Grant', account_id: userId }).whereNotIn('id', grantsBefore);
+    assert.ok(grant, 'a grant for the exchange');
+    assert.equal(grant.payload.clientId, broker.clientMetadata().client_id);
+    assert.deepEqual(grant.payload.resources, { [API]: 'read' });
+    assert.equal((await db('oidc_payloads').where({ model: 'AccessToken', grant_id: grant.id })).length, 1, 'the token is filed under it');
+    assert.equal(await active(filed), true);
+    await db('oidc_payloads').where({ model: 'Grant', id: grant.id }).delete();
+    assert.equal(await active(filed), false, 'no token without its grant');
+
     const first = (await exchange(idToken, { resource: API })).access_token;
     assert.equal(await active(first), true);
     const out = await fetch(new URL('/api/v1/auth/logout-all', ts.issuer), { method: 'POST', headers: { authorization: `Bearer ${ownToken}` } });
