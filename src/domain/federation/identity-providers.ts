@@ -18,6 +18,9 @@ import { upstreamUrl } from './upstream-urls.ts';
  */
 
 export type { AccountLinking, IdentityProviderType };
+
+/** A provider's alias: it names the provider in URLs, links and client metadata. */
+export const IDP_ALIAS = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
 
 /** Which upstream claim (OIDC, OAuth 2.0 user endpoint) or SAML attribute gives each local field. */
@@ -329,6 +332,11 @@ export function createIdentityProviders(deps: {
     /** An enabled provider by alias, for the sign-in routes. */
     async enabledByAlias(alias: string): Promise<IdentityProvider | undefined> {
       return (await enabled.get('enabled'))?.find((p) => p.alias === alias);
+    },
+
+    /** The enabled OpenID Connect providers whose issuer is exactly `issuer` (token exchange). */
+    async enabledByIssuer(issuer: string): Promise<Array<Extract<IdentityProvider, { type: 'oidc' }>>> {
+      return ((await enabled.get('enabled')) ?? []).filter((p): p is Extract<IdentityProvider, { type: 'oidc' }> => p.type === 'oidc' && p.oidc.issuer === issuer);
     },
 
     /** The client secret, for the token request only. */
