@@ -10,6 +10,7 @@ import type { ResourceServers } from './domain/clients/resource-servers.ts';
 import type { Federation } from './domain/federation/federation.ts';
 import { federationCallbackRoutes } from './http/federation-callback.ts';
 import { createFederationBinding } from './http/federation-binding.ts';
+import { samlRoutes } from './http/saml-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { createCsrf, createFormCsrf } from './http/interaction/csrf.ts';
 import { accountPageRoutes } from './http/pages/account-pages.ts';
@@ -138,6 +139,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   const accountApi = accountApiRoutes(accountApiDeps, accountOps);
   mount(accountApi, { allowedMethods: true });
   mount(federationCallbackRoutes({ issuer: deps.issuer, federation: deps.federation, binding: federationBinding, renderPage, logger: deps.logger }), { allowedMethods: true });
+  mount(samlRoutes({ federation: deps.federation, binding: federationBinding, renderPage, logger: deps.logger }), { allowedMethods: true });
   mount(captchaAssetRoutes(), { allowedMethods: false });
   mount(webauthnAssetRoutes(), { allowedMethods: false });
   mount(adminApi, { allowedMethods: true });

@@ -21,6 +21,8 @@ import { createFederatedIdentitiesRepo } from './repos/federated-identities.ts';
 import { createFederatedAccounts } from './domain/federation/federated-accounts.ts';
 import { createUpstreamOAuth } from './domain/federation/upstream-oauth.ts';
 import { createFederationRecords } from './domain/federation/sign-in-records.ts';
+import { createSamlServiceProvider } from './domain/federation/saml-sp.ts';
+import { createUpstreamTokens } from './domain/federation/upstream-tokens.ts';
 import { createServerKeysRepo } from './repos/server-keys.ts';
 import { createUsersRepo } from './repos/users.ts';
 import { createIdempotencyRepo } from './repos/idempotency.ts';
@@ -133,10 +135,13 @@ export async function createServices(config: AppConfig, logger: Logger) {
   });
   const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
+  const upstream = createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! });
   const federation = {
     identityProviders,
     records: createFederationRecords(ephemeral),
-    upstream: createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! }),
+    upstream,
+    tokens: createUpstreamTokens({ identityProviders, upstream }),
+    saml: createSamlServiceProvider({ issuer: config.ISSUER, identityProviders, ephemeral, clockSkewSeconds: config.SAML_CLOCK_SKEW_SECONDS }),
     accounts: createFederatedAccounts({
       links: repos.federatedIdentities, users: repos.users, accounts, events, transaction: (work) => db.transaction(work),
     }),

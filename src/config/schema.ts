@@ -105,6 +105,7 @@ export const configSchema = z
     SMS_WEBHOOK_URL: httpUrl.optional(),
     SMS_WEBHOOK_TOKEN: z.string().min(1).max(1024).refine((v) => !/[\s]/.test(v), 'must not contain spaces or line breaks').optional(),
     SMS_WEBHOOK_TIMEOUT_MS: int(100, 60_000).default(5000),
+    SAML_CLOCK_SKEW_SECONDS: int(0, 600).default(60),
   })
   .superRefine((cfg, ctx) => {
     if (cfg.NODE_ENV === 'production' && !cfg.ISSUER) {

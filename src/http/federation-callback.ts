@@ -28,7 +28,8 @@ export function federationCallbackRoutes(deps: { issuer: string; federation: Fed
     const request = state ? await federation.records.takeRequest(state) : undefined;
     if (!request) return expired(ctx);
     const provider = (await federation.identityProviders.enabled()).find((p) => p.id === request.providerId);
-    if (!provider || provider.alias !== alias || provider.type !== type) return expired(ctx);
+    if (!provider || provider.alias !== alias || provider.type !== type || !('codeVerifier' in request.checks)) return expired(ctx);
+    const checks = request.checks;
     // Another browser than the one that started (a forwarded authorization URL): nothing is recorded.
     if (!deps.binding.holds(ctx, request.binding)) {
       logger.warn({ provider: provider.alias }, 'upstream answer in a browser that did not start the sign-in: refused');
@@ -38,7 +39,7 @@ export function federationCallbackRoutes(deps: { issuer: string; federation: Fed
     let result: FederationResult;
     try {
       // The exact URL the upstream sent the browser to: openid-client checks state, iss and code against it.
-      const identity: UpstreamIdentity = await federation.upstream.identityFrom(provider, new URL(ctx.originalUrl, deps.issuer), request.checks);
+      const identity: UpstreamIdentity = await federation.upstream.identityFrom(provider, new URL(ctx.originalUrl, deps.issuer), checks);
       result = { providerId: provider.id, identity };
     } catch (err) {
       if (err instanceof AppError && err.code === 'IDENT_FEDERATION_UNAVAILABLE') {

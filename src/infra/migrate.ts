@@ -13,6 +13,7 @@ import * as factorTypes from '../../migrations/0009_factor_types.ts';
 import * as webauthnCredentials from '../../migrations/0010_webauthn_credentials.ts';
 import * as phoneFactors from '../../migrations/0011_phone_factors.ts';
 import * as federation from '../../migrations/0012_federation.ts';
+import * as samlSpKeys from '../../migrations/0013_saml_sp_keys.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -34,6 +35,7 @@ const migrations: Record<string, Migration> = {
   '0010_webauthn_credentials': webauthnCredentials,
   '0011_phone_factors': phoneFactors,
   '0012_federation': federation,
+  '0013_saml_sp_keys': samlSpKeys,
 };
 
 /**

@@ -4,6 +4,7 @@ import type { Accounts } from '../domain/authn/accounts.ts';
 import type { AcrLevel, MfaPolicy } from '../domain/authn/sign-in-flow.ts';
 import type { KeySet } from '../domain/keys/keys.ts';
 import type { ResourceServers } from '../domain/clients/resource-servers.ts';
+import type { Federation } from '../domain/federation/federation.ts';
 import type { SecretBox } from '../infra/crypto.ts';
 import type { Logger } from '../infra/logger.ts';
 import type { ClientRegistry } from '../domain/clients/clients.ts';
@@ -15,6 +16,7 @@ import { accountConfiguration } from './configuration/accounts.ts';
 import { clientConfiguration } from './configuration/clients.ts';
 import { tokenConfiguration, type TokenSettings } from './configuration/tokens.ts';
 import { uiConfiguration, type RenderPage } from './configuration/ui.ts';
+import { createBrokerExchange } from './grants/broker-exchange.ts';
 import { jwtGrantReference, registerTokenExchange } from './grants/token-exchange.ts';
 import { providerCookieNames, treatRequestsAsHttps } from './transport.ts';
 
@@ -28,6 +30,8 @@ export interface ProviderDeps {
   tokens: TokenSettings;
   accounts: Accounts;
   resourceServers: ResourceServers;
+  /** Upstream identity providers: their tokens can be exchanged for ours. */
+  federation: Pick<Federation, 'tokens' | 'accounts'>;
   payloads: OidcPayloadsRepo;
   clients: ClientRegistry;
   box: SecretBox;
@@ -107,6 +111,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     resourceServers: deps.resourceServers,
     publicJwks: deps.keys.publicJwks as JSONWebKeySet,
     accounts: deps.accounts,
+    broker: createBrokerExchange({ tokens: deps.federation.tokens, federatedAccounts: deps.federation.accounts, accounts: deps.accounts }),
   });
 
   provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {

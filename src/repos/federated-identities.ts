@@ -35,9 +35,9 @@ export function createFederatedIdentitiesRepo(db: Knex) {
       return out as FederatedIdentityRow;
     },
 
-    /** A sign-in through the link: when, and the email the upstream gave this time. */
-    async touch(id: string, email: string | null): Promise<void> {
-      await table().where({ id }).update({ last_login_at: db.fn.now(), email } as never);
+    /** A sign-in through the link: when, and the email the upstream gave this time (undefined: unchanged). */
+    async touch(id: string, email?: string | null): Promise<void> {
+      await table().where({ id }).update({ last_login_at: db.fn.now(), ...(email !== undefined ? { email } : {}) } as never);
     },
 
     async listForUser(userId: string): Promise<LinkedProviderRow[]> {

@@ -15,6 +15,10 @@ export interface IdentityProviderRow {
   settings: Record<string, unknown>;
   /** SecretBox-sealed client secret (AAD names the provider); null for SAML and public clients. */
   client_secret_sealed: string | null;
+  /** SAML: our SP's self-signed certificate (PEM), published in our metadata. */
+  sp_certificate: string | null;
+  /** SAML: our SP's private key (PKCS#8 PEM), SecretBox-sealed (AAD names the provider). */
+  sp_private_key_sealed: string | null;
   allowed_domains: string[];
   jit_provisioning: boolean;
   account_linking: AccountLinking;
@@ -26,7 +30,7 @@ export interface IdentityProviderRow {
 }
 
 export type NewIdentityProvider = Omit<IdentityProviderRow, 'tenant_id' | 'created_at' | 'updated_at'>;
-export type IdentityProviderChanges = Partial<Omit<IdentityProviderRow, 'id' | 'tenant_id' | 'alias' | 'type' | 'created_at' | 'updated_at'>>;
+export type IdentityProviderChanges = Partial<Omit<IdentityProviderRow, 'id' | 'tenant_id' | 'alias' | 'type' | 'created_at' | 'updated_at' | 'sp_certificate' | 'sp_private_key_sealed'>>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -69,6 +73,11 @@ export function createIdentityProvidersRepo(db: Knex) {
       if (!UUID.test(id)) return undefined;
       const [row] = await table().where({ id }).update({ ...asJson(changes), updated_at: db.fn.now() } as never).returning('*');
       return row as IdentityProviderRow | undefined;
+    },
+
+    /** Stores an SP key only where none is (two instances making one at once keep the first). */
+    async setSpKeyIfAbsent(id: string, certificate: string, sealedKey: string): Promise<void> {
+      await table().where({ id }).whereNull('sp_certificate').update({ sp_certificate: certificate, sp_private_key_sealed: sealedKey } as never);
     },
 
     async delete(id: string): Promise<IdentityProviderRow | undefined> {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import type http from 'node:http';
-import { exportJWK, generateKeyPair } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import Provider from 'oidc-provider';
-import { formAction, formField, type HttpBrowser } from './browser-http.ts';
+import * as oidc from 'openid-client';
+import { formAction, formField, HttpBrowser } from './browser-http.ts';
+import { authorizationRequest, REDIRECT_URI } from './rp.ts';
 import { listenOn, portOf } from './server.ts';
 
 /** What an upstream account says about itself (the upstream's claims). */
@@ -46,6 +48,20 @@ export async function startUpstreamOp(client: { clientId: string; clientSecret: 
   return {
     issuer,
     accounts,
+    /**
+     * A real ID token of `login` for our client: a sign-in at the upstream as that client (code,
+     * PKCE, its development forms) with openid-client, the callback never reaching us.
+     */
+    async idToken(login: string): Promise<string> {
+      const rp = await oidc.discovery(new URL(issuer), client.clientId, client.clientSecret, undefined, { execute: [oidc.allowInsecureRequests] });
+      const request = await authorizationRequest(rp, { redirectUri: client.redirectUri, scope: 'openid email' });
+      const callback = await signInUpstream(new HttpBrowser(), request.url, login);
+      return (await request.redeem(callback)).id_token!;
+    },
+    /** A JWT signed with the upstream's own key, for the checks other than the signature. */
+    async mint(claims: JWTPayload): Promise<string> {
+      return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'upstream' }).sign(privateKey);
+    },
     async stop() {
       listening.closeAllConnections();
       await new Promise((resolve) => listening.close(resolve));
@@ -54,6 +70,35 @@ export async function startUpstreamOp(client: { clientId: string; clientSecret: 
 }
 
 export type UpstreamOp = Awaited<ReturnType<typeof startUpstreamOp>>;
+
+const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
+
+/**
+ * From the relying party's authorization request to our login page, then "Continue with
+ * <displayName>" to the upstream: where the upstream was asked to sign the person in.
+ */
+export async function startFederation(rp: oidc.Configuration, idp: { alias: string; displayName: string; issuer: string }, browser = new HttpBrowser()) {
+  const request = await authorizationRequest(rp, { scope: 'openid email profile' });
+  const page = await browser.follow(request.url, {}, isCallback);
+  const html = await page.res.text();
+  assert.match(html, new RegExp(`Continue with ${idp.displayName}`), 'the login page offers the provider');
+  const action = formAction(html, `/federate/${idp.alias}`)!;
+  const res = await browser.postForm(new URL(action, page.url), { csrf: formField(html, 'csrf')! });
+  assert.equal(res.status, 303, await res.text());
+  const location = new URL(res.headers.get('location')!);
+  assert.equal(location.origin, idp.issuer, 'sent to the upstream');
+  assert.equal(location.searchParams.get('code_challenge_method'), 'S256');
+  assert.ok(location.searchParams.get('state') && location.searchParams.get('nonce'));
+  return { browser, request, upstreamStart: location, loginUrl: page.url };
+}
+
+/** The whole way: upstream sign-in as `sub`, back through our callback, to wherever we send the browser. */
+export async function federate(rp: oidc.Configuration, idp: { alias: string; displayName: string; issuer: string }, sub: string, browser?: HttpBrowser) {
+  const started = await startFederation(rp, idp, browser);
+  const callback = await signInUpstream(started.browser, started.upstreamStart, sub);
+  const step = await started.browser.follow(callback, {}, isCallback);
+  return { ...started, callback, step };
+}
 
 /**
  * Signs in at the upstream as `login` (its development login form, then its consent form) from

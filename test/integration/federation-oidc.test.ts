@@ -11,7 +11,9 @@ import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { accountConsole } from '../helpers/account-console.ts';
 import { callUserApi } from '../helpers/user-api.ts';
 import { enrolTotp } from '../helpers/mfa.ts';
-import { signInUpstream, startUpstreamOp, type UpstreamOp } from '../helpers/upstream-op.ts';
+import {
+  federate as federateAt, signInUpstream, startFederation as startFederationAt, startUpstreamOp, type UpstreamOp,
+} from '../helpers/upstream-op.ts';
 
 const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
 
@@ -53,29 +55,11 @@ describe('federation: signing in through an upstream OpenID Connect provider', (
     return { sub, email };
   }
 
+  const idp = () => ({ alias, displayName, issuer: upstream.issuer });
   /** From the RP's authorization request to our login page, then "Continue with Acme SSO" to the upstream. */
-  async function startFederation(browser = new HttpBrowser()) {
-    const request = await authorizationRequest(rp, { scope: 'openid email profile' });
-    const page = await browser.follow(request.url, {}, isCallback);
-    const html = await page.res.text();
-    assert.match(html, new RegExp(`Continue with ${displayName}`), 'the login page offers the provider');
-    const action = formAction(html, `/federate/${alias}`)!;
-    const res = await browser.postForm(new URL(action, page.url), { csrf: formField(html, 'csrf')! });
-    assert.equal(res.status, 303, await res.text());
-    const location = new URL(res.headers.get('location')!);
-    assert.equal(location.origin, upstream.issuer, 'sent to the upstream');
-    assert.equal(location.searchParams.get('code_challenge_method'), 'S256');
-    assert.ok(location.searchParams.get('state') && location.searchParams.get('nonce'));
-    return { browser, request, upstreamStart: location, loginUrl: page.url };
-  }
-
+  const startFederation = (browser?: HttpBrowser) => startFederationAt(rp, idp(), browser);
   /** The whole way: upstream sign-in as `sub`, back through our callback, to wherever we send the browser. */
-  async function federate(sub: string, browser?: HttpBrowser) {
-    const started = await startFederation(browser);
-    const callback = await signInUpstream(started.browser, started.upstreamStart, sub);
-    const step = await started.browser.follow(callback, {}, isCallback);
-    return { ...started, callback, step };
-  }
+  const federate = (sub: string, browser?: HttpBrowser) => federateAt(rp, idp(), sub, browser);
 
   async function tokensAt(step: { url: URL }, request: Awaited<ReturnType<typeof authorizationRequest>>) {
     assert.ok(isCallback(step.url), `expected the RP's callback, got ${step.url.href}`);

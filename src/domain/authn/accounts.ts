@@ -184,10 +184,14 @@ export function createAccounts(deps: {
     /**
      * Records a completed sign-in (user.signed_in) with how it was made. Called when the sign-in
      * is given to the provider, not when a password checks out: a sign-in can still wait for an
-     * email code after that.
+     * email code after that. A token exchange of an upstream provider's token records one too,
+     * with its grant type (`gty`), as it stands for a sign-in through that provider.
      */
-    async recordSignIn(user: UserRow, amr: string[], context: ChangeContext = {}, provider?: string): Promise<void> {
-      await events.record({ type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), amr, ...(provider ? { provider } : {}) } });
+    async recordSignIn(user: UserRow, amr: string[], context: ChangeContext = {}, provider?: string, grantType?: string): Promise<void> {
+      await events.record({
+        type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context,
+        payload: { user: userPayload(user), amr, ...(provider ? { provider } : {}), ...(grantType ? { gty: grantType } : {}) },
+      });
     },
 
     /**

@@ -97,6 +97,21 @@ export function createFederatedAccounts(deps: {
     },
 
     /**
+     * The active local account an upstream subject is linked to, for a token exchange; undefined
+     * when there is no link or the account is not active. Never creates or links an account: that
+     * needs the sign-in's checks (a verified email, proof of control of an existing account), which
+     * a back-channel exchange with nobody present cannot make.
+     */
+    async linkedUser(provider: IdentityProvider, subject: string): Promise<UserRow | undefined> {
+      const link = await links.findBySubject(provider.id, subject);
+      if (!link) return undefined;
+      const user = await users.findById(link.user_id);
+      if (!user || user.status !== 'active') return undefined;
+      await links.touch(link.id);
+      return user;
+    },
+
+    /**
      * Links `identity` to `user` once its owner proved control of the account in this sign-in. An
      * upstream subject already linked elsewhere, or a second link of the user to the same provider,
      * is refused (IDENT_EXT_IDENTITY_MISMATCH).

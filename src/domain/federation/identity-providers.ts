@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
+import { selfSignedIdentity, type SigningIdentity } from '../../infra/self-signed-certificate.ts';
 import { createSharedCache } from '../../infra/shared-cache.ts';
 import type {
   AccountLinking, IdentityProviderChanges, IdentityProviderRow, IdentityProvidersRepo, IdentityProviderType,
@@ -17,6 +18,9 @@ import { upstreamUrl } from './upstream-urls.ts';
  */
 
 export type { AccountLinking, IdentityProviderType };
+
+/** A provider's alias: it names the provider in URLs, links and client metadata. */
+export const IDP_ALIAS = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
 
 /** Which upstream claim (OIDC, OAuth 2.0 user endpoint) or SAML attribute gives each local field. */
@@ -140,6 +144,7 @@ export function federationEndpoints(issuer: string, provider: Pick<IdentityProvi
 const METADATA_FETCH_TIMEOUT_MS = 10_000;
 const METADATA_MAX_BYTES = 1024 * 1024;
 const secretAad = (id: string) => `idp-client-secret/v1:${id}`;
+const spKeyAad = (id: string) => `idp-saml-sp-key/v1:${id}`;
 
 export function createIdentityProviders(deps: {
   repo: IdentityProvidersRepo;
@@ -254,6 +259,8 @@ export function createIdentityProviders(deps: {
       const id = randomUUID();
       const settings = await settingsOf(input.type, input);
       checkSecret(input.type, settings, typeof input.clientSecret === 'string');
+      // Our SP's own signing identity for this provider (metadata, signed AuthnRequests).
+      const sp = input.type === 'saml' ? await selfSignedIdentity(`sp-${input.alias}`) : undefined;
       try {
         const row = await repo.insert({
           id,
@@ -263,6 +270,8 @@ export function createIdentityProviders(deps: {
           enabled: input.enabled ?? true,
           settings,
           client_secret_sealed: typeof input.clientSecret === 'string' ? box.encrypt(input.clientSecret, secretAad(id)) : null,
+          sp_certificate: sp?.certificatePem ?? null,
+          sp_private_key_sealed: sp ? box.encrypt(sp.privateKeyPem, spKeyAad(id)) : null,
           allowed_domains: domainsOf(input.allowedDomains) ?? [],
           jit_provisioning: input.jitProvisioning ?? true,
           account_linking: input.accountLinking ?? 'prove-control',
@@ -325,10 +334,29 @@ export function createIdentityProviders(deps: {
       return (await enabled.get('enabled'))?.find((p) => p.alias === alias);
     },
 
+    /** The enabled OpenID Connect providers whose issuer is exactly `issuer` (token exchange). */
+    async enabledByIssuer(issuer: string): Promise<Array<Extract<IdentityProvider, { type: 'oidc' }>>> {
+      return ((await enabled.get('enabled')) ?? []).filter((p): p is Extract<IdentityProvider, { type: 'oidc' }> => p.type === 'oidc' && p.oidc.issuer === issuer);
+    },
+
     /** The client secret, for the token request only. */
     async clientSecret(provider: IdentityProvider): Promise<string | undefined> {
       const row = await repo.findById(provider.id);
       return row?.client_secret_sealed ? box.decrypt(row.client_secret_sealed, secretAad(row.id)) : undefined;
+    },
+
+    /**
+     * Our SAML SP's key and certificate for this provider, for its metadata and signed requests
+     * only. A provider registered before SP keys existed gets one now (the first writer wins).
+     */
+    async samlServiceProviderKey(provider: IdentityProvider): Promise<SigningIdentity> {
+      let row = await find(provider.id);
+      if (!row.sp_certificate || !row.sp_private_key_sealed) {
+        const made = await selfSignedIdentity(`sp-${row.alias}`);
+        await repo.setSpKeyIfAbsent(row.id, made.certificatePem, box.encrypt(made.privateKeyPem, spKeyAad(row.id)));
+        row = await find(provider.id);
+      }
+      return { certificatePem: row.sp_certificate!, privateKeyPem: box.decrypt(row.sp_private_key_sealed!, spKeyAad(row.id)) };
     },
   };
 }

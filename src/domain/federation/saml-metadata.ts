@@ -5,6 +5,8 @@ export interface SamlIdpMetadata {
   entityId: string;
   /** Where AuthnRequests go (HTTP-Redirect binding). */
   ssoRedirectUrl: string;
+  /** The certificates (base64 DER) its responses and assertions must be signed with. */
+  signingCertificates: string[];
 }
 
 const invalid = (why: string) => new AppError('IDENT_VALIDATION', `body.metadataXml: ${why}`);
@@ -26,8 +28,9 @@ export function readSamlIdpMetadata(xml: string): SamlIdpMetadata {
   if (typeof entityId !== 'string' || !entityId) throw invalid('no entityID');
   const certificate: unknown = meta.getX509Certificate('signing');
   const certificates = Array.isArray(certificate) ? certificate : [certificate];
-  if (!certificates.some((c) => typeof c === 'string' && c.trim())) throw invalid('no signing certificate (KeyDescriptor use="signing")');
+  const signingCertificates = certificates.filter((c): c is string => typeof c === 'string' && c.trim() !== '').map((c) => c.replace(/\s+/g, ''));
+  if (!signingCertificates.length) throw invalid('no signing certificate (KeyDescriptor use="signing")');
   const sso: unknown = meta.getSingleSignOnService('redirect');
   if (typeof sso !== 'string' || !sso) throw invalid('no SingleSignOnService with the HTTP-Redirect binding');
-  return { entityId, ssoRedirectUrl: sso };
+  return { entityId, ssoRedirectUrl: sso, signingCertificates };
 }

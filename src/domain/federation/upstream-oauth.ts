@@ -1,7 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { BrokenCircuitError, circuitBreaker, ConsecutiveBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
+import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import * as oidc from 'openid-client';
 import { AppError } from '../errors.ts';
+import { upstreamUrl } from './upstream-urls.ts';
 import type { ClaimMapping, IdentityProvider, IdentityProviders, OAuth2Settings, OidcSettings } from './identity-providers.ts';
 
 /**
@@ -60,6 +62,7 @@ function isOutage(err: unknown): boolean {
       continue;
     }
     if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
+    if ((e as { code?: unknown }).code === 'ERR_JWKS_TIMEOUT') return true;
     if (e instanceof TypeError && /fetch failed/i.test(e.message)) return true;
     const status = (e as { status?: unknown }).status;
     if (typeof status === 'number' && status >= 500) return true;
@@ -95,6 +98,7 @@ export function identityFromClaims(claims: Record<string, unknown>, mapping: Cla
 export function createUpstreamOAuth(deps: { identityProviders: IdentityProviders; redirectUri: (provider: IdentityProvider) => string }) {
   // Per provider version: a change of the provider (new secret, new issuer) builds a new configuration.
   const configs = new Map<string, Promise<oidc.Configuration>>();
+  const keySets = new Map<string, JWTVerifyGetKey>();
   const breakers = new Map<string, CircuitBreakerPolicy>();
 
   const breakerOf = (provider: IdentityProvider) => {
@@ -138,8 +142,10 @@ export function createUpstreamOAuth(deps: { identityProviders: IdentityProviders
     return config;
   }
 
+  const versionOf = (provider: IdentityProvider) => `${provider.id}:${provider.updatedAt.getTime()}`;
+
   function configOf(provider: IdentityProvider): Promise<oidc.Configuration> {
-    const key = `${provider.id}:${provider.updatedAt.getTime()}`;
+    const key = versionOf(provider);
     let config = configs.get(key);
     if (!config) {
       config = buildConfig(provider);
@@ -149,6 +155,29 @@ export function createUpstreamOAuth(deps: { identityProviders: IdentityProviders
       configs.set(key, config);
     }
     return config;
+  }
+
+  /**
+   * The upstream's signing keys, from the jwks_uri its discovery names (https, or http on loopback
+   * as for every upstream URL). jose keeps them for 10 minutes and fetches them again at most every
+   * 30 s when a token names a key it does not know (the upstream rotated).
+   */
+  async function keysOf(provider: IdentityProvider): Promise<JWTVerifyGetKey> {
+    const key = versionOf(provider);
+    let keys = keySets.get(key);
+    if (!keys) {
+      const jwksUri = (await configOf(provider)).serverMetadata().jwks_uri;
+      if (!jwksUri) throw new UpstreamRejected('the upstream publishes no jwks_uri');
+      try {
+        upstreamUrl(jwksUri, 'jwks_uri');
+      } catch {
+        throw new UpstreamRejected('the upstream jwks_uri is neither https nor on loopback');
+      }
+      keys = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: UPSTREAM_DEADLINE_MS, headers: { 'user-agent': 'idp-federation' } });
+      for (const k of keySets.keys()) if (k.startsWith(`${provider.id}:`)) keySets.delete(k);
+      keySets.set(key, keys);
+    }
+    return keys;
   }
 
   /** Runs `work` against the upstream within the deadline and behind the provider's breaker. */
@@ -211,6 +240,23 @@ export function createUpstreamOAuth(deps: { identityProviders: IdentityProviders
         if (!response.ok) throw response.status >= 500 ? response : new UpstreamRejected(`the user endpoint answered ${response.status}`);
         const claims = (await response.json()) as Record<string, unknown>;
         return identityFromClaims(claims, o.claimMapping, provider.trustEmail);
+      });
+    },
+
+    /**
+     * The payload of a JWT the upstream signed, checked against its published keys and `options`
+     * (issuer, audience, times). A bad token is UpstreamRejected; an upstream (or its JWKS) that
+     * does not answer is IDENT_FEDERATION_UNAVAILABLE, and counts toward its breaker.
+     */
+    async verifyJwt(provider: IdentityProvider, jwt: string, options: JWTVerifyOptions): Promise<JWTPayload> {
+      return upstream(provider, async () => {
+        const keys = await keysOf(provider);
+        try {
+          return (await jwtVerify(jwt, keys, options)).payload;
+        } catch (err) {
+          if (isOutage(err)) throw err;
+          throw new UpstreamRejected(err instanceof Error ? err.message : 'the token was refused');
+        }
       });
     },
   };

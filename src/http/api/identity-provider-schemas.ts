@@ -1,10 +1,9 @@
 import { z } from 'zod';
-import { displayText, text, scopeToken } from './schemas.ts';
+import { displayText, idpAlias as alias, text, scopeToken } from './schemas.ts';
 
 // /api/v1/identity-providers: one create schema per type (the body names its type), the same
 // fields optional for PATCH (the type and alias never change).
 
-const alias = z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'lower-case letters, digits and hyphens, 1-63, not starting or ending with a hyphen');
 const domain = z.string().max(253).regex(/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i, 'must be a domain name');
 const url = z.string().max(2048);
 const claim = text(200);

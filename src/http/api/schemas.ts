@@ -3,6 +3,7 @@ import { ADMIN_SCOPES } from '../../domain/clients/admin-scopes.ts';
 import { hasControlCharacters } from '../../domain/accounts/display-names.ts';
 import { FACTOR_TYPES } from '../../domain/authn/mfa.ts';
 import { MFA_POLICIES } from '../../domain/authn/mfa-policy.ts';
+import { IDP_ALIAS } from '../../domain/federation/identity-providers.ts';
 
 // One source for validation and for the OpenAPI document (routes.ts), so they cannot drift.
 
@@ -11,6 +12,7 @@ export const text = (max: number) => z.string().min(1).max(max);
 export const displayText = (max: number) =>
   text(max).refine((v) => !hasControlCharacters(v), 'must not contain control characters');
 export const locale = z.string().regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/, 'must be a BCP 47 language tag').max(35);
+export const idpAlias = z.string().regex(IDP_ALIAS, 'lower-case letters, digits and hyphens, 1-63, not starting or ending with a hyphen');
 export const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, 'must be an RFC 6749 scope token');
 
 export const pageQuery = z.object({
@@ -128,6 +130,8 @@ export const clientMetadata = z.looseObject({
   registration_require_email_verification: z.boolean().optional(),
   mfa_policy: z.enum(MFA_POLICIES).optional()
     .describe("This client's MFA policy; its sign-ins follow the stricter of it and MFA_POLICY (a client cannot lower the deployment's)"),
+  token_exchange_providers: z.array(idpAlias).max(50).optional()
+    .describe('Aliases of the identity providers whose ID tokens (JWTs) this client may exchange at /token for tokens of the linked local user'),
 });
 
 export const clientCreate = clientMetadata.extend({

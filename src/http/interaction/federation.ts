@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import type { FederatedVia } from '../../domain/authn/sign-in-flow.ts';
 import { AppError } from '../../domain/errors.ts';
+import { randomToken } from '../../infra/crypto.ts';
 import type { FederationRefusal } from '../../domain/federation/federated-accounts.ts';
 import type { Federation } from '../../domain/federation/federation.ts';
 import type { IdentityProvider } from '../../domain/federation/identity-providers.ts';
@@ -33,9 +34,24 @@ export function federationStep(shared: Shared, signIn: SignIn, deps: Interaction
   const { federation, accounts, account, loginLimiter, csrf, renderPage } = deps;
   const { renderLogin, localeOf, limited } = shared;
 
-  /** Sends the browser to the provider's authorization endpoint. */
+  /**
+   * SAML: an AuthnRequest to the IdP by HTTP-Redirect, its RelayState naming the one-time record of
+   * this interaction and the request's ID (the response must answer that ID).
+   */
+  async function startSaml(ctx: Context, details: Details, provider: IdentityProvider & { type: 'saml' }): Promise<void> {
+    const state = randomToken();
+    // Nothing is fetched: the metadata was read at registration, so a failure here is ours (a 500).
+    const request = await federation.saml.loginRequest(provider, state);
+    await federation.records.saveRequest({
+      uid: details.uid, providerId: provider.id, checks: { state, requestId: request.requestId }, binding: deps.federationBinding.bind(ctx),
+    });
+    ctx.status = 303;
+    ctx.redirect(request.url.href);
+  }
+
+  /** Sends the browser to the provider's authorization endpoint (SAML: its sign-on service). */
   async function start(ctx: Context, details: Details, provider: IdentityProvider): Promise<void> {
-    if (provider.type === 'saml') return renderLogin(ctx, details, { error: 'federation.unavailable' }, 503);
+    if (provider.type === 'saml') return startSaml(ctx, details, provider);
     const checks = federation.upstream.newChecks(provider);
     let url: URL;
     try {
@@ -91,7 +107,7 @@ export function federationStep(shared: Shared, signIn: SignIn, deps: Interaction
     async providerForEmail(email: string): Promise<IdentityProvider | undefined> {
       const domain = email.trim().slice(email.trim().lastIndexOf('@') + 1).toLowerCase();
       if (!domain) return undefined;
-      return (await federation.identityProviders.enabled()).find((p) => p.type !== 'saml' && p.allowedDomains.includes(domain));
+      return (await federation.identityProviders.enabled()).find((p) => p.allowedDomains.includes(domain));
     },
 
     start,

@@ -124,9 +124,7 @@ export function createShared(deps: InteractionDeps) {
 
     async renderLogin(ctx: Context, details: Details, extra: { error?: MessageKey; email?: string } = {}, status = 200) {
       const policy = await policyOf(details);
-      const providers = (await deps.federation.identityProviders.enabled())
-        .filter((p) => p.type !== 'saml')
-        .map((p) => ({ displayName: p.displayName, action: `/interaction/${details.uid}/federate/${encodeURIComponent(p.alias)}` }));
+      const providers = (await deps.federation.identityProviders.enabled()).map((p) => ({ displayName: p.displayName, action: `/interaction/${details.uid}/federate/${encodeURIComponent(p.alias)}` }));
       renderPage(
         ctx,
         'login',

@@ -1,6 +1,10 @@
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { REGISTRATION_METADATA } from '../../domain/accounts/registration-policy.ts';
 import { isMfaPolicy, MFA_POLICIES, MFA_POLICY_METADATA } from '../../domain/authn/mfa-policy.ts';
+import { IDP_ALIAS } from '../../domain/federation/identity-providers.ts';
+
+/** The identity providers whose tokens a client may exchange (grants/broker-exchange.ts). */
+export const TOKEN_EXCHANGE_PROVIDERS = 'token_exchange_providers';
 
 const BOOLEAN_METADATA = [
   'first_party',
@@ -15,12 +19,14 @@ const BOOLEAN_METADATA = [
  * Our own client metadata: first_party (no consent screen), require_pkce (opt-out for legacy
  * confidential clients), introspection_allowed (may introspect other clients' tokens), and the
  * self-registration overrides (registration_*, see domain/accounts/registration-policy.ts) and
- * mfa_policy (a client's MFA policy, see domain/authn/mfa-policy.ts).
+ * mfa_policy (a client's MFA policy, see domain/authn/mfa-policy.ts), and token_exchange_providers
+ * (aliases of the identity providers whose tokens it may exchange; an alias is not required to
+ * exist yet, as a provider may be registered after its clients).
  */
 export function clientConfiguration(): Configuration {
   return {
     extraClientMetadata: {
-      properties: [...new Set([...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA), MFA_POLICY_METADATA])],
+      properties: [...new Set([...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA), MFA_POLICY_METADATA, TOKEN_EXCHANGE_PROVIDERS])],
       validator: (_ctx, key, value) => {
         if (key === 'registration_password') {
           if (value !== undefined && value !== 'required' && value !== 'optional') {
@@ -30,6 +36,12 @@ export function clientConfiguration(): Configuration {
         }
         if (key === MFA_POLICY_METADATA) {
           if (value !== undefined && !isMfaPolicy(value)) throw new TypeError(`mfa_policy must be one of ${MFA_POLICIES.join(', ')}`);
+          return;
+        }
+        if (key === TOKEN_EXCHANGE_PROVIDERS) {
+          const ok = value === undefined
+            || (Array.isArray(value) && value.length <= 50 && value.every((a) => typeof a === 'string' && IDP_ALIAS.test(a)));
+          if (!ok) throw new TypeError('token_exchange_providers must be an array of identity provider aliases');
           return;
         }
         if (value !== undefined && typeof value !== 'boolean') {

@@ -1,10 +1,11 @@
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
-import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { errors, type Client, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
 import { isAdminScope } from '../../domain/clients/admin-scopes.ts';
 import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import { SUBJECT_GRANT_ID } from '../adapter.ts';
+import type { BrokeredSubject, BrokerExchange } from './broker-exchange.ts';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -37,7 +38,7 @@ interface ClientSubject {
   exp: number;
 }
 
-type Subject = UserSubject | ClientSubject;
+type Subject = UserSubject | ClientSubject | BrokeredSubject;
 
 /** The state ttl/extra-claims hooks read while the exchanged token is being built. */
 export interface ExchangeState {
@@ -79,10 +80,15 @@ export function jwtGrantReference(): Configuration {
  * invalid_grant for a genuine token whose authorization has ended (account no longer active, grant
  * revoked; RFC 6749 section 5.2); invalid_target for an unknown resource or one the subject holds
  * nothing for; invalid_scope for scopes beyond what the subject was granted.
+ *
+ * A JWT of a registered upstream identity provider is exchanged too, for a token of the local
+ * account linked to its subject (broker-exchange.ts): it carries at most the target's scopes (and,
+ * as for every subject, only those of the client's registered scope when it has one), and is filed
+ * under a grant of its own for that account and client, so the same revocations end it.
  */
 export function registerTokenExchange(
   provider: Provider,
-  deps: { resourceServers: ResourceServers; publicJwks: JSONWebKeySet; accounts: Pick<Accounts, 'findActive'> },
+  deps: { resourceServers: ResourceServers; publicJwks: JSONWebKeySet; accounts: Pick<Accounts, 'findActive'>; broker: BrokerExchange },
 ): void {
   const jwks = createLocalJWKSet(deps.publicJwks);
 
@@ -134,12 +140,18 @@ export function registerTokenExchange(
     return clientSubject(clientId, scopes, exp, label);
   }
 
-  async function verify(value: unknown, type: unknown, label: string): Promise<Subject> {
+  /** With `client` (the exchanging client), a subject token: an upstream's JWT may be one. An actor is always ours. */
+  async function verify(value: unknown, type: unknown, label: string): Promise<UserSubject | ClientSubject>;
+  async function verify(value: unknown, type: unknown, label: string, client: Client): Promise<Subject>;
+  async function verify(value: unknown, type: unknown, label: string, client?: Client): Promise<Subject> {
     if (typeof value !== 'string' || !value) throw new errors.InvalidRequest(`${label} missing`);
     if (type !== ACCESS_TOKEN_TYPE && type !== JWT_TOKEN_TYPE) {
       throw new errors.InvalidRequest(`unsupported ${label}_type`);
     }
-    if (value.split('.').length === 3) return verifyJwt(value, label);
+    if (value.split('.').length === 3) {
+      const brokered = client ? await deps.broker.subjectOf(value, type, client) : undefined;
+      return brokered ?? verifyJwt(value, label);
+    }
 
     const token = await AccessToken.find(value);
     if (token?.isValid && token.accountId) {
@@ -156,12 +168,12 @@ export function registerTokenExchange(
     if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
       throw new errors.InvalidRequest('unsupported requested_token_type');
     }
-    const subject = await verify(params.subject_token, params.subject_token_type, 'subject_token');
+    const client = ctx.oidc.client!;
+    const subject = await verify(params.subject_token, params.subject_token_type, 'subject_token', client);
     const actor = params.actor_token
       ? await verify(params.actor_token, params.actor_token_type, 'actor_token')
       : undefined;
     if (!params.actor_token && params.actor_token_type) throw new errors.InvalidRequest('actor_token missing');
-    const client = ctx.oidc.client!;
     // Another client presenting a client's token would act as that client towards the target.
     if (subject.kind === 'client' && subject.clientId !== client.clientId) {
       throw new errors.InvalidRequest('a client_credentials token can only be exchanged by its own client');
@@ -180,13 +192,14 @@ export function registerTokenExchange(
       throw new errors.InvalidScope('requested scope is not defined by the resource server', undefinedScopes.join(' '));
     }
 
-    // What the subject may carry to this resource: a user's grant for it, a client's own scopes;
-    // never beyond what the exchanging client was registered for.
+    // What the subject may carry to this resource: a user's grant for it, a client's own scopes, an
+    // upstream's subject the resource's; never beyond what the exchanging client was registered for.
     const held = subject.kind === 'user' ? subject.grant.getResourceScope(server.identifier).split(' ') : [...server.scopes];
+    const scopeCap = subject.kind === 'federated' ? undefined : subject.scopeCap;
     const clientAllowed = client.scope ? new Set(client.scope.split(' ')) : undefined;
     const permitted = new Set(
       held.filter((s) => s && defined.has(s) && !isAdminScope(s)
-        && (!subject.scopeCap || subject.scopeCap.has(s))
+        && (!scopeCap || scopeCap.has(s))
         && (!clientAllowed || clientAllowed.has(s))),
     );
     const beyond = (requested ?? []).filter((s) => !permitted.has(s));
@@ -201,23 +214,33 @@ export function registerTokenExchange(
       accessTokenTTL: server.accessTokenTtl,
       ...(server.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'ES256' } } } : {}),
     });
-    // A user's exchanged token is filed under the subject's grant (see AccessToken above); a
-    // client's is a client_credentials token of that client, with no account behind it.
-    const token = subject.kind === 'user'
-      ? new AccessToken({
+    // A user's exchanged token is filed under the subject's grant (see AccessToken above); an
+    // upstream subject's under a grant made for it below; a client's is a client_credentials token
+    // of that client, with no account behind it.
+    const token = subject.kind === 'client'
+      ? Object.assign(new provider.ClientCredentials({ client, scope: scopes.join(' ') }), { gty: 'token_exchange' })
+      : new AccessToken({
           grantId: undefined as unknown as string,
-          [SUBJECT_GRANT_ID]: subject.grant.jti,
+          ...(subject.kind === 'user' ? { [SUBJECT_GRANT_ID]: subject.grant.jti } : {}),
           accountId: subject.accountId,
           client,
           gty: 'token_exchange',
           scope: scopes.join(' '),
-        })
-      : Object.assign(new provider.ClientCredentials({ client, scope: scopes.join(' ') }), { gty: 'token_exchange' });
+        });
     token.resourceServer = resourceServer;
     // The new token ends no later than the subject token.
     const remaining = subject.exp - Math.floor(Date.now() / 1000);
     if (remaining <= 0) throw tokenInvalid('subject_token');
-    (token as unknown as { expiresIn: number }).expiresIn = Math.min(token.expiration, remaining);
+    const expiresIn = Math.min(token.expiration, remaining);
+    (token as unknown as { expiresIn: number }).expiresIn = expiresIn;
+    if (subject.kind === 'federated') {
+      // The account granted this client nothing here; the grant records what the exchange gave, for
+      // as long as the token lives, so revocation, logout-all and suspension end it like any other.
+      const grant = new provider.Grant({ accountId: subject.accountId, clientId: client.clientId, expiresIn } as ConstructorParameters<Provider['Grant']>[0]);
+      grant.addResourceScope(server.identifier, scopes.join(' '));
+      await grant.save();
+      Object.assign(token, { grantId: grant.jti });
+    }
     if (actor) {
       const sub = actor.kind === 'user' ? actor.accountId : actor.clientId;
       (ctx.state as ExchangeState).act = { sub, client_id: actor.clientId };
@@ -225,6 +248,9 @@ export function registerTokenExchange(
 
     ctx.oidc.entity(token.kind, token);
     const value = await token.save();
+    if (subject.kind === 'federated') {
+      await deps.broker.recordSignIn(subject, { actor: client.clientId, requestId: ctx.state.requestId as string | undefined });
+    }
     ctx.body = {
       access_token: value,
       issued_token_type: ACCESS_TOKEN_TYPE,

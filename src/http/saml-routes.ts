@@ -1,0 +1,91 @@
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Federation } from '../domain/federation/federation.ts';
+import type { IdentityProvider, SamlSettings } from '../domain/federation/identity-providers.ts';
+import type { FederationResult } from '../domain/federation/sign-in-records.ts';
+import { UpstreamRejected } from '../domain/federation/upstream-oauth.ts';
+import { randomToken } from '../infra/crypto.ts';
+import type { Logger } from '../infra/logger.ts';
+import type { FederationBinding } from './federation-binding.ts';
+import type { RenderPage } from './render.ts';
+
+type SamlProvider = IdentityProvider & { type: 'saml'; saml: SamlSettings };
+
+/**
+ * Our SAML service provider's endpoints, ISSUER/api/v1/auth/saml/{alias}/…: the metadata operators
+ * give the IdP, and the assertion consumer service the IdP's page POSTs the response to. That POST
+ * is cross-site and carries no interaction cookie, so, as the OIDC callback, the ACS only turns the
+ * response into a result for the interaction its RelayState names and sends the browser there.
+ */
+export function samlRoutes(deps: { federation: Federation; binding: FederationBinding; renderPage: RenderPage; logger: Logger }) {
+  const { federation, renderPage, logger } = deps;
+  const router = new Router({ prefix: '/api/v1/auth/saml' });
+  // A signed response with a few attributes is a few kB; 256 kB leaves room for big group lists.
+  const form = bodyParser({ enableTypes: ['form'], formLimit: '256kb' });
+
+  const expired = (ctx: Context) => renderPage(ctx, 'message', { title: 'federation.title', text: 'federation.callback_expired' }, 400);
+
+  async function samlProvider(alias: string): Promise<SamlProvider | undefined> {
+    const provider = await federation.identityProviders.enabledByAlias(alias);
+    return provider?.type === 'saml' ? provider : undefined;
+  }
+
+  router.get('/:alias/metadata', async (ctx) => {
+    const provider = await samlProvider(ctx.params.alias!);
+    if (!provider) return ctx.throw(404, 'no such SAML provider');
+    ctx.type = 'application/samlmetadata+xml';
+    ctx.body = await federation.saml.metadata(provider);
+  });
+
+  router.post('/:alias/acs', form, async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    const { alias } = ctx.params as { alias: string };
+    const body = (ctx.request.body ?? {}) as Record<string, unknown>;
+    const relayState = typeof body.RelayState === 'string' ? body.RelayState : '';
+    const samlResponse = typeof body.SAMLResponse === 'string' ? body.SAMLResponse : '';
+    // Taken once. No RelayState, or one we did not issue, is an unsolicited (IdP-initiated)
+    // response: refused, since nothing ties it to a sign-in this browser started.
+    const request = relayState ? await federation.records.takeRequest(relayState) : undefined;
+    const provider = await samlProvider(alias);
+    if (!request || !provider || request.providerId !== provider.id || !('requestId' in request.checks) || !samlResponse) {
+      logger.info({ provider: alias, relayState: relayState ? 'unknown' : 'none' }, 'SAML response without a pending request refused');
+      return expired(ctx);
+    }
+
+    let result: FederationResult;
+    try {
+      result = { providerId: provider.id, identity: await federation.saml.identityFrom(provider, samlResponse, request.checks) };
+    } catch (err) {
+      if (!(err instanceof UpstreamRejected)) throw err;
+      logger.info({ provider: provider.alias, reason: err.message }, 'SAML response refused');
+      result = { providerId: provider.id, error: 'rejected' };
+    }
+    // The binding cookie did not come with this cross-site POST: the GET below checks it.
+    const token = randomToken(24);
+    await federation.records.saveHandoff(token, { uid: request.uid, binding: request.binding, result });
+    ctx.status = 303;
+    ctx.redirect(`/api/v1/auth/saml/${encodeURIComponent(provider.alias)}/continue?t=${token}`);
+  });
+
+  /**
+   * The browser back from the ACS, with its cookies: the result reaches the interaction only in the
+   * browser that started the sign-in (federation-binding.ts), not in one an AuthnRequest URL was
+   * forwarded to.
+   */
+  router.get('/:alias/continue', async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    const token = typeof ctx.query.t === 'string' ? ctx.query.t : '';
+    const handoff = token ? await federation.records.takeHandoff(token) : undefined;
+    if (!handoff) return expired(ctx);
+    if (!deps.binding.holds(ctx, handoff.binding)) {
+      logger.warn({ provider: ctx.params.alias }, 'SAML response in a browser that did not start the sign-in: refused');
+      return expired(ctx);
+    }
+    await federation.records.saveResult(handoff.uid, handoff.result);
+    ctx.status = 303;
+    ctx.redirect(`/interaction/${encodeURIComponent(handoff.uid)}/federated`);
+  });
+
+  return router;
+}
