@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { commands } from '../../src/cli/commands/index.ts';
@@ -197,12 +198,26 @@ describe('idp --version and the launcher', () => {
     assert.equal(failing.code, 2, 'the exit status comes through');
   });
 
-  it('npx idp prints no EBADENGINE warning', async (t) => {
+  it('npx idp prints no EBADENGINE warning with node_modules/.bin on PATH (as the README says)', async (t) => {
     const npx = spawnSync('npx', ['--version'], { encoding: 'utf8' });
     if (npx.status !== 0) return t.skip('npx is not installed');
-    const r = await run('npx', ['--offline', 'idp', '--version']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`^idp ${version.replace(/\./g, '\\.')} `));
-    assert.doesNotMatch(r.stderr, /EBADENGINE|npm warn/i);
+    // A fresh npx cache: npx installs the project into it on first use, which is when npm checks
+    // the engines (a Node older than package.json's engines warns EBADENGINE).
+    const cache = mkdtempSync(path.join(tmpdir(), 'idp-npx-'));
+    try {
+      const env = cleanEnv({
+        PATH: `${path.join(root, 'node_modules/.bin')}${path.delimiter}${process.env.PATH ?? ''}`,
+        npm_config_cache: cache,
+        npm_config_update_notifier: 'false',
+      });
+      for (let i = 0; i < 2; i++) {
+        const r = await run('npx', ['--offline', 'idp', '--version'], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, new RegExp(`^idp ${version.replace(/\./g, '\\.')} \\(Node v(2[4-9]|[3-9]\\d)\\.`));
+        assert.doesNotMatch(r.stderr, /EBADENGINE|npm warn/i);
+      }
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+    }
   });
 });
