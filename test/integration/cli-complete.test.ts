@@ -112,6 +112,13 @@ describe('the idp CLI covers the whole admin API', () => {
       '--access-token-format', 'opaque', '--access-token-ttl', '600',
     ]);
     assert.deepEqual([updated.name, updated.scopes, updated.accessTokenFormat, updated.accessTokenTtl], ['Orders', ['a:read', 'a:write'], 'opaque', 600]);
+    // A body on standard input; the options override its fields.
+    const piped = spawnIdp(['resource-servers', 'update', rs.id, '--body', '@-', '--access-token-ttl', '900', '--json'], env);
+    piped.stdin.end(JSON.stringify({ name: 'From stdin', accessTokenTtl: 60 }));
+    const fromStdin = await finished(piped, 60_000);
+    assert.equal(fromStdin.code, 0, fromStdin.stderr);
+    assert.deepEqual([JSON.parse(fromStdin.stdout).name, JSON.parse(fromStdin.stdout).accessTokenTtl], ['From stdin', 900]);
+
     const deleted = await idp(['resource-servers', 'delete', rs.id]);
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.equal(deleted.stdout, `resource server ${rs.id} deleted\n`);

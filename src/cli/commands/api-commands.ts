@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ADMIN_SCOPES, type AdminScope } from '../../domain/clients/admin-scopes.ts';
 import { adminOperationSpecs, type AdminCommand } from '../../http/api/admin-operations.ts';
@@ -137,9 +138,19 @@ function objectFrom(args: Args, fieldList: Field[], base: Record<string, unknown
   return out;
 }
 
+/** --body '<json>', or @file, or @- for standard input (a SAML metadata document is long). */
 function bodyFlag(args: Args): Record<string, unknown> {
-  const text = args.string('body');
-  if (text === undefined) return {};
+  const given = args.string('body');
+  if (given === undefined) return {};
+  let text = given;
+  if (given.startsWith('@')) {
+    const file = given.slice(1);
+    try {
+      text = readFileSync(file === '-' ? 0 : file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--body ${given}: cannot read ${file === '-' ? 'standard input' : file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
   const value = parseJson('body', text);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError('--body must be a JSON object');
   return value as Record<string, unknown>;
@@ -169,7 +180,7 @@ export function apiCommand(command: AdminCommand): RemoteCommand {
   const options: Options = Object.fromEntries([
     ...queryFields.map((f) => [flagName(f.property), optionFor(f, 'query')] as const),
     ...bodyFields.map((f) => [flagName(f.property), optionFor(f, 'body')] as const),
-    ...(spec.body ? [['body', { type: 'string', value: '<json>', description: 'the request body as a JSON object; the options above override its fields' }] as const] : []),
+    ...(spec.body ? [['body', { type: 'string', value: '<json>', description: 'the request body as a JSON object (@file or @- reads it from a file or standard input); the options above override its fields' }] as const] : []),
   ]);
   const summary = spec.summary.charAt(0).toLowerCase() + spec.summary.slice(1);
 
