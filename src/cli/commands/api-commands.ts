@@ -205,7 +205,7 @@ export function apiCommand(command: AdminCommand): RemoteCommand {
           throw new UsageError(`nothing to change: give an option or --body (see idp ${command} --help)`);
         }
       }
-      const result = await api.request<unknown>(spec.method.toUpperCase() as 'GET', path, {
+      const result = await api.request<unknown>(spec.method.toUpperCase() as Uppercase<OperationSpec['method']>, path, {
         ...(body !== undefined ? { body } : {}),
         ...(Object.keys(query).length ? { query } : {}),
       });
