@@ -62,6 +62,12 @@ export class Args {
     return this.#values[name] === true;
   }
 
+  /** A boolean option as given: true (--name), false (--no-name) or undefined (neither). */
+  boolean(name: string): boolean | undefined {
+    const v = this.#values[name];
+    return typeof v === 'boolean' ? v : undefined;
+  }
+
   has(name: string): boolean {
     return this.#values[name] !== undefined;
   }
@@ -153,7 +159,7 @@ export function parseCommandLine(argv: string[], commands: Command[]): Parsed {
   const rest = argv.filter((_, i) => !used.has(i));
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: optionsOf(command), strict: true, allowPositionals: true });
+    parsed = parseArgs({ args: rest, options: optionsOf(command), strict: true, allowPositionals: true, allowNegative: true });
   } catch (err) {
     throw new UsageError(`${parseArgsMessage(err)} (see idp ${command.name} --help)`);
   }
@@ -228,5 +234,6 @@ ${optionLines(COMMON_OPTIONS)}
 
 Run "idp <command> --help" for a command's options.
 Exit status: 0 success, 1 failure (API error, connection), 2 wrong usage (command, options, credentials).
+"idp --version" prints the version.
 `;
 }

@@ -40,6 +40,8 @@ export interface RemoteCommand extends CommandBase {
    * with a token that carries all of them.
    */
   scopesIfHeld?(args: Args): AdminScope[];
+  /** The admin API operation it calls (set from the operations table). */
+  operation?: { method: string; path: string };
   run(ctx: RemoteContext): Promise<void>;
 }
 

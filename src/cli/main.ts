@@ -3,10 +3,15 @@ import { AdminApi, resolveConnection } from './api.ts';
 import { parseCommandLine } from './args.ts';
 import { commands } from './commands/index.ts';
 import { CliError } from './errors.ts';
+import { packageVersion } from './version.ts';
 
 // The idp command: local commands on the server's store, remote ones over the admin API.
 
 async function run(argv: string[]): Promise<number> {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version')) {
+    process.stdout.write(`idp ${packageVersion()} (Node ${process.version})\n`);
+    return 0;
+  }
   const parsed = parseCommandLine(argv, commands);
   if (parsed.kind === 'help') {
     (parsed.exitCode === 0 ? process.stdout : process.stderr).write(parsed.text);

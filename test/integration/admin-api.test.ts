@@ -379,7 +379,11 @@ describe('admin API over HTTP with real tokens', () => {
       assert.ok(tokens.refresh_token);
       // The password rules apply to operators too: a weak password is refused and nothing changes.
       for (const weak of ['password1', 'augustamoved']) {
-        assertError(await api.patch(`/users/${user.id}`, { password: weak }), 400, 'IDENT_PASSWORD_POLICY');
+        const refused = await api.patch(`/users/${user.id}`, { password: weak });
+        assertError(refused, 400, 'IDENT_PASSWORD_POLICY');
+        // The reason, as the pages give it: in words in the message, as a code in `reasons`.
+        assert.deepEqual(refused.body.reasons, ['too_weak']);
+        assert.match(refused.body.message, /^the password is too easy to guess: \S/);
       }
       assertError(await api.post('/users', { email: uniqueEmail('weak'), password: 'qwerty123' }), 400, 'IDENT_PASSWORD_POLICY');
       assert.equal(await loginStatus(ts, rp.clientId, newEmail, 'first password 1'), 303);

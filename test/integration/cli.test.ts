@@ -1,50 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { HttpBrowser } from '../helpers/browser-http.ts';
+import { assertOneLineError, cleanEnv, finished, spawnIdp } from '../helpers/cli.ts';
 import { submitLogin, uniqueEmail } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ADMIN_ID = 'cli-admin';
 const ADMIN_SECRET = randomBytes(32).toString('base64url');
 const DEMO_EMAIL = 'demo@example.test';
 
-
-/** The caller's environment without any idp settings, so only what a test passes counts. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (/^(IDP_|BOOTSTRAP_ADMIN_)/.test(k) || k === 'ISSUER' || k === 'PORT') delete env[k];
-  return { ...env, ...extra };
-}
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-// Children are spawned, never spawnSync'd: the server they talk to runs in this process and must
-// keep answering while they wait. Every child is killed after a deadline, so no test can hang.
-function spawnIdp(args: string[], env: NodeJS.ProcessEnv): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, ['src/cli/main.ts', ...args], { cwd: root, env, stdio: 'pipe' });
-}
-
-function finished(child: ChildProcessWithoutNullStreams, timeoutMs: number): Promise<Result> {
-  const out = { stdout: '', stderr: '' };
-  child.stdout.on('data', (d) => (out.stdout += d));
-  child.stderr.on('data', (d) => (out.stderr += d));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, ...out });
-    });
-  });
-}
 
 /** Resolves with everything `stream` printed once `pattern` matches; fails after the deadline. */
 function waitForOutput(stream: NodeJS.ReadableStream, pattern: RegExp, timeoutMs: number): Promise<string> {
@@ -59,13 +24,6 @@ function waitForOutput(stream: NodeJS.ReadableStream, pattern: RegExp, timeoutMs
       }
     });
   });
-}
-
-/** One line on stderr, no stack trace. */
-function assertOneLineError(r: Result) {
-  assert.equal(r.stderr.trim().split('\n').length, 1, `one line expected:\n${r.stderr}`);
-  assert.match(r.stderr, /^idp: /);
-  assert.doesNotMatch(r.stderr, /\n\s+at |\.ts:\d+/);
 }
 
 describe('the idp CLI against the admin API', () => {

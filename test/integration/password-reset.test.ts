@@ -282,7 +282,9 @@ describe('password reset', () => {
     const weak = await api(ts, '/api/v1/auth/password-reset/confirm', { email: user.email, code: code!, password: 'password1' }, ip);
     assert.equal(weak.status, 400, weak.text);
     assert.equal(weak.body.error, 'IDENT_PASSWORD_POLICY');
-    assert.deepEqual(Object.keys(weak.body).sort(), ['error', 'message', 'requestId', 'timestamp']);
+    assert.deepEqual(Object.keys(weak.body).sort(), ['error', 'message', 'reasons', 'requestId', 'timestamp']);
+    assert.deepEqual(weak.body.reasons, ['too_weak']);
+    assert.match(String(weak.body.message), /^the password is too easy to guess: /);
     assert.equal((await findUser(ts, user.email))!.password_hash, hashBefore);
     assert.equal(await loginStatus(ts, client.clientId, user.email, user.password), 303, 'the old password still works');
 

@@ -3,7 +3,7 @@ import { seg, type AdminApi, type Page } from '../api.ts';
 import type { Args } from '../args.ts';
 import type { RemoteCommand } from '../command.ts';
 import { CliError } from '../errors.ts';
-import { fields, pageNote, print, printJson, table, type Column } from '../output.ts';
+import { fields, note, pageNote, print, printJson, table, type Column } from '../output.ts';
 import { PAGE_OPTIONS, pageQuery } from './paging.ts';
 
 export interface User extends Record<string, unknown> {
@@ -34,10 +34,10 @@ export async function findUserByEmail(api: AdminApi, email: string): Promise<Use
 }
 
 // Users may be named by id or, for people at a terminal, by email (one more read).
-const byEmail = (args: Args) => args.positionals[0]!.includes('@');
+export const byEmail = (args: Args) => args.positionals[0]!.includes('@');
 const withLookup = (scope: AdminScope) => (args: Args): AdminScope[] => (byEmail(args) ? ['iam.users:read', scope] : [scope]);
 
-async function resolveUser(api: AdminApi, args: Args): Promise<string> {
+export async function resolveUser(api: AdminApi, args: Args): Promise<string> {
   const ref = args.positionals[0]!;
   if (!byEmail(args)) return ref;
   const user = await findUserByEmail(api, ref);
@@ -69,7 +69,8 @@ export const userCommands: RemoteCommand[] = [
       'given-name': { type: 'string', value: '<name>', description: 'given name' },
       'family-name': { type: 'string', value: '<name>', description: 'family name' },
       locale: { type: 'string', value: '<tag>', description: 'BCP 47 language tag, e.g. en or vi' },
-      'email-verified': { type: 'boolean', description: 'mark the email address as verified' },
+      verified: { type: 'boolean', description: 'the email address is known to be the user\'s: mark it verified' },
+      'email-verified': { type: 'boolean', description: 'the same as --verified' },
     },
     scopes: () => ['iam.users:create'],
     async run({ args, api, json }) {
@@ -80,10 +81,15 @@ export const userCommands: RemoteCommand[] = [
         ...optional('givenName', 'given-name'),
         ...optional('familyName', 'family-name'),
         ...optional('locale', 'locale'),
-        ...(args.flag('email-verified') ? { emailVerified: true } : {}),
+        ...(args.flag('verified') || args.flag('email-verified') ? { emailVerified: true } : {}),
       });
       if (json) return printJson(user);
       print(fields(user));
+      note(
+        user.emailVerified
+          ? 'The email address is marked verified.'
+          : 'The email address is not verified; --verified marks it verified when you know it is the user\'s.',
+      );
     },
   },
   {

@@ -8,7 +8,7 @@ import { accountExistsMail, resetPasswordMail, welcomeMail } from '../mail/accou
 import { userPayload } from '../events/events.ts';
 import { assertDisplayNames } from './display-names.ts';
 import type { MailLocale } from '../mail/mail.ts';
-import type { PasswordPolicy } from '../authn/password-policy.ts';
+import { passwordPolicyError, type PasswordPolicy } from '../authn/password-policy.ts';
 import type { PasswordHasher } from '../authn/passwords.ts';
 import type { RegistrationPolicy } from './registration-policy.ts';
 import type { UserRow } from '../../repos/users.ts';
@@ -60,7 +60,7 @@ export function createRegistration(deps: FlowServices & {
       if (input.password) {
         // Only what the registrant typed: the policy's answer must not depend on an existing account.
         const verdict = await passwordPolicy.check(input.password, [email, input.givenName ?? '', input.familyName ?? '']);
-        if (!verdict.ok) throw new AppError('IDENT_PASSWORD_POLICY', undefined, { reasons: verdict.reasons, suggestions: verdict.suggestions });
+        if (!verdict.ok) throw passwordPolicyError(verdict);
       }
 
       // Hashed before the answer whether or not the address is taken; the rest runs after it.

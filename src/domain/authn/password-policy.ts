@@ -144,8 +144,25 @@ export function createPasswordPolicy(options: PasswordPolicyOptions) {
 
 export type PasswordPolicy = ReturnType<typeof createPasswordPolicy>;
 
+const REASON_WORDS: Record<PasswordPolicyReason, string> = {
+  too_short: 'too short',
+  too_long: 'too long',
+  too_weak: 'too easy to guess',
+  breached: 'known from a data breach',
+};
+
+/**
+ * The refusal of a password: the reasons in its message (what an API or CLI user reads) and as
+ * codes in its detail (what the pages translate and the API envelope carries).
+ */
+export function passwordPolicyError(verdict: { reasons: PasswordPolicyReason[]; suggestions: string[] }): AppError {
+  const why = verdict.reasons.map((r) => REASON_WORDS[r]).join(' and ');
+  const message = `the password is ${why}${verdict.suggestions.length ? `: ${verdict.suggestions.join(' ')}` : ''}`;
+  return new AppError('IDENT_PASSWORD_POLICY', message, { reasons: verdict.reasons, suggestions: verdict.suggestions });
+}
+
 /** A new password is checked against the rules with the user's own words penalised. */
 export async function assertPasswordAllowed(policy: PasswordPolicy, password: string, user: Pick<UserRow, 'email' | 'given_name' | 'family_name'>) {
   const verdict = await policy.check(password, [user.email, user.given_name ?? '', user.family_name ?? '']);
-  if (!verdict.ok) throw new AppError('IDENT_PASSWORD_POLICY', undefined, { reasons: verdict.reasons, suggestions: verdict.suggestions });
+  if (!verdict.ok) throw passwordPolicyError(verdict);
 }

@@ -1,4 +1,4 @@
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { createLocalJWKSet, errors, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Context, Middleware } from 'koa';
 import { AppError } from '../../domain/errors.ts';
 import { adminScopesBeyond, assertScopesWithinCaller, type AdminScope } from '../../domain/clients/admin-scopes.ts';
@@ -29,12 +29,39 @@ export function bearerAuth(opts: { issuer: string; audience: string; publicJwks:
         clientId: String(payload.client_id ?? ''),
         scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
       } satisfies Caller;
-    } catch {
+    } catch (err) {
       ctx.set('WWW-Authenticate', 'Bearer realm="admin", error="invalid_token"');
-      throw new AppError('IDENT_UNAUTHENTICATED', 'the access token is invalid or expired');
+      throw new AppError('IDENT_UNAUTHENTICATED', await whyRefused(err, match[1]!, jwks, opts));
     }
     await next();
   };
+}
+
+/**
+ * What the caller should do about a refused token. The usual mistake is a token asked for without
+ * `resource` (opaque, for userinfo) or for another resource server: say which resource to ask for.
+ * Only a token this provider signed is described; anything else stays "invalid".
+ */
+async function whyRefused(
+  err: unknown,
+  token: string,
+  jwks: ReturnType<typeof createLocalJWKSet>,
+  opts: { issuer: string; audience: string },
+): Promise<string> {
+  const ask = `ask POST /token for grant_type=client_credentials with resource=${opts.audience} and the iam.* scopes`;
+  if (err instanceof errors.JWTExpired) return 'the access token expired; ask for a new one';
+  if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'aud') {
+    return `the access token is not for the admin API (its audience is not ${opts.audience}); ${ask}`;
+  }
+  // Our opaque tokens are short random strings, not JWTs: issued without a resource, for userinfo.
+  if (!token.includes('.')) return `the access token is not a JWT (a token issued without resource is opaque, for userinfo); ${ask}`;
+  // A JWT of ours with another audience and the wrong typ (no check above ran so far) gets the same help.
+  try {
+    await jwtVerify(token, jwks, { issuer: opts.issuer });
+    return `the access token is not an admin API token; ${ask}`;
+  } catch {
+    return 'the access token is invalid or expired';
+  }
 }
 
 /**

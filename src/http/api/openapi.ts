@@ -39,10 +39,14 @@ export function openApiDocument(operations: Operation[], accountOps: AccountOper
         )
       : [];
     paths[path] ??= {};
-    paths[path][op.method] = entry(op, [{ bearer: [op.scope] }], [
-      ...queryParams,
-      ...(op.idempotent ? [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 } }] : []),
-    ]);
+    paths[path][op.method] = {
+      ...entry(op, [{ bearer: [op.scope] }], [
+        ...queryParams,
+        ...(op.idempotent ? [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 } }] : []),
+      ]),
+      // The idp CLI command made from the same table entry.
+      'x-idp-command': `idp ${op.command}`,
+    };
   }
   for (const op of accountOps) {
     const path = openApiPath(op.path);

@@ -8,8 +8,11 @@ export interface Input {
   params: Record<string, string>;
 }
 
-/** One admin API operation: validation, scope, answer and OpenAPI entry come from this record. */
-export interface Operation {
+/**
+ * What an admin API operation is, without how it is done: method, path, scope, schemas. Pure data,
+ * so the CLI reads the same records the routes and the OpenAPI document are made from.
+ */
+export interface OperationSpec {
   method: 'get' | 'post' | 'patch' | 'delete';
   path: string;
   scope: AdminScope;
@@ -18,5 +21,13 @@ export interface Operation {
   query?: z.ZodType;
   response?: { status: number; schema?: z.ZodType };
   idempotent?: boolean;
-  handle(ctx: Context, input: Input): Promise<unknown>;
+}
+
+export type Handler = (ctx: Context, input: Input) => Promise<unknown>;
+
+/** One admin API operation: validation, scope, answer and OpenAPI entry come from this record. */
+export interface Operation extends OperationSpec {
+  /** The idp CLI command that calls it, e.g. "users update" (its key in the operations table). */
+  command: string;
+  handle: Handler;
 }

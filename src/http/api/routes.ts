@@ -14,11 +14,11 @@ import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
 import { bearerAuth, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
 import { createIdempotency } from './idempotency.ts';
-import { identityProviderOperations } from './identity-provider-routes.ts';
+import { identityProviderHandlers } from './identity-provider-routes.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
+import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type IdentityProviderCommand } from './admin-operations.ts';
 import type { Input, Operation } from './operation.ts';
-import * as s from './schemas.ts';
 import { checkBody, parse } from './validate.ts';
 import { clientView, resourceServerView, userDetailView, userView } from './views.ts';
 
@@ -49,6 +49,15 @@ const pageOf = <T>(rows: T[], total: number, q: { page: number; pageSize: number
   pageSize: q.pageSize,
   total,
 });
+
+/** The operations table with its handlers, in the table's order. */
+function operationsFrom(handlers: AdminHandlers): Operation[] {
+  return (Object.keys(adminOperationSpecs) as AdminCommand[]).map((command) => ({
+    ...adminOperationSpecs[command],
+    command,
+    handle: handlers[command],
+  }));
+}
 
 export function adminOperations(deps: AdminApiDeps): Operation[] {
   const { users, clients, resourceServers, provider } = deps;
@@ -82,178 +91,88 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  return [
-    // Users
-    {
-      method: 'get', path: '/users', scope: 'iam.users:read', summary: 'List users (paginated; search matches email and names)',
-      query: s.userListQuery, response: { status: 200, schema: s.page(s.user) },
-      async handle(_ctx, { query }) {
-        const { rows, total } = await users.list(query);
-        return pageOf(rows.map(userView), total, query);
-      },
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand>> = {
+    'users list': async (_ctx, { query }) => {
+      const { rows, total } = await users.list(query);
+      return pageOf(rows.map(userView), total, query);
     },
-    {
-      method: 'post', path: '/users', scope: 'iam.users:create', summary: 'Create a user', idempotent: true,
-      body: s.userCreate, response: { status: 201, schema: s.user },
-      async handle(ctx, { body }) {
-        return userView(await users.create(body, changeContext(ctx)));
-      },
+    'users create': async (ctx, { body }) => {
+      return userView(await users.create(body, changeContext(ctx)));
     },
-    {
-      method: 'get', path: '/users/:id', scope: 'iam.users:read', summary: 'Get a user, with their second factors (mfa) and lockout (lock)',
-      response: { status: 200, schema: s.userDetail },
-      async handle(_ctx, { params }) {
-        return userDetailView(await users.detail(params.id!));
-      },
+    'users get': async (_ctx, { params }) => {
+      return userDetailView(await users.detail(params.id!));
     },
-    {
-      method: 'post', path: '/users/:id/mfa/reset', scope: 'iam.users:update',
-      summary: 'Remove every second factor of the user, end their sessions and tokens, and mail them (help desk)',
-      response: { status: 200, schema: s.userDetail },
-      async handle(ctx, { params }) {
-        return userDetailView(await users.resetMfa(params.id!, changeContext(ctx)));
-      },
+    'users reset-mfa': async (ctx, { params }) => {
+      return userDetailView(await users.resetMfa(params.id!, changeContext(ctx)));
     },
-    {
-      method: 'post', path: '/users/:id/unlock', scope: 'iam.users:update',
-      summary: 'End a sign-in lockout at once: the account, its address and its second factors (help desk)',
-      response: { status: 200, schema: s.userDetail },
-      async handle(ctx, { params }) {
-        return userDetailView(await users.unlock(params.id!, changeContext(ctx)));
-      },
+    'users unlock': async (ctx, { params }) => {
+      return userDetailView(await users.unlock(params.id!, changeContext(ctx)));
     },
-    {
-      method: 'patch', path: '/users/:id', scope: 'iam.users:update', summary: 'Update a user (a new password ends their sessions)',
-      body: s.userUpdate, response: { status: 200, schema: s.user },
-      async handle(ctx, { params, body }) {
-        return userView(await users.update(params.id!, body, changeContext(ctx)));
-      },
+    'users update': async (ctx, { params, body }) => {
+      return userView(await users.update(params.id!, body, changeContext(ctx)));
     },
-    {
-      method: 'delete', path: '/users/:id', scope: 'iam.users:delete', summary: 'Deactivate a user (soft delete; revokes sessions and tokens)',
-      response: { status: 200, schema: s.user },
-      async handle(ctx, { params }) {
-        return userView(await users.deactivate(params.id!, changeContext(ctx)));
-      },
+    'users delete': async (ctx, { params }) => {
+      return userView(await users.deactivate(params.id!, changeContext(ctx)));
     },
-    {
-      method: 'post', path: '/users/:id/suspend', scope: 'iam.users:suspend', summary: 'Suspend a user (revokes sessions and tokens)',
-      response: { status: 200, schema: s.user },
-      async handle(ctx, { params }) {
-        return userView(await users.suspend(params.id!, changeContext(ctx)));
-      },
+    'users suspend': async (ctx, { params }) => {
+      return userView(await users.suspend(params.id!, changeContext(ctx)));
     },
-    {
-      method: 'post', path: '/users/:id/reactivate', scope: 'iam.users:suspend', summary: 'Reactivate a suspended user',
-      response: { status: 200, schema: s.user },
-      async handle(ctx, { params }) {
-        return userView(await users.reactivate(params.id!, changeContext(ctx)));
-      },
+    'users reactivate': async (ctx, { params }) => {
+      return userView(await users.reactivate(params.id!, changeContext(ctx)));
     },
-
-    // Clients
-    {
-      method: 'get', path: '/clients', scope: 'iam.clients:read',
-      summary: 'List clients (no secrets); only those whose admin scopes the token holds all of',
-      query: s.pageQuery, response: { status: 200, schema: s.page(s.client) },
-      async handle(ctx, { query }) {
-        const { rows, total } = await clients.list(query.page, query.pageSize, { adminScopesWithin: heldAdminScopes(callerScopes(ctx)) });
-        return pageOf(rows.map((r) => clientView(r)), total, query);
-      },
+    'clients list': async (ctx, { query }) => {
+      const { rows, total } = await clients.list(query.page, query.pageSize, { adminScopesWithin: heldAdminScopes(callerScopes(ctx)) });
+      return pageOf(rows.map((r) => clientView(r)), total, query);
     },
-    {
-      method: 'post', path: '/clients', scope: 'iam.clients:create', idempotent: true,
-      summary: 'Register a client (RFC 7591 metadata); the secret is in this answer only',
-      body: s.clientCreate, response: { status: 201, schema: s.client },
-      async handle(ctx, { body }) {
-        assertGrantableScopes(ctx, body.scope);
-        const clientId = (body.client_id as string | undefined) ?? crypto.randomUUID();
-        const { metadata, firstParty } = clientMetadataFrom(clientId, body);
-        const created = await clients.register({
-          metadata: { ...metadata, client_id: clientId, ...(body.client_secret ? { client_secret: body.client_secret } : {}) },
-          firstParty,
-        });
-        return clientView(await clients.get(clientId), created.client_secret as string | undefined);
-      },
+    'clients create': async (ctx, { body }) => {
+      assertGrantableScopes(ctx, body.scope);
+      const clientId = (body.client_id as string | undefined) ?? crypto.randomUUID();
+      const { metadata, firstParty } = clientMetadataFrom(clientId, body);
+      const created = await clients.register({
+        metadata: { ...metadata, client_id: clientId, ...(body.client_secret ? { client_secret: body.client_secret } : {}) },
+        firstParty,
+      });
+      return clientView(await clients.get(clientId), created.client_secret as string | undefined);
     },
-    {
-      method: 'get', path: '/clients/:clientId', scope: 'iam.clients:read', summary: 'Get a client (no secret)',
-      response: { status: 200, schema: s.client },
-      async handle(ctx, { params }) {
-        return clientView(await addressable(ctx, params.clientId!));
-      },
+    'clients get': async (ctx, { params }) => {
+      return clientView(await addressable(ctx, params.clientId!));
     },
-    {
-      method: 'patch', path: '/clients/:clientId', scope: 'iam.clients:update', summary: 'Change client metadata (merged over the current)',
-      body: s.clientUpdate, response: { status: 200, schema: s.client },
-      async handle(ctx, { params, body }) {
-        const current = await addressable(ctx, params.clientId!);
-        assertGrantableScopes(ctx, body.scope);
-        const merged = { ...(current.metadata as Record<string, unknown>), first_party: current.first_party, ...body };
-        const { metadata, firstParty } = clientMetadataFrom(current.client_id, merged);
-        const { row, secret } = await clients.update(current.client_id, metadata, firstParty);
-        return clientView(row, secret);
-      },
+    'clients update': async (ctx, { params, body }) => {
+      const current = await addressable(ctx, params.clientId!);
+      assertGrantableScopes(ctx, body.scope);
+      const merged = { ...(current.metadata as Record<string, unknown>), first_party: current.first_party, ...body };
+      const { metadata, firstParty } = clientMetadataFrom(current.client_id, merged);
+      const { row, secret } = await clients.update(current.client_id, metadata, firstParty);
+      return clientView(row, secret);
     },
-    {
-      method: 'delete', path: '/clients/:clientId', scope: 'iam.clients:delete', summary: 'Delete a client and revoke its grants and tokens',
-      response: { status: 204 },
-      async handle(ctx, { params }) {
-        await clients.remove((await addressable(ctx, params.clientId!)).client_id);
-        return undefined;
-      },
+    'clients delete': async (ctx, { params }) => {
+      await clients.remove((await addressable(ctx, params.clientId!)).client_id);
+      return undefined;
     },
-    {
-      method: 'post', path: '/clients/:clientId/secret', scope: 'iam.clients:update', summary: 'Rotate the client secret (the old one stops working at once)',
-      response: { status: 200, schema: s.clientSecret },
-      async handle(ctx, { params }) {
-        const { client_id: clientId } = await addressable(ctx, params.clientId!);
-        // The registry answers 400 for a client without a secret, 409 for a built-in one.
-        return { client_id: clientId, client_secret: await clients.rotateSecret(clientId) };
-      },
+    'clients rotate-secret': async (ctx, { params }) => {
+      const { client_id: clientId } = await addressable(ctx, params.clientId!);
+      // The registry answers 400 for a client without a secret, 409 for a built-in one.
+      return { client_id: clientId, client_secret: await clients.rotateSecret(clientId) };
     },
-
-    // Resource servers
-    {
-      method: 'get', path: '/resource-servers', scope: 'iam.resource-servers:read', summary: 'List resource servers',
-      query: s.pageQuery, response: { status: 200, schema: s.page(s.resourceServer) },
-      async handle(_ctx, { query }) {
-        const { rows, total } = await resourceServers.list(query.page, query.pageSize);
-        return pageOf(rows.map(resourceServerView), total, query);
-      },
+    'resource-servers list': async (_ctx, { query }) => {
+      const { rows, total } = await resourceServers.list(query.page, query.pageSize);
+      return pageOf(rows.map(resourceServerView), total, query);
     },
-    {
-      method: 'post', path: '/resource-servers', scope: 'iam.resource-servers:create', summary: 'Register a resource server (RFC 8707 identifier)',
-      body: s.resourceServerCreate, response: { status: 201, schema: s.resourceServer },
-      async handle(_ctx, { body }) {
-        return resourceServerView(await resourceServers.create(body));
-      },
+    'resource-servers create': async (_ctx, { body }) => {
+      return resourceServerView(await resourceServers.create(body));
     },
-    {
-      method: 'get', path: '/resource-servers/:id', scope: 'iam.resource-servers:read', summary: 'Get a resource server',
-      response: { status: 200, schema: s.resourceServer },
-      async handle(_ctx, { params }) {
-        return resourceServerView(await resourceServers.get(params.id!));
-      },
+    'resource-servers get': async (_ctx, { params }) => {
+      return resourceServerView(await resourceServers.get(params.id!));
     },
-    {
-      method: 'patch', path: '/resource-servers/:id', scope: 'iam.resource-servers:update', summary: 'Change a resource server',
-      body: s.resourceServerUpdate, response: { status: 200, schema: s.resourceServer },
-      async handle(_ctx, { params, body }) {
-        return resourceServerView(await resourceServers.update(params.id!, body));
-      },
+    'resource-servers update': async (_ctx, { params, body }) => {
+      return resourceServerView(await resourceServers.update(params.id!, body));
     },
-    {
-      method: 'delete', path: '/resource-servers/:id', scope: 'iam.resource-servers:delete', summary: 'Delete a resource server',
-      response: { status: 204 },
-      async handle(_ctx, { params }) {
-        await resourceServers.remove(params.id!);
-        return undefined;
-      },
+    'resource-servers delete': async (_ctx, { params }) => {
+      await resourceServers.remove(params.id!);
+      return undefined;
     },
-
-    ...identityProviderOperations({ issuer: deps.issuer, identityProviders: deps.identityProviders }),
-  ];
+  };
+  return operationsFrom({ ...handlers, ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders }) });
 }
 
 /** The admin REST API under /api/v1: bearer auth, scopes, schema validation, idempotency. */

@@ -154,6 +154,8 @@ export const errorEnvelope = z.object({
   message: z.string(),
   requestId: z.string(),
   timestamp: z.iso.datetime(),
+  /** IDENT_PASSWORD_POLICY only: too_short, too_long, too_weak, breached. */
+  reasons: z.array(z.enum(['too_short', 'too_long', 'too_weak', 'breached'])).optional(),
 });
 
 export const page = <T extends z.ZodType>(item: T) =>

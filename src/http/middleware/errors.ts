@@ -51,7 +51,7 @@ export function errorHandler(logger: Logger, renderPage: RenderPage): Middleware
       } else if (status >= 500) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
       if (wantsJson(ctx)) {
         ctx.status = status;
-        ctx.body = envelope(ctx, code, message);
+        ctx.body = { ...envelope(ctx, code, message), ...publicDetail(err) };
       } else {
         renderPage(ctx, 'error', { title: 'errorpage.title', code: exposed ? code : 'server_error' }, status);
       }
@@ -69,6 +69,13 @@ function codeFor(status: number): ErrorCode {
   if (status === 415) return 'IDENT_UNSUPPORTED_MEDIA_TYPE';
   if (status === 429) return 'IDENT_RATE_LIMITED';
   return 'IDENT_VALIDATION';
+}
+
+/** Detail an API caller may see: a refused password's reasons (codes), as the pages show them. */
+function publicDetail(err: unknown): { reasons?: string[] } {
+  if (!(err instanceof AppError) || err.code !== 'IDENT_PASSWORD_POLICY') return {};
+  const reasons = (err.detail as { reasons?: unknown } | undefined)?.reasons;
+  return Array.isArray(reasons) ? { reasons: reasons.map(String) } : {};
 }
 
 export function envelope(ctx: Context, error: ErrorCode, message: string) {

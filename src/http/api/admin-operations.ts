@@ -1,0 +1,133 @@
+import * as idp from './identity-provider-schemas.ts';
+import type { Handler, OperationSpec } from './operation.ts';
+import * as s from './schemas.ts';
+
+/**
+ * The admin API's operations table, keyed by the idp CLI command that calls each one. Pure data
+ * (no services): the routes attach a handler to every entry (routes.ts; the compiler checks none
+ * is missing), the OpenAPI document is generated from it, and the CLI makes its commands from it,
+ * so neither can fall behind the API.
+ */
+export const adminOperationSpecs = {
+  // Users
+  'users list': {
+    method: 'get', path: '/users', scope: 'iam.users:read', summary: 'List users (paginated; search matches email and names)',
+    query: s.userListQuery, response: { status: 200, schema: s.page(s.user) },
+  },
+  'users create': {
+    method: 'post', path: '/users', scope: 'iam.users:create', summary: 'Create a user', idempotent: true,
+    body: s.userCreate, response: { status: 201, schema: s.user },
+  },
+  'users get': {
+    method: 'get', path: '/users/:id', scope: 'iam.users:read', summary: 'Get a user, with their second factors (mfa) and lockout (lock)',
+    response: { status: 200, schema: s.userDetail },
+  },
+  'users reset-mfa': {
+    method: 'post', path: '/users/:id/mfa/reset', scope: 'iam.users:update',
+    summary: 'Remove every second factor of the user, end their sessions and tokens, and mail them (help desk)',
+    response: { status: 200, schema: s.userDetail },
+  },
+  'users unlock': {
+    method: 'post', path: '/users/:id/unlock', scope: 'iam.users:update',
+    summary: 'End a sign-in lockout at once: the account, its address and its second factors (help desk)',
+    response: { status: 200, schema: s.userDetail },
+  },
+  'users update': {
+    method: 'patch', path: '/users/:id', scope: 'iam.users:update', summary: 'Update a user (a new password ends their sessions)',
+    body: s.userUpdate, response: { status: 200, schema: s.user },
+  },
+  'users delete': {
+    method: 'delete', path: '/users/:id', scope: 'iam.users:delete', summary: 'Deactivate a user (soft delete; revokes sessions and tokens)',
+    response: { status: 200, schema: s.user },
+  },
+  'users suspend': {
+    method: 'post', path: '/users/:id/suspend', scope: 'iam.users:suspend', summary: 'Suspend a user (revokes sessions and tokens)',
+    response: { status: 200, schema: s.user },
+  },
+  'users reactivate': {
+    method: 'post', path: '/users/:id/reactivate', scope: 'iam.users:suspend', summary: 'Reactivate a suspended user',
+    response: { status: 200, schema: s.user },
+  },
+
+  // Clients
+  'clients list': {
+    method: 'get', path: '/clients', scope: 'iam.clients:read',
+    summary: 'List clients (no secrets); only those whose admin scopes the token holds all of',
+    query: s.pageQuery, response: { status: 200, schema: s.page(s.client) },
+  },
+  'clients create': {
+    method: 'post', path: '/clients', scope: 'iam.clients:create', idempotent: true,
+    summary: 'Register a client (RFC 7591 metadata); the secret is in this answer only',
+    body: s.clientCreate, response: { status: 201, schema: s.client },
+  },
+  'clients get': {
+    method: 'get', path: '/clients/:clientId', scope: 'iam.clients:read', summary: 'Get a client (no secret)',
+    response: { status: 200, schema: s.client },
+  },
+  'clients update': {
+    method: 'patch', path: '/clients/:clientId', scope: 'iam.clients:update', summary: 'Change client metadata (merged over the current)',
+    body: s.clientUpdate, response: { status: 200, schema: s.client },
+  },
+  'clients delete': {
+    method: 'delete', path: '/clients/:clientId', scope: 'iam.clients:delete', summary: 'Delete a client and revoke its grants and tokens',
+    response: { status: 204 },
+  },
+  'clients rotate-secret': {
+    method: 'post', path: '/clients/:clientId/secret', scope: 'iam.clients:update', summary: 'Rotate the client secret (the old one stops working at once)',
+    response: { status: 200, schema: s.clientSecret },
+  },
+
+  // Resource servers
+  'resource-servers list': {
+    method: 'get', path: '/resource-servers', scope: 'iam.resource-servers:read', summary: 'List resource servers',
+    query: s.pageQuery, response: { status: 200, schema: s.page(s.resourceServer) },
+  },
+  'resource-servers create': {
+    method: 'post', path: '/resource-servers', scope: 'iam.resource-servers:create', summary: 'Register a resource server (RFC 8707 identifier)',
+    body: s.resourceServerCreate, response: { status: 201, schema: s.resourceServer },
+  },
+  'resource-servers get': {
+    method: 'get', path: '/resource-servers/:id', scope: 'iam.resource-servers:read', summary: 'Get a resource server',
+    response: { status: 200, schema: s.resourceServer },
+  },
+  'resource-servers update': {
+    method: 'patch', path: '/resource-servers/:id', scope: 'iam.resource-servers:update', summary: 'Change a resource server',
+    body: s.resourceServerUpdate, response: { status: 200, schema: s.resourceServer },
+  },
+  'resource-servers delete': {
+    method: 'delete', path: '/resource-servers/:id', scope: 'iam.resource-servers:delete', summary: 'Delete a resource server',
+    response: { status: 204 },
+  },
+
+  // Identity providers (identity-provider-routes.ts)
+  'identity-providers list': {
+    method: 'get', path: '/identity-providers', scope: 'iam.idps:read', summary: 'List identity providers',
+    query: s.pageQuery, response: { status: 200, schema: s.page(idp.identityProvider) },
+  },
+  'identity-providers create': {
+    method: 'post', path: '/identity-providers', scope: 'iam.idps:create',
+    summary: 'Register an upstream identity provider (type oidc, oauth2 or saml); a taken alias answers 409',
+    body: idp.identityProviderCreate, response: { status: 201, schema: idp.identityProvider }, idempotent: true,
+  },
+  'identity-providers get': {
+    method: 'get', path: '/identity-providers/:id', scope: 'iam.idps:read', summary: 'Get an identity provider (never its client secret)',
+    response: { status: 200, schema: idp.identityProvider },
+  },
+  'identity-providers update': {
+    method: 'patch', path: '/identity-providers/:id', scope: 'iam.idps:update',
+    summary: 'Change an identity provider (not its type or alias); clientSecret rotates the secret, null removes it',
+    body: idp.identityProviderUpdate, response: { status: 200, schema: idp.identityProvider },
+  },
+  'identity-providers delete': {
+    method: 'delete', path: '/identity-providers/:id', scope: 'iam.idps:delete',
+    summary: 'Delete an identity provider and its links to users (their accounts and other ways in stay)',
+    response: { status: 204 },
+  },
+} as const satisfies Record<string, OperationSpec>;
+
+export type AdminCommand = keyof typeof adminOperationSpecs;
+
+/** A handler for every operation of the table, and none for an operation it lacks. */
+export type AdminHandlers<K extends AdminCommand = AdminCommand> = Record<K, Handler>;
+
+export type IdentityProviderCommand = Extract<AdminCommand, `identity-providers ${string}`>;
