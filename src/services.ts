@@ -143,7 +143,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     tokens: createUpstreamTokens({ identityProviders, upstream }),
     saml: createSamlServiceProvider({ issuer: config.ISSUER, identityProviders, ephemeral, clockSkewSeconds: config.SAML_CLOCK_SKEW_SECONDS }),
     accounts: createFederatedAccounts({
-      links: repos.federatedIdentities, users: repos.users, accounts, events, transaction: (work) => db.transaction(work),
+      links: repos.federatedIdentities, users: repos.users, accounts, events, payloads: repos.payloads, transaction: (work) => db.transaction(work),
     }),
   };
 

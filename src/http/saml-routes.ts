@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Federation } from '../domain/federation/federation.ts';
 import type { IdentityProvider, SamlSettings } from '../domain/federation/identity-providers.ts';
+import type { RedirectMessage, SamlLogoutStatus } from '../domain/federation/saml-sp.ts';
 import type { FederationResult } from '../domain/federation/sign-in-records.ts';
 import { UpstreamRejected } from '../domain/federation/upstream-oauth.ts';
 import { randomToken } from '../infra/crypto.ts';
@@ -12,9 +13,17 @@ import type { RenderPage } from './render.ts';
 
 type SamlProvider = IdentityProvider & { type: 'saml'; saml: SamlSettings };
 
+/** The signed part of an HTTP-Redirect query: these three, in this order, exactly as sent (SAML bindings 3.4.4.1). */
+function redirectMessage(ctx: Context, kind: 'SAMLRequest'): RedirectMessage {
+  const raw = new Map(ctx.querystring.split('&').map((pair) => [pair.split('=', 1)[0]!, pair] as const));
+  const octetString = [kind, 'RelayState', 'SigAlg'].map((name) => raw.get(name)).filter((pair) => pair !== undefined).join('&');
+  const query = Object.fromEntries(Object.entries(ctx.query).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+  return { query, octetString };
+}
+
 /**
  * Our SAML service provider's endpoints, ISSUER/api/v1/auth/saml/{alias}/…: the metadata operators
- * give the IdP, and the assertion consumer service the IdP's page POSTs the response to. That POST
+ * give the IdP, single logout, and the assertion consumer service the IdP's page POSTs the response to. That POST
  * is cross-site and carries no interaction cookie, so, as the OIDC callback, the ACS only turns the
  * response into a result for the interaction its RelayState names and sends the browser there.
  */
@@ -66,6 +75,55 @@ export function samlRoutes(deps: { federation: Federation; binding: FederationBi
     await federation.records.saveHandoff(token, { uid: request.uid, binding: request.binding, result });
     ctx.status = 303;
     ctx.redirect(`/api/v1/auth/saml/${encodeURIComponent(provider.alias)}/continue?t=${token}`);
+  });
+
+  /**
+   * IdP-initiated single logout (HTTP-Redirect): a LogoutRequest signed by the IdP ends every
+   * session of the linked user here, and the browser goes back to the IdP's SingleLogoutService
+   * with our signed LogoutResponse. One not shown to come from the IdP gets a 400 page and changes
+   * nothing; one from the IdP we cannot honour gets a Requester status.
+   */
+  router.get('/:alias/slo', async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    const { alias } = ctx.params as { alias: string };
+    const refused = () => renderPage(ctx, 'message', { title: 'logout.title', text: 'federation.logout_refused' }, 400);
+    const provider = await samlProvider(alias);
+    if (!provider || typeof ctx.query.SAMLRequest !== 'string') {
+      logger.info({ provider: alias, known: Boolean(provider) }, 'SAML logout without a provider or a LogoutRequest refused');
+      return refused();
+    }
+    let request;
+    try {
+      request = await federation.saml.logoutRequestFrom(provider, redirectMessage(ctx, 'SAMLRequest'));
+    } catch (err) {
+      if (!(err instanceof UpstreamRejected)) throw err;
+      logger.info({ provider: provider.alias, reason: err.message }, 'SAML LogoutRequest refused');
+      return refused();
+    }
+
+    let status: SamlLogoutStatus = 'success';
+    if (request.refused) {
+      logger.info({ provider: provider.alias, reason: request.refused }, 'SAML LogoutRequest from the IdP refused');
+      status = 'requester';
+    } else {
+      try {
+        const userId = await federation.accounts.signOut(provider, request.nameId, 'saml_slo', { actor: `idp:${provider.alias}`, requestId: ctx.state.requestId as string });
+        logger.info({ provider: provider.alias, user: userId ?? null }, 'SAML single logout');
+      } catch (err) {
+        // Sessions may be partly ended: the IdP hears that we failed, rather than a Success.
+        logger.error({ err, provider: provider.alias }, 'SAML single logout failed');
+        status = 'responder';
+      }
+    }
+
+    const answer = await federation.saml.logoutResponseUrl(provider, request, status);
+    if (!answer) {
+      // The IdP's metadata names no SingleLogoutService to answer to: say it here.
+      return status === 'success'
+        ? renderPage(ctx, 'message', { title: 'logout.title', text: 'logout.done' })
+        : refused();
+    }
+    ctx.redirect(answer.href);
   });
 
   /**

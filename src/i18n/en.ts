@@ -34,6 +34,7 @@ export const en = {
   'federation.rejected': 'That sign-in service did not confirm who you are. Please try again.',
   'federation.expired': 'This sign-in took too long or was already used. Please start again.',
   'federation.callback_expired': 'This sign-in link has expired or was already used. Go back to the application and sign in again.',
+  'federation.logout_refused': 'This sign-out request could not be accepted. Nothing was changed.',
   'federation.unknown_provider': 'That sign-in service is not available here.',
   'federation.unverified_email': 'That account did not confirm an email address we can use. Sign in another way.',
   'federation.domain_not_allowed': 'That sign-in service does not serve your email address.',

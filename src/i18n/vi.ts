@@ -36,6 +36,7 @@ export const vi: Messages = {
   'federation.rejected': 'Dịch vụ đăng nhập đó không xác nhận được danh tính của bạn. Vui lòng thử lại.',
   'federation.expired': 'Phiên đăng nhập này đã quá lâu hoặc đã được dùng. Vui lòng bắt đầu lại.',
   'federation.callback_expired': 'Liên kết đăng nhập này đã hết hạn hoặc đã được dùng. Hãy quay lại ứng dụng và đăng nhập lại.',
+  'federation.logout_refused': 'Không thể chấp nhận yêu cầu đăng xuất này. Không có gì thay đổi.',
   'federation.unknown_provider': 'Dịch vụ đăng nhập đó không khả dụng ở đây.',
   'federation.unverified_email': 'Tài khoản đó không xác nhận địa chỉ email mà chúng tôi có thể dùng. Hãy đăng nhập bằng cách khác.',
   'federation.domain_not_allowed': 'Dịch vụ đăng nhập đó không phục vụ địa chỉ email của bạn.',

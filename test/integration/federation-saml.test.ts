@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type * as oidc from 'openid-client';
+import { inflateRawSync } from 'node:zlib';
+import * as oidc from 'openid-client';
 import * as samlify from 'samlify';
 import { AdminApi, adminToken, startAdminServer } from '../helpers/admin.ts';
 import { formAction, formField, HttpBrowser } from '../helpers/browser-http.ts';
@@ -121,6 +122,7 @@ describe('federation: signing in through a SAML 2.0 identity provider', () => {
     assert.equal(meta.getAssertionConsumerService('post'), `${base}/acs`);
     assert.equal(meta.isWantAssertionsSigned(), true);
     assert.equal(meta.isAuthnRequestSigned(), true);
+    assert.equal(meta.getSingleLogoutService('redirect'), `${base}/slo`, 'single logout by HTTP-Redirect');
     const row = await ts.server.services.db('identity_providers').where({ id: providerId }).first();
     const certificate = String(meta.getX509Certificate('signing'));
     assert.ok(certificate.length > 100 && row.sp_certificate.replace(/-----[^-]+-----|\s/g, '') === certificate.replace(/\s/g, ''), 'our certificate');
@@ -277,5 +279,141 @@ describe('federation: signing in through a SAML 2.0 identity provider', () => {
     assert.equal(await userByEmail(email), undefined);
     const garbage = await postToAcs('not base64 <xml>', 'unknown-relay-state');
     assert.equal(garbage.status, 400, 'never a 500');
+  });
+  describe('IdP-initiated single logout at /slo (HTTP-Redirect)', () => {
+    const IDP_SLO = 'https://idp.test/slo';
+    const SUCCESS = 'urn:oasis:names:tc:SAML:2.0:status:Success';
+    const REQUESTER = 'urn:oasis:names:tc:SAML:2.0:status:Requester';
+    const REDIRECT = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect';
+
+    /** The IdP as samlify plays it, signing with `key`, under `entityId`. */
+    const idpEntity = (key: SigningIdentity, entityId = IDP_ENTITY) => samlify.IdentityProvider({
+      entityID: entityId, privateKey: key.privateKeyPem, signingCert: idpKey.certificatePem, wantLogoutResponseSigned: true,
+      requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
+      singleSignOnService: [{ Binding: REDIRECT, Location: IDP_SSO }],
+      singleLogoutService: [{ Binding: REDIRECT, Location: IDP_SLO }],
+    });
+    /** Our SP as the IdP knows it from our metadata; `signed` false: the IdP sends its request unsigned. */
+    const spEntity = (signed = true) => samlify.ServiceProvider({ metadata: spMetadata, wantLogoutRequestSigned: signed });
+
+    /** The IdP's LogoutRequest URL for `nameId`, with any attribute of the request changed. */
+    function logoutRequestUrl(nameId: string, opts: { key?: SigningIdentity; signed?: boolean; entityId?: string; attributes?: Record<string, string> } = {}): URL {
+      const idp = idpEntity(opts.key ?? idpKey, opts.entityId);
+      const replace = opts.attributes && ((template: string) => {
+        const id = `_${randomUUID()}`;
+        let context = samlify.SamlLib.replaceTagsByValue(template, {
+          ID: id, Destination: `${base}/slo`, Issuer: opts.entityId ?? IDP_ENTITY, IssueInstant: new Date().toISOString(),
+          NameIDFormat: 'urn:oasis:names:tc:SAML:2.0:nameid-format:persistent', NameID: nameId, SessionIndex: '_s1',
+        });
+        for (const [name, value] of Object.entries(opts.attributes!)) {
+          context = context.includes(` ${name}="`) ? context.replace(new RegExp(` ${name}="[^"]*"`), ` ${name}="${value}"`) : context.replace('<samlp:LogoutRequest ', `<samlp:LogoutRequest ${name}="${value}" `);
+        }
+        return { id, context };
+      });
+      const { context } = idp.createLogoutRequest(spEntity(opts.signed ?? true), 'redirect', { logoutNameID: nameId, sessionIndex: '_s1' }, { relayState: 'idp-relay', ...(replace ? { customTagReplacement: replace } : {}) }) as { context: string };
+      const url = new URL(context);
+      assert.equal(`${url.origin}${url.pathname}`, `${base}/slo`, 'the IdP sends it to our metadata\'s SLO endpoint');
+      return url;
+    }
+
+    /** A user signed in through the IdP: their NameID, id, access token and the RP's refresh of it. */
+    async function signedInUser(email = uniqueEmail('slo').toLowerCase()) {
+      const started = await startSaml();
+      const step = await complete(started, base64(signWithXmlCrypto(loginResponseXml(fields(started.authn.id, email)), idpKey, ['assertion'])));
+      assert.ok(isCallback(step.url), `expected the RP's callback, got ${step.url.href}`);
+      const tokens = await started.request.redeem(step.url);
+      const userId = tokens.claims()!.sub;
+      assert.ok(await userinfoWorks(tokens.access_token), 'signed in');
+      assert.ok((await ts.server.services.repos.payloads.listSessions(userId)).length > 0, 'a session');
+      return { email, nameId: `subject-${email}`, userId, accessToken: tokens.access_token };
+    }
+
+    const userinfoWorks = (accessToken: string) => oidc.fetchUserInfo(rp, accessToken, oidc.skipSubjectCheck).then(() => true, () => false);
+    const signedOutEvents = (userId: string) => ts.server.services.db('events').where({ subject_id: userId, type: 'user.signed_out' });
+
+    /** The LogoutResponse our answer carries to the IdP (inflated), checked as the IdP checks it. */
+    async function logoutResponseOf(res: Response) {
+      assert.equal(res.status, 302, await res.clone().text());
+      const location = new URL(res.headers.get('location')!);
+      assert.equal(`${location.origin}${location.pathname}`, IDP_SLO, 'back to the IdP\'s SingleLogoutService');
+      assert.equal(location.searchParams.get('RelayState'), 'idp-relay', 'its RelayState echoed');
+      const xml = inflateRawSync(Buffer.from(location.searchParams.get('SAMLResponse')!, 'base64')).toString('utf8');
+      return { location, xml, status: /<samlp:StatusCode Value="([^"]+)"/.exec(xml)![1] };
+    }
+
+    /** Refused without an answer: a 400 page, and the user still signed in with no event. */
+    async function assertIgnored(url: URL, user: Awaited<ReturnType<typeof signedInUser>>) {
+      const res = await fetch(url, { redirect: 'manual' });
+      assert.equal(res.status, 400);
+      assert.match(await res.text(), /could not be accepted/);
+      assert.ok(await userinfoWorks(user.accessToken), 'still signed in');
+      assert.ok((await ts.server.services.repos.payloads.listSessions(user.userId)).length > 0, 'the session lives');
+      assert.equal((await signedOutEvents(user.userId)).length, 0);
+    }
+
+    it('a signed LogoutRequest ends the user\'s sessions and tokens, records user.signed_out, and answers Success to the IdP (signed)', async () => {
+      const user = await signedInUser();
+      const bystander = await signedInUser();
+      const url = logoutRequestUrl(user.nameId);
+      const requestId = /\sID="([^"]+)"/.exec(inflateRawSync(Buffer.from(url.searchParams.get('SAMLRequest')!, 'base64')).toString('utf8'))![1]!;
+      const { location, xml, status } = await logoutResponseOf(await fetch(url, { redirect: 'manual' }));
+      assert.equal(status, SUCCESS);
+      assert.match(xml, new RegExp(`InResponseTo="${requestId}"`));
+      // The IdP verifies our signature with the certificate of our metadata.
+      const octetString = location.search.slice(1).replace(/&Signature=[^&]*/, '');
+      const parsed = await idpEntity(idpKey).parseLogoutResponse(spEntity(), 'redirect', { query: Object.fromEntries(location.searchParams), octetString });
+      assert.equal((parsed.extract as { issuer: string }).issuer, `${base}/metadata`);
+
+      assert.equal(await userinfoWorks(user.accessToken), false, 'the access token is dead');
+      assert.deepEqual(await ts.server.services.repos.payloads.listSessions(user.userId), [], 'no session left');
+      const [event, ...more] = await signedOutEvents(user.userId);
+      assert.equal(more.length, 0);
+      const payload = typeof event.payload === 'string' ? JSON.parse(event.payload) : event.payload;
+      assert.deepEqual(payload, { user: { id: user.userId }, provider: { alias, type: 'saml' }, reason: 'saml_slo' });
+      assert.ok(await userinfoWorks(bystander.accessToken), 'another user keeps their session');
+    });
+
+    it('a NameID linked to nobody: Success, nothing ended', async () => {
+      const bystander = await signedInUser();
+      const { status } = await logoutResponseOf(await fetch(logoutRequestUrl('subject-nobody@example.test'), { redirect: 'manual' }));
+      assert.equal(status, SUCCESS);
+      assert.ok(await userinfoWorks(bystander.accessToken));
+    });
+
+    it('unsigned, signed with another key, from another issuer, or to an unknown provider: a 400 page, nothing ended', async () => {
+      const user = await signedInUser();
+      await assertIgnored(logoutRequestUrl(user.nameId, { signed: false }), user);
+      await assertIgnored(logoutRequestUrl(user.nameId, { key: otherKey }), user);
+      await assertIgnored(logoutRequestUrl(user.nameId, { entityId: 'https://evil.test/metadata' }), user);
+      const tampered = logoutRequestUrl(user.nameId);
+      tampered.searchParams.set('RelayState', 'changed');
+      await assertIgnored(tampered, user);
+      const elsewhere = logoutRequestUrl(user.nameId);
+      await assertIgnored(new URL(`${ts.issuer}/api/v1/auth/saml/no-such/slo${elsewhere.search}`), user);
+      await assertIgnored(new URL(`${base}/slo?SAMLRequest=not-deflated`), user);
+      await assertIgnored(new URL(`${base}/slo`), user);
+    });
+
+    it('signed by the IdP but replayed, for another destination or expired: a Requester status, nothing more ended', async () => {
+      const user = await signedInUser();
+      const expectRequester = async (url: URL) => {
+        assert.equal((await logoutResponseOf(await fetch(url, { redirect: 'manual' }))).status, REQUESTER);
+        assert.ok(await userinfoWorks(user.accessToken), 'still signed in');
+        assert.equal((await signedOutEvents(user.userId)).length, 0);
+      };
+      await expectRequester(logoutRequestUrl(user.nameId, { attributes: { Destination: 'https://other-sp.test/slo' } }));
+      await expectRequester(logoutRequestUrl(user.nameId, { attributes: { NotOnOrAfter: new Date(Date.now() - 120_000).toISOString() } }));
+      await expectRequester(logoutRequestUrl(user.nameId, { attributes: { IssueInstant: new Date(Date.now() - 3_600_000).toISOString() } }));
+
+      // Replay: the first presentation ends the sessions; the same request again is refused.
+      const url = logoutRequestUrl(user.nameId);
+      assert.equal((await logoutResponseOf(await fetch(url, { redirect: 'manual' }))).status, SUCCESS);
+      assert.equal(await userinfoWorks(user.accessToken), false);
+      const again = await signedInUser(user.email);
+      assert.equal(again.userId, user.userId, 'the same user, signed in again');
+      assert.equal((await logoutResponseOf(await fetch(url, { redirect: 'manual' }))).status, REQUESTER);
+      assert.ok(await userinfoWorks(again.accessToken), 'the replay ends nothing');
+      assert.equal((await signedOutEvents(user.userId)).length, 1);
+    });
   });
 });

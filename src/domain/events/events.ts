@@ -22,7 +22,8 @@ export type EventType =
   | 'user.mfa_login'
   | 'user.unlocked'
   | 'user.identity_linked'
-  | 'user.identity_unlinked';
+  | 'user.identity_unlinked'
+  | 'user.signed_out';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,

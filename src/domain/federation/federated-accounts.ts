@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
+import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
 import type { FederatedIdentitiesRepo, FederatedIdentityRow, LinkedProviderRow } from '../../repos/federated-identities.ts';
 import type { UserRow, UsersRepo } from '../../repos/users.ts';
 import type { Accounts, ChangeContext } from '../authn/accounts.ts';
@@ -47,6 +48,7 @@ export function createFederatedAccounts(deps: {
   users: UsersRepo;
   accounts: Pick<Accounts, 'create'>;
   events: EventRecorder;
+  payloads: Pick<OidcPayloadsRepo, 'revokeByAccountId'>;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
   const { links, users, events } = deps;
@@ -130,6 +132,23 @@ export function createFederatedAccounts(deps: {
       const user = await users.findById(userId);
       if (!user || user.status !== 'active') throw new AppError('IDENT_UNAUTHENTICATED', 'the account is not active');
       await this.link(user, provider, identity, context);
+    },
+
+    /**
+     * The provider signed its user out (SAML single logout): every session of the linked local
+     * account ends, with its grants and tokens. We keep no record of which session came from which
+     * upstream session, so all of them end. Answers the user's id, or undefined when no account is
+     * linked to `subject` (nothing to end).
+     */
+    async signOut(provider: IdentityProvider, subject: string, reason: 'saml_slo', context: ChangeContext = {}): Promise<string | undefined> {
+      const link = await links.findBySubject(provider.id, subject);
+      if (!link) return undefined;
+      await deps.payloads.revokeByAccountId(link.user_id);
+      await events.record({
+        type: 'user.signed_out', subjectId: link.user_id, tenantId: link.tenant_id, ...context,
+        payload: { user: { id: link.user_id }, provider: { alias: provider.alias, type: provider.type }, reason },
+      });
+      return link.user_id;
     },
 
     async list(userId: string): Promise<LinkedIdentity[]> {

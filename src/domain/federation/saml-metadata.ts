@@ -7,6 +7,8 @@ export interface SamlIdpMetadata {
   ssoRedirectUrl: string;
   /** The certificates (base64 DER) its responses and assertions must be signed with. */
   signingCertificates: string[];
+  /** Where our LogoutResponses go (HTTP-Redirect binding), when it offers single logout. */
+  sloRedirectUrl?: string;
 }
 
 const invalid = (why: string) => new AppError('IDENT_VALIDATION', `body.metadataXml: ${why}`);
@@ -32,5 +34,7 @@ export function readSamlIdpMetadata(xml: string): SamlIdpMetadata {
   if (!signingCertificates.length) throw invalid('no signing certificate (KeyDescriptor use="signing")');
   const sso: unknown = meta.getSingleSignOnService('redirect');
   if (typeof sso !== 'string' || !sso) throw invalid('no SingleSignOnService with the HTTP-Redirect binding');
-  return { entityId, ssoRedirectUrl: sso, signingCertificates };
+  // Optional: without it, an IdP-initiated logout still ends our sessions but gets no answer.
+  const slo: unknown = meta.getSingleLogoutService('redirect');
+  return { entityId, ssoRedirectUrl: sso, signingCertificates, ...(typeof slo === 'string' && slo ? { sloRedirectUrl: slo } : {}) };
 }

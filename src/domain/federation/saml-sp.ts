@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import * as xmllint from '@authenio/samlify-node-xmllint';
 import * as samlify from 'samlify';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -36,6 +37,34 @@ export interface SamlRequestChecks {
 
 type SamlProvider = IdentityProvider & { type: 'saml'; saml: SamlSettings };
 
+/** An HTTP-Redirect message as it arrived: its decoded query, and the signed part of the raw query string. */
+export interface RedirectMessage {
+  query: Record<string, string>;
+  /** `SAMLRequest=…&RelayState=…&SigAlg=…` exactly as sent (URL-encoded): what the Signature covers. */
+  octetString: string;
+}
+
+/** A LogoutRequest the IdP signed. `refused` says why it cannot be honoured (answered with a Requester status). */
+export interface SamlLogoutRequest {
+  id: string;
+  nameId: string;
+  relayState: string;
+  refused?: string;
+}
+
+export type SamlLogoutStatus = 'success' | 'requester' | 'responder';
+const LOGOUT_STATUS: Record<SamlLogoutStatus, string> = {
+  success: samlify.Constants.StatusCode.Success,
+  requester: samlify.Constants.StatusCode.Requester,
+  responder: samlify.Constants.StatusCode.Responder,
+};
+
+/**
+ * How long after its IssueInstant a LogoutRequest is taken when it carries no NotOnOrAfter: the
+ * browser brings it straight from the IdP, and its ID is remembered this long against a replay.
+ */
+const LOGOUT_REQUEST_LIFETIME_MS = 5 * 60_000;
+
 const asPem = (base64Der: string) => `-----BEGIN CERTIFICATE-----\n${base64Der.match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
 const asArray = <T>(value: T | T[] | null | undefined): T[] => (value === null || value === undefined ? [] : Array.isArray(value) ? value : [value]);
 const timeOf = (value: unknown): number | undefined => {
@@ -55,8 +84,11 @@ export function createSamlServiceProvider(deps: {
 }) {
   const skewMs = deps.clockSkewSeconds * 1000;
 
-  /** samlify's two entities for one provider: ours (with its key) and the IdP as its metadata describes it. */
-  async function entitiesOf(provider: SamlProvider) {
+  /**
+   * samlify's two entities for one provider: ours (with its key) and the IdP as its metadata
+   * describes it, trusting `certificates` (all its signing certificates unless narrowed).
+   */
+  async function entitiesOf(provider: SamlProvider, certificates?: string[]) {
     const settings = provider.saml;
     const endpoints = federationEndpoints(deps.issuer, provider);
     const key = await deps.identityProviders.samlServiceProviderKey(provider);
@@ -64,11 +96,13 @@ export function createSamlServiceProvider(deps: {
       entityID: endpoints.entityId!,
       authnRequestsSigned: settings.signAuthnRequests,
       wantAssertionsSigned: settings.wantAssertionsSigned,
+      // An unsigned LogoutRequest over HTTP-Redirect is a link anyone could send a victim to.
+      wantLogoutRequestSigned: true,
       signingCert: key.certificatePem,
       privateKey: key.privateKeyPem,
       requestSignatureAlgorithm: RSA_SHA256,
       assertionConsumerService: [{ Binding: binding.post, Location: endpoints.acsUrl! }],
-      // No SingleLogoutService yet: /slo is not served, so the metadata does not offer it.
+      singleLogoutService: [{ Binding: binding.redirect, Location: endpoints.sloUrl! }],
       // samlify's own Conditions check: NotBefore may be this early, NotOnOrAfter this late.
       clockDrifts: [-skewMs, skewMs],
     });
@@ -77,11 +111,14 @@ export function createSamlServiceProvider(deps: {
     const idpMeta = readSamlIdpMetadata(settings.metadataXml);
     const idp = samlify.IdentityProvider({
       entityID: idpMeta.entityId,
-      signingCert: idpMeta.signingCertificates.map(asPem),
+      signingCert: (certificates ?? idpMeta.signingCertificates).map(asPem),
       singleSignOnService: [{ Binding: binding.redirect, Location: idpMeta.ssoRedirectUrl }],
+      ...(idpMeta.sloRedirectUrl ? { singleLogoutService: [{ Binding: binding.redirect, Location: idpMeta.sloRedirectUrl }] } : {}),
       wantAuthnRequestsSigned: settings.signAuthnRequests,
+      // Our LogoutResponses are signed: the IdP should not take our word for a logout unsigned.
+      wantLogoutResponseSigned: true,
     });
-    return { sp, idp, endpoints: { entityId: endpoints.entityId!, acsUrl: endpoints.acsUrl! } };
+    return { sp, idp, idpMeta, endpoints: { entityId: endpoints.entityId!, acsUrl: endpoints.acsUrl!, sloUrl: endpoints.sloUrl! } };
   }
 
   /**
@@ -203,6 +240,80 @@ export function createSamlServiceProvider(deps: {
         ['nameID', fields.nameID],
       ]);
       return identityFromClaims(claims, mapping, provider.trustEmail);
+    },
+
+    /**
+     * An IdP-initiated LogoutRequest (HTTP-Redirect). Throws UpstreamRejected when it is not shown
+     * to come from the IdP (unsigned, another key, another Issuer, not a LogoutRequest): nobody to
+     * answer. Signed by the IdP but not for us, out of its time or seen before: returned with
+     * `refused`, so the IdP hears why. samlify verifies the signature over the query and the
+     * schema; it does not check the Issuer, Destination, time or replay of a LogoutRequest.
+     */
+    async logoutRequestFrom(provider: SamlProvider, message: RedirectMessage): Promise<SamlLogoutRequest> {
+      const { sp, idpMeta, endpoints } = await entitiesOf(provider);
+      // One certificate at a time: samlify checks a redirect signature against a single one, and
+      // an IdP rolling its key over lists two.
+      let samlContent: string | undefined;
+      let failure: unknown;
+      for (const certificate of idpMeta.signingCertificates) {
+        const { idp } = await entitiesOf(provider, [certificate]);
+        try {
+          ({ samlContent } = await sp.parseLogoutRequest(idp, 'redirect', message));
+          break;
+        } catch (err) {
+          failure = err;
+        }
+      }
+      if (samlContent === undefined) throw new UpstreamRejected(`samlify refused the LogoutRequest: ${reasonOf(failure)}`);
+
+      // The whole document is what the signature covers (HTTP-Redirect signs the query, not an element).
+      const fields = samlify.Extractor.extract(samlContent, [
+        field('request', ['LogoutRequest'], ['ID', 'IssueInstant', 'Destination', 'NotOnOrAfter']),
+        field('issuer', ['LogoutRequest', 'Issuer']),
+        field('nameID', ['LogoutRequest', 'NameID']),
+      ]) as Record<string, unknown>;
+      const request = (fields.request ?? {}) as { id?: string; issueInstant?: string; destination?: string; notOnOrAfter?: string };
+      // The SLO profile requires the Issuer; a document signed with the IdP's key naming another is not the IdP speaking.
+      if (fields.issuer !== idpMeta.entityId) throw new UpstreamRejected('the LogoutRequest Issuer is not the IdP');
+      const id = typeof request.id === 'string' ? request.id : '';
+      if (!id) throw new UpstreamRejected('the LogoutRequest has no ID');
+      const answer = (refused?: string): SamlLogoutRequest => ({
+        id, nameId: typeof fields.nameID === 'string' ? fields.nameID : '', relayState: message.query.RelayState ?? '', ...(refused ? { refused } : {}),
+      });
+
+      if (request.destination !== undefined && request.destination !== endpoints.sloUrl) return answer('Destination is not our SLO endpoint');
+      if (!fields.nameID || typeof fields.nameID !== 'string') return answer('no NameID (an encrypted NameID is not supported)');
+      const now = Date.now();
+      const issued = timeOf(request.issueInstant);
+      const notOnOrAfter = timeOf(request.notOnOrAfter);
+      if (issued === undefined) return answer('no IssueInstant');
+      if (now + skewMs < issued) return answer('issued in the future');
+      // Without a NotOnOrAfter, a captured request URL would otherwise stay good once its replay record expired.
+      const expires = Math.min(notOnOrAfter ?? Infinity, issued + LOGOUT_REQUEST_LIFETIME_MS);
+      if (now - skewMs >= expires) return answer('the LogoutRequest has expired');
+      const ttlSeconds = Math.max(1, Math.ceil((expires + skewMs - now) / 1000));
+      if (!(await deps.ephemeral.setIfAbsent(`saml:logout:${provider.id}:${id}`, '1', ttlSeconds))) return answer('the LogoutRequest was presented before (replay)');
+      return answer();
+    },
+
+    /**
+     * Our signed LogoutResponse to `request`, as the URL of the IdP's SingleLogoutService
+     * (HTTP-Redirect); undefined when its metadata names none.
+     */
+    async logoutResponseUrl(provider: SamlProvider, request: Pick<SamlLogoutRequest, 'id' | 'relayState'>, status: SamlLogoutStatus): Promise<URL | undefined> {
+      const { sp, idp, idpMeta, endpoints } = await entitiesOf(provider);
+      if (!idpMeta.sloRedirectUrl) return undefined;
+      const id = `_${randomUUID()}`;
+      // samlify's default template always says Success: the status is set here.
+      const customTagReplacement = (template: string) => ({
+        id,
+        context: samlify.SamlLib.replaceTagsByValue(template, {
+          ID: id, Destination: idpMeta.sloRedirectUrl, Issuer: endpoints.entityId, IssueInstant: new Date().toISOString(),
+          InResponseTo: request.id, StatusCode: LOGOUT_STATUS[status],
+        }),
+      });
+      const { context } = sp.createLogoutResponse(idp, { extract: { request: { id: request.id } } }, 'redirect', { relayState: request.relayState, customTagReplacement }) as { context: string };
+      return new URL(context);
     },
   };
 }
