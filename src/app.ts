@@ -11,6 +11,7 @@ import type { Federation } from './domain/federation/federation.ts';
 import { federationCallbackRoutes } from './http/federation-callback.ts';
 import { createFederationBinding } from './http/federation-binding.ts';
 import { healthRoutes } from './http/health.ts';
+import { addWelcomeRoutes } from './http/welcome.ts';
 import { createCsrf, createFormCsrf } from './http/interaction/csrf.ts';
 import { accountPageRoutes } from './http/pages/account-pages.ts';
 import { interactionRoutes } from './http/interaction/router.ts';
@@ -62,6 +63,8 @@ export interface AppDeps {
   internalOrigin: () => string;
   /** ACR_VALUES, weakest first. */
   acrValues: readonly AcrLevel[];
+  /** NODE_ENV is not production: the welcome page shows how to try a sign-in. */
+  development: boolean;
 }
 
 
@@ -76,8 +79,10 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   const provider = createProvider({ ...deps, keys, renderPage, mfaPolicy: deps.account.mfaPolicy });
   const loginLimiter = deps.ephemeral.limiter('login-ip', deps.loginRateLimitPerIp, 60);
 
-  // Health checks, the JWKS alias and the stylesheet share one router: fewer matchers per request.
+  // Health checks, the JWKS alias, the stylesheet and the welcome page share one router: fewer
+  // matchers per request.
   const misc = healthRoutes({ db: deps.db, ephemeral: deps.ephemeral });
+  addWelcomeRoutes(misc, { issuer: deps.issuer, development: deps.development, renderPage });
   misc.get('/.well-known/jwks.json', (ctx) => {
     ctx.set('Cache-Control', 'public, max-age=60');
     ctx.body = keys.publicJwks;

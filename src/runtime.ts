@@ -118,6 +118,7 @@ export async function startServer(
     },
     internalOrigin: () => `http://127.0.0.1:${listeningPort}`,
     acrValues: config.ACR_VALUES,
+    development: config.NODE_ENV !== 'production',
   };
   let listeningPort = 0;
 

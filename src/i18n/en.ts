@@ -282,6 +282,15 @@ export const en = {
   'account.mfa.error.sms_unavailable': 'The text message could not be sent. Please try again in a few minutes.',
   'account.mfa.error.unverified': 'Verify your email address before turning on email codes.',
   'account.mfa.error.setup_expired': 'This setup has expired. Please start again.',
+  'welcome.title': 'OpenID Connect provider',
+  'welcome.intro': 'This server signs people in for your applications. Applications find it through its issuer and discovery document.',
+  'welcome.issuer': 'Issuer (the identifier applications trust)',
+  'welcome.discovery': 'Discovery document (endpoints, keys, supported features)',
+  'welcome.account': 'Your account: profile, password, sessions, second factors',
+  'welcome.docs': 'Documentation: README.md in the source, starting with “Register your first application”.',
+  'welcome.demo_title': 'Try a sign-in (development)',
+  'welcome.demo_intro': 'Start the server with a bootstrap admin client, then run the demo in another terminal: it creates a demo application and user, prints a URL to open, and shows the tokens after you sign in.',
+  'welcome.demo_mail': 'Without SMTP_URL, mail is not sent: each message is written under DATA_DIR/outbox and its code or link is logged.',
 } as const;
 
 export type MessageKey = keyof typeof en;

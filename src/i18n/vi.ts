@@ -284,4 +284,13 @@ export const vi: Messages = {
   'account.mfa.error.sms_unavailable': 'Không gửi được tin nhắn. Vui lòng thử lại sau vài phút.',
   'account.mfa.error.unverified': 'Hãy xác minh địa chỉ email trước khi bật mã qua email.',
   'account.mfa.error.setup_expired': 'Phiên thiết lập đã hết hạn. Vui lòng bắt đầu lại.',
+  'welcome.title': 'Máy chủ OpenID Connect',
+  'welcome.intro': 'Máy chủ này đăng nhập người dùng cho các ứng dụng của bạn. Ứng dụng tìm thấy nó qua định danh (issuer) và tài liệu khám phá (discovery).',
+  'welcome.issuer': 'Issuer (định danh mà ứng dụng tin cậy)',
+  'welcome.discovery': 'Tài liệu khám phá (các endpoint, khóa, tính năng hỗ trợ)',
+  'welcome.account': 'Tài khoản của bạn: hồ sơ, mật khẩu, phiên đăng nhập, yếu tố thứ hai',
+  'welcome.docs': 'Tài liệu: README.md trong mã nguồn, bắt đầu từ “Register your first application”.',
+  'welcome.demo_title': 'Thử đăng nhập (môi trường phát triển)',
+  'welcome.demo_intro': 'Khởi động máy chủ với một client quản trị khởi tạo, rồi chạy bản demo trong một cửa sổ dòng lệnh khác: nó tạo một ứng dụng và người dùng demo, in ra một URL để mở, và hiển thị các token sau khi bạn đăng nhập.',
+  'welcome.demo_mail': 'Khi không có SMTP_URL, thư không được gửi đi: mỗi thư được ghi vào DATA_DIR/outbox và mã hoặc liên kết của nó được ghi vào log.',
 };

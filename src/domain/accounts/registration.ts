@@ -100,7 +100,7 @@ export function createRegistration(deps: FlowServices & {
               await mail.enqueue(resetPasswordMail(created, issued, ttl, links, input.locale, true), trx);
             }
             if (policy.welcomeMail) {
-              await mail.enqueue(welcomeMail(created, links, input.locale), trx);
+              await mail.enqueue(welcomeMail(created, links, input.locale, policy.requireEmailVerification), trx);
             }
           });
         } catch (err) {
