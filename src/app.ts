@@ -70,6 +70,7 @@ export interface AppDeps {
 
 const renderPage = createRenderer();
 const stylesheet = readFileSync(path.join(projectRoot(), 'views', 'assets', 'app.css'));
+const formsScript = readFileSync(path.join(projectRoot(), 'views', 'assets', 'forms.js'));
 
 /**
  * The provider is itself the Koa application: our middleware and routers go in with
@@ -91,6 +92,11 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     ctx.set('Cache-Control', 'public, max-age=3600');
     ctx.type = 'text/css';
     ctx.body = stylesheet;
+  });
+  misc.get('/assets/forms.js', (ctx) => {
+    ctx.set('Cache-Control', 'public, max-age=3600');
+    ctx.type = 'text/javascript; charset=utf-8';
+    ctx.body = formsScript;
   });
 
   const federationBinding = createFederationBinding(deps.issuer);

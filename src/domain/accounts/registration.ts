@@ -47,6 +47,9 @@ export function createRegistration(deps: FlowServices & {
   }
 
   return {
+    /** The shortest password accepted, for the form to say before anyone submits it. */
+    passwordMinLength: passwordPolicy.minLength,
+
     /**
      * `registrant`: markers of the registering request (address-proof.ts); a proof of the address
      * made with one of them keeps the chosen password, any other proof discards it.
