@@ -20,6 +20,7 @@ import { rejectNul } from './http/middleware/reject-nul.ts';
 import { rejectRepeatedQuery } from './http/middleware/reject-repeated-query.ts';
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
+import { uiLocale } from './http/middleware/ui-locale.ts';
 import { createRenderer } from './http/render.ts';
 import type { SecretBox } from './infra/crypto.ts';
 import type { EphemeralStore } from './infra/ephemeral/index.ts';
@@ -127,6 +128,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
+  provider.use(uiLocale(deps.issuer));
   provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
   mount(misc, { allowedMethods: false });
   const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account, federation: deps.federation };

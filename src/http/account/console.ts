@@ -244,7 +244,8 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const user: Profile = await selfService.profile(accountId);
     const list = await selfService.sessions(accountId, sessionUid);
     // The user's chosen language wins over the browser's.
-    const locale = isLocale(user.locale) ? user.locale : negotiate(ctx.get('accept-language'));
+    // A language the person picked; else the one carried from the pages before (ui_locales); else the browser's.
+    const locale = isLocale(user.locale) ? user.locale : negotiate(ctx.state.uiLocale, ctx.get('accept-language'));
     const timeZone = user.timezone && isTimeZone(user.timezone) ? user.timezone : 'UTC';
     const when = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone });
     const names = await clientNames(list.flatMap((s) => s.clients));

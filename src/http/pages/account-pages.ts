@@ -32,7 +32,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   const router = new Router();
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
   const limit = rateLimit(deps.ephemeral.limiter('auth-pages-ip', account.authRateLimitPerIp, 60), clientLimitKey);
-  const locale = (ctx: Context) => negotiate(ctx.query.ui_locales as string | undefined, ctx.get('accept-language'));
+  const locale = (ctx: Context) => negotiate(ctx.query.ui_locales as string | undefined, ctx.state.uiLocale, ctx.get('accept-language'));
   const context = (ctx: Context) => ({ actor: null, requestId: ctx.state.requestId as string });
   const checkCsrf: Middleware = async (ctx, next) => {
     if (!csrf.verify(ctx, (ctx.request.body as Record<string, unknown> | undefined)?.csrf)) ctx.throw(403, 'invalid CSRF token');
