@@ -27,6 +27,17 @@ describe('first hour: development', () => {
   });
   after(() => stopAndDestroy(ts));
 
+  it('the development boot log ends with readable next steps', () => {
+    const messages = logs.messages();
+    const listening = messages.indexOf('listening');
+    assert.ok(listening >= 0);
+    const after = messages.slice(listening + 1).filter((m) => m.startsWith('next: '));
+    assert.ok(after[0]?.includes(`${ts.issuer}/`), after[0]);
+    assert.ok(after.some((m) => m.includes('npx idp demo')));
+    assert.ok(after.some((m) => m.includes('Register your first application')));
+    assert.ok(after.some((m) => m.includes(path.join(ts.store.dataDir, 'outbox'))), 'where mail goes without SMTP_URL');
+  });
+
   it('GET / shows the issuer, discovery, the account console and how to run the demo', async () => {
     const res = await fetch(`${ts.issuer}/`);
     assert.equal(res.status, 200);
@@ -92,7 +103,9 @@ describe('first hour: production', () => {
   });
   after(() => stopAndDestroy(ts));
 
-  it('GET / leaves out the development demo', async () => {
+  it('GET / leaves out the development demo, and the boot log has no next steps', async () => {
+    assert.ok(logs.messages().includes('listening'));
+    assert.ok(!logs.messages().some((m) => m.startsWith('next: ')));
     const html = await (await fetch(`http://127.0.0.1:${ts.port}/`)).text();
     assert.ok(html.includes('<code>https://idp.example.test</code>'));
     assert.doesNotMatch(html, /idp demo/);
