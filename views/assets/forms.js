@@ -4,20 +4,27 @@
 // a step the person already confirmed elsewhere (signing out from the account console).
 (function () {
   'use strict';
-  var auto = document.querySelector('button[data-auto-click]');
-  if (auto) auto.click();
-  var inputs = document.querySelectorAll('input[data-copy-from]');
-  Array.prototype.forEach.call(inputs, function (input) {
-    var source = document.getElementById(input.dataset.copyFrom);
-    if (!source) return;
-    var edited = false;
-    input.addEventListener('input', function () {
-      edited = true;
+
+  function init() {
+    var auto = document.querySelector('button[data-auto-click]');
+    if (auto) auto.click();
+    var inputs = document.querySelectorAll('input[data-copy-from]');
+    Array.prototype.forEach.call(inputs, function (input) {
+      var source = document.getElementById(input.dataset.copyFrom);
+      if (!source) return;
+      var edited = false;
+      input.addEventListener('input', function () {
+        edited = true;
+      });
+      var copy = function () {
+        if (!edited) input.value = source.value;
+      };
+      source.addEventListener('input', copy);
+      copy();
     });
-    var copy = function () {
-      if (!edited) input.value = source.value;
-    };
-    source.addEventListener('input', copy);
-    copy();
-  });
+  }
+
+  // Loaded mid-page (the login page loads it before its magic-link form): wait for the whole page.
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
 })();
