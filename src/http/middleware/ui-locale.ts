@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { LOCALES, negotiate, type Locale } from '../../i18n/index.ts';
+import { supportedLocale } from '../../i18n/index.ts';
 import { ownCookieName } from '../cookies.ts';
 
 /**
@@ -12,17 +12,11 @@ import { ownCookieName } from '../cookies.ts';
 export function uiLocale(issuer: string): Middleware {
   const name = ownCookieName(issuer, 'idp_lang');
   return async (ctx, next) => {
-    const asked = ctx.query.ui_locales;
     const remembered = ctx.cookies.get(name);
-    // negotiate() answers 'en' when nothing matches: only a tag we support counts as asked.
-    const supported = typeof asked === 'string' && asked.split(/\s+/).some((tag) => (LOCALES as readonly string[]).includes(tag.toLowerCase().split('-')[0]!));
-    let locale: Locale | undefined = (LOCALES as readonly string[]).includes(remembered ?? '') ? (remembered as Locale) : undefined;
-    if (supported) {
-      locale = negotiate(asked);
-      // A session cookie: the choice of this visit, not a setting of the device.
-      if (locale !== remembered) ctx.cookies.set(name, locale, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', signed: false });
-    }
-    ctx.state.uiLocale = locale;
+    const asked = supportedLocale(ctx.query.ui_locales);
+    // A session cookie: the choice of this visit, not a setting of the device.
+    if (asked && asked !== remembered) ctx.cookies.set(name, asked, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', signed: false });
+    ctx.state.uiLocale = asked ?? supportedLocale(remembered);
     await next();
   };
 }
