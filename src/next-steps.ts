@@ -10,7 +10,7 @@ export function nextSteps(opts: { issuer: string; adminClientId?: string | undef
     opts.adminClientId
       ? `next: try a sign-in: in another terminal, with BOOTSTRAP_ADMIN_CLIENT_ID=${opts.adminClientId} and its secret set, run npx idp demo`
       : 'next: to try a sign-in, restart with BOOTSTRAP_ADMIN_CLIENT_ID and BOOTSTRAP_ADMIN_CLIENT_SECRET (32+ characters) set, then run npx idp demo with the same two',
-    'next: register your own application: README.md, "Register your first application"',
+    'next: register your own application: README.md, “Register your first application”',
   ];
   if (!opts.smtp) steps.push(`next: mail is not sent without SMTP_URL: it is written under ${path.resolve(opts.dataDir, 'outbox')}, and its code or link logged here`);
   return steps;
