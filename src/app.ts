@@ -12,6 +12,7 @@ import { federationCallbackRoutes } from './http/federation-callback.ts';
 import { createFederationBinding } from './http/federation-binding.ts';
 import { samlRoutes } from './http/saml-routes.ts';
 import { healthRoutes } from './http/health.ts';
+import { addWelcomeRoutes } from './http/welcome.ts';
 import { createCsrf, createFormCsrf } from './http/interaction/csrf.ts';
 import { accountPageRoutes } from './http/pages/account-pages.ts';
 import { interactionRoutes } from './http/interaction/router.ts';
@@ -20,6 +21,7 @@ import { rejectNul } from './http/middleware/reject-nul.ts';
 import { rejectRepeatedQuery } from './http/middleware/reject-repeated-query.ts';
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
+import { uiLocale } from './http/middleware/ui-locale.ts';
 import { createRenderer } from './http/render.ts';
 import type { SecretBox } from './infra/crypto.ts';
 import type { EphemeralStore } from './infra/ephemeral/index.ts';
@@ -63,11 +65,14 @@ export interface AppDeps {
   internalOrigin: () => string;
   /** ACR_VALUES, weakest first. */
   acrValues: readonly AcrLevel[];
+  /** NODE_ENV is not production: the welcome page shows how to try a sign-in. */
+  development: boolean;
 }
 
 
 const renderPage = createRenderer();
 const stylesheet = readFileSync(path.join(projectRoot(), 'views', 'assets', 'app.css'));
+const formsScript = readFileSync(path.join(projectRoot(), 'views', 'assets', 'forms.js'));
 
 /**
  * The provider is itself the Koa application: our middleware and routers go in with
@@ -77,8 +82,10 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   const provider = createProvider({ ...deps, keys, renderPage, mfaPolicy: deps.account.mfaPolicy });
   const loginLimiter = deps.ephemeral.limiter('login-ip', deps.loginRateLimitPerIp, 60);
 
-  // Health checks, the JWKS alias and the stylesheet share one router: fewer matchers per request.
+  // Health checks, the JWKS alias, the stylesheet and the welcome page share one router: fewer
+  // matchers per request.
   const misc = healthRoutes({ db: deps.db, ephemeral: deps.ephemeral });
+  addWelcomeRoutes(misc, { issuer: deps.issuer, development: deps.development, renderPage });
   misc.get('/.well-known/jwks.json', (ctx) => {
     ctx.set('Cache-Control', 'public, max-age=60');
     ctx.body = keys.publicJwks;
@@ -87,6 +94,11 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     ctx.set('Cache-Control', 'public, max-age=3600');
     ctx.type = 'text/css';
     ctx.body = stylesheet;
+  });
+  misc.get('/assets/forms.js', (ctx) => {
+    ctx.set('Cache-Control', 'public, max-age=3600');
+    ctx.type = 'text/javascript; charset=utf-8';
+    ctx.body = formsScript;
   });
 
   const federationBinding = createFederationBinding(deps.issuer);
@@ -117,6 +129,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
+  provider.use(uiLocale(deps.issuer));
   provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
   mount(misc, { allowedMethods: false });
   const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account, federation: deps.federation };

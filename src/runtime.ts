@@ -12,6 +12,7 @@ import { createMailWorker } from './domain/mail/mail-worker.ts';
 import { createMailer } from './infra/mailer.ts';
 import { createCaptcha } from './infra/captcha.ts';
 import { ensureAccountConsoleClient } from './http/account/client.ts';
+import { nextSteps } from './next-steps.ts';
 
 import { createServices, type Services } from './services.ts';
 import { MFA_DEFAULTS } from './domain/authn/mfa.ts';
@@ -118,6 +119,7 @@ export async function startServer(
     },
     internalOrigin: () => `http://127.0.0.1:${listeningPort}`,
     acrValues: config.ACR_VALUES,
+    development: config.NODE_ENV !== 'production',
   };
   let listeningPort = 0;
 
@@ -191,6 +193,10 @@ export async function startServer(
   const { port } = server.address() as AddressInfo;
   listeningPort = port;
   logger.info({ port, issuer: config.ISSUER }, 'listening');
+  if (config.NODE_ENV === 'development') {
+    const steps = nextSteps({ issuer: config.ISSUER, adminClientId: config.BOOTSTRAP_ADMIN_CLIENT_ID, smtp: Boolean(config.SMTP_URL), dataDir: config.DATA_DIR });
+    for (const step of steps) logger.info(step);
+  }
 
   let stopping: Promise<void> | undefined;
   return {

@@ -14,7 +14,7 @@ export type { RenderPage };
 export function createRenderer(): RenderPage {
   const eta = new Eta({ views: path.join(projectRoot(), 'views'), autoEscape: true, cache: true });
   return (ctx: Context, page, data, status = 200) => {
-    const locale = data.locale ?? negotiate(ctx.query.ui_locales as string | undefined, ctx.get('accept-language'));
+    const locale = data.locale ?? negotiate(ctx.query.ui_locales as string | undefined, ctx.state.uiLocale, ctx.get('accept-language'));
     const t = (key: MessageKey, params?: Record<string, string>) => translate(locale, key, params);
     const body = eta.render(`pages/${page}`, { ...data, t, locale, requestId: ctx.state.requestId });
     ctx.status = status;

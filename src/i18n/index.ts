@@ -8,10 +8,15 @@ export type Locale = (typeof LOCALES)[number];
 const catalogs: Record<Locale, Messages> = { en, vi };
 
 /**
- * First supported tag of a space-separated ui_locales or an Accept-Language header. Anything but a
- * string (a repeated query parameter arrives as an array) is skipped, never split.
+ * First supported tag of a space-separated ui_locales or an Accept-Language header, else 'en'.
+ * Anything but a string (a repeated query parameter arrives as an array) is skipped, never split.
  */
 export function negotiate(...candidates: unknown[]): Locale {
+  return supportedLocale(...candidates) ?? 'en';
+}
+
+/** As negotiate(), but undefined when no candidate names a supported locale. */
+export function supportedLocale(...candidates: unknown[]): Locale | undefined {
   for (const candidate of candidates) {
     if (typeof candidate !== 'string' || !candidate) continue;
     const tags = candidate
@@ -28,7 +33,7 @@ export function negotiate(...candidates: unknown[]): Locale {
       if (LOCALES.includes(base)) return base;
     }
   }
-  return 'en';
+  return undefined;
 }
 
 export function translate(locale: Locale, key: MessageKey, params: Record<string, string> = {}): string {

@@ -10,11 +10,15 @@ export interface OutgoingMail {
   subject: string;
   text: string;
   html: string;
+  /** What the recipient acts on (a code to type, a link to open): the development outbox logs them. */
+  actions?: { code?: string | undefined; link?: string | undefined };
 }
 
 export interface Mailer {
   /** Where mail goes, for the boot log (never the credentials). */
   readonly description: string;
+  /** False for the development outbox: a mail written to a file was not sent, and the logs must not say it was. */
+  readonly sends: boolean;
   send(mail: OutgoingMail): Promise<void>;
   close(): void;
 }
@@ -23,7 +27,10 @@ export interface MailerSettings {
   smtpUrl?: string | undefined;
   from: string;
   dataDir: string;
-  /** Development: the text body is logged so that links and codes can be followed. */
+  /**
+   * Outside production, without SMTP_URL: the mail's code or link goes into its log line, so a
+   * developer can follow it without opening files. Never in production (codes must not reach logs).
+   */
   logBodies: boolean;
 }
 
@@ -34,8 +41,9 @@ function messageId(mail: OutgoingMail, from: string): string {
 
 /**
  * SMTP through nodemailer when SMTP_URL is set (smtps:// is TLS from the start, smtp:// upgrades
- * with STARTTLS when the server offers it). Without it, each mail is written as an .eml file under
- * DATA_DIR/outbox and logged, so development needs no mail server.
+ * with STARTTLS when the server offers it). Without it, each mail is written under DATA_DIR/outbox
+ * (the .eml, and its text and HTML decoded next to it for reading) and logged, so development needs
+ * no mail server.
  */
 export function createMailer(settings: MailerSettings, logger: Logger): Mailer {
   if (settings.smtpUrl) {
@@ -51,6 +59,7 @@ export function createMailer(settings: MailerSettings, logger: Logger): Mailer {
       { from: settings.from },
     );
     return {
+      sends: true,
       description: `smtp ${url.protocol}//${url.hostname}:${url.port || (url.protocol === 'smtps:' ? 465 : 587)}`,
       async send(mail) {
         await transport.sendMail({
@@ -70,6 +79,7 @@ export function createMailer(settings: MailerSettings, logger: Logger): Mailer {
   const dir = path.resolve(settings.dataDir, 'outbox');
   const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' }, { from: settings.from });
   return {
+    sends: false,
     description: `files under ${dir}`,
     async send(mail) {
       const info = await transport.sendMail({
@@ -80,11 +90,16 @@ export function createMailer(settings: MailerSettings, logger: Logger): Mailer {
         messageId: messageId(mail, settings.from),
       });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${mail.id}.eml`);
-      writeFileSync(file, info.message as Buffer, { mode: 0o600 });
-      const fields = { mailId: mail.id, to: mail.to, subject: mail.subject, file };
-      if (settings.logBodies) logger.info({ ...fields, body: mail.text }, 'mail (not sent: no SMTP_URL)');
-      else logger.info(fields, 'mail (not sent: no SMTP_URL)');
+      const base = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${mail.id}`);
+      writeFileSync(`${base}.eml`, info.message as Buffer, { mode: 0o600 });
+      // The .eml is quoted-printable; these are what a person reads.
+      writeFileSync(`${base}.txt`, `To: ${mail.to}\nSubject: ${mail.subject}\n\n${mail.text}`, { mode: 0o600 });
+      writeFileSync(`${base}.html`, mail.html, { mode: 0o600 });
+      const fields = { mailId: mail.id, to: mail.to, subject: mail.subject, file: `${base}.txt` };
+      const { code, link } = settings.logBodies ? (mail.actions ?? {}) : {};
+      const shown = [code && `code ${code}`, link].filter(Boolean).join(', ');
+      // The code goes in the message, not a field: the logger redacts any field named `code`.
+      logger.info(fields, `mail not sent (no SMTP_URL): “${mail.subject}” to ${mail.to}${shown ? `: ${shown}` : ''}`);
     },
     close() {
       transport.close();

@@ -144,6 +144,7 @@ describe('account console (/account)', () => {
       given_name: '  Augusta Ada ',
       family_name: 'King',
       locale: 'vi',
+      // The legacy name ICU lists: accepted as an alias and stored under the current IANA name.
       timezone: 'Asia/Saigon',
     });
     assert.equal(saved.headers.get('location'), `${consoleUrl()}?done=profile`);
@@ -151,12 +152,14 @@ describe('account console (/account)', () => {
     assert.equal(after.status, 200);
     assert.ok(after.html.includes('Hồ sơ của bạn đã được lưu.'), 'flash message, in Vietnamese');
     assert.equal(formField(after.html, 'given_name'), 'Augusta Ada');
-    assert.ok(after.html.includes('<option selected>Asia/Saigon</option>'));
+    assert.ok(after.html.includes('<option selected>Asia/Ho_Chi_Minh</option>'));
+    for (const current of ['Asia/Kolkata', 'Europe/Kyiv']) assert.ok(after.html.includes(`<option>${current}</option>`), current);
+    for (const legacy of ['Asia/Saigon', 'Asia/Calcutta', 'Europe/Kiev']) assert.ok(!after.html.includes(`>${legacy}<`), `${legacy} is not offered`);
     const row = await findUser(user.id);
     assert.equal(row!.given_name, 'Augusta Ada');
     assert.equal(row!.family_name, 'King');
     assert.equal(row!.locale, 'vi');
-    assert.equal(row!.timezone, 'Asia/Saigon');
+    assert.equal(row!.timezone, 'Asia/Ho_Chi_Minh');
   });
 
   it('back to no language preference, the console follows the browser (English) again', async () => {

@@ -168,14 +168,17 @@ describe('mail outbox over SMTP', () => {
     const { db, mail } = ts.server.services;
     const link = `${ts.issuer}/x?token=t`;
     await db.transaction(async (trx) => {
-      await mail.enqueue({ to: 'welcome-en@example.com', template: 'welcome', locale: 'en', data: { signInUrl: link } }, trx);
+      await mail.enqueue({ to: 'welcome-en@example.com', template: 'welcome', locale: 'en', data: { signInUrl: link, verifyFirst: true } }, trx);
       await mail.enqueue({ to: 'changed-vi@example.com', template: 'password-changed', locale: 'vi', data: { name: 'Lan', resetUrl: link } }, trx);
       await mail.enqueue({ to: 'magic-en@example.com', template: 'magic-link', locale: 'en', data: { link, expiresInMinutes: 5 } }, trx);
       await mail.enqueue({ to: 'magic-vi@example.com', template: 'magic-link', locale: 'vi', data: { link, expiresInMinutes: 5 } }, trx);
     });
     const welcome = await waitFor('welcome', () => received('welcome-en@example.com'));
     assert.equal(welcome.subject, 'Welcome');
-    assert.match(welcome.text, /^Hello,\n\nYour account is ready/);
+    assert.match(welcome.text, /^Hello,\n\nYour account is created/);
+    // Registration leaves the address unverified: the welcome must not promise a sign-in before it is.
+    assert.match(welcome.text, /Once your address is confirmed, you can sign in/);
+    assert.doesNotMatch(welcome.text + welcome.html, /ready/);
     const changed = await waitFor('password-changed', () => received('changed-vi@example.com'));
     assert.equal(changed.subject, 'Mật khẩu của bạn đã được thay đổi');
     assert.match(changed.text, /^Xin chào Lan,/);
@@ -282,7 +285,7 @@ describe('mail outbox without SMTP_URL', () => {
       mail.enqueue({ to: 'dev@example.com', template: 'welcome', locale: 'en', data: { name: 'Dev', signInUrl: link } }, trx),
     );
     const dir = path.join(ts.store.dataDir, 'outbox');
-    const file = await waitFor('the mail file', () => (existsSync(dir) ? readdirSync(dir).find((f) => f.includes(id)) : undefined));
+    const file = await waitFor('the mail file', () => (existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith(`${id}.eml`)) : undefined));
     assert.match(file, /\.eml$/);
     const got = parseMail(readFileSync(path.join(dir, file), 'utf8'), ['dev@example.com']);
     assert.equal(got.subject, 'Welcome');

@@ -251,7 +251,7 @@ describe('pages', () => {
 
   describe('escaping', () => {
     // The login page loads the WebAuthn scripts (the passkey control); any other script is injected.
-    const OTHER_SCRIPT = /<script(?! src="\/assets\/webauthn(-browser)?\.js"><\/script>)/;
+    const OTHER_SCRIPT = /<script(?! src="\/assets\/(webauthn(-browser)?|forms)\.js"><\/script>)/;
 
     it('escapes a client_name with markup on the login and consent pages', async () => {
       const name = `<script>alert("pwned")</script><img src=x onerror=alert(1)>`;

@@ -74,9 +74,18 @@ export function createEmailVerification(deps: FlowServices & { addressProof: Add
       return markVerified(identifier, markers, context);
     },
 
-    /** Whether a verification link is still good, without using it (its page asks before it verifies). */
-    async linkIsValid(token: string): Promise<boolean> {
-      return (await codes.peekLink(NS, token)) !== undefined;
+    /**
+     * What a verification link can still do, without using it (its page asks before it verifies):
+     * `valid`; `verified` when its address is verified already (the link was used, or the code
+     * was typed), so a second click says so instead of "invalid"; else `invalid`. Only the link's
+     * holder learns this, about the address the link was sent to.
+     */
+    async linkState(token: string): Promise<'valid' | 'verified' | 'invalid'> {
+      const live = await codes.peekLink(NS, token);
+      const owner = live ?? (await codes.usedLinkOwner(NS, token));
+      if (owner === undefined) return 'invalid';
+      if ((await findUserByIdentifier(users, owner))?.email_verified) return 'verified';
+      return live !== undefined ? 'valid' : 'invalid';
     },
 
     /** Verifies by the link's token (the link names no address). */

@@ -47,6 +47,9 @@ export function createRegistration(deps: FlowServices & {
   }
 
   return {
+    /** The shortest password accepted, for the form to say before anyone submits it. */
+    passwordMinLength: passwordPolicy.minLength,
+
     /**
      * `registrant`: markers of the registering request (address-proof.ts); a proof of the address
      * made with one of them keeps the chosen password, any other proof discards it.
@@ -100,7 +103,7 @@ export function createRegistration(deps: FlowServices & {
               await mail.enqueue(resetPasswordMail(created, issued, ttl, links, input.locale, true), trx);
             }
             if (policy.welcomeMail) {
-              await mail.enqueue(welcomeMail(created, links, input.locale), trx);
+              await mail.enqueue(welcomeMail(created, links, input.locale, policy.requireEmailVerification), trx);
             }
           });
         } catch (err) {

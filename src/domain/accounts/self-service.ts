@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { AppError } from '../errors.ts';
 import { assertDisplayNames } from './display-names.ts';
+import { currentTimeZoneName } from './time-zones.ts';
 import type { ChangeContext } from '../authn/accounts.ts';
 import type { AccountLinks } from './account-links.ts';
 import { passwordChangedMail } from '../mail/account-mails.ts';
@@ -76,7 +77,8 @@ export function createSelfService(deps: {
         ...(changes.givenName !== undefined ? { given_name: changes.givenName?.trim() || null } : {}),
         ...(changes.familyName !== undefined ? { family_name: changes.familyName?.trim() || null } : {}),
         ...(changes.locale !== undefined ? { locale: changes.locale } : {}),
-        ...(changes.timezone !== undefined ? { timezone: changes.timezone } : {}),
+        // A legacy spelling (Asia/Saigon) is stored under its current name (time-zones.ts).
+        ...(changes.timezone !== undefined ? { timezone: changes.timezone === null ? null : currentTimeZoneName(changes.timezone) } : {}),
       };
       return deps.transaction(async (trx) => {
         const updated = (await users.update(id, patch, trx))!;

@@ -175,9 +175,19 @@ export class OneTimeCodes {
    */
   async verifyLink(namespace: OtpNamespace, token: string, bind?: string): Promise<{ identifier: string; session: string }> {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_PRESENTED) throw new AppError('IDENT_OTP_INVALID');
-    const identifier = await this.#store.take(key(namespace, 'otp-link', this.#linkHash(namespace, token, bind)));
+    const linkHash = this.#linkHash(namespace, token, bind);
+    const identifier = await this.#store.take(key(namespace, 'otp-link', linkHash));
     if (identifier === undefined) throw new AppError('IDENT_OTP_INVALID');
-    return { identifier, session: await this.#verify(namespace, identifier, token, 'link') };
+    const session = await this.#verify(namespace, identifier, token, 'link');
+    // Remembered for the link's lifetime, so a second click can be told what happened (usedLinkOwner).
+    await this.#store.set(key(namespace, 'otp-link-used', linkHash), identifier, this.#settings[namespace].codeTtlSeconds);
+    return { identifier, session };
+  }
+
+  /** Whose a link token was, once it has been used (within the link's lifetime); undefined otherwise. */
+  async usedLinkOwner(namespace: OtpNamespace, token: string, bind?: string): Promise<string | undefined> {
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_PRESENTED) return undefined;
+    return this.#store.get(key(namespace, 'otp-link-used', this.#linkHash(namespace, token, bind)));
   }
 
   /** Whose a link token is, without using it (to check what it will be used for first); undefined when unknown. */
@@ -262,7 +272,7 @@ export class OneTimeCodes {
 
 const DUMMY_HASH = 'A'.repeat(43);
 
-function key(namespace: OtpNamespace, part: 'otp' | 'otp-link' | 'lock' | 'session' | 'cooldown' | 'daily', id: string): string {
+function key(namespace: OtpNamespace, part: 'otp' | 'otp-link' | 'otp-link-used' | 'lock' | 'session' | 'cooldown' | 'daily', id: string): string {
   return `${namespace}:${part}:${id}`;
 }
 

@@ -59,8 +59,8 @@ export function magicLinkMail(user: Recipient, link: string, ttlSeconds: number,
   return { to: user.email, template: 'magic-link', locale: mailLocaleOf(user, locale), data: { ...greeting(user), link, expiresInMinutes: minutes(ttlSeconds) } };
 }
 
-export function welcomeMail(user: Recipient, links: AccountLinks, locale: MailLocale): MailMessage<'welcome'> {
-  return { to: user.email, template: 'welcome', locale: mailLocaleOf(user, locale), data: { ...greeting(user), signInUrl: links.account() } };
+export function welcomeMail(user: Recipient, links: AccountLinks, locale: MailLocale, verifyFirst: boolean): MailMessage<'welcome'> {
+  return { to: user.email, template: 'welcome', locale: mailLocaleOf(user, locale), data: { ...greeting(user), signInUrl: links.account(), verifyFirst } };
 }
 
 export function accountExistsMail(owner: Recipient, links: AccountLinks, locale: MailLocale): MailMessage<'account-exists'> {

@@ -26,6 +26,14 @@ export function describeMailError(err: unknown): string {
   return `${parts.join(' ')}: ${message}`.slice(0, 500);
 }
 
+/** The code to type and the link to open of a mail's data (templates name them `code` and `link`/`signInUrl`). */
+function actionsOf(data: Record<string, unknown>): { code?: string; link?: string } {
+  const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+  const code = text(data.code);
+  const link = text(data.link) ?? text(data.signInUrl);
+  return { ...(code ? { code } : {}), ...(link ? { link } : {}) };
+}
+
 /**
  * Sends the outbox: every `pollIntervalMs` it claims due rows (skip locked, so any number of
  * instances can run it), renders and sends each, and marks it sent; a failure schedules a retry with
@@ -50,7 +58,7 @@ export function createMailWorker(deps: {
       if (row.payload_sealed === null) throw new Error('pending row without payload');
       const data = JSON.parse(box.decrypt(row.payload_sealed, outboxAad(row.id))) as Record<string, unknown>;
       const mail = render(row.template as MailTemplate, row.locale as MailLocale, data);
-      await mailer.send({ id: row.id, to: row.recipient, ...mail });
+      await mailer.send({ id: row.id, to: row.recipient, ...mail, actions: actionsOf(data) });
     } catch (err) {
       const error = describeMailError(err);
       logger.warn({ mailId: row.id, template: row.template, attempts: row.attempts + 1, error }, 'mail not sent; will retry');
@@ -58,7 +66,8 @@ export function createMailWorker(deps: {
       return;
     }
     await repo.markSent(row.id);
-    logger.info({ mailId: row.id, template: row.template }, 'mail sent');
+    // The development outbox has logged the mail as not sent; "sent" after that would be a lie.
+    if (mailer.sends) logger.info({ mailId: row.id, template: row.template }, 'mail sent');
   }
 
   /** One batch; returns how many rows were claimed. */

@@ -12,7 +12,8 @@ export type MailLocale = Locale;
 
 /** The data each template needs. Links are absolute http(s) URLs; codes are what the user types. */
 export interface MailTemplateData {
-  welcome: { name?: string; signInUrl: string };
+  /** `verifyFirst`: the account cannot sign in until the address is verified (the code came in its own mail). */
+  welcome: { name?: string; signInUrl: string; verifyFirst?: boolean };
   'verify-email': { name?: string; code: string; link: string; expiresInMinutes: number };
   /** `setPassword`: the account was made without a password and this mail lets them choose one. */
   'forgot-password': { name?: string; code: string; link: string; expiresInMinutes: number; setPassword?: boolean };

@@ -97,7 +97,7 @@ export function codeFactorConsoleRoutes<Signed>(router: Router, codeFactors: Cod
         if (!signed) return;
         await refusing(ctx, signed, async () => {
           // The mail or text is in the user's own language when they chose one, else the browser's.
-          const locale = negotiate(ctx.get('accept-language'));
+          const locale = negotiate(ctx.state.uiLocale, ctx.get('accept-language'));
           const enrollment = type === 'sms'
             ? await codeFactors.enrollSms(kit.accountIdOf(signed), text(bodyOf(ctx).phone), locale)
             : await codeFactors.enrollEmail(kit.accountIdOf(signed), locale);

@@ -27,6 +27,7 @@ import { isTimeZone } from '../api/account-schemas.ts';
 import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { consoleWebAuthn } from './console-webauthn.ts';
 import { consoleIdentities } from './console-identities.ts';
+import { currentTimeZoneName, TIME_ZONES } from '../../domain/accounts/time-zones.ts';
 import type { Federation } from '../../domain/federation/federation.ts';
 import type { FederationBinding } from '../federation-binding.ts';
 
@@ -92,9 +93,6 @@ interface PageState {
 
 const SCOPE = 'openid profile email';
 
-// The zones offered in the form (ICU's list lacks the UTC alias and has some legacy names, such as
-// Asia/Saigon); any zone the account API accepts (isTimeZone) is kept and shown as well.
-const TIME_ZONES = ['UTC', ...Intl.supportedValuesOf('timeZone').filter((z) => z !== 'UTC')];
 
 // Flash messages after a redirect: the query names one of these, never carries text.
 const NOTICES: Record<string, MessageKey> = {
@@ -246,7 +244,8 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const user: Profile = await selfService.profile(accountId);
     const list = await selfService.sessions(accountId, sessionUid);
     // The user's chosen language wins over the browser's.
-    const locale = isLocale(user.locale) ? user.locale : negotiate(ctx.get('accept-language'));
+    // A language the person picked; else the one carried from the pages before (ui_locales); else the browser's.
+    const locale = isLocale(user.locale) ? user.locale : negotiate(ctx.state.uiLocale, ctx.get('accept-language'));
     const timeZone = user.timezone && isTimeZone(user.timezone) ? user.timezone : 'UTC';
     const when = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone });
     const names = await clientNames(list.flatMap((s) => s.clients));
@@ -268,11 +267,13 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           givenName: user.given_name ?? '',
           familyName: user.family_name ?? '',
           locale: user.locale ?? '',
-          timezone: user.timezone ?? '',
+          // Stored before names were normalised: shown (and saved) under its current name.
+          timezone: user.timezone ? currentTimeZoneName(user.timezone) : '',
         },
         profileErrors: state.profileErrors ?? {},
         locales: LOCALES.map((code) => ({ code, label: translate(locale, `lang.${code}`) })),
-        timeZones: user.timezone && !TIME_ZONES.includes(user.timezone) ? [user.timezone, ...TIME_ZONES] : TIME_ZONES,
+        // Any zone the account API accepts (isTimeZone) is kept and shown as well.
+        timeZones: user.timezone && !TIME_ZONES.includes(currentTimeZoneName(user.timezone)) ? [user.timezone, ...TIME_ZONES] : TIME_ZONES,
         passwordError: state.passwordError,
         sessionsError: state.sessionsError,
         timeZone,

@@ -23,6 +23,7 @@ export function registerStep(shared: Shared, deps: InteractionDeps) {
       csrf: csrf.issue(details.uid),
       captcha: account.captcha.widget,
       passwordRequired: policy.password === 'required',
+      passwordMinLength: account.registration.passwordMinLength,
       signInUrl: `/interaction/${details.uid}`,
       ...extra,
     }, status);

@@ -63,7 +63,7 @@ export function createShared(deps: InteractionDeps) {
   }
 
   const localeOf = (ctx: Context, details: Details) =>
-    negotiate(details.params.ui_locales as string | undefined, ctx.get('accept-language'));
+    negotiate(details.params.ui_locales as string | undefined, ctx.state.uiLocale, ctx.get('accept-language'));
 
   async function clientNameOf(details: Details): Promise<string> {
     const client = await provider.Client.find(details.params.client_id as string);
@@ -137,7 +137,8 @@ export function createShared(deps: InteractionDeps) {
           magicAction: `/interaction/${details.uid}/magic-link`,
           passkeyAction: `/interaction/${details.uid}/passkey`,
           passkeyOptionsAction: `/interaction/${details.uid}/passkey/options`,
-          forgotUrl: `/forgot-password?interaction=${encodeURIComponent(details.uid)}`,
+          // The language the relying party asked for goes along (ui-locale.ts keeps it too).
+          forgotUrl: `/forgot-password?interaction=${encodeURIComponent(details.uid)}${typeof details.params.ui_locales === 'string' ? `&ui_locales=${encodeURIComponent(details.params.ui_locales)}` : ''}`,
           registerUrl: policy.enabled ? `/interaction/${details.uid}/register` : undefined,
           providers,
           csrf: csrf.issue(details.uid),

@@ -32,7 +32,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   const router = new Router();
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
   const limit = rateLimit(deps.ephemeral.limiter('auth-pages-ip', account.authRateLimitPerIp, 60), clientLimitKey);
-  const locale = (ctx: Context) => negotiate(ctx.query.ui_locales as string | undefined, ctx.get('accept-language'));
+  const locale = (ctx: Context) => negotiate(ctx.query.ui_locales as string | undefined, ctx.state.uiLocale, ctx.get('accept-language'));
   const context = (ctx: Context) => ({ actor: null, requestId: ctx.state.requestId as string });
   const checkCsrf: Middleware = async (ctx, next) => {
     if (!csrf.verify(ctx, (ctx.request.body as Record<string, unknown> | undefined)?.csrf)) ctx.throw(403, 'invalid CSRF token');
@@ -58,6 +58,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
       csrf: csrf.issue(ctx),
       captcha: account.captcha.widget,
       passwordRequired: account.registrationDefaults.password === 'required',
+      passwordMinLength: account.registration.passwordMinLength,
       signInUrl: '/account',
       ...extra,
     }, status);
@@ -103,12 +104,17 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
     }, status);
   }
 
+  /** A used link opened again (or after the code was typed): not an error, the work is done. */
+  const alreadyVerified = (ctx: Context) => message(ctx, 'verify.done_title', 'verify.already_done', {}, { href: '/account', label: 'link.sign_in' });
+
   // Opening the link only asks: mail scanners fetch links, so the GET changes nothing and the
   // page's button posts the token.
   router.get('/verify-email', limit, async (ctx) => {
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
     if (!token) return renderVerify(ctx, typeof ctx.query.email === 'string' && isEmail(ctx.query.email) ? ctx.query.email : '');
-    if (!(await account.verification.linkIsValid(token))) return renderPage(ctx, 'message', { title: 'verify.title', text: 'error.otp_invalid' }, 400);
+    const state = await account.verification.linkState(token);
+    if (state === 'verified') return alreadyVerified(ctx);
+    if (state === 'invalid') return renderPage(ctx, 'message', { title: 'verify.title', text: 'error.otp_invalid' }, 400);
     renderPage(ctx, 'verify-link', { title: 'verify.title', action: '/verify-email', csrf: csrf.issue(ctx), token });
   });
 
@@ -124,6 +130,8 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
       try {
         return proven(ctx, await account.verification.verifyLink(token, registrantMarkers(ctx), context(ctx)));
       } catch (err) {
+        // A double click on the button: the first post verified the address.
+        if ((await account.verification.linkState(token)) === 'verified') return alreadyVerified(ctx);
         const e = pageErrorOf(err);
         return renderPage(ctx, 'message', { title: 'verify.title', text: e.error }, e.status);
       }

@@ -23,7 +23,13 @@ export function uiConfiguration(renderPage: RenderPage): Configuration {
     features: {
       rpInitiatedLogout: {
         enabled: true,
-        logoutSource: async (ctx, form) => renderPage(ctx, 'logout', { title: 'logout.title', form }),
+        logoutSource: async (ctx, form) => {
+          // A first-party client (the account console: no consent screen either) that proves the
+          // session with a valid id_token_hint already asked with its own "Sign out" button: the
+          // page confirms by itself (forms.js), and stays a question without JavaScript.
+          const asked = ctx.oidc.client?.first_party === true && ctx.oidc.entities.IdTokenHint !== undefined;
+          renderPage(ctx, 'logout', { title: 'logout.title', form, asked });
+        },
         postLogoutSuccessSource: async (ctx) => renderPage(ctx, 'logout-done', { title: 'logout.done' }),
       },
     },
