@@ -228,11 +228,13 @@ export function registerTokenExchange(
           scope: scopes.join(' '),
         });
     token.resourceServer = resourceServer;
-    // The new token ends no later than the subject token.
-    const remaining = subject.exp - Math.floor(Date.now() / 1000);
+    // The new token ends no later than the subject token. Its iat and exp are fixed here: left to
+    // save(), exp would be counted from a later second and could pass the subject's by one.
+    const now = Math.floor(Date.now() / 1000);
+    const remaining = subject.exp - now;
     if (remaining <= 0) throw tokenInvalid('subject_token');
     const expiresIn = Math.min(token.expiration, remaining);
-    (token as unknown as { expiresIn: number }).expiresIn = expiresIn;
+    Object.assign(token, { iat: now, exp: now + expiresIn, expiresIn });
     if (subject.kind === 'federated') {
       // The account granted this client nothing here; the grant records what the exchange gave, for
       // as long as the token lives, so revocation, logout-all and suspension end it like any other.
