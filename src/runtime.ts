@@ -5,6 +5,7 @@ import type { AppConfig } from './config/schema.ts';
 import { ADMIN_SCOPES, adminAudience } from './domain/clients/admin-scopes.ts';
 import type { Logger } from './infra/logger.ts';
 import { StoreUnavailable } from './infra/store-outage.ts';
+import { StartupError } from './domain/errors.ts';
 import type { Provider } from './oidc/provider.ts';
 import { createSweeper } from './oidc/sweeper.ts';
 import { createMailRenderer } from './domain/mail/mail.ts';
@@ -177,16 +178,31 @@ export async function startServer(
   });
   mailWorker.start();
 
+  /** Everything but the listener: timers, workers and the stores' pools. */
+  async function release() {
+    clearInterval(keyTimer);
+    await sweeper.stop();
+    await mailWorker.stop();
+    mailer.close();
+    await services.close();
+  }
+
   const server = opts.listening ?? http.createServer();
   server.on('request', (req, res) => handler(req, res));
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
   if (!server.listening) {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port ?? config.PORT, opts.host, () => resolve());
-    });
+    const port = opts.port ?? config.PORT;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, opts.host, () => resolve());
+      });
+    } catch (err) {
+      await release();
+      throw new StartupError(`PORT: cannot listen on ${port}: ${listenFailure(err)}`);
+    }
   }
   const { port } = server.address() as AddressInfo;
   listeningPort = port;
@@ -208,14 +224,19 @@ export async function startServer(
           server.close(() => resolve());
           server.closeIdleConnections();
         });
-        await sweeper.stop();
-        await mailWorker.stop();
-        mailer.close();
-        await services.close();
+        await release();
       })();
       return stopping;
     },
   };
+}
+
+/** Why a port could not be bound, in the operator's words. */
+function listenFailure(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return 'the port is already in use (another instance or program listens on it)';
+  if (code === 'EACCES') return 'permission denied (ports below 1024 need privileges: use a higher PORT behind the proxy)';
+  return (err as Error).message;
 }
 
 export type RunningServer = Awaited<ReturnType<typeof startServer>>;

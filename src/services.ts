@@ -8,7 +8,9 @@ import { createPasswordHasher } from './domain/authn/passwords.ts';
 import { createResourceServers } from './domain/clients/resource-servers.ts';
 import { SecretBox } from './infra/crypto.ts';
 import { createDb, type Db } from './infra/db.ts';
-import { createEphemeralStore } from './infra/ephemeral/index.ts';
+import { createEphemeralStore, RedisUnreachable } from './infra/ephemeral/index.ts';
+import { describeUnreachableDatabase } from './infra/pg-outages.ts';
+import { StartupError } from './domain/errors.ts';
 import { resolveKeyEncryptionKey } from './infra/key-encryption-key.ts';
 import type { Logger } from './infra/logger.ts';
 import { migrateLatest } from './infra/migrate.ts';
@@ -50,15 +52,27 @@ import { createWebAuthn } from './domain/authn/webauthn.ts';
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
-  const db: Db = createDb({
-    databaseUrl: config.DATABASE_URL,
-    dataDir: config.DATA_DIR,
-    poolMax: config.DB_POOL_MAX,
-    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
-    acquireTimeoutMs: config.DB_ACQUIRE_TIMEOUT_MS,
-    logger,
+  let db: Db;
+  try {
+    db = createDb({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      poolMax: config.DB_POOL_MAX,
+      statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+      acquireTimeoutMs: config.DB_ACQUIRE_TIMEOUT_MS,
+      logger,
+    });
+  } catch (err) {
+    // The embedded database's directory cannot be made (read-only volume, wrong owner).
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new StartupError(`DATA_DIR: cannot create the embedded database under ${config.DATA_DIR} (${code})`);
+    throw err;
+  }
+  const applied = await migrateLatest(db).catch(async (err: unknown) => {
+    await db.destroy();
+    const unreachable = config.DATABASE_URL ? describeUnreachableDatabase(err, config.DATABASE_URL) : undefined;
+    throw unreachable ? new StartupError(`DATABASE_URL: ${unreachable}`) : err;
   });
-  const applied = await migrateLatest(db);
   if (applied.length) logger.info({ applied }, 'migrations applied');
   const ephemeral = await createEphemeralStore({
     redisUrl: config.REDIS_URL,
@@ -68,7 +82,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     logger,
   }).catch(async (err: unknown) => {
     await db.destroy();
-    throw err;
+    throw err instanceof RedisUnreachable ? new StartupError(`REDIS_URL: ${err.message}`) : err;
   });
   const box = new SecretBox(resolveKeyEncryptionKey(config.KEY_ENCRYPTION_KEY, config.DATA_DIR, logger));
   const repos = {

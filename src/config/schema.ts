@@ -22,6 +22,15 @@ const httpUrl = z
   .string()
   .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol) && !new URL(v).search && !new URL(v).hash, 'must be an http:// or https:// URL without a query or fragment');
 
+// z.url() takes "localhost:3000" as a URL of scheme "localhost:"; the provider would then fail
+// deep in its constructor. The issuer is the public origin (and optional path) clients see.
+const issuerUrl = z
+  .string()
+  .refine(
+    (v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol) && new URL(v).hostname !== '',
+    { error: (issue) => `must be an http:// or https:// URL with a host, such as https://id.example.com (got ${JSON.stringify(String(issue.input).slice(0, 100))})` },
+  );
+
 // One mailbox or "Name <mailbox>"; no line breaks (it becomes a header).
 const mailFrom = z
   .string()
@@ -47,7 +56,7 @@ export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     PORT: int(0, 65535).default(3000),
-    ISSUER: z.url().optional(),
+    ISSUER: issuerUrl.optional(),
     DATABASE_URL: postgresUrl.optional(),
     REDIS_URL: redisUrl.optional(),
     REDIS_KEY_PREFIX: z.string().max(64).default('idp:'),
