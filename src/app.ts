@@ -19,6 +19,8 @@ import { rejectNul } from './http/middleware/reject-nul.ts';
 import { rejectRepeatedQuery } from './http/middleware/reject-repeated-query.ts';
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
+import { requestMetrics } from './http/middleware/request-metrics.ts';
+import type { Metrics } from './infra/metrics.ts';
 import { createRenderer } from './http/render.ts';
 import type { SecretBox } from './infra/crypto.ts';
 import type { EphemeralStore } from './infra/ephemeral/index.ts';
@@ -62,6 +64,7 @@ export interface AppDeps {
   internalOrigin: () => string;
   /** ACR_VALUES, weakest first. */
   acrValues: readonly AcrLevel[];
+  metrics: Metrics;
 }
 
 
@@ -112,7 +115,12 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     if (opts.allowedMethods) provider.use(router.allowedMethods());
   };
 
+  provider.use(requestMetrics(deps.metrics));
   provider.use(requestContext(deps.logger));
+  // Every token endpoint success, by grant type (the provider has refused unsupported ones by then).
+  provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) => {
+    deps.metrics.tokensIssued.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') });
+  });
   provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());

@@ -12,6 +12,7 @@ import { createMailRenderer } from './domain/mail/mail.ts';
 import { createMailWorker } from './domain/mail/mail-worker.ts';
 import { createMailer } from './infra/mailer.ts';
 import { createCaptcha } from './infra/captcha.ts';
+import { metricsListener } from './http/metrics.ts';
 import { ensureAccountConsoleClient } from './http/account/client.ts';
 
 import { createServices, type Services } from './services.ts';
@@ -119,6 +120,7 @@ export async function startServer(
     },
     internalOrigin: () => `http://127.0.0.1:${listeningPort}`,
     acrValues: config.ACR_VALUES,
+    metrics: services.metrics,
   };
   let listeningPort = 0;
 
@@ -178,9 +180,12 @@ export async function startServer(
   });
   mailWorker.start();
 
-  /** Everything but the listener: timers, workers and the stores' pools. */
+  let metricsServer: http.Server | undefined;
+  let metricsPort: number | undefined;
+  /** Everything but the listeners: timers, workers and the stores' pools. */
   async function release() {
     clearInterval(keyTimer);
+    if (metricsServer?.listening) await new Promise((resolve) => metricsServer!.close(resolve));
     await sweeper.stop();
     await mailWorker.stop();
     mailer.close();
@@ -208,9 +213,29 @@ export async function startServer(
   listeningPort = port;
   logger.info({ port, issuer: config.ISSUER }, 'listening');
 
+  // Prometheus metrics only when asked for, on a listener of their own (never the public port).
+  if (config.METRICS_PORT !== undefined) {
+    services.metrics.serve(services.metricSources, logger);
+    metricsServer = http.createServer(metricsListener(services.metrics, logger));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        metricsServer!.once('error', reject);
+        metricsServer!.listen(config.METRICS_PORT, config.METRICS_HOST, () => resolve());
+      });
+    } catch (err) {
+      await new Promise((resolve) => server.close(resolve));
+      await release();
+      throw new StartupError(`METRICS_PORT: cannot listen on ${config.METRICS_HOST}:${config.METRICS_PORT}: ${listenFailure(err)}`);
+    }
+    metricsPort = (metricsServer.address() as AddressInfo).port;
+    logger.info({ port: metricsPort, host: config.METRICS_HOST }, 'metrics listening');
+  }
+
   let stopping: Promise<void> | undefined;
   return {
     port,
+    /** The metrics listener's port, when METRICS_PORT is set. */
+    metricsPort,
     services,
     get provider() {
       return provider;

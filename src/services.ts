@@ -28,6 +28,7 @@ import { createUsersRepo } from './repos/users.ts';
 import { createIdempotencyRepo } from './repos/idempotency.ts';
 import { createEventsRepo } from './repos/events.ts';
 import { createEventRecorder } from './domain/events/events.ts';
+import { createMetrics, type MetricSources } from './infra/metrics.ts';
 import { createUserAdmin } from './domain/accounts/user-admin.ts';
 import { createOutboxRepo } from './repos/outbox.ts';
 import { createMailOutbox } from './domain/mail/mail.ts';
@@ -49,6 +50,13 @@ import { createCodeFactors } from './domain/authn/code-factors.ts';
 import { createSmsSender } from './infra/sms.ts';
 import { createWebAuthnCredentialsRepo } from './repos/webauthn-credentials.ts';
 import { createWebAuthn } from './domain/authn/webauthn.ts';
+
+/** The knex (tarn) pool's counters; undefined before the pool exists or on a client without one. */
+function poolUse(db: Db) {
+  const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number; max: number } }).pool;
+  if (!pool) return undefined;
+  return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max };
+}
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
@@ -100,6 +108,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     webauthnCredentials: createWebAuthnCredentialsRepo(db),
   };
   const events = createEventRecorder(repos.events);
+  const metrics = createMetrics();
   const mail = createMailOutbox({ repo: repos.outbox, box });
   const hasher = createPasswordHasher({
     memoryCost: config.ARGON2_MEMORY_KIB,
@@ -138,6 +147,10 @@ export async function createServices(config: AppConfig, logger: Logger) {
     events,
     transaction: (work) => db.transaction(work),
     onBackgroundError: (err: unknown) => logger.error({ err }, 'sign-in failure bookkeeping failed'),
+    observer: {
+      outcome: (outcome) => metrics.signIns.inc({ outcome }),
+      lockedOut: () => metrics.lockouts.inc(),
+    },
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads });
   const resourceServers = createResourceServers({
@@ -243,6 +256,23 @@ export async function createServices(config: AppConfig, logger: Logger) {
     sms,
     codeFactors,
     webauthn,
+    metrics,
+    /** What the scrape-time gauges read (runtime.ts turns them on with METRICS_PORT). */
+    metricSources: {
+      outbox: () => repos.outbox.pendingDepth(),
+      async keys() {
+        const now = Date.now();
+        const newest = new Map<string, { use: string; alg: string; ageSeconds: number }>();
+        // listLive is newest first: the first activated key of each use and algorithm is the one in force.
+        for (const k of await repos.serverKeys.listLive()) {
+          const id = `${k.use} ${k.alg}`;
+          if (newest.has(id) || new Date(k.activates_at).getTime() > now) continue;
+          newest.set(id, { use: k.use, alg: k.alg, ageSeconds: (now - new Date(k.created_at).getTime()) / 1000 });
+        }
+        return [...newest.values()];
+      },
+      pool: () => poolUse(db),
+    } satisfies MetricSources,
     async close() {
       await ephemeral.close();
       await db.destroy();

@@ -110,6 +110,8 @@ export const configSchema = z
     MAIL_POLL_INTERVAL_MS: int(10, 60_000).default(1000),
     MAIL_RETRY_BASE_MS: int(10, 3_600_000).default(5000),
     MAIL_RETRY_MAX_MS: int(10, 86_400_000).default(900_000),
+    METRICS_PORT: int(0, 65535).optional(),
+    METRICS_HOST: z.string().min(1).max(255).default('127.0.0.1'),
     SMS_PROVIDER: z.enum(['off', 'log', 'webhook']).default('off'),
     SMS_WEBHOOK_URL: httpUrl.optional(),
     SMS_WEBHOOK_TOKEN: z.string().min(1).max(1024).refine((v) => !/[\s]/.test(v), 'must not contain spaces or line breaks').optional(),
