@@ -185,7 +185,12 @@ export async function startServer(
   /** Everything but the listeners: timers, workers and the stores' pools. */
   async function release() {
     clearInterval(keyTimer);
-    if (metricsServer?.listening) await new Promise((resolve) => metricsServer!.close(resolve));
+    if (metricsServer?.listening) {
+      // A scraper's kept-alive connection would hold close() open; a scrape is safe to cut short.
+      const closed = new Promise((resolve) => metricsServer!.close(resolve));
+      metricsServer.closeAllConnections();
+      await closed;
+    }
     await sweeper.stop();
     await mailWorker.stop();
     mailer.close();

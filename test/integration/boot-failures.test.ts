@@ -64,6 +64,11 @@ describe('every boot failure is one line naming the setting', () => {
     assert.doesNotMatch(out.stderr, /s3cret-pw/);
   });
 
+  it('a DATA_DIR the embedded database cannot be made in', { skip: Boolean(process.env.DATABASE_URL) && 'PostgreSQL: DATA_DIR holds no database' }, async () => {
+    // A path under a file fails the same way for root (which this may run as) and anyone else.
+    assertOneLine(await boot(store, { DATA_DIR: `${fileURLToPath(import.meta.url)}/data` }), /^DATA_DIR: cannot create the embedded database under .* \(ENOTDIR\)$/);
+  });
+
   it('a PORT another program listens on', async () => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, resolve));
