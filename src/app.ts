@@ -22,6 +22,8 @@ import { rejectRepeatedQuery } from './http/middleware/reject-repeated-query.ts'
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
 import { uiLocale } from './http/middleware/ui-locale.ts';
+import { requestMetrics } from './http/middleware/request-metrics.ts';
+import type { Metrics } from './infra/metrics.ts';
 import { createRenderer } from './http/render.ts';
 import type { SecretBox } from './infra/crypto.ts';
 import type { EphemeralStore } from './infra/ephemeral/index.ts';
@@ -67,6 +69,7 @@ export interface AppDeps {
   acrValues: readonly AcrLevel[];
   /** NODE_ENV is not production: the welcome page shows how to try a sign-in. */
   development: boolean;
+  metrics: Metrics;
 }
 
 
@@ -125,7 +128,12 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     if (opts.allowedMethods) provider.use(router.allowedMethods());
   };
 
+  provider.use(requestMetrics(deps.metrics));
   provider.use(requestContext(deps.logger));
+  // Every token endpoint success, by grant type (the provider has refused unsupported ones by then).
+  provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) => {
+    deps.metrics.tokensIssued.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') });
+  });
   provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());

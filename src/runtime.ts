@@ -5,12 +5,14 @@ import type { AppConfig } from './config/schema.ts';
 import { ADMIN_SCOPES, adminAudience } from './domain/clients/admin-scopes.ts';
 import type { Logger } from './infra/logger.ts';
 import { StoreUnavailable } from './infra/store-outage.ts';
+import { StartupError } from './domain/errors.ts';
 import type { Provider } from './oidc/provider.ts';
 import { createSweeper } from './oidc/sweeper.ts';
 import { createMailRenderer } from './domain/mail/mail.ts';
 import { createMailWorker } from './domain/mail/mail-worker.ts';
 import { createMailer } from './infra/mailer.ts';
 import { createCaptcha } from './infra/captcha.ts';
+import { metricsListener } from './http/metrics.ts';
 import { ensureAccountConsoleClient } from './http/account/client.ts';
 import { nextSteps } from './next-steps.ts';
 
@@ -120,6 +122,7 @@ export async function startServer(
     internalOrigin: () => `http://127.0.0.1:${listeningPort}`,
     acrValues: config.ACR_VALUES,
     development: config.NODE_ENV !== 'production',
+    metrics: services.metrics,
   };
   let listeningPort = 0;
 
@@ -179,16 +182,39 @@ export async function startServer(
   });
   mailWorker.start();
 
+  let metricsServer: http.Server | undefined;
+  let metricsPort: number | undefined;
+  /** Everything but the listeners: timers, workers and the stores' pools. */
+  async function release() {
+    clearInterval(keyTimer);
+    if (metricsServer?.listening) {
+      // A scraper's kept-alive connection would hold close() open; a scrape is safe to cut short.
+      const closed = new Promise((resolve) => metricsServer!.close(resolve));
+      metricsServer.closeAllConnections();
+      await closed;
+    }
+    await sweeper.stop();
+    await mailWorker.stop();
+    mailer.close();
+    await services.close();
+  }
+
   const server = opts.listening ?? http.createServer();
   server.on('request', (req, res) => handler(req, res));
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
   if (!server.listening) {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port ?? config.PORT, opts.host, () => resolve());
-    });
+    const port = opts.port ?? config.PORT;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, opts.host, () => resolve());
+      });
+    } catch (err) {
+      await release();
+      throw new StartupError(`PORT: cannot listen on ${port}: ${listenFailure(err)}`);
+    }
   }
   const { port } = server.address() as AddressInfo;
   listeningPort = port;
@@ -198,9 +224,29 @@ export async function startServer(
     for (const step of steps) logger.info(step);
   }
 
+  // Prometheus metrics only when asked for, on a listener of their own (never the public port).
+  if (config.METRICS_PORT !== undefined) {
+    services.metrics.serve(services.metricSources, logger);
+    metricsServer = http.createServer(metricsListener(services.metrics, logger));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        metricsServer!.once('error', reject);
+        metricsServer!.listen(config.METRICS_PORT, config.METRICS_HOST, () => resolve());
+      });
+    } catch (err) {
+      await new Promise((resolve) => server.close(resolve));
+      await release();
+      throw new StartupError(`METRICS_PORT: cannot listen on ${config.METRICS_HOST}:${config.METRICS_PORT}: ${listenFailure(err)}`);
+    }
+    metricsPort = (metricsServer.address() as AddressInfo).port;
+    logger.info({ port: metricsPort, host: config.METRICS_HOST }, 'metrics listening');
+  }
+
   let stopping: Promise<void> | undefined;
   return {
     port,
+    /** The metrics listener's port, when METRICS_PORT is set. */
+    metricsPort,
     services,
     get provider() {
       return provider;
@@ -214,14 +260,19 @@ export async function startServer(
           server.close(() => resolve());
           server.closeIdleConnections();
         });
-        await sweeper.stop();
-        await mailWorker.stop();
-        mailer.close();
-        await services.close();
+        await release();
       })();
       return stopping;
     },
   };
+}
+
+/** Why a port could not be bound, in the operator's words. */
+function listenFailure(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return 'the port is already in use (another instance or program listens on it)';
+  if (code === 'EACCES') return 'permission denied (ports below 1024 need privileges: use a higher PORT behind the proxy)';
+  return (err as Error).message;
 }
 
 export type RunningServer = Awaited<ReturnType<typeof startServer>>;

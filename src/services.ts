@@ -8,7 +8,9 @@ import { createPasswordHasher } from './domain/authn/passwords.ts';
 import { createResourceServers } from './domain/clients/resource-servers.ts';
 import { SecretBox } from './infra/crypto.ts';
 import { createDb, type Db } from './infra/db.ts';
-import { createEphemeralStore } from './infra/ephemeral/index.ts';
+import { createEphemeralStore, RedisUnreachable } from './infra/ephemeral/index.ts';
+import { describeUnreachableDatabase } from './infra/pg-outages.ts';
+import { StartupError } from './domain/errors.ts';
 import { resolveKeyEncryptionKey } from './infra/key-encryption-key.ts';
 import type { Logger } from './infra/logger.ts';
 import { migrateLatest } from './infra/migrate.ts';
@@ -28,6 +30,7 @@ import { createUsersRepo } from './repos/users.ts';
 import { createIdempotencyRepo } from './repos/idempotency.ts';
 import { createEventsRepo } from './repos/events.ts';
 import { createEventRecorder } from './domain/events/events.ts';
+import { createMetrics, type MetricSources } from './infra/metrics.ts';
 import { createUserAdmin } from './domain/accounts/user-admin.ts';
 import { createOutboxRepo } from './repos/outbox.ts';
 import { createMailOutbox } from './domain/mail/mail.ts';
@@ -50,17 +53,36 @@ import { createSmsSender } from './infra/sms.ts';
 import { createWebAuthnCredentialsRepo } from './repos/webauthn-credentials.ts';
 import { createWebAuthn } from './domain/authn/webauthn.ts';
 
+/** The knex (tarn) pool's counters; undefined before the pool exists or on a client without one. */
+function poolUse(db: Db) {
+  const pool = (db.client as { pool?: { numUsed(): number; numFree(): number; numPendingAcquires(): number; max: number } }).pool;
+  if (!pool) return undefined;
+  return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max };
+}
+
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
-  const db: Db = createDb({
-    databaseUrl: config.DATABASE_URL,
-    dataDir: config.DATA_DIR,
-    poolMax: config.DB_POOL_MAX,
-    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
-    acquireTimeoutMs: config.DB_ACQUIRE_TIMEOUT_MS,
-    logger,
+  let db: Db;
+  try {
+    db = createDb({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      poolMax: config.DB_POOL_MAX,
+      statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+      acquireTimeoutMs: config.DB_ACQUIRE_TIMEOUT_MS,
+      logger,
+    });
+  } catch (err) {
+    // The embedded database's directory cannot be made (read-only volume, wrong owner).
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new StartupError(`DATA_DIR: cannot create the embedded database under ${config.DATA_DIR} (${code})`);
+    throw err;
+  }
+  const applied = await migrateLatest(db).catch(async (err: unknown) => {
+    await db.destroy();
+    const unreachable = config.DATABASE_URL ? describeUnreachableDatabase(err, config.DATABASE_URL) : undefined;
+    throw unreachable ? new StartupError(`DATABASE_URL: ${unreachable}`) : err;
   });
-  const applied = await migrateLatest(db);
   if (applied.length) logger.info({ applied }, 'migrations applied');
   const ephemeral = await createEphemeralStore({
     redisUrl: config.REDIS_URL,
@@ -70,7 +92,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     logger,
   }).catch(async (err: unknown) => {
     await db.destroy();
-    throw err;
+    throw err instanceof RedisUnreachable ? new StartupError(`REDIS_URL: ${err.message}`) : err;
   });
   const box = new SecretBox(resolveKeyEncryptionKey(config.KEY_ENCRYPTION_KEY, config.DATA_DIR, logger));
   const repos = {
@@ -88,6 +110,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     webauthnCredentials: createWebAuthnCredentialsRepo(db),
   };
   const events = createEventRecorder(repos.events);
+  const metrics = createMetrics();
   const mail = createMailOutbox({ repo: repos.outbox, box });
   const hasher = createPasswordHasher({
     memoryCost: config.ARGON2_MEMORY_KIB,
@@ -126,6 +149,10 @@ export async function createServices(config: AppConfig, logger: Logger) {
     events,
     transaction: (work) => db.transaction(work),
     onBackgroundError: (err: unknown) => logger.error({ err }, 'sign-in failure bookkeeping failed'),
+    observer: {
+      outcome: (outcome) => metrics.signIns.inc({ outcome }),
+      lockedOut: () => metrics.lockouts.inc(),
+    },
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads });
   const resourceServers = createResourceServers({
@@ -234,6 +261,23 @@ export async function createServices(config: AppConfig, logger: Logger) {
     sms,
     codeFactors,
     webauthn,
+    metrics,
+    /** What the scrape-time gauges read (runtime.ts turns them on with METRICS_PORT). */
+    metricSources: {
+      outbox: () => repos.outbox.pendingDepth(),
+      async keys() {
+        const now = Date.now();
+        const newest = new Map<string, { use: string; alg: string; ageSeconds: number }>();
+        // listLive is newest first: the first activated key of each use and algorithm is the one in force.
+        for (const k of await repos.serverKeys.listLive()) {
+          const id = `${k.use} ${k.alg}`;
+          if (newest.has(id) || new Date(k.activates_at).getTime() > now) continue;
+          newest.set(id, { use: k.use, alg: k.alg, ageSeconds: (now - new Date(k.created_at).getTime()) / 1000 });
+        }
+        return [...newest.values()];
+      },
+      pool: () => poolUse(db),
+    } satisfies MetricSources,
     async close() {
       await ephemeral.close();
       await db.destroy();

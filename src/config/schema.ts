@@ -22,6 +22,15 @@ const httpUrl = z
   .string()
   .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol) && !new URL(v).search && !new URL(v).hash, 'must be an http:// or https:// URL without a query or fragment');
 
+// z.url() takes "localhost:3000" as a URL of scheme "localhost:"; the provider would then fail
+// deep in its constructor. The issuer is the public origin (and optional path) clients see.
+const issuerUrl = z
+  .string()
+  .refine(
+    (v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol) && new URL(v).hostname !== '',
+    { error: (issue) => `must be an http:// or https:// URL with a host, such as https://id.example.com (got ${JSON.stringify(String(issue.input).slice(0, 100))})` },
+  );
+
 // One mailbox or "Name <mailbox>"; no line breaks (it becomes a header).
 const mailFrom = z
   .string()
@@ -47,7 +56,7 @@ export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     PORT: int(0, 65535).default(3000),
-    ISSUER: z.url().optional(),
+    ISSUER: issuerUrl.optional(),
     DATABASE_URL: postgresUrl.optional(),
     REDIS_URL: redisUrl.optional(),
     REDIS_KEY_PREFIX: z.string().max(64).default('idp:'),
@@ -101,6 +110,8 @@ export const configSchema = z
     MAIL_POLL_INTERVAL_MS: int(10, 60_000).default(1000),
     MAIL_RETRY_BASE_MS: int(10, 3_600_000).default(5000),
     MAIL_RETRY_MAX_MS: int(10, 86_400_000).default(900_000),
+    METRICS_PORT: int(0, 65535).optional(),
+    METRICS_HOST: z.string().min(1).max(255).default('127.0.0.1'),
     SMS_PROVIDER: z.enum(['off', 'log', 'webhook']).default('off'),
     SMS_WEBHOOK_URL: httpUrl.optional(),
     SMS_WEBHOOK_TOKEN: z.string().min(1).max(1024).refine((v) => !/[\s]/.test(v), 'must not contain spaces or line breaks').optional(),

@@ -69,3 +69,22 @@ export function outageAwarePgClient(breaker: StoreBreaker): typeof Knex.Client {
     }
   };
 }
+
+/**
+ * Why a boot could not use the database at DATABASE_URL, in one line naming the host (never the
+ * password), or undefined when the failure is not about reaching it (a migration's own error).
+ * 28xxx is a refused login, 3D000 a database that does not exist.
+ */
+export function describeUnreachableDatabase(err: unknown, databaseUrl: string): string | undefined {
+  const code = sqlState(err) ?? '';
+  if (!isDeadDatabase(err) && !code.startsWith('28') && code !== '3D000') return undefined;
+  let where = 'DATABASE_URL';
+  try {
+    const url = new URL(databaseUrl);
+    where = `${url.host}${url.pathname}`;
+  } catch {
+    // The schema checked its shape; a URL that still does not parse is named by the setting alone.
+  }
+  const reason = code && !NETWORK_CODES.has(code) ? describeDatabaseFailure(err) : (err instanceof Error ? err.message : String(err)).slice(0, 160);
+  return `PostgreSQL at ${where} cannot be used: ${reason}`;
+}

@@ -74,6 +74,15 @@ export function createOutboxRepo(db: Knex) {
       return table().where({ id }).first();
     },
 
+    /** Mail not yet sent, and how long the oldest of it has waited (the metrics' queue depth). */
+    async pendingDepth(): Promise<{ pending: number; oldestPendingSeconds: number }> {
+      const row = (await table()
+        .where({ status: 'pending' })
+        .select(db.raw('count(*)::int as pending'), db.raw('coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest'))
+        .first()) as unknown as { pending: number | string; oldest: number | string } | undefined;
+      return { pending: Number(row?.pending ?? 0), oldestPendingSeconds: Number(row?.oldest ?? 0) };
+    },
+
     /** Deletes sent rows older than `days` (the sweeper's schedule). */
     async sweepSent(days: number): Promise<number> {
       return affectedRows(

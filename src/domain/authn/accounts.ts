@@ -44,6 +44,12 @@ function lockInForce(lockedUntil: Date | null | undefined, now = Date.now()): bo
 
 export type SignInFailure = 'invalid_credentials' | 'locked' | 'inactive';
 
+/** Sign-in outcomes as they happen, for counting (metrics); never who or from where. */
+export interface SignInObserver {
+  outcome(outcome: SignInFailure | 'success' | 'invalid_second_factor'): void;
+  lockedOut(): void;
+}
+
 export interface Claims {
   sub: string;
   email?: string;
@@ -87,8 +93,19 @@ export function createAccounts(deps: {
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
   /** Where the failure bookkeeping that runs after the answer reports failures. */
   onBackgroundError: (err: unknown) => void;
+  /** Told each sign-in outcome and each lockout as it happens (the metrics). */
+  observer?: SignInObserver;
 }) {
   const { users, hasher, lockout, ephemeral, events } = deps;
+  const observer = deps.observer ?? { outcome() {}, lockedOut() {} };
+  const failed = (reason: SignInFailure) => {
+    observer.outcome(reason);
+    return { ok: false as const, reason };
+  };
+  // The address's counter reaching the threshold is the moment a lock begins.
+  const noteFailures = (failures: number) => {
+    if (failures === lockout.threshold) observer.lockedOut();
+  };
 
   return {
     async create(input: {
@@ -147,7 +164,7 @@ export function createAccounts(deps: {
     ): Promise<{ ok: true; user: UserRow } | { ok: false; reason: SignInFailure }> {
       if (password.length > MAX_PASSWORD_LENGTH || email.length > 320) {
         await hasher.verify(null, 'x');
-        return { ok: false, reason: 'invalid_credentials' };
+        return failed('invalid_credentials');
       }
       const user = await users.findByEmail(tenantId, email.trim());
       const failKey = failureKey(tenantId, email);
@@ -155,9 +172,10 @@ export function createAccounts(deps: {
         Number((await ephemeral.get(failKey)) ?? 0) >= lockout.threshold ||
         lockInForce(user?.locked_until);
       const { ok, needsRehash } = await hasher.verify(user && !locked ? user.password_hash : null, password);
-      if (locked) return { ok: false, reason: 'locked' };
+      if (locked) return failed('locked');
       if (!user || !ok) {
         const failures = await ephemeral.incr(failKey, lockout.durationSeconds);
+        noteFailures(failures);
         if (user) {
           runDetached(async () => {
             const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
@@ -168,12 +186,12 @@ export function createAccounts(deps: {
             }
           }, deps.onBackgroundError);
         }
-        return { ok: false, reason: failures >= lockout.threshold ? 'locked' : 'invalid_credentials' };
+        return failed(failures >= lockout.threshold ? 'locked' : 'invalid_credentials');
       }
       // Only the owner of the password learns the account is suspended.
       if (user.status !== 'active') {
         await events.record({ type: 'user.sign_in_failed', subjectId: user.id, tenantId, ...context, payload: { user: { id: user.id }, reason: 'inactive' } });
-        return { ok: false, reason: 'inactive' };
+        return failed('inactive');
       }
       await users.recordSuccess(user.id);
       await ephemeral.del(failKey);
@@ -188,6 +206,7 @@ export function createAccounts(deps: {
      * with its grant type (`gty`), as it stands for a sign-in through that provider.
      */
     async recordSignIn(user: UserRow, amr: string[], context: ChangeContext = {}, provider?: string, grantType?: string): Promise<void> {
+      observer.outcome('success');
       await events.record({
         type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context,
         payload: { user: userPayload(user), amr, ...(provider ? { provider } : {}), ...(grantType ? { gty: grantType } : {}) },
@@ -212,6 +231,8 @@ export function createAccounts(deps: {
      */
     async recordSecondFactorFailure(user: UserRow, factor: FactorType, context: ChangeContext = {}): Promise<{ locked: boolean }> {
       const failures = await ephemeral.incr(failureKey(user.tenant_id, user.email), lockout.durationSeconds);
+      noteFailures(failures);
+      observer.outcome('invalid_second_factor');
       const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
       const base = { subjectId: user.id, tenantId: user.tenant_id, ...context };
       await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_second_factor', factor, failedAttempts: after?.failed_attempts } });

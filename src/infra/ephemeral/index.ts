@@ -5,6 +5,7 @@ import type { EphemeralStore } from './types.ts';
 
 export type { EphemeralStore, Limiter } from './types.ts';
 export { EphemeralStoreFull } from './types.ts';
+export { RedisUnreachable } from './redis.ts';
 
 export interface EphemeralSettings {
   redisUrl?: string | undefined;

@@ -52,6 +52,17 @@ export interface RedisSettings {
   logger: Logger;
 }
 
+/** Redis never answered at boot; the message names where it was looked for, never the password. */
+export class RedisUnreachable extends Error {}
+
+function redisHost(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return 'REDIS_URL';
+  }
+}
+
 /** How long a boot waits for Redis to answer before it gives up with one line naming REDIS_URL. */
 const BOOT_WAIT_MS = 10_000;
 
@@ -96,6 +107,10 @@ export class RedisStore implements EphemeralStore {
     const store = new RedisStore(settings);
     const { client } = store;
     let timer: NodeJS.Timeout | undefined;
+    // The reason the last attempt failed (refused, unknown host, auth), for the boot's one line.
+    let lastError = '';
+    const noteError = (err: Error) => (lastError = err.message);
+    client.on('error', noteError);
     try {
       await Promise.race([
         // connect() may reject on a first refused attempt while ioredis keeps retrying: wait for ready.
@@ -104,7 +119,10 @@ export class RedisStore implements EphemeralStore {
           client.connect().catch(() => {});
         }),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`REDIS_URL: Redis did not answer within ${BOOT_WAIT_MS / 1000} s`)), BOOT_WAIT_MS);
+          timer = setTimeout(
+            () => reject(new RedisUnreachable(`Redis at ${redisHost(settings.url)} did not answer within ${BOOT_WAIT_MS / 1000} s${lastError ? ` (${lastError.slice(0, 160)})` : ''}`)),
+            BOOT_WAIT_MS,
+          );
         }),
       ]);
     } catch (err) {
@@ -112,6 +130,7 @@ export class RedisStore implements EphemeralStore {
       throw err;
     } finally {
       clearTimeout(timer);
+      client.off('error', noteError);
     }
     return store;
   }
