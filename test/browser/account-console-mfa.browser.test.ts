@@ -5,7 +5,7 @@ import type { Browser } from 'playwright-core';
 import { en } from '../../src/i18n/en.ts';
 import { createUser } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
-import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
+import { launchChromium, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
 
 describe('two-step verification in the account console, in a real browser', { skip: skipWithoutChromium }, () => {
   let ts: TestServer;
@@ -21,13 +21,7 @@ describe('two-step verification in the account console, in a real browser', { sk
 
   it('sets up an authenticator app from the QR page and creates recovery codes, under the page\'s own CSP', async () => {
     const user = await createUser(ts);
-    const context = await browser.newContext();
-    context.setDefaultTimeout(10_000);
-    const page = await context.newPage();
-    const cspViolations: string[] = [];
-    page.on('console', (msg) => {
-      if (/Content Security Policy|Refused to/i.test(msg.text())) cspViolations.push(msg.text());
-    });
+    const { context, page, cspViolations } = await watchedPage(browser);
     try {
       await page.goto(`${ts.issuer}/account`);
       await page.getByLabel(en['login.email'], { exact: true }).fill(user.email);

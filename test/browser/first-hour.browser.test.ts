@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { en } from '../../src/i18n/en.ts';
-import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
+import { launchChromium, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
 import { authorizationUrl } from '../helpers/login-page.ts';
 import { createUser, registerClient } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
@@ -23,16 +23,7 @@ describe('first hour in a real browser', { skip: skipWithoutChromium }, () => {
   });
 
   /** A fresh context that records Content-Security-Policy complaints. */
-  async function newPage() {
-    const context = await browser.newContext({ locale: 'en-US' });
-    context.setDefaultTimeout(10_000);
-    const page = await context.newPage();
-    const cspViolations: string[] = [];
-    page.on('console', (msg) => {
-      if (/Content Security Policy|Refused to/i.test(msg.text())) cspViolations.push(msg.text());
-    });
-    return { context, page, cspViolations };
-  }
+  const newPage = () => watchedPage(browser, { locale: 'en-US' });
 
   it('the magic-link form takes the address already typed, until it is edited', async () => {
     const { clientId } = await registerClient(ts, { token_endpoint_auth_method: 'none' }, true);

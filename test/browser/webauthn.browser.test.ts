@@ -5,7 +5,7 @@ import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core'
 import { en } from '../../src/i18n/en.ts';
 import { authorizationRequest, createUser, registerClient } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
-import { launchChromium, skipWithoutChromium } from '../helpers/chromium.ts';
+import { launchChromium, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
 
 /**
@@ -44,13 +44,7 @@ describe('security keys and passkeys in a real browser', { skip: skipWithoutChro
 
   /** A page with a virtual authenticator: a USB security key, or a platform authenticator holding passkeys. */
   async function pageWith(kind: 'security-key' | 'platform'): Promise<{ context: BrowserContext; page: Page; authenticator: Authenticator; cspViolations: string[] }> {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(10_000);
-    const page = await context.newPage();
-    const cspViolations: string[] = [];
-    page.on('console', (msg) => {
-      if (/Content Security Policy|Refused to/i.test(msg.text())) cspViolations.push(msg.text());
-    });
+    const { context, page, cspViolations } = await watchedPage(browser);
     const cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
     const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
