@@ -5,7 +5,7 @@ import type { Browser } from 'playwright-core';
 import { en } from '../../src/i18n/en.ts';
 import { createUser } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
-import { launchChromium, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
+import { launchChromium, signInToConsole, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
 
 describe('two-step verification in the account console, in a real browser', { skip: skipWithoutChromium }, () => {
   let ts: TestServer;
@@ -23,13 +23,7 @@ describe('two-step verification in the account console, in a real browser', { sk
     const user = await createUser(ts);
     const { context, page, cspViolations } = await watchedPage(browser);
     try {
-      await page.goto(`${ts.issuer}/account`);
-      await page.getByLabel(en['login.email'], { exact: true }).fill(user.email);
-      await page.getByLabel(en['login.password'], { exact: true }).fill(user.password);
-      await Promise.all([
-        page.waitForURL(`${ts.issuer}/account`),
-        page.getByRole('button', { name: en['login.submit'], exact: true }).click(),
-      ]);
+      await signInToConsole(page, ts.issuer, user);
 
       await page.getByRole('button', { name: en['account.mfa.totp.setup'], exact: true }).click();
       const qr = page.getByRole('img', { name: en['account.mfa.enroll.qr_alt'], exact: true });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { en } from '../../src/i18n/en.ts';
-import { launchChromium, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
+import { launchChromium, signInToConsole, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
 import { authorizationUrl } from '../helpers/login-page.ts';
 import { createUser, registerClient } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
@@ -47,13 +47,7 @@ describe('first hour in a real browser', { skip: skipWithoutChromium }, () => {
     const user = await createUser(ts);
     const { context, page, cspViolations } = await newPage();
     try {
-      await page.goto(`${ts.issuer}/account`);
-      await page.getByLabel(en['login.email'], { exact: true }).fill(user.email);
-      await page.getByLabel(en['login.password'], { exact: true }).fill(user.password);
-      await Promise.all([
-        page.waitForURL(`${ts.issuer}/account`),
-        page.getByRole('button', { name: en['login.submit'], exact: true }).click(),
-      ]);
+      await signInToConsole(page, ts.issuer, user);
       await Promise.all([
         page.waitForURL(`${ts.issuer}/account/signed-out`),
         page.locator('form[action$="/account/logout"] button').click(),

@@ -5,7 +5,7 @@ import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core'
 import { en } from '../../src/i18n/en.ts';
 import { authorizationRequest, createUser, registerClient } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
-import { launchChromium, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
+import { launchChromium, signInToConsole, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
 
 /**
@@ -55,15 +55,7 @@ describe('security keys and passkeys in a real browser', { skip: skipWithoutChro
     return { context, page, authenticator: { cdp, authenticatorId }, cspViolations };
   }
 
-  async function consoleSignIn(page: Page, user: { email: string; password: string }) {
-    await page.goto(`${issuer}/account`);
-    await page.getByLabel(en['login.email'], { exact: true }).fill(user.email);
-    await page.getByLabel(en['login.password'], { exact: true }).fill(user.password);
-    await Promise.all([
-      page.waitForURL(`${issuer}/account`),
-      page.getByRole('button', { name: en['login.submit'], exact: true }).click(),
-    ]);
-  }
+  const consoleSignIn = (page: Page, user: { email: string; password: string }) => signInToConsole(page, issuer, user);
 
   /** Registers a credential from the console's two-step section; waits for the notice. */
   async function addInConsole(page: Page, button: 'account.mfa.webauthn.add_passkey' | 'account.mfa.webauthn.add_key', name?: string) {

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { en } from '../../src/i18n/en.ts';
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -39,4 +40,15 @@ export async function watchedPage(browser: Browser, options: BrowserContextOptio
     if (/Content Security Policy|Refused to/i.test(msg.text())) cspViolations.push(msg.text());
   });
   return { context, page, cspViolations };
+}
+
+/** Opens the account console at `issuer` and signs `user` in on the provider's login page (English). */
+export async function signInToConsole(page: Page, issuer: string, user: { email: string; password: string }): Promise<void> {
+  await page.goto(`${issuer}/account`);
+  await page.getByLabel(en['login.email'], { exact: true }).fill(user.email);
+  await page.getByLabel(en['login.password'], { exact: true }).fill(user.password);
+  await Promise.all([
+    page.waitForURL(`${issuer}/account`),
+    page.getByRole('button', { name: en['login.submit'], exact: true }).click(),
+  ]);
 }
