@@ -18,6 +18,7 @@ import argon2 from 'argon2';
 import autocannon, { type Options as CannonOptions, type RequestSpec, type Result } from 'autocannon';
 import { configSchema } from '../src/config/schema.ts';
 import { Browser, basicAuth, codeFlow, FlowError, type FlowTarget } from './flows.ts';
+import { profileFile, summarize } from './profile-summary.ts';
 import { createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
 import {
   MemoryWindow,
@@ -61,6 +62,7 @@ interface Settings {
   refreshGenSeconds: number;
   genConcurrency: number;
   check: boolean;
+  profile: boolean;
 }
 
 const HELP = `npm run bench -- [options]   (or: node bench/run.ts [options] after npm run build)
@@ -76,6 +78,8 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.ts [options] afte
   --refresh-gen-seconds=SECONDS    time budget for generating them (default 60)
   --gen-concurrency=N              browsers generating refresh tokens in parallel (default 8)
   --check                          exit 1 when a target is missed
+  --profile                        write our server's CPU profile (node --cpu-prof) next to the results
+                                   and print where its time went (bench/profile-summary.ts)
 `;
 
 function settingsFromArgs(): Settings {
@@ -90,6 +94,7 @@ function settingsFromArgs(): Settings {
       'refresh-gen-seconds': { type: 'string' },
       'gen-concurrency': { type: 'string' },
       check: { type: 'boolean' },
+      profile: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -114,6 +119,7 @@ function settingsFromArgs(): Settings {
     refreshGenSeconds: num('refresh-gen-seconds', values['refresh-gen-seconds'], 60, 5),
     genConcurrency: Math.floor(num('gen-concurrency', values['gen-concurrency'], 8, 1)),
     check: values.check ?? false,
+    profile: values.profile ?? false,
   };
 }
 
@@ -559,7 +565,7 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
       cwd: ROOT,
       logFile: ourLog,
       cpu: SERVER_CPU,
-      nodeFlags: SERVER_NODE_FLAGS,
+      nodeFlags: s.profile ? [...SERVER_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${base}.profile`] : SERVER_NODE_FLAGS,
     });
     cleanups.push(() => proc.stop());
     await waitReady(proc, `${issuer}/readyz`);
@@ -598,6 +604,11 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
     serverLogExcerpt: logExcerpt(ourLog).filter((l) => !/ephemeral store: memory|KEY_ENCRYPTION_KEY not set/.test(l)),
   });
   printReport(report);
+  if (s.profile) {
+    const file = profileFile(`${base}.profile`);
+    if (file) process.stdout.write(`\nour server's CPU profile (all scenarios): ${path.relative(ROOT, file)}\n${summarize(JSON.parse(readFileSync(file, 'utf8')))}\n`);
+    else warnings.push('--profile: the server wrote no CPU profile');
+  }
   const file = `${base}.json`;
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   process.stdout.write(`\nresults: ${path.relative(ROOT, file)}\n`);
