@@ -18,7 +18,9 @@ RUN npm ci --no-audit --no-fund --omit=dev --omit=optional && npm cache clean --
 COPY --from=build /app/dist ./dist
 COPY views ./views
 COPY config ./config
-RUN mkdir -p /data && chown node:node /data
+COPY bin ./bin
+# `idp` on PATH: the CLI runs in the container as `docker compose exec idp-1 idp <command>`.
+RUN ln -s /app/bin/idp.js /usr/local/bin/idp && mkdir -p /data && chown node:node /data
 USER node
 EXPOSE 3000
 VOLUME ["/data"]

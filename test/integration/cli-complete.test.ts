@@ -208,23 +208,45 @@ describe('idp --version and the launcher', () => {
     assert.equal(failing.code, 2, 'the exit status comes through');
   });
 
-  it('npx idp prints no EBADENGINE warning with node_modules/.bin on PATH (as the README says)', async (t) => {
-    const npx = spawnSync('npx', ['--version'], { encoding: 'utf8' });
-    if (npx.status !== 0) return t.skip('npx is not installed');
+  it('npm start and npm test refuse a Node that is too old in one line (package.json has no engines field to warn about)', async () => {
+    const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { engines?: unknown; scripts: Record<string, string> };
+    assert.equal(pkg.engines, undefined);
+    assert.match(pkg.scripts.prestart!, /^node bin\/check-node\.js 22 && /);
+    assert.match(pkg.scripts.pretest!, /^node bin\/check-node\.js 24$/);
+    const ok = await run(process.execPath, ['bin/check-node.js', '22']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const tooOld = await run(process.execPath, ['bin/check-node.js', '99']);
+    assert.equal(tooOld.code, 1);
+    assert.equal(tooOld.stderr.trim().split('\n').length, 1, tooOld.stderr);
+    assert.match(tooOld.stderr, new RegExp(`^idp needs Node\\.js 99 or newer, this is ${process.version.replace(/\./g, '\\.')}: `));
+  });
+
+  it('npx idp prints no EBADENGINE warning, even when npx runs on the machine\'s own older Node', async (t) => {
+    // The machine's PATH, without the bundled Node that `npm test` puts first on it: npx and npm
+    // then run on the system Node (20 on this machine), which is where the warning came from.
+    const bundled = path.join(root, 'node_modules/.bin');
+    const systemPath = (process.env.PATH ?? '').split(path.delimiter).filter((dir) => path.resolve(dir) !== bundled);
+    for (const withBundled of [false, true]) {
+      const PATH = [...(withBundled ? [bundled] : []), ...systemPath].join(path.delimiter);
+      const npx = spawnSync('npx', ['--version'], { encoding: 'utf8', env: { ...process.env, PATH } });
+      if (npx.status !== 0) return t.skip('npx is not installed');
+    }
     // A fresh npx cache: npx installs the project into it on first use, which is when npm checks
-    // the engines (a Node older than package.json's engines warns EBADENGINE).
+    // the engines.
     const cache = mkdtempSync(path.join(tmpdir(), 'idp-npx-'));
     try {
-      const env = cleanEnv({
-        PATH: `${path.join(root, 'node_modules/.bin')}${path.delimiter}${process.env.PATH ?? ''}`,
-        npm_config_cache: cache,
-        npm_config_update_notifier: 'false',
-      });
-      for (let i = 0; i < 2; i++) {
-        const r = await run('npx', ['--offline', 'idp', '--version'], env);
-        assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stdout, new RegExp(`^idp ${version.replace(/\./g, '\\.')} \\(Node v(2[4-9]|[3-9]\\d)\\.`));
-        assert.doesNotMatch(r.stderr, /EBADENGINE|npm warn/i);
+      for (const withBundled of [false, true]) {
+        const env = cleanEnv({
+          PATH: [...(withBundled ? [bundled] : []), ...systemPath].join(path.delimiter),
+          npm_config_cache: cache,
+          npm_config_update_notifier: 'false',
+        });
+        for (let i = 0; i < 2; i++) {
+          const r = await run('npx', ['--offline', 'idp', '--version'], env);
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stdout, new RegExp(`^idp ${version.replace(/\./g, '\\.')} \\(Node v(2[4-9]|[3-9]\\d)\\.`));
+          assert.doesNotMatch(r.stderr, /EBADENGINE|npm warn/i, `npx on ${withBundled ? 'the bundled' : "the machine's"} Node`);
+        }
       }
     } finally {
       rmSync(cache, { recursive: true, force: true });

@@ -161,6 +161,14 @@ describe('Dockerfile', () => {
     assert.ok(!instructions.includes('ADD'), 'COPY, not ADD');
   });
 
+  it('ships the idp command on PATH, with what its launcher runs in the image', () => {
+    assert.ok(lines.some((l) => /^COPY bin \.\/bin$/.test(l.trim())), 'COPY bin ./bin');
+    assert.ok(lines.some((l) => /ln -s \/app\/bin\/idp\.js \/usr\/local\/bin\/idp\b/.test(l)), 'idp linked onto PATH');
+    // Without src/ (the image copies only dist/), the launcher runs the compiled CLI.
+    assert.match(read('bin/idp.js'), /dist\/src\/cli\/main\.js/);
+    assert.ok(lines.some((l) => /^COPY --from=build \/app\/dist \.\/dist$/.test(l.trim())));
+  });
+
   it('leaves secrets and local state out of the build context', () => {
     const ignored = read('.dockerignore').split('\n').map((l) => l.trim());
     for (const entry of ['.env', 'data', 'node_modules', '.git']) assert.ok(ignored.includes(entry), `.dockerignore has ${entry}`);
