@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { adminAudience } from '../../src/domain/clients/admin-scopes.ts';
 import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, ALL_SCOPES, basic } from '../helpers/admin.ts';
-import { listenOn, portOf, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { createTestStore, listenOn, portOf, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /**
  * OpenTelemetry tracing against a small OTLP/HTTP receiver of our own: what the server exports
@@ -233,5 +239,35 @@ describe('OpenTelemetry tracing', () => {
       // Span names and attributes are templates and names, never SQL text.
       assert.ok(!/select\s+["*]|insert into|\$\d|values\s*\(|\bwhere\b/i.test(exported), 'no SQL text');
     });
+  });
+
+  it('the server process exports what it holds when it gets SIGTERM', async () => {
+    const store = await createTestStore();
+    const child = spawn(process.execPath, ['src/main.ts'], {
+      cwd: root,
+      // The batch delay is far longer than the test: only the shutdown flush can deliver the span.
+      env: { ...process.env, ...store.env, PORT: '0', LOG_LEVEL: 'info', NODE_ENV: 'test', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '600000' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let logs = '';
+      child.stdout.on('data', (d) => (logs += d));
+      child.stderr.on('data', (d) => (logs += d));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const port = await waitFor('the server to log its port', () => /"msg":"listening"/.test(logs) && (JSON.parse(logs.split('\n').find((l) => l.includes('"msg":"listening"'))!) as { port: number }).port, 60_000);
+      const { traceId, parent } = traceparent();
+      const res = await fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`, { headers: { traceparent: `00-${traceId}-${parent}-01` } });
+      await res.arrayBuffer();
+      const { spanId } = traceresponseOf(res);
+      assert.equal(receiver.spans().some((s) => s.traceId === traceId), false, 'not exported before the shutdown');
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, logs);
+      const span = receiver.spans().find((s) => s.traceId === traceId && s.kind === SERVER);
+      assert.equal(span?.spanId, spanId);
+      assert.equal(span?.parentSpanId, parent);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await store.destroy();
+    }
   });
 });
