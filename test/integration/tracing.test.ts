@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -113,6 +113,7 @@ describe('OpenTelemetry tracing', () => {
     const token = { ...traceparent(), answer: { version: '', traceId: '', spanId: '', flags: '' } };
     const create = { ...traceparent(), answer: { version: '', traceId: '', spanId: '', flags: '' }, status: 0 };
     const unsampled = { ...traceparent(), answer: { version: '', traceId: '', spanId: '', flags: '' } };
+    const failing = { ...traceparent(), answer: { version: '', traceId: '', spanId: '', flags: '' }, status: 0, id: randomUUID() };
 
     before(async () => {
       // The breached-password range API: an outgoing call the server makes during the request.
@@ -159,6 +160,20 @@ describe('OpenTelemetry tracing', () => {
       const unsampledRes = await fetch(new URL('/.well-known/openid-configuration', ts.issuer), { headers: { traceparent: `00-${unsampled.traceId}-${unsampled.parent}-00` } });
       await unsampledRes.arrayBuffer();
       unsampled.answer = traceresponseOf(unsampledRes);
+
+      // A request the database fails (its table gone for a moment): a 5xx.
+      const db = ts.server.services.db;
+      await db.raw('alter table resource_servers rename to resource_servers_away');
+      try {
+        const failingRes = await fetch(new URL(`/api/v1/resource-servers/${failing.id}`, ts.issuer), {
+          headers: { authorization: `Bearer ${accessToken}`, traceparent: `00-${failing.traceId}-${failing.parent}-01` },
+        });
+        failing.status = failingRes.status;
+        await failingRes.arrayBuffer();
+        failing.answer = traceresponseOf(failingRes);
+      } finally {
+        await db.raw('alter table resource_servers_away rename to resource_servers');
+      }
 
       assert.equal(sdkLoaded(), true, 'the SDK is loaded once an endpoint is set');
       // Stopping flushes what the batch processor holds (the SIGTERM path): everything is exported by now.
@@ -223,6 +238,23 @@ describe('OpenTelemetry tracing', () => {
       assert.equal(Number(attributesOf(outgoing)['http.response.status_code']), 200);
       assert.ok(hibpTraceparents.includes(`00-${create.traceId}-${outgoing.spanId}-01`), `traceparent sent onward: ${hibpTraceparents.join()}`);
       assert.ok(spans.some((s) => s.traceId === create.traceId && s.name === 'argon2 hash'), 'the password hash');
+    });
+
+    it('a 5xx is an error, and so is the query that failed (its SQLSTATE, not its message)', () => {
+      assert.ok(failing.status >= 500, `status ${failing.status}`);
+      const spans = receiver.spans().filter((s) => s.traceId === failing.traceId);
+      const server = spans.find((s) => s.kind === SERVER);
+      assert.equal(server?.spanId, failing.answer.spanId);
+      assert.equal(server?.name, 'GET /api/v1/resource-servers/:id', 'the template, not the id');
+      assert.equal(server?.status?.code, STATUS_ERROR);
+      assert.equal(Number(attributesOf(server!)['http.response.status_code']), failing.status);
+      assert.equal(attributesOf(server!)['error.type'], String(failing.status));
+      const query = spans.find((s) => s.name === 'SELECT resource_servers');
+      assert.equal(query?.status?.code, STATUS_ERROR);
+      assert.equal(attributesOf(query!)['error.type'], '42P01', 'undefined_table');
+      assert.ok(!receiver.bodies.join('\n').includes(failing.id), 'the id in the path is not exported');
+      // The successful ones are not errors.
+      assert.ok(receiver.spans().filter((s) => s.traceId === create.traceId).every((s) => s.status?.code !== STATUS_ERROR));
     });
 
     it('keeps an unsampled caller\'s decision: nothing recorded, its flags answered', () => {
