@@ -154,11 +154,13 @@ export function createSdkTracing(settings: TracingSettings, logger: Logger): Tra
     },
 
     async shutdown() {
+      // Nothing new is started from here on (the listener is closed, requests are done); the
+      // context manager goes at once, so a tracing started after this one is not undone by it.
       outgoing.stop();
+      context.disable();
       try {
         await provider.shutdown();
       } finally {
-        context.disable();
         diag.disable();
       }
     },

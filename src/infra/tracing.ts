@@ -93,6 +93,9 @@ export function parseKeyValues(list: string): Record<string, string> {
 // tracer provider and context manager are process-wide.
 let active: { tracing: Tracing; users: number } | undefined;
 
+/** How long a shutdown waits for the last spans to reach the collector. */
+const SHUTDOWN_FLUSH_MS = 5000;
+
 /** The running tracing, or undefined when it is off. */
 export function activeTracing(): Tracing | undefined {
   return active?.tracing;
@@ -118,7 +121,15 @@ export async function startTracing(config: AppConfig, logger: Logger): Promise<(
     if (--active.users > 0) return;
     const { tracing } = active;
     active = undefined;
-    await tracing.shutdown().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'tracing: final export failed'));
+    // A collector that is down is retried with backoff; the shutdown does not wait for it long.
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), SHUTDOWN_FLUSH_MS);
+    });
+    const outcome = await Promise.race([tracing.shutdown().then(() => 'flushed' as const), gaveUp]).catch((err: unknown) => err as Error);
+    clearTimeout(timer);
+    if (outcome instanceof Error) logger.warn({ err: outcome.message }, 'tracing: final export failed');
+    else if (outcome === 'timeout') logger.warn({ waitedMs: SHUTDOWN_FLUSH_MS }, 'tracing: the collector did not take the last spans in time; they are dropped');
   };
 }
 

@@ -8,8 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { adminAudience } from '../../src/domain/clients/admin-scopes.ts';
 import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, ALL_SCOPES, basic } from '../helpers/admin.ts';
-import { createTestStore, listenOn, portOf, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { createTestStore, freePort, listenOn, portOf, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { logCapture } from '../helpers/log-capture.ts';
+import { createLogger } from '../../src/infra/logger.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -271,6 +273,19 @@ describe('OpenTelemetry tracing', () => {
       // Span names and attributes are templates and names, never SQL text.
       assert.ok(!/select\s+["*]|insert into|\$\d|values\s*\(|\bwhere\b/i.test(exported), 'no SQL text');
     });
+  });
+
+  it('a collector that is down costs nothing but log lines: requests are answered and the server stops', async () => {
+    const logs = logCapture();
+    const ts = await startTestServer({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await freePort()}` }, { logger: createLogger('warn', logs.stream) });
+    try {
+      const res = await fetch(new URL('/.well-known/openid-configuration', ts.issuer), { headers: { traceparent: `00-${traceparent().traceId}-${traceparent().parent}-01` } });
+      await res.arrayBuffer();
+      assert.equal(res.status, 200);
+    } finally {
+      await stopAndDestroy(ts);
+    }
+    assert.ok(logs.messages().some((m) => m.startsWith('tracing')), `a warning about the collector: ${logs.messages().join(' | ')}`);
   });
 
   it('the server process exports what it holds when it gets SIGTERM', async () => {
