@@ -47,7 +47,7 @@ export function formatTraceparent(trace: TraceContext): string {
  * With tracing on (OTEL_EXPORTER_OTLP_ENDPOINT), the request's SERVER span: mounted after
  * requestContext, it takes the request's trace and span ids (so the span is the one the
  * traceresponse header and the log line name) and the caller's span as parent. Named after the
- * route template ("GET /api/v1/users/:id", "POST oidc:token", the same names as the metrics),
+ * route template ("GET /api/v1/users/:id", "POST /token", the same names as the metrics),
  * never the raw path; the query string, headers and bodies are not recorded.
  */
 export function traceRequests(tracing: Tracing): Middleware {
