@@ -23,6 +23,8 @@ import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
 import { uiLocale } from './http/middleware/ui-locale.ts';
 import { requestMetrics } from './http/middleware/request-metrics.ts';
+import { traceRequests } from './http/middleware/trace-context.ts';
+import { activeTracing } from './infra/tracing.ts';
 import type { Metrics } from './infra/metrics.ts';
 import { createRenderer } from './http/render.ts';
 import type { SecretBox } from './infra/crypto.ts';
@@ -130,6 +132,8 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
 
   provider.use(requestMetrics(deps.metrics));
   provider.use(requestContext(deps.logger));
+  const tracing = activeTracing();
+  if (tracing) provider.use(traceRequests(tracing));
   // Every token endpoint success, by grant type (the provider has refused unsupported ones by then).
   provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) => {
     deps.metrics.tokensIssued.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') });

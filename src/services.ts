@@ -13,6 +13,7 @@ import { describeUnreachableDatabase } from './infra/pg-outages.ts';
 import { StartupError } from './domain/errors.ts';
 import { resolveKeyEncryptionKey } from './infra/key-encryption-key.ts';
 import type { Logger } from './infra/logger.ts';
+import { activeTracing, startTracing, traceMethods } from './infra/tracing.ts';
 import { migrateLatest } from './infra/migrate.ts';
 import { createClientsRepo } from './repos/clients.ts';
 import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
@@ -62,6 +63,7 @@ function poolUse(db: Db) {
 
 /** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
 export async function createServices(config: AppConfig, logger: Logger) {
+  const stopTracing = await startTracing(config, logger);
   let db: Db;
   try {
     db = createDb({
@@ -78,6 +80,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     if (code) throw new StartupError(`DATA_DIR: cannot create the embedded database under ${config.DATA_DIR} (${code})`);
     throw err;
   }
+  activeTracing()?.traceQueries(db);
   const applied = await migrateLatest(db).catch(async (err: unknown) => {
     await db.destroy();
     const unreachable = config.DATABASE_URL ? describeUnreachableDatabase(err, config.DATABASE_URL) : undefined;
@@ -112,11 +115,11 @@ export async function createServices(config: AppConfig, logger: Logger) {
   const events = createEventRecorder(repos.events);
   const metrics = createMetrics();
   const mail = createMailOutbox({ repo: repos.outbox, box });
-  const hasher = createPasswordHasher({
+  const hasher = traceMethods(createPasswordHasher({
     memoryCost: config.ARGON2_MEMORY_KIB,
     timeCost: config.ARGON2_ITERATIONS,
     parallelism: config.ARGON2_PARALLELISM,
-  });
+  }), { hash: 'argon2 hash', verify: 'argon2 verify' });
   // Rules for new passwords: registration, reset and change.
   const passwordPolicy = createPasswordPolicy({
     minLength: config.PASSWORD_MIN_LENGTH,
@@ -281,6 +284,7 @@ export async function createServices(config: AppConfig, logger: Logger) {
     async close() {
       await ephemeral.close();
       await db.destroy();
+      await stopTracing();
     },
   };
 }

@@ -112,6 +112,18 @@ export const configSchema = z
     MAIL_RETRY_MAX_MS: int(10, 86_400_000).default(900_000),
     METRICS_PORT: int(0, 65535).optional(),
     METRICS_HOST: z.string().min(1).max(255).default('127.0.0.1'),
+    // OpenTelemetry tracing (src/infra/tracing.ts): the standard OTEL_* variables; off without an endpoint.
+    OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+    OTEL_EXPORTER_OTLP_HEADERS: z.string().max(8192).optional(),
+    OTEL_EXPORTER_OTLP_PROTOCOL: z.literal('http/json', { error: 'only http/json is supported (spans are posted as OTLP/HTTP JSON); unset it or set http/json' }).optional(),
+    OTEL_SERVICE_NAME: z.string().min(1).max(255).optional(),
+    OTEL_RESOURCE_ATTRIBUTES: z.string().max(8192).optional(),
+    OTEL_TRACES_SAMPLER: z
+      .enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'])
+      .default('parentbased_always_on'),
+    OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).optional(),
+    OTEL_SDK_DISABLED: bool.default(false),
     SMS_PROVIDER: z.enum(['off', 'log', 'webhook']).default('off'),
     SMS_WEBHOOK_URL: httpUrl.optional(),
     SMS_WEBHOOK_TOKEN: z.string().min(1).max(1024).refine((v) => !/[\s]/.test(v), 'must not contain spaces or line breaks').optional(),
