@@ -8,6 +8,7 @@ import { createPasswordHasher } from './domain/authn/passwords.ts';
 import { createResourceServers } from './domain/clients/resource-servers.ts';
 import { SecretBox } from './infra/crypto.ts';
 import { createDb, type Db } from './infra/db.ts';
+import { lockDataDir, SERVER_OPENER, type DataDirOpener } from './infra/data-dir-lock.ts';
 import { createEphemeralStore, RedisUnreachable } from './infra/ephemeral/index.ts';
 import { describeUnreachableDatabase } from './infra/pg-outages.ts';
 import { StartupError } from './domain/errors.ts';
@@ -61,8 +62,17 @@ function poolUse(db: Db) {
   return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max };
 }
 
-/** Stores, repositories and domain services of one process; shared by the server (runtime.ts), the CLI and the bench. */
-export async function createServices(config: AppConfig, logger: Logger) {
+/**
+ * Stores, repositories and domain services of one process; shared by the server (runtime.ts), the
+ * CLI and the bench. The embedded store is locked to this process until close() (or its exit).
+ */
+export async function createServices(config: AppConfig, logger: Logger, opener: DataDirOpener = SERVER_OPENER) {
+  const lock = config.DATABASE_URL ? undefined : lockDataDir(config.DATA_DIR, opener);
+  const services = await openServices(config, logger).catch((err: unknown) => { lock?.release(); throw err; });
+  return { ...services, close: () => services.close().finally(() => lock?.release()) };
+}
+
+async function openServices(config: AppConfig, logger: Logger) {
   const stopTracing = await startTracing(config, logger);
   let db: Db;
   try {

@@ -220,7 +220,8 @@ export function usage(commands: Command[]): string {
   const remote = commands.filter((c) => c.scopes);
   return `usage: idp <command> [options]
 
-Local commands (use the server's settings: DATABASE_URL, DATA_DIR, KEY_ENCRYPTION_KEY...):
+Local commands (open the server's store with its settings: DATABASE_URL, DATA_DIR, KEY_ENCRYPTION_KEY...;
+on the embedded store only while the server is stopped, and never a new one):
 ${commandLines(local)}
 
 Admin API commands (over HTTP with a client_credentials token):

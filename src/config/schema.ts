@@ -1,4 +1,6 @@
+import path from 'node:path';
 import { z } from 'zod';
+import { projectRoot } from '../infra/paths.ts';
 import { ACR_LEVELS, type AcrLevel } from '../domain/authn/sign-in-flow.ts';
 import { MFA_POLICIES } from '../domain/authn/mfa-policy.ts';
 
@@ -61,7 +63,10 @@ export const configSchema = z
     REDIS_URL: redisUrl.optional(),
     REDIS_KEY_PREFIX: z.string().max(64).default('idp:'),
     MEMORY_STORE_MAX_ENTRIES: int(10, 10_000_000).default(100_000),
-    DATA_DIR: z.string().min(1).default('./data'),
+    // The project's data/, wherever the command runs from (npx idp in a subdirectory, node from
+    // elsewhere): a default relative to the cwd made a second, empty store there. A DATA_DIR that
+    // is set is a path like any other, relative to the cwd.
+    DATA_DIR: z.string().min(1).default(() => path.join(projectRoot(), 'data')),
     KEY_ENCRYPTION_KEY: z
       .string()
       .refine((v) => Buffer.from(v, 'base64url').length >= 32, 'must be at least 32 bytes, base64url encoded')
