@@ -113,7 +113,7 @@ describe('two instances behind one load balancer', { skip: !shared && 'needs Pos
   it('a key rotation on A: B publishes the new keys, then signs with them, and no request on B fails meanwhile', async () => {
     const API = `https://api.multi-${marker()}.test`;
     await a.server.services.resourceServers.create({ identifier: API, scopes: ['read'] });
-    const client = await registerClient(a, { grant_types: ['authorization_code', 'client_credentials'] }, true);
+    const client = await registerClient(a, { grant_types: ['authorization_code', 'client_credentials'], resource_scopes: { [API]: 'read' } }, true);
     const user = await createUser(a);
     const configB = await viaB(client);
     const jwks = async (ts: TestServer) => {

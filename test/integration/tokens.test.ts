@@ -66,6 +66,22 @@ describe('client_credentials, introspection, revocation', () => {
     await assert.rejects(oidc.clientCredentialsGrant(config, { resource: API, scope: 'write' }), refusedWith('invalid_scope'));
   });
 
+  it('a user\'s authorization code for the same resource is unchanged: the user\'s consent governs, not the machine grant', async () => {
+    const user = await createUser(ts);
+    const client = await registerClient(ts, {
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'], resource_scopes: { [API]: 'read' },
+    }, true);
+    const config = await rpConfig(ts, client);
+    const { tokens } = await signIn(ts, config, user, { scope: 'openid offline_access read write', prompt: 'consent', params: { resource: API } });
+    const { payload } = await jwtVerify(tokens.access_token, jwks, { issuer: ts.issuer, audience: API });
+    assert.equal(payload.sub, user.id);
+    assert.equal(payload.scope, 'read write');
+    const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token!, { resource: API });
+    assert.equal((await jwtVerify(refreshed.access_token, jwks, { audience: API })).payload.scope, 'read write');
+    // The same client's own tokens stay within its grant.
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: API, scope: 'write' }), refusedWith('invalid_scope'));
+  });
+
   it('a resource server\'s scope deleted or renamed is gone from every grant at once', async () => {
     const identifier = 'https://renamed.example.test';
     const rs = await ts.server.services.resourceServers.create({ identifier, scopes: ['read', 'write'] });
