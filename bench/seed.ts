@@ -25,6 +25,13 @@ async function main() {
   const logger = pino({ level: 'warn', base: { service: 'idp-bench-seed' } }, pino.destination(2));
   const services = await createServices(config, logger);
   try {
+    await services.resourceServers.create({
+      identifier: RESOURCE,
+      name: 'Bench API',
+      scopes: ['read', 'write'],
+      accessTokenFormat: 'jwt',
+    });
+    // The resource server first: a client's grant must name a registered one.
     const client = await services.clients.register({
       metadata: {
         client_name: 'Bench client',
@@ -33,14 +40,10 @@ async function main() {
         redirect_uris: [REDIRECT_URI],
         token_endpoint_auth_method: 'client_secret_basic',
         introspection_allowed: true,
+        // Its client_credentials tokens ask for this resource's `read` (bench/run.ts).
+        resource_scopes: { [RESOURCE]: 'read' },
       },
       firstParty: true,
-    });
-    await services.resourceServers.create({
-      identifier: RESOURCE,
-      name: 'Bench API',
-      scopes: ['read', 'write'],
-      accessTokenFormat: 'jwt',
     });
     const password = `bench-${randomBytes(12).toString('base64url')}`;
     const email = 'bench.user@example.test';

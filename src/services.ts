@@ -167,12 +167,12 @@ async function openServices(config: AppConfig, logger: Logger) {
       lockedOut: () => metrics.lockouts.inc(),
     },
   });
-  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads });
   const resourceServers = createResourceServers({
     repo: repos.resourceServers,
     ephemeral,
     reserved: [adminAudience(config.ISSUER)],
   });
+  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads, resourceServers });
   const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
   const upstream = createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! });

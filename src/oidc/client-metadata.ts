@@ -17,7 +17,10 @@ export function normaliseClientMetadata(provider: Provider, clientId: string, me
     client = new ClientClass({ ...metadata, client_id: clientId, client_secret: 'x'.repeat(43) });
   } catch (err) {
     const e = err as { error?: string; error_description?: string; message?: string };
-    throw new AppError('IDENT_VALIDATION', e.error_description ?? e.message ?? 'invalid client metadata');
+    const why = e.error_description ?? e.message ?? 'invalid client metadata';
+    // `scope` lists the provider's own scopes; a resource server's are granted per server.
+    const hint = why.startsWith('scope must only contain') ? ' (openid, profile, email, offline_access, iam.*); grant a resource server\'s scopes with resource_scopes' : '';
+    throw new AppError('IDENT_VALIDATION', `${why}${hint}`);
   }
   return Object.fromEntries(Object.entries(client.metadata()).filter(([k]) => !NOT_STORED.has(k)));
 }

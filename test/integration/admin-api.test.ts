@@ -121,7 +121,7 @@ describe('admin API over HTTP with real tokens', () => {
       // A client_credentials JWT for a registered resource server: valid, but not for this audience.
       const identifier = `https://rs-${marker()}.example.test`;
       assert.equal((await api.post('/resource-servers', { identifier, scopes: ['iam.users:read', 'read'] })).status, 201);
-      const machine = await createMachine();
+      const machine = await createMachine({ resource_scopes: { [identifier]: 'iam.users:read read' } });
       const other = await clientCredentials(machine, { resource: identifier, scope: 'iam.users:read read' });
       assert.equal(other.status, 200, JSON.stringify(other.body));
       const { payload } = await jwtVerify(other.body.access_token, jwks, { audience: identifier, typ: 'at+jwt' });
@@ -554,11 +554,43 @@ describe('admin API over HTTP with real tokens', () => {
       assert.equal(row.secret_sealed, null, 'the raw secret is no longer kept');
     });
 
+    it('resource_scopes must name registered resource servers and scopes they define: 400, nothing stored', async () => {
+      const rsId = `https://grants-${marker()}.example.test`;
+      assert.equal((await api.post('/resource-servers', { identifier: rsId, scopes: ['read', 'write'] })).status, 201);
+      const before = Number((await ts.server.services.db('clients').count({ n: '*' }))[0]!.n);
+      const refused: [string, unknown, RegExp][] = [
+        ['unregistered resource server', { 'https://nowhere.example.test': 'read' }, /not a registered resource server/],
+        ['scope the server does not define', { [rsId]: 'read delete' }, /does not define the scopes delete/],
+        ['not an object', 'read', /resource_scopes/],
+        ['scopes not a string', { [rsId]: ['read'] }, /resource_scopes/],
+        ['empty scopes', { [rsId]: '' }, /resource_scopes/],
+        ['two spaces', { [rsId]: 'read  write' }, /resource_scopes/],
+        ['not a URI', { 'api': 'read' }, /resource_scopes/],
+        ['fragment', { [`${rsId}#x`]: 'read' }, /resource_scopes/],
+      ];
+      for (const [what, grants, message] of refused) {
+        const res = await api.post('/clients', { ...machineMetadata, resource_scopes: grants });
+        assertError(res, 400, 'IDENT_VALIDATION', what);
+        assert.match(res.body.message, message, what);
+      }
+      assert.equal(Number((await ts.server.services.db('clients').count({ n: '*' }))[0]!.n), before);
+      // A resource server's scope in `scope` is refused with a pointer to resource_scopes.
+      const inScope = await api.post('/clients', { ...machineMetadata, scope: 'read' });
+      assertError(inScope, 400, 'IDENT_VALIDATION');
+      assert.match(inScope.body.message, /resource_scopes/);
+      // An update is checked the same way and changes nothing when refused.
+      const machine = await createMachine({ resource_scopes: { [rsId]: 'read' } });
+      assertError(await api.patch(`/clients/${machine.id}`, { resource_scopes: { [rsId]: 'read admin' } }), 400, 'IDENT_VALIDATION');
+      assert.deepEqual((await api.get(`/clients/${machine.id}`)).body.resource_scopes, { [rsId]: 'read' });
+    });
+
     it('lifecycle: create (secret once), get, patch, rotate, delete, each checked at /token', async () => {
       const rsId = `https://cc-${marker()}.example.test`;
       assert.equal((await api.post('/resource-servers', { identifier: rsId, scopes: ['read', 'write'] })).status, 201);
 
-      const created = await api.post('/clients', { ...machineMetadata, client_name: 'Billing batch', x_unknown_field: 'dropped' });
+      const created = await api.post('/clients', {
+        ...machineMetadata, client_name: 'Billing batch', x_unknown_field: 'dropped', resource_scopes: { [rsId]: 'read write' },
+      });
       assert.equal(created.status, 201, created.text);
       const client = { id: created.body.client_id as string, secret: created.body.client_secret as string };
       assert.ok(client.id);
@@ -568,6 +600,7 @@ describe('admin API over HTTP with real tokens', () => {
       assert.equal(created.body.client_name, 'Billing batch');
       assert.deepEqual(created.body.grant_types, ['client_credentials']);
       assert.equal(created.body.x_unknown_field, undefined, 'unknown metadata is ignored, not echoed');
+      assert.deepEqual(created.body.resource_scopes, { [rsId]: 'read write' });
 
       const row = await ts.server.services.db('clients').where({ client_id: client.id }).first();
       assert.ok(row.secret_digest);
@@ -597,6 +630,15 @@ describe('admin API over HTTP with real tokens', () => {
       assert.equal(patched.body.client_secret, undefined);
       assert.equal((await api.get(`/clients/${client.id}`)).body.client_name, 'Billing batch v2');
       assert.equal((await clientCredentials(client, { resource: rsId })).status, 200);
+      assert.deepEqual(patched.body.resource_scopes, { [rsId]: 'read write' }, 'the grant is kept by a patch that does not name it');
+      // Narrowing the grant takes effect at the next token request; removing it closes the resource.
+      const narrowed = await api.patch(`/clients/${client.id}`, { resource_scopes: { [rsId]: 'read' } });
+      assert.deepEqual(narrowed.body.resource_scopes, { [rsId]: 'read' });
+      assert.equal((await clientCredentials(client, { resource: rsId, scope: 'read write' })).body.error, 'invalid_scope');
+      assert.equal((await clientCredentials(client, { resource: rsId, scope: 'read' })).status, 200);
+      assert.equal((await api.patch(`/clients/${client.id}`, { resource_scopes: {} })).status, 200);
+      assert.equal((await clientCredentials(client, { resource: rsId, scope: 'read' })).body.error, 'invalid_target');
+      assert.equal((await api.patch(`/clients/${client.id}`, { resource_scopes: { [rsId]: 'read write' } })).status, 200);
       // Invalid metadata is refused by the provider's own rules, and changes nothing.
       assertError(await api.patch(`/clients/${client.id}`, { grant_types: ['password'] }), 400, 'IDENT_VALIDATION');
       assert.deepEqual((await api.get(`/clients/${client.id}`)).body.grant_types, ['client_credentials']);
@@ -696,9 +738,8 @@ describe('admin API over HTTP with real tokens', () => {
       assert.deepEqual((await api.get(`/resource-servers/${rs.id}`)).body, rs);
       assertError(await api.post('/resource-servers', { identifier, scopes: [] }), 409, 'IDENT_RESOURCE_SERVER_DUPLICATE');
 
-      const machine = await createMachine();
-      const all = 'orders:read orders:write orders:admin';
-      const t1 = await clientCredentials(machine, { resource: identifier, scope: all });
+      const machine = await createMachine({ resource_scopes: { [identifier]: 'orders:read orders:write' } });
+      const t1 = await clientCredentials(machine, { resource: identifier, scope: 'orders:read orders:write' });
       assert.equal(t1.status, 200, JSON.stringify(t1.body));
       const p1 = (await jwtVerify(t1.body.access_token, jwks, { issuer: ts.issuer, audience: identifier, typ: 'at+jwt' })).payload;
       assert.equal(p1.scope, 'orders:read orders:write');
@@ -709,7 +750,12 @@ describe('admin API over HTTP with real tokens', () => {
       assert.deepEqual(patched.body.scopes, ['orders:write', 'orders:admin']);
       assert.equal(patched.body.name, null);
       assert.equal(patched.body.identifier, identifier);
-      const t2 = await clientCredentials(machine, { resource: identifier, scope: all });
+      // The grant reaches only scopes the server still defines: orders:read is gone, orders:admin is not granted.
+      assert.equal((await clientCredentials(machine, { resource: identifier, scope: 'orders:read' })).body.error, 'invalid_scope');
+      assert.equal((await clientCredentials(machine, { resource: identifier, scope: 'orders:admin' })).body.error, 'invalid_scope');
+      const granted = await api.patch(`/clients/${machine.id}`, { resource_scopes: { [identifier]: 'orders:read orders:write orders:admin' } });
+      assert.equal(granted.status, 200, granted.text);
+      const t2 = await clientCredentials(machine, { resource: identifier, scope: 'orders:write orders:admin' });
       const p2 = (await jwtVerify(t2.body.access_token, jwks, { audience: identifier })).payload;
       assert.equal(p2.scope, 'orders:write orders:admin', 'the token carries only the new scopes');
       assert.equal(p2.exp! - p2.iat!, 600);

@@ -169,7 +169,8 @@ describe('the idp CLI covers the whole admin API', () => {
     assert.match(body.message, /issued without resource/);
 
     const rs = await idpJson(['resource-servers', 'create', '--identifier', `https://other.example.test/${Date.now()}`, '--scope', 'o:read']);
-    const other = await tokenRequest(ts, bootstrap, { grant_type: 'client_credentials', resource: rs.identifier, scope: 'o:read' });
+    const machine = await idpJson(['clients', 'create', '--grant-type', 'client_credentials', '--resource-scope', `${rs.identifier}=o:read`]);
+    const other = await tokenRequest(ts, { id: machine.client_id, secret: machine.client_secret }, { grant_type: 'client_credentials', resource: rs.identifier, scope: 'o:read' });
     assert.equal(other.status, 200, JSON.stringify(other.body));
     const wrongAudience = (await (await usersWith(other.body.access_token)).json()) as { message: string };
     assert.match(wrongAudience.message, /^the access token is not for the admin API/);

@@ -145,6 +145,36 @@ describe('the idp CLI against the admin API', () => {
     assert.match(bad.stderr, /--format must be one of jwt, opaque/);
   });
 
+  it("the README's machine client: a resource server, a client granted read there, and its token", async () => {
+    const rs = await idp(['resource-servers', 'create', '--identifier', 'https://api.example', '--scope', 'read', '--scope', 'write']);
+    assert.equal(rs.code, 0, rs.stderr);
+    const created = await idpJson(['clients', 'create', '--name', 'Nightly job', '--grant-type', 'client_credentials', '--resource-scope', 'https://api.example=read']);
+    assert.deepEqual(created.resource_scopes, { 'https://api.example': 'read' });
+    // The README's curl line.
+    const token = (scope: string) => fetch(new URL('/token', ts.issuer), {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${created.client_id}:${created.client_secret}`).toString('base64')}` },
+      body: new URLSearchParams({ grant_type: 'client_credentials', scope, resource: 'https://api.example' }),
+    }).then(async (r) => ({ status: r.status, body: await r.json() as Record<string, string> }));
+    const granted = await token('read');
+    assert.equal(granted.status, 200, JSON.stringify(granted.body));
+    assert.equal(granted.body.scope, 'read');
+    assert.equal((await token('read write')).body.error, 'invalid_scope');
+
+    // The derived update takes the same <resource>=<scopes> form, repeated; a repeated resource collects its scopes.
+    const updated = await idpJson(['clients', 'update', created.client_id, '--resource-scopes', 'https://api.example=read', '--resource-scopes', 'https://api.example=write']);
+    assert.deepEqual(updated.resource_scopes, { 'https://api.example': 'read write' });
+    assert.equal((await token('read write')).body.scope, 'read write');
+
+    const unknown = await idp(['clients', 'create', '--grant-type', 'client_credentials', '--resource-scope', 'https://nowhere.example=read']);
+    assert.equal(unknown.code, 1);
+    assertOneLineError(unknown);
+    assert.match(unknown.stderr, /IDENT_VALIDATION.*not a registered resource server/);
+    const malformed = await idp(['clients', 'create', '--grant-type', 'client_credentials', '--resource-scope', 'https://api.example']);
+    assert.equal(malformed.code, 2);
+    assert.match(malformed.stderr, /--resource-scope takes <key>=<value>/);
+  });
+
   it('users create, list, suspend and reactivate', async () => {
     const email = uniqueEmail('cli');
     const user = await idpJson([

@@ -43,7 +43,7 @@ describe('signing keys', () => {
 
   it('rotation publishes the new key before it signs and keeps the old one published', async () => {
     const user = await createUser(ts);
-    const client = await registerClient(ts, { grant_types: ['authorization_code', 'client_credentials'] }, true);
+    const client = await registerClient(ts, { grant_types: ['authorization_code', 'client_credentials'], resource_scopes: { [API]: 'read' } }, true);
     const config = await rpConfig(ts, client);
     const before = await publicKeys(ts);
     const oldToken = (await oidc.clientCredentialsGrant(config, { resource: API })).access_token;

@@ -89,10 +89,31 @@ describe('two instances behind one load balancer', { skip: !shared && 'needs Pos
     assert.ok((await oidc.clientCredentialsGrant(fresh)).access_token);
   });
 
+  it('a resource grant removed through the admin API on A: B refuses the next client_credentials request for it', async () => {
+    const api = new AdminApi(a, await adminToken(a));
+    const resource = `https://grant-${marker()}.example.test`;
+    assert.equal((await api.post('/resource-servers', { identifier: resource, scopes: ['read', 'write'] })).status, 201);
+    const created = await api.post('/clients', {
+      grant_types: ['client_credentials'], redirect_uris: [], response_types: [], resource_scopes: { [resource]: 'read write' },
+    });
+    assert.equal(created.status, 201, created.text);
+    const configB = await viaB({ clientId: created.body.client_id, clientSecret: created.body.client_secret });
+    assert.equal((await oidc.clientCredentialsGrant(configB, { resource, scope: 'read write' })).scope, 'read write', 'B has cached the client');
+
+    const refusedOnB = (params: Record<string, string>, error: string) => oidc.clientCredentialsGrant(configB, params).then(
+      () => false,
+      (e: oidc.ResponseBodyError) => e.error === error || Promise.reject(e),
+    );
+    assert.equal((await api.patch(`/clients/${created.body.client_id}`, { resource_scopes: { [resource]: 'read' } })).status, 200);
+    await waitFor('B refuses the scope taken away', () => refusedOnB({ resource, scope: 'write' }, 'invalid_scope'));
+    assert.equal((await api.patch(`/clients/${created.body.client_id}`, { resource_scopes: {} })).status, 200);
+    await waitFor('B refuses the resource', () => refusedOnB({ resource, scope: 'read' }, 'invalid_target'));
+  });
+
   it('a key rotation on A: B publishes the new keys, then signs with them, and no request on B fails meanwhile', async () => {
     const API = `https://api.multi-${marker()}.test`;
     await a.server.services.resourceServers.create({ identifier: API, scopes: ['read'] });
-    const client = await registerClient(a, { grant_types: ['authorization_code', 'client_credentials'] }, true);
+    const client = await registerClient(a, { grant_types: ['authorization_code', 'client_credentials'], resource_scopes: { [API]: 'read' } }, true);
     const user = await createUser(a);
     const configB = await viaB(client);
     const jwks = async (ts: TestServer) => {

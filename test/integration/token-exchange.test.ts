@@ -36,16 +36,18 @@ describe('token exchange', () => {
     await servers.create({ identifier: OTHER_API, scopes: ['other:read', 'read'], accessTokenFormat: 'jwt', accessTokenTtl: 300 });
     jwks = createLocalJWKSet(await (await fetch(new URL('/.well-known/jwks.json', ts.issuer))).json());
     webConfig = await rpConfig(ts, await registerClient(ts, {}, true));
-    ({ client: svc, config: svcConfig } = await machine([TOKEN_EXCHANGE]));
+    ({ client: svc, config: svcConfig } = await machine([TOKEN_EXCHANGE], { [SHORT_API]: 'read', [OTHER_API]: 'read', [API]: 'read' }));
   });
   after(() => stopAndDestroy(ts));
 
-  async function machine(grantTypes: string[] = []) {
+  /** A machine client, granted `resourceScopes` (its client_credentials reach) and `grantTypes` besides. */
+  async function machine(grantTypes: string[] = [], resourceScopes?: Record<string, string>) {
     const client = await registerClient(ts, {
       grant_types: ['client_credentials', ...grantTypes],
       redirect_uris: [],
       post_logout_redirect_uris: [],
       response_types: [],
+      ...(resourceScopes ? { resource_scopes: resourceScopes } : {}),
     });
     return { client, config: await rpConfig(ts, client) };
   }
@@ -238,6 +240,28 @@ describe('token exchange', () => {
     await assert.rejects(exchange(jwtSubject.access_token, { resource: API }, otherConfig), refusedWith('invalid_request'));
   });
 
+  it("a client's own token reaches by exchange only resources and scopes it was granted for client_credentials", async () => {
+    // Granted read at SHORT_API only; OTHER_API defines read too.
+    const { config } = await machine([TOKEN_EXCHANGE], { [SHORT_API]: 'read' });
+    const subject = await oidc.clientCredentialsGrant(config, { resource: SHORT_API, scope: 'read' });
+    // As for a user's token: asking for a scope not granted is invalid_scope, nothing granted invalid_target.
+    const refused: [Record<string, string>, string][] = [
+      [{ resource: OTHER_API, scope: 'read' }, 'invalid_scope'],
+      [{ resource: OTHER_API }, 'invalid_target'],
+      [{ resource: API }, 'invalid_target'],
+    ];
+    for (const [params, error] of refused) {
+      await assert.rejects(exchange(subject.access_token, params, config), refusedWith(error), JSON.stringify(params));
+    }
+    // svc is granted read at OTHER_API, not other:read, and its token carries read only.
+    const own = await oidc.clientCredentialsGrant(svcConfig, { resource: SHORT_API, scope: 'read' });
+    await assert.rejects(exchange(own.access_token, { resource: OTHER_API, scope: 'read other:read' }), refusedWith('invalid_scope'));
+    // A user's token keeps today's rule (what the user granted), whatever the exchanging client's grants.
+    const user = await createUser(ts);
+    const { tokens } = await grantFor(user, API, 'read write');
+    assert.equal((await exchange(tokens.access_token, { resource: API, scope: 'read write' }, config)).scope, 'read write');
+  });
+
   it('never targets the admin API nor yields iam.* scopes', async () => {
     const user = await createUser(ts);
     const { tokens } = await grantFor(user, API, 'read');
@@ -247,6 +271,10 @@ describe('token exchange', () => {
     const sneaky = 'https://sneaky.example.test';
     await ts.server.services.resourceServers.create({ identifier: sneaky, scopes: ['iam.users:read', 'read'], accessTokenFormat: 'opaque' });
     const subject = await oidc.clientCredentialsGrant(svcConfig, { resource: SHORT_API, scope: 'read' });
+    // The client has no grant there yet: its own token is no way in.
+    await assert.rejects(exchange(subject.access_token, { resource: sneaky }), refusedWith('invalid_target'));
+    const patched = await admin.patch(`/clients/${svc.clientId}`, { resource_scopes: { [SHORT_API]: 'read', [OTHER_API]: 'read', [API]: 'read', [sneaky]: 'read' } });
+    assert.equal(patched.status, 200, patched.text);
     await assert.rejects(exchange(subject.access_token, { resource: sneaky, scope: 'iam.users:read' }), refusedWith('invalid_scope'));
     const plain = await exchange(subject.access_token, { resource: sneaky });
     assert.equal(plain.scope, 'read');

@@ -6,6 +6,8 @@ import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 const API = 'https://api.example.test';
+const ELSEWHERE = 'https://elsewhere.example.test';
+const refusedWith = (error: string) => (e: oidc.ResponseBodyError) => e.error === error;
 
 describe('client_credentials, introspection, revocation', () => {
   let ts: TestServer;
@@ -13,6 +15,7 @@ describe('client_credentials, introspection, revocation', () => {
   before(async () => {
     ts = await startTestServer();
     await ts.server.services.resourceServers.create({ identifier: API, name: 'API', scopes: ['read', 'write'] });
+    await ts.server.services.resourceServers.create({ identifier: ELSEWHERE, scopes: ['read'] });
     jwks = createLocalJWKSet(await (await fetch(new URL('/.well-known/jwks.json', ts.issuer))).json());
   });
   after(() => stopAndDestroy(ts));
@@ -28,8 +31,8 @@ describe('client_credentials, introspection, revocation', () => {
     return { client, config: await rpConfig(ts, client) };
   }
 
-  it('client_credentials with a resource yields an RFC 9068 JWT limited to the resource scopes', async () => {
-    const { client, config } = await machine();
+  it('client_credentials with a resource yields an RFC 9068 JWT with the scopes granted to the client there', async () => {
+    const { client, config } = await machine({ resource_scopes: { [API]: 'read write' } });
     const res = await oidc.clientCredentialsGrant(config, { resource: API, scope: 'read write' });
     assert.equal(res.token_type.toLowerCase(), 'bearer');
     assert.equal(decodeProtectedHeader(res.access_token).typ, 'at+jwt');
@@ -37,14 +40,68 @@ describe('client_credentials, introspection, revocation', () => {
     assert.equal(payload.client_id, client.clientId);
     assert.equal(payload.sub, client.clientId);
     assert.equal(payload.scope, 'read write');
-    // A scope the resource server does not define is not granted.
-    const limited = await oidc.clientCredentialsGrant(config, { resource: API, scope: 'read other:read' });
-    const { payload: p2 } = await jwtVerify(limited.access_token, jwks, { audience: API });
-    assert.equal(p2.scope, 'read');
+    // A scope the resource server does not define is refused, not silently dropped.
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: API, scope: 'read other:read' }), refusedWith('invalid_scope'));
+  });
+
+  it('without a grant at the resource server a machine client gets no token for it, whatever its scope', async () => {
+    for (const metadata of [{}, { scope: 'openid' }, { resource_scopes: { [ELSEWHERE]: 'read' } }]) {
+      const { config } = await machine(metadata);
+      for (const scope of [undefined, 'read', 'read write']) {
+        await assert.rejects(oidc.clientCredentialsGrant(config, { resource: API, ...(scope ? { scope } : {}) }), refusedWith('invalid_target'),
+          `${JSON.stringify(metadata)} asking ${scope}`);
+      }
+    }
+  });
+
+  it('granted read, asking read write is invalid_scope (RFC 6749 5.2: beyond the grant); read alone is granted', async () => {
+    const { config } = await machine({ resource_scopes: { [API]: 'read' } });
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: API, scope: 'read write' }), (e: oidc.ResponseBodyError) =>
+      e.error === 'invalid_scope' && (e.cause as { scope?: string }).scope === 'write');
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: API, scope: 'write' }), refusedWith('invalid_scope'));
+    const { payload } = await jwtVerify((await oidc.clientCredentialsGrant(config, { resource: API, scope: 'read' })).access_token, jwks, { audience: API });
+    assert.equal(payload.scope, 'read');
+    // Another client's grant does not leak into this one's tokens.
+    await machine({ resource_scopes: { [API]: 'read write' } });
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: API, scope: 'write' }), refusedWith('invalid_scope'));
+  });
+
+  it('a user\'s authorization code for the same resource is unchanged: the user\'s consent governs, not the machine grant', async () => {
+    const user = await createUser(ts);
+    const client = await registerClient(ts, {
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'], resource_scopes: { [API]: 'read' },
+    }, true);
+    const config = await rpConfig(ts, client);
+    const { tokens } = await signIn(ts, config, user, { scope: 'openid offline_access read write', prompt: 'consent', params: { resource: API } });
+    const { payload } = await jwtVerify(tokens.access_token, jwks, { issuer: ts.issuer, audience: API });
+    assert.equal(payload.sub, user.id);
+    assert.equal(payload.scope, 'read write');
+    const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token!, { resource: API });
+    assert.equal((await jwtVerify(refreshed.access_token, jwks, { audience: API })).payload.scope, 'read write');
+    // The same client's own tokens stay within its grant.
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: API, scope: 'write' }), refusedWith('invalid_scope'));
+  });
+
+  it('a resource server\'s scope deleted or renamed is gone from every grant at once', async () => {
+    const identifier = 'https://renamed.example.test';
+    const rs = await ts.server.services.resourceServers.create({ identifier, scopes: ['read', 'write'] });
+    const { config } = await machine({ resource_scopes: { [identifier]: 'read write' } });
+    const scopeOf = async (scope: string) =>
+      (await jwtVerify((await oidc.clientCredentialsGrant(config, { resource: identifier, scope })).access_token, jwks, { audience: identifier })).payload.scope;
+    assert.equal(await scopeOf('read write'), 'read write');
+    await ts.server.services.resourceServers.update(rs.id, { scopes: ['read', 'writer'] });
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, scope: 'write' }), refusedWith('invalid_scope'));
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, scope: 'writer' }), refusedWith('invalid_scope'), 'the new name is not granted');
+    assert.equal(await scopeOf('read'), 'read');
+    // With read deleted too, nothing granted is left there: the resource is out of reach.
+    await ts.server.services.resourceServers.update(rs.id, { scopes: ['writer'] });
+    for (const scope of ['read', 'writer', undefined]) {
+      await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, ...(scope ? { scope } : {}) }), refusedWith('invalid_target'));
+    }
   });
 
   it('client_secret_jwt clients authenticate with an HMAC assertion; the raw secret is stored sealed', async () => {
-    const { client } = await machine({ token_endpoint_auth_method: 'client_secret_jwt' });
+    const { client } = await machine({ token_endpoint_auth_method: 'client_secret_jwt', resource_scopes: { [API]: 'read' } });
     const config = await oidc.discovery(new URL(ts.issuer), client.clientId, undefined, oidc.ClientSecretJwt(client.clientSecret!), {
       execute: [oidc.allowInsecureRequests],
     });

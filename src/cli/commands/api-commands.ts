@@ -24,13 +24,14 @@ interface JsonSchema {
   oneOf?: JsonSchema[];
   allOf?: JsonSchema[];
   items?: JsonSchema;
+  additionalProperties?: JsonSchema | boolean;
   enum?: unknown[];
   const?: unknown;
   format?: string;
   description?: string;
 }
 
-type Kind = 'boolean' | 'string' | 'number' | 'list' | 'json';
+type Kind = 'boolean' | 'string' | 'number' | 'list' | 'map' | 'json';
 
 /** One option made from a schema property: how its text becomes the JSON value sent. */
 interface Field {
@@ -57,6 +58,8 @@ function kindOf(p: JsonSchema): Kind {
   if (type === 'string') return 'string';
   if (type === 'integer' || type === 'number') return 'number';
   if (type === 'array' && ['string', 'integer', 'number'].includes(String(only.items?.type))) return 'list';
+  // An object of strings by key (resource_scopes): repeated <key>=<value>.
+  if (type === 'object' && !only.properties && typeof only.additionalProperties === 'object' && only.additionalProperties.type === 'string') return 'map';
   return 'json';
 }
 
@@ -91,16 +94,17 @@ export const flagName = (property: string) => property.replace(/_/g, '-').replac
 const RESERVED = new Set([...Object.keys(COMMON_OPTIONS), ...Object.keys(CONNECTION_OPTIONS), 'body']);
 
 function optionFor(f: Field, where: 'body' | 'query'): OptionSpec {
-  const value = f.choices.length ? f.choices.join('|') : f.kind === 'number' ? '<n>' : f.kind === 'json' ? '<json>' : '<value>';
+  const value = f.choices.length ? f.choices.join('|') : f.kind === 'number' ? '<n>' : f.kind === 'json' ? '<json>' : f.kind === 'map' ? '<key>=<value>' : '<value>';
   const text = f.description ?? `${where === 'body' ? '' : 'query '}${f.property}`;
   const extra = [
     f.kind === 'boolean' && `--no-${flagName(f.property)} sends false`,
     f.kind === 'json' && 'as JSON',
+    f.kind === 'map' && 'one <key>=<value> each',
     f.required && 'required',
   ].filter(Boolean);
   return f.kind === 'boolean'
     ? { type: 'boolean', description: `${text}${extra.length ? ` (${extra.join('; ')})` : ''}` }
-    : { type: 'string', value, multiple: f.kind === 'list', description: `${text}${extra.length ? ` (${extra.join('; ')})` : ''}` };
+    : { type: 'string', value, multiple: f.kind === 'list' || f.kind === 'map', description: `${text}${extra.length ? ` (${extra.join('; ')})` : ''}` };
 }
 
 function parseJson(flag: string, text: string): unknown {
@@ -111,6 +115,24 @@ function parseJson(flag: string, text: string): unknown {
   }
 }
 
+/**
+ * `<key>=<value>` options (repeatable) as one object, split at the first `=`: keys are resource
+ * identifiers, which should have no query (RFC 8707); one that does goes through --body. A key
+ * given twice collects its values, space-separated (scopes).
+ */
+export function mapOption(flag: string, items: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const at = item.indexOf('=');
+    const key = item.slice(0, at).trim();
+    const value = item.slice(at + 1).trim();
+    if (at < 1 || !key || !value) throw new UsageError(`--${flag} takes <key>=<value>, e.g. --${flag} https://api.example=read`);
+    if (key === '__proto__') throw new UsageError(`--${flag}: ${key} is not a key`);
+    out[key] = Object.hasOwn(out, key) ? `${out[key]} ${value}` : value;
+  }
+  return out;
+}
+
 /** The JSON value of one option, or undefined when it was not given. */
 function valueOf(args: Args, f: Field): unknown {
   const flag = flagName(f.property);
@@ -118,6 +140,10 @@ function valueOf(args: Args, f: Field): unknown {
   if (f.kind === 'list') {
     const items = args.list(flag);
     return items.length ? items : undefined;
+  }
+  if (f.kind === 'map') {
+    const items = args.list(flag);
+    return items.length ? mapOption(flag, items) : undefined;
   }
   const text = args.string(flag);
   if (text === undefined) return undefined;

@@ -3,6 +3,7 @@ import { seg, type Page } from '../api.ts';
 import type { RemoteCommand } from '../command.ts';
 import { UsageError } from '../errors.ts';
 import { fields, note, pageNote, print, printJson, table, type Column } from '../output.ts';
+import { mapOption } from './api-commands.ts';
 import { PAGE_OPTIONS, pageQuery } from './paging.ts';
 
 interface Client extends Record<string, unknown> {
@@ -59,7 +60,13 @@ export const clientCommands: RemoteCommand[] = [
         value: '<grant>',
         description: 'grant type: authorization_code (default), refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange',
       },
-      scope: { type: 'string', value: '<scopes>', description: 'scopes the client may request, space separated' },
+      scope: { type: 'string', value: '<scopes>', description: 'OpenID and admin (iam.*) scopes the client may request, space separated' },
+      'resource-scope': {
+        type: 'string',
+        multiple: true,
+        value: '<resource>=<scopes>',
+        description: 'grant scopes of a resource server by client_credentials, e.g. https://api.example=read (resource_scopes)',
+      },
       public: { type: 'boolean', description: 'public client: no secret (token_endpoint_auth_method none), PKCE' },
       'first-party': { type: 'boolean', description: 'first-party client: no consent screen' },
       metadata: { type: 'string', value: '<json>', description: 'RFC 7591 metadata as a JSON object; the flags above override it' },
@@ -78,6 +85,8 @@ export const clientCommands: RemoteCommand[] = [
       set('post_logout_redirect_uris', args.list('post-logout-redirect-uri'));
       set('grant_types', args.list('grant-type'));
       set('scope', args.string('scope'));
+      const resourceScopes = args.list('resource-scope');
+      if (resourceScopes.length) body.resource_scopes = mapOption('resource-scope', resourceScopes);
       if (args.flag('public')) body.token_endpoint_auth_method = 'none';
       if (args.flag('first-party')) body.first_party = true;
       // The provider defaults response_types to ["code"], which a client without the

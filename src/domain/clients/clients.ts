@@ -5,6 +5,8 @@ import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import { createSharedCache } from '../../infra/shared-cache.ts';
 import type { ClientRow, ClientsRepo } from '../../repos/clients.ts';
 import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
+import { assertGrantsDefined } from './resource-grants.ts';
+import type { ResourceServers } from './resource-servers.ts';
 
 export const CLIENT_SECRET_PURPOSE = 'client-secret';
 
@@ -32,6 +34,8 @@ export interface ClientRegistryDeps {
   ephemeral: EphemeralStore;
   /** Where a deleted client's grants and tokens are revoked. */
   payloads: Pick<OidcPayloadsRepo, 'revokeByClientId'>;
+  /** Where the resource servers a client's resource_scopes name are checked. */
+  resourceServers: Pick<ResourceServers, 'find'>;
 }
 
 export function createClientRegistry(deps: ClientRegistryDeps) {
@@ -81,6 +85,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
     async register(input: ClientInput, opts: { upsert?: boolean } = {}) {
       const { client_secret: chosenSecret, client_id: chosenId, ...metadata } = input.metadata;
       const clientId = chosenId ?? randomBytes(16).toString('base64url');
+      await assertGrantsDefined(deps.resourceServers, metadata);
       const secret = needsSecret(metadata) ? (chosenSecret ?? generateClientSecret()) : undefined;
       const row = {
         client_id: clientId,
@@ -126,6 +131,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
     async update(clientId: string, metadata: Record<string, unknown>, firstParty: boolean) {
       const current = await this.get(clientId);
       assertNotBuiltIn(clientId);
+      await assertGrantsDefined(deps.resourceServers, metadata, current.metadata as Record<string, unknown>);
       let secret: string | undefined;
       let secretColumns = {};
       const keepsRawSecret = metadata.token_endpoint_auth_method === 'client_secret_jwt';

@@ -109,6 +109,9 @@ export const resourceServer = z.object({
   updatedAt: z.iso.datetime(),
 });
 
+/** Space-separated RFC 6749 scope tokens, e.g. "read write". */
+const scopeList = z.string().max(4096).regex(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$/, 'must be space-separated RFC 6749 scope tokens');
+
 /**
  * RFC 7591 client metadata: known fields are typed here, anything else passes through to the
  * provider's own client schema, which validates it (and ignores what it does not know).
@@ -132,6 +135,10 @@ export const clientMetadata = z.looseObject({
     .describe("This client's MFA policy; its sign-ins follow the stricter of it and MFA_POLICY (a client cannot lower the deployment's)"),
   token_exchange_providers: z.array(idpAlias).max(50).optional()
     .describe('Aliases of the identity providers whose ID tokens (JWTs) this client may exchange at /token for tokens of the linked local user'),
+  resource_scopes: z.record(resourceIdentifier, scopeList)
+    .refine((grants) => Object.keys(grants).length <= 100, 'may name at most 100 resource servers')
+    .optional()
+    .describe('What this client may get by client_credentials: a registered resource server\'s identifier -> the space-separated scopes of it granted (e.g. {"https://api.example": "read"}); without an entry the client gets no token for that resource server'),
 });
 
 export const clientCreate = clientMetadata.extend({

@@ -2,6 +2,7 @@ import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { REGISTRATION_METADATA } from '../../domain/accounts/registration-policy.ts';
 import { isMfaPolicy, MFA_POLICIES, MFA_POLICY_METADATA } from '../../domain/authn/mfa-policy.ts';
 import { IDP_ALIAS } from '../../domain/federation/identity-providers.ts';
+import { RESOURCE_SCOPES, resourceScopesShapeError } from '../../domain/clients/resource-grants.ts';
 
 /** The identity providers whose tokens a client may exchange (grants/broker-exchange.ts). */
 export const TOKEN_EXCHANGE_PROVIDERS = 'token_exchange_providers';
@@ -26,7 +27,7 @@ const BOOLEAN_METADATA = [
 export function clientConfiguration(): Configuration {
   return {
     extraClientMetadata: {
-      properties: [...new Set([...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA), MFA_POLICY_METADATA, TOKEN_EXCHANGE_PROVIDERS])],
+      properties: [...new Set([...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA), MFA_POLICY_METADATA, TOKEN_EXCHANGE_PROVIDERS, RESOURCE_SCOPES])],
       validator: (_ctx, key, value) => {
         if (key === 'registration_password') {
           if (value !== undefined && value !== 'required' && value !== 'optional') {
@@ -42,6 +43,12 @@ export function clientConfiguration(): Configuration {
           const ok = value === undefined
             || (Array.isArray(value) && value.length <= 50 && value.every((a) => typeof a === 'string' && IDP_ALIAS.test(a)));
           if (!ok) throw new TypeError('token_exchange_providers must be an array of identity provider aliases');
+          return;
+        }
+        // resource_scopes: a machine client's grants (domain/clients/resource-grants.ts).
+        if (key === RESOURCE_SCOPES) {
+          const why = resourceScopesShapeError(value);
+          if (why) throw new TypeError(why);
           return;
         }
         if (value !== undefined && typeof value !== 'boolean') {

@@ -1,6 +1,7 @@
-import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { errors, type Client, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { ADMIN_SCOPES, ADMIN_TOKEN_TTL_SECONDS, adminScopesBeyond } from '../../domain/clients/admin-scopes.ts';
-import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
+import { grantedScopes } from '../../domain/clients/resource-grants.ts';
+import type { ResourceServerInfo, ResourceServers } from '../../domain/clients/resource-servers.ts';
 import type { ExchangeState } from '../grants/token-exchange.ts';
 
 export interface TokenSettings {
@@ -34,6 +35,22 @@ function refuseAdminAccessOutsideClientCredentials(ctx: KoaContextWithOIDC, admi
   if (adminScopes.length) {
     throw new errors.InvalidScope('admin (iam.*) scopes are issued only to client_credentials grants', adminScopes.join(' '));
   }
+}
+
+/**
+ * The scopes a client_credentials token may carry at a resource server: those its client was
+ * granted there (resource_scopes) that the server still defines, so a deleted or renamed scope is
+ * gone at once. No grant: invalid_target (RFC 8707: not a resource this client may name). Asking
+ * for more: invalid_scope (RFC 6749 5.2), as the admin API and token exchange answer, rather than
+ * a silently narrower token.
+ */
+function machineScopes(ctx: KoaContextWithOIDC, rs: ResourceServerInfo, client: Client): string[] {
+  const defined = new Set(rs.scopes);
+  const permitted = new Set(grantedScopes(client as unknown as Record<string, unknown>, rs.identifier).filter((s) => defined.has(s)));
+  if (!permitted.size) throw new errors.InvalidTarget('this client is granted no scope at this resource server');
+  const beyond = [...ctx.oidc.requestParamScopes].filter((s) => s && !permitted.has(s));
+  if (beyond.length) throw new errors.InvalidScope('requested scope is not granted to this client at this resource server', beyond.join(' '));
+  return [...permitted];
 }
 
 /** Lifetimes, PKCE, refresh rotation and resource servers (RFC 8707 / RFC 9068). */
@@ -96,9 +113,11 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
           }
           const rs = await resourceServers.find(resourceIndicator);
           if (!rs) throw new errors.InvalidTarget('resource indicator is not registered');
+          // A machine reaches a resource server only through its grant; a user's consent governs the rest.
+          const scopes = isClientCredentials(ctx) ? machineScopes(ctx, rs, client) : rs.scopes;
           return {
             audience: rs.identifier,
-            scope: rs.scopes.join(' '),
+            scope: scopes.join(' '),
             accessTokenFormat: rs.accessTokenFormat,
             ...(rs.accessTokenTtl ? { accessTokenTTL: rs.accessTokenTtl } : {}),
             ...(rs.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'ES256' as const } } } : {}),

@@ -3,6 +3,7 @@ import type Provider from 'oidc-provider';
 import { errors, type Client, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
 import { isAdminScope } from '../../domain/clients/admin-scopes.ts';
+import { grantedScopes } from '../../domain/clients/resource-grants.ts';
 import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import { SUBJECT_GRANT_ID } from '../adapter.ts';
 import type { BrokeredSubject, BrokerExchange } from './broker-exchange.ts';
@@ -192,11 +193,15 @@ export function registerTokenExchange(
       throw new errors.InvalidScope('requested scope is not defined by the resource server', undefinedScopes.join(' '));
     }
 
-    // What the subject may carry to this resource: a user's grant for it, a client's own scopes, an
-    // upstream's subject the resource's; never beyond what the exchanging client was registered for.
-    const held = subject.kind === 'user' ? subject.grant.getResourceScope(server.identifier).split(' ') : [...server.scopes];
+    // What the subject may carry to this resource: a user's grant for it; a client what it was
+    // granted there (resource_scopes, as for client_credentials) within its own token's scopes, so a
+    // token for one resource is no way into another; an upstream's subject the resource's. Never
+    // beyond what the exchanging client was registered for (a machine's grant is that already).
+    const held = subject.kind === 'user' ? subject.grant.getResourceScope(server.identifier).split(' ')
+      : subject.kind === 'client' ? grantedScopes(client as unknown as Record<string, unknown>, server.identifier)
+        : [...server.scopes];
     const scopeCap = subject.kind === 'federated' ? undefined : subject.scopeCap;
-    const clientAllowed = client.scope ? new Set(client.scope.split(' ')) : undefined;
+    const clientAllowed = client.scope && subject.kind !== 'client' ? new Set(client.scope.split(' ')) : undefined;
     const permitted = new Set(
       held.filter((s) => s && defined.has(s) && !isAdminScope(s)
         && (!scopeCap || scopeCap.has(s))
