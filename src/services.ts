@@ -173,6 +173,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     reserved: [adminAudience(config.ISSUER)],
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads, resourceServers });
+  resourceServers.onScopesWithdrawn((identifier, kept) => clients.withdrawResourceGrants(identifier, kept));
   const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
   const upstream = createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! });

@@ -58,6 +58,11 @@ export function createClientsRepo(db: Knex) {
         .returning('*');
       return row as ClientRow | undefined;
     },
+    /** The clients whose resource_scopes metadata names a grant at `resource`. */
+    async withResourceGrant(resource: string): Promise<ClientRow[]> {
+      if (hasNul(resource)) return [];
+      return clients().whereRaw(`jsonb_exists(metadata->'resource_scopes', ?)`, [resource]);
+    },
     async delete(clientId: string): Promise<boolean> {
       if (hasNul(clientId)) return false;
       return affectedRows(await clients().where({ client_id: clientId }).delete()) > 0;

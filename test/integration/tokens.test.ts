@@ -100,6 +100,24 @@ describe('client_credentials, introspection, revocation', () => {
     }
   });
 
+  it('a withdrawn scope or a deleted resource server registered again brings no old grant back', async () => {
+    const identifier = 'https://again.example.test';
+    const rs = await ts.server.services.resourceServers.create({ identifier, scopes: ['read', 'write'] });
+    const { client, config } = await machine({ resource_scopes: { [identifier]: 'read write', [API]: 'read' } });
+    const grantsOf = async () => (await ts.server.services.clients.get(client.clientId)).metadata.resource_scopes;
+    // write withdrawn, then defined again: the client's grant no longer names it.
+    await ts.server.services.resourceServers.update(rs.id, { scopes: ['read'] });
+    await ts.server.services.resourceServers.update(rs.id, { scopes: ['read', 'write'] });
+    assert.deepEqual(await grantsOf(), { [identifier]: 'read', [API]: 'read' });
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, scope: 'write' }), refusedWith('invalid_scope'));
+    // The server deleted and registered again under the same identifier: nothing is granted there.
+    await ts.server.services.resourceServers.remove(rs.id);
+    await ts.server.services.resourceServers.create({ identifier, scopes: ['read', 'write'] });
+    assert.deepEqual(await grantsOf(), { [API]: 'read' }, 'the grant elsewhere is untouched');
+    await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, scope: 'read' }), refusedWith('invalid_target'));
+    assert.ok((await oidc.clientCredentialsGrant(config, { resource: API, scope: 'read' })).access_token);
+  });
+
   it('client_secret_jwt clients authenticate with an HMAC assertion; the raw secret is stored sealed', async () => {
     const { client } = await machine({ token_endpoint_auth_method: 'client_secret_jwt', resource_scopes: { [API]: 'read' } });
     const config = await oidc.discovery(new URL(ts.issuer), client.clientId, undefined, oidc.ClientSecretJwt(client.clientSecret!), {

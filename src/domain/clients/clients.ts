@@ -5,7 +5,7 @@ import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import { createSharedCache } from '../../infra/shared-cache.ts';
 import type { ClientRow, ClientsRepo } from '../../repos/clients.ts';
 import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
-import { assertGrantsDefined } from './resource-grants.ts';
+import { assertGrantsDefined, grantedScopes, RESOURCE_SCOPES, type ResourceScopes } from './resource-grants.ts';
 import type { ResourceServers } from './resource-servers.ts';
 
 export const CLIENT_SECRET_PURPOSE = 'client-secret';
@@ -157,6 +157,23 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       await repo.update(clientId, sealSecret(clientId, metadata, secret));
       await cache.invalidate(clientId);
       return secret;
+    },
+
+    /**
+     * Withdraws every client's grant at `resource` beyond `kept` (the scopes the resource server
+     * still defines; none when it was deleted), so they never come back with a re-registration.
+     */
+    async withdrawResourceGrants(resource: string, kept: readonly string[]): Promise<void> {
+      const still = new Set(kept);
+      for (const row of await repo.withResourceGrant(resource)) {
+        const metadata = row.metadata as Record<string, unknown>;
+        const grants = { ...(metadata[RESOURCE_SCOPES] as ResourceScopes) };
+        const scopes = grantedScopes(metadata, resource).filter((s) => still.has(s));
+        if (scopes.length) grants[resource] = scopes.join(' ');
+        else delete grants[resource];
+        await repo.update(row.client_id, { metadata: { ...metadata, [RESOURCE_SCOPES]: grants } });
+        await cache.invalidate(row.client_id);
+      }
     },
 
     /** Deletes a client and revokes every grant and token issued to it. */

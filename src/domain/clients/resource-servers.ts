@@ -28,6 +28,13 @@ export interface ResourceServerInput {
   accessTokenTtl?: number | null | undefined;
 }
 
+/**
+ * Told when a resource server stops defining scopes (an update) or is deleted (`kept` empty), so
+ * grants naming what is gone are withdrawn: a scope or identifier registered again later starts
+ * with no client holding it.
+ */
+export type ScopesWithdrawn = (identifier: string, kept: readonly string[]) => Promise<void>;
+
 export function createResourceServers(deps: {
   repo: ResourceServersRepo;
   ephemeral: EphemeralStore;
@@ -35,6 +42,7 @@ export function createResourceServers(deps: {
   reserved: readonly string[];
 }) {
   const reserved = new Set(deps.reserved);
+  let scopesWithdrawn: ScopesWithdrawn = async () => {};
   // Read on every token request that names a resource; changes are broadcast to every instance.
   const cache = createSharedCache<ResourceServerInfo>({
     name: 'resource-servers',
@@ -91,6 +99,7 @@ export function createResourceServers(deps: {
       });
       if (!row) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
       await cache.invalidate(row.identifier);
+      if (changes.scopes !== undefined) await scopesWithdrawn(row.identifier, row.scopes);
       return row;
     },
 
@@ -98,6 +107,12 @@ export function createResourceServers(deps: {
       const row = await deps.repo.delete(id);
       if (!row) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
       await cache.invalidate(row.identifier);
+      await scopesWithdrawn(row.identifier, []);
+    },
+
+    /** Set once at wiring: the client registry depends on resource servers, not the other way. */
+    onScopesWithdrawn(listener: ScopesWithdrawn) {
+      scopesWithdrawn = listener;
     },
   };
 }
