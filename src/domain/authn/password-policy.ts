@@ -33,7 +33,7 @@ export const MAX_PASSWORD_LENGTH = 1024;
 
 /**
  * The strength estimator, built on the first password check rather than at boot: its dictionaries
- * hold ~40 MB of heap (ranked word lists) that a process which never sets a password (a token
+ * hold ~30 MB of heap (ranked word lists) that a process which never sets a password (a token
  * server, the sign-in path) should not carry, and ranking them takes ~0.2 s, once.
  * The Levenshtein option is left off: it costs ~200 ms of synchronous CPU per check.
  */
