@@ -26,5 +26,8 @@ EXPOSE 3000
 VOLUME ["/data"]
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# --max-semi-space-size: see README (Operations): keeps peak RSS under 200 MB at no measured cost.
-CMD ["node", "--max-semi-space-size=4", "dist/src/main.js"]
+# The flags of package.json's "start" (keep them in step): --max-semi-space-size=4 keeps the young
+# generation small; --heap-growing-percent=50 lets the old generation grow 50% past what survived the
+# last full collection before the next (V8's default lets an idle-started server grow to ~4x, so
+# ~35 MB live became ~135 MB of heap under load). Both measured at no noticeable CPU cost.
+CMD ["node", "--max-semi-space-size=4", "--heap-growing-percent=50", "dist/src/main.js"]

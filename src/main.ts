@@ -1,3 +1,4 @@
+import './boot-thread-pool.ts';
 import { ConfigError, loadConfig } from './config/load.ts';
 import { StartupError } from './domain/errors.ts';
 import { createLogger } from './infra/logger.ts';

@@ -4,7 +4,8 @@ import { adminAudience } from './domain/clients/admin-scopes.ts';
 import { createClientRegistry } from './domain/clients/clients.ts';
 import { createKeyService } from './domain/keys/keys.ts';
 import { createPasswordPolicy } from './domain/authn/password-policy.ts';
-import { createPasswordHasher } from './domain/authn/passwords.ts';
+import { createPasswordHasher, type PasswordHasher } from './domain/authn/passwords.ts';
+import { concurrencyGate, HASHES_AT_ONCE } from './infra/thread-pool.ts';
 import { createResourceServers } from './domain/clients/resource-servers.ts';
 import { SecretBox } from './infra/crypto.ts';
 import { createDb, type Db } from './infra/db.ts';
@@ -54,6 +55,15 @@ import { createCodeFactors } from './domain/authn/code-factors.ts';
 import { createSmsSender } from './infra/sms.ts';
 import { createWebAuthnCredentialsRepo } from './repos/webauthn-credentials.ts';
 import { createWebAuthn } from './domain/authn/webauthn.ts';
+
+/** Password hashes at most HASHES_AT_ONCE at a time (infra/thread-pool.ts: each holds ARGON2_MEMORY_KIB for good). */
+function gatedHasher(hasher: PasswordHasher): PasswordHasher {
+  const gate = concurrencyGate(HASHES_AT_ONCE);
+  return {
+    hash: (password) => gate(() => hasher.hash(password)),
+    verify: (hash, password) => gate(() => hasher.verify(hash, password)),
+  };
+}
 
 /** The knex (tarn) pool's counters; undefined before the pool exists or on a client without one. */
 function poolUse(db: Db) {
@@ -125,11 +135,11 @@ async function openServices(config: AppConfig, logger: Logger) {
   const events = createEventRecorder(repos.events);
   const metrics = createMetrics();
   const mail = createMailOutbox({ repo: repos.outbox, box });
-  const hasher = traceMethods(createPasswordHasher({
+  const hasher = traceMethods(gatedHasher(createPasswordHasher({
     memoryCost: config.ARGON2_MEMORY_KIB,
     timeCost: config.ARGON2_ITERATIONS,
     parallelism: config.ARGON2_PARALLELISM,
-  }), { hash: 'argon2 hash', verify: 'argon2 verify' });
+  })), { hash: 'argon2 hash', verify: 'argon2 verify' });
   // Rules for new passwords: registration, reset and change.
   const passwordPolicy = createPasswordPolicy({
     minLength: config.PASSWORD_MIN_LENGTH,

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import nodemailer from 'nodemailer';
+import type { SendMailOptions, SentMessageInfo, Transporter } from 'nodemailer';
+import { lazyModule } from './lazy-module.ts';
 import type { Logger } from './logger.ts';
 
 export interface OutgoingMail {
@@ -40,6 +41,31 @@ function messageId(mail: OutgoingMail, from: string): string {
 }
 
 /**
+ * A nodemailer transport made on the first mail: nodemailer (~5 MB of heap with its SMTP and MIME
+ * stack) is loaded only by a process that sends one.
+ */
+function lazyTransport(options: object, defaults: SendMailOptions) {
+  let made: Transporter<SentMessageInfo> | undefined;
+  let closed = false;
+  const transport = lazyModule(async () => {
+    const { default: nodemailer } = await import('nodemailer');
+    return (made = nodemailer.createTransport(options, defaults));
+  });
+  return {
+    async sendMail(mail: SendMailOptions): Promise<SentMessageInfo> {
+      const t = await transport();
+      // Closed while loading: close it too, so no socket outlives close().
+      if (closed) t.close();
+      return t.sendMail(mail);
+    },
+    close() {
+      closed = true;
+      made?.close();
+    },
+  };
+}
+
+/**
  * SMTP through nodemailer when SMTP_URL is set (smtps:// is TLS from the start, smtp:// upgrades
  * with STARTTLS when the server offers it). Without it, each mail is written under DATA_DIR/outbox
  * (the .eml, and its text and HTML decoded next to it for reading) and logged, so development needs
@@ -48,7 +74,7 @@ function messageId(mail: OutgoingMail, from: string): string {
 export function createMailer(settings: MailerSettings, logger: Logger): Mailer {
   if (settings.smtpUrl) {
     const url = new URL(settings.smtpUrl);
-    const transport = nodemailer.createTransport(
+    const transport = lazyTransport(
       {
         url: settings.smtpUrl,
         // Short timeouts: a hung server must not hold the worker's batch past its lease.
@@ -77,7 +103,7 @@ export function createMailer(settings: MailerSettings, logger: Logger): Mailer {
   }
 
   const dir = path.resolve(settings.dataDir, 'outbox');
-  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' }, { from: settings.from });
+  const transport = lazyTransport({ streamTransport: true, buffer: true, newline: 'unix' }, { from: settings.from });
   return {
     sends: false,
     description: `files under ${dir}`,

@@ -1,9 +1,18 @@
-// @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API first.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import { lazyModule } from './lazy-module.ts';
 
 const webcrypto = globalThis.crypto;
-x509.cryptoProvider.set(webcrypto);
+
+/**
+ * @peculiar/x509 (with its ASN.1 schemas and tsyringe), loaded when a SAML provider first needs a
+ * certificate: most servers never make one.
+ */
+const loadX509 = lazyModule(async () => {
+  // @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API first.
+  await import('reflect-metadata');
+  const x509 = await import('@peculiar/x509');
+  x509.cryptoProvider.set(webcrypto);
+  return x509;
+});
 
 export interface SigningIdentity {
   certificatePem: string;
@@ -20,6 +29,7 @@ const DAY_MS = 24 * 3600_000;
  * involved and its validity dates are not what is checked.
  */
 export async function selfSignedIdentity(commonName: string, validDays = 10 * 365): Promise<SigningIdentity> {
+  const x509 = await loadX509();
   const keys = await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify']);
   const certificate = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: Buffer.from(webcrypto.getRandomValues(new Uint8Array(8))).toString('hex').replace(/^[89a-f]/, '1'),

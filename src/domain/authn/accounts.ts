@@ -166,11 +166,11 @@ export function createAccounts(deps: {
         await hasher.verify(null, 'x');
         return failed('invalid_credentials');
       }
-      const user = await users.findByEmail(tenantId, email.trim());
       const failKey = failureKey(tenantId, email);
-      const locked =
-        Number((await ephemeral.get(failKey)) ?? 0) >= lockout.threshold ||
-        lockInForce(user?.locked_until);
+      // Two stores, asked at once.
+      const [user, counted] = await Promise.all([users.findByEmail(tenantId, email.trim()), ephemeral.get(failKey)]);
+      const addressFailures = Number(counted ?? 0);
+      const locked = addressFailures >= lockout.threshold || lockInForce(user?.locked_until);
       const { ok, needsRehash } = await hasher.verify(user && !locked ? user.password_hash : null, password);
       if (locked) return failed('locked');
       if (!user || !ok) {
@@ -194,7 +194,8 @@ export function createAccounts(deps: {
         return failed('inactive');
       }
       await users.recordSuccess(user.id);
-      await ephemeral.del(failKey);
+      // The address's counter is cleared only when it counted something: most sign-ins have none to clear.
+      if (addressFailures > 0) await ephemeral.del(failKey);
       if (needsRehash) await users.updatePasswordHash(user.id, await hasher.hash(password));
       return { ok: true, user };
     },

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
+import { lazyModule } from '../../infra/lazy-module.ts';
 import { translate, type Locale } from '../../i18n/index.ts';
 import { SmsNotSent, type SmsSender } from '../../infra/sms.ts';
 import type { FactorRow, MfaFactorsRepo } from '../../repos/mfa-factors.ts';
@@ -53,8 +53,12 @@ const NOT_PENDING: Record<CodeFactorType, string> = {
   email: 'no pending email-code enrollment of yours with this id (an enrollment lasts 10 minutes)',
 };
 
+/** The full numbering metadata of every country, loaded when a phone number is first enrolled. */
+const loadPhoneNumbers = lazyModule(() => import('libphonenumber-js/max'));
+
 /** A phone number as typed (international format, +country code) to E.164; IDENT_VALIDATION otherwise. */
-export function normalisePhone(input: string): string {
+export async function normalisePhone(input: string): Promise<string> {
+  const { parsePhoneNumberFromString } = await loadPhoneNumbers();
   const parsed = typeof input === 'string' && input.length <= 64 ? parsePhoneNumberFromString(input) : undefined;
   if (!parsed || !parsed.isValid()) {
     throw new AppError('IDENT_VALIDATION', 'phone: must be a valid phone number in international format, such as +84 90 123 45 67');
@@ -158,7 +162,7 @@ export function createCodeFactors(deps: {
     async enrollSms(userId: string, phoneInput: string, locale: Locale): Promise<CodeEnrollment> {
       requireSms();
       const user = await changes.owner(userId);
-      const phone = normalisePhone(phoneInput);
+      const phone = await normalisePhone(phoneInput);
       const issued = await textCode('add-phone', user, phone, locale);
       const row = await deps.transaction((trx) => pending(user, 'sms', { phone }, trx));
       return { factorId: row.id, sentTo: maskPhone(phone), expiresAt: issued.expiresAt };

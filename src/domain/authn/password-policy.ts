@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto';
 import { AppError } from '../errors.ts';
 import type { UserRow } from '../../repos/users.ts';
-import { ZxcvbnFactory } from '@zxcvbn-ts/core';
-import { adjacencyGraphs, dictionary as commonDictionary } from '@zxcvbn-ts/language-common';
-import { dictionary as enDictionary, translations } from '@zxcvbn-ts/language-en';
+import { lazyModule } from '../../infra/lazy-module.ts';
 
 export type PasswordPolicyReason = 'too_short' | 'too_long' | 'too_weak' | 'breached';
 
@@ -33,16 +31,27 @@ export interface PasswordPolicyOptions {
 
 export const MAX_PASSWORD_LENGTH = 1024;
 
-// Built once at module load: the dictionaries are large and ranking them takes ~0.2 s.
-// The Levenshtein option is left off: it costs ~200 ms of synchronous CPU per check.
-const zxcvbn = new ZxcvbnFactory({
-  dictionary: { ...commonDictionary, ...enDictionary },
-  graphs: adjacencyGraphs,
-  translations,
-  // Only the first 64 characters are analysed: the check is synchronous and zxcvbn's repeat
-  // matching grows fast with length (a long repeated pattern takes ~0.3 s at 64 characters,
-  // ~0.6 s at 128). A password that is strong within its first 64 characters is strong.
-  maxLength: 64,
+/**
+ * The strength estimator, built on the first password check rather than at boot: its dictionaries
+ * hold ~30 MB of heap (ranked word lists) that a process which never sets a password (a token
+ * server, the sign-in path) should not carry, and ranking them takes ~0.2 s, once.
+ * The Levenshtein option is left off: it costs ~200 ms of synchronous CPU per check.
+ */
+const loadEstimator = lazyModule(async () => {
+  const [{ ZxcvbnFactory }, common, en] = await Promise.all([
+    import('@zxcvbn-ts/core'),
+    import('@zxcvbn-ts/language-common'),
+    import('@zxcvbn-ts/language-en'),
+  ]);
+  return new ZxcvbnFactory({
+    dictionary: { ...common.dictionary, ...en.dictionary },
+    graphs: common.adjacencyGraphs,
+    translations: en.translations,
+    // Only the first 64 characters are analysed: the check is synchronous and zxcvbn's repeat
+    // matching grows fast with length (a long repeated pattern takes ~0.3 s at 64 characters,
+    // ~0.6 s at 128). A password that is strong within its first 64 characters is strong.
+    maxLength: 64,
+  });
 });
 
 /**
@@ -125,7 +134,7 @@ export function createPasswordPolicy(options: PasswordPolicyOptions) {
         reasons.push('too_short');
         suggestions.push(`Use at least ${minLength} characters.`);
       }
-      const strength = zxcvbn.check(password, expandUserInputs(userInputs));
+      const strength = (await loadEstimator()).check(password, expandUserInputs(userInputs));
       if (strength.score < minScore) {
         reasons.push('too_weak');
         if (strength.feedback.warning) suggestions.push(strength.feedback.warning);

@@ -1,5 +1,8 @@
 import { generateSecret, generateURI, verify } from 'otplib';
-import QRCode from 'qrcode';
+import { lazyModule } from '../../infra/lazy-module.ts';
+
+/** The QR encoder (with its PNG writer), loaded when someone first enrolls an app. */
+const loadQrCode = lazyModule(async () => (await import('qrcode')).default);
 
 /**
  * RFC 6238 time-based codes as every authenticator app makes them (SHA-1, 6 digits, 30 s), through
@@ -24,8 +27,8 @@ export function otpauthUri(issuer: string, label: string, secret: string): strin
 }
 
 /** The provisioning URI as a QR code, a `data:image/png;base64,...` URL. */
-export function qrCodeDataUrl(uri: string): Promise<string> {
-  return QRCode.toDataURL(uri, { errorCorrectionLevel: 'M', margin: 2, width: 240 });
+export async function qrCodeDataUrl(uri: string): Promise<string> {
+  return (await loadQrCode()).toDataURL(uri, { errorCorrectionLevel: 'M', margin: 2, width: 240 });
 }
 
 /**

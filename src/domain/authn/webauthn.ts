@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import {
-  generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
-  type AuthenticationResponseJSON, type AuthenticatorTransport, type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON, type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON, AuthenticatorTransport, PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import type { Knex } from 'knex';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -15,6 +14,10 @@ import type { EventRecorder } from '../events/events.ts';
 import type { Accounts, ChangeContext } from './accounts.ts';
 import type { FactorChanges } from './factor-changes.ts';
 import { factorKey, type FactorGuard, type SecondFactorResult } from './factor-guard.ts';
+import { lazyModule } from '../../infra/lazy-module.ts';
+
+/** @simplewebauthn/server (with its CBOR, COSE and attestation stack), loaded when a passkey is first used or enrolled. */
+const loadWebAuthn = lazyModule(() => import('@simplewebauthn/server'));
 
 /**
  * WebAuthn credentials (@simplewebauthn/server): security keys and platform authenticators as a
@@ -100,7 +103,7 @@ export function createWebAuthn(deps: {
   async function checkAssertion(stored: CredentialWithFactor, response: AuthenticationResponseJSON, challenge: string, requireUserVerification: boolean, context: ChangeContext): Promise<boolean> {
     let info;
     try {
-      const result = await verifyAuthenticationResponse({
+      const result = await (await loadWebAuthn()).verifyAuthenticationResponse({
         response,
         expectedChallenge: challenge,
         expectedOrigin: settings.origin,
@@ -150,7 +153,7 @@ export function createWebAuthn(deps: {
     async registrationOptions(userId: string, kind: CredentialKind): Promise<PublicKeyCredentialCreationOptionsJSON> {
       const user = await changes.owner(userId);
       const existing = await credentials.listOfUser(userId);
-      const options = await generateRegistrationOptions({
+      const options = await (await loadWebAuthn()).generateRegistrationOptions({
         rpName: settings.rpName,
         rpID: settings.rpId,
         userName: user.email,
@@ -186,7 +189,7 @@ export function createWebAuthn(deps: {
       if (!isObject(response)) throw new AppError('IDENT_WEBAUTHN_INVALID');
       let info;
       try {
-        const result = await verifyRegistrationResponse({
+        const result = await (await loadWebAuthn()).verifyRegistrationResponse({
           response: response as unknown as RegistrationResponseJSON,
           expectedChallenge: pending.challenge as string,
           expectedOrigin: settings.origin,
@@ -229,7 +232,7 @@ export function createWebAuthn(deps: {
 
     /** Options for the second step of interaction `uid`: any credential of the pending user. */
     async secondFactorOptions(uid: string, userId: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
-      const options = await generateAuthenticationOptions({
+      const options = await (await loadWebAuthn()).generateAuthenticationOptions({
         rpID: settings.rpId,
         allowCredentials: (await credentials.listOfUser(userId)).map(descriptorOf),
         userVerification: 'preferred',
@@ -255,7 +258,7 @@ export function createWebAuthn(deps: {
 
     /** Options for a passwordless sign-in in interaction `uid`: no credential named, the user verified. */
     async passkeyOptions(uid: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
-      const options = await generateAuthenticationOptions({ rpID: settings.rpId, userVerification: 'required' });
+      const options = await (await loadWebAuthn()).generateAuthenticationOptions({ rpID: settings.rpId, userVerification: 'required' });
       await putChallenge('passkey', uid, { challenge: options.challenge });
       return options;
     },

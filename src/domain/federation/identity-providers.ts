@@ -186,7 +186,7 @@ export function createIdentityProviders(deps: {
     } else if (metadataXml !== undefined) metadataUrl = null;
     metadataXml ??= before?.metadataXml;
     if (metadataXml === undefined) throw new AppError('IDENT_VALIDATION', 'body: a saml provider needs metadataXml or metadataUrl');
-    const { entityId, ssoRedirectUrl } = readSamlIdpMetadata(metadataXml);
+    const { entityId, ssoRedirectUrl } = await readSamlIdpMetadata(metadataXml);
     return {
       metadataXml,
       metadataUrl,

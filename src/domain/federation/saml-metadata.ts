@@ -1,5 +1,6 @@
-import * as samlify from 'samlify';
+import type * as Samlify from 'samlify';
 import { AppError } from '../errors.ts';
+import { loadSamlify } from './saml-library.ts';
 
 export interface SamlIdpMetadata {
   entityId: string;
@@ -19,8 +20,9 @@ const invalid = (why: string) => new AppError('IDENT_VALIDATION', `body.metadata
  * metadata document without one of them cannot serve a sign-in, so it is refused when the provider
  * is registered rather than at the first sign-in.
  */
-export function readSamlIdpMetadata(xml: string): SamlIdpMetadata {
-  let meta: ReturnType<typeof samlify.IdentityProvider>['entityMeta'];
+export async function readSamlIdpMetadata(xml: string): Promise<SamlIdpMetadata> {
+  const samlify = await loadSamlify();
+  let meta: ReturnType<typeof Samlify.IdentityProvider>['entityMeta'];
   try {
     meta = samlify.IdentityProvider({ metadata: xml }).entityMeta;
   } catch {

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import * as xmllint from '@authenio/samlify-node-xmllint';
-import * as samlify from 'samlify';
+import type * as Samlify from 'samlify';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import { federationEndpoints, type IdentityProvider, type IdentityProviders, type SamlSettings } from './identity-providers.ts';
+import { loadSamlify, type Samlify as SamlifyLibrary } from './saml-library.ts';
 import { readSamlIdpMetadata } from './saml-metadata.ts';
 import { identityFromClaims, UpstreamRejected, type UpstreamIdentity } from './upstream-oauth.ts';
 
@@ -20,11 +20,9 @@ import { identityFromClaims, UpstreamRejected, type UpstreamIdentity } from './u
  * stand beside it).
  */
 
-// samlify refuses to parse anything until a schema validator is set; this one needs no Java.
-samlify.setSchemaValidator({ validate: (xml: string) => xmllint.validate(xml) });
-
-const { binding } = samlify.Constants.namespace;
-const RSA_SHA256 = samlify.Constants.algorithms.signature.RSA_SHA256;
+// samlify's constants, as strings: the library itself loads on first use (saml-library.ts).
+const binding = { redirect: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', post: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST' };
+const RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256';
 const BEARER = 'urn:oasis:names:tc:SAML:2.0:cm:bearer';
 
 /** What our AuthnRequest committed to; the RelayState names the one-time record holding it. */
@@ -54,9 +52,9 @@ export interface SamlLogoutRequest {
 
 export type SamlLogoutStatus = 'success' | 'requester' | 'responder';
 const LOGOUT_STATUS: Record<SamlLogoutStatus, string> = {
-  success: samlify.Constants.StatusCode.Success,
-  requester: samlify.Constants.StatusCode.Requester,
-  responder: samlify.Constants.StatusCode.Responder,
+  success: 'urn:oasis:names:tc:SAML:2.0:status:Success',
+  requester: 'urn:oasis:names:tc:SAML:2.0:status:Requester',
+  responder: 'urn:oasis:names:tc:SAML:2.0:status:Responder',
 };
 
 /**
@@ -92,6 +90,7 @@ export function createSamlServiceProvider(deps: {
     const settings = provider.saml;
     const endpoints = federationEndpoints(deps.issuer, provider);
     const key = await deps.identityProviders.samlServiceProviderKey(provider);
+    const samlify = await loadSamlify();
     const sp = samlify.ServiceProvider({
       entityID: endpoints.entityId!,
       authnRequestsSigned: settings.signAuthnRequests,
@@ -108,7 +107,7 @@ export function createSamlServiceProvider(deps: {
     });
     // Built from what we read of the metadata rather than the document itself: its signing
     // certificates only, and our signAuthnRequests as the IdP's wish (samlify refuses a mismatch).
-    const idpMeta = readSamlIdpMetadata(settings.metadataXml);
+    const idpMeta = await readSamlIdpMetadata(settings.metadataXml);
     const idp = samlify.IdentityProvider({
       entityID: idpMeta.entityId,
       signingCert: (certificates ?? idpMeta.signingCertificates).map(asPem),
@@ -118,7 +117,7 @@ export function createSamlServiceProvider(deps: {
       // Our LogoutResponses are signed: the IdP should not take our word for a logout unsigned.
       wantLogoutResponseSigned: true,
     });
-    return { sp, idp, idpMeta, endpoints: { entityId: endpoints.entityId!, acsUrl: endpoints.acsUrl!, sloUrl: endpoints.sloUrl! } };
+    return { samlify, sp, idp, idpMeta, endpoints: { entityId: endpoints.entityId!, acsUrl: endpoints.acsUrl!, sloUrl: endpoints.sloUrl! } };
   }
 
   /**
@@ -126,7 +125,7 @@ export function createSamlServiceProvider(deps: {
    * hand it out), so every field below is read from signed content. With a signed Response this is
    * its one Assertion; with a signed Assertion, that assertion as signed.
    */
-  function verifiedAssertion(idp: samlify.IdentityProviderInstance, samlContent: string): string {
+  function verifiedAssertion(samlify: SamlifyLibrary, idp: Samlify.IdentityProviderInstance, samlContent: string): string {
     const [verified, assertion] = samlify.SamlLib.verifySignature(samlContent, { metadata: idp.entityMeta, signatureAlgorithm: RSA_SHA256 });
     if (!verified || !assertion) throw new UpstreamRejected('no signed assertion (encrypted assertions are not supported)');
     return assertion;
@@ -153,7 +152,7 @@ export function createSamlServiceProvider(deps: {
      * throws UpstreamRejected with the reason (for the log; never the assertion).
      */
     async identityFrom(provider: SamlProvider, samlResponse: string, expected: SamlRequestChecks): Promise<UpstreamIdentity> {
-      const { sp, idp, endpoints } = await entitiesOf(provider);
+      const { samlify, sp, idp, endpoints } = await entitiesOf(provider);
       let samlContent: string;
       try {
         ({ samlContent } = await sp.parseLoginResponse(idp, 'post', { body: { SAMLResponse: samlResponse } }));
@@ -179,7 +178,7 @@ export function createSamlServiceProvider(deps: {
       // samlify accepts a signed Response around an unsigned Assertion; WantAssertionsSigned asks for the assertion's own.
       if (provider.saml.wantAssertionsSigned && !whole.assertionSignature) throw new UpstreamRejected('the assertion is not signed');
 
-      const assertion = verifiedAssertion(idp, samlContent);
+      const assertion = verifiedAssertion(samlify, idp, samlContent);
       const fields = samlify.Extractor.extract(assertion, [
         field('id', ['Assertion'], ['ID']),
         field('conditions', ['Assertion', 'Conditions'], ['NotBefore', 'NotOnOrAfter']),
@@ -250,7 +249,7 @@ export function createSamlServiceProvider(deps: {
      * schema; it does not check the Issuer, Destination, time or replay of a LogoutRequest.
      */
     async logoutRequestFrom(provider: SamlProvider, message: RedirectMessage): Promise<SamlLogoutRequest> {
-      const { sp, idpMeta, endpoints } = await entitiesOf(provider);
+      const { samlify, sp, idpMeta, endpoints } = await entitiesOf(provider);
       // One certificate at a time: samlify checks a redirect signature against a single one, and
       // an IdP rolling its key over lists two.
       let samlContent: string | undefined;
@@ -301,7 +300,7 @@ export function createSamlServiceProvider(deps: {
      * (HTTP-Redirect); undefined when its metadata names none.
      */
     async logoutResponseUrl(provider: SamlProvider, request: Pick<SamlLogoutRequest, 'id' | 'relayState'>, status: SamlLogoutStatus): Promise<URL | undefined> {
-      const { sp, idp, idpMeta, endpoints } = await entitiesOf(provider);
+      const { samlify, sp, idp, idpMeta, endpoints } = await entitiesOf(provider);
       if (!idpMeta.sloRedirectUrl) return undefined;
       const id = `_${randomUUID()}`;
       // samlify's default template always says Success: the status is set here.

@@ -32,7 +32,7 @@ export function consentStep(shared: Shared, deps: InteractionDeps) {
     // The sign-in of this authorization came in the previous submission; without it in this
     // result a requested prompt=login counts as unanswered and the login page comes back forever.
     const login = details.lastSubmission?.login;
-    await finish(provider, ctx, { ...(login ? { login } : {}), consent: { grantId } });
+    await finish(ctx, details, { ...(login ? { login } : {}), consent: { grantId } });
   }
 
   return {

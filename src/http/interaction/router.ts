@@ -73,7 +73,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   router.get('/magic-link', interaction(magicLink.otherBrowser), loginPending, magicLink.open);
   router.post('/confirm', form, interaction(), csrfChecked, consent.confirm);
   router.post('/abort', form, interaction(), csrfChecked, async (ctx: Context) => {
-    await finish(deps.provider, ctx, { error: 'access_denied', error_description: 'End-User aborted interaction' });
+    await finish(ctx, detailsOf(ctx), { error: 'access_denied', error_description: 'End-User aborted interaction' });
   });
 
   return router;

@@ -11,7 +11,7 @@ import {
 import { STEP_UP_CHECKS } from '../../oidc/configuration/acr.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { registrationPolicyOf } from '../registration.ts';
-import { finish, flowContext, type Details } from './shared.ts';
+import { finish, flowContext, saveResult, type Details } from './shared.ts';
 
 /** What a way in does when the flow asks for another step before completing. */
 export interface StepHandlers {
@@ -85,18 +85,18 @@ export function createSignIn(deps: {
       const { accountId, amr, acr, authTime } = step;
       const via = flow.proven.find((p) => p.factor === 'federated')?.provider;
       await accounts.recordSignIn(user, amr, flowContext(ctx, details), via);
-      await finish(provider, ctx, { login: { accountId, amr, ...(acr ? { acr } : {}), ts: authTime } });
+      await finish(ctx, details, { login: { accountId, amr, ...(acr ? { acr } : {}), ts: authTime } });
       return true;
     }
     const enrol = step.kind === 'second-factor' && step.options.length === 0;
     if (enrol && enrollableFor(step, policy).length === 0) {
       // A second factor is owed that the account has none of and cannot enrol here: the client
       // hears that its requirement cannot be met.
-      await finish(provider, ctx, unmet(owesPhishingResistant(step, policy) ? 'no phishing-resistant authenticator enrolled' : 'no second factor enrolled'));
+      await finish(ctx, details, unmet(owesPhishingResistant(step, policy) ? 'no phishing-resistant authenticator enrolled' : 'no second factor enrolled'));
       return true;
     }
     if (step.kind === 'verify-address' && !steps.verifyAddress) return false;
-    await provider.interactionResult(ctx.req, ctx.res, { flow } satisfies { flow: SignInFlow }, { mergeWithLastSubmission: false });
+    await saveResult(details, { flow } satisfies { flow: SignInFlow });
     if (step.kind === 'verify-address') {
       await steps.verifyAddress!();
       return true;
@@ -171,7 +171,7 @@ export function createSignIn(deps: {
     async unattainable(ctx: Context, details: Details): Promise<boolean> {
       const required = requiredLevel(acrValuesOf(details), deps.acrLevels);
       if (!required || attainable(required)) return false;
-      await finish(provider, ctx, unmet('phishing-resistant authentication is not available'));
+      await finish(ctx, details, unmet('phishing-resistant authentication is not available'));
       return true;
     },
   };

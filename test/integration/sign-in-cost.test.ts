@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+
+/**
+ * What one complete sign-in costs the database (GET /auth, the login page, POST the form, the
+ * resumed authorization, POST /token), counted from Knex's own query events: a count, not a time,
+ * so it is the same on every machine. The argon2 hash should be the only thing a sign-in pays for
+ * dearly; a step that reads or writes a row twice shows up here first.
+ */
+describe('the database work of one sign-in', () => {
+  let ts: TestServer;
+  before(async () => {
+    // The mail worker's polling would land in the count.
+    ts = await startTestServer({ MAIL_POLL_INTERVAL_MS: '60000' });
+  });
+  after(() => stopAndDestroy(ts));
+
+  it('is at most 20 statements, reading the interaction once per step', async () => {
+    const user = await createUser(ts);
+    const client = await registerClient(ts, {}, true);
+    const config = await rpConfig(ts, client);
+    // The first sign-in fills the per-instance caches (client, keys); the second is the steady state.
+    await signIn(ts, config, user, { scope: 'openid' });
+
+    const statements: Array<{ sql: string; bindings: readonly unknown[] }> = [];
+    const onQuery = (q: { sql: string; bindings?: readonly unknown[] }) => {
+      if (/"outbox"|^(BEGIN|COMMIT|ROLLBACK);?$/i.test(q.sql)) return;
+      statements.push({ sql: q.sql, bindings: q.bindings ?? [] });
+    };
+    ts.server.services.db.on('query', onQuery);
+    try {
+      const { tokens, logins } = await signIn(ts, config, user, { scope: 'openid' });
+      assert.equal(logins, 1, 'the password was asked for');
+      assert.equal(tokens.claims()!.sub, user.id);
+    } finally {
+      ts.server.services.db.off('query', onQuery);
+    }
+
+    const about = (model: string, verb: RegExp) => statements.filter((s) => verb.test(s.sql) && s.bindings.includes(model)).length;
+    // GET /interaction/:uid, POST /login and the resumed /auth each read it once (the login step
+    // saves its result on the interaction it loaded, without reading it again).
+    assert.equal(about('Interaction', /^select/i), 3, statements.map((s) => s.sql).join('\n'));
+    assert.equal(statements.filter((s) => /from "users" where .*lower\(email\)/i.test(s.sql)).length, 1, 'the account looked up by address once');
+    assert.ok(statements.length <= 20, `${statements.length} statements:\n${statements.map((s) => s.sql).join('\n')}`);
+  });
+});
