@@ -188,6 +188,14 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     anonymousLimiter: deps.ephemeral.limiter('account-console-ip', deps.account.authRateLimitPerIp, 60),
   });
   mount(accountConsole, { allowedMethods: true });
-  provider.use(ownRoutes(mounted, PROVIDER_ENDPOINTS.map((name) => provider.pathFor(name))));
+  // pathFor throws for an endpoint whose feature is off: such a path is simply not skipped.
+  const providerPaths = PROVIDER_ENDPOINTS.flatMap((name) => {
+    try {
+      return [provider.pathFor(name)];
+    } catch {
+      return [];
+    }
+  });
+  provider.use(ownRoutes(mounted, providerPaths));
   return provider;
 }
