@@ -22,6 +22,7 @@ import { rejectRepeatedQuery } from './http/middleware/reject-repeated-query.ts'
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
 import { uiLocale } from './http/middleware/ui-locale.ts';
+import { ownRoutes, type MountedRouter } from './http/middleware/own-routes.ts';
 import { requestMetrics } from './http/middleware/request-metrics.ts';
 import { traceRequests } from './http/middleware/trace-context.ts';
 import { activeTracing } from './infra/tracing.ts';
@@ -76,6 +77,8 @@ export interface AppDeps {
 
 
 const renderPage = createRenderer();
+// The provider's endpoints that are called per token (or per page load, for discovery and keys).
+const PROVIDER_ENDPOINTS = ['token', 'introspection', 'revocation', 'userinfo', 'jwks', 'authorization', 'end_session'] as const;
 const stylesheet = readFileSync(path.join(projectRoot(), 'views', 'assets', 'app.css'));
 const formsScript = readFileSync(path.join(projectRoot(), 'views', 'assets', 'forms.js'));
 
@@ -123,11 +126,12 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
 
   // Our routers, mounted ahead of the provider's routes. Their routes take each query parameter
   // once (rejectRepeatedQuery); the provider's own endpoints judge theirs.
+  // They go in as one middleware (ownRoutes, at the end) that the provider's endpoints skip.
   const ownRouters: Router[] = [];
+  const mounted: MountedRouter[] = [];
   const mount = (router: Router, opts: { allowedMethods: boolean }) => {
     ownRouters.push(router);
-    provider.use(router.routes());
-    if (opts.allowedMethods) provider.use(router.allowedMethods());
+    mounted.push({ router, allowedMethods: opts.allowedMethods });
   };
 
   provider.use(requestMetrics(deps.metrics));
@@ -188,5 +192,14 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     anonymousLimiter: deps.ephemeral.limiter('account-console-ip', deps.account.authRateLimitPerIp, 60),
   });
   mount(accountConsole, { allowedMethods: true });
+  // pathFor throws for an endpoint whose feature is off: such a path is simply not skipped.
+  const providerPaths = PROVIDER_ENDPOINTS.flatMap((name) => {
+    try {
+      return [provider.pathFor(name)];
+    } catch {
+      return [];
+    }
+  });
+  provider.use(ownRoutes(mounted, providerPaths));
   return provider;
 }

@@ -13,3 +13,13 @@ const redact = [
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino({ level, redact: { paths: redact, censor: '[redacted]' }, base: { service: 'idp' } }, destination);
 }
+
+/**
+ * The logger of the one line per request, whose fields are fixed (ids, method, path without the
+ * query, status, duration, address) and none of them a redacted name: the redaction above, which
+ * walks every wildcard path, costs about ten times the rest of writing a line, on every request.
+ * Same destination and level; every other line keeps the redaction.
+ */
+export function requestLineLogger(logger: Logger): Logger {
+  return logger.child({}, { redact: { paths: [] } });
+}

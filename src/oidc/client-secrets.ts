@@ -1,3 +1,4 @@
+import { hash, randomBytes } from 'node:crypto';
 import type Provider from 'oidc-provider';
 import { constantTimeEqual, type SecretBox } from '../infra/crypto.ts';
 import { CLIENT_SECRET_PURPOSE } from '../domain/clients/clients.ts';
@@ -5,13 +6,27 @@ import { CLIENT_SECRET_PURPOSE } from '../domain/clients/clients.ts';
 /**
  * Clients hold a keyed digest of their secret (see oidc/adapter.ts), so the provider compares
  * the digest of what was presented, in constant time.
+ *
+ * A client authenticates on every token request with the same secret, so each Client instance
+ * remembers a salted SHA-256 fingerprint of the secret that last matched (one-shot SHA-256 costs
+ * a tenth of the keyed digest). An instance is built from one stored record (client-instances.ts):
+ * a rotated secret, changed anywhere, is a new record and so a new instance that remembers
+ * nothing, and the old secret is checked against the new digest and refused.
  */
 export function useDigestedClientSecrets(provider: Provider, box: SecretBox): void {
+  const salt = randomBytes(16).toString('base64url');
+  const fingerprint = (secret: string) => hash('sha256', salt + secret, 'base64url');
+  const lastMatched = new WeakMap<object, string>();
   Object.defineProperty(provider.Client.prototype, 'compareClientSecret', {
     configurable: true,
     value: async function compareClientSecret(this: { clientSecret?: string }, presented: string) {
       if (!this.clientSecret || typeof presented !== 'string') return false;
-      return constantTimeEqual(this.clientSecret, box.digest(presented, CLIENT_SECRET_PURPOSE));
+      const presentedPrint = fingerprint(presented);
+      const known = lastMatched.get(this);
+      if (known !== undefined && constantTimeEqual(known, presentedPrint)) return true;
+      const matches = constantTimeEqual(this.clientSecret, box.digest(presented, CLIENT_SECRET_PURPOSE));
+      if (matches) lastMatched.set(this, presentedPrint);
+      return matches;
     },
   });
 }

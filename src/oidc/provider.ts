@@ -11,6 +11,7 @@ import type { ClientRegistry } from '../domain/clients/clients.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import { createAdapterFactory } from './adapter.ts';
 import { useDigestedClientSecrets } from './client-secrets.ts';
+import { keepClientInstancesPerRecord } from './client-instances.ts';
 import { acrConfiguration, interactionPolicyFor } from './configuration/acr.ts';
 import { accountConfiguration } from './configuration/accounts.ts';
 import { clientConfiguration } from './configuration/clients.ts';
@@ -107,6 +108,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   // come from the client and could be forged to dodge per-address limits.
   provider.maxIpsCount = deps.proxyHops;
   useDigestedClientSecrets(provider, deps.box);
+  keepClientInstancesPerRecord(provider, deps.clients);
   registerTokenExchange(provider, {
     resourceServers: deps.resourceServers,
     publicJwks: deps.keys.publicJwks as JSONWebKeySet,

@@ -5,8 +5,10 @@ import type { Middleware } from 'koa';
  * query strings up front with a 400 instead of failing deep inside a database write.
  */
 export function rejectNul(): Middleware {
-  return async (ctx, next) => {
-    if (/%00|\u0000/i.test(ctx.querystring)) ctx.throw(400, 'request contains a NUL character');
-    await next();
+  // Not async: one promise fewer per request (the same holds for the other plain checks).
+  return (ctx, next) => {
+    const query = ctx.querystring;
+    if (query && /%00|\u0000/i.test(query)) ctx.throw(400, 'request contains a NUL character');
+    return next();
   };
 }

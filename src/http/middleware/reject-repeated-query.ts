@@ -19,11 +19,11 @@ export function repeatedQueryParam(querystring: string): string | undefined {
  * judge their own parameters (they answer invalid_request to the relying party, as OAuth wants).
  */
 export function rejectRepeatedQuery(isOwnRoute: (ctx: Context) => boolean): Middleware {
-  return async (ctx, next) => {
+  return (ctx, next) => {
     const repeated = repeatedQueryParam(ctx.querystring);
     if (repeated !== undefined && isOwnRoute(ctx)) {
       throw new AppError('IDENT_VALIDATION', `the query parameter "${repeated.slice(0, 64)}" is repeated; send it once`);
     }
-    await next();
+    return next();
   };
 }

@@ -19,14 +19,17 @@ const CSP = [
  * plain http from a proxy that ended TLS; otherwise only over https.
  */
 export function securityHeaders(opts: { httpsIssuer: boolean } = { httpsIssuer: false }): Middleware {
-  return async (ctx, next) => {
-    ctx.set('Content-Security-Policy', CSP);
-    ctx.set('X-Content-Type-Options', 'nosniff');
-    ctx.set('Referrer-Policy', 'no-referrer');
-    ctx.set('X-Frame-Options', 'DENY');
-    ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
-    if (opts.httpsIssuer || ctx.secure) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
-    await next();
+  return (ctx, next) => {
+    // Straight to the response (nothing is sent yet): koa's ctx.set allocates arrays and a
+    // closure for each header, on every request.
+    const res = ctx.res;
+    res.setHeader('Content-Security-Policy', CSP);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('X-Frame-Options', 'DENY');
+    res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+    if (opts.httpsIssuer || ctx.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    return next();
   };
 }
 

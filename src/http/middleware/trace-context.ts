@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomHex } from './random-ids.ts';
 import type { Context, Middleware } from 'koa';
 import type { Tracing } from '../../infra/tracing.ts';
 
@@ -28,14 +28,14 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(
 const ALL_ZEROS = /^0+$/;
 
 export function traceContextFrom(header: string | undefined): TraceContext {
-  const spanId = randomBytes(8).toString('hex');
+  const spanId = randomHex(8);
   const m = TRACEPARENT.exec((header ?? '').trim());
   if (m) {
     const [, version, traceId, parentSpanId, flags, rest] = m as unknown as [string, string, string, string, string, string | undefined];
     const valid = version !== 'ff' && (version !== '00' || rest === undefined) && !ALL_ZEROS.test(traceId) && !ALL_ZEROS.test(parentSpanId);
     if (valid) return { traceId, spanId, parentSpanId, flags };
   }
-  return { traceId: randomBytes(16).toString('hex'), spanId, flags: '00' };
+  return { traceId: randomHex(16), spanId, flags: '00' };
 }
 
 /** The header value naming this request's span, for the answer (traceresponse) or a call onward (traceparent). */

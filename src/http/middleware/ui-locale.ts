@@ -11,12 +11,17 @@ import { ownCookieName } from '../cookies.ts';
  */
 export function uiLocale(issuer: string): Middleware {
   const name = ownCookieName(issuer, 'idp_lang');
-  return async (ctx, next) => {
+  return (ctx, next) => {
+    // Neither a query nor a cookie (a relying party's back-channel call): nothing to read or keep.
+    if (!ctx.querystring && !ctx.headers.cookie) {
+      ctx.state.uiLocale = undefined;
+      return next();
+    }
     const remembered = ctx.cookies.get(name);
     const asked = supportedLocale(ctx.query.ui_locales);
     // A session cookie: the choice of this visit, not a setting of the device.
     if (asked && asked !== remembered) ctx.cookies.set(name, asked, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', signed: false });
     ctx.state.uiLocale = asked ?? supportedLocale(remembered);
-    await next();
+    return next();
   };
 }
