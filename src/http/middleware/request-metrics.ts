@@ -1,5 +1,6 @@
 import type { Middleware } from 'koa';
 import type { Metrics } from '../../infra/metrics.ts';
+import { knownMethod, routeTemplate } from './route-template.ts';
 
 type Labels = { method: string; route: string; status: string };
 
@@ -7,11 +8,7 @@ type Labels = { method: string; route: string; status: string };
 // one built per request (prom-client's startTimer copies its labels on every observation).
 const MAX_LABEL_SETS = 2000;
 
-/**
- * Times every request under its route template: our routers' matched path ("/api/v1/users/:id"),
- * the provider's route name ("oidc:token"), or "unmatched". Never the raw path: ids and
- * scanners' made-up paths would give every request a series of its own.
- */
+/** Times every request under its route template (route-template.ts), or "unmatched". */
 export function requestMetrics(metrics: Metrics): Middleware {
   const labelSets = new Map<string, Labels>();
   const labelsFor = (method: string, route: string, status: string): Labels => {
@@ -28,13 +25,9 @@ export function requestMetrics(metrics: Metrics): Middleware {
     try {
       await next();
     } finally {
-      const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
-      const oidcRoute = (ctx as { oidc?: { route?: unknown } }).oidc?.route;
-      const route = typeof matched === 'string' ? matched : typeof oidcRoute === 'string' ? `oidc:${oidcRoute}` : 'unmatched';
-      const method = KNOWN_METHODS.has(ctx.method) ? ctx.method : 'other';
+      const route = routeTemplate(ctx) ?? 'unmatched';
+      const method = knownMethod(ctx.method, 'other');
       metrics.httpDuration.observe(labelsFor(method, route, String(ctx.status)), (performance.now() - started) / 1000);
     }
   };
 }
-
-const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);

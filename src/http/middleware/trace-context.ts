@@ -1,5 +1,6 @@
 import { randomHex } from './random-ids.ts';
-import type { Context, Middleware } from 'koa';
+import { knownMethod, routeTemplate } from './route-template.ts';
+import type { Middleware } from 'koa';
 import type { Tracing } from '../../infra/tracing.ts';
 
 // Stable HTTP semantic convention names (@opentelemetry/semantic-conventions), written out so this
@@ -53,7 +54,7 @@ export function formatTraceparent(trace: TraceContext): string {
 export function traceRequests(tracing: Tracing): Middleware {
   return async (ctx, next) => {
     const trace = ctx.state.trace as TraceContext;
-    const method = KNOWN_METHODS.has(ctx.method) ? ctx.method : '_OTHER';
+    const method = knownMethod(ctx.method, '_OTHER');
     const span = tracing.startServerSpan({
       method,
       traceId: trace.traceId,
@@ -76,17 +77,8 @@ export function traceRequests(tracing: Tracing): Middleware {
       error = err;
       throw err;
     } finally {
-      span.end({ method, route: routeOf(ctx), status: error ? 500 : ctx.status, error });
+      span.end({ method, route: routeTemplate(ctx), status: error ? 500 : ctx.status, error });
     }
   };
 }
 
-/** Our routers' matched template, else the provider's route name; undefined when nothing matched. */
-function routeOf(ctx: Context): string | undefined {
-  const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
-  if (typeof matched === 'string') return matched;
-  const oidcRoute = (ctx as { oidc?: { route?: unknown } }).oidc?.route;
-  return typeof oidcRoute === 'string' ? `oidc:${oidcRoute}` : undefined;
-}
-
-const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
