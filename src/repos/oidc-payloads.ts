@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { affectedRows, hasNul, runStatement, type Db } from '../infra/db.ts';
 import * as statements from './payload-statements.ts';
-import { createUpsertBatcher, rowsAsJson } from './payload-write-batcher.ts';
+import { createWriteBatcher, rowsAsJson } from './payload-write-batcher.ts';
 import { userFromJson, type UserRow } from './users.ts';
 
 export interface PayloadKeys {
@@ -62,8 +62,13 @@ function grantIdsOf(payload: Record<string, unknown>): string[] {
 /** SQL for the oidc-provider model table; see oidc/adapter.ts for the provider-facing side. */
 export function createOidcPayloadsRepo(db: Db) {
   const table = () => db('oidc_payloads');
-  const writes = createUpsertBatcher(async (rows) => {
-    await runStatement(db, statements.upsertMany, [rowsAsJson(rows)]);
+  const writes = createWriteBatcher(async ({ upserts, consumes }) => {
+    const { rows } = await runStatement(db, statements.writeMany, [
+      rowsAsJson(upserts),
+      consumes.map((c) => c.model),
+      consumes.map((c) => c.id),
+    ]);
+    return new Set(rows.map((row) => `${row.model}\0${row.id}`));
   });
   return {
     async upsert(model: string, id: string, payload: object, expiresAt: Date | null, keys: PayloadKeys, device?: SessionDevice) {
@@ -128,7 +133,7 @@ export function createOidcPayloadsRepo(db: Db) {
     /** Marks the row consumed; returns false when another request consumed it first. */
     async consume(model: string, id: string): Promise<boolean> {
       if (hasNul(id)) return false;
-      return (await runStatement(db, statements.consume, [model, id])).rows.length === 1;
+      return writes.consume(model, id);
     },
     async destroy(model: string, id: string) {
       if (hasNul(id)) return;

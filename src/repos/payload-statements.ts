@@ -35,17 +35,28 @@ export const findMany: Statement = {
       and u.id = (case when h.account_id ~ ${UUID_TEXT} then h.account_id::uuid end)`,
 };
 
-/** Many upserts in one statement; $1 is a JSON array of rows. Never touches consumed_at. */
-export const upsertMany: Statement = {
-  name: 'oidc_payloads_upsert_many_v1',
+/**
+ * The writes of one batch in one statement: $1 a JSON array of rows to upsert (never touching
+ * consumed_at), $2/$3 the (model, id) of rows to consume. Answers the rows this statement
+ * consumed; a row consumed before (or by a concurrent statement, which it waits for) is not among
+ * them. Both parts always run; no key is in both (payload-write-batcher.ts).
+ */
+export const writeMany: Statement = {
+  name: 'oidc_payloads_write_many_v1',
   text: `
-    insert into oidc_payloads (model, id, payload, grant_id, uid, user_code, account_id, expires_at)
-    select model, id, payload, grant_id, uid, user_code, account_id, expires_at
-    from jsonb_to_recordset($1::jsonb)
-      as r(model text, id text, payload jsonb, grant_id text, uid text, user_code text, account_id text, expires_at timestamptz)
-    on conflict (model, id) do update set
-      payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid,
-      user_code = excluded.user_code, account_id = excluded.account_id, expires_at = excluded.expires_at`,
+    with upserted as (
+      insert into oidc_payloads (model, id, payload, grant_id, uid, user_code, account_id, expires_at)
+      select model, id, payload, grant_id, uid, user_code, account_id, expires_at
+      from jsonb_to_recordset($1::jsonb)
+        as r(model text, id text, payload jsonb, grant_id text, uid text, user_code text, account_id text, expires_at timestamptz)
+      on conflict (model, id) do update set
+        payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid,
+        user_code = excluded.user_code, account_id = excluded.account_id, expires_at = excluded.expires_at
+    )
+    update oidc_payloads p set consumed_at = now()
+    from unnest($2::text[], $3::text[]) as c(model, id)
+    where p.model = c.model and p.id = c.id and p.consumed_at is null
+    returning p.model, p.id`,
 };
 
 /** A session's upsert, which also records the device and time of its use. */
@@ -68,12 +79,6 @@ export const findByUid: Statement = {
 export const findByUserCode: Statement = {
   name: 'oidc_payloads_find_by_user_code_v1',
   text: `select payload, consumed_at from oidc_payloads p where model = $1 and user_code = $2 and ${notExpired('p')} limit 1`,
-};
-
-/** Marks a row consumed unless it already is: of two concurrent calls exactly one gets a row back. */
-export const consume: Statement = {
-  name: 'oidc_payloads_consume_v1',
-  text: 'update oidc_payloads set consumed_at = now() where model = $1 and id = $2 and consumed_at is null returning id',
 };
 
 export const destroy: Statement = {

@@ -1,4 +1,4 @@
-/** One row of an upsert, as the batch statement takes it (see payload-statements.ts, upsertMany). */
+/** One row of an upsert, as the batch statement takes it (see payload-statements.ts, writeMany). */
 export interface UpsertRow {
   model: string;
   id: string;
@@ -11,15 +11,19 @@ export interface UpsertRow {
   expires_at: string | null;
 }
 
-interface Pending {
-  row: UpsertRow;
-  resolve(): void;
-  reject(err: unknown): void;
+/** The writes of one batch; `consumed` answers which of the consumes marked their row. */
+export interface WriteBatch {
+  upserts: UpsertRow[];
+  consumes: Array<{ model: string; id: string }>;
 }
+
+type Pending =
+  | { kind: 'upsert'; row: UpsertRow; resolve(value: boolean): void; reject(err: unknown): void }
+  | { kind: 'consume'; row: { model: string; id: string }; resolve(value: boolean): void; reject(err: unknown): void };
 
 const MAX_BATCH = 200;
 
-/** The batch as one JSON document; the payload is spliced in as it is, never parsed and encoded again. */
+/** The upserts as one JSON document; each payload is spliced in as it is, never parsed and encoded again. */
 export function rowsAsJson(rows: UpsertRow[]): string {
   const parts = rows.map(
     (r) =>
@@ -30,21 +34,35 @@ export function rowsAsJson(rows: UpsertRow[]): string {
   return `[${parts.join(',')}]`;
 }
 
+const keyOf = (row: { model: string; id: string }) => `${row.model}\0${row.id}`;
+
 /**
- * Coalesces the upserts issued in the same turn of the event loop (concurrent token requests)
- * into one multi-row INSERT ... ON CONFLICT: one round trip and one statement for all of them.
- * Every caller resolves only once the statement holding its row has committed, and fails if it
- * failed. A key already waiting in the batch goes to the next one (PostgreSQL cannot update the
- * same row twice in one statement, and the later write must win).
+ * Coalesces the writes of the token path issued in the same turn of the event loop (concurrent
+ * token requests) into one statement: the upserts as one multi-row INSERT ... ON CONFLICT, the
+ * consumes as one conditional UPDATE, one round trip for all. Every caller resolves only once
+ * the statement holding its row has committed, and fails if it failed; a consume learns whether
+ * it was the one that marked its row. A key already in the batch waits for the next one (one
+ * statement cannot change a row twice, and the later write must land later), so two concurrent
+ * consumes of one token still run one after the other and exactly one wins.
  */
-export function createUpsertBatcher(write: (rows: UpsertRow[]) => Promise<void>) {
+export function createWriteBatcher(write: (batch: WriteBatch) => Promise<Set<string>>) {
   let pending: Pending[] = [];
   let scheduled = false;
 
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(drain);
+    }
+  };
+
   async function flush(batch: Pending[]) {
     try {
-      await write(batch.map((p) => p.row));
-      for (const p of batch) p.resolve();
+      const consumed = await write({
+        upserts: batch.flatMap((p) => (p.kind === 'upsert' ? [p.row] : [])),
+        consumes: batch.flatMap((p) => (p.kind === 'consume' ? [p.row] : [])),
+      });
+      for (const p of batch) p.resolve(p.kind === 'consume' ? consumed.has(keyOf(p.row)) : true);
     } catch (err) {
       for (const p of batch) p.reject(err);
     }
@@ -52,46 +70,41 @@ export function createUpsertBatcher(write: (rows: UpsertRow[]) => Promise<void>)
 
   function drain() {
     scheduled = false;
-    let rest = pending;
+    const all = pending;
     pending = [];
-    while (rest.length) {
-      const batch: Pending[] = [];
-      const later: Pending[] = [];
-      const keys = new Set<string>();
-      for (const p of rest) {
-        const key = `${p.row.model}\0${p.row.id}`;
-        if (batch.length >= MAX_BATCH || keys.has(key)) later.push(p);
-        else {
-          keys.add(key);
-          batch.push(p);
-        }
+    const batch: Pending[] = [];
+    const later: Pending[] = [];
+    const keys = new Set<string>();
+    for (const p of all) {
+      const key = keyOf(p.row);
+      if (batch.length >= MAX_BATCH || keys.has(key)) later.push(p);
+      else {
+        keys.add(key);
+        batch.push(p);
       }
-      if (later.length === 0) {
-        void flush(batch);
-        return;
-      }
-      // Same-key writes must land in order: the next batch starts after this one committed.
-      const next = later;
-      rest = [];
-      void flush(batch).then(() => {
-        pending = next.concat(pending);
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(drain);
-        }
+    }
+    const done = flush(batch);
+    if (later.length) {
+      // Same-key writes land in the order they were issued: the rest goes after this batch committed.
+      void done.then(() => {
+        pending = later.concat(pending);
+        schedule();
       });
     }
   }
 
+  function enqueue(p: Pending) {
+    pending.push(p);
+    schedule();
+  }
+
   return {
     upsert(row: UpsertRow): Promise<void> {
-      return new Promise((resolve, reject) => {
-        pending.push({ row, resolve, reject });
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(drain);
-        }
-      });
+      return new Promise<boolean>((resolve, reject) => enqueue({ kind: 'upsert', row, resolve, reject })).then(() => undefined);
+    },
+    /** True when this call marked the row consumed, false when it already was (or is not there). */
+    consume(model: string, id: string): Promise<boolean> {
+      return new Promise((resolve, reject) => enqueue({ kind: 'consume', row: { model, id }, resolve, reject }));
     },
   };
 }

@@ -104,6 +104,31 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
       for (const [n, jti] of jtis.entries()) assert.equal((await t.adapterFor('AccessToken').find(jti))?.n, n);
     });
 
+    it('concurrent consumes and upserts share one statement; each consume learns whether it won', async () => {
+      const fresh = Array.from({ length: 8 }, () => id());
+      const used = id();
+      const adapter = t.adapterFor('RefreshToken');
+      for (const jti of [...fresh, used]) await adapter.upsert(jti, { jti, kind: 'RefreshToken' }, 3600);
+      await adapter.consume(used);
+      const newcomers = Array.from({ length: 8 }, () => id());
+      let outcomes: PromiseSettledResult<unknown>[] = [];
+      const statements = await statementsDuring(async () => {
+        outcomes = await Promise.allSettled([
+          ...fresh.map((jti) => t.payloads.consume('RefreshToken', t.storedId('RefreshToken', jti))),
+          t.payloads.consume('RefreshToken', t.storedId('RefreshToken', used)),
+          ...newcomers.map((jti) => adapter.upsert(jti, { jti, kind: 'RefreshToken' }, 3600)),
+        ]);
+      });
+      assert.equal(statements, 1, 'one statement for 9 consumes and 8 upserts');
+      assert.deepEqual(
+        outcomes.slice(0, 9).map((o) => (o as PromiseFulfilledResult<boolean>).value),
+        [...fresh.map(() => true), false],
+        'each fresh token is consumed by its call; the used one is not consumed again',
+      );
+      for (const jti of fresh) assert.equal(typeof (await adapter.find(jti))?.consumed, 'number');
+      for (const jti of newcomers) assert.equal((await adapter.find(jti))?.consumed, undefined);
+    });
+
     it('two concurrent upserts of one id both resolve, and the one issued last wins', async () => {
       const jti = id();
       const adapter = t.adapterFor('Session');
