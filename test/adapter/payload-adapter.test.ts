@@ -157,7 +157,7 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
     });
   });
 
-  describe('grant read with its token', () => {
+  describe('grant read with its token', { skip: !onPostgres && 'PostgreSQL only: PGlite reads the grant on its own (see findMany)' }, () => {
     it('a request finding a refresh token gets its grant without another statement, once; the next read goes to the database', async () => {
       const { grantId, rt } = await seedGrant();
       await runInRequestScope({}, async () => {
