@@ -2,6 +2,8 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
+import type { PGlite } from '@electric-sql/pglite';
+import { runPgliteStatement } from './pglite-statements.ts';
 import pg from 'pg';
 import type { Logger } from './logger.ts';
 import { isDeadDatabase, describeDatabaseFailure, outageAwarePgClient } from './pg-outages.ts';
@@ -99,17 +101,21 @@ interface RawClient {
  * cost CPU on every token request). The connection and the query still go through knex's client:
  * on PostgreSQL the circuit breaker, the deadlines and the 503 mapping apply as to any query; on
  * PGlite the one connection is taken from the pool, so the statement never runs inside another
- * caller's open transaction.
+ * caller's open transaction, and it runs as a prepared statement too (infra/pglite-statements.ts).
  */
 export async function runStatement(db: Db, statement: Statement, values: unknown[]): Promise<StatementResult> {
   const client = db.client as unknown as RawClient;
   const connection = await client.acquireConnection();
   try {
+    if (db.kind === 'pglite') {
+      (db.client as unknown as NodeJS.EventEmitter).emit('query', { sql: statement.text, bindings: values, name: statement.name });
+      return await runPgliteStatement(connection as PGlite, statement, values);
+    }
     const { response } = await client.query(connection, {
       sql: statement.text,
       bindings: values,
       method: 'raw',
-      ...(db.kind === 'postgres' ? { options: { name: statement.name } } : {}),
+      options: { name: statement.name },
     });
     return { rows: response.rows, rowCount: response.rowCount ?? response.affectedRows ?? 0 };
   } finally {

@@ -15,20 +15,29 @@ const seen: string[] = [];
 let counting = false;
 
 function countStatements(ts: TestServer) {
-  // PGlite: the one instance the server's knex client holds (the package ships CJS and ESM builds).
-  const target = onPostgres ? pg.Client.prototype : (ts.server.services.db.client as unknown as { pglite: PGlite }).pglite;
-  const proto = target as unknown as { query: (...args: unknown[]) => unknown };
-  const original = proto.query;
-  proto.query = function (this: unknown, ...args: unknown[]) {
-    if (counting) {
-      const q = args[0] as string | { text?: string };
-      seen.push(typeof q === 'string' ? q : (q?.text ?? ''));
-    }
-    return original.apply(this, args);
-  };
-  return () => {
-    proto.query = original;
-  };
+  // PGlite: the one instance the server's knex client holds (query() for knex, execProtocol() for
+  // the prepared statements of infra/pglite-statements.ts).
+  const targets: Array<[object, string]> = onPostgres
+    ? [[pg.Client.prototype, 'query']]
+    : [
+        [(ts.server.services.db.client as unknown as { pglite: PGlite }).pglite, 'query'],
+        [(ts.server.services.db.client as unknown as { pglite: PGlite }).pglite, 'execProtocol'],
+      ];
+  const restores = targets.map(([target, method]) => {
+    const holder = target as Record<string, (...args: unknown[]) => unknown>;
+    const original = holder[method]!;
+    holder[method] = function (this: unknown, ...args: unknown[]) {
+      if (counting) {
+        const q = args[0] as string | { text?: string } | Uint8Array;
+        seen.push(typeof q === 'string' ? q : q instanceof Uint8Array ? Buffer.from(q).toString('latin1') : (q?.text ?? ''));
+      }
+      return original.apply(this, args);
+    };
+    return () => {
+      holder[method] = original;
+    };
+  });
+  return () => restores.forEach((restore) => restore());
 }
 
 /** The statements `work` sent, with the ones about tokens and accounts counted apart. */
@@ -78,8 +87,10 @@ describe(`database round trips per token request (${onPostgres ? 'PostgreSQL' : 
       response_types: [],
       introspection_allowed: true,
     });
-    // Warm: the client registry's cache and the keys are loaded once, not per request.
-    await post('/token', client, { grant_type: 'client_credentials' });
+    // Warm: the client registry's cache and the keys are loaded once, and each statement is
+    // prepared once per connection, not per request.
+    const warm = await post('/token', client, { grant_type: 'client_credentials' });
+    await post('/token/introspection', client, { token: warm.body.access_token as string });
     let token = '';
     const issue = await statementsOf(async () => {
       const res = await post('/token', client, { grant_type: 'client_credentials' });
