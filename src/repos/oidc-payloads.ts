@@ -108,9 +108,10 @@ export function createOidcPayloadsRepo(db: Db) {
       if (valid.length === 0) return new Map();
       const models = valid.map(([model]) => model);
       const ids = valid.map(([, id]) => id);
-      // PGlite plans every statement again, in this process, and each table joined costs about
-      // as much as a lookup of its own: there the rows come alone and the grant and account are
-      // read when asked. PostgreSQL plans the prepared statement once per connection.
+      // On PGlite the database runs in this process, where the two joins cost about what a lookup
+      // of their own does (measured: 1.3-1.6 ms against 0.6-1.0 ms plain), and an introspection
+      // would pay them for nothing: there the rows come alone and the grant and account are read
+      // when asked. On PostgreSQL the joins save two round trips of a refresh.
       const { rows } =
         db.kind === 'pglite'
           ? await runStatement(db, statements.findManyPlain, [models, ids])
