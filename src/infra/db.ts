@@ -2,6 +2,8 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
+import type { PGlite } from '@electric-sql/pglite';
+import { runPgliteStatement } from './pglite-statements.ts';
 import pg from 'pg';
 import type { Logger } from './logger.ts';
 import { isDeadDatabase, describeDatabaseFailure, outageAwarePgClient } from './pg-outages.ts';
@@ -70,6 +72,55 @@ export function createDb(settings: DbSettings): Db {
     acquireConnectionTimeout: 60_000,
   });
   return Object.assign(db, { kind: 'pglite' as const });
+}
+
+/**
+ * A statement of the hot token path: fixed text (batches pass arrays or one JSON document, never a
+ * varying number of placeholders), so PostgreSQL parses and plans it once per connection, by name.
+ */
+export interface Statement {
+  name: string;
+  text: string;
+}
+
+export interface StatementResult {
+  rows: Array<Record<string, unknown>>;
+  rowCount: number;
+}
+
+interface RawClient {
+  acquireConnection(): Promise<unknown>;
+  releaseConnection(connection: unknown): Promise<void>;
+  query(connection: unknown, obj: { sql: string; bindings: unknown[]; method: 'raw'; options?: { name: string } }): Promise<{
+    response: { rows: Array<Record<string, unknown>>; rowCount?: number | null; affectedRows?: number };
+  }>;
+}
+
+/**
+ * Runs `statement` on a connection of knex's pool without the query builder (whose SQL compiling
+ * cost CPU on every token request). The connection and the query still go through knex's client:
+ * on PostgreSQL the circuit breaker, the deadlines and the 503 mapping apply as to any query; on
+ * PGlite the one connection is taken from the pool, so the statement never runs inside another
+ * caller's open transaction, and it runs as a prepared statement too (infra/pglite-statements.ts).
+ */
+export async function runStatement(db: Db, statement: Statement, values: unknown[]): Promise<StatementResult> {
+  const client = db.client as unknown as RawClient;
+  const connection = await client.acquireConnection();
+  try {
+    if (db.kind === 'pglite') {
+      (db.client as unknown as NodeJS.EventEmitter).emit('query', { sql: statement.text, bindings: values, name: statement.name });
+      return await runPgliteStatement(connection as PGlite, statement, values);
+    }
+    const { response } = await client.query(connection, {
+      sql: statement.text,
+      bindings: values,
+      method: 'raw',
+      options: { name: statement.name },
+    });
+    return { rows: response.rows, rowCount: response.rowCount ?? response.affectedRows ?? 0 };
+  } finally {
+    await client.releaseConnection(connection);
+  }
 }
 
 const silentLogger = { error() {}, warn() {}, info() {}, debug() {} } as unknown as Logger;

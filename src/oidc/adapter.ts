@@ -9,6 +9,8 @@ export interface ClientSource {
 }
 import type { OidcPayloadsRepo, StoredPayload } from '../repos/oidc-payloads.ts';
 import { currentRequestScope } from '../infra/request-scope.ts';
+import { offerToRequest, takeFromRequest } from '../infra/request-prefetch.ts';
+import { prefetchedAccountKey } from '../domain/authn/accounts.ts';
 import { createLookupBatcher, type LookupBatcher } from './lookup-batcher.ts';
 
 // Models whose double use must revoke the grant: a code or refresh token redeemed twice.
@@ -45,6 +47,8 @@ export const DIGESTED_MODELS = new Set([
 
 /** Keyed digest of a bearer value (SecretBox.digest with a fixed purpose). */
 export type TokenDigest = (value: string) => string;
+
+const prefetchedGrantKey = (grantId: string) => `oidc-grant:${grantId}`;
 
 function epoch(d: Date): number {
   return Math.floor(d.getTime() / 1000);
@@ -91,7 +95,13 @@ class PayloadAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const found = this.#out(await this.lookups.find(this.model, this.key(id)));
+    const stored =
+      (this.model === 'Grant' ? takeFromRequest<StoredPayload>(prefetchedGrantKey(id)) : undefined) ??
+      (await this.lookups.find(this.model, this.key(id)));
+    // A token's grant and account, read with it: this request's next reads take them (once).
+    if (stored?.grant) offerToRequest(prefetchedGrantKey(stored.grant.id), stored.grant);
+    if (stored?.account) offerToRequest(prefetchedAccountKey(stored.account.id), stored.account);
+    const found = this.#out(stored);
     // The stored payload of a bearer model has no jti: the presented value is it.
     const payload: AdapterPayload | undefined = found && this.digested ? { ...found, jti: id } : found;
     const subjectGrantId = payload?.[SUBJECT_GRANT_ID];

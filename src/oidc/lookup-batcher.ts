@@ -8,11 +8,17 @@ interface Pending {
 
 const MAX_BATCH = 200;
 
+// What the provider reads right after finding one of these: the grant (redemption, refresh,
+// introspection, userinfo) and, for a code or a refresh token, the account. They come with the row.
+const WITH_GRANT = ['AccessToken', 'RefreshToken', 'AuthorizationCode'];
+const WITH_ACCOUNT = ['RefreshToken', 'AuthorizationCode'];
+
 /**
  * Coalesces the adapter's find() calls made in the same turn of the event loop into one query.
  * The provider looks an opaque token up under several models at once (introspection tries
  * AccessToken, ClientCredentials and RefreshToken), and concurrent requests look up tokens side by
  * side; one round trip serves them all. Nothing is cached: each call still reads the database.
+ * A token's grant and account come with it (see WITH_GRANT), for the same request only.
  */
 export function createLookupBatcher(repo: OidcPayloadsRepo) {
   let pending: Pending[] = [];
@@ -20,7 +26,7 @@ export function createLookupBatcher(repo: OidcPayloadsRepo) {
 
   async function flush(batch: Pending[]) {
     try {
-      const found = await repo.findMany(batch.map((p) => p.key));
+      const found = await repo.findMany(batch.map((p) => p.key), WITH_GRANT, WITH_ACCOUNT);
       for (const p of batch) p.resolve(found.get(`${p.key[0]}\0${p.key[1]}`));
     } catch (err) {
       for (const p of batch) p.reject(err);

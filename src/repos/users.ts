@@ -27,6 +27,17 @@ export interface UserRow {
 export type NewUser = Pick<UserRow, 'id' | 'tenant_id' | 'email'> &
   Partial<Pick<UserRow, 'email_verified' | 'password_hash' | 'password_unverified_owner' | 'given_name' | 'family_name' | 'locale' | 'timezone' | 'status'>>;
 
+const TIMESTAMP_COLUMNS = ['locked_until', 'last_login_at', 'password_changed_at', 'created_at', 'updated_at'] as const;
+
+/** A users row read as JSON (to_jsonb, see repos/payload-statements.ts) with its timestamps as Dates again. */
+export function userFromJson(json: Record<string, unknown>): UserRow {
+  const row = { ...json } as Record<string, unknown>;
+  for (const column of TIMESTAMP_COLUMNS) {
+    if (typeof row[column] === 'string') row[column] = new Date(row[column] as string);
+  }
+  return row as unknown as UserRow;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function createUsersRepo(db: Knex) {

@@ -6,6 +6,7 @@ import { errors, type AdapterPayload } from 'oidc-provider';
 import type { KeyService } from '../../src/domain/keys/keys.ts';
 import { createLogger } from '../../src/infra/logger.ts';
 import { createSweeper } from '../../src/oidc/sweeper.ts';
+import { runInRequestScope } from '../../src/infra/request-scope.ts';
 import { DIGESTED_MODELS } from '../../src/oidc/adapter.ts';
 import { allRowsAsText, createTestDb, type TestDb } from '../helpers/db.ts';
 import { onPostgres } from '../helpers/server.ts';
@@ -70,6 +71,117 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
         const found = results[i] as AdapterPayload | undefined;
         if (stored.get(jti) === model) assert.equal(found?.jti, jti, `${model} ${jti} found`);
         else assert.equal(found, undefined, `${jti} is not a ${model}`);
+      });
+    });
+  });
+
+  describe('write batching', () => {
+    /** Statements sent to the database while `work` runs (knex emits every one, prepared or built). */
+    async function statementsDuring(work: () => Promise<unknown>) {
+      let n = 0;
+      const onQuery = () => n++;
+      t.db.on('query', onQuery);
+      try {
+        await work();
+      } finally {
+        t.db.off('query', onQuery);
+      }
+      return n;
+    }
+
+    it('concurrent upserts share one statement, and each is stored when its promise resolves', async () => {
+      const jtis = Array.from({ length: 20 }, () => id());
+      const statements = await statementsDuring(() =>
+        Promise.all(
+          jtis.map(async (jti, n) => {
+            await t.adapterFor('AccessToken').upsert(jti, { jti, kind: 'AccessToken', n }, 3600);
+            // Resolved: the row is committed, visible to any other connection.
+            assert.equal(await count({ model: 'AccessToken', id: t.storedId('AccessToken', jti) }), 1);
+          }),
+        ),
+      );
+      assert.ok(statements <= 1 + jtis.length, `one upsert statement, then the ${jtis.length} checks (${statements} sent)`);
+      for (const [n, jti] of jtis.entries()) assert.equal((await t.adapterFor('AccessToken').find(jti))?.n, n);
+    });
+
+    it('concurrent consumes and upserts share one statement; each consume learns whether it won', async () => {
+      const fresh = Array.from({ length: 8 }, () => id());
+      const used = id();
+      const adapter = t.adapterFor('RefreshToken');
+      for (const jti of [...fresh, used]) await adapter.upsert(jti, { jti, kind: 'RefreshToken' }, 3600);
+      await adapter.consume(used);
+      const newcomers = Array.from({ length: 8 }, () => id());
+      let outcomes: PromiseSettledResult<unknown>[] = [];
+      const statements = await statementsDuring(async () => {
+        outcomes = await Promise.allSettled([
+          ...fresh.map((jti) => t.payloads.consume('RefreshToken', t.storedId('RefreshToken', jti))),
+          t.payloads.consume('RefreshToken', t.storedId('RefreshToken', used)),
+          ...newcomers.map((jti) => adapter.upsert(jti, { jti, kind: 'RefreshToken' }, 3600)),
+        ]);
+      });
+      assert.equal(statements, 1, 'one statement for 9 consumes and 8 upserts');
+      assert.deepEqual(
+        outcomes.slice(0, 9).map((o) => (o as PromiseFulfilledResult<boolean>).value),
+        [...fresh.map(() => true), false],
+        'each fresh token is consumed by its call; the used one is not consumed again',
+      );
+      for (const jti of fresh) assert.equal(typeof (await adapter.find(jti))?.consumed, 'number');
+      for (const jti of newcomers) assert.equal((await adapter.find(jti))?.consumed, undefined);
+    });
+
+    it('two concurrent upserts of one id both resolve, and the one issued last wins', async () => {
+      const jti = id();
+      const adapter = t.adapterFor('Session');
+      await Promise.all([
+        adapter.upsert(jti, { jti, kind: 'Session', version: 1 }, 3600),
+        adapter.upsert(jti, { jti, kind: 'Session', version: 2 }, 3600),
+        adapter.upsert(jti, { jti, kind: 'Session', version: 3 }, 3600),
+      ]);
+      assert.equal((await adapter.find(jti))?.version, 3);
+      assert.equal(await count({ model: 'Session', id: jti }), 1);
+    });
+
+    it('a NUL payload among concurrent upserts fails alone; the others are stored', async () => {
+      const good = [id(), id()];
+      const bad = id();
+      const adapter = t.adapterFor('RefreshToken');
+      const outcomes = await Promise.allSettled([
+        adapter.upsert(good[0]!, { jti: good[0], kind: 'RefreshToken' }, 3600),
+        adapter.upsert(bad, { jti: bad, kind: 'RefreshToken', nonce: 'x\u0000' }, 3600),
+        adapter.upsert(good[1]!, { jti: good[1], kind: 'RefreshToken' }, 3600),
+      ]);
+      assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
+      assert.ok(await adapter.find(good[0]!));
+      assert.ok(await adapter.find(good[1]!));
+      assert.equal(await adapter.find(bad), undefined);
+    });
+  });
+
+  describe('grant read with its token', { skip: !onPostgres && 'PostgreSQL only: PGlite reads the grant on its own (see findMany)' }, () => {
+    it('a request finding a refresh token gets its grant without another statement, once; the next read goes to the database', async () => {
+      const { grantId, rt } = await seedGrant();
+      await runInRequestScope({}, async () => {
+        assert.ok(await t.adapterFor('RefreshToken').find(rt));
+        // Revoked meanwhile (another instance): the read taken with the token is the one handed out ...
+        await t.db('oidc_payloads').where({ model: 'Grant', id: grantId }).delete();
+        let n = 0;
+        const onQuery = () => n++;
+        t.db.on('query', onQuery);
+        const grant = await t.adapterFor('Grant').find(grantId);
+        t.db.off('query', onQuery);
+        assert.equal(grant?.jti, grantId);
+        assert.equal(n, 0, 'no statement for the grant read with the token');
+        // ... and only once: the request's next read sees the revocation.
+        assert.equal(await t.adapterFor('Grant').find(grantId), undefined);
+      });
+      // Another request never sees this request's reads.
+      const other = await seedGrant();
+      await runInRequestScope({}, async () => {
+        assert.ok(await t.adapterFor('RefreshToken').find(other.rt));
+      });
+      await t.db('oidc_payloads').where({ model: 'Grant', id: other.grantId }).delete();
+      await runInRequestScope({}, async () => {
+        assert.equal(await t.adapterFor('Grant').find(other.grantId), undefined);
       });
     });
   });

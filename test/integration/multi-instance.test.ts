@@ -67,6 +67,49 @@ describe('two instances behind one load balancer', { skip: !shared && 'needs Pos
     assert.equal(again.tokens.claims()!.sub, user.id);
   });
 
+  it('one refresh token presented to both instances at once: exactly one wins, and the reuse revokes the grant everywhere', async () => {
+    const user = await createUser(a);
+    const client = await registerClient(a, {}, true);
+    const configA = await rpConfig(a, client);
+    const configB = await viaB(client);
+    const { tokens } = await signIn(a, configA, user, { scope: 'openid offline_access', prompt: 'consent' });
+    const outcomes = await Promise.allSettled([
+      oidc.refreshTokenGrant(configA, tokens.refresh_token!),
+      oidc.refreshTokenGrant(configB, tokens.refresh_token!),
+    ]);
+    const won = outcomes.filter((o) => o.status === 'fulfilled');
+    const lost = outcomes.filter((o) => o.status === 'rejected');
+    assert.equal(won.length, 1, 'exactly one redemption wins');
+    assert.equal(((lost[0] as PromiseRejectedResult).reason as oidc.ResponseBodyError).error, 'invalid_grant');
+    // The loser was a reuse: the winner's new tokens are revoked with the grant, on both instances.
+    const winner = (won[0] as PromiseFulfilledResult<oidc.TokenEndpointResponse>).value;
+    for (const config of [configA, configB]) {
+      assert.equal((await oidc.tokenIntrospection(config, winner.access_token)).active, false);
+      await assert.rejects(oidc.refreshTokenGrant(config, winner.refresh_token!), (e: oidc.ResponseBodyError) => e.error === 'invalid_grant');
+    }
+  });
+
+  it('a revocation on A is effective on B at once; an account suspended in the database stops refreshes on B at once', async () => {
+    const user = await createUser(a);
+    const client = await registerClient(a, {}, true);
+    const configA = await rpConfig(a, client);
+    const configB = await viaB(client);
+    const { tokens } = await signIn(a, configA, user, { scope: 'openid offline_access', prompt: 'consent' });
+    // B reads the token (and with it its grant and account) right before A revokes it.
+    assert.equal((await oidc.tokenIntrospection(configB, tokens.access_token)).active, true);
+    await oidc.tokenRevocation(configA, tokens.access_token);
+    assert.equal((await oidc.tokenIntrospection(configB, tokens.access_token)).active, false);
+    // Revoking an access token revokes its grant (oidc-provider), so the refresh token is dead on B too.
+    await assert.rejects(oidc.refreshTokenGrant(configB, tokens.refresh_token!), (e: oidc.ResponseBodyError) => e.error === 'invalid_grant');
+
+    // No token is revoked here: only the account's status changes, behind both instances' backs.
+    const { tokens: fresh } = await signIn(a, configA, user, { scope: 'openid offline_access', prompt: 'consent' });
+    const rotated = await oidc.refreshTokenGrant(configB, fresh.refresh_token!);
+    await a.server.services.db('users').where({ id: user.id }).update({ status: 'suspended' });
+    await assert.rejects(oidc.refreshTokenGrant(configB, rotated.refresh_token!), (e: oidc.ResponseBodyError) => e.error === 'invalid_grant');
+    await assert.rejects(oidc.refreshTokenGrant(configA, rotated.refresh_token!), (e: oidc.ResponseBodyError) => e.error === 'invalid_grant');
+  });
+
   it('a client change on one instance takes effect on the other at once', async () => {
     const client = await registerClient(a, { grant_types: ['client_credentials'], redirect_uris: [], response_types: [] });
     const configB = await viaB(client);

@@ -5,10 +5,14 @@ import type { Knex } from 'knex';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import { userPayload, type EventRecorder } from '../events/events.ts';
 import { runDetached } from '../detached.ts';
+import { takeFromRequest } from '../../infra/request-prefetch.ts';
 import type { FactorType } from '../../repos/mfa-factors.ts';
 import type { UserRow, UsersRepo } from '../../repos/users.ts';
 
 export const DEFAULT_TENANT = 'default';
+
+/** Under which key a users row read ahead for this request waits (infra/request-prefetch.ts). */
+export const prefetchedAccountKey = (id: string) => `account:${id}`;
 
 /**
  * The sign-in failure counter of an address in the ephemeral store. Failures are counted per
@@ -274,7 +278,8 @@ export function createAccounts(deps: {
     },
 
     async findActive(id: string): Promise<UserRow | undefined> {
-      const user = await users.findById(id);
+      // A refresh token or code is read together with its account (oidc/lookup-batcher.ts).
+      const user = takeFromRequest<UserRow>(prefetchedAccountKey(id)) ?? (await users.findById(id));
       return user?.status === 'active' ? user : undefined;
     },
   };

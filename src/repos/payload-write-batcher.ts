@@ -1,0 +1,110 @@
+/** One row of an upsert, as the batch statement takes it (see payload-statements.ts, writeMany). */
+export interface UpsertRow {
+  model: string;
+  id: string;
+  /** The payload already as JSON text (checked for NUL by the caller). */
+  payloadJson: string;
+  grant_id: string | null;
+  uid: string | null;
+  user_code: string | null;
+  account_id: string | null;
+  expires_at: string | null;
+}
+
+/** The writes of one batch; `consumed` answers which of the consumes marked their row. */
+export interface WriteBatch {
+  upserts: UpsertRow[];
+  consumes: Array<{ model: string; id: string }>;
+}
+
+type Pending =
+  | { kind: 'upsert'; row: UpsertRow; resolve(value: boolean): void; reject(err: unknown): void }
+  | { kind: 'consume'; row: { model: string; id: string }; resolve(value: boolean): void; reject(err: unknown): void };
+
+const MAX_BATCH = 200;
+
+/** The upserts as one JSON document; each payload is spliced in as it is, never parsed and encoded again. */
+export function rowsAsJson(rows: UpsertRow[]): string {
+  const parts = rows.map(
+    (r) =>
+      `{"model":${JSON.stringify(r.model)},"id":${JSON.stringify(r.id)},"payload":${r.payloadJson},` +
+      `"grant_id":${JSON.stringify(r.grant_id)},"uid":${JSON.stringify(r.uid)},"user_code":${JSON.stringify(r.user_code)},` +
+      `"account_id":${JSON.stringify(r.account_id)},"expires_at":${JSON.stringify(r.expires_at)}}`,
+  );
+  return `[${parts.join(',')}]`;
+}
+
+const keyOf = (row: { model: string; id: string }) => `${row.model}\0${row.id}`;
+
+/**
+ * Coalesces the writes of the token path issued in the same turn of the event loop (concurrent
+ * token requests) into one statement: the upserts as one multi-row INSERT ... ON CONFLICT, the
+ * consumes as one conditional UPDATE, one round trip for all. Every caller resolves only once
+ * the statement holding its row has committed, and fails if it failed; a consume learns whether
+ * it was the one that marked its row. A key already in the batch waits for the next one (one
+ * statement cannot change a row twice, and the later write must land later), so two concurrent
+ * consumes of one token still run one after the other and exactly one wins.
+ */
+export function createWriteBatcher(write: (batch: WriteBatch) => Promise<Set<string>>) {
+  let pending: Pending[] = [];
+  let scheduled = false;
+
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(drain);
+    }
+  };
+
+  async function flush(batch: Pending[]) {
+    try {
+      const consumed = await write({
+        upserts: batch.flatMap((p) => (p.kind === 'upsert' ? [p.row] : [])),
+        consumes: batch.flatMap((p) => (p.kind === 'consume' ? [p.row] : [])),
+      });
+      for (const p of batch) p.resolve(p.kind === 'consume' ? consumed.has(keyOf(p.row)) : true);
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
+  }
+
+  function drain() {
+    scheduled = false;
+    const all = pending;
+    pending = [];
+    const batch: Pending[] = [];
+    const later: Pending[] = [];
+    const keys = new Set<string>();
+    for (const p of all) {
+      const key = keyOf(p.row);
+      if (batch.length >= MAX_BATCH || keys.has(key)) later.push(p);
+      else {
+        keys.add(key);
+        batch.push(p);
+      }
+    }
+    const done = flush(batch);
+    if (later.length) {
+      // Same-key writes land in the order they were issued: the rest goes after this batch committed.
+      void done.then(() => {
+        pending = later.concat(pending);
+        schedule();
+      });
+    }
+  }
+
+  function enqueue(p: Pending) {
+    pending.push(p);
+    schedule();
+  }
+
+  return {
+    upsert(row: UpsertRow): Promise<void> {
+      return new Promise<boolean>((resolve, reject) => enqueue({ kind: 'upsert', row, resolve, reject })).then(() => undefined);
+    },
+    /** True when this call marked the row consumed, false when it already was (or is not there). */
+    consume(model: string, id: string): Promise<boolean> {
+      return new Promise((resolve, reject) => enqueue({ kind: 'consume', row: { model, id }, resolve, reject }));
+    },
+  };
+}
