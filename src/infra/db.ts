@@ -6,6 +6,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import { runPgliteStatement } from './pglite-statements.ts';
 import pg from 'pg';
 import type { Logger } from './logger.ts';
+import { activeTracing } from './tracing.ts';
 import { isDeadDatabase, describeDatabaseFailure, outageAwarePgClient } from './pg-outages.ts';
 import { createStoreBreaker } from './store-outage.ts';
 
@@ -104,6 +105,11 @@ interface RawClient {
  * caller's open transaction, and it runs as a prepared statement too (infra/pglite-statements.ts).
  */
 export async function runStatement(db: Db, statement: Statement, values: unknown[]): Promise<StatementResult> {
+  const tracing = activeTracing();
+  return tracing ? tracing.querySpan(statement.text, () => runUntraced(db, statement, values)) : runUntraced(db, statement, values);
+}
+
+async function runUntraced(db: Db, statement: Statement, values: unknown[]): Promise<StatementResult> {
   const client = db.client as unknown as RawClient;
   const connection = await client.acquireConnection();
   try {

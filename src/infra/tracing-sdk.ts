@@ -70,6 +70,21 @@ export function createSdkTracing(settings: TracingSettings, logger: Logger): Tra
 
   const outgoing = traceOutgoingFetch(tracer, currentParent);
 
+  /** A database CLIENT span named by operation and table: never the SQL text or its values. */
+  const startQuerySpan = (sql: string | undefined, parent: Context): Span => {
+    const { operation, table } = describeSql(sql);
+    const attributes: Attributes = { [ATTR_DB_SYSTEM_NAME]: 'postgresql', 'db.system': 'postgresql', [ATTR_DB_OPERATION_NAME]: operation };
+    if (table) attributes[ATTR_DB_COLLECTION_NAME] = table;
+    return tracer.startSpan(table ? `${operation} ${table}` : operation, { kind: SpanKind.CLIENT, attributes }, parent);
+  };
+  const endFailedQuerySpan = (span: Span, err: unknown) => {
+    // The SQLSTATE, not the message: "Key (email)=(…) already exists" carries the values.
+    const code = (err as { code?: unknown })?.code;
+    span.setAttribute(ATTR_ERROR_TYPE, typeof code === 'string' ? code : 'error');
+    span.setStatus({ code: SpanStatusCode.ERROR });
+    span.end();
+  };
+
   return {
     startServerSpan(request): ServerSpan {
       const parent = request.parentSpanId
@@ -114,10 +129,7 @@ export function createSdkTracing(settings: TracingSettings, logger: Logger): Tra
       db.on('query', (query: KnexQuery) => {
         const parent = currentParent();
         if (!parent || !query.__knexQueryUid) return;
-        const { operation, table } = describeSql(query.sql);
-        const attributes: Attributes = { [ATTR_DB_SYSTEM_NAME]: 'postgresql', 'db.system': 'postgresql', [ATTR_DB_OPERATION_NAME]: operation };
-        if (table) attributes[ATTR_DB_COLLECTION_NAME] = table;
-        open.set(query.__knexQueryUid, tracer.startSpan(table ? `${operation} ${table}` : operation, { kind: SpanKind.CLIENT, attributes }, parent));
+        open.set(query.__knexQueryUid, startQuerySpan(query.sql, parent));
       });
       db.on('query-response', (_response: unknown, query: KnexQuery) => {
         const span = query.__knexQueryUid ? open.get(query.__knexQueryUid) : undefined;
@@ -129,12 +141,24 @@ export function createSdkTracing(settings: TracingSettings, logger: Logger): Tra
         const span = query?.__knexQueryUid ? open.get(query.__knexQueryUid) : undefined;
         if (!span) return;
         open.delete(query.__knexQueryUid!);
-        // The SQLSTATE, not the message: "Key (email)=(…) already exists" carries the values.
-        const code = (err as { code?: unknown })?.code;
-        span.setAttribute(ATTR_ERROR_TYPE, typeof code === 'string' ? code : 'error');
-        span.setStatus({ code: SpanStatusCode.ERROR });
-        span.end();
+        endFailedQuerySpan(span, err);
       });
+    },
+
+    querySpan(sql, work) {
+      const parent = currentParent();
+      if (!parent) return work();
+      const span = startQuerySpan(sql, parent);
+      return work().then(
+        (result) => {
+          span.end();
+          return result;
+        },
+        (err: unknown) => {
+          endFailedQuerySpan(span, err);
+          throw err;
+        },
+      );
     },
 
     inSpan(name, work) {

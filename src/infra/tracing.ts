@@ -44,6 +44,11 @@ export interface Tracing {
   }): ServerSpan;
   /** CLIENT spans for the queries of `db` (operation and table only, never SQL values). */
   traceQueries(db: Knex): void;
+  /**
+   * A CLIENT span around a statement run outside knex's query builder (the prepared token-path
+   * statements of infra/db.ts runStatement), named like traceQueries' spans: operation and table.
+   */
+  querySpan<T>(sql: string, work: () => Promise<T>): Promise<T>;
   /** An INTERNAL span around `work`, when there is a trace to add it to. */
   inSpan<T>(name: string, work: () => Promise<T>): Promise<T>;
   /** Exports what is buffered and stops. */

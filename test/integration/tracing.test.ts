@@ -114,6 +114,7 @@ describe('OpenTelemetry tracing', () => {
     let accessToken = '';
     const token = { ...traceparent(), answer: { version: '', traceId: '', spanId: '', flags: '' } };
     const create = { ...traceparent(), answer: { version: '', traceId: '', spanId: '', flags: '' }, status: 0 };
+    const opaque = traceparent();
     const unsampled = { ...traceparent(), answer: { version: '', traceId: '', spanId: '', flags: '' } };
     const failing = { ...traceparent(), answer: { version: '', traceId: '', spanId: '', flags: '' }, status: 0, id: randomUUID() };
 
@@ -147,6 +148,15 @@ describe('OpenTelemetry tracing', () => {
       assert.equal(tokenRes.status, 200);
       accessToken = ((await tokenRes.json()) as { access_token: string }).access_token;
       token.answer = traceresponseOf(tokenRes);
+
+      // An opaque token (no resource): its row is written by the token path's prepared statement.
+      const opaqueRes = await fetch(new URL('/token', ts.issuer), {
+        method: 'POST',
+        headers: { authorization: basic(ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET), 'content-type': 'application/x-www-form-urlencoded', traceparent: `00-${opaque.traceId}-${opaque.parent}-01` },
+        body: new URLSearchParams({ grant_type: 'client_credentials' }).toString(),
+      });
+      assert.equal(opaqueRes.status, 200, await opaqueRes.clone().text());
+      await opaqueRes.arrayBuffer();
 
       // A user with a password: database writes, argon2, and the breached-password check.
       const createRes = await fetch(new URL('/api/v1/users', ts.issuer), {
@@ -230,6 +240,10 @@ describe('OpenTelemetry tracing', () => {
       const ids = new Set(spans.filter((s) => s.traceId === create.traceId).map((s) => s.spanId));
       for (const q of queries) assert.ok(q.parentSpanId === createSpan.spanId || ids.has(q.parentSpanId!), q.name);
       assert.ok(spans.some((s) => s.traceId === token.traceId && attributesOf(s)['db.system.name'] === 'postgresql'), 'the token request\'s queries too');
+      // The token path's prepared statements (infra/db.ts runStatement) are spans like the rest.
+      const payloadSpans = spans.filter((s) => s.traceId === opaque.traceId && attributesOf(s)['db.collection.name'] === 'oidc_payloads');
+      assert.ok(payloadSpans.length > 0, `the token row's statement among ${spans.filter((s) => s.traceId === opaque.traceId).map((s) => s.name).join(', ')}`);
+      assert.equal(payloadSpans[0]!.kind, CLIENT);
     });
 
     it('outgoing calls are CLIENT spans and carry the trace onward; argon2 hashing is a span', () => {
