@@ -1,0 +1,100 @@
+/**
+ * EXPLAIN (ANALYZE, BUFFERS) of the hot oidc_payloads statements, in the shapes src/repos/oidc-payloads.ts
+ * sends them (Knex's SQL for find, consume, upsert, revokeByGrantId, findByUid and the sweeper's
+ * delete), against rows picked at random from the table. Writes run inside a transaction that is
+ * rolled back, so the table is left as it was. Used by the bench's scale mode (bench/scale.ts).
+ */
+import type pg from 'pg';
+
+export interface Plan {
+  name: string;
+  sql: string;
+  params: unknown[];
+  plan: string[];
+}
+
+/** The lines of a plan worth quoting: node types with their index, timings, buffers, row counts. */
+export function keyLines(plan: string[]): string[] {
+  return plan.filter((l) => /Scan|Update on|Delete on|Insert on|Conflict|Limit|Buffers: shared|Execution Time|Semi Join|Nested Loop|Sort|Hash/.test(l));
+}
+
+// One sample of each kind of row the hot paths read, chosen at random (about 0.01% of the pages).
+const SAMPLE = `
+  select model, id, grant_id, uid from oidc_payloads tablesample system (0.05)
+  where model = $1 and (expires_at is null or expires_at > now()) and ($2::boolean or consumed_at is null)
+  limit 1`;
+
+async function sample(client: pg.ClientBase, model: string, consumedOk = true) {
+  for (let tries = 0; tries < 20; tries++) {
+    const { rows } = await client.query<{ model: string; id: string; grant_id: string | null; uid: string | null }>(SAMPLE, [model, consumedOk]);
+    if (rows[0]) return rows[0];
+  }
+  throw new Error(`plans: no live ${model} row found to explain with`);
+}
+
+export async function explainHotQueries(client: pg.ClientBase, sweepGraceSeconds = 60, sweepBatch = 1000): Promise<Plan[]> {
+  const at = await sample(client, 'AccessToken');
+  const rt = await sample(client, 'RefreshToken', false);
+  const session = await sample(client, 'Session');
+  const grantId = rt.grant_id!;
+  const statements: Array<Omit<Plan, 'plan'>> = [
+    {
+      name: 'find by model+id (AccessToken: introspection, findMany of one key)',
+      sql: `select "model", "id", "payload", "consumed_at" from "oidc_payloads" where ("model", "id") in (($1, $2)) and (expires_at is null or expires_at > now())`,
+      params: ['AccessToken', at.id],
+    },
+    {
+      name: 'consume (RefreshToken: refresh)',
+      sql: `update "oidc_payloads" set "consumed_at" = CURRENT_TIMESTAMP where "model" = $1 and "id" = $2 and "consumed_at" is null returning "id"`,
+      params: ['RefreshToken', rt.id],
+    },
+    {
+      name: 'upsert (a new AccessToken: every token grant)',
+      sql:
+        `insert into "oidc_payloads" ("account_id", "expires_at", "grant_id", "id", "model", "payload", "uid", "user_code") ` +
+        `values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict ("model", "id") do update set ` +
+        `"payload" = excluded."payload", "grant_id" = excluded."grant_id", "uid" = excluded."uid", "user_code" = excluded."user_code", ` +
+        `"account_id" = excluded."account_id", "expires_at" = excluded."expires_at"`,
+      params: [null, new Date(Date.now() + 3_600_000), grantId, `plan-${Date.now()}-0123456789abcdefghijklmnopq`, 'AccessToken', '{"kind":"AccessToken"}', null, null],
+    },
+    {
+      name: 'revokeByGrantId, one model (the provider revokes model by model)',
+      sql: `delete from "oidc_payloads" where ("model", "id") in (select "model", "id" from "oidc_payloads" where "grant_id" = $1 and "model" = $2 limit $3)`,
+      params: [grantId, 'RefreshToken', 500],
+    },
+    {
+      name: 'revokeByGrantId, every model (reuse detection, session end)',
+      sql: `delete from "oidc_payloads" where ("model", "id") in (select "model", "id" from "oidc_payloads" where "grant_id" = $1 limit $2)`,
+      params: [grantId, 500],
+    },
+    {
+      name: 'findByUid (Session: every request with a session cookie)',
+      sql: `select "payload", "consumed_at" from "oidc_payloads" where "model" = $1 and "uid" = $2 and (expires_at is null or expires_at > now()) limit $3`,
+      params: ['Session', session.uid, 1],
+    },
+    {
+      name: `sweeper: one batch of its delete (${sweepBatch} rows expired over ${sweepGraceSeconds} s ago)`,
+      sql:
+        `delete from "oidc_payloads" where ("model", "id") in (select "model", "id" from "oidc_payloads" ` +
+        `where expires_at < now() - make_interval(secs => $1) limit $2)`,
+      params: [sweepGraceSeconds, sweepBatch],
+    },
+  ];
+  const plans: Plan[] = [];
+  for (const st of statements) {
+    await client.query('begin');
+    try {
+      const { rows } = await client.query<{ 'QUERY PLAN': string }>(`explain (analyze, buffers) ${st.sql}`, st.params);
+      plans.push({ ...st, plan: rows.map((r) => r['QUERY PLAN']) });
+    } finally {
+      await client.query('rollback');
+    }
+  }
+  return plans;
+}
+
+export function formatPlans(plans: Plan[]): string {
+  return plans
+    .map((p) => `-- ${p.name}\n-- ${p.sql}\n-- params: ${JSON.stringify(p.params)}\n${p.plan.join('\n')}\n`)
+    .join('\n');
+}
