@@ -20,6 +20,7 @@ import { configSchema } from '../src/config/schema.ts';
 import { Browser, basicAuth, codeFlow, FlowError, type FlowTarget } from './flows.ts';
 import { profileFile, summarize } from './profile-summary.ts';
 import { connectionSettings } from './options.ts';
+import { printScale, runScale } from './scale.ts';
 import { createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
 import {
   MemoryWindow,
@@ -66,6 +67,11 @@ interface Settings {
   genConcurrency: number;
   check: boolean;
   profile: boolean;
+  /** Scale mode (bench/scale.ts) when set: rows to grow oidc_payloads to. */
+  scale: number | undefined;
+  scaleBase: number;
+  scaleExpired: number;
+  sweepInterval: number;
 }
 
 const HELP = `npm run bench -- [options]   (or: node bench/run.ts [options] after npm run build)
@@ -85,6 +91,14 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.ts [options] afte
   --check                          exit 1 when a target is missed
   --profile                        write our server's CPU profile (node --cpu-prof) next to the results
                                    and print where its time went (bench/profile-summary.ts)
+
+scale mode (instead of the scenarios above; postgres only; see bench/README.md "Scale"):
+  --scale=ROWS                     grow oidc_payloads to ROWS realistic rows (bench/seed-scale.ts) and
+                                   measure introspection and refresh there and at --scale-base, explain
+                                   the hot queries, then the sweeper under load (e.g. --scale=10000000)
+  --scale-base=ROWS                the small table measured first (default 10000)
+  --scale-expired=PERCENT          families of rows seeded past every expiry (default 10)
+  --sweep-interval=SECONDS         SWEEP_INTERVAL_SECONDS of the sweeper phase (default 10)
 `;
 
 function settingsFromArgs(): Settings {
@@ -100,6 +114,10 @@ function settingsFromArgs(): Settings {
       'gen-concurrency': { type: 'string' },
       check: { type: 'boolean' },
       profile: { type: 'boolean' },
+      scale: { type: 'string' },
+      'scale-base': { type: 'string' },
+      'scale-expired': { type: 'string' },
+      'sweep-interval': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -125,6 +143,10 @@ function settingsFromArgs(): Settings {
     genConcurrency: Math.floor(num('gen-concurrency', values['gen-concurrency'], 8, 1)),
     check: values.check ?? false,
     profile: values.profile ?? false,
+    scale: values.scale === undefined ? undefined : Math.floor(num('scale', values.scale, 0, 1000)),
+    scaleBase: Math.floor(num('scale-base', values['scale-base'], 10_000, 100)),
+    scaleExpired: Math.min(100, Math.floor(num('scale-expired', values['scale-expired'], 10, 0))),
+    sweepInterval: Math.floor(num('sweep-interval', values['sweep-interval'], 10, 5)),
   };
 }
 
@@ -635,6 +657,61 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
 }
 
 // ---------------------------------------------------------------------------------------------
+// scale mode (bench/scale.ts)
+
+async function runScaleStore(kind: StoreKind, s: Settings) {
+  if (kind !== 'postgres') throw new Error('--scale runs on --store=postgres only (see bench/README.md "Scale")');
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const base = path.join(RESULTS_DIR, `scale-${kind}-${stamp}`);
+  const store = await createStore(kind);
+  activeCleanup = () => store.destroy();
+  try {
+    const seeded = JSON.parse((await execNode(path.join(ROOT, 'bench', 'seed.ts'), childEnv(store.env))).trim().split('\n').pop()!) as {
+      clientId: string;
+      clientSecret: string;
+      redirectUri: string;
+      user: { email: string; password: string };
+    };
+    const auth = basicAuth(seeded.clientId, seeded.clientSecret);
+    const startedAt = new Date();
+    const report = await runScale(
+      store,
+      seeded,
+      { scale: s.scale!, scaleBase: s.scaleBase, scaleExpired: s.scaleExpired, sweepInterval: s.sweepInterval, duration: s.duration, connections: s.connections },
+      {
+        root: ROOT,
+        serverNodeFlags: SERVER_NODE_FLAGS,
+        serverCpu: SERVER_CPU,
+        log,
+        childEnv,
+        async introspection(issuer, proc) {
+          const opaque = String((await postForm(`${issuer}/token`, auth, BODY.opaque)).access_token);
+          const headers = { 'content-type': FORM, authorization: auth, accept: 'application/json' };
+          return cannon(
+            { url: `${issuer}/token/introspection`, method: 'POST', headers, connections: s.connections, body: `token=${encodeURIComponent(opaque)}`, duration: s.duration },
+            proc,
+          );
+        },
+        async refresh(issuer, proc) {
+          const target: FlowTarget = { issuer, clientId: seeded.clientId, clientSecret: seeded.clientSecret, redirectUri: seeded.redirectUri };
+          // Enough tokens for the duration at the pre-optimization rates; the generation budget caps it.
+          return refreshScenario(issuer, target, seeded.user, proc, s, 3000);
+        },
+      },
+      base,
+    );
+    Object.assign(report, { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), store: kind, storeDescription: store.description });
+    process.stdout.write(`${printScale(report, path.relative(ROOT, `${base}.plans.txt`))}\n`);
+    writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
+    process.stdout.write(`\nresults: ${path.relative(ROOT, `${base}.json`)}\n`);
+  } finally {
+    await store.destroy();
+    activeCleanup = undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // report
 
 interface Row {
@@ -819,6 +896,10 @@ async function main() {
   const argon = await measureArgon2();
   log(`argon2id: ${argon.medianMs} ms median → bound ${argon.boundPerSecond} sign-ins/s per core`);
 
+  if (s.scale !== undefined) {
+    for (const kind of s.stores) await runScaleStore(kind, s);
+    return;
+  }
   const reports = [];
   for (const kind of s.stores) reports.push(await runStore(kind, s, argon, machine));
   const missed = reports.flatMap((r) => r.targets.filter((t) => t.applies && !t.pass));
