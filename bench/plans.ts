@@ -98,3 +98,78 @@ export function formatPlans(plans: Plan[]): string {
     .map((p) => `-- ${p.name}\n-- ${p.sql}\n-- params: ${JSON.stringify(p.params)}\n${p.plan.join('\n')}\n`)
     .join('\n');
 }
+
+/**
+ * The sweeper's delete as it was (src/repos/oidc-payloads.ts sweepExpired: unordered LIMIT, rows found
+ * again by primary key, 1,000 a batch, every batch in one transaction; run here in one transaction
+ * and rolled back) and as src/oidc/sweeper.ts sends it now (from where the last batch stopped,
+ * oldest expiry first through oidc_payloads_expires, by ctid, 2,000 a batch, each batch committed:
+ * these rows are gone for good, part of the backlog the sweeper phase then has less to do), the
+ * same number of rows each, with each batch's time.
+ */
+export const SWEEP_STATEMENTS = {
+  before: {
+    batch: 1000,
+    sql: `delete from "oidc_payloads" where ("model", "id") in (select "model", "id" from "oidc_payloads" where expires_at < now() - make_interval(secs => $1) limit $2)`,
+  },
+  after: {
+    batch: 2000,
+    sql:
+      `with gone as (delete from oidc_payloads where ctid = any(array(select ctid from oidc_payloads ` +
+      `where expires_at < now() - make_interval(secs => $1) and expires_at >= $3::timestamptz order by expires_at limit $2)) ` +
+      `and expires_at < now() - make_interval(secs => $1) returning expires_at) select count(*)::int as deleted, max(expires_at) as last from gone`,
+  },
+};
+
+export interface SweepComparison {
+  name: string;
+  batch: number;
+  batchMs: number[];
+  rowsPerSecond: number;
+}
+
+export async function compareSweepStatements(client: pg.ClientBase, graceSeconds: number, rows = 100_000): Promise<SweepComparison[]> {
+  const out: SweepComparison[] = [];
+  const timed = async (run: () => Promise<number>, batch: number) => {
+    const batchMs: number[] = [];
+    let done = 0;
+    while (done < rows) {
+      const t0 = performance.now();
+      const n = await run();
+      batchMs.push(Math.round((performance.now() - t0) * 10) / 10);
+      done += n;
+      if (n < batch) break;
+    }
+    return { batchMs, rowsPerSecond: Math.round(done / (batchMs.reduce((a, b) => a + b, 0) / 1000)) };
+  };
+  const before = SWEEP_STATEMENTS.before;
+  await client.query('begin');
+  try {
+    out.push({ name: 'before', batch: before.batch, ...(await timed(async () => (await client.query(before.sql, [graceSeconds, before.batch])).rowCount ?? 0, before.batch)) });
+  } finally {
+    await client.query('rollback');
+  }
+  const after = SWEEP_STATEMENTS.after;
+  let from = '-infinity';
+  out.push({
+    name: 'after',
+    batch: after.batch,
+    ...(await timed(async () => {
+      const { rows: [r] } = await client.query<{ deleted: number; last: Date | null }>(after.sql, [graceSeconds, after.batch, from]);
+      if (r?.last) from = r.last.toISOString();
+      return r?.deleted ?? 0;
+    }, after.batch)),
+  });
+  return out;
+}
+
+export function formatSweepComparison(c: SweepComparison[]): string {
+  return c
+    .map((x) => {
+      const ms = x.batchMs;
+      const every = Math.max(1, Math.floor(ms.length / 10));
+      const sampled = ms.filter((_, i) => i % every === 0);
+      return `${x.name}: ${x.batch} rows a batch, ${ms.length} batches, first ${ms[0]} ms, last ${ms[ms.length - 1]} ms, ${x.rowsPerSecond} rows/s (ms, every ${every}th batch: ${sampled.join(' ')})`;
+    })
+    .join('\n');
+}

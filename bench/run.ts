@@ -693,11 +693,17 @@ async function runScaleStore(kind: StoreKind, s: Settings) {
             proc,
           );
         },
-        async refresh(issuer, proc) {
+        async mintRefreshTokens(issuer, _proc, want) {
           const target: FlowTarget = { issuer, clientId: seeded.clientId, clientSecret: seeded.clientSecret, redirectUri: seeded.redirectUri };
-          // Enough tokens for the duration at the pre-optimization rates; the generation budget caps it.
-          return refreshScenario(issuer, target, seeded.user, proc, s, 3000);
+          const minter = new RefreshTokenMinter(target, seeded.user, s.genConcurrency);
+          const cap = Math.min(want, 3 * s.refreshCap);
+          log(`scale: minting up to ${cap} refresh tokens (budget ${s.refreshGenSeconds}s)`);
+          await minter.fill(cap, performance.now() + s.refreshGenSeconds * 1000);
+          log(`scale: ${minter.tokens.length} refresh tokens in ${round(minter.seconds)}s`);
+          if (minter.tokens.length < 3 * s.connections) throw new Error(`scale: only ${minter.tokens.length} refresh tokens minted: ${minter.errorSamples.join(' | ')}`);
+          return minter.tokens.splice(0);
         },
+        refresh: (issuer, proc, tokens) => refreshRun(issuer, auth, tokens, s, proc, s.duration),
       },
       base,
     );

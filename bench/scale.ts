@@ -13,7 +13,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { familiesFor, seedFamilies } from './seed-scale.ts';
-import { explainHotQueries, formatPlans, keyLines } from './plans.ts';
+import { compareSweepStatements, explainHotQueries, formatPlans, formatSweepComparison, keyLines } from './plans.ts';
 import { startNode, waitReady, freePort, type ServerProcess } from './proc.ts';
 import type { BenchStore } from './store.ts';
 
@@ -35,8 +35,10 @@ export interface ScaleTools {
   childEnv(extra: Record<string, string>): NodeJS.ProcessEnv;
   /** Introspection of one fresh opaque token at `connections`, for the run's duration. */
   introspection(issuer: string, proc: ServerProcess): Promise<Measured>;
-  /** Refresh-token rotation (tokens minted first, within the budget), as the main bench runs it. */
-  refresh(issuer: string, proc: ServerProcess): Promise<Measured>;
+  /** Refresh tokens minted through code flows (as the main bench does), within its time budget. */
+  mintRefreshTokens(issuer: string, proc: ServerProcess, want: number): Promise<string[]>;
+  /** Refresh-token rotation presenting each of `tokens` once, for at most the run's duration. */
+  refresh(issuer: string, proc: ServerProcess, tokens: string[]): Promise<Measured>;
 }
 
 export interface Measured {
@@ -79,6 +81,8 @@ async function dbStats(client: pg.Client): Promise<DbStats> {
 export async function runScale(store: BenchStore, seeded: { clientId: string; clientSecret: string }, s: ScaleSettings, t: ScaleTools, base: string) {
   if (!store.env.DATABASE_URL) throw new Error('--scale needs --store=postgres');
   const client = new pg.Client({ connectionString: store.env.DATABASE_URL });
+  // An interrupted run drops the database under this connection; the cleanup reports what matters.
+  client.on('error', () => {});
   await client.connect();
   const tag = randomBytes(4).toString('hex');
   let nextFamily = 1_000_000_000; // far past the rows the seed and the runs write through the server
@@ -133,12 +137,15 @@ export async function runScale(store: BenchStore, seeded: { clientId: string; cl
     return { inserted, insertSeconds: round(insertSeconds), vacuumSeconds: round(vacuumSeconds), rowsPerSecond: Math.round(inserted / insertSeconds), tableSize: size!.table, totalSize: size!.total };
   };
 
+  // Refresh tokens for the three refresh runs, minted once at the start, a third for each: minting
+  // (sign-ins and code flows) is slow next to refreshing, and the same tokens make the runs comparable.
+  const refreshTokens: string[][] = [];
   const measure = async (label: string) => {
     const stats = await dbStats(client);
     t.log(`scale: ${label}: ~${stats.rows} rows; introspection`);
     const introspection = await t.introspection(server!.issuer, server!.proc);
     t.log(`scale: ${label}: refresh`);
-    const refresh = await t.refresh(server!.issuer, server!.proc);
+    const refresh = await t.refresh(server!.issuer, server!.proc, refreshTokens.shift()!);
     return { rows: stats.rows, introspection, refresh };
   };
 
@@ -146,6 +153,10 @@ export async function runScale(store: BenchStore, seeded: { clientId: string; cl
     // 1. the small table
     report.seedBase = await grow(s.scaleBase);
     server = await start(NO_SWEEP, 'scale');
+    const minted = await t.mintRefreshTokens(server.issuer, server.proc, 3 * Math.ceil(s.duration * 1500));
+    const third = Math.floor(minted.length / 3);
+    for (let i = 0; i < 3; i++) refreshTokens.push(minted.slice(i * third, (i + 1) * third));
+    report.refreshTokensPerRun = third;
     const small = await measure(`${s.scaleBase} rows`);
 
     // 2. the same table grown to --scale
@@ -155,8 +166,10 @@ export async function runScale(store: BenchStore, seeded: { clientId: string; cl
 
     // 3. plans at that size
     const plans = await explainHotQueries(client, SWEEP_GRACE_SECONDS);
-    writeFileSync(`${base}.plans.txt`, formatPlans(plans));
+    const sweepBatches = await compareSweepStatements(client, SWEEP_GRACE_SECONDS);
+    writeFileSync(`${base}.plans.txt`, `${formatPlans(plans)}\n${formatSweepComparison(sweepBatches)}\n`);
     report.plans = plans.map((p) => ({ name: p.name, keyLines: keyLines(p.plan) }));
+    report.sweepStatements = sweepBatches;
 
     // 4. the sweeper on, while the token path runs
     await server.proc.stop();
@@ -254,6 +267,8 @@ export function printScale(report: Record<string, any>, plansFile: string): stri
   out.push(`  ${within(ratios.refresh) ? 'PASS' : 'FAIL'}  refresh at ${settings.scale} rows within 10% of ${settings.scaleBase}: ${ratios.refresh}`);
   const keepsUp = sweeper.underLoad.backlogAfter <= Math.max(sweeper.underLoad.backlogBefore, sweeper.expiringPerSecond * (sweeper.intervalSeconds + 60) * 2);
   out.push(`  ${keepsUp && sweeper.catchUp.finished ? 'PASS' : 'FAIL'}  the sweeper keeps up with ${sweeper.expiringPerSecond} expiring rows/s (backlog bounded under load, catch-up finished)`);
+  out.push(`\nthe sweeper's statement at ${large.rows} rows, consecutive batches in one transaction (rolled back):`);
+  out.push(formatSweepComparison(report.sweepStatements).replace(/^/gm, '  '));
   out.push(`\nplans (EXPLAIN ANALYZE, BUFFERS) at ${large.rows} rows: ${plansFile}`);
   for (const p of report.plans as Array<{ name: string; keyLines: string[] }>) {
     out.push(`  ${p.name}`);
