@@ -267,7 +267,7 @@ export function printScale(report: Record<string, any>, plansFile: string): stri
   out.push(`  ${within(ratios.refresh) ? 'PASS' : 'FAIL'}  refresh at ${settings.scale} rows within 10% of ${settings.scaleBase}: ${ratios.refresh}`);
   const keepsUp = sweeper.underLoad.backlogAfter <= Math.max(sweeper.underLoad.backlogBefore, sweeper.expiringPerSecond * (sweeper.intervalSeconds + 60) * 2);
   out.push(`  ${keepsUp && sweeper.catchUp.finished ? 'PASS' : 'FAIL'}  the sweeper keeps up with ${sweeper.expiringPerSecond} expiring rows/s (backlog bounded under load, catch-up finished)`);
-  out.push(`\nthe sweeper's statement at ${large.rows} rows, consecutive batches in one transaction (rolled back):`);
+  out.push(`\nthe sweeper's delete at ${large.rows} rows, 100,000 rows' worth of batches: before = the old statement, all in one transaction (rolled back); after = the new one, each batch committed:`);
   out.push(formatSweepComparison(report.sweepStatements).replace(/^/gm, '  '));
   out.push(`\nplans (EXPLAIN ANALYZE, BUFFERS) at ${large.rows} rows: ${plansFile}`);
   for (const p of report.plans as Array<{ name: string; keyLines: string[] }>) {
