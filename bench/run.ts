@@ -708,7 +708,9 @@ async function runScaleStore(kind: StoreKind, s: Settings) {
       base,
     );
     Object.assign(report, { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), store: kind, storeDescription: store.description });
-    process.stdout.write(`${printScale(report, path.relative(ROOT, `${base}.plans.txt`))}\n`);
+    const printed = printScale(report, path.relative(ROOT, `${base}.plans.txt`));
+    process.stdout.write(`${printed.text}\n`);
+    if (s.check && printed.missed) process.exitCode = 1;
     writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(`\nresults: ${path.relative(ROOT, `${base}.json`)}\n`);
   } finally {
@@ -903,6 +905,7 @@ async function main() {
   log(`argon2id: ${argon.medianMs} ms median → bound ${argon.boundPerSecond} sign-ins/s per core`);
 
   if (s.scale !== undefined) {
+    // Scale mode sets the exit code itself (--check).
     for (const kind of s.stores) await runScaleStore(kind, s);
     return;
   }
