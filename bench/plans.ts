@@ -126,6 +126,46 @@ export interface SweepComparison {
   batch: number;
   batchMs: number[];
   rowsPerSecond: number;
+  /** The old statement only: one batch's time once most of the backlog is gone in the same pass. */
+  lateBatch?: { afterRows: number; ms: number; projectedPassSeconds: number };
+}
+
+/**
+ * The old statement late in a pass: in one transaction (rolled back), the new statement deletes
+ * `share` of the sweepable backlog (as the old sweeper's earlier batches would have, in its one
+ * transaction), then one batch of the old statement is timed: its sequential scan starts again at
+ * the first page and walks past every row deleted so far. The pass' projected time is the average
+ * of the first and this batch times the number of batches (the scan grows linearly).
+ */
+async function lateOldBatch(client: pg.ClientBase, graceSeconds: number, firstMs: number, share = 0.9) {
+  const { rows: [c] } = await client.query<{ n: string }>(
+    `select count(*) as n from oidc_payloads where expires_at < now() - make_interval(secs => $1)`,
+    [graceSeconds],
+  );
+  const backlog = Number(c!.n);
+  const target = Math.floor(backlog * share);
+  await client.query('begin');
+  try {
+    let done = 0;
+    let from = '-infinity';
+    while (done < target) {
+      const { rows: [r] } = await client.query<{ deleted: number; last: Date | null }>(SWEEP_STATEMENTS.after.sql, [
+        graceSeconds,
+        Math.min(50_000, target - done),
+        from,
+      ]);
+      if (!r?.deleted) break;
+      done += r.deleted;
+      if (r.last) from = r.last.toISOString();
+    }
+    const t0 = performance.now();
+    await client.query(SWEEP_STATEMENTS.before.sql, [graceSeconds, SWEEP_STATEMENTS.before.batch]);
+    const ms = Math.round((performance.now() - t0) * 10) / 10;
+    const batches = backlog / SWEEP_STATEMENTS.before.batch;
+    return { afterRows: done, ms, projectedPassSeconds: Math.round((batches * (firstMs + ms)) / 2 / 1000) };
+  } finally {
+    await client.query('rollback');
+  }
 }
 
 export async function compareSweepStatements(client: pg.ClientBase, graceSeconds: number, rows = 100_000): Promise<SweepComparison[]> {
@@ -144,11 +184,14 @@ export async function compareSweepStatements(client: pg.ClientBase, graceSeconds
   };
   const before = SWEEP_STATEMENTS.before;
   await client.query('begin');
+  let old: SweepComparison;
   try {
-    out.push({ name: 'before', batch: before.batch, ...(await timed(async () => (await client.query(before.sql, [graceSeconds, before.batch])).rowCount ?? 0, before.batch)) });
+    old = { name: 'before', batch: before.batch, ...(await timed(async () => (await client.query(before.sql, [graceSeconds, before.batch])).rowCount ?? 0, before.batch)) };
   } finally {
     await client.query('rollback');
   }
+  old.lateBatch = await lateOldBatch(client, graceSeconds, old.batchMs[0] ?? 0);
+  out.push(old);
   const after = SWEEP_STATEMENTS.after;
   let from = '-infinity';
   out.push({
@@ -169,7 +212,10 @@ export function formatSweepComparison(c: SweepComparison[]): string {
       const ms = x.batchMs;
       const every = Math.max(1, Math.floor(ms.length / 10));
       const sampled = ms.filter((_, i) => i % every === 0);
-      return `${x.name}: ${x.batch} rows a batch, ${ms.length} batches, first ${ms[0]} ms, last ${ms[ms.length - 1]} ms, ${x.rowsPerSecond} rows/s (ms, every ${every}th batch: ${sampled.join(' ')})`;
+      const late = x.lateBatch
+        ? `; one batch after ${x.lateBatch.afterRows} rows deleted in the same pass: ${x.lateBatch.ms} ms (the whole backlog in one pass: about ${x.lateBatch.projectedPassSeconds} s)`
+        : '';
+      return `${x.name}: ${x.batch} rows a batch, ${ms.length} batches, first ${ms[0]} ms, last ${ms[ms.length - 1]} ms, ${x.rowsPerSecond} rows/s (ms, every ${every}th batch: ${sampled.join(' ')})${late}`;
     })
     .join('\n');
 }
