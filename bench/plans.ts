@@ -73,11 +73,16 @@ export async function explainHotQueries(client: pg.ClientBase, sweepGraceSeconds
       params: ['Session', session.uid, 1],
     },
     {
-      name: `sweeper: one batch of its delete (${sweepBatch} rows expired over ${sweepGraceSeconds} s ago)`,
+      name: `sweeper as it was (repos sweepExpired): one batch (${sweepBatch} rows expired over ${sweepGraceSeconds} s ago)`,
       sql:
         `delete from "oidc_payloads" where ("model", "id") in (select "model", "id" from "oidc_payloads" ` +
         `where expires_at < now() - make_interval(secs => $1) limit $2)`,
       params: [sweepGraceSeconds, sweepBatch],
+    },
+    {
+      name: `sweeper (src/oidc/sweeper.ts): its first batch, ${SWEEP_STATEMENTS.after.batch} rows, oldest expiry first`,
+      sql: SWEEP_STATEMENTS.after.sql,
+      params: [sweepGraceSeconds, SWEEP_STATEMENTS.after.batch, '-infinity'],
     },
   ];
   const plans: Plan[] = [];
