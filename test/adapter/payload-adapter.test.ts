@@ -544,5 +544,26 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
       assert.equal(await sweeper.sweepOnce(), 0, 'nothing left to sweep');
       await sweeper.stop();
     });
+
+    it('sweeps a backlog larger than one batch in batches, and a stopped sweeper leaves it alone', async () => {
+      const make = (batchSize: number) =>
+        createSweeper({
+          db: t.db,
+          keys: { purgeRetired: async () => 0 } as unknown as KeyService,
+          logger: createLogger('silent'),
+          batchSize,
+        });
+      const grant = id();
+      await bulkInsert('AccessToken', grant, 250, new Date(Date.now() - 3_600_000));
+      const stopped = make(100);
+      await stopped.stop();
+      assert.equal(await stopped.sweepOnce(), 0, 'a stopping instance starts no batch');
+      assert.equal(await count({ grant_id: grant }), 250);
+
+      const sweeper = make(100);
+      assert.equal(await sweeper.sweepOnce(), 250, 'three batches: 100, 100, 50');
+      assert.equal(await count({ grant_id: grant }), 0);
+      await sweeper.stop();
+    });
   });
 });

@@ -281,17 +281,19 @@ describe('two instances behind one load balancer', { skip: !shared && 'needs Pos
     }
   });
 
-  it('the sweeper: while A sweeps, B skips (advisory lock); once A is done, B sweeps', async () => {
+  it('the sweeper: while A sweeps, B skips (advisory lock); A commits batch by batch; once A is done, B sweeps', async () => {
     const logger = createLogger('silent');
+    // Batches of two, so five rows take three batches.
     const sweeperOf = (ts: TestServer) =>
-      createSweeper({ db: ts.server.services.db, payloads: ts.server.services.repos.payloads, keys: ts.server.services.keys, logger });
+      createSweeper({ db: ts.server.services.db, payloads: ts.server.services.repos.payloads, keys: ts.server.services.keys, logger, batchSize: 2 });
     const sweepA = sweeperOf(a);
     const sweepB = sweeperOf(b);
     const { db } = a.server.services;
     const tag = `sweep-${marker()}`;
     const expire = async (n: number) => {
       const ids = Array.from({ length: n }, (_, i) => `${tag}-${n}-${i}-${randomBytes(4).toString('hex')}`);
-      await db('oidc_payloads').insert(ids.map((id) => ({ model: 'Interaction', id, payload: '{}', expires_at: new Date(Date.now() - 3600_000) })));
+      // Expired an hour ago, one second apart: the sweeper takes the oldest first, so ids[n - 1] goes last.
+      await db('oidc_payloads').insert(ids.map((id, i) => ({ model: 'Interaction', id, payload: '{}', expires_at: new Date(Date.now() - 3600_000 + i * 1000) })));
       return ids;
     };
     const left = async () => Number((await db('oidc_payloads').where('id', 'like', `${tag}-%`).count<{ n: string }[]>({ n: '*' }))[0]!.n);
@@ -309,18 +311,20 @@ describe('two instances behind one load balancer', { skip: !shared && 'needs Pos
     };
 
     const ids = await expire(5);
-    // Hold A mid-sweep: another session locks one expired row, so A's delete waits on it, lock held.
+    // Hold A mid-sweep: another session locks the last expired row, so A's third batch waits on it, lock held.
     const blocker = new pg.Client({ connectionString: a.store.env.DATABASE_URL });
     await blocker.connect();
     let sweptByA: Promise<number> | undefined;
     try {
       await blocker.query('begin');
-      await blocker.query('select id from oidc_payloads where model = $1 and id = $2 for update', ['Interaction', ids[0]]);
+      await blocker.query('select id from oidc_payloads where model = $1 and id = $2 for update', ['Interaction', ids[4]]);
       assert.equal(await sweepLocks(), 0);
       sweptByA = sweepA.sweepOnce();
       await waitFor('A holds the sweep lock', async () => (await sweepLocks()) === 1);
+      // The first two batches are committed while the third waits: no transaction spans the whole sweep.
+      await waitFor('the first two batches committed', async () => (await left()) === 1);
+      assert.equal(await sweepLocks(), 1, 'A still holds the lock, for its third batch');
       assert.equal(await sweepOnBWithDeadline(), 0, 'B does not sweep (nor wait) while A does');
-      assert.equal(await left(), 5, 'nothing swept yet');
     } finally {
       await blocker.query('commit');
       await blocker.end();
