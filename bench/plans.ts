@@ -5,6 +5,7 @@
  * rolled back, so the table is left as it was. Used by the bench's scale mode (bench/scale.ts).
  */
 import type pg from 'pg';
+import { SWEEP_BATCH_SQL } from '../src/repos/oidc-payloads.ts';
 
 export interface Plan {
   name: string;
@@ -119,10 +120,7 @@ export const SWEEP_STATEMENTS = {
   },
   after: {
     batch: 2000,
-    sql:
-      `with gone as (delete from oidc_payloads where ctid = any(array(select ctid from oidc_payloads ` +
-      `where expires_at < now() - make_interval(secs => $1) and expires_at >= $3::timestamptz order by expires_at limit $2)) ` +
-      `and expires_at < now() - make_interval(secs => $1) returning expires_at) select count(*)::int as deleted, max(expires_at) as last from gone`,
+    sql: SWEEP_BATCH_SQL,
   },
 };
 

@@ -13,30 +13,6 @@ const GRACE_SECONDS = 60;
 const DEFAULT_BATCH = 2000;
 
 /**
- * One batch of expired oidc_payloads rows, oldest expiry first, starting at the expiry where the
- * previous batch stopped. The inner select walks the oidc_payloads_expires index from there, so
- * each batch reads only the rows it deletes: an unordered LIMIT lets the planner pick a sequential
- * scan from the table's first page, and a walk from the index's low end, both of which reread what
- * earlier batches left dead until vacuum comes, so a large backlog costs quadratic time. The
- * delete goes straight to those tuples by ctid, without a second primary-key lookup each, and
- * checks the expiry again on the row as it is then: a row whose expiry an upsert moved is kept.
- * (This statement belongs with the others in repos/oidc-payloads.ts; see the bench's Scale notes.)
- */
-const SWEEP_BATCH_SQL = `
-  with gone as (
-    delete from oidc_payloads
-    where ctid = any(array(
-      select ctid from oidc_payloads
-      where expires_at < now() - make_interval(secs => ?) and expires_at >= ?::timestamptz
-      order by expires_at
-      limit ?
-    ))
-    and expires_at < now() - make_interval(secs => ?)
-    returning expires_at
-  )
-  select count(*)::int as deleted, max(expires_at) as last from gone`;
-
-/**
  * Deletes expired provider rows (and retired keys) in batches. Consumed refresh tokens stay until
  * they expire, so reuse detection keeps working. Several instances take turns through an advisory
  * lock, taken per batch: each batch is a short transaction of its own, so a large backlog never
@@ -45,8 +21,7 @@ const SWEEP_BATCH_SQL = `
  */
 export function createSweeper(deps: {
   db: Knex;
-  /** Kept for the callers' sake; the batch statement is above. */
-  payloads?: OidcPayloadsRepo;
+  payloads: Pick<OidcPayloadsRepo, 'sweepBatch'>;
   keys: KeyService;
   logger: Logger;
   /** Other expiring rows to delete on the same schedule (idempotency keys...). */
@@ -67,12 +42,7 @@ export function createSweeper(deps: {
         rows: Array<{ locked: boolean }>;
       };
       if (!rows[0]?.locked) return undefined;
-      const result = (await trx.raw(SWEEP_BATCH_SQL, [GRACE_SECONDS, from, batchSize, GRACE_SECONDS])) as {
-        rows: Array<{ deleted: number; last: Date | string | null }>;
-      };
-      const row = result.rows[0];
-      const last = row?.last ? new Date(row.last).toISOString() : null;
-      return { deleted: Number(row?.deleted ?? 0), last };
+      return deps.payloads.sweepBatch(trx, GRACE_SECONDS, from, batchSize);
     });
   }
 

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { affectedRows, hasNul, runStatement, type Db } from '../infra/db.ts';
+import { hasNul, runStatement, type Db } from '../infra/db.ts';
 import * as statements from './payload-statements.ts';
 import { createWriteBatcher, rowsAsJson } from './payload-write-batcher.ts';
 import { userFromJson, type UserRow } from './users.ts';
@@ -58,6 +58,20 @@ function grantIdsOf(payload: Record<string, unknown>): string[] {
     .map((a) => a?.grantId)
     .filter((id): id is string => typeof id === 'string');
 }
+
+/**
+ * One sweeper batch ($1 grace seconds, $2 rows at most, $3 the expiry the previous batch stopped
+ * at). The inner select walks the oidc_payloads_expires index from $3, so each batch reads only the
+ * rows it deletes: an unordered LIMIT lets the planner pick a sequential scan from the table's
+ * first page, and a walk from the index's low end, both of which reread what earlier batches left
+ * dead until vacuum comes, so a large backlog costs quadratic time. The delete goes straight to
+ * those tuples by ctid, without a second primary-key lookup each, and checks the expiry again on the
+ * row as it is then: a row whose expiry an upsert moved is kept. bench/plans.ts explains it.
+ */
+export const SWEEP_BATCH_SQL =
+  `with gone as (delete from oidc_payloads where ctid = any(array(select ctid from oidc_payloads ` +
+  `where expires_at < now() - make_interval(secs => $1) and expires_at >= $3::timestamptz order by expires_at limit $2)) ` +
+  `and expires_at < now() - make_interval(secs => $1) returning expires_at) select count(*)::int as deleted, max(expires_at) as last from gone`;
 
 /** SQL for the oidc-provider model table; see oidc/adapter.ts for the provider-facing side. */
 export function createOidcPayloadsRepo(db: Db) {
@@ -228,18 +242,20 @@ export function createOidcPayloadsRepo(db: Db) {
       if (keepGrants.size) grantRows.whereNotIn('id', [...keepGrants]);
       await grantRows.delete();
     },
-    /** Deletes expired rows in batches; returns how many went. */
-    async sweepExpired(trx: Knex.Transaction, graceSeconds: number, batch = 1000): Promise<number> {
-      let total = 0;
-      for (;;) {
-        const sub = trx('oidc_payloads')
-          .select('model', 'id')
-          .whereRaw('expires_at < now() - make_interval(secs => ?)', [graceSeconds])
-          .limit(batch);
-        const deleted = affectedRows(await trx('oidc_payloads').whereIn(['model', 'id'], sub).delete());
-        total += deleted;
-        if (deleted < batch) return total;
-      }
+    /**
+     * One batch of the sweeper (oidc/sweeper.ts): up to `batch` rows expired over `graceSeconds`
+     * ago, oldest expiry first from `from` on; the rows deleted and the last expiry among them.
+     */
+    async sweepBatch(trx: Knex.Transaction, graceSeconds: number, from: string, batch: number): Promise<{ deleted: number; last: string | null }> {
+      const values = [graceSeconds, batch, from];
+      const bindings: unknown[] = [];
+      const sql = SWEEP_BATCH_SQL.replace(/\$(\d)/g, (_, n: string) => {
+        bindings.push(values[Number(n) - 1]);
+        return '?';
+      });
+      const result = (await trx.raw(sql, bindings as Knex.ValueDict[])) as { rows: Array<{ deleted: number; last: Date | string | null }> };
+      const row = result.rows[0];
+      return { deleted: Number(row?.deleted ?? 0), last: row?.last ? new Date(row.last).toISOString() : null };
     },
   };
 }

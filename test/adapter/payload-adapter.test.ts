@@ -549,6 +549,7 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
       const make = (batchSize: number) =>
         createSweeper({
           db: t.db,
+          payloads: t.payloads,
           keys: { purgeRetired: async () => 0 } as unknown as KeyService,
           logger: createLogger('silent'),
           batchSize,
