@@ -15,14 +15,11 @@ const seen: string[] = [];
 let counting = false;
 
 function countStatements(ts: TestServer) {
-  // PGlite: the one instance the server's knex client holds (query() for knex, execProtocol() for
-  // the prepared statements of infra/pglite-statements.ts).
+  // PGlite: the one instance the server's knex client holds (query() serves knex and the token
+  // path's statements alike).
   const targets: Array<[object, string]> = onPostgres
     ? [[pg.Client.prototype, 'query']]
-    : [
-        [(ts.server.services.db.client as unknown as { pglite: PGlite }).pglite, 'query'],
-        [(ts.server.services.db.client as unknown as { pglite: PGlite }).pglite, 'execProtocol'],
-      ];
+    : [[(ts.server.services.db.client as unknown as { pglite: PGlite }).pglite, 'query']];
   const restores = targets.map(([target, method]) => {
     const holder = target as Record<string, (...args: unknown[]) => unknown>;
     const original = holder[method]!;
