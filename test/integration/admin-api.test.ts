@@ -753,7 +753,10 @@ describe('admin API over HTTP with real tokens', () => {
       // The grant reaches only scopes the server still defines: orders:read is gone, orders:admin is not granted.
       assert.equal((await clientCredentials(machine, { resource: identifier, scope: 'orders:read' })).body.error, 'invalid_scope');
       assert.equal((await clientCredentials(machine, { resource: identifier, scope: 'orders:admin' })).body.error, 'invalid_scope');
-      const granted = await api.patch(`/clients/${machine.id}`, { resource_scopes: { [identifier]: 'orders:read orders:write orders:admin' } });
+      // The withdrawn scope left the client's grant, so it cannot be granted again by mistake.
+      assert.deepEqual((await api.get(`/clients/${machine.id}`)).body.resource_scopes, { [identifier]: 'orders:write' });
+      assertError(await api.patch(`/clients/${machine.id}`, { resource_scopes: { [identifier]: 'orders:read orders:write' } }), 400, 'IDENT_VALIDATION');
+      const granted = await api.patch(`/clients/${machine.id}`, { resource_scopes: { [identifier]: 'orders:write orders:admin' } });
       assert.equal(granted.status, 200, granted.text);
       const t2 = await clientCredentials(machine, { resource: identifier, scope: 'orders:write orders:admin' });
       const p2 = (await jwtVerify(t2.body.access_token, jwks, { audience: identifier })).payload;
