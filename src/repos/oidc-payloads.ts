@@ -43,9 +43,6 @@ function parseJson(value: unknown): Record<string, unknown> {
   return (typeof value === 'string' ? JSON.parse(value) : value) as Record<string, unknown>;
 }
 
-// Rows already past expiry are hidden by find; the provider checks `exp` itself as well.
-const notExpired = '(expires_at is null or expires_at > now())';
-
 function toStored(row: StoredRow | undefined): StoredPayload | undefined {
   if (!row) return undefined;
   const payload = parseJson(row.payload);
@@ -199,7 +196,7 @@ export function createOidcPayloadsRepo(db: Db) {
       const rows = await table()
         .select('id', 'uid', 'payload', 'user_agent', 'ip_address', 'last_used_at', 'created_at', 'expires_at')
         .where({ model: 'Session', account_id: accountId })
-        .whereRaw(notExpired)
+        .whereRaw(statements.notExpired('oidc_payloads'))
         .orderByRaw('coalesce(last_used_at, created_at) desc');
       return rows.map((row) => ({
         id: row.id as string,

@@ -6,7 +6,8 @@ import type { Statement } from '../infra/db.ts';
  * (jsonb_to_recordset), so each text is fixed whatever the number of rows.
  */
 
-const notExpired = (alias: string) => `(${alias}.expires_at is null or ${alias}.expires_at > now())`;
+// Rows already past expiry are hidden by every read; the provider checks `exp` itself as well.
+export const notExpired = (alias: string) => `(${alias}.expires_at is null or ${alias}.expires_at > now())`;
 
 // Account ids are UUIDs; anything else (a client_credentials subject, a test's "acc-1") has no user.
 const UUID_TEXT = `'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'`;
