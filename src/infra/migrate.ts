@@ -14,6 +14,7 @@ import * as webauthnCredentials from '../../migrations/0010_webauthn_credentials
 import * as phoneFactors from '../../migrations/0011_phone_factors.ts';
 import * as federation from '../../migrations/0012_federation.ts';
 import * as samlSpKeys from '../../migrations/0013_saml_sp_keys.ts';
+import * as auditEvents from '../../migrations/0014_audit_events.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -36,6 +37,7 @@ const migrations: Record<string, Migration> = {
   '0011_phone_factors': phoneFactors,
   '0012_federation': federation,
   '0013_saml_sp_keys': samlSpKeys,
+  '0014_audit_events': auditEvents,
 };
 
 /**

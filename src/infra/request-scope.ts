@@ -4,6 +4,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 export interface RequestScope {
   userAgent?: string;
   ip?: string;
+  /** The X-Request-Id of the request (events name it). */
+  requestId?: string;
   /** The W3C trace the request belongs to (for calls onward and log lines deep in the work). */
   trace?: { traceId: string; spanId: string; flags: string };
 }

@@ -95,7 +95,7 @@ describe('admin API: second factors and lockouts (help desk)', () => {
 
     const [event, ...more] = await events(user.id, 'user.mfa_reset');
     assert.equal(more.length, 0);
-    assert.equal(event.actor, 'admin', 'the admin client is the actor');
+    assert.equal(event.actor_id, 'admin', 'the admin client is the actor');
     assert.ok(event.request_id, 'and the request is named');
     assert.deepEqual(event.payload.factors.map((f: { type: string }) => f.type).sort(), ['recovery', 'totp']);
     assert.equal(event.payload.by, 'admin');
@@ -143,7 +143,7 @@ describe('admin API: second factors and lockouts (help desk)', () => {
     assert.equal(await loginStatus(ts, clientId, user.email, user.password), 303, 'the right password works at once');
 
     const [event] = await events(user.id, 'user.unlocked');
-    assert.equal(event.actor, 'admin');
+    assert.equal(event.actor_id, 'admin');
     assert.equal(event.payload.before.locked, true);
     assert.equal(event.payload.before.failedAttempts, THRESHOLD);
   });

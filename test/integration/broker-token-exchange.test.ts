@@ -137,7 +137,7 @@ describe('broker token exchange: an upstream provider\'s ID token for our tokens
     assert.equal(viaExchange.length, 2, 'one per exchange');
     assert.equal(viaExchange[0].payload.provider, alias);
     assert.deepEqual(viaExchange[0].payload.amr, ['fed']);
-    assert.equal(viaExchange[0].actor, broker.clientMetadata().client_id);
+    assert.equal(viaExchange[0].actor_id, broker.clientMetadata().client_id);
     assert.ok(!JSON.stringify(viaExchange).includes(idToken.split('.')[2]!), 'the token never reaches the event');
     const link = await ts.server.services.db('federated_identities').where({ provider_id: providerId, subject: sub }).first();
     assert.equal(link.user_id, userId);

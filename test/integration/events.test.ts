@@ -33,7 +33,7 @@ describe('domain events', () => {
     const events = await eventsOf(id);
     assert.deepEqual(events.map((e) => e.type), ['user.created', 'user.updated', 'user.password_changed', 'user.updated', 'user.deleted']);
     for (const e of events) {
-      assert.equal(e.actor, ADMIN_CLIENT_ID);
+      assert.equal(e.actor_id, ADMIN_CLIENT_ID);
       assert.ok(e.request_id, 'the request id is kept for the audit trail');
     }
     assert.equal(events[0]!.payload.user.email, created.body.email);
@@ -70,7 +70,7 @@ describe('domain events', () => {
     const types = events.map((e) => e.type);
     assert.deepEqual(types, ['user.created', 'user.signed_in', 'user.sign_in_failed', 'user.sign_in_failed', 'user.sign_in_failed', 'user.locked']);
     const signedIn = events[1]!;
-    assert.equal(signedIn.actor, client.clientId);
+    assert.equal(signedIn.actor_id, client.clientId);
     assert.ok(signedIn.request_id);
     assert.deepEqual(signedIn.payload.amr, ['pwd']);
     assert.equal(events[4]!.payload.failedAttempts, 3);

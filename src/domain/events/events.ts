@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { EventsRepo } from '../../repos/events.ts';
+import type { EventRow, EventsRepo, NewEventRow } from '../../repos/events.ts';
+import { currentRequestScope } from '../../infra/request-scope.ts';
 import type { UserRow } from '../../repos/users.ts';
 
 /** The domain events of the account lifecycle (names from the lifecycle issue). */
@@ -41,32 +42,127 @@ export function userPayload(user: UserRow) {
   };
 }
 
+/** Who caused an event: a signed-in user, a client (admin API caller, relying party), or the system. */
+export interface Actor {
+  type: 'user' | 'client' | 'system' | 'identity_provider';
+  id: string | null;
+}
+
+/** What an event is about. */
+export interface Target {
+  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook';
+  id: string;
+}
+
+export const SYSTEM_ACTOR: Actor = { type: 'system', id: null };
+
 export interface EventInput {
   type: EventType;
+  /** The user the event is about; without an explicit target it is also the target. */
   subjectId?: string | null;
+  target?: Target;
   tenantId?: string;
-  actor?: string | null;
+  /**
+   * A plain string is the older form (a client id, or a label such as 'account-console'); it is
+   * read as a client actor until every call site names its actor.
+   */
+  actor?: Actor | string | null;
   requestId?: string | null;
   payload: Record<string, unknown>;
 }
 
+/** An event as stored: what sinks and readers see. Never carries a secret, code or token. */
+export interface RecordedEvent {
+  id: string;
+  seq: string;
+  type: EventType;
+  tenantId: string;
+  occurredAt: Date;
+  actor: Actor;
+  target: Target | null;
+  ip: string | null;
+  userAgent: string | null;
+  requestId: string | null;
+  data: Record<string, unknown>;
+}
+
+/**
+ * Runs inside the recording transaction (when the caller gave one): what it writes commits or rolls
+ * back with the event (a webhook delivery queued in the event's transaction).
+ */
+export type TransactionalSink = (event: RecordedEvent, trx: Knex.Transaction | undefined) => Promise<void>;
+/** Runs once the event is committed (live streams); its failure never reaches the recorder's caller. */
+export type CommittedListener = (event: RecordedEvent) => void;
+
+function actorOf(actor: EventInput['actor']): Actor {
+  if (!actor) return SYSTEM_ACTOR;
+  return typeof actor === 'string' ? { type: 'client', id: actor } : actor;
+}
+
 export function createEventRecorder(repo: EventsRepo) {
+  const sinks: TransactionalSink[] = [];
+  const listeners: CommittedListener[] = [];
+  const announce = (event: RecordedEvent) => {
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch {
+        // A listener's fault is its own: the change is committed.
+      }
+    }
+  };
   return {
-    /** Records an event; pass `trx` to commit it with the change it describes. */
+    /**
+     * Records an event; pass `trx` to commit it with the change it describes. The request's address,
+     * user agent and id come from the request scope when the caller does not name them.
+     */
     async record(event: EventInput, trx?: Knex.Transaction): Promise<void> {
-      await repo.insert(
-        {
-          id: randomUUID(),
-          type: event.type,
-          tenant_id: event.tenantId ?? 'default',
-          subject_id: event.subjectId ?? null,
-          actor: event.actor ?? null,
-          request_id: event.requestId ?? null,
-          payload: event.payload,
-        },
-        trx,
-      );
+      const scope = currentRequestScope();
+      const target = event.target ?? (event.subjectId ? { type: 'user' as const, id: event.subjectId } : null);
+      const row: NewEventRow = {
+        id: randomUUID(),
+        type: event.type,
+        tenant_id: event.tenantId ?? 'default',
+        subject_id: event.subjectId ?? (target?.type === 'user' ? target.id : null),
+        actor_type: actorOf(event.actor).type,
+        actor_id: actorOf(event.actor).id,
+        target_type: target?.type ?? null,
+        target_id: target?.id ?? null,
+        ip: scope?.ip ?? null,
+        user_agent: scope?.userAgent || null,
+        request_id: event.requestId ?? scope?.requestId ?? null,
+        payload: event.payload,
+      };
+      const stored = await repo.insert(row, trx);
+      const recorded = toRecordedEvent({ ...row, ...stored });
+      for (const sink of sinks) await sink(recorded, trx);
+      if (!listeners.length) return;
+      if (trx) trx.executionPromise.then(() => announce(recorded), () => {});
+      else announce(recorded);
     },
+    /** Adds work that must commit with every event (called at wiring time, not per request). */
+    addSink(sink: TransactionalSink): void {
+      sinks.push(sink);
+    },
+    onCommitted(listener: CommittedListener): void {
+      listeners.push(listener);
+    },
+  };
+}
+
+export function toRecordedEvent(row: EventRow): RecordedEvent {
+  return {
+    id: row.id,
+    seq: String(row.seq),
+    type: row.type as EventType,
+    tenantId: row.tenant_id,
+    occurredAt: row.occurred_at,
+    actor: { type: row.actor_type as Actor['type'], id: row.actor_id },
+    target: row.target_type && row.target_id ? { type: row.target_type as Target['type'], id: row.target_id } : null,
+    ip: row.ip,
+    userAgent: row.user_agent,
+    requestId: row.request_id,
+    data: row.payload,
   };
 }
 

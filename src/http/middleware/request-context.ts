@@ -27,7 +27,7 @@ export function requestContext(logger: Logger): Middleware {
     ctx.res.setHeader('traceresponse', formatTraceparent(trace));
     try {
       // The session adapter records the device (user agent, address) of the request that saved it.
-      await runInRequestScope({ userAgent: (ctx.req.headers['user-agent'] ?? '').slice(0, 512), ip: ctx.ip, trace }, next);
+      await runInRequestScope({ userAgent: (ctx.req.headers['user-agent'] ?? '').slice(0, 512), ip: ctx.ip, requestId, trace }, next);
     } finally {
       const level = ctx.status >= 500 ? 'error' : 'info';
       // The line's object is built only when it is written (LOG_LEVEL=warn skips every one).
