@@ -19,6 +19,11 @@ export const ADMIN_SCOPES = [
   'iam.users:update',
   'iam.users:suspend',
   'iam.users:delete',
+  'iam.audit:read',
+  'iam.webhooks:read',
+  'iam.webhooks:create',
+  'iam.webhooks:update',
+  'iam.webhooks:delete',
 ] as const;
 
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
