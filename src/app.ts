@@ -33,6 +33,8 @@ import type { EphemeralStore } from './infra/ephemeral/index.ts';
 import type { Logger } from './infra/logger.ts';
 import { projectRoot } from './infra/paths.ts';
 import { createProvider, type Provider } from './oidc/provider.ts';
+import { settleRedemption } from './oidc/adapter.ts';
+import { tokenRedemption } from './http/middleware/token-redemption.ts';
 import { isHttpsIssuer } from './oidc/transport.ts';
 import type { TokenSettings } from './oidc/configuration/tokens.ts';
 import type { ClientRegistry } from './domain/clients/clients.ts';
@@ -145,6 +147,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());
+  provider.use(tokenRedemption(provider.pathFor('token'), () => settleRedemption(deps.payloads)));
   provider.use(uiLocale(deps.issuer));
   provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
   mount(misc, { allowedMethods: false });

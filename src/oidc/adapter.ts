@@ -12,6 +12,8 @@ import { currentRequestScope } from '../infra/request-scope.ts';
 import { offerToRequest, takeFromRequest } from '../infra/request-prefetch.ts';
 import { prefetchedAccountKey } from '../domain/authn/accounts.ts';
 import { createLookupBatcher, type LookupBatcher } from './lookup-batcher.ts';
+import { closeRedemptionWindow, holdConsume, holdIssued } from './held-redemption.ts';
+import { upsertRow } from '../repos/oidc-payloads.ts';
 
 // Models whose double use must revoke the grant: a code or refresh token redeemed twice.
 const GRANTABLE = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
@@ -78,20 +80,17 @@ class PayloadAdapter implements Adapter {
       const { jti: _jti, ...rest } = payload;
       stored = rest;
     }
-    await this.repo.upsert(
-      this.model,
-      this.key(id),
-      stored,
-      expiresAt,
-      {
-        grantId: payload.grantId ?? (payload[SUBJECT_GRANT_ID] as string | undefined),
-        uid: payload.uid,
-        userCode: payload.userCode,
-        accountId: payload.accountId,
-      },
-      // A session is saved whenever it is used, so its device and last use are those of this request.
-      this.model === 'Session' && payload.accountId ? (currentRequestScope() ?? {}) : undefined,
-    );
+    const keys = {
+      grantId: payload.grantId ?? (payload[SUBJECT_GRANT_ID] as string | undefined),
+      uid: payload.uid,
+      userCode: payload.userCode,
+      accountId: payload.accountId,
+    };
+    // A session is saved whenever it is used, so its device and last use are those of this request.
+    const device = this.model === 'Session' && payload.accountId ? (currentRequestScope() ?? {}) : undefined;
+    // A token issued by a held redemption is written with it (held-redemption.ts).
+    if (!device && holdIssued(() => upsertRow(this.model, this.key(id), stored, expiresAt, keys))) return;
+    await this.repo.upsert(this.model, this.key(id), stored, expiresAt, keys, device);
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -126,16 +125,9 @@ class PayloadAdapter implements Adapter {
    * reuse, so the whole grant is revoked, as the provider does for a token it sees consumed.
    */
   async consume(id: string): Promise<void> {
+    if (GRANTABLE.has(this.model) && holdConsume(this.model, this.key(id))) return;
     if (await this.repo.consume(this.model, this.key(id))) return;
-    if (GRANTABLE.has(this.model)) {
-      const grantId = await this.repo.grantIdOf(this.model, this.key(id));
-      if (grantId) {
-        await this.repo.revokeByGrantId(grantId);
-        // The Grant row's payload has no grantId (its id is the grant id), so revokeByGrantId
-        // misses it; the provider's own revoke() destroys it by id, so do the same.
-        await this.repo.destroy('Grant', grantId);
-      }
-    }
+    if (GRANTABLE.has(this.model)) await revokeGrantOf(this.repo, this.model, this.key(id));
     throw new errors.InvalidGrant('grant already used');
   }
 
@@ -151,6 +143,31 @@ class PayloadAdapter implements Adapter {
     if (!stored) return undefined;
     return stored.consumedAt ? { ...stored.payload, consumed: epoch(stored.consumedAt) } : stored.payload;
   }
+}
+
+/** Reuse of a code or refresh token: its whole grant goes. */
+async function revokeGrantOf(repo: OidcPayloadsRepo, model: string, key: string): Promise<void> {
+  const grantId = await repo.grantIdOf(model, key);
+  if (!grantId) return;
+  await repo.revokeByGrantId(grantId);
+  // The Grant row's payload has no grantId (its id is the grant id), so revokeByGrantId misses it;
+  // the provider's own revoke() destroys it by id, so do the same.
+  await repo.destroy('Grant', grantId);
+}
+
+export type RedemptionOutcome = 'none' | 'redeemed' | 'reused';
+
+/**
+ * Closes the running request's redemption window and writes what it held (held-redemption.ts):
+ * 'reused' when the token had been consumed before, and then its grant is revoked and nothing
+ * it issued was stored.
+ */
+export async function settleRedemption(repo: OidcPayloadsRepo): Promise<RedemptionOutcome> {
+  const held = closeRedemptionWindow();
+  if (!held) return 'none';
+  if (await repo.redeem(held.model, held.key, held.issued)) return 'redeemed';
+  await revokeGrantOf(repo, held.model, held.key);
+  return 'reused';
 }
 
 /** Clients come from our clients table; the provider never writes them. */

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { hasNul, runStatement, type Db } from '../infra/db.ts';
 import * as statements from './payload-statements.ts';
-import { createWriteBatcher, rowsAsJson } from './payload-write-batcher.ts';
+import { createWriteBatcher, rowsAsJson, type UpsertRow } from './payload-write-batcher.ts';
 import { userFromJson, type UserRow } from './users.ts';
 
 export interface PayloadKeys {
@@ -70,6 +70,28 @@ export const SWEEP_BATCH_SQL =
   `where expires_at < now() - make_interval(secs => $1) and expires_at >= $3::timestamptz order by expires_at limit $2)) ` +
   `and expires_at < now() - make_interval(secs => $1) returning expires_at) select count(*)::int as deleted, max(expires_at) as last from gone`;
 
+/**
+ * A row to write, checked: PostgreSQL jsonb refuses \u0000, so a payload or id holding one is
+ * refused as bad input (RangeError) rather than failing with a 500.
+ */
+export function upsertRow(model: string, id: string, payload: object, expiresAt: Date | null, keys: PayloadKeys): UpsertRow {
+  const json = JSON.stringify(payload);
+  // Only an escape preceded by an even run of backslashes is a NUL: "\\u0000" is a backslash and text.
+  if (/(?:^|[^\\])(?:\\\\)*\\u0000/.test(json)) throw new RangeError('payload contains a NUL character');
+  // The keys are copied from the payload, checked above; the id is the provider's or a digest.
+  if (hasNul(id)) throw new RangeError('id contains a NUL character');
+  return {
+    model,
+    id,
+    payloadJson: json,
+    grant_id: keys.grantId ?? null,
+    uid: keys.uid ?? null,
+    user_code: keys.userCode ?? null,
+    account_id: keys.accountId ?? null,
+    expires_at: expiresAt ? expiresAt.toISOString() : null,
+  };
+}
+
 /** SQL for the oidc-provider model table; see oidc/adapter.ts for the provider-facing side. */
 export function createOidcPayloadsRepo(db: Db) {
   const table = () => db('oidc_payloads');
@@ -83,25 +105,10 @@ export function createOidcPayloadsRepo(db: Db) {
   });
   return {
     async upsert(model: string, id: string, payload: object, expiresAt: Date | null, keys: PayloadKeys, device?: SessionDevice) {
-      const json = JSON.stringify(payload);
-      // PostgreSQL jsonb refuses \u0000; reject it as bad input rather than fail with a 500.
-      // Only an escape preceded by an even run of backslashes is a NUL: "\\u0000" is a backslash and text.
-      if (/(?:^|[^\\])(?:\\\\)*\\u0000/.test(json)) throw new RangeError('payload contains a NUL character');
-      // The keys are copied from the payload, checked above; the id is the provider's or a digest.
-      if (hasNul(id)) throw new RangeError('id contains a NUL character');
-      const row = {
-        model,
-        id,
-        payloadJson: json,
-        grant_id: keys.grantId ?? null,
-        uid: keys.uid ?? null,
-        user_code: keys.userCode ?? null,
-        account_id: keys.accountId ?? null,
-        expires_at: expiresAt ? expiresAt.toISOString() : null,
-      };
+      const row = upsertRow(model, id, payload, expiresAt, keys);
       if (!device) return writes.upsert(row);
       await runStatement(db, statements.upsertSession, [
-        model, id, json, row.grant_id, row.uid, row.user_code, row.account_id, row.expires_at,
+        model, id, row.payloadJson, row.grant_id, row.uid, row.user_code, row.account_id, row.expires_at,
         device.userAgent || null, device.ip || null,
       ]);
     },
@@ -150,6 +157,15 @@ export function createOidcPayloadsRepo(db: Db) {
     async consume(model: string, id: string): Promise<boolean> {
       if (hasNul(id)) return false;
       return writes.consume(model, id);
+    },
+    /**
+     * Consumes a code or refresh token and writes the tokens issued for it, in one statement: the
+     * rows are written only if this call consumed the token. False when it was consumed before.
+     */
+    async redeem(model: string, id: string, issued: UpsertRow[]): Promise<boolean> {
+      if (hasNul(id)) return false;
+      const { rows } = await runStatement(db, statements.redeemAndWrite, [rowsAsJson(issued), model, id]);
+      return rows.length > 0;
     },
     async destroy(model: string, id: string) {
       if (hasNul(id)) return;

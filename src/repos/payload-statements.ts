@@ -69,6 +69,34 @@ export const writeMany: Statement = {
     returning p.model, p.id`,
 };
 
+/**
+ * A token request's redemption in one statement: marks the code or refresh token ($2, $3) consumed
+ * and, only if this statement is the one that marked it, writes the tokens issued for it ($1, a
+ * JSON array as in writeMany). Answers one row when it won; none when the token was consumed
+ * before (or by a concurrent statement, which it waits for), and then nothing is written.
+ */
+export const redeemAndWrite: Statement = {
+  name: 'oidc_payloads_redeem_and_write_v1',
+  text: `
+    with consumed as (
+      update oidc_payloads p set consumed_at = now()
+      where p.model = $2 and p.id = $3 and p.consumed_at is null
+      returning p.model
+    ),
+    issued as (
+      insert into oidc_payloads (model, id, payload, grant_id, uid, user_code, account_id, expires_at)
+      select model, id, payload, grant_id, uid, user_code, account_id, expires_at
+      from jsonb_to_recordset($1::jsonb)
+        as r(model text, id text, payload jsonb, grant_id text, uid text, user_code text, account_id text, expires_at timestamptz)
+      where exists (select 1 from consumed)
+      on conflict (model, id) do update set
+        payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid,
+        user_code = excluded.user_code, account_id = excluded.account_id, expires_at = excluded.expires_at
+      returning 1
+    )
+    select model, (select count(*) from issued)::int as issued from consumed`,
+};
+
 /** A session's upsert, which also records the device and time of its use. */
 export const upsertSession: Statement = {
   name: 'oidc_payloads_upsert_session_v1',
