@@ -101,6 +101,10 @@ describe('refresh tokens', () => {
     assert.equal(won.length, 1, 'exactly one redemption succeeds');
     assert.equal(lost.length, 1);
     assert.equal(((lost[0] as PromiseRejectedResult).reason as oidc.ResponseBodyError).error, 'invalid_grant');
+    // The loser was a reuse: the grant is revoked, and with it what the winner was issued.
+    const winner = (won[0] as PromiseFulfilledResult<oidc.TokenEndpointResponse>).value;
+    assert.equal((await oidc.tokenIntrospection(config, winner.access_token)).active, false);
+    await assert.rejects(oidc.refreshTokenGrant(config, winner.refresh_token!), (e: oidc.ResponseBodyError) => e.error === 'invalid_grant');
   });
 
   it('of two concurrent redemptions of one code exactly one wins', async () => {
