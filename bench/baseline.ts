@@ -3,8 +3,15 @@
  * resource server, nothing of ours. The benchmark runs the client_credentials and introspection
  * scenarios against it so each of our figures can be read as a ratio. PORT, BASELINE_CLIENT_ID and
  * BASELINE_CLIENT_SECRET from the environment.
+ *
+ * Refresh: with BASELINE_REFRESH_TOKENS=N and BASELINE_REFRESH_FILE, it mints N refresh tokens of
+ * one grant (scope openid offline_access, as the benchmark's sign-ins ask) for a second client, the
+ * relying party, and writes them to the file, one per line, before it listens. The relying party
+ * is configured as our clients are: the refresh token rotates on every use, and the ID token of
+ * the answer is signed RS256 (the default of OpenID Connect), so both servers do the same work.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
@@ -16,6 +23,9 @@ const port = Number(process.env.PORT ?? 3100);
 const issuer = `http://127.0.0.1:${port}`;
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'baseline-es256', alg: 'ES256', use: 'sig' };
+const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+const rsaJwk = { ...rsa.export({ format: 'jwk' }), kid: 'baseline-rs256', alg: 'RS256', use: 'sig' };
+const RP_ID = `${CLIENT_ID}-rp`;
 
 const provider = new Provider(issuer, {
   clients: [
@@ -27,8 +37,16 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
       id_token_signed_response_alg: 'ES256',
     },
+    {
+      client_id: RP_ID,
+      client_secret: CLIENT_SECRET,
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['https://rp.bench.test/cb'],
+    },
   ],
-  jwks: { keys: [jwk as never] },
+  jwks: { keys: [jwk as never, rsaJwk as never] },
+  rotateRefreshToken: true,
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   features: {
     devInteractions: { enabled: false },
@@ -47,6 +65,26 @@ const provider = new Provider(issuer, {
     },
   },
 });
+
+/** Refresh tokens of one grant, as a relying party holds after signing in with offline_access. */
+async function mintRefreshTokens(count: number): Promise<string[]> {
+  const client = await provider.Client.find(RP_ID);
+  if (!client) throw new Error(`${RP_ID} is not registered`);
+  const grant = new provider.Grant({ accountId: 'bench-user', clientId: RP_ID });
+  grant.addOIDCScope('openid offline_access');
+  const grantId = await grant.save();
+  const tokens: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const token = new provider.RefreshToken({ accountId: 'bench-user', client, grantId, scope: 'openid offline_access', gty: 'authorization_code', authTime: Math.floor(Date.now() / 1000) });
+    tokens.push(await token.save());
+  }
+  return tokens;
+}
+
+const refreshCount = Number(process.env.BASELINE_REFRESH_TOKENS ?? 0);
+if (refreshCount > 0 && process.env.BASELINE_REFRESH_FILE) {
+  writeFileSync(process.env.BASELINE_REFRESH_FILE, `${(await mintRefreshTokens(refreshCount)).join('\n')}\n`);
+}
 
 const server = http.createServer(provider.callback());
 // The same connection settings as our server (src/services.ts, src/infra/db.ts).

@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -547,6 +547,7 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
   const startedAt = new Date();
   const loadBefore = os.loadavg();
   let baseline: TokenResults | undefined;
+  let baselineRefresh: ScenarioResult | undefined;
   let ours: OurResults | undefined;
   let storeDescription = '';
   let bootPeakMb: number | undefined;
@@ -570,7 +571,13 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
     const bproc = startNode({
       name: 'baseline',
       script: path.join(ROOT, 'bench', 'baseline.ts'),
-      env: childEnv({ PORT: String(bport), BASELINE_CLIENT_ID: BASELINE_CLIENT.id, BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret }),
+      env: childEnv({
+        PORT: String(bport),
+        BASELINE_CLIENT_ID: BASELINE_CLIENT.id,
+        BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret,
+        BASELINE_REFRESH_TOKENS: String(s.refreshCap),
+        BASELINE_REFRESH_FILE: `${base}.baseline-refresh.txt`,
+      }),
       cwd: ROOT,
       logFile: `${base}.baseline.log`,
       cpu: SERVER_CPU,
@@ -580,6 +587,10 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
     await waitReady(bproc, `${bissuer}/.well-known/openid-configuration`);
     log(`baseline: pid ${bproc.pid} on ${bissuer}${bproc.pinned ? ` (CPU ${SERVER_CPU})` : ' (not pinned)'}`);
     baseline = await tokenScenarios('baseline', bissuer, basicAuth(BASELINE_CLIENT.id, BASELINE_CLIENT.secret), bproc, s);
+    log('baseline: refresh');
+    const baselineTokens = readFileSync(`${base}.baseline-refresh.txt`, 'utf8').split('\n').filter(Boolean);
+    rmSync(`${base}.baseline-refresh.txt`, { force: true });
+    baselineRefresh = await refreshRun(bissuer, basicAuth(`${BASELINE_CLIENT.id}-rp`, BASELINE_CLIENT.secret), baselineTokens, s, bproc, s.duration);
     await bproc.stop();
 
     // Our server on a fresh store, seeded before it starts.
@@ -634,7 +645,7 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
   }
 
   if (!baseline || !ours) throw new Error('unreachable: scenarios did not run');
-  const report = buildReport({ kind, s, argon, machine, baseline, ours, bootPeakMb, warnings });
+  const report = buildReport({ kind, s, argon, machine, baseline, baselineRefresh, ours, bootPeakMb, warnings });
   Object.assign(report, {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -746,11 +757,13 @@ function buildReport(input: {
   argon: Awaited<ReturnType<typeof measureArgon2>>;
   machine: Record<string, unknown>;
   baseline: TokenResults;
+  /** The bare provider rotating refresh tokens it minted in memory (bench/baseline.ts). */
+  baselineRefresh: ScenarioResult | undefined;
   ours: OurResults;
   bootPeakMb: number | undefined;
   warnings: string[];
 }) {
-  const { kind, s, argon, baseline, ours, bootPeakMb, warnings } = input;
+  const { kind, s, argon, baseline, baselineRefresh, ours, bootPeakMb, warnings } = input;
   const rows: Row[] = [];
   const ratio = (a: number, b: number | undefined) => (b ? round(a / b, 3) : undefined);
   const add = (scenario: string, r: ScenarioResult, b?: ScenarioResult) =>
@@ -773,7 +786,7 @@ function buildReport(input: {
       { target: `introspection ≥ 5000/s (postgres)${at(c)}`, measured: `${run.introspection.rps}/s`, applies: onPg, pass: run.introspection.rps >= 5000 },
     );
   });
-  add(`refresh (rotation${at(s.connections)})${ours.refresh.shortened ? ' *' : ''}`, ours.refresh);
+  add(`refresh (rotation${at(s.connections)})${ours.refresh.shortened ? ' *' : ''}`, ours.refresh, baselineRefresh);
   rows.push({
     scenario: `sign-ins (${s.signinWorkers} workers)`,
     ours: ours.signins.rps,
