@@ -12,7 +12,19 @@ import { currentRequestScope } from '../infra/request-scope.ts';
 import { offerToRequest, takeFromRequest } from '../infra/request-prefetch.ts';
 import { prefetchedAccountKey } from '../domain/authn/accounts.ts';
 import { createLookupBatcher, type LookupBatcher } from './lookup-batcher.ts';
-import { closeRedemptionWindow, holdConsume, holdIssued } from './held-redemption.ts';
+import {
+  closeWriteWindow,
+  dropHeldOfGrant,
+  heldRow,
+  heldRowByUid,
+  holdConsume,
+  holdDestroy,
+  holdUpsert,
+  inWriteWindow,
+  takeHeldWrites,
+  writesHeldOnSave,
+  type HeldWrites,
+} from './held-writes.ts';
 import { upsertRow } from '../repos/oidc-payloads.ts';
 
 // Models whose double use must revoke the grant: a code or refresh token redeemed twice.
@@ -88,15 +100,25 @@ class PayloadAdapter implements Adapter {
     };
     // A session is saved whenever it is used, so its device and last use are those of this request.
     const device = this.model === 'Session' && payload.accountId ? (currentRequestScope() ?? {}) : undefined;
-    // A token issued by a held redemption is written with it (held-redemption.ts).
-    if (!device && holdIssued(() => upsertRow(this.model, this.key(id), stored, expiresAt, keys))) return;
+    // Held for the request's one statement when it has a write window (held-writes.ts).
+    if (holdUpsert(() => upsertRow(this.model, this.key(id), stored, expiresAt, keys), device)) {
+      if (writesHeldOnSave(this.model)) {
+        const held = takeHeldWrites();
+        if (held && (await writeHeld(this.repo, held)) === 'reused') throw new errors.InvalidGrant('grant already used');
+      }
+      return;
+    }
     await this.repo.upsert(this.model, this.key(id), stored, expiresAt, keys, device);
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const stored =
-      (this.model === 'Grant' ? takeFromRequest<StoredPayload>(prefetchedGrantKey(id)) : undefined) ??
-      (await this.lookups.find(this.model, this.key(id)));
+    const held = inWriteWindow() ? heldRow(this.model, this.key(id)) : undefined;
+    const stored = held
+      ? held.payloadJson === null
+        ? undefined
+        : { payload: JSON.parse(held.payloadJson) as Record<string, unknown>, consumedAt: null }
+      : ((this.model === 'Grant' ? takeFromRequest<StoredPayload>(prefetchedGrantKey(id)) : undefined) ??
+        (await this.lookups.find(this.model, this.key(id))));
     // A token's grant and account, read with it: this request's next reads take them (once).
     if (stored?.grant) offerToRequest(prefetchedGrantKey(stored.grant.id), stored.grant);
     if (stored?.account) offerToRequest(prefetchedAccountKey(stored.account.id), stored.account);
@@ -113,6 +135,8 @@ class PayloadAdapter implements Adapter {
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    const held = inWriteWindow() ? heldRowByUid(this.model, uid) : undefined;
+    if (held) return JSON.parse(held.payloadJson) as AdapterPayload;
     return this.#out(await this.repo.findByUid(this.model, uid));
   }
 
@@ -132,10 +156,12 @@ class PayloadAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
+    if (holdDestroy(this.model, this.key(id))) return;
     await this.repo.destroy(this.model, this.key(id));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
+    dropHeldOfGrant(grantId);
     await this.repo.revokeByGrantId(grantId, this.model);
   }
 
@@ -155,19 +181,23 @@ async function revokeGrantOf(repo: OidcPayloadsRepo, model: string, key: string)
   await repo.destroy('Grant', grantId);
 }
 
-export type RedemptionOutcome = 'none' | 'redeemed' | 'reused';
+export type HeldWritesOutcome = 'none' | 'written' | 'reused';
+
+/** Writes held writes in one statement; 'reused' when their consume lost, and then the grant is revoked. */
+async function writeHeld(repo: OidcPayloadsRepo, held: HeldWrites): Promise<'written' | 'reused'> {
+  if (await repo.writeHeld({ consume: held.consume, upserts: held.upserts.values(), deletes: held.deletes.values() })) return 'written';
+  await revokeGrantOf(repo, held.consume!.model, held.consume!.key);
+  return 'reused';
+}
 
 /**
- * Closes the running request's redemption window and writes what it held (held-redemption.ts):
- * 'reused' when the token had been consumed before, and then its grant is revoked and nothing
- * it issued was stored.
+ * Closes the running request's write window and writes what it still holds (held-writes.ts):
+ * 'reused' when that was a consume of a token consumed before, and then its grant is revoked and
+ * nothing it held was stored.
  */
-export async function settleRedemption(repo: OidcPayloadsRepo): Promise<RedemptionOutcome> {
-  const held = closeRedemptionWindow();
-  if (!held) return 'none';
-  if (await repo.redeem(held.model, held.key, held.issued)) return 'redeemed';
-  await revokeGrantOf(repo, held.model, held.key);
-  return 'reused';
+export async function settleHeldWrites(repo: OidcPayloadsRepo): Promise<HeldWritesOutcome> {
+  const held = closeWriteWindow();
+  return held ? writeHeld(repo, held) : 'none';
 }
 
 /** Clients come from our clients table; the provider never writes them. */

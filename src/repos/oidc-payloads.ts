@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { hasNul, runStatement, type Db } from '../infra/db.ts';
 import * as statements from './payload-statements.ts';
-import { createWriteBatcher, rowsAsJson, type UpsertRow } from './payload-write-batcher.ts';
+import { createWriteBatcher, rowAsJson, rowsAsJson, type UpsertRow } from './payload-write-batcher.ts';
 import { userFromJson, type UserRow } from './users.ts';
 
 export interface PayloadKeys {
@@ -159,13 +159,27 @@ export function createOidcPayloadsRepo(db: Db) {
       return writes.consume(model, id);
     },
     /**
-     * Consumes a code or refresh token and writes the tokens issued for it, in one statement: the
-     * rows are written only if this call consumed the token. False when it was consumed before.
+     * Writes what a request held (oidc/held-writes.ts) in one statement: false when its consume
+     * lost (the token was consumed before), and then nothing was written.
      */
-    async redeem(model: string, id: string, issued: UpsertRow[]): Promise<boolean> {
-      if (hasNul(id)) return false;
-      const { rows } = await runStatement(db, statements.redeemAndWrite, [rowsAsJson(issued), model, id]);
-      return rows.length > 0;
+    async writeHeld(held: {
+      consume?: { model: string; key: string };
+      upserts: Iterable<{ row: UpsertRow; device?: SessionDevice }>;
+      deletes: Iterable<{ model: string; key: string }>;
+    }): Promise<boolean> {
+      const deletes = [...held.deletes].filter((d) => !hasNul(d.key));
+      if (held.consume && hasNul(held.consume.key)) return false;
+      const rows = [...held.upserts].map(({ row, device }) =>
+        rowAsJson(row, device ? `"user_agent":${JSON.stringify(device.userAgent || null)},"ip_address":${JSON.stringify(device.ip || null)},"touched":true` : ''),
+      );
+      const { rows: answer } = await runStatement(db, statements.writeHeld, [
+        `[${rows.join(',')}]`,
+        held.consume?.model ?? null,
+        held.consume?.key ?? null,
+        deletes.map((d) => d.model),
+        deletes.map((d) => d.key),
+      ]);
+      return answer[0]?.ok === true;
     },
     async destroy(model: string, id: string) {
       if (hasNul(id)) return;

@@ -70,31 +70,41 @@ export const writeMany: Statement = {
 };
 
 /**
- * A token request's redemption in one statement: marks the code or refresh token ($2, $3) consumed
- * and, only if this statement is the one that marked it, writes the tokens issued for it ($1, a
- * JSON array as in writeMany). Answers one row when it won; none when the token was consumed
- * before (or by a concurrent statement, which it waits for), and then nothing is written.
+ * The writes a request held (oidc/held-writes.ts) in one statement: $4/$5 the rows to delete, $1 a
+ * JSON array of rows to upsert (a session's with its device: `touched` sets its last use), and $2/$3
+ * an optional code or refresh token to consume. With a consume, the rest is written only if this
+ * statement is the one that marked it (not when it was consumed before, or by a concurrent
+ * statement, which it waits for). Answers `ok` false when the consume lost. No key is in two parts.
  */
-export const redeemAndWrite: Statement = {
-  name: 'oidc_payloads_redeem_and_write_v1',
+export const writeHeld: Statement = {
+  name: 'oidc_payloads_write_held_v1',
   text: `
     with consumed as (
       update oidc_payloads p set consumed_at = now()
-      where p.model = $2 and p.id = $3 and p.consumed_at is null
-      returning p.model
+      where $2::text is not null and p.model = $2 and p.id = $3 and p.consumed_at is null
+      returning 1
     ),
-    issued as (
-      insert into oidc_payloads (model, id, payload, grant_id, uid, user_code, account_id, expires_at)
-      select model, id, payload, grant_id, uid, user_code, account_id, expires_at
-      from jsonb_to_recordset($1::jsonb)
-        as r(model text, id text, payload jsonb, grant_id text, uid text, user_code text, account_id text, expires_at timestamptz)
-      where exists (select 1 from consumed)
+    go as (select ($2::text is null or exists (select 1 from consumed)) as ok),
+    gone as (
+      delete from oidc_payloads p using unnest($4::text[], $5::text[]) as d(model, id)
+      where p.model = d.model and p.id = d.id and (select ok from go)
+      returning 1
+    ),
+    written as (
+      insert into oidc_payloads (model, id, payload, grant_id, uid, user_code, account_id, expires_at, user_agent, ip_address, last_used_at)
+      select model, id, payload, grant_id, uid, user_code, account_id, expires_at, user_agent, ip_address, case when touched then now() end
+      from jsonb_to_recordset($1::jsonb) as r(model text, id text, payload jsonb, grant_id text, uid text, user_code text,
+        account_id text, expires_at timestamptz, user_agent text, ip_address text, touched boolean)
+      where (select ok from go)
       on conflict (model, id) do update set
         payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid,
-        user_code = excluded.user_code, account_id = excluded.account_id, expires_at = excluded.expires_at
+        user_code = excluded.user_code, account_id = excluded.account_id, expires_at = excluded.expires_at,
+        user_agent = case when excluded.last_used_at is null then oidc_payloads.user_agent else excluded.user_agent end,
+        ip_address = case when excluded.last_used_at is null then oidc_payloads.ip_address else excluded.ip_address end,
+        last_used_at = coalesce(excluded.last_used_at, oidc_payloads.last_used_at)
       returning 1
     )
-    select model, (select count(*) from issued)::int as issued from consumed`,
+    select (select ok from go) as ok, (select count(*) from gone)::int as deleted, (select count(*) from written)::int as written`,
 };
 
 /** A session's upsert, which also records the device and time of its use. */

@@ -23,15 +23,21 @@ type Pending =
 
 const MAX_BATCH = 200;
 
-/** The upserts as one JSON document; each payload is spliced in as it is, never parsed and encoded again. */
-export function rowsAsJson(rows: UpsertRow[]): string {
-  const parts = rows.map(
-    (r) =>
-      `{"model":${JSON.stringify(r.model)},"id":${JSON.stringify(r.id)},"payload":${r.payloadJson},` +
-      `"grant_id":${JSON.stringify(r.grant_id)},"uid":${JSON.stringify(r.uid)},"user_code":${JSON.stringify(r.user_code)},` +
-      `"account_id":${JSON.stringify(r.account_id)},"expires_at":${JSON.stringify(r.expires_at)}}`,
+/**
+ * One upsert as a JSON object; its payload is spliced in as it is, never parsed and encoded again.
+ * `more` adds fields (JSON members, already encoded).
+ */
+export function rowAsJson(r: UpsertRow, more = ''): string {
+  return (
+    `{"model":${JSON.stringify(r.model)},"id":${JSON.stringify(r.id)},"payload":${r.payloadJson},` +
+    `"grant_id":${JSON.stringify(r.grant_id)},"uid":${JSON.stringify(r.uid)},"user_code":${JSON.stringify(r.user_code)},` +
+    `"account_id":${JSON.stringify(r.account_id)},"expires_at":${JSON.stringify(r.expires_at)}${more ? `,${more}` : ''}}`
   );
-  return `[${parts.join(',')}]`;
+}
+
+/** The upserts as one JSON document. */
+export function rowsAsJson(rows: UpsertRow[]): string {
+  return `[${rows.map((r) => rowAsJson(r)).join(',')}]`;
 }
 
 const keyOf = (row: { model: string; id: string }) => `${row.model}\0${row.id}`;

@@ -168,7 +168,7 @@ describe('self-registration', () => {
     const payload = typeof created.payload === 'string' ? JSON.parse(created.payload) : created.payload;
     assert.equal(payload.user.email, email);
     assert.equal(payload.source, 'self-registration');
-    assert.equal(created.actor, client.clientId);
+    assert.equal(created.actor_id, client.clientId);
     const serialised = JSON.stringify(events);
     for (const secret of [password, code!, new URL(link!).searchParams.get('token')!, user.password_hash ?? 'argon2', 'argon2']) {
       assert.ok(!serialised.includes(secret), 'no secret in the events');
