@@ -6,14 +6,16 @@
  *
  * Refresh: with BASELINE_REFRESH_TOKENS=N and BASELINE_REFRESH_FILE, it mints N refresh tokens of
  * one grant (scope openid offline_access, as the benchmark's sign-ins ask) for a second client, the
- * relying party, and writes them to the file, one per line, before it listens. The relying party
+ * relying party, and writes them to the file, one per line, before it listens. The provider's own
+ * in-memory adapter keeps only the last 1,000 entries (an LRU), fewer than a refresh run presents,
+ * so this run keeps them in plain Maps instead (MapAdapter) and is started on its own. The relying party
  * is configured as our clients are: the refresh token rotates on every use, and the ID token of
  * the answer is signed RS256 (the default of OpenID Connect), so both servers do the same work.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import Provider, { errors } from 'oidc-provider';
+import Provider, { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 
 const CLIENT_ID = process.env.BASELINE_CLIENT_ID ?? 'baseline-client';
 const CLIENT_SECRET = process.env.BASELINE_CLIENT_SECRET ?? 'baseline-secret-0123456789abcdef0123456789';
@@ -27,7 +29,51 @@ const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
 const rsaJwk = { ...rsa.export({ format: 'jwk' }), kid: 'baseline-rs256', alg: 'RS256', use: 'sig' };
 const RP_ID = `${CLIENT_ID}-rp`;
 
+/** Every entry kept until it is removed: the refresh baseline's store (expiry is not needed in a 10 s run). */
+class MapAdapter implements Adapter {
+  static readonly rows = new Map<string, AdapterPayload>();
+  static readonly grants = new Map<string, Set<string>>();
+  readonly model: string;
+  constructor(model: string) {
+    this.model = model;
+  }
+  #key(id: string) {
+    return `${this.model}:${id}`;
+  }
+  async upsert(id: string, payload: AdapterPayload) {
+    MapAdapter.rows.set(this.#key(id), payload);
+    if (payload.grantId) {
+      const members = MapAdapter.grants.get(payload.grantId) ?? new Set();
+      members.add(this.#key(id));
+      MapAdapter.grants.set(payload.grantId, members);
+    }
+  }
+  async find(id: string) {
+    return MapAdapter.rows.get(this.#key(id));
+  }
+  async findByUid() {
+    return undefined;
+  }
+  async findByUserCode() {
+    return undefined;
+  }
+  async consume(id: string) {
+    const row = MapAdapter.rows.get(this.#key(id));
+    if (row) row.consumed = Math.floor(Date.now() / 1000);
+  }
+  async destroy(id: string) {
+    MapAdapter.rows.delete(this.#key(id));
+  }
+  async revokeByGrantId(grantId: string) {
+    for (const key of MapAdapter.grants.get(grantId) ?? []) MapAdapter.rows.delete(key);
+    MapAdapter.grants.delete(grantId);
+  }
+}
+
+const refreshCount = Number(process.env.BASELINE_REFRESH_TOKENS ?? 0);
+
 const provider = new Provider(issuer, {
+  ...(refreshCount > 0 ? { adapter: MapAdapter } : {}),
   clients: [
     {
       client_id: CLIENT_ID,
@@ -81,7 +127,6 @@ async function mintRefreshTokens(count: number): Promise<string[]> {
   return tokens;
 }
 
-const refreshCount = Number(process.env.BASELINE_REFRESH_TOKENS ?? 0);
 if (refreshCount > 0 && process.env.BASELINE_REFRESH_FILE) {
   writeFileSync(process.env.BASELINE_REFRESH_FILE, `${(await mintRefreshTokens(refreshCount)).join('\n')}\n`);
 }

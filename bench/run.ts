@@ -453,6 +453,37 @@ async function refreshScenario(
   };
 }
 
+/** The bare provider rotating refresh tokens it minted beforehand (bench/baseline.ts, on its own). */
+async function baselineRefreshRun(s: Settings, base: string): Promise<ScenarioResult> {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const file = `${base}.baseline-refresh.txt`;
+  const proc = startNode({
+    name: 'baseline-refresh',
+    script: path.join(ROOT, 'bench', 'baseline.ts'),
+    env: childEnv({
+      PORT: String(port),
+      BASELINE_CLIENT_ID: BASELINE_CLIENT.id,
+      BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret,
+      BASELINE_REFRESH_TOKENS: String(s.refreshCap),
+      BASELINE_REFRESH_FILE: file,
+    }),
+    cwd: ROOT,
+    logFile: `${base}.baseline-refresh.log`,
+    cpu: SERVER_CPU,
+    nodeFlags: SERVER_NODE_FLAGS,
+  });
+  try {
+    await waitReady(proc, `${issuer}/.well-known/openid-configuration`);
+    const tokens = readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    log(`baseline: refresh, ${tokens.length} tokens minted in memory`);
+    return await refreshRun(issuer, basicAuth(`${BASELINE_CLIENT.id}-rp`, BASELINE_CLIENT.secret), tokens, s, proc, s.duration);
+  } finally {
+    await proc.stop();
+    rmSync(file, { force: true });
+  }
+}
+
 /** Complete sign-ins at fixed concurrency, each worker a browser of its own with fresh cookies per sign-in. */
 async function signinScenario(target: FlowTarget, user: { email: string; password: string }, proc: ServerProcess, s: Settings) {
   const from = { cpu: process.cpuUsage(), t: performance.now() };
@@ -571,13 +602,7 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
     const bproc = startNode({
       name: 'baseline',
       script: path.join(ROOT, 'bench', 'baseline.ts'),
-      env: childEnv({
-        PORT: String(bport),
-        BASELINE_CLIENT_ID: BASELINE_CLIENT.id,
-        BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret,
-        BASELINE_REFRESH_TOKENS: String(s.refreshCap),
-        BASELINE_REFRESH_FILE: `${base}.baseline-refresh.txt`,
-      }),
+      env: childEnv({ PORT: String(bport), BASELINE_CLIENT_ID: BASELINE_CLIENT.id, BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret }),
       cwd: ROOT,
       logFile: `${base}.baseline.log`,
       cpu: SERVER_CPU,
@@ -587,11 +612,8 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
     await waitReady(bproc, `${bissuer}/.well-known/openid-configuration`);
     log(`baseline: pid ${bproc.pid} on ${bissuer}${bproc.pinned ? ` (CPU ${SERVER_CPU})` : ' (not pinned)'}`);
     baseline = await tokenScenarios('baseline', bissuer, basicAuth(BASELINE_CLIENT.id, BASELINE_CLIENT.secret), bproc, s);
-    log('baseline: refresh');
-    const baselineTokens = readFileSync(`${base}.baseline-refresh.txt`, 'utf8').split('\n').filter(Boolean);
-    rmSync(`${base}.baseline-refresh.txt`, { force: true });
-    baselineRefresh = await refreshRun(bissuer, basicAuth(`${BASELINE_CLIENT.id}-rp`, BASELINE_CLIENT.secret), baselineTokens, s, bproc, s.duration);
     await bproc.stop();
+    baselineRefresh = await baselineRefreshRun(s, base);
 
     // Our server on a fresh store, seeded before it starts.
     log(`ours: creating a fresh ${kind} store`);
