@@ -22,6 +22,15 @@ export interface FactorRow {
 
 export type NewFactor = Pick<FactorRow, 'id' | 'tenant_id' | 'user_id' | 'type' | 'name' | 'secret_sealed'> & Partial<Pick<FactorRow, 'confirmed_at' | 'phone'>>;
 
+/** A factor row as PostgreSQL's JSON gives it (timestamps as text), typed again. */
+export function factorFromJson(json: Record<string, unknown>): FactorRow {
+  const row = { ...json } as Record<string, unknown>;
+  for (const column of ['confirmed_at', 'created_at', 'last_used_at']) {
+    if (typeof row[column] === 'string') row[column] = new Date(row[column] as string);
+  }
+  return row as unknown as FactorRow;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** mfa_factors and mfa_recovery_codes. Every lookup is scoped to the user: another user's factor is never found. */

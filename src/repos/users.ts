@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { factorFromJson, type FactorRow } from './mfa-factors.ts';
 import { hasNul, paged } from '../infra/db.ts';
 
 export type UserStatus = 'active' | 'suspended' | 'deactivated';
@@ -55,6 +56,27 @@ export function createUsersRepo(db: Knex) {
     async findByEmail(tenantId: string, email: string): Promise<UserRow | undefined> {
       if (hasNul(email)) return undefined;
       return users().where({ tenant_id: tenantId }).whereRaw('lower(email) = lower(?)', [email]).first();
+    },
+    /**
+     * findByEmail with the account's confirmed second factors (oldest first), read in the same
+     * statement: a password sign-in asks for both, one after the other.
+     */
+    async findByEmailWithFactors(tenantId: string, email: string): Promise<{ user: UserRow; confirmedFactors: FactorRow[] } | undefined> {
+      if (hasNul(email)) return undefined;
+      const row = (await users()
+        .select(
+          'users.*',
+          db.raw(
+            `coalesce((select json_agg(f order by f.confirmed_at) from mfa_factors f where f.user_id = users.id and f.confirmed_at is not null), '[]') as confirmed_factors`,
+          ),
+        )
+        .where({ tenant_id: tenantId })
+        .whereRaw('lower(email) = lower(?)', [email])
+        .first()) as (UserRow & { confirmed_factors: unknown }) | undefined;
+      if (!row) return undefined;
+      const { confirmed_factors: factors, ...user } = row;
+      const list = (typeof factors === 'string' ? JSON.parse(factors) : factors) as Array<Record<string, unknown>>;
+      return { user: user as UserRow, confirmedFactors: list.map(factorFromJson) };
     },
     /**
      * Counts a failed sign-in and locks the account once the threshold is reached, in one

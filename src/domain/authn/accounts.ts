@@ -5,7 +5,7 @@ import type { Knex } from 'knex';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import { userPayload, type EventRecorder } from '../events/events.ts';
 import { runDetached } from '../detached.ts';
-import { takeFromRequest } from '../../infra/request-prefetch.ts';
+import { offerToRequest, takeFromRequest } from '../../infra/request-prefetch.ts';
 import type { FactorType } from '../../repos/mfa-factors.ts';
 import type { UserRow, UsersRepo } from '../../repos/users.ts';
 
@@ -13,6 +13,9 @@ export const DEFAULT_TENANT = 'default';
 
 /** Under which key a users row read ahead for this request waits (infra/request-prefetch.ts). */
 export const prefetchedAccountKey = (id: string) => `account:${id}`;
+
+/** Under which key an account's confirmed factors, read with it at a password check, wait (mfa.ts). */
+export const prefetchedFactorsKey = (userId: string) => `mfa-factors:${userId}`;
 
 /**
  * The sign-in failure counter of an address in the ephemeral store. Failures are counted per
@@ -172,7 +175,8 @@ export function createAccounts(deps: {
       }
       const failKey = failureKey(tenantId, email);
       // Two stores, asked at once.
-      const [user, counted] = await Promise.all([users.findByEmail(tenantId, email.trim()), ephemeral.get(failKey)]);
+      const [found, counted] = await Promise.all([users.findByEmailWithFactors(tenantId, email.trim()), ephemeral.get(failKey)]);
+      const user = found?.user;
       const addressFailures = Number(counted ?? 0);
       const locked = addressFailures >= lockout.threshold || lockInForce(user?.locked_until);
       const { ok, needsRehash } = await hasher.verify(user && !locked ? user.password_hash : null, password);
@@ -201,6 +205,8 @@ export function createAccounts(deps: {
       // The address's counter is cleared only when it counted something: most sign-ins have none to clear.
       if (addressFailures > 0) await ephemeral.del(failKey);
       if (needsRehash) await users.updatePasswordHash(user.id, await hasher.hash(password));
+      // The sign-in step asks next whether a second factor is due (mfa.ts enrolledFactors).
+      offerToRequest(prefetchedFactorsKey(user.id), found!.confirmedFactors);
       return { ok: true, user };
     },
 

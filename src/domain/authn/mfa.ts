@@ -10,7 +10,8 @@ import { AppError } from '../errors.ts';
 import type { EventRecorder } from '../events/events.ts';
 import { mfaResetMail } from '../mail/account-mails.ts';
 import type { MailOutbox } from '../mail/mail.ts';
-import type { ChangeContext } from './accounts.ts';
+import { prefetchedFactorsKey, type ChangeContext } from './accounts.ts';
+import { takeFromRequest } from '../../infra/request-prefetch.ts';
 import type { FactorChanges } from './factor-changes.ts';
 import type { FactorGuard, SecondFactorResult } from './factor-guard.ts';
 import { removalBreaksPolicy } from './mfa-policy.ts';
@@ -263,7 +264,9 @@ export function createMfa(deps: {
 
     /** The confirmed factors of a user: whether, and which, second step a sign-in asks for. */
     async enrolledFactors(userId: string): Promise<FactorSummary[]> {
-      return (await repo.listConfirmed(userId)).map(summary);
+      // Read with the account when its password was checked in this request (accounts.ts).
+      const prefetched = takeFromRequest<FactorRow[]>(prefetchedFactorsKey(userId));
+      return (prefetched ?? (await repo.listConfirmed(userId))).map(summary);
     },
 
     /**
