@@ -63,6 +63,7 @@ export const DIGESTED_MODELS = new Set([
 export type TokenDigest = (value: string) => string;
 
 const prefetchedGrantKey = (grantId: string) => `oidc-grant:${grantId}`;
+const prefetchedSessionKey = (uid: string) => `oidc-session-uid:${uid}`;
 
 function epoch(d: Date): number {
   return Math.floor(d.getTime() / 1000);
@@ -122,6 +123,7 @@ class PayloadAdapter implements Adapter {
     // A token's grant and account, read with it: this request's next reads take them (once).
     if (stored?.grant) offerToRequest(prefetchedGrantKey(stored.grant.id), stored.grant);
     if (stored?.account) offerToRequest(prefetchedAccountKey(stored.account.id), stored.account);
+    if (stored?.session) offerToRequest(prefetchedSessionKey(stored.session.uid), stored.session);
     const found = this.#out(stored);
     // The stored payload of a bearer model has no jti: the presented value is it.
     const payload: AdapterPayload | undefined = found && this.digested ? { ...found, jti: id } : found;
@@ -137,7 +139,8 @@ class PayloadAdapter implements Adapter {
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
     const held = inWriteWindow() ? heldRowByUid(this.model, uid) : undefined;
     if (held) return JSON.parse(held.payloadJson) as AdapterPayload;
-    return this.#out(await this.repo.findByUid(this.model, uid));
+    const prefetched = this.model === 'Session' ? takeFromRequest<StoredPayload>(prefetchedSessionKey(uid)) : undefined;
+    return this.#out(prefetched ?? (await this.repo.findByUid(this.model, uid)));
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {

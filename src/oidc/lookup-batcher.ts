@@ -9,9 +9,11 @@ interface Pending {
 const MAX_BATCH = 200;
 
 // What the provider reads right after finding one of these: the grant (redemption, refresh,
-// introspection, userinfo) and, for a code or a refresh token, the account. They come with the row.
+// introspection, userinfo), for a code or a refresh token the account, and for a code the session
+// it was issued in (its tokens end with that session). They come with the row.
 const WITH_GRANT = ['AccessToken', 'RefreshToken', 'AuthorizationCode'];
 const WITH_ACCOUNT = ['RefreshToken', 'AuthorizationCode'];
+const WITH_SESSION = ['AuthorizationCode'];
 
 /**
  * Coalesces the adapter's find() calls made in the same turn of the event loop into one query.
@@ -26,7 +28,7 @@ export function createLookupBatcher(repo: OidcPayloadsRepo) {
 
   async function flush(batch: Pending[]) {
     try {
-      const found = await repo.findMany(batch.map((p) => p.key), WITH_GRANT, WITH_ACCOUNT);
+      const found = await repo.findMany(batch.map((p) => p.key), WITH_GRANT, WITH_ACCOUNT, WITH_SESSION);
       for (const p of batch) p.resolve(found.get(`${p.key[0]}\0${p.key[1]}`));
     } catch (err) {
       for (const p of batch) p.reject(err);

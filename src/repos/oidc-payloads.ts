@@ -35,6 +35,8 @@ export interface StoredPayload {
   grant?: StoredPayload & { id: string };
   /** Read with the row when asked (findMany's withAccount): the users row its account_id names. */
   account?: UserRow;
+  /** Read with the row when asked (findMany's withSession): the Session its payload's sessionUid names. */
+  session?: StoredPayload & { uid: string };
 }
 
 type StoredRow = { payload: unknown; consumed_at: Date | string | null };
@@ -115,12 +117,13 @@ export function createOidcPayloadsRepo(db: Db) {
     /**
      * Many (model, id) lookups in one statement; the result is keyed by `${model}\0${id}`. On
      * PostgreSQL a row of a model in `withGrant` carries its grant's row, of one in `withAccount`
-     * its account's.
+     * its account's, of one in `withSession` its session's.
      */
     async findMany(
       keys: Array<[model: string, id: string]>,
       withGrant: readonly string[] = [],
       withAccount: readonly string[] = [],
+      withSession: readonly string[] = [],
     ): Promise<Map<string, StoredPayload>> {
       const valid = keys.filter(([, id]) => !hasNul(id));
       if (valid.length === 0) return new Map();
@@ -133,7 +136,7 @@ export function createOidcPayloadsRepo(db: Db) {
       const { rows } =
         db.kind === 'pglite'
           ? await runStatement(db, statements.findManyPlain, [models, ids])
-          : await runStatement(db, statements.findMany, [models, ids, withGrant, withAccount]);
+          : await runStatement(db, statements.findMany, [models, ids, withGrant, withAccount, withSession]);
       return new Map(
         rows.map((row) => {
           const stored = toStored(row as StoredRow)!;
@@ -141,6 +144,9 @@ export function createOidcPayloadsRepo(db: Db) {
             stored.grant = { id: row.grant_id as string, ...toStored({ payload: row.grant_payload, consumed_at: row.grant_consumed_at as Date | null })! };
           }
           if (row.account != null) stored.account = userFromJson(parseJson(row.account));
+          if (row.session_payload != null) {
+            stored.session = { uid: row.session_uid as string, ...toStored({ payload: row.session_payload, consumed_at: row.session_consumed_at as Date | null })! };
+          }
           return [`${row.model}\0${row.id}`, stored];
         }),
       );

@@ -13,11 +13,12 @@ export const notExpired = (alias: string) => `(${alias}.expires_at is null or ${
 const UUID_TEXT = `'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'`;
 
 /**
- * Many (model, id) lookups in one statement. For the models in $3 the row's grant comes along, and
- * for those in $4 its account too: the reads a redemption, a refresh or an introspection makes next.
+ * Many (model, id) lookups in one statement. For the models in $3 the row's grant comes along, for
+ * those in $4 its account too, and for those in $5 the session its payload names (sessionUid): the
+ * reads a redemption, a refresh or an introspection makes next.
  */
 export const findMany: Statement = {
-  name: 'oidc_payloads_find_many_v1',
+  name: 'oidc_payloads_find_many_v2',
   text: `
     with wanted as (select * from unnest($1::text[], $2::text[]) as w(model, id)),
     hit as (
@@ -27,13 +28,16 @@ export const findMany: Statement = {
     )
     select h.model, h.id, h.payload, h.consumed_at, h.grant_id,
       g.payload as grant_payload, g.consumed_at as grant_consumed_at,
-      case when u.id is not null then to_jsonb(u) end as account
+      case when u.id is not null then to_jsonb(u) end as account,
+      s.uid as session_uid, s.payload as session_payload, s.consumed_at as session_consumed_at
     from hit h
     left join oidc_payloads g
       on h.model = any($3::text[]) and g.model = 'Grant' and g.id = h.grant_id and ${notExpired('g')}
     left join users u
       on h.model = any($4::text[])
-      and u.id = (case when h.account_id ~ ${UUID_TEXT} then h.account_id::uuid end)`,
+      and u.id = (case when h.account_id ~ ${UUID_TEXT} then h.account_id::uuid end)
+    left join oidc_payloads s
+      on h.model = any($5::text[]) and s.model = 'Session' and s.uid = h.payload->>'sessionUid' and ${notExpired('s')}`,
 };
 
 /** Many (model, id) lookups in one statement, the rows alone. */

@@ -87,6 +87,33 @@ describe('authorization code + PKCE', () => {
     assert.equal(introspected.active, false);
   });
 
+  it('refuses a code whose session ended before it was redeemed (read with the code on PostgreSQL)', async () => {
+    const user = await createUser(ts);
+    const client = await registerClient(ts, {}, true);
+    const config = await rpConfig(ts, client);
+    const browser = new HttpBrowser();
+    const verifier = oidc.randomPKCECodeVerifier();
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: REDIRECT_URI,
+      scope: 'openid',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state: 's2',
+    });
+    const page = await browser.follow(url);
+    const { submitLogin } = await import('../helpers/rp.ts');
+    const res = await submitLogin(browser, page.url, await page.res.text(), user.email, user.password);
+    const cb = await browser.follow(new URL(res.headers.get('location')!, page.url), {}, (u) => u.href.startsWith(REDIRECT_URI));
+    // The session ends elsewhere (another instance, the sweeper): its row goes, the code stays.
+    const sessions = () => ts.server.services.db('oidc_payloads').where({ model: 'Session', account_id: user.id });
+    assert.equal((await sessions().select('id')).length, 1);
+    await sessions().delete();
+    await assert.rejects(
+      oidc.authorizationCodeGrant(config, cb.url, { pkceCodeVerifier: verifier, expectedState: 's2' }),
+      (err: oidc.ResponseBodyError) => err.error === 'invalid_grant',
+    );
+  });
+
   it('shows an error page, without redirecting, for an unregistered redirect_uri', async () => {
     const client = await registerClient(ts, {}, true);
     const url = new URL('/auth', ts.issuer);
