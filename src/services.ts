@@ -55,6 +55,8 @@ import { createCodeFactors } from './domain/authn/code-factors.ts';
 import { createSmsSender } from './infra/sms.ts';
 import { createWebAuthnCredentialsRepo } from './repos/webauthn-credentials.ts';
 import { createWebAuthn } from './domain/authn/webauthn.ts';
+import { createWebhooksRepo } from './repos/webhooks.ts';
+import { createWebhooks } from './domain/webhooks/webhooks.ts';
 
 /** Password hashes at most HASHES_AT_ONCE at a time (infra/thread-pool.ts: each holds ARGON2_MEMORY_KIB for good). */
 function gatedHasher(hasher: PasswordHasher): PasswordHasher {
@@ -131,8 +133,16 @@ async function openServices(config: AppConfig, logger: Logger) {
     outbox: createOutboxRepo(db),
     mfaFactors: createMfaFactorsRepo(db),
     webauthnCredentials: createWebAuthnCredentialsRepo(db),
+    webhooks: createWebhooksRepo(db),
   };
   const events = createEventRecorder(repos.events);
+  // Webhooks: every event an enabled webhook subscribes to is queued in the event's transaction.
+  const webhooks = createWebhooks({
+    repo: repos.webhooks, box, ephemeral,
+    settings: { allowPrivateNetworks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS, retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000 },
+  });
+  events.addSink(webhooks.sink);
+  await webhooks.ready;
   const metrics = createMetrics();
   const mail = createMailOutbox({ repo: repos.outbox, box });
   const hasher = traceMethods(gatedHasher(createPasswordHasher({
@@ -285,6 +295,8 @@ async function openServices(config: AppConfig, logger: Logger) {
     sms,
     codeFactors,
     webauthn,
+    events,
+    webhooks,
     metrics,
     /** What the scrape-time gauges read (runtime.ts turns them on with METRICS_PORT). */
     metricSources: {
