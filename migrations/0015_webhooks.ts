@@ -4,7 +4,8 @@ import type { Knex } from 'knex';
 // deliveries written in the same transaction as the event they carry, so a crash or a dead
 // receiver delays a delivery but never loses it. The signing secret is sealed with the
 // key-encryption key. A delivery keeps the exact body it sends (every retry signs the same bytes)
-// and the outcome of its last attempt (the delivery log).
+// and the outcome of its last attempt (the delivery log). OpenID Connect back-channel logout
+// notifications to relying parties go through the same queue (kind backchannel_logout, no webhook).
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('webhooks', (t) => {
     t.uuid('id').primary();
@@ -24,7 +25,9 @@ export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('webhook_deliveries', (t) => {
     // Also the webhook-id header: the same on every retry, so receivers can drop duplicates.
     t.uuid('id').primary();
-    t.uuid('webhook_id').notNullable().references('webhooks.id').onDelete('CASCADE');
+    t.text('kind').notNullable().defaultTo('webhook');
+    // Null for a back-channel logout (its body names the client, account and session).
+    t.uuid('webhook_id').references('webhooks.id').onDelete('CASCADE');
     t.uuid('event_id').notNullable();
     t.text('event_type').notNullable();
     t.text('body').notNullable();
@@ -42,6 +45,7 @@ export async function up(knex: Knex): Promise<void> {
     t.timestamp('delivered_at', { useTz: true });
   });
   await knex.raw("alter table webhook_deliveries add constraint webhook_deliveries_status check (status in ('pending', 'succeeded', 'failed'))");
+  await knex.raw("alter table webhook_deliveries add constraint webhook_deliveries_kind check ((kind = 'webhook') = (webhook_id is not null) and kind in ('webhook', 'backchannel_logout'))");
   await knex.raw("create index webhook_deliveries_due on webhook_deliveries (next_attempt_at) where status = 'pending'");
   await knex.raw('create index webhook_deliveries_log on webhook_deliveries (webhook_id, created_at desc, id)');
 }

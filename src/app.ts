@@ -40,6 +40,7 @@ import type { UserAdmin } from './domain/accounts/user-admin.ts';
 import type { IdempotencyRepo } from './repos/idempotency.ts';
 import { adminApiRoutes } from './http/api/routes.ts';
 import type { Webhooks } from './domain/webhooks/webhooks.ts';
+import type { BackchannelLogouts } from './domain/webhooks/backchannel-logout.ts';
 import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { accountConsoleRoutes } from './http/account/console.ts';
 import type { AccountFlowDeps } from './http/account-flows.ts';
@@ -75,6 +76,7 @@ export interface AppDeps {
   development: boolean;
   metrics: Metrics;
   webhooks: Webhooks;
+  backchannelLogouts: BackchannelLogouts;
 }
 
 

@@ -11,6 +11,7 @@ import { createSweeper } from './oidc/sweeper.ts';
 import { createMailRenderer } from './domain/mail/mail.ts';
 import { createMailWorker } from './domain/mail/mail-worker.ts';
 import { createWebhookWorker } from './domain/webhooks/worker.ts';
+import { logoutTokenFor } from './oidc/backchannel-logout.ts';
 import { createMailer } from './infra/mailer.ts';
 import { createCaptcha } from './infra/captcha.ts';
 import { metricsListener } from './http/metrics.ts';
@@ -125,6 +126,7 @@ export async function startServer(
     development: config.NODE_ENV !== 'production',
     metrics: services.metrics,
     webhooks: services.webhooks,
+    backchannelLogouts: services.backchannelLogouts,
   };
   let listeningPort = 0;
 
@@ -190,6 +192,8 @@ export async function startServer(
     webhooks: services.webhooks,
     events: services.events,
     transaction: (work) => services.db.transaction(work),
+    // Logout tokens are signed by the provider in force when they are sent.
+    logoutToken: (notice) => logoutTokenFor(provider, notice),
     logger,
     settings: {
       pollIntervalMs: config.WEBHOOK_POLL_INTERVAL_MS,

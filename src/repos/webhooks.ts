@@ -26,10 +26,14 @@ export interface EnabledWebhook {
 }
 
 export type DeliveryStatus = 'pending' | 'succeeded' | 'failed';
+/** A webhook's event, or an OpenID Connect back-channel logout notification to a relying party. */
+export type DeliveryKind = 'webhook' | 'backchannel_logout';
 
 export interface DeliveryRow {
   id: string;
-  webhook_id: string;
+  kind: DeliveryKind;
+  /** Null for a back-channel logout. */
+  webhook_id: string | null;
   event_id: string;
   event_type: string;
   body: string;
@@ -45,7 +49,7 @@ export interface DeliveryRow {
   delivered_at: Date | null;
 }
 
-export type NewDelivery = Pick<DeliveryRow, 'id' | 'webhook_id' | 'event_id' | 'event_type' | 'body'>;
+export type NewDelivery = Pick<DeliveryRow, 'id' | 'webhook_id' | 'event_id' | 'event_type' | 'body'> & { kind?: DeliveryKind };
 
 /** The outcome of one attempt, for the delivery log. */
 export interface AttemptOutcome {
@@ -141,9 +145,9 @@ export function createWebhooksRepo(db: Knex) {
     async claimDue(limit: number, leaseMs: number): Promise<DeliveryRow[]> {
       return db.transaction(async (trx) => {
         const rows = (await trx('webhook_deliveries as d')
-          .join('webhooks as w', 'w.id', 'd.webhook_id')
+          .leftJoin('webhooks as w', 'w.id', 'd.webhook_id')
           .where('d.status', 'pending')
-          .where('w.enabled', true)
+          .where((q) => q.where('w.enabled', true).orWhere('d.kind', 'backchannel_logout'))
           .where('d.next_attempt_at', '<=', trx.fn.now())
           .orderBy([{ column: 'd.next_attempt_at' }, { column: 'd.created_at' }])
           .limit(limit)
@@ -193,6 +197,13 @@ export function createWebhooksRepo(db: Knex) {
         })
         .returning(['status'])) as Array<{ status: DeliveryStatus }>;
       return row?.status;
+    },
+
+    /** Fails a delivery without retrying (there is nowhere left to send it). */
+    async markAbandoned(id: string, error: string): Promise<void> {
+      await deliveries()
+        .where({ id, status: 'pending' })
+        .update({ status: 'failed', attempts: db.raw('attempts + 1') as never, last_attempt_at: db.fn.now() as never, last_error: error });
     },
 
     /** Gives back claimed rows not attempted (their webhook failed earlier in the batch), due after `delayMs`. */

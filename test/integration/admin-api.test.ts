@@ -53,6 +53,14 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['get', '/identity-providers/{id}', 'iam.idps:read'],
   ['patch', '/identity-providers/{id}', 'iam.idps:update'],
   ['delete', '/identity-providers/{id}', 'iam.idps:delete'],
+  ['get', '/webhooks', 'iam.webhooks:read'],
+  ['post', '/webhooks', 'iam.webhooks:create'],
+  ['get', '/webhooks/{id}', 'iam.webhooks:read'],
+  ['patch', '/webhooks/{id}', 'iam.webhooks:update'],
+  ['delete', '/webhooks/{id}', 'iam.webhooks:delete'],
+  ['post', '/webhooks/{id}/secret', 'iam.webhooks:update'],
+  ['get', '/webhooks/{id}/deliveries', 'iam.webhooks:read'],
+  ['post', '/webhooks/{id}/deliveries/{deliveryId}/retry', 'iam.webhooks:update'],
 ];
 
 const machineMetadata = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };

@@ -34,7 +34,7 @@ function checkedLookup(allowPrivateNetworks: boolean): LookupFunction {
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
 /**
- * POSTs a webhook body. Redirects are not followed (any 3xx is a failure), the whole exchange has
+ * POSTs a webhook body (JSON unless the headers name another content type). Redirects are not followed (any 3xx is a failure), the whole exchange has
  * `timeoutMs`, a new connection is used each time, and the response body is read (up to 64 KiB)
  * and dropped. Rejects with ForbiddenAddress, a network error, or an AbortError on timeout.
  */
@@ -60,8 +60,8 @@ export async function postWebhook(opts: {
       lookup: checkedLookup(opts.allowPrivateNetworks),
       signal: opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs)]) : AbortSignal.timeout(opts.timeoutMs),
       headers: {
-        ...opts.headers,
         'content-type': 'application/json',
+        ...opts.headers,
         'content-length': String(Buffer.byteLength(opts.body)),
         'user-agent': 'idp-webhooks/1',
         connection: 'close',

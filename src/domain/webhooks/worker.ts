@@ -4,6 +4,7 @@ import type { Logger } from '../../infra/logger.ts';
 import { StoreUnavailable } from '../../infra/store-outage.ts';
 import type { AttemptOutcome, DeliveryRow, WebhookRow, WebhooksRepo } from '../../repos/webhooks.ts';
 import { SYSTEM_ACTOR, type EventRecorder, type EventType } from '../events/events.ts';
+import { readLogoutNotice, type LogoutNotice } from './backchannel-logout.ts';
 import { postWebhook } from './transport.ts';
 import type { Webhooks } from './webhooks.ts';
 
@@ -44,6 +45,8 @@ export function createWebhookWorker(deps: {
   webhooks: Webhooks;
   events: EventRecorder;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
+  /** A signed logout token and where to post it; undefined when the client no longer wants one. */
+  logoutToken: (notice: LogoutNotice) => Promise<{ uri: string; token: string } | undefined>;
   logger: Logger;
   settings: WebhookWorkerSettings;
 }) {
@@ -70,20 +73,13 @@ export function createWebhookWorker(deps: {
     logger.warn({ webhookId: hook.id, deliveryId: row.id }, 'webhook disabled: its deliveries failed for the whole retry window');
   }
 
-  /** One attempt; true when the receiver took it. */
-  async function deliver(row: DeliveryRow, hook: WebhookRow): Promise<boolean> {
-    const signer = new StandardWebhook(webhooks.signingSecret(hook));
-    const now = new Date();
-    const headers = {
-      'webhook-id': row.id,
-      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-      'webhook-signature': signer.sign(row.id, now, row.body),
-    };
+  /** Posts one attempt and keeps its outcome; true when the receiver took it. */
+  async function attempt(row: DeliveryRow, request: { url: string; headers: Record<string, string>; body: string }, hook?: WebhookRow): Promise<boolean> {
     const started = performance.now();
     let outcome: AttemptOutcome;
     try {
       const answer = await postWebhook({
-        url: hook.url, headers, body: row.body, timeoutMs: settings.timeoutMs, allowPrivateNetworks: settings.allowPrivateNetworks, signal: stopping.signal,
+        ...request, timeoutMs: settings.timeoutMs, allowPrivateNetworks: settings.allowPrivateNetworks, signal: stopping.signal,
       });
       outcome = {
         responseStatus: answer.status,
@@ -98,16 +94,42 @@ export function createWebhookWorker(deps: {
       return true;
     }
     const status = await repo.markFailed(row.id, outcome, settings.retryBaseMs, settings.retryMaxMs);
-    logger.info({ webhookId: hook.id, deliveryId: row.id, attempt: row.attempts + 1, error: outcome.error, final: status === 'failed' }, 'webhook delivery failed');
-    if (status === 'failed') await exhausted(row, hook);
+    logger.info({ kind: row.kind, webhookId: hook?.id, deliveryId: row.id, attempt: row.attempts + 1, error: outcome.error, final: status === 'failed' }, 'webhook delivery failed');
+    if (status === 'failed' && hook) await exhausted(row, hook);
     return false;
   }
 
-  /** A webhook's claimed rows, in order; after a failure the rest wait for the next round. */
-  async function deliverInOrder(rows: DeliveryRow[], hook: WebhookRow): Promise<void> {
+  /** A webhook delivery, signed after Standard Webhooks at each attempt. */
+  async function deliver(row: DeliveryRow, hook: WebhookRow): Promise<boolean> {
+    const signer = new StandardWebhook(webhooks.signingSecret(hook));
+    const now = new Date();
+    const headers = {
+      'webhook-id': row.id,
+      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+      'webhook-signature': signer.sign(row.id, now, row.body),
+    };
+    return attempt(row, { url: hook.url, headers, body: row.body }, hook);
+  }
+
+  /** A back-channel logout notification: a logout token, made now, posted as a form (§2.5). */
+  async function notifyLogout(row: DeliveryRow): Promise<boolean> {
+    const made = await deps.logoutToken(readLogoutNotice(row.body));
+    if (!made) {
+      await repo.markAbandoned(row.id, 'the client no longer exists or has no backchannel_logout_uri');
+      return true;
+    }
+    return attempt(row, {
+      url: made.uri,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'cache-control': 'no-cache' },
+      body: new URLSearchParams({ logout_token: made.token }).toString(),
+    });
+  }
+
+  /** One receiver's claimed rows, in order; after a failure the rest wait for the next round. */
+  async function deliverInOrder(rows: DeliveryRow[], hook: WebhookRow | undefined): Promise<void> {
     for (const [i, row] of rows.entries()) {
       // A row whose bookkeeping fails stays leased and comes back when the lease runs out.
-      const ok = await deliver(row, hook).catch((err: unknown) => {
+      const ok = await (hook ? deliver(row, hook) : notifyLogout(row)).catch((err: unknown) => {
         logger.warn({ err, deliveryId: row.id }, 'webhook delivery bookkeeping failed');
         return false;
       });
@@ -122,12 +144,17 @@ export function createWebhookWorker(deps: {
   async function runOnce(): Promise<number> {
     const rows = await repo.claimDue(batchSize, leaseMs);
     if (!rows.length) return 0;
-    const hooks = new Map((await repo.findByIds([...new Set(rows.map((r) => r.webhook_id))])).map((h) => [h.id, h]));
-    const byHook = new Map<string, DeliveryRow[]>();
-    for (const row of rows) byHook.set(row.webhook_id, [...(byHook.get(row.webhook_id) ?? []), row]);
+    const hookIds = [...new Set(rows.flatMap((r) => (r.webhook_id ? [r.webhook_id] : [])))];
+    const hooks = new Map((await repo.findByIds(hookIds)).map((h) => [h.id, h]));
+    // A receiver is a webhook, or a relying party's logout endpoint (by client).
+    const receiverOf = (r: DeliveryRow) => r.webhook_id ?? `client:${readLogoutNotice(r.body).clientId}`;
+    const byReceiver = new Map<string, DeliveryRow[]>();
+    for (const row of rows) byReceiver.set(receiverOf(row), [...(byReceiver.get(receiverOf(row)) ?? []), row]);
     await Promise.all(
-      [...byHook].map(async ([id, queued]) => {
-        const hook = hooks.get(id);
+      [...byReceiver].map(async ([, queued]) => {
+        const first = queued[0]!;
+        if (first.kind === 'backchannel_logout') return deliverInOrder(queued, undefined);
+        const hook = hooks.get(first.webhook_id!);
         // Deleted since the claim: its rows went with it.
         if (hook) await deliverInOrder(queued, hook);
       }),
