@@ -38,7 +38,8 @@ export function describeDeliveryError(err: unknown): string {
  * turned off (webhook.disabled) unless the receiver took something since. Deliveries to one
  * webhook go in order, one at a time; different webhooks are served side by side, so a slow
  * receiver holds up only its own queue. Delivery is at least once: a crash between the answer and
- * the bookkeeping sends again (same webhook-id).
+ * the bookkeeping sends again (same webhook-id). Back-channel logout notifications share the
+ * queue and its retries (one receiver per client); their logout token is made at each attempt.
  */
 export function createWebhookWorker(deps: {
   repo: WebhooksRepo;
