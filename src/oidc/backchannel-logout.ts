@@ -22,8 +22,8 @@ export function useQueuedBackchannelLogout(provider: Provider, enqueue: (notices
 /**
  * A logout token (OpenID Connect Back-Channel Logout 1.0 §2.4) for a queued notification, made
  * when it is sent: as the provider makes it (an ID token without nonce, `events` naming the
- * back-channel logout event, a fresh `jti`, the `sub` pairwise when the client asks), with `sid`
- * whenever the session had one. Undefined when the client no longer exists or no longer has a
+ * back-channel logout event, a fresh `jti`, the `sub` pairwise when the client asks, and `sid` for
+ * clients registered with backchannel_logout_session_required, whose ID tokens carry it). Undefined when the client no longer exists or no longer has a
  * backchannel_logout_uri.
  */
 export async function logoutTokenFor(provider: Provider, notice: LogoutNotice): Promise<{ uri: string; token: string } | undefined> {
@@ -33,6 +33,6 @@ export async function logoutTokenFor(provider: Provider, notice: LogoutNotice): 
   (token as unknown as { mask: Record<string, null> }).mask = { sub: null };
   token.set('events', { [LOGOUT_EVENT]: {} });
   token.set('jti', randomUUID());
-  if (notice.sid) token.set('sid', notice.sid);
+  if (notice.sid && client.backchannelLogoutSessionRequired) token.set('sid', notice.sid);
   return { uri: client.backchannelLogoutUri, token: await token.issue({ use: 'logout' }) };
 }

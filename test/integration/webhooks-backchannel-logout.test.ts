@@ -76,10 +76,10 @@ describe('back-channel logout (OpenID Connect Back-Channel Logout 1.0)', () => {
   });
 
   /** The relying party's check of a logout token (§2.6): signature, iss, aud, iat, events, sub/sid, no nonce. */
-  async function verifyLogoutToken(token: string): Promise<JWTPayload> {
+  async function verifyLogoutToken(token: string, audience = client.clientId): Promise<JWTPayload> {
     const { payload } = await jwtVerify(token, jwks, {
       issuer: config.serverMetadata().issuer,
-      audience: client.clientId,
+      audience,
       maxTokenAge: '2 minutes',
     });
     assert.notEqual(decodeProtectedHeader(token).alg, 'none');
@@ -148,6 +148,29 @@ describe('back-channel logout (OpenID Connect Back-Channel Logout 1.0)', () => {
     assert.equal(rows.length, 1);
     assert.equal(rows[0].status, 'succeeded');
     assert.ok(rows[0].attempts >= 3);
+  });
+
+  it('a client that does not ask for sid is told by sub alone', async () => {
+    const res = await api.post('/clients', {
+      redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code'], response_types: ['code'], first_party: true,
+      backchannel_logout_uri: `${endpoint.uri}?by-sub`,
+    });
+    assert.equal(res.status, 201, res.text);
+    const bySub = await rpConfig(ts, { clientId: res.body.client_id, clientSecret: res.body.client_secret });
+    const user = await createUser(ts);
+    const { tokens } = await signIn(ts, bySub, user);
+    assert.equal(tokens.claims()!.sid, undefined);
+    await api.post(`/users/${user.id}/suspend`);
+    const payload = await waitFor('the logout token', async () => {
+      for (const post of endpoint.posts) {
+        const [, body] = post.token!.split('.');
+        const claims = JSON.parse(Buffer.from(body!, 'base64url').toString()) as JWTPayload;
+        if (claims.aud === res.body.client_id) return verifyLogoutToken(post.token!, res.body.client_id);
+      }
+      return undefined;
+    });
+    assert.equal(payload.sub, user.id);
+    assert.equal(payload.sid, undefined);
   });
 
   it('a client without a backchannel_logout_uri queues nothing', async () => {
