@@ -74,20 +74,23 @@ export function readLogoutNotice(body: string): LogoutNotice {
 /**
  * The payloads repository with every way of ending sessions outside the provider's own logout
  * (logout-all, a session revoked from the account console or API, suspension, deactivation,
- * password reset and change, an MFA reset) queueing back-channel logouts first. The provider's
- * end_session goes through its Client.backchannelLogout instead (oidc/backchannel-logout.ts).
+ * password reset and change, an MFA reset, SAML single logout) queueing back-channel logouts for
+ * the sessions it ended. The sessions are read before and the notices queued after the
+ * revocation: a failure to queue never leaves a session alive. The provider's end_session goes
+ * through its Client.backchannelLogout instead (oidc/backchannel-logout.ts).
  */
 export function withBackchannelLogout(payloads: OidcPayloadsRepo, logouts: () => BackchannelLogouts): OidcPayloadsRepo {
   const wrapped: OidcPayloadsRepo = {
     ...payloads,
     async revokeByAccountId(accountId) {
-      await logouts().forSessions(await payloads.listSessions(accountId));
-      return payloads.revokeByAccountId.call(wrapped, accountId);
+      const sessions = await payloads.listSessions(accountId);
+      await payloads.revokeByAccountId.call(wrapped, accountId);
+      await logouts().forSessions(sessions);
     },
     // revokeAccountExcept ends each other session through this one (`this` is the wrapper).
     async revokeSession(session) {
+      await payloads.revokeSession.call(wrapped, session);
       await logouts().forSessions([session]);
-      return payloads.revokeSession.call(wrapped, session);
     },
   };
   return wrapped;
