@@ -5,6 +5,7 @@ import { Webhook } from 'standardwebhooks';
 import { AdminApi, adminToken, assertError, marker, startAdminServer } from '../helpers/admin.ts';
 import { listenOn, onPostgres, portOf, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET } from '../helpers/admin.ts';
+import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { sleep, waitFor } from '../helpers/wait.ts';
 
 interface Received {
@@ -24,6 +25,7 @@ interface Received {
 async function startReceiver() {
   const received: Received[] = [];
   let answer: number | 'hang' = 200;
+  let location: string | undefined;
   let secret = '';
   const hanging: http.ServerResponse[] = [];
   const server = await listenOn(0);
@@ -46,6 +48,7 @@ async function startReceiver() {
       }
       received.push({ headers, body, payload, answered: answer });
       res.statusCode = answer;
+      if (location) res.setHeader('location', location);
       res.end('ok');
     });
   });
@@ -58,6 +61,9 @@ async function startReceiver() {
     },
     set secret(value: string) {
       secret = value;
+    },
+    set location(value: string) {
+      location = value;
     },
     async close() {
       for (const res of hanging) res.destroy();
@@ -247,15 +253,53 @@ describe('webhooks', () => {
     }
   });
 
-  it('a receiver that never answers slows neither the admin API nor sign-ups: delivery is off the request path', async () => {
+  it('a redirect is not followed: it counts as a failed attempt and its target is never called', async () => {
+    const redirecting = await startReceiver();
+    const target = await startReceiver();
+    try {
+      redirecting.answer = 307;
+      redirecting.location = target.url;
+      const hook = await register(redirecting, ['user.created']);
+      await api.post('/users', { email: userEmail() });
+      const d = await waitFor('a failed attempt', async () => (await deliveriesOf(hook.id))[0]?.attempts >= 1 ? (await deliveriesOf(hook.id))[0] : undefined);
+      assert.equal(d.responseStatus, 307);
+      assert.equal(d.status, 'pending');
+      await sleep(300);
+      assert.equal(target.received.length, 0);
+      assert.equal((await api.patch(`/webhooks/${hook.id}`, { enabled: false })).status, 200);
+    } finally {
+      await redirecting.close();
+      await target.close();
+    }
+  });
+
+  it('POST /webhooks honours Idempotency-Key: a retry gets the first answer, secret included', async () => {
+    const key = marker('idem');
+    const body = { url: 'https://hooks.example.com/idempotent', events: ['user.created'], enabled: false };
+    const first = await api.post('/webhooks', body, { headers: { 'idempotency-key': key } });
+    const again = await api.post('/webhooks', body, { headers: { 'idempotency-key': key } });
+    assert.equal(first.status, 201);
+    assert.equal(again.status, 201);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(again.body, first.body);
+    assertError(await api.post('/webhooks', { ...body, events: ['*'] }, { headers: { 'idempotency-key': key } }), 409, 'IDENT_IDEMPOTENCY_MISMATCH');
+  });
+
+  it('a receiver that never answers slows neither the admin API nor sign-ins: delivery is off the request path', async () => {
     const slow = await startReceiver();
     try {
       slow.answer = 'hang';
-      await register(slow, ['*']);
+      const hook = await register(slow, ['*']);
       const started = Date.now();
       for (let i = 0; i < 3; i++) assert.equal((await api.post('/users', { email: userEmail() })).status, 201);
       assert.ok(Date.now() - started < 2000, `three creations took ${Date.now() - started} ms`);
       await waitFor('the receiver to be called', () => slow.received.length >= 1);
+      // A sign-in (user.signed_in) while the receiver holds a delivery open.
+      const user = await createUser(ts);
+      const config = await rpConfig(ts, await registerClient(ts, {}, true));
+      const { tokens } = await signIn(ts, config, user);
+      assert.equal(tokens.claims()!.sub, user.id);
+      assert.equal((await api.patch(`/webhooks/${hook.id}`, { enabled: false })).status, 200);
     } finally {
       await slow.close();
     }
@@ -351,8 +395,14 @@ describe('webhooks and server-side request forgery (private networks not allowed
       'http://127.0.0.1:8080/hook', 'http://127.1/', 'http://0x7f.1/', 'http://2130706433/', 'http://0.0.0.0/', 'http://10.1.2.3/',
       'http://172.16.0.1/', 'http://192.168.1.1/', 'http://100.64.0.1/', 'http://169.254.169.254/latest/meta-data/',
       'http://[::1]/', 'http://[::ffff:127.0.0.1]/', 'http://[fe80::1]/', 'http://[fd00:ec2::254]/', 'https://[::]/',
+      'http://[fc00::1]/', 'http://[64:ff9b::7f00:1]/', 'http://224.0.0.1/', 'http://255.255.255.255/',
     ]) {
       assertError(await api.post('/webhooks', { url, events: ['*'] }), 400, 'IDENT_VALIDATION', url);
+    }
+    // The control: public literal addresses are fine.
+    for (const url of ['http://93.184.216.34/hook', 'https://[2606:4700:4700::1111]/hook']) {
+      const res = await api.post('/webhooks', { url, events: ['*'], enabled: false });
+      assert.equal(res.status, 201, `${url}: ${res.text}`);
     }
     const hook = await api.post('/webhooks', { url: 'https://hooks.example.com/', events: ['*'] });
     assert.equal(hook.status, 201);
