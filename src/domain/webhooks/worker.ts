@@ -121,7 +121,7 @@ export function createWebhookWorker(deps: {
     }
     return attempt(row, {
       url: made.uri,
-      headers: { 'content-type': 'application/x-www-form-urlencoded', 'cache-control': 'no-cache' },
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ logout_token: made.token }).toString(),
     });
   }
