@@ -68,6 +68,9 @@ describe('back-channel logout (OpenID Connect Back-Channel Logout 1.0)', () => {
     assert.equal(res.body.backchannel_logout_uri, endpoint.uri);
     client = { clientId: res.body.client_id, clientSecret: res.body.client_secret };
     config = await rpConfig(ts, client);
+    // Discovery says so (§2.1).
+    assert.equal(config.serverMetadata().backchannel_logout_supported, true);
+    assert.equal(config.serverMetadata().backchannel_logout_session_supported, true);
     jwks = createRemoteJWKSet(new URL(config.serverMetadata().jwks_uri!));
   });
   after(async () => {
