@@ -41,6 +41,8 @@ import type { ClientRegistry } from './domain/clients/clients.ts';
 import type { UserAdmin } from './domain/accounts/user-admin.ts';
 import type { IdempotencyRepo } from './repos/idempotency.ts';
 import { adminApiRoutes } from './http/api/routes.ts';
+import type { Webhooks } from './domain/webhooks/webhooks.ts';
+import type { BackchannelLogouts } from './domain/webhooks/backchannel-logout.ts';
 import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { accountConsoleRoutes } from './http/account/console.ts';
 import type { AccountFlowDeps } from './http/account-flows.ts';
@@ -75,6 +77,8 @@ export interface AppDeps {
   /** NODE_ENV is not production: the welcome page shows how to try a sign-in. */
   development: boolean;
   metrics: Metrics;
+  webhooks: Webhooks;
+  backchannelLogouts: BackchannelLogouts;
 }
 
 
@@ -162,6 +166,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     clients: deps.clients,
     resourceServers: deps.resourceServers,
     identityProviders: deps.federation.identityProviders,
+    webhooks: deps.webhooks,
     idempotency: deps.idempotency,
     box: deps.box,
     accountOperations: accountOps,

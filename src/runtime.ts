@@ -10,6 +10,8 @@ import type { Provider } from './oidc/provider.ts';
 import { createSweeper } from './oidc/sweeper.ts';
 import { createMailRenderer } from './domain/mail/mail.ts';
 import { createMailWorker } from './domain/mail/mail-worker.ts';
+import { createWebhookWorker } from './domain/webhooks/worker.ts';
+import { logoutTokenFor } from './oidc/backchannel-logout.ts';
 import { createMailer } from './infra/mailer.ts';
 import { createCaptcha } from './infra/captcha.ts';
 import { metricsListener } from './http/metrics.ts';
@@ -123,6 +125,8 @@ export async function startServer(
     acrValues: config.ACR_VALUES,
     development: config.NODE_ENV !== 'production',
     metrics: services.metrics,
+    webhooks: services.webhooks,
+    backchannelLogouts: services.backchannelLogouts,
   };
   let listeningPort = 0;
 
@@ -155,6 +159,7 @@ export async function startServer(
     others: [
       () => services.repos.idempotency.sweepExpired(),
       () => services.repos.outbox.sweepSent(30),
+      () => services.repos.webhooks.sweepFinished(30),
       // TOTP enrollments never confirmed: dead after their lifetime, their sealed secret goes too.
       () => services.repos.mfaFactors.sweepUnconfirmed(MFA_DEFAULTS.enrollmentTtlSeconds),
     ],
@@ -181,6 +186,24 @@ export async function startServer(
     },
   });
   mailWorker.start();
+  // Webhook deliveries: off the request path, from the queue the events fill.
+  const webhookWorker = createWebhookWorker({
+    repo: services.repos.webhooks,
+    webhooks: services.webhooks,
+    events: services.events,
+    transaction: (work) => services.db.transaction(work),
+    // Logout tokens are signed by the provider in force when they are sent.
+    logoutToken: (notice) => logoutTokenFor(provider, notice),
+    logger,
+    settings: {
+      pollIntervalMs: config.WEBHOOK_POLL_INTERVAL_MS,
+      retryBaseMs: config.WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: config.WEBHOOK_RETRY_MAX_MS,
+      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+      allowPrivateNetworks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+    },
+  });
+  webhookWorker.start();
 
   let metricsServer: http.Server | undefined;
   let metricsPort: number | undefined;
@@ -195,6 +218,7 @@ export async function startServer(
     }
     await sweeper.stop();
     await mailWorker.stop();
+    await webhookWorker.stop();
     mailer.close();
     await services.close();
   }

@@ -55,6 +55,9 @@ import { createCodeFactors } from './domain/authn/code-factors.ts';
 import { createSmsSender } from './infra/sms.ts';
 import { createWebAuthnCredentialsRepo } from './repos/webauthn-credentials.ts';
 import { createWebAuthn } from './domain/authn/webauthn.ts';
+import { createWebhooksRepo } from './repos/webhooks.ts';
+import { createWebhooks } from './domain/webhooks/webhooks.ts';
+import { createBackchannelLogouts, withBackchannelLogout, type BackchannelLogouts } from './domain/webhooks/backchannel-logout.ts';
 
 /** Password hashes at most HASHES_AT_ONCE at a time (infra/thread-pool.ts: each holds ARGON2_MEMORY_KIB for good). */
 function gatedHasher(hasher: PasswordHasher): PasswordHasher {
@@ -124,15 +127,24 @@ async function openServices(config: AppConfig, logger: Logger) {
     resourceServers: createResourceServersRepo(db),
     identityProviders: createIdentityProvidersRepo(db),
     federatedIdentities: createFederatedIdentitiesRepo(db),
-    payloads: createOidcPayloadsRepo(db),
+    // Ending sessions outside the provider's logout also notifies relying parties (back-channel logout).
+    payloads: withBackchannelLogout(createOidcPayloadsRepo(db), () => backchannelLogouts),
     serverKeys: createServerKeysRepo(db),
     idempotency: createIdempotencyRepo(db),
     events: createEventsRepo(db),
     outbox: createOutboxRepo(db),
     mfaFactors: createMfaFactorsRepo(db),
     webauthnCredentials: createWebAuthnCredentialsRepo(db),
+    webhooks: createWebhooksRepo(db),
   };
   const events = createEventRecorder(repos.events);
+  // Webhooks: every event an enabled webhook subscribes to is queued in the event's transaction.
+  const webhooks = createWebhooks({
+    repo: repos.webhooks, box, ephemeral,
+    settings: { allowPrivateNetworks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS, retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000 },
+  });
+  events.addSink(webhooks.sink);
+  await webhooks.ready;
   const metrics = createMetrics();
   const mail = createMailOutbox({ repo: repos.outbox, box });
   const hasher = traceMethods(gatedHasher(createPasswordHasher({
@@ -183,6 +195,12 @@ async function openServices(config: AppConfig, logger: Logger) {
     reserved: [adminAudience(config.ISSUER)],
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads, resourceServers });
+  // Relying parties with a backchannel_logout_uri hear of every session that ends (repos.payloads above).
+  const backchannelLogouts: BackchannelLogouts = createBackchannelLogouts({
+    repo: repos.webhooks,
+    wantsLogouts: async (clientId) => typeof (await clients.find(clientId))?.metadata.backchannel_logout_uri === 'string',
+    retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
+  });
   resourceServers.onScopesWithdrawn((identifier, kept) => clients.withdrawResourceGrants(identifier, kept));
   const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
@@ -285,6 +303,9 @@ async function openServices(config: AppConfig, logger: Logger) {
     sms,
     codeFactors,
     webauthn,
+    events,
+    webhooks,
+    backchannelLogouts,
     metrics,
     /** What the scrape-time gauges read (runtime.ts turns them on with METRICS_PORT). */
     metricSources: {

@@ -115,6 +115,12 @@ export const configSchema = z
     MAIL_POLL_INTERVAL_MS: int(10, 60_000).default(1000),
     MAIL_RETRY_BASE_MS: int(10, 3_600_000).default(5000),
     MAIL_RETRY_MAX_MS: int(10, 86_400_000).default(900_000),
+    WEBHOOK_POLL_INTERVAL_MS: int(10, 60_000).default(1000),
+    WEBHOOK_RETRY_BASE_MS: int(10, 3_600_000).default(5000),
+    WEBHOOK_RETRY_MAX_MS: int(10, 86_400_000).default(3_600_000),
+    WEBHOOK_RETRY_WINDOW_SECONDS: int(1, 30 * 86400).default(3 * 86400),
+    WEBHOOK_TIMEOUT_MS: int(100, 60_000).default(10_000),
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool.default(false),
     METRICS_PORT: int(0, 65535).optional(),
     METRICS_HOST: z.string().min(1).max(255).default('127.0.0.1'),
     // OpenTelemetry tracing (src/infra/tracing.ts): the standard OTEL_* variables; off without an endpoint.
@@ -157,6 +163,9 @@ export const configSchema = z
     }
     if (cfg.MAIL_RETRY_MAX_MS < cfg.MAIL_RETRY_BASE_MS) {
       ctx.addIssue({ code: 'custom', path: ['MAIL_RETRY_MAX_MS'], message: 'must not be less than MAIL_RETRY_BASE_MS' });
+    }
+    if (cfg.WEBHOOK_RETRY_MAX_MS < cfg.WEBHOOK_RETRY_BASE_MS) {
+      ctx.addIssue({ code: 'custom', path: ['WEBHOOK_RETRY_MAX_MS'], message: 'must not be less than WEBHOOK_RETRY_BASE_MS' });
     }
     if ((cfg.CAPTCHA_PROVIDER === 'turnstile' || cfg.CAPTCHA_PROVIDER === 'hcaptcha') && !(cfg.CAPTCHA_SITE_KEY && cfg.CAPTCHA_SECRET_KEY)) {
       ctx.addIssue({ code: 'custom', path: ['CAPTCHA_SECRET_KEY'], message: `CAPTCHA_SITE_KEY and CAPTCHA_SECRET_KEY are required with CAPTCHA_PROVIDER=${cfg.CAPTCHA_PROVIDER}` });

@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   IDENT_SESSION_NOT_FOUND: { status: 404, meaning: 'No active session of yours with this id' },
   IDENT_IDP_NOT_FOUND: { status: 404, meaning: 'No identity provider with this id' },
   IDENT_MFA_FACTOR_NOT_FOUND: { status: 404, meaning: 'No second factor (or pending enrollment) of yours with this id' },
+  IDENT_WEBHOOK_NOT_FOUND: { status: 404, meaning: 'No webhook (or delivery of it) with this id' },
   IDENT_METHOD_NOT_ALLOWED: { status: 405, meaning: 'The route exists but not for this method' },
   IDENT_EMAIL_DUPLICATE: { status: 409, meaning: 'Email exists in tenant' },
   IDENT_CLIENT_DUPLICATE: { status: 409, meaning: 'A client with this client_id exists' },

@@ -15,6 +15,7 @@ import * as phoneFactors from '../../migrations/0011_phone_factors.ts';
 import * as federation from '../../migrations/0012_federation.ts';
 import * as samlSpKeys from '../../migrations/0013_saml_sp_keys.ts';
 import * as auditEvents from '../../migrations/0014_audit_events.ts';
+import * as webhooks from '../../migrations/0015_webhooks.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -38,6 +39,7 @@ const migrations: Record<string, Migration> = {
   '0012_federation': federation,
   '0013_saml_sp_keys': samlSpKeys,
   '0014_audit_events': auditEvents,
+  '0015_webhooks': webhooks,
 };
 
 /**

@@ -11,6 +11,8 @@ import type { ClientRegistry } from '../domain/clients/clients.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
 import { createAdapterFactory } from './adapter.ts';
 import { useDigestedClientSecrets } from './client-secrets.ts';
+import { useQueuedBackchannelLogout } from './backchannel-logout.ts';
+import type { BackchannelLogouts } from '../domain/webhooks/backchannel-logout.ts';
 import { keepClientInstancesPerRecord } from './client-instances.ts';
 import { acrConfiguration, interactionPolicyFor } from './configuration/acr.ts';
 import { accountConfiguration } from './configuration/accounts.ts';
@@ -42,6 +44,8 @@ export interface ProviderDeps {
   acrValues: readonly AcrLevel[];
   /** MFA_POLICY: a session below it (or below a client's stricter mfa_policy) is signed in again. */
   mfaPolicy: MfaPolicy;
+  /** Where end_session's back-channel logout notifications are queued. */
+  backchannelLogouts: BackchannelLogouts;
 }
 
 /** Merges configuration parts; `features` is merged one level deeper so parts can each add some. */
@@ -79,6 +83,8 @@ export function createProvider(deps: ProviderDeps): Provider {
         userinfo: { enabled: true },
         clientCredentials: { enabled: true },
         revocation: { enabled: true },
+        // Clients may register backchannel_logout_uri; notifications go through our queue.
+        backchannelLogout: { enabled: true },
         introspection: {
           enabled: true,
           // A client learns about its own tokens only, unless registered as an introspector
@@ -108,6 +114,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   // come from the client and could be forged to dodge per-address limits.
   provider.maxIpsCount = deps.proxyHops;
   useDigestedClientSecrets(provider, deps.box);
+  useQueuedBackchannelLogout(provider, deps.backchannelLogouts.enqueue);
   keepClientInstancesPerRecord(provider, deps.clients);
   registerTokenExchange(provider, {
     resourceServers: deps.resourceServers,

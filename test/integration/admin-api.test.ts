@@ -53,6 +53,14 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['get', '/identity-providers/{id}', 'iam.idps:read'],
   ['patch', '/identity-providers/{id}', 'iam.idps:update'],
   ['delete', '/identity-providers/{id}', 'iam.idps:delete'],
+  ['get', '/webhooks', 'iam.webhooks:read'],
+  ['post', '/webhooks', 'iam.webhooks:create'],
+  ['get', '/webhooks/{id}', 'iam.webhooks:read'],
+  ['patch', '/webhooks/{id}', 'iam.webhooks:update'],
+  ['delete', '/webhooks/{id}', 'iam.webhooks:delete'],
+  ['post', '/webhooks/{id}/secret', 'iam.webhooks:update'],
+  ['get', '/webhooks/{id}/deliveries', 'iam.webhooks:read'],
+  ['post', '/webhooks/{id}/deliveries/{deliveryId}/retry', 'iam.webhooks:update'],
 ];
 
 const machineMetadata = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
@@ -193,7 +201,10 @@ describe('admin API over HTTP with real tokens', () => {
       const machine = await createMachine({ client_name: 'scope target' });
       const rs = await api.post('/resource-servers', { identifier: `https://scoped-${marker()}.example.test`, scopes: ['a'] });
       const idp = await api.post('/identity-providers', { alias: marker('idp'), type: 'oidc', displayName: 'Scoped', issuer: 'https://sso.example.test', clientId: 'c', clientSecret: 's' });
-      const ids: Record<string, string> = { '/users': user.id, '/clients': machine.id, '/resource-servers': rs.body.id, '/identity-providers': idp.body.id };
+      const hook = await api.post('/webhooks', { url: 'https://hooks.example.test/in', events: ['*'], enabled: false });
+      const ids: Record<string, string> = {
+        '/users': user.id, '/clients': machine.id, '/resource-servers': rs.body.id, '/identity-providers': idp.body.id, '/webhooks': hook.body.id,
+      };
       const bodies: Record<string, unknown> = {
         'post /users': { email: uniqueEmail('forbidden') },
         'patch /users/{id}': { givenName: 'Changed' },
@@ -203,9 +214,11 @@ describe('admin API over HTTP with real tokens', () => {
         'patch /resource-servers/{id}': { name: 'Changed' },
         'post /identity-providers': { alias: marker('idp'), type: 'oidc', displayName: 'Forbidden', issuer: 'https://sso.example.test', clientId: 'c', clientSecret: 's' },
         'patch /identity-providers/{id}': { displayName: 'Changed' },
+        'post /webhooks': { url: 'https://hooks.example.test/forbidden', events: ['*'] },
+        'patch /webhooks/{id}': { description: 'Changed' },
       };
       const counts = async () =>
-        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
+        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
       const before = await counts();
       const without = new Map<string, string>();
       for (const scope of ADMIN_SCOPES) without.set(scope, await adminToken(ts, ADMIN_SCOPES.filter((s) => s !== scope)));

@@ -1,6 +1,7 @@
 import * as idp from './identity-provider-schemas.ts';
 import type { Handler, OperationSpec } from './operation.ts';
 import * as s from './schemas.ts';
+import * as wh from './webhook-schemas.ts';
 
 /**
  * The admin API's operations table, keyed by the idp CLI command that calls each one. Pure data
@@ -123,6 +124,44 @@ export const adminOperationSpecs = {
     summary: 'Delete an identity provider and its links to users (their accounts and other ways in stay)',
     response: { status: 204 },
   },
+
+  // Webhooks (webhook-routes.ts)
+  'webhooks list': {
+    method: 'get', path: '/webhooks', scope: 'iam.webhooks:read', summary: 'List webhooks (never their secrets)',
+    query: s.pageQuery, response: { status: 200, schema: s.page(wh.webhook) },
+  },
+  'webhooks create': {
+    method: 'post', path: '/webhooks', scope: 'iam.webhooks:create', idempotent: true,
+    summary: 'Register a webhook for event types; the signing secret is in this answer only',
+    body: wh.webhookCreate, response: { status: 201, schema: wh.webhookWithSecret },
+  },
+  'webhooks get': {
+    method: 'get', path: '/webhooks/:id', scope: 'iam.webhooks:read', summary: 'Get a webhook (never its secret)',
+    response: { status: 200, schema: wh.webhook },
+  },
+  'webhooks update': {
+    method: 'patch', path: '/webhooks/:id', scope: 'iam.webhooks:update', summary: 'Change a webhook (enabled: true turns it back on)',
+    body: wh.webhookUpdate, response: { status: 200, schema: wh.webhook },
+  },
+  'webhooks delete': {
+    method: 'delete', path: '/webhooks/:id', scope: 'iam.webhooks:delete', summary: 'Delete a webhook, its queue and its delivery log',
+    response: { status: 204 },
+  },
+  'webhooks rotate-secret': {
+    method: 'post', path: '/webhooks/:id/secret', scope: 'iam.webhooks:update',
+    summary: 'Rotate the signing secret (every attempt from now on is signed with the new one); the secret is in this answer only',
+    response: { status: 200, schema: wh.webhookSecret },
+  },
+  'webhooks deliveries': {
+    method: 'get', path: '/webhooks/:id/deliveries', scope: 'iam.webhooks:read',
+    summary: "A webhook's delivery log, newest first: status, attempts, the receiver's last answer and latency",
+    query: s.pageQuery, response: { status: 200, schema: s.page(wh.delivery) },
+  },
+  'webhooks redeliver': {
+    method: 'post', path: '/webhooks/:id/deliveries/:deliveryId/retry', scope: 'iam.webhooks:update',
+    summary: 'Send a delivery again (same webhook-id and body), with a fresh retry window',
+    response: { status: 202, schema: wh.delivery },
+  },
 } as const satisfies Record<string, OperationSpec>;
 
 export type AdminCommand = keyof typeof adminOperationSpecs;
@@ -131,3 +170,4 @@ export type AdminCommand = keyof typeof adminOperationSpecs;
 export type AdminHandlers<K extends AdminCommand = AdminCommand> = Record<K, Handler>;
 
 export type IdentityProviderCommand = Extract<AdminCommand, `identity-providers ${string}`>;
+export type WebhookCommand = Extract<AdminCommand, `webhooks ${string}`>;

@@ -15,9 +15,11 @@ import type { IdempotencyRepo } from '../../repos/idempotency.ts';
 import { bearerAuth, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
 import { createIdempotency } from './idempotency.ts';
 import { identityProviderHandlers } from './identity-provider-routes.ts';
+import { webhookHandlers } from './webhook-routes.ts';
+import type { Webhooks } from '../../domain/webhooks/webhooks.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
-import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type IdentityProviderCommand } from './admin-operations.ts';
+import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type IdentityProviderCommand, type WebhookCommand } from './admin-operations.ts';
 import type { Input, Operation } from './operation.ts';
 import { checkBody, parse } from './validate.ts';
 import { clientView, resourceServerView, userDetailView, userView } from './views.ts';
@@ -31,6 +33,7 @@ export interface AdminApiDeps {
   clients: ClientRegistry;
   resourceServers: ResourceServers;
   identityProviders: IdentityProviders;
+  webhooks: Webhooks;
   idempotency: IdempotencyRepo;
   box: SecretBox;
   /** Documented in the same OpenAPI document (they share /api/v1). */
@@ -91,7 +94,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand>> = {
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand>> = {
     'users list': async (_ctx, { query }) => {
       const { rows, total } = await users.list(query);
       return pageOf(rows.map(userView), total, query);
@@ -172,7 +175,11 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       return undefined;
     },
   };
-  return operationsFrom({ ...handlers, ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders }) });
+  return operationsFrom({
+    ...handlers,
+    ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders }),
+    ...webhookHandlers(deps.webhooks),
+  });
 }
 
 /** The admin REST API under /api/v1: bearer auth, scopes, schema validation, idempotency. */
