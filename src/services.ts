@@ -256,7 +256,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     settings: { rpId: issuerUrl.hostname, origin: issuerUrl.origin, rpName: issuerUrl.hostname },
   });
   const userAdmin = createUserAdmin({
-    users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy,
+    users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy, transaction,
   });
 
   return {

@@ -1,6 +1,6 @@
 import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { AppError } from '../errors.ts';
-import { DEFAULT_TENANT, failureKey, type ChangeContext } from '../authn/accounts.ts';
+import { byUser, DEFAULT_TENANT, failureKey, type ChangeContext } from '../authn/accounts.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import { emailIdentifier, findUserByIdentifier, parseEmailIdentifier, type FlowServices } from './account-flow.ts';
 import { passwordChangedMail, resetPasswordMail } from '../mail/account-mails.ts';
@@ -52,7 +52,7 @@ export function createPasswordReset(deps: FlowServices & {
     await deps.transaction(async (trx) => {
       await mail.enqueue(resetPasswordMail(user, issued, ttl, links, locale), trx);
       await events.record(
-        { type: 'user.password_reset_requested', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), resetParamExpiryMillisec: ttl * 1000 } },
+        { type: 'user.password_reset_requested', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id), payload: { user: userPayload(user), resetParamExpiryMillisec: ttl * 1000 } },
         trx,
       );
     });
@@ -136,7 +136,7 @@ export function createPasswordReset(deps: FlowServices & {
     const hash = await hasher.hash(password);
     const updated = await deps.transaction(async (trx) => {
       const row = (await users.setPassword(user.id, hash, { verifiedEmail: true }, trx))!;
-      await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
+      await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id), payload: { user: userPayload(row) } }, trx);
       await mail.enqueue(passwordChangedMail(row, links), trx);
       return row;
     });

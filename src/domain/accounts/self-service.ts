@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { AppError } from '../errors.ts';
 import { assertDisplayNames } from './display-names.ts';
 import { currentTimeZoneName } from './time-zones.ts';
-import type { ChangeContext } from '../authn/accounts.ts';
+import { byUser, type ChangeContext } from '../authn/accounts.ts';
 import type { AccountLinks } from './account-links.ts';
 import { passwordChangedMail } from '../mail/account-mails.ts';
 import { userPayload, type EventRecorder } from '../events/events.ts';
@@ -82,7 +82,7 @@ export function createSelfService(deps: {
       };
       return deps.transaction(async (trx) => {
         const updated = (await users.update(id, patch, trx))!;
-        await events.record({ type: 'user.updated', subjectId: id, tenantId: updated.tenant_id, ...context, payload: { user: userPayload(updated), changed: Object.keys(changes), by: 'self' } }, trx);
+        await events.record({ type: 'user.updated', subjectId: id, tenantId: updated.tenant_id, ...byUser(context, id), payload: { user: userPayload(updated), changed: Object.keys(changes), by: 'self' } }, trx);
         return updated;
       });
     },
@@ -104,7 +104,7 @@ export function createSelfService(deps: {
       const hash = await hasher.hash(next);
       const updated = await deps.transaction(async (trx) => {
         const row = (await users.setPassword(id, hash, {}, trx))!;
-        await events.record({ type: 'user.password_changed', subjectId: id, tenantId: row.tenant_id, ...context, payload: { user: { id }, by: 'self' } }, trx);
+        await events.record({ type: 'user.password_changed', subjectId: id, tenantId: row.tenant_id, ...byUser(context, id), payload: { user: { id }, by: 'self' } }, trx);
         await mail.enqueue(passwordChangedMail(row, links), trx);
         return row;
       });

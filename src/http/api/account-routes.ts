@@ -6,7 +6,8 @@ import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
 import { captchaVerdict, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
-import { DEFAULT_TENANT } from '../../domain/authn/accounts.ts';
+import { DEFAULT_TENANT, type ChangeContext } from '../../domain/authn/accounts.ts';
+import { userActor } from '../../domain/events/events.ts';
 import { AppError } from '../../domain/errors.ts';
 import { negotiate } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -54,7 +55,12 @@ export interface AccountOperation {
  */
 export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
   const { provider, account } = deps;
-  const context = (ctx: Context, caller?: UserCaller) => ({ actor: caller?.clientId ?? null, requestId: ctx.state.requestId as string });
+  // /me: the signed-in user acts (through the client their token was issued to); anonymous flows:
+  // the domain names the account's owner.
+  const context = (ctx: Context, caller?: UserCaller): ChangeContext => ({
+    ...(caller ? { actor: userActor(caller.accountId), clientId: caller.clientId } : {}),
+    requestId: ctx.state.requestId as string,
+  });
   const localeOf = (ctx: Context, chosen?: string) => negotiate(chosen, ctx.get('accept-language'));
 
   return [
@@ -81,7 +87,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
         await account.registration.register(
           { email: body.email, password: body.password, givenName: body.givenName, familyName: body.familyName, locale: localeOf(ctx, body.locale) },
           policy,
-          { actor: body.client_id ?? null, requestId: ctx.state.requestId as string },
+          { ...(body.client_id ? { clientId: body.client_id } : {}), requestId: ctx.state.requestId as string },
           [`registration:${handle}`, ...markRegistrantBrowser(ctx)],
         );
         return { ...ACCEPTED, registration: handle };

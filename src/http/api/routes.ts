@@ -9,6 +9,8 @@ import { AppError } from '../../domain/errors.ts';
 import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import type { IdentityProviders } from '../../domain/federation/identity-providers.ts';
 import type { UserAdmin } from '../../domain/accounts/user-admin.ts';
+import type { ChangeContext } from '../../domain/authn/accounts.ts';
+import { clientActor } from '../../domain/events/events.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
@@ -38,8 +40,8 @@ export interface AdminApiDeps {
 }
 
 /** Events record which admin client made a change, and in which request. */
-const changeContext = (ctx: Context) => ({
-  actor: (ctx.state.caller as Caller).clientId,
+const changeContext = (ctx: Context): ChangeContext => ({
+  actor: clientActor((ctx.state.caller as Caller).clientId),
   requestId: ctx.state.requestId as string,
 });
 
