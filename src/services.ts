@@ -155,6 +155,7 @@ async function openServices(config: AppConfig, logger: Logger) {
       maxSignedTtlSeconds: Math.max(config.ACCESS_TOKEN_TTL_SECONDS, config.ID_TOKEN_TTL_SECONDS),
       cookieTtlSeconds: config.SESSION_TTL_SECONDS,
     },
+    events,
   });
   // Every entry point (server, CLI, bench) stops here, with one line, when the key does not match.
   try {
@@ -181,10 +182,12 @@ async function openServices(config: AppConfig, logger: Logger) {
     repo: repos.resourceServers,
     ephemeral,
     reserved: [adminAudience(config.ISSUER)],
+    events,
+    transaction: (work) => db.transaction(work),
   });
-  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads, resourceServers });
+  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads, resourceServers, events, transaction: (work) => db.transaction(work) });
   resourceServers.onScopesWithdrawn((identifier, kept) => clients.withdrawResourceGrants(identifier, kept));
-  const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral });
+  const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral, events, transaction: (work) => db.transaction(work) });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
   const upstream = createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! });
   const federation = {

@@ -493,7 +493,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       const uid = text(bodyOf(ctx).session);
       if (!uid || uid.length > 128) return renderConsole(ctx, signed, { sessionsError: 'account.sessions.not_found' }, 400);
       try {
-        await selfService.revokeSession(signed.caller.accountId, uid);
+        await selfService.revokeSession(signed.caller.accountId, uid, changeContext(ctx, signed.caller.accountId));
       } catch (err) {
         if (!(err instanceof AppError) || err.code !== 'IDENT_SESSION_NOT_FOUND') throw err;
         return renderConsole(ctx, signed, { sessionsError: 'account.sessions.not_found' }, 404);
@@ -513,7 +513,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     handle(async (ctx) => {
       const signed = await signedInPost(ctx);
       if (!signed) return;
-      await selfService.logoutAll(signed.caller.accountId);
+      await selfService.logoutAll(signed.caller.accountId, changeContext(ctx, signed.caller.accountId));
       await sessions.end(ctx);
       seeOther(ctx, rp.postLogoutRedirectUri);
     }),

@@ -107,7 +107,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       method: 'post', path: '/auth/verify-email/resend', auth: 'anonymous', summary: 'Send a new verification code (same answer for every address)',
       body: s.emailOnly, response: { status: 202, schema: s.accepted },
       async handle(ctx, { body }) {
-        account.verification.resend(DEFAULT_TENANT, body.email, localeOf(ctx, body.locale));
+        account.verification.resend(DEFAULT_TENANT, body.email, localeOf(ctx, body.locale), context(ctx));
         return ACCEPTED;
       },
     },
@@ -134,8 +134,8 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     {
       method: 'post', path: '/auth/logout-all', auth: 'user', firstPartyOnly: true, summary: 'End every session, grant and token of the caller',
       response: { status: 204 },
-      async handle(_ctx, { caller }) {
-        await account.selfService.logoutAll(caller!.accountId);
+      async handle(ctx, { caller }) {
+        await account.selfService.logoutAll(caller!.accountId, context(ctx, caller));
         return undefined;
       },
     },
@@ -181,9 +181,9 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     {
       method: 'delete', path: '/me/sessions/:id', auth: 'user', firstPartyOnly: true, summary: 'End one session and what was authorized in it',
       response: { status: 204 },
-      async handle(_ctx, { params, caller }) {
+      async handle(ctx, { params, caller }) {
         if (params.id!.length > 128) throw new AppError('IDENT_SESSION_NOT_FOUND');
-        await account.selfService.revokeSession(caller!.accountId, params.id!);
+        await account.selfService.revokeSession(caller!.accountId, params.id!, context(ctx, caller));
         return undefined;
       },
     },

@@ -152,7 +152,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
 
   router.post('/verify-email/resend', ...post, async (ctx) => {
     const email = field(ctx.request.body, 'email', 254).trim();
-    if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, locale(ctx));
+    if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, locale(ctx), context(ctx));
     renderVerify(ctx, email, { notice: 'verify.resent' });
   });
 
