@@ -50,7 +50,7 @@ const eventsOf = async (ts: TestServer, subjectId: string) =>
   (await ts.server.services.db('events').where({ subject_id: subjectId }).orderBy('occurred_at')).map((e) => ({
     ...e,
     payload: typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload,
-  })) as { type: string; actor: string | null; request_id: string | null; payload: Record<string, any> }[];
+  })) as { type: string; actor_type: string; actor_id: string | null; request_id: string | null; payload: Record<string, any> }[];
 
 describe('password reset', () => {
   let ts: TestServer;
