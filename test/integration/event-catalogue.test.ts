@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import { AdminApi, ADMIN_CLIENT_ID, adminToken, startAdminServer } from '../helpers/admin.ts';
@@ -282,6 +283,23 @@ describe('event catalogue', () => {
     assert.doesNotMatch(JSON.stringify(payload), /"d"|"k"|private|sealed/, 'no key material');
   });
 
+  it("every payload recorded above has its type's schema in the README: its required fields, and no other", async () => {
+    const rows = (await ts.server.services.db('events').orderBy('seq')).map((e) => ({
+      type: e.type as string,
+      payload: (typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload) as Record<string, unknown>,
+    }));
+    const schemas = readmeSchemas();
+    const seen = new Set<string>();
+    for (const { type, payload } of rows) {
+      const schema = schemas.of(type);
+      assert.ok(schema, `${type} has a schema in the README`);
+      seen.add(type);
+      for (const field of schema.required) assert.ok(field in payload, `${type}: ${field} is present`);
+      for (const field of Object.keys(payload)) assert.ok(field in schema.properties, `${type}: ${field} is in the schema`);
+    }
+    assert.ok(seen.size >= 25, `most of the catalogue was exercised (${[...seen].join(', ')})`);
+  });
+
   /** The account API with a request id and user agent of the `me` series. */
   function callUserApiAs(method: string, path: string, token: string | undefined, body: unknown, requestId: string) {
     return callUserApiWith(ts, method, path, token, body, { 'x-request-id': requestId, 'user-agent': 'CatalogueMe/1.0' });
@@ -302,3 +320,13 @@ async function callUserApiWith(ts: TestServer, method: string, path: string, tok
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, any>) : undefined };
 }
 
+
+/** The README's payload schemas (the Events section's JSON block), with the shared $defs resolved at the top. */
+function readmeSchemas() {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const block = readme.split('\n## Events\n')[1]!.split('```json\n')[1]!.split('\n```')[0]!;
+  const doc = JSON.parse(block) as Record<string, any>;
+  const resolve = (schema: any): { required: string[]; properties: Record<string, unknown> } =>
+    schema.$ref ? resolve(doc.$defs[schema.$ref.replace('#/$defs/', '')]) : { required: schema.required ?? [], properties: schema.properties ?? {} };
+  return { of: (type: string) => (doc[type] && type !== '$defs' ? resolve(doc[type]) : undefined) };
+}
