@@ -186,7 +186,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     transaction: (work) => db.transaction(work),
   });
   const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads, resourceServers, events, transaction: (work) => db.transaction(work) });
-  resourceServers.onScopesWithdrawn((identifier, kept) => clients.withdrawResourceGrants(identifier, kept));
+  resourceServers.onScopesWithdrawn((identifier, kept, context) => clients.withdrawResourceGrants(identifier, kept, context));
   const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral, events, transaction: (work) => db.transaction(work) });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
   const upstream = createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! });
@@ -219,7 +219,7 @@ async function openServices(config: AppConfig, logger: Logger) {
   };
   const registration = createRegistration({ ...flow, hasher, passwordPolicy, verification, addressProof, ephemeral });
   const passwordReset = createPasswordReset({
-    ...flow, hasher, passwordPolicy, payloads: repos.payloads, ephemeral,
+    ...flow, hasher, passwordPolicy, payloads: repos.payloads, ephemeral, isLocked: (user) => accounts.isLocked(user),
     limits: {
       perEmail: ephemeral.limiter('reset-email', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
       perEmailDaily: ephemeral.limiter('reset-email-day', codes.settings('forgot-password').dailyQuota, 24 * 3600),

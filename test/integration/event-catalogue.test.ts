@@ -226,13 +226,15 @@ describe('event catalogue', () => {
   });
 
   it('clients, resource servers, identity providers and keys: each change by the admin client, with its target', async () => {
-    const rs = await admin('post', '/resource-servers', { identifier: `https://catalogue-${Date.now()}.example.test`, scopes: ['read', 'write'] });
-    const rsUpdated = await admin('patch', `/resource-servers/${rs.body.id}`, { scopes: ['read'] });
+    const identifier = `https://catalogue-${Date.now()}.example.test`;
+    const rs = await admin('post', '/resource-servers', { identifier, scopes: ['read', 'write'] });
     const client = await admin('post', '/clients', {
       client_name: 'Catalogue machine', grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
-      token_endpoint_auth_method: 'client_secret_basic',
+      token_endpoint_auth_method: 'client_secret_basic', resource_scopes: { [identifier]: 'read write' },
     });
     const clientId = client.body.client_id as string;
+    // Dropping a scope withdraws the client's grant of it: the client changes too, by the same actor.
+    const rsUpdated = await admin('patch', `/resource-servers/${rs.body.id}`, { scopes: ['read'] });
     const clientUpdated = await admin('patch', `/clients/${clientId}`, { client_name: 'Catalogue machine 2' });
     const rotated = await admin('post', `/clients/${clientId}/secret`);
     const clientDeleted = await admin('delete', `/clients/${clientId}`);
@@ -258,10 +260,15 @@ describe('event catalogue', () => {
     const rsEvents = await check('resource_server', rs.body.id, [['resource_server.created', rs], ['resource_server.updated', rsUpdated], ['resource_server.deleted', rsDeleted]]);
     assert.deepEqual(rsEvents[1]!.payload.changed, ['scopes']);
     assert.deepEqual(rsEvents[1]!.payload.resourceServer.scopes, ['read']);
-    const clientEvents = await check('client', clientId, [['client.created', client], ['client.updated', clientUpdated], ['client.secret_rotated', rotated], ['client.deleted', clientDeleted]]);
+    const clientEvents = await check('client', clientId, [
+      ['client.created', client], ['client.updated', rsUpdated], ['client.updated', clientUpdated], ['client.secret_rotated', rotated], ['client.deleted', clientDeleted],
+    ]);
     assert.equal(clientEvents[0]!.payload.client.name, 'Catalogue machine');
     assert.equal(clientEvents[0]!.payload.secretIssued, true);
-    assert.deepEqual(clientEvents[1]!.payload.changed, ['client_name']);
+    assert.deepEqual(clientEvents[1]!.payload.changed, ['resource_scopes']);
+    assert.equal(clientEvents[1]!.payload.reason, 'resource_server_changed');
+    assert.equal(clientEvents[1]!.payload.resource, identifier);
+    assert.deepEqual(clientEvents[2]!.payload.changed, ['client_name']);
     const idpEvents = await check('identity_provider', idp.body.id, [['identity_provider.created', idp], ['identity_provider.updated', idpUpdated], ['identity_provider.deleted', idpDeleted]]);
     assert.deepEqual(idpEvents[1]!.payload.changed, ['clientSecret', 'displayName']);
     assert.equal(idpEvents[0]!.payload.identityProvider.hasClientSecret, true);

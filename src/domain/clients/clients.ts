@@ -215,7 +215,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
      * Withdraws every client's grant at `resource` beyond `kept` (the scopes the resource server
      * still defines; none when it was deleted), so they never come back with a re-registration.
      */
-    async withdrawResourceGrants(resource: string, kept: readonly string[]): Promise<void> {
+    async withdrawResourceGrants(resource: string, kept: readonly string[], context: ChangeContext = {}): Promise<void> {
       const still = new Set(kept);
       for (const row of await repo.withResourceGrant(resource)) {
         const metadata = row.metadata as Record<string, unknown>;
@@ -223,7 +223,14 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
         const scopes = grantedScopes(metadata, resource).filter((s) => still.has(s));
         if (scopes.length) grants[resource] = scopes.join(' ');
         else delete grants[resource];
-        await repo.update(row.client_id, { metadata: { ...metadata, [RESOURCE_SCOPES]: grants } });
+        await deps.transaction(async (trx) => {
+          const updated = (await repo.update(row.client_id, { metadata: { ...metadata, [RESOURCE_SCOPES]: grants } }, trx))!;
+          // The client changes because the resource server did: the same actor, and why.
+          await events.record({
+            type: 'client.updated', ...target(row.client_id), ...byOperator(context),
+            payload: { client: clientPayload(updated), changed: [RESOURCE_SCOPES], secretIssued: false, secretRemoved: false, reason: 'resource_server_changed', resource },
+          }, trx);
+        });
         await cache.invalidate(row.client_id);
       }
     },

@@ -48,7 +48,7 @@ export interface ResourceServerInput {
  * grants naming what is gone are withdrawn: a scope or identifier registered again later starts
  * with no client holding it.
  */
-export type ScopesWithdrawn = (identifier: string, kept: readonly string[]) => Promise<void>;
+export type ScopesWithdrawn = (identifier: string, kept: readonly string[], context: ChangeContext) => Promise<void>;
 
 export function createResourceServers(deps: {
   repo: ResourceServersRepo;
@@ -129,7 +129,7 @@ export function createResourceServers(deps: {
         return updated;
       });
       await cache.invalidate(row.identifier);
-      if (changes.scopes !== undefined) await scopesWithdrawn(row.identifier, row.scopes);
+      if (changes.scopes !== undefined) await scopesWithdrawn(row.identifier, row.scopes, context);
       return row;
     },
 
@@ -141,7 +141,7 @@ export function createResourceServers(deps: {
         return deleted;
       });
       await cache.invalidate(row.identifier);
-      await scopesWithdrawn(row.identifier, []);
+      await scopesWithdrawn(row.identifier, [], context);
     },
 
     /** Set once at wiring: the client registry depends on resource servers, not the other way. */
