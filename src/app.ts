@@ -11,6 +11,7 @@ import type { Federation } from './domain/federation/federation.ts';
 import { federationCallbackRoutes } from './http/federation-callback.ts';
 import { createFederationBinding } from './http/federation-binding.ts';
 import { samlRoutes } from './http/saml-routes.ts';
+import { recordSignOuts } from './http/sign-out-events.ts';
 import { healthRoutes } from './http/health.ts';
 import { addWelcomeRoutes } from './http/welcome.ts';
 import { createCsrf, createFormCsrf } from './http/interaction/csrf.ts';
@@ -148,6 +149,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) => {
     deps.metrics.tokensIssued.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') });
   });
+  recordSignOuts(provider, deps.accounts, deps.logger);
   provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
   provider.use(rejectNul());

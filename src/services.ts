@@ -167,6 +167,7 @@ async function openServices(config: AppConfig, logger: Logger) {
       maxSignedTtlSeconds: Math.max(config.ACCESS_TOKEN_TTL_SECONDS, config.ID_TOKEN_TTL_SECONDS),
       cookieTtlSeconds: config.SESSION_TTL_SECONDS,
     },
+    events,
   });
   // Every entry point (server, CLI, bench) stops here, with one line, when the key does not match.
   try {
@@ -193,16 +194,18 @@ async function openServices(config: AppConfig, logger: Logger) {
     repo: repos.resourceServers,
     ephemeral,
     reserved: [adminAudience(config.ISSUER)],
+    events,
+    transaction: (work) => db.transaction(work),
   });
-  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads, resourceServers });
+  const clients = createClientRegistry({ repo: repos.clients, box, ephemeral, payloads: repos.payloads, resourceServers, events, transaction: (work) => db.transaction(work) });
   // Relying parties with a backchannel_logout_uri hear of every session that ends (repos.payloads above).
   const backchannelLogouts: BackchannelLogouts = createBackchannelLogouts({
     repo: repos.webhooks,
     wantsLogouts: async (clientId) => typeof (await clients.find(clientId))?.metadata.backchannel_logout_uri === 'string',
     retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
   });
-  resourceServers.onScopesWithdrawn((identifier, kept) => clients.withdrawResourceGrants(identifier, kept));
-  const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral });
+  resourceServers.onScopesWithdrawn((identifier, kept, context) => clients.withdrawResourceGrants(identifier, kept, context));
+  const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral, events, transaction: (work) => db.transaction(work) });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
   const upstream = createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! });
   const federation = {
@@ -234,7 +237,7 @@ async function openServices(config: AppConfig, logger: Logger) {
   };
   const registration = createRegistration({ ...flow, hasher, passwordPolicy, verification, addressProof, ephemeral });
   const passwordReset = createPasswordReset({
-    ...flow, hasher, passwordPolicy, payloads: repos.payloads, ephemeral,
+    ...flow, hasher, passwordPolicy, payloads: repos.payloads, ephemeral, isLocked: (user) => accounts.isLocked(user),
     limits: {
       perEmail: ephemeral.limiter('reset-email', config.PASSWORD_RESET_LIMIT_PER_HOUR, 3600),
       perEmailDaily: ephemeral.limiter('reset-email-day', codes.settings('forgot-password').dailyQuota, 24 * 3600),
@@ -274,7 +277,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     settings: { rpId: issuerUrl.hostname, origin: issuerUrl.origin, rpName: issuerUrl.hostname },
   });
   const userAdmin = createUserAdmin({
-    users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy,
+    users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy, transaction,
   });
 
   return {

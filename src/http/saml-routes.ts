@@ -1,6 +1,7 @@
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context } from 'koa';
+import { identityProviderActor } from '../domain/events/events.ts';
 import type { Federation } from '../domain/federation/federation.ts';
 import type { IdentityProvider, SamlSettings } from '../domain/federation/identity-providers.ts';
 import type { RedirectMessage, SamlLogoutStatus } from '../domain/federation/saml-sp.ts';
@@ -107,7 +108,7 @@ export function samlRoutes(deps: { federation: Federation; binding: FederationBi
       status = 'requester';
     } else {
       try {
-        const userId = await federation.accounts.signOut(provider, request.nameId, 'saml_slo', { actor: `idp:${provider.alias}`, requestId: ctx.state.requestId as string });
+        const userId = await federation.accounts.signOut(provider, request.nameId, 'saml_slo', { actor: identityProviderActor(provider.alias), requestId: ctx.state.requestId as string });
         logger.info({ provider: provider.alias, user: userId ?? null }, 'SAML single logout');
       } catch (err) {
         // Sessions may be partly ended: the IdP hears that we failed, rather than a Success.

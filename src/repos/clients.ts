@@ -13,14 +13,15 @@ export interface ClientRow {
 }
 
 export function createClientsRepo(db: Knex) {
-  const clients = () => db<ClientRow>('clients');
+  /** Writes take `trx` so a change and its event commit together. */
+  const clients = (trx?: Knex.Transaction) => (trx ?? db)<ClientRow>('clients');
   return {
     async find(clientId: string): Promise<ClientRow | undefined> {
       if (hasNul(clientId)) return undefined;
       return clients().where({ client_id: clientId }).first();
     },
-    async insert(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'> & Partial<ClientRow>): Promise<ClientRow> {
-      const [out] = await clients()
+    async insert(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'> & Partial<ClientRow>, trx?: Knex.Transaction): Promise<ClientRow> {
+      const [out] = await clients(trx)
         .insert({ ...row, metadata: JSON.stringify(row.metadata) as never })
         .returning('*');
       return out as ClientRow;
@@ -49,10 +50,11 @@ export function createClientsRepo(db: Knex) {
     async update(
       clientId: string,
       changes: Partial<Pick<ClientRow, 'metadata' | 'secret_digest' | 'secret_sealed' | 'first_party'>>,
+      trx?: Knex.Transaction,
     ): Promise<ClientRow | undefined> {
       if (hasNul(clientId)) return undefined;
       const { metadata, ...rest } = changes;
-      const [row] = await clients()
+      const [row] = await clients(trx)
         .where({ client_id: clientId })
         .update({ ...rest, ...(metadata ? { metadata: JSON.stringify(metadata) } : {}), updated_at: db.fn.now() } as never)
         .returning('*');
@@ -63,12 +65,12 @@ export function createClientsRepo(db: Knex) {
       if (hasNul(resource)) return [];
       return clients().whereRaw(`jsonb_exists(metadata->'resource_scopes', ?)`, [resource]);
     },
-    async delete(clientId: string): Promise<boolean> {
+    async delete(clientId: string, trx?: Knex.Transaction): Promise<boolean> {
       if (hasNul(clientId)) return false;
-      return affectedRows(await clients().where({ client_id: clientId }).delete()) > 0;
+      return affectedRows(await clients(trx).where({ client_id: clientId }).delete()) > 0;
     },
-    async upsert(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'> & Partial<ClientRow>): Promise<void> {
-      await clients()
+    async upsert(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'> & Partial<ClientRow>, trx?: Knex.Transaction): Promise<void> {
+      await clients(trx)
         .insert({ ...row, metadata: JSON.stringify(row.metadata) as never })
         .onConflict('client_id')
         .merge(['metadata', 'secret_digest', 'secret_sealed', 'first_party', 'updated_at']);

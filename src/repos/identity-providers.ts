@@ -43,10 +43,11 @@ const asJson = <T extends Partial<Pick<IdentityProviderRow, 'settings' | 'allowe
 
 /** identity_providers, in the default tenant until tenants arrive. */
 export function createIdentityProvidersRepo(db: Knex) {
-  const table = () => db<IdentityProviderRow>('identity_providers');
+  /** Writes take `trx` so a change and its event commit together. */
+  const table = (trx?: Knex.Transaction) => (trx ?? db)<IdentityProviderRow>('identity_providers');
   return {
-    async insert(row: NewIdentityProvider): Promise<IdentityProviderRow> {
-      const [out] = await table().insert(asJson(row) as never).returning('*');
+    async insert(row: NewIdentityProvider, trx?: Knex.Transaction): Promise<IdentityProviderRow> {
+      const [out] = await table(trx).insert(asJson(row) as never).returning('*');
       return out as IdentityProviderRow;
     },
 
@@ -69,9 +70,9 @@ export function createIdentityProvidersRepo(db: Knex) {
       return paged<IdentityProviderRow>(() => db('identity_providers'), 'id', offset, limit);
     },
 
-    async update(id: string, changes: IdentityProviderChanges): Promise<IdentityProviderRow | undefined> {
+    async update(id: string, changes: IdentityProviderChanges, trx?: Knex.Transaction): Promise<IdentityProviderRow | undefined> {
       if (!UUID.test(id)) return undefined;
-      const [row] = await table().where({ id }).update({ ...asJson(changes), updated_at: db.fn.now() } as never).returning('*');
+      const [row] = await table(trx).where({ id }).update({ ...asJson(changes), updated_at: db.fn.now() } as never).returning('*');
       return row as IdentityProviderRow | undefined;
     },
 
@@ -80,9 +81,9 @@ export function createIdentityProvidersRepo(db: Knex) {
       await table().where({ id }).whereNull('sp_certificate').update({ sp_certificate: certificate, sp_private_key_sealed: sealedKey } as never);
     },
 
-    async delete(id: string): Promise<IdentityProviderRow | undefined> {
+    async delete(id: string, trx?: Knex.Transaction): Promise<IdentityProviderRow | undefined> {
       if (!UUID.test(id)) return undefined;
-      const [row] = await table().where({ id }).delete().returning('*');
+      const [row] = await table(trx).where({ id }).delete().returning('*');
       return row as IdentityProviderRow | undefined;
     },
   };

@@ -16,7 +16,8 @@ export interface ResourceServerRow {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function createResourceServersRepo(db: Knex) {
-  const table = () => db<ResourceServerRow>('resource_servers');
+  /** Writes take `trx` so a change and its event commit together. */
+  const table = (trx?: Knex.Transaction) => (trx ?? db)<ResourceServerRow>('resource_servers');
   return {
     async findByIdentifier(identifier: string): Promise<ResourceServerRow | undefined> {
       if (hasNul(identifier)) return undefined;
@@ -32,24 +33,26 @@ export function createResourceServersRepo(db: Knex) {
     async update(
       id: string,
       changes: Partial<Pick<ResourceServerRow, 'name' | 'scopes' | 'access_token_format' | 'access_token_ttl'>>,
+      trx?: Knex.Transaction,
     ): Promise<ResourceServerRow | undefined> {
       if (!UUID.test(id)) return undefined;
       const { scopes, ...rest } = changes;
-      const [row] = await table()
+      const [row] = await table(trx)
         .where({ id })
         .update({ ...rest, ...(scopes ? { scopes: JSON.stringify(scopes) } : {}), updated_at: db.fn.now() } as never)
         .returning('*');
       return row as ResourceServerRow | undefined;
     },
-    async delete(id: string): Promise<ResourceServerRow | undefined> {
+    async delete(id: string, trx?: Knex.Transaction): Promise<ResourceServerRow | undefined> {
       if (!UUID.test(id)) return undefined;
-      const [row] = await table().where({ id }).delete().returning('*');
+      const [row] = await table(trx).where({ id }).delete().returning('*');
       return row as ResourceServerRow | undefined;
     },
     async insert(
       row: Pick<ResourceServerRow, 'id' | 'identifier' | 'scopes'> & Partial<ResourceServerRow>,
+      trx?: Knex.Transaction,
     ): Promise<ResourceServerRow> {
-      const [out] = await table()
+      const [out] = await table(trx)
         .insert({ ...row, scopes: JSON.stringify(row.scopes) as never })
         .returning('*');
       return out as ResourceServerRow;

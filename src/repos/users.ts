@@ -145,9 +145,9 @@ export function createUsersRepo(db: Knex) {
         .returning('*');
       return row as UserRow | undefined;
     },
-    async setStatus(id: string, status: UserStatus): Promise<UserRow | undefined> {
+    async setStatus(id: string, status: UserStatus, trx?: Knex.Transaction): Promise<UserRow | undefined> {
       if (!UUID.test(id)) return undefined;
-      const [row] = await users().where({ id }).update({ status, updated_at: db.fn.now() } as never).returning('*');
+      const [row] = await (trx ?? db)<UserRow>('users').where({ id }).update({ status, updated_at: db.fn.now() } as never).returning('*');
       return row as UserRow | undefined;
     },
     async update(

@@ -107,7 +107,7 @@ describe('account console: two-step verification', () => {
     assert.deepEqual(listed.map((f) => [f.id, f.type]), [[factorId, 'totp']]);
     const enrolled = await events(user.id, 'user.mfa_enrolled');
     assert.equal(enrolled.length, 1);
-    assert.equal(enrolled[0].actor_id, 'account-console');
+    assert.deepEqual({ type: enrolled[0].actor_type, id: enrolled[0].actor_id }, { type: 'user', id: user.id }, 'the signed-in user acts');
     assert.ok(!JSON.stringify(enrolled).includes(secret));
     assert.ok(await ts.server.services.db('outbox').where({ recipient: user.email, template: 'mfa-enrolled' }).first(), 'the user is mailed');
   });

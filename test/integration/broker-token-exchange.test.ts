@@ -137,7 +137,8 @@ describe('broker token exchange: an upstream provider\'s ID token for our tokens
     assert.equal(viaExchange.length, 2, 'one per exchange');
     assert.equal(viaExchange[0].payload.provider, alias);
     assert.deepEqual(viaExchange[0].payload.amr, ['fed']);
-    assert.equal(viaExchange[0].actor_id, broker.clientMetadata().client_id);
+    assert.deepEqual({ type: viaExchange[0].actor_type, id: viaExchange[0].actor_id }, { type: 'user', id: userId }, 'the user signs in');
+    assert.equal(viaExchange[0].payload.clientId, broker.clientMetadata().client_id, 'through the exchanging client');
     assert.ok(!JSON.stringify(viaExchange).includes(idToken.split('.')[2]!), 'the token never reaches the event');
     const link = await ts.server.services.db('federated_identities').where({ provider_id: providerId, subject: sub }).first();
     assert.equal(link.user_id, userId);

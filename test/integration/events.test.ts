@@ -31,9 +31,9 @@ describe('domain events', () => {
     assert.equal((await api.delete(`/users/${id}`)).status, 200);
 
     const events = await eventsOf(id);
-    assert.deepEqual(events.map((e) => e.type), ['user.created', 'user.updated', 'user.password_changed', 'user.updated', 'user.deleted']);
+    assert.deepEqual(events.map((e) => e.type), ['user.created', 'user.updated', 'user.password_changed', 'user.suspended', 'user.deleted']);
     for (const e of events) {
-      assert.equal(e.actor_id, ADMIN_CLIENT_ID);
+      assert.deepEqual({ type: e.actor_type, id: e.actor_id }, { type: 'client', id: ADMIN_CLIENT_ID });
       assert.ok(e.request_id, 'the request id is kept for the audit trail');
     }
     assert.equal(events[0]!.payload.user.email, created.body.email);
@@ -70,7 +70,8 @@ describe('domain events', () => {
     const types = events.map((e) => e.type);
     assert.deepEqual(types, ['user.created', 'user.signed_in', 'user.sign_in_failed', 'user.sign_in_failed', 'user.sign_in_failed', 'user.locked']);
     const signedIn = events[1]!;
-    assert.equal(signedIn.actor_id, client.clientId);
+    assert.deepEqual({ type: signedIn.actor_type, id: signedIn.actor_id }, { type: 'user', id }, 'the user signs in');
+    assert.equal(signedIn.payload.clientId, client.clientId, 'at the relying party');
     assert.ok(signedIn.request_id);
     assert.deepEqual(signedIn.payload.amr, ['pwd']);
     assert.equal(events[4]!.payload.failedAttempts, 3);

@@ -100,7 +100,8 @@ describe('magic links', () => {
     assert.equal(signedIn.length, 1, 'one sign-in');
     const payload = typeof signedIn[0]!.payload === 'string' ? JSON.parse(signedIn[0]!.payload) : signedIn[0]!.payload;
     assert.deepEqual(payload.amr, ['otp']);
-    assert.equal(signedIn[0]!.actor_id, client.clientId);
+    assert.deepEqual({ type: signedIn[0]!.actor_type, id: signedIn[0]!.actor_id }, { type: 'user', id: user.id });
+    assert.equal(payload.clientId, client.clientId);
     assert.ok(events.some((e) => e.type === 'user.email_verified'));
     assert.ok(!JSON.stringify(events).includes(token), 'the token is in no event');
 

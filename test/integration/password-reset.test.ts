@@ -50,7 +50,7 @@ const eventsOf = async (ts: TestServer, subjectId: string) =>
   (await ts.server.services.db('events').where({ subject_id: subjectId }).orderBy('occurred_at')).map((e) => ({
     ...e,
     payload: typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload,
-  })) as { type: string; actor: string | null; request_id: string | null; payload: Record<string, any> }[];
+  })) as { type: string; actor_type: string; actor_id: string | null; request_id: string | null; payload: Record<string, any> }[];
 
 describe('password reset', () => {
   let ts: TestServer;
@@ -363,6 +363,11 @@ describe('password reset', () => {
     assert.equal(row.email_verified, true);
     assert.equal(row.locked_until, null);
     assert.equal(row.failed_attempts, 0);
+    const events = (await eventsOf(ts, user.id)).filter((e) => e.type === 'user.password_reset' || e.type === 'user.unlocked');
+    assert.deepEqual(events.map((e) => e.type), ['user.password_reset', 'user.unlocked'], 'the reset records the lock it ended');
+    assert.deepEqual({ type: events[1]!.actor_type, id: events[1]!.actor_id }, { type: 'user', id: user.id });
+    assert.equal(events[1]!.payload.by, 'password_reset');
+    assert.equal(events[1]!.payload.before.locked, true);
     // Verified, so the policy's verification step does not stop the sign-in.
     const { tokens } = await signIn(ts, await rpConfig(ts, client), { email: user.email, password });
     assert.equal(tokens.claims()!.sub, user.id);

@@ -168,7 +168,8 @@ describe('self-registration', () => {
     const payload = typeof created.payload === 'string' ? JSON.parse(created.payload) : created.payload;
     assert.equal(payload.user.email, email);
     assert.equal(payload.source, 'self-registration');
-    assert.equal(created.actor_id, client.clientId);
+    assert.deepEqual({ type: created.actor_type, id: created.actor_id }, { type: 'user', id: user.id }, 'the registrant acts');
+    assert.equal(payload.clientId, client.clientId, 'through the relying party of the sign-in');
     const serialised = JSON.stringify(events);
     for (const secret of [password, code!, new URL(link!).searchParams.get('token')!, user.password_hash ?? 'argon2', 'argon2']) {
       assert.ok(!serialised.includes(secret), 'no secret in the events');

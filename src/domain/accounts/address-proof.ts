@@ -2,7 +2,7 @@ import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
 import type { UserRow } from '../../repos/users.ts';
-import type { ChangeContext } from '../authn/accounts.ts';
+import { byUser, type ChangeContext } from '../authn/accounts.ts';
 import { emailIdentifier, type FlowServices } from './account-flow.ts';
 import { userPayload } from '../events/events.ts';
 
@@ -70,10 +70,10 @@ export function createAddressProof(deps: FlowServices & { payloads: OidcPayloads
       const updated = await deps.transaction(async (trx) => {
         const row = await users.markEmailVerified(user.id, email, { discardPassword: reset }, trx);
         if (!row) return undefined;
-        await events.record({ type: 'user.email_verified', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
+        await events.record({ type: 'user.email_verified', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id), payload: { user: userPayload(row) } }, trx);
         if (reset) {
           await events.record(
-            { type: 'user.credentials_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: { id: user.id }, reason: 'address_proven_outside_registration' } },
+            { type: 'user.credentials_reset', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id), payload: { user: { id: user.id }, reason: 'address_proven_outside_registration' } },
             trx,
           );
         }

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { AddressProof, ProofOutcome } from './address-proof.ts';
 import { AppError } from '../errors.ts';
-import type { ChangeContext } from '../authn/accounts.ts';
+import { byUser, type ChangeContext } from '../authn/accounts.ts';
 import { verifyEmailMail } from '../mail/account-mails.ts';
 import type { MailLocale } from '../mail/mail.ts';
 import type { UserRow } from '../../repos/users.ts';
@@ -36,14 +36,21 @@ export function createEmailVerification(deps: FlowServices & { addressProof: Add
 
     /**
      * "Send me a new code": same answer and timing for every address (the work runs after the
-     * answer), and refusals (cooldown, quota) stay silent for the same reason.
+     * answer), and refusals (cooldown, quota) stay silent for the same reason. A sent mail records
+     * user.verification_resent with it (never its code or link).
      */
-    resend(tenantId: string, email: string, locale: MailLocale): void {
+    resend(tenantId: string, email: string, locale: MailLocale, context: ChangeContext = {}): void {
       const work = async () => {
         const user = await users.findByEmail(tenantId, email.trim());
         if (!user || user.status !== 'active' || user.email_verified) return;
         try {
-          await this.send(user, locale);
+          await deps.transaction(async (trx) => {
+            await this.send(user, locale, trx);
+            await deps.events.record({
+              type: 'user.verification_resent', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id),
+              payload: { user: { id: user.id, email: user.email } },
+            }, trx);
+          });
         } catch (err) {
           if (!(err instanceof AppError)) throw err;
         }

@@ -1,6 +1,6 @@
 import type { Limiter } from '../../infra/ephemeral/index.ts';
 import { AppError } from '../errors.ts';
-import { DEFAULT_TENANT, failureKey, type ChangeContext } from '../authn/accounts.ts';
+import { byUser, DEFAULT_TENANT, failureKey, type ChangeContext } from '../authn/accounts.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import { emailIdentifier, findUserByIdentifier, parseEmailIdentifier, type FlowServices } from './account-flow.ts';
 import { passwordChangedMail, resetPasswordMail } from '../mail/account-mails.ts';
@@ -25,6 +25,8 @@ export function createPasswordReset(deps: FlowServices & {
   ephemeral: EphemeralStore;
   /** perEmail: an hour; perEmailDaily: a day, as many as the code quota (so a request within it gets its mail). */
   limits: { perEmail: Limiter; perEmailDaily: Limiter; perIp: Limiter };
+  /** Whether sign-ins are locked for the account now (accounts.isLocked): a reset ending a lock records user.unlocked. */
+  isLocked: (user: UserRow) => Promise<boolean>;
 }) {
   const { users, hasher, passwordPolicy, codes, mail, events, links, payloads } = deps;
 
@@ -52,7 +54,7 @@ export function createPasswordReset(deps: FlowServices & {
     await deps.transaction(async (trx) => {
       await mail.enqueue(resetPasswordMail(user, issued, ttl, links, locale), trx);
       await events.record(
-        { type: 'user.password_reset_requested', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(user), resetParamExpiryMillisec: ttl * 1000 } },
+        { type: 'user.password_reset_requested', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id), payload: { user: userPayload(user), resetParamExpiryMillisec: ttl * 1000 } },
         trx,
       );
     });
@@ -134,9 +136,17 @@ export function createPasswordReset(deps: FlowServices & {
     if (identifier === undefined) throw new AppError('IDENT_OTP_INVALID');
     const user = await userOf(identifier);
     const hash = await hasher.hash(password);
+    const wasLocked = await deps.isLocked(user);
     const updated = await deps.transaction(async (trx) => {
       const row = (await users.setPassword(user.id, hash, { verifiedEmail: true }, trx))!;
-      await events.record({ type: 'user.password_reset', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: userPayload(row) } }, trx);
+      const base = { subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id) };
+      await events.record({ ...base, type: 'user.password_reset', payload: { user: userPayload(row) } }, trx);
+      if (wasLocked) {
+        await events.record({
+          ...base, type: 'user.unlocked',
+          payload: { user: { id: user.id }, before: { locked: true, lockedUntil: user.locked_until?.toISOString() ?? null, failedAttempts: user.failed_attempts }, by: 'password_reset' },
+        }, trx);
+      }
       await mail.enqueue(passwordChangedMail(row, links), trx);
       return row;
     });

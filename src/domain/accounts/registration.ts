@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { AppError, isUniqueViolation } from '../errors.ts';
-import { DEFAULT_TENANT, type ChangeContext } from '../authn/accounts.ts';
+import { byUser, DEFAULT_TENANT, viaClient, type ChangeContext } from '../authn/accounts.ts';
 import { emailIdentifier, type FlowServices } from './account-flow.ts';
 import type { EmailVerification } from './email-verification.ts';
 import type { AddressProof } from './address-proof.ts';
@@ -92,7 +92,7 @@ export function createRegistration(deps: FlowServices & {
               trx,
             );
             await events.record(
-              { type: 'user.created', subjectId: created.id, tenantId, ...context, payload: { user: userPayload(created), source: 'self-registration' } },
+              { type: 'user.created', subjectId: created.id, tenantId, ...byUser(context, created.id), payload: { user: userPayload(created), source: 'self-registration', ...viaClient(context) } },
               trx,
             );
             await verification.send(created, input.locale, trx);

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { AppError } from '../errors.ts';
 import { assertDisplayNames } from './display-names.ts';
 import { currentTimeZoneName } from './time-zones.ts';
-import type { ChangeContext } from '../authn/accounts.ts';
+import { byUser, DEFAULT_TENANT, type ChangeContext } from '../authn/accounts.ts';
 import type { AccountLinks } from './account-links.ts';
 import { passwordChangedMail } from '../mail/account-mails.ts';
 import { userPayload, type EventRecorder } from '../events/events.ts';
@@ -82,7 +82,7 @@ export function createSelfService(deps: {
       };
       return deps.transaction(async (trx) => {
         const updated = (await users.update(id, patch, trx))!;
-        await events.record({ type: 'user.updated', subjectId: id, tenantId: updated.tenant_id, ...context, payload: { user: userPayload(updated), changed: Object.keys(changes), by: 'self' } }, trx);
+        await events.record({ type: 'user.updated', subjectId: id, tenantId: updated.tenant_id, ...byUser(context, id), payload: { user: userPayload(updated), changed: Object.keys(changes), by: 'self' } }, trx);
         return updated;
       });
     },
@@ -104,7 +104,7 @@ export function createSelfService(deps: {
       const hash = await hasher.hash(next);
       const updated = await deps.transaction(async (trx) => {
         const row = (await users.setPassword(id, hash, {}, trx))!;
-        await events.record({ type: 'user.password_changed', subjectId: id, tenantId: row.tenant_id, ...context, payload: { user: { id }, by: 'self' } }, trx);
+        await events.record({ type: 'user.password_changed', subjectId: id, tenantId: row.tenant_id, ...byUser(context, id), payload: { user: { id }, by: 'self' } }, trx);
         await mail.enqueue(passwordChangedMail(row, links), trx);
         return row;
       });
@@ -118,16 +118,30 @@ export function createSelfService(deps: {
       return (await payloads.listSessions(id)).map((s) => summary(s, currentSessionUid));
     },
 
-    /** Ends one session (and what was authorized in it). Only the user's own sessions are found. */
-    async revokeSession(id: string, sessionUid: string): Promise<void> {
+    /**
+     * Ends one session (and what was authorized in it). Only the user's own sessions are found.
+     * The event names the session by its uid (the console's handle), never by the cookie's id.
+     */
+    async revokeSession(id: string, sessionUid: string, context: ChangeContext = {}): Promise<void> {
       const session = (await payloads.listSessions(id)).find((s) => s.uid === sessionUid);
       if (!session) throw new AppError('IDENT_SESSION_NOT_FOUND');
       await payloads.revokeSession(session);
+      const user = await users.findById(id);
+      await events.record({
+        type: 'user.session_revoked', subjectId: id, tenantId: user?.tenant_id ?? DEFAULT_TENANT, target: { type: 'session', id: session.uid },
+        ...byUser(context, id), payload: { user: { id }, session: { uid: session.uid, createdAt: session.createdAt.toISOString() }, by: 'self' },
+      });
     },
 
     /** Every session, grant, access and refresh token of the user. */
-    async logoutAll(id: string): Promise<void> {
+    async logoutAll(id: string, context: ChangeContext = {}): Promise<void> {
+      const sessions = (await payloads.listSessions(id)).length;
       await payloads.revokeByAccountId(id);
+      const user = await users.findById(id);
+      await events.record({
+        type: 'user.signed_out_everywhere', subjectId: id, tenantId: user?.tenant_id ?? DEFAULT_TENANT, ...byUser(context, id),
+        payload: { user: { id }, sessions, by: 'self' },
+      });
     },
   };
 }

@@ -1,9 +1,10 @@
 import { AppError } from '../errors.ts';
-import type { Accounts, ChangeContext, LockState } from '../authn/accounts.ts';
+import type { Knex } from 'knex';
+import { byOperator, type Accounts, type ChangeContext, type LockState } from '../authn/accounts.ts';
 import type { Mfa } from '../authn/mfa.ts';
 import { policyAsksSecondFactor, secondFactorsOf, type MfaPolicy } from '../authn/sign-in-flow.ts';
 import type { FactorType } from '../../repos/mfa-factors.ts';
-import { userPayload, type EventRecorder } from '../events/events.ts';
+import { userPayload, type EventRecorder, type EventType } from '../events/events.ts';
 import { DEFAULT_TENANT } from '../authn/accounts.ts';
 import type { PasswordHasher } from '../authn/passwords.ts';
 import { assertPasswordAllowed, type PasswordPolicy } from '../authn/password-policy.ts';
@@ -52,6 +53,7 @@ export function createUserAdmin(deps: {
   events: EventRecorder;
   /** Passwords an operator sets follow the same rules as the ones users choose (as in Keycloak). */
   passwordPolicy: PasswordPolicy;
+  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
   const { users, hasher, payloads, events, passwordPolicy } = deps;
 
@@ -61,16 +63,21 @@ export function createUserAdmin(deps: {
     return user;
   }
 
+  /** Each status an operator sets has its own event; user.updated is for the user's attributes. */
+  const STATUS_EVENTS: Record<UserStatus, EventType> = { active: 'user.reactivated', suspended: 'user.suspended', deactivated: 'user.deleted' };
+
   async function setStatus(id: string, status: UserStatus, context: ChangeContext): Promise<UserRow> {
     const before = await existing(id);
-    const user = (await users.setStatus(id, status))!;
-    if (status !== 'active') await payloads.revokeByAccountId(id);
-    await events.record({
-      type: status === 'deactivated' ? 'user.deleted' : 'user.updated',
-      subjectId: id,
-      ...context,
-      payload: { user: userPayload(user), changes: { status: { from: before.status, to: status } } },
+    const user = await deps.transaction(async (trx) => {
+      const row = (await users.setStatus(id, status, trx))!;
+      await events.record({
+        type: STATUS_EVENTS[status], subjectId: id, tenantId: row.tenant_id, ...byOperator(context),
+        payload: { user: userPayload(row), changes: { status: { from: before.status, to: status } } },
+      }, trx);
+      return row;
     });
+    // After the commit: a sign-in needs an active account, so nothing new is issued meanwhile.
+    if (status !== 'active') await payloads.revokeByAccountId(id);
     return user;
   }
 
@@ -121,7 +128,7 @@ export function createUserAdmin(deps: {
       await deps.accounts.unlock(user);
       await deps.mfa.endFactorLocks(user.id);
       await events.record({
-        type: 'user.unlocked', subjectId: id, tenantId: user.tenant_id, ...context,
+        type: 'user.unlocked', subjectId: id, tenantId: user.tenant_id, ...byOperator(context),
         payload: {
           user: { id },
           before: {
@@ -175,29 +182,33 @@ export function createUserAdmin(deps: {
           throw new AppError('IDENT_EMAIL_DUPLICATE', 'a user with this email already exists');
         }
       }
-      const updated = await users.update(id, {
-        ...(changes.email !== undefined ? { email: changes.email.trim() } : {}),
-        // A changed email is unverified unless the operator says otherwise.
-        ...(changes.email !== undefined && changes.email.toLowerCase() !== user.email.toLowerCase()
-          ? { email_verified: changes.emailVerified ?? false }
-          : changes.emailVerified !== undefined
-            ? { email_verified: changes.emailVerified }
-            : {}),
-        ...(changes.givenName !== undefined ? { given_name: changes.givenName } : {}),
-        ...(changes.familyName !== undefined ? { family_name: changes.familyName } : {}),
-        ...(changes.locale !== undefined ? { locale: changes.locale } : {}),
-        ...(changes.password !== undefined ? { password_hash: await hasher.hash(changes.password) } : {}),
-        // An operator's password, or an operator vouching for the address, ends the registrant's claim.
-        ...(changes.password !== undefined || changes.emailVerified === true ? { password_unverified_owner: false } : {}),
+      const passwordHash = changes.password !== undefined ? await hasher.hash(changes.password) : undefined;
+      // The change and its events commit together.
+      const updated = await deps.transaction(async (trx) => {
+        const row = (await users.update(id, {
+          ...(changes.email !== undefined ? { email: changes.email.trim() } : {}),
+          // A changed email is unverified unless the operator says otherwise.
+          ...(changes.email !== undefined && changes.email.toLowerCase() !== user.email.toLowerCase()
+            ? { email_verified: changes.emailVerified ?? false }
+            : changes.emailVerified !== undefined
+              ? { email_verified: changes.emailVerified }
+              : {}),
+          ...(changes.givenName !== undefined ? { given_name: changes.givenName } : {}),
+          ...(changes.familyName !== undefined ? { family_name: changes.familyName } : {}),
+          ...(changes.locale !== undefined ? { locale: changes.locale } : {}),
+          ...(passwordHash !== undefined ? { password_hash: passwordHash } : {}),
+          // An operator's password, or an operator vouching for the address, ends the registrant's claim.
+          ...(changes.password !== undefined || changes.emailVerified === true ? { password_unverified_owner: false } : {}),
+        }, trx))!;
+        const base = { subjectId: id, tenantId: row.tenant_id, ...byOperator(context) };
+        // The names of what changed, never the values of secrets.
+        await events.record({ ...base, type: 'user.updated', payload: { user: userPayload(row), changed: Object.keys(changes) } }, trx);
+        if (changes.password !== undefined) await events.record({ ...base, type: 'user.password_changed', payload: { user: { id }, by: 'admin' } }, trx);
+        return row;
       });
       // A password set by an operator ends the user's existing sessions and tokens.
       if (changes.password !== undefined) await payloads.revokeByAccountId(id);
-      // The names of what changed, never the values of secrets.
-      await events.record({ type: 'user.updated', subjectId: id, ...context, payload: { user: userPayload(updated!), changed: Object.keys(changes) } });
-      if (changes.password !== undefined) {
-        await events.record({ type: 'user.password_changed', subjectId: id, ...context, payload: { user: { id }, by: 'admin' } });
-      }
-      return updated!;
+      return updated;
     },
 
     async suspend(id: string, context: ChangeContext = {}): Promise<UserRow> {

@@ -3,7 +3,7 @@ import { AppError, isUniqueViolation } from '../errors.ts';
 import type { PasswordHasher } from './passwords.ts';
 import type { Knex } from 'knex';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
-import { userPayload, type EventRecorder } from '../events/events.ts';
+import { SYSTEM_ACTOR, userActor, userPayload, type Actor, type EventRecorder } from '../events/events.ts';
 import { runDetached } from '../detached.ts';
 import { offerToRequest, takeFromRequest } from '../../infra/request-prefetch.ts';
 import type { FactorType } from '../../repos/mfa-factors.ts';
@@ -87,9 +87,25 @@ export function claimsOf(user: UserRow, scopes: ReadonlySet<string>): Claims {
 
 /** Who or what caused a change, for the event it records. */
 export interface ChangeContext {
-  actor?: string | null;
-  requestId?: string | null;
+  /** Who acted: an admin API client, the user themself, an upstream provider; without one, see byUser/byOperator. */
+  actor?: Actor | undefined;
+  requestId?: string | null | undefined;
+  /** The relying party a sign-in is for: named in the sign-in's events, while the actor is the user. */
+  clientId?: string | undefined;
 }
+
+/** The attribution of a change a user makes to their own account: the context's actor, else that user. */
+export function byUser(context: ChangeContext, userId: string): { actor: Actor; requestId: string | null } {
+  return { actor: context.actor ?? userActor(userId), requestId: context.requestId ?? null };
+}
+
+/** The attribution of an operator's change: the admin client of the context, else the system (a CLI command). */
+export function byOperator(context: ChangeContext): { actor: Actor; requestId: string | null } {
+  return { actor: context.actor ?? SYSTEM_ACTOR, requestId: context.requestId ?? null };
+}
+
+/** The relying party of a sign-in, for its events' payloads (absent outside a sign-in). */
+export const viaClient = (context: ChangeContext) => (context.clientId ? { clientId: context.clientId } : {});
 
 export function createAccounts(deps: {
   users: UsersRepo;
@@ -142,7 +158,7 @@ export function createAccounts(deps: {
         family_name: input.familyName ?? null,
         locale: input.locale ?? null,
           }, trx);
-          await events.record({ type: 'user.created', subjectId: user.id, tenantId, ...context, payload: { user: userPayload(user) } }, trx);
+          await events.record({ type: 'user.created', subjectId: user.id, tenantId, ...byOperator(context), payload: { user: userPayload(user) } }, trx);
           // What comes with the account (a federated link) commits with it, or neither exists.
           await also?.(user, trx);
           return user;
@@ -187,10 +203,10 @@ export function createAccounts(deps: {
         if (user) {
           runDetached(async () => {
             const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
-            const base = { subjectId: user.id, tenantId, ...context };
-            await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_credentials', failedAttempts: after?.failed_attempts } });
+            const base = { subjectId: user.id, tenantId, ...byUser(context, user.id) };
+            await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_credentials', failedAttempts: after?.failed_attempts, ...viaClient(context) } });
             if (lockInForce(after?.locked_until)) {
-              await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
+              await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString(), ...viaClient(context) } });
             }
           }, deps.onBackgroundError);
         }
@@ -198,7 +214,7 @@ export function createAccounts(deps: {
       }
       // Only the owner of the password learns the account is suspended.
       if (user.status !== 'active') {
-        await events.record({ type: 'user.sign_in_failed', subjectId: user.id, tenantId, ...context, payload: { user: { id: user.id }, reason: 'inactive' } });
+        await events.record({ type: 'user.sign_in_failed', subjectId: user.id, tenantId, ...byUser(context, user.id), payload: { user: { id: user.id }, reason: 'inactive', ...viaClient(context) } });
         return failed('inactive');
       }
       await users.recordSuccess(user.id);
@@ -219,8 +235,8 @@ export function createAccounts(deps: {
     async recordSignIn(user: UserRow, amr: string[], context: ChangeContext = {}, provider?: string, grantType?: string): Promise<void> {
       observer.outcome('success');
       await events.record({
-        type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...context,
-        payload: { user: userPayload(user), amr, ...(provider ? { provider } : {}), ...(grantType ? { gty: grantType } : {}) },
+        type: 'user.signed_in', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id),
+        payload: { user: userPayload(user), amr, ...viaClient(context), ...(provider ? { provider } : {}), ...(grantType ? { gty: grantType } : {}) },
       });
     },
 
@@ -245,12 +261,12 @@ export function createAccounts(deps: {
       noteFailures(failures);
       observer.outcome('invalid_second_factor');
       const after = await users.recordFailure(user.id, lockout.threshold, lockout.durationSeconds);
-      const base = { subjectId: user.id, tenantId: user.tenant_id, ...context };
-      await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_second_factor', factor, failedAttempts: after?.failed_attempts } });
+      const base = { subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id) };
+      await events.record({ ...base, type: 'user.sign_in_failed', payload: { user: { id: user.id }, reason: 'invalid_second_factor', factor, failedAttempts: after?.failed_attempts, ...viaClient(context) } });
       const recordLocked = lockInForce(after?.locked_until);
       const wasLocked = lockInForce(user.locked_until);
       if (recordLocked && !wasLocked) {
-        await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString() } });
+        await events.record({ ...base, type: 'user.locked', payload: { user: { id: user.id }, lockedUntil: after!.locked_until!.toISOString(), ...viaClient(context) } });
       }
       return { locked: recordLocked || failures >= lockout.threshold };
     },
@@ -281,6 +297,19 @@ export function createAccounts(deps: {
     async unlock(user: Pick<UserRow, 'id' | 'tenant_id' | 'email'>): Promise<UserRow | undefined> {
       await ephemeral.del(failureKey(user.tenant_id, user.email));
       return users.clearLockout(user.id);
+    },
+
+    /**
+     * Records a sign-out at the end-session endpoint (user.signed_out): the whole session ended,
+     * or only the asking client's part of it when the user kept the session.
+     */
+    async recordSignOut(accountId: string, how: { sessionEnded: boolean }, context: ChangeContext = {}): Promise<void> {
+      const user = await users.findById(accountId);
+      if (!user) return;
+      await events.record({
+        type: 'user.signed_out', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id),
+        payload: { user: { id: user.id }, reason: 'rp_initiated', sessionEnded: how.sessionEnded, ...viaClient(context) },
+      });
     },
 
     async findActive(id: string): Promise<UserRow | undefined> {

@@ -7,7 +7,7 @@ import { AppError } from '../errors.ts';
 import type { EventRecorder } from '../events/events.ts';
 import { mfaEnrolledMail, mfaRemovedMail } from '../mail/account-mails.ts';
 import type { MailOutbox } from '../mail/mail.ts';
-import type { ChangeContext } from './accounts.ts';
+import { byUser, type ChangeContext } from './accounts.ts';
 
 /**
  * What every change to a user's own factors does besides the change, whatever the factor: the
@@ -38,7 +38,7 @@ export function createFactorChanges(deps: {
 
     /** `row` was confirmed, replacing `replaced` (a new authenticator app, a new set of codes). */
     async enrolled(user: UserRow, row: FactorRow, replaced: readonly FactorRow[], context: ChangeContext, trx: Knex.Transaction): Promise<void> {
-      const base = { subjectId: user.id, tenantId: user.tenant_id, ...context };
+      const base = { subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id) };
       for (const old of replaced) {
         await events.record({ ...base, type: 'user.mfa_removed', payload: { user: { id: user.id }, factor: factorPayload(old), by: 'self', replacedBy: row.id } }, trx);
       }
@@ -48,7 +48,7 @@ export function createFactorChanges(deps: {
 
     /** The user removed `row`. */
     async removed(user: UserRow, row: FactorRow, context: ChangeContext, trx: Knex.Transaction): Promise<void> {
-      await events.record({ type: 'user.mfa_removed', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: { user: { id: user.id }, factor: factorPayload(row), by: 'self' } }, trx);
+      await events.record({ type: 'user.mfa_removed', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id), payload: { user: { id: user.id }, factor: factorPayload(row), by: 'self' } }, trx);
       await mail.enqueue(mfaRemovedMail(user, row.type, links), trx);
     },
 

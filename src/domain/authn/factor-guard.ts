@@ -2,7 +2,7 @@ import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
 import { FACTOR_TYPES, type FactorType, type MfaFactorsRepo } from '../../repos/mfa-factors.ts';
 import type { UsersRepo } from '../../repos/users.ts';
 import type { EventRecorder } from '../events/events.ts';
-import type { Accounts, ChangeContext } from './accounts.ts';
+import { byUser, viaClient, type Accounts, type ChangeContext } from './accounts.ts';
 
 /**
  * The bound on guessing a second factor at sign-in, one for every factor type: wrong answers are
@@ -57,8 +57,8 @@ export function createFactorGuard(deps: {
         await ephemeral.del(guardKey(type, 'attempts', userId));
         await deps.repo.touch(factorId);
         await events.record({
-          type: 'user.mfa_login', subjectId: userId, tenantId: user.tenant_id, ...context,
-          payload: { user: { id: userId }, factor: { id: factorId, type } },
+          type: 'user.mfa_login', subjectId: userId, tenantId: user.tenant_id, ...byUser(context, userId),
+          payload: { user: { id: userId }, factor: { id: factorId, type }, ...viaClient(context) },
         });
         return 'ok';
       }

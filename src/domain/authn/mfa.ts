@@ -10,7 +10,7 @@ import { AppError } from '../errors.ts';
 import type { EventRecorder } from '../events/events.ts';
 import { mfaResetMail } from '../mail/account-mails.ts';
 import type { MailOutbox } from '../mail/mail.ts';
-import { prefetchedFactorsKey, type ChangeContext } from './accounts.ts';
+import { byOperator, prefetchedFactorsKey, type ChangeContext } from './accounts.ts';
 import { takeFromRequest } from '../../infra/request-prefetch.ts';
 import type { FactorChanges } from './factor-changes.ts';
 import type { FactorGuard, SecondFactorResult } from './factor-guard.ts';
@@ -250,7 +250,7 @@ export function createMfa(deps: {
         const rows = await repo.deleteAllOfUser(user.id, trx);
         const confirmed = rows.filter((r) => r.confirmed_at);
         await events.record({
-          type: 'user.mfa_reset', subjectId: user.id, tenantId: user.tenant_id, ...context,
+          type: 'user.mfa_reset', subjectId: user.id, tenantId: user.tenant_id, ...byOperator(context),
           payload: { user: { id: user.id }, factors: confirmed.map(changes.factorPayload), pendingRemoved: rows.length - confirmed.length, by: 'admin' },
         }, trx);
         if (confirmed.length) await mail.enqueue(mfaResetMail(user, links), trx);

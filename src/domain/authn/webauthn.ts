@@ -11,7 +11,7 @@ import type { CredentialWithFactor, WebAuthnCredentialsRepo } from '../../repos/
 import { isDisplayName } from '../accounts/display-names.ts';
 import { AppError } from '../errors.ts';
 import type { EventRecorder } from '../events/events.ts';
-import type { Accounts, ChangeContext } from './accounts.ts';
+import { byUser, viaClient, type Accounts, type ChangeContext } from './accounts.ts';
 import type { FactorChanges } from './factor-changes.ts';
 import { factorKey, type FactorGuard, type SecondFactorResult } from './factor-guard.ts';
 import { lazyModule } from '../../infra/lazy-module.ts';
@@ -122,8 +122,8 @@ export function createWebAuthn(deps: {
     if (regressed || !(await credentials.advanceCounter(stored.factor_id, stored.sign_count, counter, info.credentialBackedUp))) {
       const user = await deps.users.findById(stored.user_id);
       await events.record({
-        type: 'user.sign_in_failed', subjectId: stored.user_id, tenantId: user?.tenant_id ?? 'default', ...context,
-        payload: { user: { id: stored.user_id }, reason: 'authenticator_counter', factor: { id: stored.factor_id, type: 'webauthn' }, storedCounter: stored.sign_count, counter },
+        type: 'user.sign_in_failed', subjectId: stored.user_id, tenantId: user?.tenant_id ?? 'default', ...byUser(context, stored.user_id),
+        payload: { user: { id: stored.user_id }, reason: 'authenticator_counter', factor: { id: stored.factor_id, type: 'webauthn' }, storedCounter: stored.sign_count, counter, ...viaClient(context) },
       });
       return false;
     }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Knex } from 'knex';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { AppError, isUniqueViolation } from '../errors.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
@@ -7,6 +8,8 @@ import type { ClientRow, ClientsRepo } from '../../repos/clients.ts';
 import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
 import { assertGrantsDefined, grantedScopes, RESOURCE_SCOPES, type ResourceScopes } from './resource-grants.ts';
 import type { ResourceServers } from './resource-servers.ts';
+import { byOperator, type ChangeContext } from '../authn/accounts.ts';
+import type { EventRecorder } from '../events/events.ts';
 
 export const CLIENT_SECRET_PURPOSE = 'client-secret';
 
@@ -25,6 +28,29 @@ export function needsSecret(metadata: Record<string, unknown>): boolean {
   return method === 'client_secret_basic' || method === 'client_secret_post' || method === 'client_secret_jwt';
 }
 
+/**
+ * The client as its events carry it: what identifies and describes it, never its secret (nor its
+ * digest or sealed form).
+ */
+export function clientPayload(row: Pick<ClientRow, 'client_id' | 'metadata' | 'first_party'>) {
+  const m = row.metadata as Record<string, unknown>;
+  return {
+    id: row.client_id,
+    name: (m.client_name as string | undefined) ?? null,
+    firstParty: row.first_party,
+    tokenEndpointAuthMethod: (m.token_endpoint_auth_method as string | undefined) ?? 'client_secret_basic',
+    grantTypes: (m.grant_types as string[] | undefined) ?? ['authorization_code'],
+    redirectUris: (m.redirect_uris as string[] | undefined) ?? [],
+    scope: (m.scope as string | undefined) ?? null,
+  };
+}
+
+/** The metadata fields whose values differ (the names only; a secret never is one of them). */
+function changedFields(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
+  const names = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...names].filter((n) => JSON.stringify(before[n]) !== JSON.stringify(after[n])).sort();
+}
+
 /** How long an instance may serve a client record it read, should an invalidation be lost. */
 const CACHE_TTL_MS = 10_000;
 
@@ -36,10 +62,13 @@ export interface ClientRegistryDeps {
   payloads: Pick<OidcPayloadsRepo, 'revokeByClientId'>;
   /** Where the resource servers a client's resource_scopes name are checked. */
   resourceServers: Pick<ResourceServers, 'find'>;
+  events: EventRecorder;
+  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }
 
 export function createClientRegistry(deps: ClientRegistryDeps) {
-  const { repo, box } = deps;
+  const { repo, box, events } = deps;
+  const target = (clientId: string) => ({ target: { type: 'client' as const, id: clientId } });
   /**
    * Clients the provider itself needs (the bootstrap admin client, the account console), each with
    * why it is built in. They are made to match their settings at every boot, so a change through
@@ -81,8 +110,11 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       return cache.get(clientId);
     },
 
-    /** Stores a client; returns its metadata with the secret, which is shown only this once. */
-    async register(input: ClientInput, opts: { upsert?: boolean } = {}) {
+    /**
+     * Stores a client; returns its metadata with the secret, which is shown only this once. A
+     * built-in client's upsert at boot records nothing: its settings, not a person, manage it.
+     */
+    async register(input: ClientInput, opts: { upsert?: boolean } = {}, context: ChangeContext = {}) {
       const { client_secret: chosenSecret, client_id: chosenId, ...metadata } = input.metadata;
       const clientId = chosenId ?? randomBytes(16).toString('base64url');
       await assertGrantsDefined(deps.resourceServers, metadata);
@@ -95,7 +127,15 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       };
       try {
         if (opts.upsert) await repo.upsert(row);
-        else await repo.insert(row);
+        else {
+          await deps.transaction(async (trx) => {
+            const stored = await repo.insert(row, trx);
+            await events.record({
+              type: 'client.created', ...target(clientId), ...byOperator(context),
+              payload: { client: clientPayload(stored), secretIssued: secret !== undefined },
+            }, trx);
+          });
+        }
       } catch (err) {
         if (isUniqueViolation(err)) throw new AppError('IDENT_CLIENT_DUPLICATE', 'a client with this client_id exists');
         throw err;
@@ -128,7 +168,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
      * Replaces a client's metadata. A client that now needs a secret and has none gets one
      * (returned once); one that no longer authenticates with a secret loses it.
      */
-    async update(clientId: string, metadata: Record<string, unknown>, firstParty: boolean) {
+    async update(clientId: string, metadata: Record<string, unknown>, firstParty: boolean, context: ChangeContext = {}) {
       const current = await this.get(clientId);
       assertNotBuiltIn(clientId);
       await assertGrantsDefined(deps.resourceServers, metadata, current.metadata as Record<string, unknown>);
@@ -143,18 +183,30 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       } else if (!keepsRawSecret && current.secret_sealed) {
         secretColumns = { secret_sealed: null };
       }
-      const row = (await repo.update(clientId, { metadata, first_party: firstParty, ...secretColumns }))!;
+      const changed = changedFields({ ...(current.metadata as Record<string, unknown>), first_party: current.first_party }, { ...metadata, first_party: firstParty });
+      const row = await deps.transaction(async (trx) => {
+        const updated = (await repo.update(clientId, { metadata, first_party: firstParty, ...secretColumns }, trx))!;
+        await events.record({
+          type: 'client.updated', ...target(clientId), ...byOperator(context),
+          // Whether the change issued a new secret or dropped one (never the secret).
+          payload: { client: clientPayload(updated), changed, secretIssued: secret !== undefined, secretRemoved: Boolean(current.secret_digest) && !updated.secret_digest },
+        }, trx);
+        return updated;
+      });
       await cache.invalidate(clientId);
       return { row, secret };
     },
 
-    async rotateSecret(clientId: string): Promise<string> {
+    async rotateSecret(clientId: string, context: ChangeContext = {}): Promise<string> {
       const current = await this.get(clientId);
       assertNotBuiltIn(clientId);
       const metadata = current.metadata as Record<string, unknown>;
       if (!needsSecret(metadata)) throw new AppError('IDENT_VALIDATION', 'this client does not authenticate with a secret');
       const secret = generateClientSecret();
-      await repo.update(clientId, sealSecret(clientId, metadata, secret));
+      await deps.transaction(async (trx) => {
+        await repo.update(clientId, sealSecret(clientId, metadata, secret), trx);
+        await events.record({ type: 'client.secret_rotated', ...target(clientId), ...byOperator(context), payload: { client: clientPayload(current) } }, trx);
+      });
       await cache.invalidate(clientId);
       return secret;
     },
@@ -163,7 +215,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
      * Withdraws every client's grant at `resource` beyond `kept` (the scopes the resource server
      * still defines; none when it was deleted), so they never come back with a re-registration.
      */
-    async withdrawResourceGrants(resource: string, kept: readonly string[]): Promise<void> {
+    async withdrawResourceGrants(resource: string, kept: readonly string[], context: ChangeContext = {}): Promise<void> {
       const still = new Set(kept);
       for (const row of await repo.withResourceGrant(resource)) {
         const metadata = row.metadata as Record<string, unknown>;
@@ -171,15 +223,26 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
         const scopes = grantedScopes(metadata, resource).filter((s) => still.has(s));
         if (scopes.length) grants[resource] = scopes.join(' ');
         else delete grants[resource];
-        await repo.update(row.client_id, { metadata: { ...metadata, [RESOURCE_SCOPES]: grants } });
+        await deps.transaction(async (trx) => {
+          const updated = (await repo.update(row.client_id, { metadata: { ...metadata, [RESOURCE_SCOPES]: grants } }, trx))!;
+          // The client changes because the resource server did: the same actor, and why.
+          await events.record({
+            type: 'client.updated', ...target(row.client_id), ...byOperator(context),
+            payload: { client: clientPayload(updated), changed: [RESOURCE_SCOPES], secretIssued: false, secretRemoved: false, reason: 'resource_server_changed', resource },
+          }, trx);
+        });
         await cache.invalidate(row.client_id);
       }
     },
 
     /** Deletes a client and revokes every grant and token issued to it. */
-    async remove(clientId: string): Promise<void> {
+    async remove(clientId: string, context: ChangeContext = {}): Promise<void> {
       assertNotBuiltIn(clientId);
-      if (!(await repo.delete(clientId))) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
+      const row = await repo.find(clientId);
+      await deps.transaction(async (trx) => {
+        if (!row || !(await repo.delete(clientId, trx))) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
+        await events.record({ type: 'client.deleted', ...target(clientId), ...byOperator(context), payload: { client: clientPayload(row) } }, trx);
+      });
       // First the client (no new token can be issued to it), then what it was already issued.
       await cache.invalidate(clientId);
       await deps.payloads.revokeByClientId(clientId);

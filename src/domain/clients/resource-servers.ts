@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import { byOperator, type ChangeContext } from '../authn/accounts.ts';
+import type { EventRecorder } from '../events/events.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import { createSharedCache } from '../../infra/shared-cache.ts';
 import { AppError, isUniqueViolation } from '../errors.ts';
@@ -20,6 +23,18 @@ function toInfo(row: ResourceServerRow): ResourceServerInfo {
   };
 }
 
+/** A resource server as its events carry it. */
+export function resourceServerPayload(row: ResourceServerRow) {
+  return {
+    id: row.id,
+    identifier: row.identifier,
+    name: row.name,
+    scopes: row.scopes,
+    accessTokenFormat: row.access_token_format,
+    accessTokenTtl: row.access_token_ttl,
+  };
+}
+
 export interface ResourceServerInput {
   identifier: string;
   name?: string | null | undefined;
@@ -33,14 +48,18 @@ export interface ResourceServerInput {
  * grants naming what is gone are withdrawn: a scope or identifier registered again later starts
  * with no client holding it.
  */
-export type ScopesWithdrawn = (identifier: string, kept: readonly string[]) => Promise<void>;
+export type ScopesWithdrawn = (identifier: string, kept: readonly string[], context: ChangeContext) => Promise<void>;
 
 export function createResourceServers(deps: {
   repo: ResourceServersRepo;
   ephemeral: EphemeralStore;
   /** Identifiers that are not ours to register (the admin API's own audience). */
   reserved: readonly string[];
+  events: EventRecorder;
+  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
+  const { events } = deps;
+  const target = (row: ResourceServerRow) => ({ target: { type: 'resource_server' as const, id: row.id } });
   const reserved = new Set(deps.reserved);
   let scopesWithdrawn: ScopesWithdrawn = async () => {};
   // Read on every token request that names a resource; changes are broadcast to every instance.
@@ -59,18 +78,22 @@ export function createResourceServers(deps: {
     async find(identifier: string): Promise<ResourceServerInfo | undefined> {
       return reserved.has(identifier) ? undefined : cache.get(identifier);
     },
-    async create(input: ResourceServerInput): Promise<ResourceServerRow> {
+    async create(input: ResourceServerInput, context: ChangeContext = {}): Promise<ResourceServerRow> {
       if (reserved.has(input.identifier)) {
         throw new AppError('IDENT_RESOURCE_SERVER_DUPLICATE', 'this identifier is the admin API itself');
       }
       try {
-        const row = await deps.repo.insert({
-          id: randomUUID(),
-          identifier: input.identifier,
-          name: input.name ?? null,
-          scopes: input.scopes,
-          access_token_format: input.accessTokenFormat ?? 'jwt',
-          access_token_ttl: input.accessTokenTtl ?? null,
+        const row = await deps.transaction(async (trx) => {
+          const stored = await deps.repo.insert({
+            id: randomUUID(),
+            identifier: input.identifier,
+            name: input.name ?? null,
+            scopes: input.scopes,
+            access_token_format: input.accessTokenFormat ?? 'jwt',
+            access_token_ttl: input.accessTokenTtl ?? null,
+          }, trx);
+          await events.record({ type: 'resource_server.created', ...target(stored), ...byOperator(context), payload: { resourceServer: resourceServerPayload(stored) } }, trx);
+          return stored;
         });
         await cache.invalidate(row.identifier);
         return row;
@@ -90,24 +113,35 @@ export function createResourceServers(deps: {
       return row;
     },
 
-    async update(id: string, changes: Partial<Omit<ResourceServerInput, 'identifier'>>): Promise<ResourceServerRow> {
-      const row = await deps.repo.update(id, {
-        ...(changes.name !== undefined ? { name: changes.name } : {}),
-        ...(changes.scopes !== undefined ? { scopes: changes.scopes } : {}),
-        ...(changes.accessTokenFormat !== undefined ? { access_token_format: changes.accessTokenFormat } : {}),
-        ...(changes.accessTokenTtl !== undefined ? { access_token_ttl: changes.accessTokenTtl } : {}),
+    async update(id: string, changes: Partial<Omit<ResourceServerInput, 'identifier'>>, context: ChangeContext = {}): Promise<ResourceServerRow> {
+      const row = await deps.transaction(async (trx) => {
+        const updated = await deps.repo.update(id, {
+          ...(changes.name !== undefined ? { name: changes.name } : {}),
+          ...(changes.scopes !== undefined ? { scopes: changes.scopes } : {}),
+          ...(changes.accessTokenFormat !== undefined ? { access_token_format: changes.accessTokenFormat } : {}),
+          ...(changes.accessTokenTtl !== undefined ? { access_token_ttl: changes.accessTokenTtl } : {}),
+        }, trx);
+        if (!updated) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
+        await events.record({
+          type: 'resource_server.updated', ...target(updated), ...byOperator(context),
+          payload: { resourceServer: resourceServerPayload(updated), changed: Object.keys(changes).filter((k) => changes[k as keyof typeof changes] !== undefined).sort() },
+        }, trx);
+        return updated;
       });
-      if (!row) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
       await cache.invalidate(row.identifier);
-      if (changes.scopes !== undefined) await scopesWithdrawn(row.identifier, row.scopes);
+      if (changes.scopes !== undefined) await scopesWithdrawn(row.identifier, row.scopes, context);
       return row;
     },
 
-    async remove(id: string): Promise<void> {
-      const row = await deps.repo.delete(id);
-      if (!row) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
+    async remove(id: string, context: ChangeContext = {}): Promise<void> {
+      const row = await deps.transaction(async (trx) => {
+        const deleted = await deps.repo.delete(id, trx);
+        if (!deleted) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
+        await events.record({ type: 'resource_server.deleted', ...target(deleted), ...byOperator(context), payload: { resourceServer: resourceServerPayload(deleted) } }, trx);
+        return deleted;
+      });
       await cache.invalidate(row.identifier);
-      await scopesWithdrawn(row.identifier, []);
+      await scopesWithdrawn(row.identifier, [], context);
     },
 
     /** Set once at wiring: the client registry depends on resource servers, not the other way. */

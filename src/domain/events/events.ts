@@ -4,7 +4,10 @@ import type { EventRow, EventsRepo, NewEventRow } from '../../repos/events.ts';
 import { currentRequestScope } from '../../infra/request-scope.ts';
 import type { UserRow } from '../../repos/users.ts';
 
-/** The domain events of the account lifecycle (names from the lifecycle issue). */
+/**
+ * The event catalogue (README "Events"): every change records one of these in the transaction of
+ * the change. Dotted lower case: the kind of thing, then what happened to it.
+ */
 export type EventType =
   | 'user.created'
   | 'user.email_verified'
@@ -24,7 +27,24 @@ export type EventType =
   | 'user.unlocked'
   | 'user.identity_linked'
   | 'user.identity_unlinked'
-  | 'user.signed_out';
+  | 'user.signed_out'
+  | 'user.suspended'
+  | 'user.reactivated'
+  | 'user.session_revoked'
+  | 'user.signed_out_everywhere'
+  | 'user.verification_resent'
+  | 'client.created'
+  | 'client.updated'
+  | 'client.secret_rotated'
+  | 'client.deleted'
+  | 'resource_server.created'
+  | 'resource_server.updated'
+  | 'resource_server.deleted'
+  | 'identity_provider.created'
+  | 'identity_provider.updated'
+  | 'identity_provider.deleted'
+  | 'key.rotated'
+  | 'webhook.disabled';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,
@@ -55,6 +75,10 @@ export interface Target {
 }
 
 export const SYSTEM_ACTOR: Actor = { type: 'system', id: null };
+export const userActor = (id: string): Actor => ({ type: 'user', id });
+export const clientActor = (clientId: string): Actor => ({ type: 'client', id: clientId });
+/** An upstream identity provider, by its alias (a SAML single logout it started). */
+export const identityProviderActor = (alias: string): Actor => ({ type: 'identity_provider', id: alias });
 
 export interface EventInput {
   type: EventType;
@@ -62,11 +86,8 @@ export interface EventInput {
   subjectId?: string | null;
   target?: Target;
   tenantId?: string;
-  /**
-   * A plain string is the older form (a client id, or a label such as 'account-console'); it is
-   * read as a client actor until every call site names its actor.
-   */
-  actor?: Actor | string | null;
+  /** Who acted; without one, the system (a sweeper, a local CLI command). */
+  actor?: Actor | null;
   requestId?: string | null;
   payload: Record<string, unknown>;
 }
@@ -94,10 +115,7 @@ export type TransactionalSink = (event: RecordedEvent, trx: Knex.Transaction | u
 /** Runs once the event is committed (live streams); its failure never reaches the recorder's caller. */
 export type CommittedListener = (event: RecordedEvent) => void;
 
-function actorOf(actor: EventInput['actor']): Actor {
-  if (!actor) return SYSTEM_ACTOR;
-  return typeof actor === 'string' ? { type: 'client', id: actor } : actor;
-}
+const actorOf = (actor: EventInput['actor']): Actor => actor ?? SYSTEM_ACTOR;
 
 export function createEventRecorder(repo: EventsRepo) {
   const sinks: TransactionalSink[] = [];

@@ -3,9 +3,9 @@ import type { Knex } from 'knex';
 import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
 import type { FederatedIdentitiesRepo, FederatedIdentityRow, LinkedProviderRow } from '../../repos/federated-identities.ts';
 import type { UserRow, UsersRepo } from '../../repos/users.ts';
-import type { Accounts, ChangeContext } from '../authn/accounts.ts';
+import { byOperator, byUser, type Accounts, type ChangeContext } from '../authn/accounts.ts';
 import { AppError, isUniqueViolation } from '../errors.ts';
-import type { EventRecorder } from '../events/events.ts';
+import { identityProviderActor, type EventRecorder } from '../events/events.ts';
 import type { IdentityProvider } from './identity-providers.ts';
 import type { UpstreamIdentity } from './upstream-oauth.ts';
 
@@ -58,7 +58,7 @@ export function createFederatedAccounts(deps: {
 
   async function insertLink(user: UserRow, provider: IdentityProvider, identity: UpstreamIdentity, context: ChangeContext, trx: Knex.Transaction): Promise<FederatedIdentityRow> {
     const row = await links.insert({ id: randomUUID(), tenant_id: user.tenant_id, user_id: user.id, provider_id: provider.id, subject: identity.subject, email: identity.email }, trx);
-    await events.record({ type: 'user.identity_linked', subjectId: user.id, tenantId: user.tenant_id, ...context, payload: linkedPayload(user, provider, identity) }, trx);
+    await events.record({ type: 'user.identity_linked', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id), payload: linkedPayload(user, provider, identity) }, trx);
     return row;
   }
 
@@ -80,14 +80,16 @@ export function createFederatedAccounts(deps: {
         return { kind: 'link-required', user: existing };
       }
       if (!provider.jitProvisioning) return { kind: 'refused', why: 'no-account' };
+      // An account provisioned on the upstream's word: the provider is the actor of its creation and link.
+      const provisioned = { ...context, actor: context.actor ?? identityProviderActor(provider.alias) };
       try {
         const user = await deps.accounts.create({
           email: identity.email,
           emailVerified: true,
           ...(identity.givenName ? { givenName: identity.givenName.slice(0, 200) } : {}),
           ...(identity.familyName ? { familyName: identity.familyName.slice(0, 200) } : {}),
-        }, { ...context, actor: context.actor ?? `idp:${provider.alias}` }, async (created, trx) => {
-          await insertLink(created, provider, identity, context, trx);
+        }, provisioned, async (created, trx) => {
+          await insertLink(created, provider, identity, provisioned, trx);
         });
         return { kind: 'created', user };
       } catch (err) {
@@ -145,7 +147,7 @@ export function createFederatedAccounts(deps: {
       if (!link) return undefined;
       await deps.payloads.revokeByAccountId(link.user_id);
       await events.record({
-        type: 'user.signed_out', subjectId: link.user_id, tenantId: link.tenant_id, ...context,
+        type: 'user.signed_out', subjectId: link.user_id, tenantId: link.tenant_id, ...byOperator(context),
         payload: { user: { id: link.user_id }, provider: { alias: provider.alias, type: provider.type }, reason },
       });
       return link.user_id;
@@ -170,7 +172,7 @@ export function createFederatedAccounts(deps: {
       await deps.transaction(async (trx) => {
         if (!(await links.deleteForUser(user.id, linkId, trx))) throw new AppError('IDENT_NOT_FOUND', 'no linked identity of yours with this id');
         await events.record({
-          type: 'user.identity_unlinked', subjectId: user.id, tenantId: user.tenant_id, ...context,
+          type: 'user.identity_unlinked', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id),
           payload: { user: { id: user.id }, provider: { alias: target.alias, type: target.type }, subject: target.subject },
         }, trx);
       });

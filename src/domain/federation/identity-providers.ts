@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import { byOperator, type ChangeContext } from '../authn/accounts.ts';
+import type { EventRecorder } from '../events/events.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import { selfSignedIdentity, type SigningIdentity } from '../../infra/self-signed-certificate.ts';
@@ -141,6 +144,26 @@ export function federationEndpoints(issuer: string, provider: Pick<IdentityProvi
   return { entityId: `${base}/metadata`, metadataUrl: `${base}/metadata`, acsUrl: `${base}/acs`, sloUrl: `${base}/slo` };
 }
 
+/**
+ * A provider as its events carry it: what identifies it and how it is trusted, never its client
+ * secret, its SP key or its metadata document.
+ */
+export function identityProviderPayload(p: IdentityProvider) {
+  return {
+    id: p.id,
+    alias: p.alias,
+    type: p.type,
+    displayName: p.displayName,
+    enabled: p.enabled,
+    allowedDomains: p.allowedDomains,
+    jitProvisioning: p.jitProvisioning,
+    accountLinking: p.accountLinking,
+    trustEmail: p.trustEmail,
+    trustUpstreamMfa: p.trustUpstreamMfa,
+    hasClientSecret: p.hasClientSecret,
+  };
+}
+
 const METADATA_FETCH_TIMEOUT_MS = 10_000;
 const METADATA_MAX_BYTES = 1024 * 1024;
 const secretAad = (id: string) => `idp-client-secret/v1:${id}`;
@@ -151,8 +174,11 @@ export function createIdentityProviders(deps: {
   box: SecretBox;
   ephemeral: EphemeralStore;
   fetch?: typeof fetch;
+  events: EventRecorder;
+  transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
-  const { repo, box } = deps;
+  const { repo, box, events } = deps;
+  const target = (id: string) => ({ target: { type: 'identity_provider' as const, id } });
   const fetchMetadata = deps.fetch ?? fetch;
   // The login page lists the enabled providers on every render; changes reach every instance at once.
   const enabled = createSharedCache<IdentityProvider[]>({
@@ -255,28 +281,32 @@ export function createIdentityProviders(deps: {
   }
 
   return {
-    async create(input: NewIdentityProviderInput): Promise<IdentityProvider> {
+    async create(input: NewIdentityProviderInput, context: ChangeContext = {}): Promise<IdentityProvider> {
       const id = randomUUID();
       const settings = await settingsOf(input.type, input);
       checkSecret(input.type, settings, typeof input.clientSecret === 'string');
       // Our SP's own signing identity for this provider (metadata, signed AuthnRequests).
       const sp = input.type === 'saml' ? await selfSignedIdentity(`sp-${input.alias}`) : undefined;
       try {
-        const row = await repo.insert({
-          id,
-          alias: input.alias,
-          type: input.type,
-          display_name: input.displayName,
-          enabled: input.enabled ?? true,
-          settings,
-          client_secret_sealed: typeof input.clientSecret === 'string' ? box.encrypt(input.clientSecret, secretAad(id)) : null,
-          sp_certificate: sp?.certificatePem ?? null,
-          sp_private_key_sealed: sp ? box.encrypt(sp.privateKeyPem, spKeyAad(id)) : null,
-          allowed_domains: domainsOf(input.allowedDomains) ?? [],
-          jit_provisioning: input.jitProvisioning ?? true,
-          account_linking: input.accountLinking ?? 'prove-control',
-          trust_email: input.trustEmail ?? false,
-          trust_upstream_mfa: input.trustUpstreamMfa ?? false,
+        const row = await deps.transaction(async (trx) => {
+          const stored = await repo.insert({
+            id,
+            alias: input.alias,
+            type: input.type,
+            display_name: input.displayName,
+            enabled: input.enabled ?? true,
+            settings,
+            client_secret_sealed: typeof input.clientSecret === 'string' ? box.encrypt(input.clientSecret, secretAad(id)) : null,
+            sp_certificate: sp?.certificatePem ?? null,
+            sp_private_key_sealed: sp ? box.encrypt(sp.privateKeyPem, spKeyAad(id)) : null,
+            allowed_domains: domainsOf(input.allowedDomains) ?? [],
+            jit_provisioning: input.jitProvisioning ?? true,
+            account_linking: input.accountLinking ?? 'prove-control',
+            trust_email: input.trustEmail ?? false,
+            trust_upstream_mfa: input.trustUpstreamMfa ?? false,
+          }, trx);
+          await events.record({ type: 'identity_provider.created', ...target(id), ...byOperator(context), payload: { identityProvider: identityProviderPayload(toProvider(stored)) } }, trx);
+          return stored;
         });
         await changed();
         return toProvider(row);
@@ -296,7 +326,7 @@ export function createIdentityProviders(deps: {
     },
 
     /** Changes what the input names; the type and alias stay (links and callback URLs hang on them). */
-    async update(id: string, input: IdentityProviderInput): Promise<IdentityProvider> {
+    async update(id: string, input: IdentityProviderInput, context: ChangeContext = {}): Promise<IdentityProvider> {
       const before = await find(id);
       const settings = await settingsOf(before.type, input, before.settings);
       const secret = input.clientSecret;
@@ -312,15 +342,27 @@ export function createIdentityProviders(deps: {
         ...(input.trustEmail !== undefined ? { trust_email: input.trustEmail } : {}),
         ...(input.trustUpstreamMfa !== undefined ? { trust_upstream_mfa: input.trustUpstreamMfa } : {}),
       };
-      const row = await repo.update(id, changes);
-      if (!row) throw new AppError('IDENT_IDP_NOT_FOUND');
+      const row = await deps.transaction(async (trx) => {
+        const updated = await repo.update(id, changes, trx);
+        if (!updated) throw new AppError('IDENT_IDP_NOT_FOUND');
+        await events.record({
+          type: 'identity_provider.updated', ...target(id), ...byOperator(context),
+          // The names of the fields the request set (clientSecret among them when it rotated), never their values.
+          payload: { identityProvider: identityProviderPayload(toProvider(updated)), changed: Object.keys(input).filter((k) => input[k as keyof IdentityProviderInput] !== undefined).sort() },
+        }, trx);
+        return updated;
+      });
       await changed();
       return toProvider(row);
     },
 
     /** Deletes the provider and every link to it: its users keep their accounts and other ways in. */
-    async remove(id: string): Promise<void> {
-      if (!(await repo.delete(id))) throw new AppError('IDENT_IDP_NOT_FOUND');
+    async remove(id: string, context: ChangeContext = {}): Promise<void> {
+      await deps.transaction(async (trx) => {
+        const deleted = await repo.delete(id, trx);
+        if (!deleted) throw new AppError('IDENT_IDP_NOT_FOUND');
+        await events.record({ type: 'identity_provider.deleted', ...target(id), ...byOperator(context), payload: { identityProvider: identityProviderPayload(toProvider(deleted)) } }, trx);
+      });
       await changed();
     },
 

@@ -2,6 +2,8 @@ import { createHash, generateKeyPairSync, randomBytes, type JsonWebKey } from 'n
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { ServerKeyRow, ServerKeysRepo } from '../../repos/server-keys.ts';
 import { StartupError } from '../errors.ts';
+import { byOperator, type ChangeContext } from '../authn/accounts.ts';
+import type { EventRecorder } from '../events/events.ts';
 
 export const SIGNING_ALGS = ['RS256', 'ES256'] as const;
 type SigningAlg = (typeof SIGNING_ALGS)[number];
@@ -43,8 +45,8 @@ function newKid(): string {
   return randomBytes(12).toString('base64url');
 }
 
-export function createKeyService(deps: { repo: ServerKeysRepo; box: SecretBox; timings: KeyTimings }) {
-  const { repo, box, timings } = deps;
+export function createKeyService(deps: { repo: ServerKeysRepo; box: SecretBox; timings: KeyTimings; events: EventRecorder }) {
+  const { repo, box, timings, events } = deps;
 
   function sealedRows(activatesAt: Date): Array<Omit<ServerKeyRow, 'created_at' | 'retires_at'>> {
     const rows: Array<Omit<ServerKeyRow, 'created_at' | 'retires_at'>> = SIGNING_ALGS.map((alg) => {
@@ -104,17 +106,29 @@ export function createKeyService(deps: { repo: ServerKeysRepo; box: SecretBox; t
 
     /**
      * Publishes new keys now; they sign after the propagation delay. The keys they replace stay
-     * published until everything they signed has expired.
+     * published until everything they signed has expired. Records key.rotated with the new keys'
+     * ids (never their material) in the same transaction; a local CLI rotation's actor is the system.
      */
-    async rotate(now = new Date()): Promise<{ activatesAt: Date; sigRetiresAt: Date; cookieRetiresAt: Date }> {
+    async rotate(now = new Date(), context: ChangeContext = {}): Promise<{ activatesAt: Date; sigRetiresAt: Date; cookieRetiresAt: Date }> {
       const activatesAt = new Date(now.getTime() + timings.propagationSeconds * 1000);
       const sigRetiresAt = new Date(activatesAt.getTime() + timings.maxSignedTtlSeconds * 1000);
       const cookieRetiresAt = new Date(activatesAt.getTime() + timings.cookieTtlSeconds * 1000);
       const rows = sealedRows(activatesAt);
       // created_at orders keys; make the new ones strictly newer than any existing row.
-      await repo.retireOlder('sig', new Date(now.getTime() + 1), sigRetiresAt);
-      await repo.retireOlder('cookie', new Date(now.getTime() + 1), cookieRetiresAt);
-      await repo.insert(rows.map((r) => ({ ...r, created_at: new Date(now.getTime() + 2) })));
+      // Under the key generation lock: a first boot's ensureKeys never interleaves with a rotation.
+      await repo.underGenerationLock(async (trx) => {
+        await repo.retireOlder('sig', new Date(now.getTime() + 1), sigRetiresAt, trx);
+        await repo.retireOlder('cookie', new Date(now.getTime() + 1), cookieRetiresAt, trx);
+        await repo.insert(rows.map((r) => ({ ...r, created_at: new Date(now.getTime() + 2) })), trx);
+        await events.record({
+          type: 'key.rotated', target: { type: 'key', id: rows[0]!.kid }, ...byOperator(context),
+          payload: {
+            keys: rows.map((r) => ({ kid: r.kid, use: r.use, alg: r.alg })),
+            activatesAt: activatesAt.toISOString(),
+            retiresAt: { sig: sigRetiresAt.toISOString(), cookie: cookieRetiresAt.toISOString() },
+          },
+        }, trx);
+      });
       return { activatesAt, sigRetiresAt, cookieRetiresAt };
     },
 

@@ -3,7 +3,7 @@ import { Webhook as StandardWebhook } from 'standardwebhooks';
 import type { Logger } from '../../infra/logger.ts';
 import { StoreUnavailable } from '../../infra/store-outage.ts';
 import type { AttemptOutcome, DeliveryRow, WebhookRow, WebhooksRepo } from '../../repos/webhooks.ts';
-import { SYSTEM_ACTOR, type EventRecorder, type EventType } from '../events/events.ts';
+import { SYSTEM_ACTOR, type EventRecorder } from '../events/events.ts';
 import { readLogoutNotice, type LogoutNotice } from './backchannel-logout.ts';
 import { postWebhook } from './transport.ts';
 import type { Webhooks } from './webhooks.ts';
@@ -61,8 +61,7 @@ export function createWebhookWorker(deps: {
     const disabled = await deps.transaction(async (trx) => {
       if (!(await repo.disableExhausted(hook.id, row.created_at, reason, trx))) return false;
       await events.record({
-        // Not yet among the recorder's EventType names (events.ts is another change's file).
-        type: 'webhook.disabled' as EventType,
+        type: 'webhook.disabled',
         target: { type: 'webhook', id: hook.id },
         actor: SYSTEM_ACTOR,
         payload: { webhook: { id: hook.id, url: hook.url }, reason, deliveryId: row.id },

@@ -1,5 +1,6 @@
 import type Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
+import type { ChangeContext } from '../../domain/authn/accounts.ts';
 import type { CodeFactors, CodeFactorType } from '../../domain/authn/code-factors.ts';
 import { maskEmail } from '../../domain/authn/masking.ts';
 import type { FactorSummary } from '../../domain/authn/mfa.ts';
@@ -28,7 +29,7 @@ export interface ConsoleKit<Signed> {
   sessionUidOf(signed: Signed): string | undefined;
   render(ctx: Context, signed: Signed, state: { mfaError?: MessageKey; codeFactors?: CodeFactorState }, status?: number): Promise<void>;
   handle(work: (ctx: Context) => Promise<void>): Middleware;
-  changeContext(ctx: Context): { actor: string; requestId: string };
+  changeContext(ctx: Context, accountId: string): ChangeContext;
   seeOther(ctx: Context, url: string): void;
 }
 
@@ -121,7 +122,7 @@ export function codeFactorConsoleRoutes<Signed>(router: Router, codeFactors: Cod
           if (!FACTOR_ID.test(factorId)) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
           if (!/^\d{6}$/.test(code)) throw new AppError('IDENT_OTP_INVALID');
           const confirm = type === 'sms' ? codeFactors.confirmSms : codeFactors.confirmEmail;
-          await confirm(kit.accountIdOf(signed), factorId, code, kit.sessionUidOf(signed), kit.changeContext(ctx));
+          await confirm(kit.accountIdOf(signed), factorId, code, kit.sessionUidOf(signed), kit.changeContext(ctx, kit.accountIdOf(signed)));
           kit.seeOther(ctx, `${kit.consoleUrl}?done=mfa_${type}`);
         }, pending);
       }),

@@ -72,7 +72,7 @@ export function consoleIdentities<S extends Signed>(
     const provider = (await federation.identityProviders.enabled()).find((p) => p.id === result.providerId);
     if (!provider) return parts.renderWithError(ctx, signed, 'account.identities.error.not_found', 404);
     try {
-      await federation.accounts.linkTo(signed.caller.accountId, provider, result.identity, parts.changeContext(ctx));
+      await federation.accounts.linkTo(signed.caller.accountId, provider, result.identity, parts.changeContext(ctx, signed.caller.accountId));
     } catch (err) {
       return refusal(ctx, signed, err);
     }
@@ -84,7 +84,7 @@ export function consoleIdentities<S extends Signed>(
     if (!signed) return;
     const id = (ctx.request.body as Record<string, unknown>).identity;
     try {
-      await federation.accounts.unlink(signed.caller.accountId, typeof id === 'string' ? id : '', parts.changeContext(ctx));
+      await federation.accounts.unlink(signed.caller.accountId, typeof id === 'string' ? id : '', parts.changeContext(ctx, signed.caller.accountId));
     } catch (err) {
       return refusal(ctx, signed, err);
     }

@@ -1,5 +1,6 @@
 import type Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
+import type { ChangeContext } from '../../domain/authn/accounts.ts';
 import type { CredentialKind, WebAuthn } from '../../domain/authn/webauthn.ts';
 import { AppError } from '../../domain/errors.ts';
 import type { MessageKey } from '../../i18n/index.ts';
@@ -15,7 +16,7 @@ export interface ConsoleParts<Signed extends { caller: { accountId: string; sess
   /** The console page again, with an error in the two-step section. */
   renderWithError(ctx: Context, signed: Signed, error: MessageKey, status: number): Promise<void>;
   seeOther(ctx: Context, url: string): void;
-  changeContext(ctx: Context): { actor: string; requestId: string };
+  changeContext(ctx: Context, accountId: string): ChangeContext;
   handle(work: (ctx: Context) => Promise<void>): Middleware;
 }
 
@@ -60,7 +61,7 @@ export function consoleWebAuthn<Signed extends { caller: { accountId: string; se
       const response = postedCredential(body);
       if (response === undefined) return parts.renderWithError(ctx, signed, 'account.mfa.error.webauthn', 400);
       try {
-        await webauthn.register(signed.caller.accountId, response, name, signed.caller.sessionUid, parts.changeContext(ctx));
+        await webauthn.register(signed.caller.accountId, response, name, signed.caller.sessionUid, parts.changeContext(ctx, signed.caller.accountId));
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         if (err.code === 'IDENT_WEBAUTHN_INVALID') return parts.renderWithError(ctx, signed, 'account.mfa.error.webauthn', 400);

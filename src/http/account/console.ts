@@ -4,6 +4,8 @@ import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import * as oidc from 'openid-client';
 import { AppError } from '../../domain/errors.ts';
+import type { ChangeContext } from '../../domain/authn/accounts.ts';
+import { userActor } from '../../domain/events/events.ts';
 import { isDisplayName } from '../../domain/accounts/display-names.ts';
 import type { SelfService } from '../../domain/accounts/self-service.ts';
 import type { Mfa, TotpEnrollment } from '../../domain/authn/mfa.ts';
@@ -149,7 +151,8 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     ...CODE_FACTOR_ACTIONS(consoleUrl),
   };
 
-  const changeContext = (ctx: Context) => ({ actor: 'account-console', requestId: ctx.state.requestId as string });
+  // The signed-in user acts on their own account.
+  const changeContext = (ctx: Context, accountId: string): ChangeContext => ({ actor: userActor(accountId), requestId: ctx.state.requestId as string });
   const bodyOf = (ctx: Context) => (ctx.request.body ?? {}) as Record<string, unknown>;
 
   function seeOther(ctx: Context, url: string) {
@@ -443,7 +446,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
           locale: orNull(fields.locale),
           timezone: orNull(fields.timezone),
         },
-        changeContext(ctx),
+        changeContext(ctx, signed.caller.accountId),
       );
       seeOther(ctx, `${consoleUrl}?done=profile`);
     }),
@@ -463,7 +466,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       }
       try {
         // The domain keeps this sign-in (and so the console's token) and ends the others.
-        await selfService.changePassword(signed.caller.accountId, current, next, signed.caller.sessionUid, changeContext(ctx));
+        await selfService.changePassword(signed.caller.accountId, current, next, signed.caller.sessionUid, changeContext(ctx, signed.caller.accountId));
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         if (err.code === 'IDENT_CURRENT_PASSWORD_INVALID') {
@@ -490,7 +493,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       const uid = text(bodyOf(ctx).session);
       if (!uid || uid.length > 128) return renderConsole(ctx, signed, { sessionsError: 'account.sessions.not_found' }, 400);
       try {
-        await selfService.revokeSession(signed.caller.accountId, uid);
+        await selfService.revokeSession(signed.caller.accountId, uid, changeContext(ctx, signed.caller.accountId));
       } catch (err) {
         if (!(err instanceof AppError) || err.code !== 'IDENT_SESSION_NOT_FOUND') throw err;
         return renderConsole(ctx, signed, { sessionsError: 'account.sessions.not_found' }, 404);
@@ -510,7 +513,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     handle(async (ctx) => {
       const signed = await signedInPost(ctx);
       if (!signed) return;
-      await selfService.logoutAll(signed.caller.accountId);
+      await selfService.logoutAll(signed.caller.accountId, changeContext(ctx, signed.caller.accountId));
       await sessions.end(ctx);
       seeOther(ctx, rp.postLogoutRedirectUri);
     }),
@@ -542,7 +545,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       if (!factorId || !FACTOR_ID.test(factorId)) return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.expired' }, 400);
       if (!/^\d{6}$/.test(code)) return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.code_format', confirmAgain: factorId }, 400);
       try {
-        await mfa.confirmTotp(signed.caller.accountId, factorId, code, signed.caller.sessionUid, changeContext(ctx));
+        await mfa.confirmTotp(signed.caller.accountId, factorId, code, signed.caller.sessionUid, changeContext(ctx, signed.caller.accountId));
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         // A wrong code: ask again for the same enrollment (the app holds its secret already).
@@ -562,7 +565,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       const signed = await signedInPost(ctx);
       if (!signed) return;
       // Like the secret: shown in this answer only.
-      const recoveryCodes = await mfa.regenerateRecoveryCodes(signed.caller.accountId, signed.caller.sessionUid, changeContext(ctx));
+      const recoveryCodes = await mfa.regenerateRecoveryCodes(signed.caller.accountId, signed.caller.sessionUid, changeContext(ctx, signed.caller.accountId));
       await renderConsole(ctx, signed, { recoveryCodes });
     }),
   );
@@ -576,7 +579,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
       const factorId = text(bodyOf(ctx).factor);
       try {
         if (!factorId || !FACTOR_ID.test(factorId)) throw new AppError('IDENT_MFA_FACTOR_NOT_FOUND');
-        await mfa.remove(signed.caller.accountId, factorId, signed.caller.sessionUid, changeContext(ctx));
+        await mfa.remove(signed.caller.accountId, factorId, signed.caller.sessionUid, changeContext(ctx, signed.caller.accountId));
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         if (err.code === 'IDENT_MFA_LAST_FACTOR') return renderConsole(ctx, signed, { mfaError: 'account.mfa.error.required' }, 409);

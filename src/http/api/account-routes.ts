@@ -6,7 +6,8 @@ import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
 import { captchaVerdict, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
-import { DEFAULT_TENANT } from '../../domain/authn/accounts.ts';
+import { DEFAULT_TENANT, type ChangeContext } from '../../domain/authn/accounts.ts';
+import { userActor } from '../../domain/events/events.ts';
 import { AppError } from '../../domain/errors.ts';
 import { negotiate } from '../../i18n/index.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/types.ts';
@@ -54,7 +55,12 @@ export interface AccountOperation {
  */
 export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
   const { provider, account } = deps;
-  const context = (ctx: Context, caller?: UserCaller) => ({ actor: caller?.clientId ?? null, requestId: ctx.state.requestId as string });
+  // /me: the signed-in user acts (through the client their token was issued to); anonymous flows:
+  // the domain names the account's owner.
+  const context = (ctx: Context, caller?: UserCaller): ChangeContext => ({
+    ...(caller ? { actor: userActor(caller.accountId), clientId: caller.clientId } : {}),
+    requestId: ctx.state.requestId as string,
+  });
   const localeOf = (ctx: Context, chosen?: string) => negotiate(chosen, ctx.get('accept-language'));
 
   return [
@@ -81,7 +87,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
         await account.registration.register(
           { email: body.email, password: body.password, givenName: body.givenName, familyName: body.familyName, locale: localeOf(ctx, body.locale) },
           policy,
-          { actor: body.client_id ?? null, requestId: ctx.state.requestId as string },
+          { ...(body.client_id ? { clientId: body.client_id } : {}), requestId: ctx.state.requestId as string },
           [`registration:${handle}`, ...markRegistrantBrowser(ctx)],
         );
         return { ...ACCEPTED, registration: handle };
@@ -101,7 +107,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       method: 'post', path: '/auth/verify-email/resend', auth: 'anonymous', summary: 'Send a new verification code (same answer for every address)',
       body: s.emailOnly, response: { status: 202, schema: s.accepted },
       async handle(ctx, { body }) {
-        account.verification.resend(DEFAULT_TENANT, body.email, localeOf(ctx, body.locale));
+        account.verification.resend(DEFAULT_TENANT, body.email, localeOf(ctx, body.locale), context(ctx));
         return ACCEPTED;
       },
     },
@@ -128,8 +134,8 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     {
       method: 'post', path: '/auth/logout-all', auth: 'user', firstPartyOnly: true, summary: 'End every session, grant and token of the caller',
       response: { status: 204 },
-      async handle(_ctx, { caller }) {
-        await account.selfService.logoutAll(caller!.accountId);
+      async handle(ctx, { caller }) {
+        await account.selfService.logoutAll(caller!.accountId, context(ctx, caller));
         return undefined;
       },
     },
@@ -175,9 +181,9 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     {
       method: 'delete', path: '/me/sessions/:id', auth: 'user', firstPartyOnly: true, summary: 'End one session and what was authorized in it',
       response: { status: 204 },
-      async handle(_ctx, { params, caller }) {
+      async handle(ctx, { params, caller }) {
         if (params.id!.length > 128) throw new AppError('IDENT_SESSION_NOT_FOUND');
-        await account.selfService.revokeSession(caller!.accountId, params.id!);
+        await account.selfService.revokeSession(caller!.accountId, params.id!, context(ctx, caller));
         return undefined;
       },
     },

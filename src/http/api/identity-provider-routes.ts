@@ -1,3 +1,5 @@
+import type { Context } from 'koa';
+import type { ChangeContext } from '../../domain/authn/accounts.ts';
 import { federationEndpoints, type IdentityProvider, type IdentityProviderInput, type IdentityProviders } from '../../domain/federation/identity-providers.ts';
 import * as s from './identity-provider-schemas.ts';
 import type { AdminHandlers, IdentityProviderCommand } from './admin-operations.ts';
@@ -32,16 +34,21 @@ function inputOf(body: Record<string, unknown>): IdentityProviderInput {
 }
 
 /** /api/v1/identity-providers: the upstream OpenID Connect, OAuth 2.0 and SAML providers people sign in through. */
-export function identityProviderHandlers(deps: { issuer: string; identityProviders: IdentityProviders }): AdminHandlers<IdentityProviderCommand> {
-  const { issuer, identityProviders: idps } = deps;
+export function identityProviderHandlers(deps: {
+  issuer: string;
+  identityProviders: IdentityProviders;
+  /** Who makes a change (the admin client), for its event. */
+  changeContext: (ctx: Context) => ChangeContext;
+}): AdminHandlers<IdentityProviderCommand> {
+  const { issuer, identityProviders: idps, changeContext } = deps;
   const view = (p: IdentityProvider) => identityProviderView(issuer, p);
   return {
     'identity-providers list': async (_ctx, { query }) => {
       const { rows, total } = await idps.list(query.page, query.pageSize);
       return { data: rows.map(view), page: query.page, pageSize: query.pageSize, total };
     },
-    'identity-providers create': async (_ctx, { body }) => {
-      return view(await idps.create({ ...inputOf(body), alias: body.alias, type: body.type, displayName: body.displayName }));
+    'identity-providers create': async (ctx, { body }) => {
+      return view(await idps.create({ ...inputOf(body), alias: body.alias, type: body.type, displayName: body.displayName }, changeContext(ctx)));
     },
     'identity-providers get': async (_ctx, { params }) => {
       return view(await idps.get(params.id!));
@@ -50,10 +57,10 @@ export function identityProviderHandlers(deps: { issuer: string; identityProvide
       const current = await idps.get(params.id!);
       // Only the fields of this provider's type: an issuer sent to a saml provider is a mistake, not a no-op.
       const body = parse(s.identityProviderUpdates[current.type], ctx.request.body, 'body');
-      return view(await idps.update(current.id, inputOf(body)));
+      return view(await idps.update(current.id, inputOf(body), changeContext(ctx)));
     },
-    'identity-providers delete': async (_ctx, { params }) => {
-      await idps.remove(params.id!);
+    'identity-providers delete': async (ctx, { params }) => {
+      await idps.remove(params.id!, changeContext(ctx));
       return undefined;
     },
   };

@@ -9,6 +9,8 @@ import { AppError } from '../../domain/errors.ts';
 import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import type { IdentityProviders } from '../../domain/federation/identity-providers.ts';
 import type { UserAdmin } from '../../domain/accounts/user-admin.ts';
+import type { ChangeContext } from '../../domain/authn/accounts.ts';
+import { clientActor } from '../../domain/events/events.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
@@ -41,8 +43,8 @@ export interface AdminApiDeps {
 }
 
 /** Events record which admin client made a change, and in which request. */
-const changeContext = (ctx: Context) => ({
-  actor: (ctx.state.caller as Caller).clientId,
+const changeContext = (ctx: Context): ChangeContext => ({
+  actor: clientActor((ctx.state.caller as Caller).clientId),
   requestId: ctx.state.requestId as string,
 });
 
@@ -134,7 +136,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       const created = await clients.register({
         metadata: { ...metadata, client_id: clientId, ...(body.client_secret ? { client_secret: body.client_secret } : {}) },
         firstParty,
-      });
+      }, {}, changeContext(ctx));
       return clientView(await clients.get(clientId), created.client_secret as string | undefined);
     },
     'clients get': async (ctx, { params }) => {
@@ -145,39 +147,39 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       assertGrantableScopes(ctx, body.scope);
       const merged = { ...(current.metadata as Record<string, unknown>), first_party: current.first_party, ...body };
       const { metadata, firstParty } = clientMetadataFrom(current.client_id, merged);
-      const { row, secret } = await clients.update(current.client_id, metadata, firstParty);
+      const { row, secret } = await clients.update(current.client_id, metadata, firstParty, changeContext(ctx));
       return clientView(row, secret);
     },
     'clients delete': async (ctx, { params }) => {
-      await clients.remove((await addressable(ctx, params.clientId!)).client_id);
+      await clients.remove((await addressable(ctx, params.clientId!)).client_id, changeContext(ctx));
       return undefined;
     },
     'clients rotate-secret': async (ctx, { params }) => {
       const { client_id: clientId } = await addressable(ctx, params.clientId!);
       // The registry answers 400 for a client without a secret, 409 for a built-in one.
-      return { client_id: clientId, client_secret: await clients.rotateSecret(clientId) };
+      return { client_id: clientId, client_secret: await clients.rotateSecret(clientId, changeContext(ctx)) };
     },
     'resource-servers list': async (_ctx, { query }) => {
       const { rows, total } = await resourceServers.list(query.page, query.pageSize);
       return pageOf(rows.map(resourceServerView), total, query);
     },
-    'resource-servers create': async (_ctx, { body }) => {
-      return resourceServerView(await resourceServers.create(body));
+    'resource-servers create': async (ctx, { body }) => {
+      return resourceServerView(await resourceServers.create(body, changeContext(ctx)));
     },
     'resource-servers get': async (_ctx, { params }) => {
       return resourceServerView(await resourceServers.get(params.id!));
     },
-    'resource-servers update': async (_ctx, { params, body }) => {
-      return resourceServerView(await resourceServers.update(params.id!, body));
+    'resource-servers update': async (ctx, { params, body }) => {
+      return resourceServerView(await resourceServers.update(params.id!, body, changeContext(ctx)));
     },
-    'resource-servers delete': async (_ctx, { params }) => {
-      await resourceServers.remove(params.id!);
+    'resource-servers delete': async (ctx, { params }) => {
+      await resourceServers.remove(params.id!, changeContext(ctx));
       return undefined;
     },
   };
   return operationsFrom({
     ...handlers,
-    ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders }),
+    ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders, changeContext }),
     ...webhookHandlers(deps.webhooks),
   });
 }

@@ -2,7 +2,7 @@ import { bodyParser } from '@koa/bodyparser';
 import type { Context, Next } from 'koa';
 import { errors, type InteractionResults } from 'oidc-provider';
 import type Provider from 'oidc-provider';
-import type { Accounts } from '../../domain/authn/accounts.ts';
+import type { Accounts, ChangeContext } from '../../domain/authn/accounts.ts';
 import type { Federation } from '../../domain/federation/federation.ts';
 import type { FederationBinding } from '../federation-binding.ts';
 import type { AcrLevel } from '../../domain/authn/sign-in-flow.ts';
@@ -36,9 +36,12 @@ export interface InteractionDeps {
 
 export type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 
-/** Who caused a change, for the events a step records. */
-export const flowContext = (ctx: Context, details: Details) => ({
-  actor: details.params.client_id as string,
+/**
+ * The change context of a sign-in step: the person signing in acts (the domain names them once the
+ * account is known); the relying party that asked is kept for the events' payloads.
+ */
+export const flowContext = (ctx: Context, details: Details): ChangeContext => ({
+  clientId: details.params.client_id as string,
   requestId: ctx.state.requestId as string,
 });
 

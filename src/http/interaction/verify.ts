@@ -33,7 +33,7 @@ export function verifyStep(shared: Shared, signIn: SignIn, deps: InteractionDeps
       const details = detailsOf(ctx);
       const email = field(ctx.request.body, 'email', 254).trim();
       if (await limited(ctx, flowLimiter)) return renderVerify(ctx, details, email, { error: 'error.rate_limited' }, 429);
-      if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, localeOf(ctx, details));
+      if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, localeOf(ctx, details), flowContext(ctx, details));
       renderVerify(ctx, details, email, { notice: 'verify.resent' });
     },
   };

@@ -2,7 +2,7 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
 import type { AccountFlowDeps } from '../account-flows.ts';
-import { DEFAULT_TENANT } from '../../domain/authn/accounts.ts';
+import { DEFAULT_TENANT, type ChangeContext } from '../../domain/authn/accounts.ts';
 import { isDisplayName } from '../../domain/accounts/display-names.ts';
 import type { ProofOutcome } from '../../domain/accounts/address-proof.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
@@ -33,7 +33,8 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
   const form = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
   const limit = rateLimit(deps.ephemeral.limiter('auth-pages-ip', account.authRateLimitPerIp, 60), clientLimitKey);
   const locale = (ctx: Context) => negotiate(ctx.query.ui_locales as string | undefined, ctx.state.uiLocale, ctx.get('accept-language'));
-  const context = (ctx: Context) => ({ actor: null, requestId: ctx.state.requestId as string });
+  // Anonymous pages (verification, password reset): the domain names the account's owner as the actor.
+  const context = (ctx: Context): ChangeContext => ({ requestId: ctx.state.requestId as string });
   const checkCsrf: Middleware = async (ctx, next) => {
     if (!csrf.verify(ctx, (ctx.request.body as Record<string, unknown> | undefined)?.csrf)) ctx.throw(403, 'invalid CSRF token');
     await next();
@@ -151,7 +152,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
 
   router.post('/verify-email/resend', ...post, async (ctx) => {
     const email = field(ctx.request.body, 'email', 254).trim();
-    if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, locale(ctx));
+    if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, locale(ctx), context(ctx));
     renderVerify(ctx, email, { notice: 'verify.resent' });
   });
 

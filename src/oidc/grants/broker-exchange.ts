@@ -89,7 +89,7 @@ export function createBrokerExchange(deps: {
     },
 
     /** The exchange stands for a sign-in through the provider: user.signed_in says so. */
-    async recordSignIn(subject: BrokeredSubject, context: { actor: string; requestId?: string | null }): Promise<void> {
+    async recordSignIn(subject: BrokeredSubject, context: { clientId: string; requestId?: string | null | undefined }): Promise<void> {
       await deps.accounts.recordSignIn(subject.user, FEDERATED_AMR, context, subject.providerAlias, 'token_exchange');
     },
   };

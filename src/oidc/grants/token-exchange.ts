@@ -256,7 +256,7 @@ export function registerTokenExchange(
     ctx.oidc.entity(token.kind, token);
     const value = await token.save();
     if (subject.kind === 'federated') {
-      await deps.broker.recordSignIn(subject, { actor: client.clientId, requestId: ctx.state.requestId as string | undefined });
+      await deps.broker.recordSignIn(subject, { clientId: client.clientId, requestId: ctx.state.requestId as string | undefined });
     }
     ctx.body = {
       access_token: value,
