@@ -39,6 +39,9 @@ import type { ClientRegistry } from './domain/clients/clients.ts';
 import type { UserAdmin } from './domain/accounts/user-admin.ts';
 import type { IdempotencyRepo } from './repos/idempotency.ts';
 import { adminApiRoutes } from './http/api/routes.ts';
+import type { AuditLog } from './domain/events/audit.ts';
+import type { EventStream } from './domain/events/stream.ts';
+import { eventStreamRoutes } from './http/api/event-stream.ts';
 import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { accountConsoleRoutes } from './http/account/console.ts';
 import type { AccountFlowDeps } from './http/account-flows.ts';
@@ -73,6 +76,9 @@ export interface AppDeps {
   /** NODE_ENV is not production: the welcome page shows how to try a sign-in. */
   development: boolean;
   metrics: Metrics;
+  /** The audit trail (GET /api/v1/audit/events) and its live stream (GET /api/v1/events/stream). */
+  audit: AuditLog;
+  eventStream: EventStream;
 }
 
 
@@ -162,6 +168,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     idempotency: deps.idempotency,
     box: deps.box,
     accountOperations: accountOps,
+    audit: deps.audit,
   });
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.
@@ -172,6 +179,10 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   mount(captchaAssetRoutes(), { allowedMethods: false });
   mount(webauthnAssetRoutes(), { allowedMethods: false });
   mount(adminApi, { allowedMethods: true });
+  // Server-sent events: a plain route that writes the response itself (nothing buffers it).
+  mount(eventStreamRoutes({
+    issuer: deps.issuer, audience: deps.adminAudience, publicJwks: keys.publicJwks as JSONWebKeySet, stream: deps.eventStream, logger: deps.logger,
+  }), { allowedMethods: true });
   mount(interactions, { allowedMethods: true });
   mount(accountPages, { allowedMethods: true });
   const accountConsole = accountConsoleRoutes({

@@ -123,6 +123,8 @@ export async function startServer(
     acrValues: config.ACR_VALUES,
     development: config.NODE_ENV !== 'production',
     metrics: services.metrics,
+    audit: services.audit,
+    eventStream: services.eventStream,
   };
   let listeningPort = 0;
 
@@ -157,6 +159,8 @@ export async function startServer(
       () => services.repos.outbox.sweepSent(30),
       // TOTP enrollments never confirmed: dead after their lifetime, their sealed secret goes too.
       () => services.repos.mfaFactors.sweepUnconfirmed(MFA_DEFAULTS.enrollmentTtlSeconds),
+      // Events older than AUDIT_RETENTION_DAYS.
+      () => services.auditRetention.sweep(),
     ],
   });
   sweeper.start(config.SWEEP_INTERVAL_SECONDS);
@@ -256,6 +260,8 @@ export async function startServer(
     stop(): Promise<void> {
       stopping ??= (async () => {
         clearInterval(keyTimer);
+        // Live event streams never end on their own: end them, or close() would wait for them.
+        services.eventStream.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();

@@ -1,3 +1,4 @@
+import * as audit from './audit-schemas.ts';
 import * as idp from './identity-provider-schemas.ts';
 import type { Handler, OperationSpec } from './operation.ts';
 import * as s from './schemas.ts';
@@ -123,6 +124,18 @@ export const adminOperationSpecs = {
     summary: 'Delete an identity provider and its links to users (their accounts and other ways in stay)',
     response: { status: 204 },
   },
+
+  // The audit trail (audit-routes.ts): read only; the live stream is GET /events/stream (event-stream.ts)
+  'audit events': {
+    method: 'get', path: '/audit/events', scope: 'iam.audit:read',
+    summary: 'List events, newest first, by type, actor, target and time; keyset pages (nextCursor)',
+    query: audit.auditEventsQuery, response: { status: 200, schema: audit.auditPage },
+  },
+  'users events': {
+    method: 'get', path: '/users/:id/events', scope: 'iam.audit:read',
+    summary: "List one user's events (about them or by them), newest first; keyset pages (nextCursor)",
+    query: audit.userEventsQuery, response: { status: 200, schema: audit.auditPage },
+  },
 } as const satisfies Record<string, OperationSpec>;
 
 export type AdminCommand = keyof typeof adminOperationSpecs;
@@ -131,3 +144,5 @@ export type AdminCommand = keyof typeof adminOperationSpecs;
 export type AdminHandlers<K extends AdminCommand = AdminCommand> = Record<K, Handler>;
 
 export type IdentityProviderCommand = Extract<AdminCommand, `identity-providers ${string}`>;
+
+export type AuditCommand = 'audit events' | 'users events';

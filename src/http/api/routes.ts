@@ -17,7 +17,9 @@ import { createIdempotency } from './idempotency.ts';
 import { identityProviderHandlers } from './identity-provider-routes.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
-import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type IdentityProviderCommand } from './admin-operations.ts';
+import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type AuditCommand, type IdentityProviderCommand } from './admin-operations.ts';
+import type { AuditLog } from '../../domain/events/audit.ts';
+import { auditHandlers } from './audit-routes.ts';
 import type { Input, Operation } from './operation.ts';
 import { checkBody, parse } from './validate.ts';
 import { clientView, resourceServerView, userDetailView, userView } from './views.ts';
@@ -35,6 +37,7 @@ export interface AdminApiDeps {
   box: SecretBox;
   /** Documented in the same OpenAPI document (they share /api/v1). */
   accountOperations: AccountOperation[];
+  audit: AuditLog;
 }
 
 /** Events record which admin client made a change, and in which request. */
@@ -91,7 +94,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand>> = {
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | AuditCommand>> = {
     'users list': async (_ctx, { query }) => {
       const { rows, total } = await users.list(query);
       return pageOf(rows.map(userView), total, query);
@@ -172,7 +175,11 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       return undefined;
     },
   };
-  return operationsFrom({ ...handlers, ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders }) });
+  return operationsFrom({
+    ...handlers,
+    ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders }),
+    ...auditHandlers(deps.audit),
+  });
 }
 
 /** The admin REST API under /api/v1: bearer auth, scopes, schema validation, idempotency. */
