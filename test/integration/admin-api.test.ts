@@ -53,6 +53,8 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['get', '/identity-providers/{id}', 'iam.idps:read'],
   ['patch', '/identity-providers/{id}', 'iam.idps:update'],
   ['delete', '/identity-providers/{id}', 'iam.idps:delete'],
+  ['get', '/audit/events', 'iam.audit:read'],
+  ['get', '/users/{id}/events', 'iam.audit:read'],
 ];
 
 const machineMetadata = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
