@@ -294,6 +294,53 @@ describe('live events: GET /api/v1/events/stream (server-sent events)', () => {
     assert.equal(await writer.sink.ready(), false);
   });
 
+  /** An event row as the recorder writes it, in a transaction the test controls. */
+  const rowFor = (userId: string, givenName: string) => ({
+    id: crypto.randomUUID(), type: 'user.updated', tenant_id: 'default', subject_id: userId, actor_type: 'system', actor_id: null,
+    target_type: 'user', target_id: userId, ip: null, user_agent: null, request_id: null,
+    payload: { user: { id: userId, firstName: givenName }, changed: ['givenName'] },
+  });
+
+  it('a seq left unused by a rolled-back transaction holds the stream up only briefly', async () => {
+    const user = await createUser();
+    const live = await stream();
+    const { db, repos } = ts.server.services;
+    await assert.rejects(db.transaction(async (trx) => {
+      await repos.events.insert(rowFor(user.id, 'Rolled back'), trx);
+      throw new Error('roll back');
+    }), /roll back/);
+    const started = Date.now();
+    await rename(user.id, 'After the hole');
+    await waitFor('the event past the hole', () => live.about(user.id).length === 1, 10_000);
+    assert.ok(Date.now() - started < 8000);
+    assert.equal(live.about(user.id)[0]!.data.data.user.firstName, 'After the hole');
+  });
+
+  it('events reach the stream in seq order even when a lower seq commits after a higher one', { skip: !onPostgres && 'PGlite runs one transaction at a time' }, async () => {
+    const user = await createUser();
+    const live = await stream();
+    const { db, repos } = ts.server.services;
+    let commit!: () => void;
+    const held = new Promise<void>((resolve) => (commit = resolve));
+    let inserted!: () => void;
+    const insertedYet = new Promise<void>((resolve) => (inserted = resolve));
+    // A transaction takes a seq, then waits; an API change takes the next seq and commits first.
+    const slow = db.transaction(async (trx) => {
+      await repos.events.insert(rowFor(user.id, 'Slow'), trx);
+      inserted();
+      await held;
+    });
+    await insertedYet;
+    await rename(user.id, 'Fast');
+    await sleep(500);
+    assert.equal(live.about(user.id).length, 0, 'the later seq waits for the hole below it');
+    commit();
+    await slow;
+    await waitFor('both events', () => live.about(user.id).length === 2, 10_000);
+    assert.deepEqual(live.about(user.id).map((m) => m.data.data.user.firstName), ['Slow', 'Fast']);
+    assertIncreasing(live.messages);
+  });
+
   it('stopping the server ends open streams (stop does not wait for them)', async () => {
     const open = await stream();
     const started = Date.now();
