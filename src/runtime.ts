@@ -197,6 +197,8 @@ export async function startServer(
       metricsServer.closeAllConnections();
       await closed;
     }
+    // A long retention sweep stops after its current batch.
+    services.auditRetention.stop();
     await sweeper.stop();
     await mailWorker.stop();
     mailer.close();

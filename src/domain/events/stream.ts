@@ -231,10 +231,6 @@ export function createEventStream(deps: {
       }
       return subscription;
     },
-    /** The number of live streams on this instance. */
-    get size() {
-      return listeners.size;
-    },
     /** Ends every stream (the server is stopping); later opens end at once. */
     close(): void {
       closed = true;
