@@ -124,8 +124,8 @@ describe('live events: GET /api/v1/events/stream (server-sent events)', () => {
     api = new AdminApi(ts, token);
   });
   after(async () => {
-    await Promise.all(streams.map((s) => s.close()));
     await stopAndDestroy(ts);
+    await Promise.all(streams.map((s) => s.close()));
   });
 
   const createUser = async () => {
@@ -366,9 +366,11 @@ describe('live events across instances (PostgreSQL + Redis)', { skip: !shared &&
     api = new AdminApi(a, token);
   });
   after(async () => {
-    await Promise.all(streams.map((s) => s.close()));
+    // The servers end their streams (a client's abort makes undici open a spare connection that
+    // server.close would wait for until the client drops it).
     await b?.stop();
     await stopAndDestroy(a);
+    await Promise.all(streams.map((s) => s.close()));
   });
   const onB = async (headers: Record<string, string> = {}) => {
     const s = await openStream(b, token, '', headers);

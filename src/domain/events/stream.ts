@@ -21,6 +21,12 @@ export interface StreamSubscription {
   close(): void;
 }
 
+/** A stream whose start is fixed, not yet attached to its sink. */
+export interface PendingStream {
+  attach(matches: (e: RecordedEvent) => boolean, sink: StreamSink): Promise<StreamSubscription>;
+  close(): void;
+}
+
 export interface StreamSettings {
   /** How long a hole in seq is waited for: a lower seq may still commit after a higher one. */
   gapWaitMs: number;
@@ -107,7 +113,11 @@ export function createEventStream(deps: {
         const generationAtStart = generation;
         if (tail === undefined) return;
         const rows = await deps.reader.after(String(tail), settings.batch);
-        if (generationAtStart !== generation || tail === undefined) return;
+        if (generationAtStart !== generation || tail === undefined) {
+          // The streams went (and maybe came back, with a new tail) while this read ran: start over.
+          again = tail !== undefined;
+          continue;
+        }
         let advanced = 0;
         for (const row of rows) {
           const seq = BigInt(row.seq);
@@ -176,11 +186,11 @@ export function createEventStream(deps: {
 
   return {
     /**
-     * Opens a stream: with `after` (a seq), the events after it are replayed from the table first,
-     * then live ones follow. Resolves once the stream is live (or gone: a sink that went away
-     * during the replay, or the hub closing).
+     * Starts a stream: fixes where it begins (after `after`, a seq, or after what is committed now)
+     * and keeps the tail running for it. Call it before telling the client the stream is open, so
+     * every event committed after that reaches it; then `attach` its sink (or `close`).
      */
-    async open(opts: { after?: string | undefined; matches: (e: RecordedEvent) => boolean; sink: StreamSink }): Promise<StreamSubscription> {
+    async begin(after?: string): Promise<PendingStream> {
       holders++;
       let done = false;
       let listener: Listener | undefined;
@@ -198,38 +208,58 @@ export function createEventStream(deps: {
       };
       try {
         await warm();
-        watermark = opts.after === undefined ? (tail ?? 0n) : BigInt(opts.after);
-        // Replay up to the tail as it is when each read starts; rows past it come live. The loop
-        // ends when the replay has reached the tail with no await in between, then joins it.
-        let gone = false;
-        while (!gone && !closed && tail !== undefined && watermark < tail) {
-          const upTo = tail;
-          const rows = await deps.reader.after(String(watermark), settings.batch);
-          for (const row of rows) {
-            const seq = BigInt(row.seq);
-            if (seq > upTo) break;
-            const event = toRecordedEvent(row);
-            if (opts.matches(event)) {
-              if (!(await opts.sink.ready())) {
-                gone = true;
-                break;
-              }
-              opts.sink.send(event);
-            }
-            watermark = seq;
-          }
-          // Fewer rows than asked, or some past the tail: everything up to the tail is seen.
-          if (!gone && (rows.length < settings.batch || BigInt(rows.at(-1)!.seq) >= upTo) && watermark < upTo) watermark = upTo;
+        if (after !== undefined) watermark = BigInt(after);
+        else {
+          // What is committed now: the tail may not have caught up with the latest commits yet.
+          const latest = BigInt(await deps.reader.latestSeq());
+          watermark = tail !== undefined && tail > latest ? tail : latest;
         }
-        if (closed) opts.sink.end();
-        else if (!gone && tail !== undefined) {
-          listener = { watermark, matches: opts.matches, sink: opts.sink };
-          listeners.add(listener);
-        }
-      } finally {
-        if (!listener) subscription.close();
+      } catch (err) {
+        subscription.close();
+        throw err;
       }
-      return subscription;
+      return {
+        close: () => subscription.close(),
+        /**
+         * Replays from the table what lies between the start and the tail, then joins the tail.
+         * Resolves once the stream is live (or gone: the sink went away during the replay, or the
+         * hub is closing).
+         */
+        async attach(matches: (e: RecordedEvent) => boolean, sink: StreamSink): Promise<StreamSubscription> {
+          try {
+            // Each read goes up to the tail as it is when the read starts; rows past it come live.
+            // The loop ends when the replay has reached the tail with no await in between.
+            let gone = false;
+            while (!gone && !done && !closed && tail !== undefined && watermark < tail) {
+              const upTo = tail;
+              const rows = await deps.reader.after(String(watermark), settings.batch);
+              for (const row of rows) {
+                const seq = BigInt(row.seq);
+                if (seq > upTo) break;
+                const event = toRecordedEvent(row);
+                if (matches(event)) {
+                  if (!(await sink.ready())) {
+                    gone = true;
+                    break;
+                  }
+                  sink.send(event);
+                }
+                watermark = seq;
+              }
+              // Fewer rows than asked, or some past the tail: everything up to the tail is seen.
+              if (!gone && (rows.length < settings.batch || BigInt(rows.at(-1)!.seq) >= upTo) && watermark < upTo) watermark = upTo;
+            }
+            if (closed) sink.end();
+            else if (!gone && !done && tail !== undefined) {
+              listener = { watermark, matches, sink };
+              listeners.add(listener);
+            }
+          } finally {
+            if (!listener) subscription.close();
+          }
+          return subscription;
+        },
+      };
     },
     /** Ends every stream (the server is stopping); later opens end at once. */
     close(): void {

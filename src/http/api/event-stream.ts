@@ -134,6 +134,14 @@ export function eventStreamRoutes(deps: {
     const after = lastEventId(ctx);
     const expiresAt = tokenExpiry(ctx);
 
+    if (ctx.method === 'HEAD') {
+      ctx.status = 200;
+      ctx.type = 'text/event-stream';
+      return;
+    }
+    // Where the stream starts is fixed before the client hears it is open: whatever commits once
+    // it has the headers reaches it.
+    const pending = await deps.stream.begin(after);
     ctx.status = 200;
     ctx.set('Content-Type', 'text/event-stream; charset=utf-8');
     ctx.set('Cache-Control', 'no-store');
@@ -141,7 +149,6 @@ export function eventStreamRoutes(deps: {
     ctx.set('X-Accel-Buffering', 'no');
     // The connection ends with the stream: a stopping server is not held up by a kept-alive socket.
     ctx.set('Connection', 'close');
-    if (ctx.method === 'HEAD') return;
     // Koa leaves the response to us: nothing buffers or rewrites the stream.
     ctx.respond = false;
     const res = ctx.res;
@@ -164,7 +171,7 @@ export function eventStreamRoutes(deps: {
       Math.max(0, expiresAt - Date.now()),
     );
     try {
-      subscription = await deps.stream.open({ after, matches, sink: writer.sink });
+      subscription = await pending.attach(matches, writer.sink);
       if (isClosed || writer.gone) subscription.close();
       await closed;
     } catch (err) {
@@ -174,6 +181,7 @@ export function eventStreamRoutes(deps: {
       clearInterval(heartbeat);
       clearTimeout(expiry);
       subscription?.close();
+      pending.close();
     }
   });
   return router;
