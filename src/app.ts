@@ -44,6 +44,9 @@ import type { IdempotencyRepo } from './repos/idempotency.ts';
 import { adminApiRoutes } from './http/api/routes.ts';
 import type { Webhooks } from './domain/webhooks/webhooks.ts';
 import type { BackchannelLogouts } from './domain/webhooks/backchannel-logout.ts';
+import type { AuditLog } from './domain/events/audit.ts';
+import type { EventStream } from './domain/events/stream.ts';
+import { eventStreamRoutes } from './http/api/event-stream.ts';
 import type { OidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { accountConsoleRoutes } from './http/account/console.ts';
 import type { AccountFlowDeps } from './http/account-flows.ts';
@@ -80,6 +83,9 @@ export interface AppDeps {
   metrics: Metrics;
   webhooks: Webhooks;
   backchannelLogouts: BackchannelLogouts;
+  /** The audit trail (GET /api/v1/audit/events) and its live stream (GET /api/v1/events/stream). */
+  audit: AuditLog;
+  eventStream: EventStream;
 }
 
 
@@ -172,6 +178,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     idempotency: deps.idempotency,
     box: deps.box,
     accountOperations: accountOps,
+    audit: deps.audit,
   });
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.
@@ -182,6 +189,10 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   mount(captchaAssetRoutes(), { allowedMethods: false });
   mount(webauthnAssetRoutes(), { allowedMethods: false });
   mount(adminApi, { allowedMethods: true });
+  // Server-sent events: a plain route that writes the response itself (nothing buffers it).
+  mount(eventStreamRoutes({
+    issuer: deps.issuer, audience: deps.adminAudience, publicJwks: keys.publicJwks as JSONWebKeySet, stream: deps.eventStream, logger: deps.logger,
+  }), { allowedMethods: true });
   mount(interactions, { allowedMethods: true });
   mount(accountPages, { allowedMethods: true });
   const accountConsole = accountConsoleRoutes({

@@ -127,6 +127,8 @@ export async function startServer(
     metrics: services.metrics,
     webhooks: services.webhooks,
     backchannelLogouts: services.backchannelLogouts,
+    audit: services.audit,
+    eventStream: services.eventStream,
   };
   let listeningPort = 0;
 
@@ -162,6 +164,8 @@ export async function startServer(
       () => services.repos.webhooks.sweepFinished(30),
       // TOTP enrollments never confirmed: dead after their lifetime, their sealed secret goes too.
       () => services.repos.mfaFactors.sweepUnconfirmed(MFA_DEFAULTS.enrollmentTtlSeconds),
+      // Events older than AUDIT_RETENTION_DAYS.
+      () => services.auditRetention.sweep(),
     ],
   });
   sweeper.start(config.SWEEP_INTERVAL_SECONDS);
@@ -216,6 +220,8 @@ export async function startServer(
       metricsServer.closeAllConnections();
       await closed;
     }
+    // A long retention sweep stops after its current batch.
+    services.auditRetention.stop();
     await sweeper.stop();
     await mailWorker.stop();
     await webhookWorker.stop();
@@ -280,6 +286,8 @@ export async function startServer(
     stop(): Promise<void> {
       stopping ??= (async () => {
         clearInterval(keyTimer);
+        // Live event streams never end on their own: end them, or close() would wait for them.
+        services.eventStream.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();

@@ -33,6 +33,9 @@ import { createUsersRepo } from './repos/users.ts';
 import { createIdempotencyRepo } from './repos/idempotency.ts';
 import { createEventsRepo } from './repos/events.ts';
 import { createEventRecorder } from './domain/events/events.ts';
+import { createEventsReader } from './repos/events.ts';
+import { createAuditLog, createAuditRetention } from './domain/events/audit.ts';
+import { createEventStream } from './domain/events/stream.ts';
 import { createMetrics, type MetricSources } from './infra/metrics.ts';
 import { createUserAdmin } from './domain/accounts/user-admin.ts';
 import { createOutboxRepo } from './repos/outbox.ts';
@@ -145,6 +148,11 @@ async function openServices(config: AppConfig, logger: Logger) {
   });
   events.addSink(webhooks.sink);
   await webhooks.ready;
+  // The audit trail: read by the admin API, kept AUDIT_RETENTION_DAYS, and live for dashboards.
+  const eventsReader = createEventsReader(db);
+  const audit = createAuditLog({ reader: eventsReader, users: repos.users, box });
+  const auditRetention = createAuditRetention({ reader: eventsReader, days: config.AUDIT_RETENTION_DAYS });
+  const eventStream = createEventStream({ reader: eventsReader, ephemeral, recorder: events, logger });
   const metrics = createMetrics();
   const mail = createMailOutbox({ repo: repos.outbox, box });
   const hasher = traceMethods(gatedHasher(createPasswordHasher({
@@ -292,6 +300,9 @@ async function openServices(config: AppConfig, logger: Logger) {
     identityProviders,
     federation,
     userAdmin,
+    audit,
+    auditRetention,
+    eventStream,
     mail,
     passwordPolicy,
     codes,
@@ -327,6 +338,7 @@ async function openServices(config: AppConfig, logger: Logger) {
       pool: () => poolUse(db),
     } satisfies MetricSources,
     async close() {
+      eventStream.close();
       await ephemeral.close();
       await db.destroy();
       await stopTracing();

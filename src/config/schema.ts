@@ -106,6 +106,7 @@ export const configSchema = z
     KEY_RELOAD_INTERVAL_SECONDS: int(1, 3600).default(10),
     KEY_PROPAGATION_SECONDS: int(0, 86400).default(60),
     SWEEP_INTERVAL_SECONDS: int(5, 86400).default(300),
+    AUDIT_RETENTION_DAYS: int(0, 36_500).default(365),
     DB_POOL_MAX: int(1, 200).default(10),
     DB_STATEMENT_TIMEOUT_MS: int(100, 600_000).default(5000),
     DB_ACQUIRE_TIMEOUT_MS: int(100, 600_000).default(5000),

@@ -34,3 +34,103 @@ export function createEventsRepo(db: Knex) {
 }
 
 export type EventsRepo = ReturnType<typeof createEventsRepo>;
+
+/** Which events a listing keeps; every part given must hold. */
+export interface EventQuery {
+  /** Exact types and type prefixes ("user." for user.*); an event matching any of them is kept. */
+  types?: { exact: string[]; prefixes: string[] };
+  actor?: Party;
+  target?: Party;
+  /** One user's events: those about them (target or subject) and those they caused (actor). */
+  user?: string;
+  /** occurred_at >= from */
+  from?: Date;
+  /** occurred_at < to */
+  to?: Date;
+}
+
+/** An actor or a target as a filter: its type, its id, or both. */
+export interface Party {
+  type?: string;
+  id?: string;
+}
+
+// Any constant distinct from the sweeper's: one instance at a time sweeps old events.
+const AUDIT_SWEEP_LOCK = 0x1d9_a0d7;
+
+function rowOf(row: EventRow): EventRow {
+  return {
+    ...row,
+    seq: String(row.seq),
+    payload: typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, unknown>) : row.payload,
+  };
+}
+
+function whereParty(q: Knex.QueryBuilder, columns: { type: string; id: string }, party: Party) {
+  if (party.type !== undefined) q.where(columns.type, party.type);
+  if (party.id !== undefined) q.where(columns.id, party.id);
+}
+
+export function createEventsReader(db: Knex) {
+  return {
+    /**
+     * Newest first, below `beforeSeq` when given (keyset on seq: rows inserted meanwhile get
+     * higher seqs and never shift a page), at most `limit` rows.
+     */
+    async list(query: EventQuery, beforeSeq: string | undefined, limit: number): Promise<EventRow[]> {
+      const q = db<EventRow>('events').select('*').orderBy('seq', 'desc').limit(limit);
+      if (beforeSeq !== undefined) q.where('seq', '<', beforeSeq);
+      const { types, actor, target, user, from, to } = query;
+      if (types && (types.exact.length || types.prefixes.length)) {
+        q.where((w) => {
+          if (types.exact.length) w.orWhereIn('type', types.exact);
+          for (const prefix of types.prefixes) w.orWhereRaw('starts_with(type, ?)', [prefix]);
+        });
+      }
+      if (actor) whereParty(q, { type: 'actor_type', id: 'actor_id' }, actor);
+      if (target) whereParty(q, { type: 'target_type', id: 'target_id' }, target);
+      if (user !== undefined) {
+        // Three indexed conditions (events_subject, events_target, events_actor), OR-ed by the planner.
+        q.where((w) =>
+          w
+            .where('subject_id', user)
+            .orWhere((t) => t.where('target_type', 'user').where('target_id', user))
+            .orWhere((a) => a.where('actor_type', 'user').where('actor_id', user)),
+        );
+      }
+      if (from) q.where('occurred_at', '>=', from);
+      if (to) q.where('occurred_at', '<', to);
+      return (await q).map(rowOf);
+    },
+    /** Oldest first from just after `seq`: resuming a stream, and each instance's tail of the table. */
+    async after(seq: string, limit: number): Promise<EventRow[]> {
+      const rows = await db<EventRow>('events').select('*').where('seq', '>', seq).orderBy('seq', 'asc').limit(limit);
+      return rows.map(rowOf);
+    },
+    /** The highest seq written so far ('0' for none). */
+    async latestSeq(): Promise<string> {
+      const row = await db('events').max({ seq: 'seq' }).first();
+      return row?.seq == null ? '0' : String(row.seq);
+    },
+    /**
+     * Deletes up to `batch` events older than `cutoff`, oldest first through events_occurred, in a
+     * short transaction of its own; undefined when another instance is sweeping (it holds the lock).
+     */
+    async sweepOlderThan(cutoff: Date, batch: number): Promise<number | undefined> {
+      return db.transaction(async (trx) => {
+        const { rows } = (await trx.raw('select pg_try_advisory_xact_lock(?) as locked', [AUDIT_SWEEP_LOCK])) as {
+          rows: Array<{ locked: boolean }>;
+        };
+        if (!rows[0]?.locked) return undefined;
+        const result = (await trx.raw(
+          'with gone as (delete from events where ctid = any(array(select ctid from events where occurred_at < ? ' +
+            'order by occurred_at limit ?)) returning 1) select count(*)::int as deleted from gone',
+          [cutoff, batch],
+        )) as { rows: Array<{ deleted: number }> };
+        return Number(result.rows[0]?.deleted ?? 0);
+      });
+    },
+  };
+}
+
+export type EventsReader = ReturnType<typeof createEventsReader>;

@@ -61,6 +61,8 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['post', '/webhooks/{id}/secret', 'iam.webhooks:update'],
   ['get', '/webhooks/{id}/deliveries', 'iam.webhooks:read'],
   ['post', '/webhooks/{id}/deliveries/{deliveryId}/retry', 'iam.webhooks:update'],
+  ['get', '/audit/events', 'iam.audit:read'],
+  ['get', '/users/{id}/events', 'iam.audit:read'],
 ];
 
 const machineMetadata = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };

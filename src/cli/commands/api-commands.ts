@@ -245,6 +245,8 @@ export function apiCommand(command: AdminCommand): RemoteCommand {
       if (Array.isArray(record.data)) {
         const page = record as unknown as Page<Record<string, unknown>>;
         print(pageTable(page));
+        // Keyset pages (the audit trail) go on from their cursor rather than a page number.
+        if ('nextCursor' in record) return note(typeof record.nextCursor === 'string' ? `next: --cursor ${record.nextCursor}` : page.data.length ? 'last page' : 'no results');
         return pageNote(page);
       }
       print(fields(record));

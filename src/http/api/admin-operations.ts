@@ -1,3 +1,4 @@
+import * as audit from './audit-schemas.ts';
 import * as idp from './identity-provider-schemas.ts';
 import type { Handler, OperationSpec } from './operation.ts';
 import * as s from './schemas.ts';
@@ -162,6 +163,18 @@ export const adminOperationSpecs = {
     summary: 'Send a delivery again (same webhook-id and body), with a fresh retry window',
     response: { status: 202, schema: wh.delivery },
   },
+
+  // The audit trail (audit-routes.ts): read only; the live stream is GET /events/stream (event-stream.ts)
+  'audit events': {
+    method: 'get', path: '/audit/events', scope: 'iam.audit:read',
+    summary: 'List events, newest first, by type, actor, target and time; keyset pages (nextCursor)',
+    query: audit.auditEventsQuery, response: { status: 200, schema: audit.auditPage },
+  },
+  'users events': {
+    method: 'get', path: '/users/:id/events', scope: 'iam.audit:read',
+    summary: "List one user's events (about them or by them), newest first; keyset pages (nextCursor)",
+    query: audit.userEventsQuery, response: { status: 200, schema: audit.auditPage },
+  },
 } as const satisfies Record<string, OperationSpec>;
 
 export type AdminCommand = keyof typeof adminOperationSpecs;
@@ -171,3 +184,5 @@ export type AdminHandlers<K extends AdminCommand = AdminCommand> = Record<K, Han
 
 export type IdentityProviderCommand = Extract<AdminCommand, `identity-providers ${string}`>;
 export type WebhookCommand = Extract<AdminCommand, `webhooks ${string}`>;
+
+export type AuditCommand = 'audit events' | 'users events';

@@ -21,7 +21,9 @@ import { webhookHandlers } from './webhook-routes.ts';
 import type { Webhooks } from '../../domain/webhooks/webhooks.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
-import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type IdentityProviderCommand, type WebhookCommand } from './admin-operations.ts';
+import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type AuditCommand, type IdentityProviderCommand, type WebhookCommand } from './admin-operations.ts';
+import type { AuditLog } from '../../domain/events/audit.ts';
+import { auditHandlers } from './audit-routes.ts';
 import type { Input, Operation } from './operation.ts';
 import { checkBody, parse } from './validate.ts';
 import { clientView, resourceServerView, userDetailView, userView } from './views.ts';
@@ -40,6 +42,7 @@ export interface AdminApiDeps {
   box: SecretBox;
   /** Documented in the same OpenAPI document (they share /api/v1). */
   accountOperations: AccountOperation[];
+  audit: AuditLog;
 }
 
 /** Events record which admin client made a change, and in which request. */
@@ -96,7 +99,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand>> = {
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand>> = {
     'users list': async (_ctx, { query }) => {
       const { rows, total } = await users.list(query);
       return pageOf(rows.map(userView), total, query);
@@ -181,6 +184,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     ...handlers,
     ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders, changeContext }),
     ...webhookHandlers(deps.webhooks),
+    ...auditHandlers(deps.audit),
   });
 }
 
