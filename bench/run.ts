@@ -21,7 +21,7 @@ import { Browser, basicAuth, codeFlow, FlowError, type FlowTarget } from './flow
 import { profileFile, summarize } from './profile-summary.ts';
 import { connectionSettings } from './options.ts';
 import { printScale, runScale } from './scale.ts';
-import { pinStoreProcesses, createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
+import { createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
 import {
   MemoryWindow,
   freePort,
@@ -620,11 +620,6 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
     const store = await createStore(kind);
     cleanups.push(() => store.destroy());
     storeDescription = store.description;
-    const pinnedStores = await pinStoreProcesses(store, BENCH_CPU);
-    if (pinnedStores) {
-      cleanups.push(async () => pinnedStores.restore());
-      storeDescription += `; ${pinnedStores.description}`;
-    }
     const seedOut = await execNode(path.join(ROOT, 'bench', 'seed.ts'), childEnv(store.env));
     const seeded = JSON.parse(seedOut.trim().split('\n').pop()!) as {
       clientId: string;

@@ -4,8 +4,7 @@
  * destroy().
  */
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -85,78 +84,4 @@ export async function createStore(kind: StoreKind): Promise<BenchStore> {
       }
     },
   };
-}
-
-/**
- * PostgreSQL and Redis moved onto `cpu` (the load generator's) for the run, when they run on this
- * machine and taskset may move them: otherwise their processes take turns with our server on its
- * CPU (the warnings said 20-40% of it), and the figures would measure them as much as it. A
- * deployment has them on hosts of their own. The postmaster's new backends inherit its mask; its
- * running children are moved too. Answers a description and a restore function (masks as found).
- */
-export async function pinStoreProcesses(store: BenchStore, cpu: number): Promise<{ description: string; restore(): void } | undefined> {
-  const databaseUrl = store.env.DATABASE_URL;
-  const redisUrl = store.env.REDIS_URL;
-  if (!databaseUrl || !redisUrl) return undefined;
-  const pids: number[] = [];
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    const backend = Number((await client.query('select pg_backend_pid() as pid')).rows[0].pid);
-    const postmaster = parentOf(backend);
-    if (postmaster) pids.push(postmaster, ...childrenOf(postmaster));
-  } finally {
-    await client.end();
-  }
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    const info = await redis.info('server');
-    const pid = Number(/process_id:(\d+)/.exec(info)?.[1]);
-    if (pid) pids.push(pid);
-  } finally {
-    redis.disconnect();
-  }
-  const found = new Map<number, string>();
-  for (const pid of pids) {
-    try {
-      // Threads too (-a): Redis has a few.
-      const before = execFileSync('taskset', ['-p', String(pid)], { encoding: 'utf8' }).trim().split(' ').pop()!;
-      execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
-      found.set(pid, before);
-    } catch {
-      // Not ours to move (another user's process, or gone): measured where it runs.
-    }
-  }
-  if (!found.size) return undefined;
-  return {
-    description: `PostgreSQL and Redis (${found.size} processes) pinned to CPU ${cpu} for the run`,
-    restore() {
-      for (const [pid, mask] of found) {
-        try {
-          execFileSync('taskset', ['-a', '-p', mask, String(pid)], { stdio: 'ignore' });
-        } catch {
-          // Ended meanwhile (a backend whose connection closed).
-        }
-      }
-    },
-  };
-}
-
-function parentOf(pid: number): number | undefined {
-  try {
-    // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after the ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
