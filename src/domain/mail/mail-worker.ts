@@ -1,6 +1,7 @@
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { StoreUnavailable } from '../../infra/store-outage.ts';
+import { createPollLoop } from '../../infra/poll-loop.ts';
 import type { Mailer } from '../../infra/mailer.ts';
 import type { OutboxRepo, OutboxRow } from '../../repos/outbox.ts';
 import { MAIL_TEMPLATES, outboxAad, type MailLocale, type MailRenderer, type MailTemplate } from './mail.ts';
@@ -80,45 +81,18 @@ export function createMailWorker(deps: {
     return rows.length;
   }
 
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
-  let stopped = true;
-
-  function schedule(delayMs: number) {
-    if (stopped) return;
-    timer = setTimeout(tick, delayMs);
-    timer.unref();
-  }
-
-  function tick() {
-    timer = undefined;
-    let claimed = 0;
-    running = runOnce()
-      .then((n) => {
-        claimed = n;
-      })
-      .catch((err: unknown) => logger[err instanceof StoreUnavailable ? 'debug' : 'warn']({ err }, 'mail outbox poll failed'))
-      .finally(() => {
-        running = undefined;
-        // A full batch suggests more are due: go again at once.
-        schedule(claimed === batchSize ? 0 : settings.pollIntervalMs);
-      });
-  }
+  const loop = createPollLoop({
+    runOnce,
+    batchSize,
+    intervalMs: settings.pollIntervalMs,
+    onError: (err) => logger[err instanceof StoreUnavailable ? 'debug' : 'warn']({ err }, 'mail outbox poll failed'),
+  });
 
   return {
     runOnce,
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule(0);
-    },
+    start: loop.start,
     /** Stops polling and waits for the batch in flight to finish. */
-    async stop(): Promise<void> {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      timer = undefined;
-      await running;
-    },
+    stop: loop.stop,
   };
 }
 

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { Webhook as StandardWebhook } from 'standardwebhooks';
 import type { Logger } from '../../infra/logger.ts';
 import { StoreUnavailable } from '../../infra/store-outage.ts';
+import { createPollLoop } from '../../infra/poll-loop.ts';
 import type { AttemptOutcome, DeliveryRow, WebhookRow, WebhooksRepo } from '../../repos/webhooks.ts';
 import { SYSTEM_ACTOR, type EventRecorder } from '../events/events.ts';
 import { readLogoutNotice, type LogoutNotice } from './backchannel-logout.ts';
@@ -162,47 +163,28 @@ export function createWebhookWorker(deps: {
     return rows.length;
   }
 
-  let timer: NodeJS.Timeout | undefined;
   let stopping = new AbortController();
-  let running: Promise<void> | undefined;
-  let stopped = true;
-
-  function schedule(delayMs: number) {
-    if (stopped) return;
-    timer = setTimeout(tick, delayMs);
-    timer.unref();
-  }
-
-  function tick() {
-    timer = undefined;
-    let claimed = 0;
-    running = runOnce()
-      .then((n) => {
-        claimed = n;
-      })
-      .catch((err: unknown) => logger[err instanceof StoreUnavailable ? 'debug' : 'warn']({ err }, 'webhook queue poll failed'))
-      .finally(() => {
-        running = undefined;
-        // A full batch suggests more are due: go again at once.
-        schedule(claimed === batchSize ? 0 : settings.pollIntervalMs);
-      });
-  }
+  let started = false;
+  const loop = createPollLoop({
+    runOnce,
+    batchSize,
+    intervalMs: settings.pollIntervalMs,
+    onError: (err) => logger[err instanceof StoreUnavailable ? 'debug' : 'warn']({ err }, 'webhook queue poll failed'),
+  });
 
   return {
     runOnce,
-    start() {
-      if (!stopped) return;
-      stopped = false;
+    start(): void {
+      if (started) return;
+      started = true;
       stopping = new AbortController();
-      schedule(0);
+      loop.start();
     },
     /** Stops polling, cuts attempts in flight short (they count as failed and are retried) and waits for the bookkeeping. */
     async stop(): Promise<void> {
-      stopped = true;
+      started = false;
       stopping.abort();
-      if (timer) clearTimeout(timer);
-      timer = undefined;
-      await running;
+      await loop.stop();
     },
   };
 }
