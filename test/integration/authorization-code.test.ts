@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as oidc from 'openid-client';
 import { HttpBrowser } from '../helpers/browser-http.ts';
-import { createUser, registerClient, rpConfig, signIn, REDIRECT_URI } from '../helpers/rp.ts';
+import { createUser, registerClient, rpConfig, signIn, submitLogin, REDIRECT_URI } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 describe('authorization code + PKCE', () => {
@@ -52,25 +52,28 @@ describe('authorization code + PKCE', () => {
     assert.equal(second.tokens.claims()!.sub, user.id);
   });
 
-  it('rejects a code redeemed with the wrong verifier, and a code used twice', async () => {
+  /** A new user signs in through the login page; the callback with its code is not redeemed yet. */
+  async function codeNotRedeemed(state: string) {
     const user = await createUser(ts);
-    const client = await registerClient(ts, {}, true);
-    const config = await rpConfig(ts, client);
+    const config = await rpConfig(ts, await registerClient(ts, {}, true));
     const browser = new HttpBrowser();
-    // Obtain a code by running the flow manually, then redeem it with a wrong verifier.
     const verifier = oidc.randomPKCECodeVerifier();
     const url = oidc.buildAuthorizationUrl(config, {
       redirect_uri: REDIRECT_URI,
       scope: 'openid',
       code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
       code_challenge_method: 'S256',
-      state: 's1',
+      state,
     });
     const page = await browser.follow(url);
-    const html = await page.res.text();
-    const { submitLogin } = await import('../helpers/rp.ts');
-    const res = await submitLogin(browser, page.url, html, user.email, user.password);
+    const res = await submitLogin(browser, page.url, await page.res.text(), user.email, user.password);
     const cb = await browser.follow(new URL(res.headers.get('location')!, page.url), {}, (u) => u.href.startsWith(REDIRECT_URI));
+    return { user, config, cb, verifier };
+  }
+
+  it('rejects a code redeemed with the wrong verifier, and a code used twice', async () => {
+    // Obtain a code by running the flow manually, then redeem it with a wrong verifier.
+    const { config, cb, verifier } = await codeNotRedeemed('s1');
     await assert.rejects(
       oidc.authorizationCodeGrant(config, cb.url, { pkceCodeVerifier: oidc.randomPKCECodeVerifier(), expectedState: 's1' }),
       (err: oidc.ResponseBodyError) => err.error === 'invalid_grant',
@@ -88,22 +91,7 @@ describe('authorization code + PKCE', () => {
   });
 
   it('refuses a code whose session ended before it was redeemed (read with the code on PostgreSQL)', async () => {
-    const user = await createUser(ts);
-    const client = await registerClient(ts, {}, true);
-    const config = await rpConfig(ts, client);
-    const browser = new HttpBrowser();
-    const verifier = oidc.randomPKCECodeVerifier();
-    const url = oidc.buildAuthorizationUrl(config, {
-      redirect_uri: REDIRECT_URI,
-      scope: 'openid',
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state: 's2',
-    });
-    const page = await browser.follow(url);
-    const { submitLogin } = await import('../helpers/rp.ts');
-    const res = await submitLogin(browser, page.url, await page.res.text(), user.email, user.password);
-    const cb = await browser.follow(new URL(res.headers.get('location')!, page.url), {}, (u) => u.href.startsWith(REDIRECT_URI));
+    const { user, config, cb, verifier } = await codeNotRedeemed('s2');
     // The session ends elsewhere (another instance, the sweeper): its row goes, the code stays.
     const sessions = () => ts.server.services.db('oidc_payloads').where({ model: 'Session', account_id: user.id });
     assert.equal((await sessions().select('id')).length, 1);
