@@ -33,6 +33,7 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['get', '/users/{id}', 'iam.users:read'],
   ['patch', '/users/{id}', 'iam.users:update'],
   ['delete', '/users/{id}', 'iam.users:delete'],
+  ['post', '/users/{id}/logout', 'iam.users:update'],
   ['post', '/users/{id}/suspend', 'iam.users:suspend'],
   ['post', '/users/{id}/reactivate', 'iam.users:suspend'],
   ['post', '/users/{id}/mfa/reset', 'iam.users:update'],

@@ -127,6 +127,16 @@ describe('back-channel logout (OpenID Connect Back-Channel Logout 1.0)', () => {
     ['suspension by an operator', (id: string) => api.post(`/users/${id}/suspend`)],
     ['a new password set by an operator', (id: string) => api.patch(`/users/${id}`, { password: 'a fresh and long passphrase 42' })],
     ['logout-all', (id: string) => ts.server.services.selfService.logoutAll(id)],
+    [
+      'an operator signing the user out everywhere',
+      async (id: string) => {
+        const res = await api.post(`/users/${id}/logout`);
+        assert.equal(res.status, 204);
+        const [event] = await ts.server.services.db('events').where({ type: 'user.signed_out_everywhere', target_id: id });
+        assert.deepEqual([event.actor_type, event.payload.by ?? JSON.parse(event.payload).by], ['client', 'admin']);
+        assert.equal((await api.get(`/users/${id}`)).body.status, 'active', 'the account stays active');
+      },
+    ],
   ] as const) {
     it(`${how} ends the session and the relying party is told`, async () => {
       const { user, sid } = await signedIn();

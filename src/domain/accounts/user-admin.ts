@@ -211,6 +211,20 @@ export function createUserAdmin(deps: {
       return updated;
     },
 
+    /**
+     * Ends every session of the user and revokes their grants and tokens (the relying parties that
+     * asked are told through back-channel logout); the account stays as it is.
+     */
+    async signOutEverywhere(id: string, context: ChangeContext = {}): Promise<void> {
+      const user = await existing(id);
+      const sessions = (await payloads.listSessions(id)).length;
+      await payloads.revokeByAccountId(id);
+      await events.record({
+        type: 'user.signed_out_everywhere', subjectId: id, tenantId: user.tenant_id, ...byOperator(context),
+        payload: { user: { id }, sessions, by: 'admin' },
+      });
+    },
+
     async suspend(id: string, context: ChangeContext = {}): Promise<UserRow> {
       // Deactivation is final: suspending would let reactivate bring a deleted user back.
       if ((await existing(id)).status === 'deactivated') {

@@ -42,6 +42,11 @@ export const adminOperationSpecs = {
     method: 'delete', path: '/users/:id', scope: 'iam.users:delete', summary: 'Deactivate a user (soft delete; revokes sessions and tokens)',
     response: { status: 200, schema: s.user },
   },
+  'users logout': {
+    method: 'post', path: '/users/:id/logout', scope: 'iam.users:update',
+    summary: "End every session of the user and revoke their tokens (relying parties with back-channel logout are told); the account stays active",
+    response: { status: 204 },
+  },
   'users suspend': {
     method: 'post', path: '/users/:id/suspend', scope: 'iam.users:suspend', summary: 'Suspend a user (revokes sessions and tokens)',
     response: { status: 200, schema: s.user },

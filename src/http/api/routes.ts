@@ -122,6 +122,10 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     'users delete': async (ctx, { params }) => {
       return userView(await users.deactivate(params.id!, changeContext(ctx)));
     },
+    'users logout': async (ctx, { params }) => {
+      await users.signOutEverywhere(params.id!, changeContext(ctx));
+      return undefined;
+    },
     'users suspend': async (ctx, { params }) => {
       return userView(await users.suspend(params.id!, changeContext(ctx)));
     },
