@@ -7,6 +7,7 @@ import { HttpBrowser, formAction, formField } from '../helpers/browser-http.ts';
 import { waitFor } from '../helpers/mailbox.ts';
 import { POST_LOGOUT_URI, REDIRECT_URI, rpConfig, signIn, submitLogin, uniqueEmail } from '../helpers/rp.ts';
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import type { EventRow } from '../../src/repos/events.ts';
 
 /**
  * The event catalogue (README "Events") through the real interfaces: every change made over HTTP
@@ -14,18 +15,8 @@ import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
  * agent; and no payload carries a password, secret or token that went over the wire.
  */
 
-interface StoredEvent {
-  type: string;
-  tenant_id: string;
-  actor_type: string;
-  actor_id: string | null;
-  target_type: string | null;
-  target_id: string | null;
-  ip: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-  payload: Record<string, any>;
-}
+/** An events row as the tests read it (payload indexed freely). */
+type StoredEvent = Omit<EventRow, 'payload'> & { payload: Record<string, any> };
 
 const ADMIN_UA = 'CatalogueAdmin/1.0';
 const USER_UA = 'CatalogueBrowser/2.0';
