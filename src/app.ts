@@ -53,6 +53,7 @@ import type { AccountFlowDeps } from './http/account-flows.ts';
 import { accountApiRoutes, accountOperations } from './http/api/account-routes.ts';
 import { captchaAssetRoutes } from './http/captcha-assets.ts';
 import { webauthnAssetRoutes } from './http/webauthn-assets.ts';
+import type { Tenants } from './domain/tenants/tenants.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
 export interface AppDeps {
@@ -86,6 +87,7 @@ export interface AppDeps {
   /** The audit trail (GET /api/v1/audit/events) and its live stream (GET /api/v1/events/stream). */
   audit: AuditLog;
   eventStream: EventStream;
+  tenants: Tenants;
 }
 
 
@@ -169,6 +171,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     issuer: deps.issuer,
     audience: deps.adminAudience,
     publicJwks: keys.publicJwks as JSONWebKeySet,
+    tenants: deps.tenants,
     provider,
     users: deps.userAdmin,
     clients: deps.clients,
@@ -191,7 +194,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   mount(adminApi, { allowedMethods: true });
   // Server-sent events: a plain route that writes the response itself (nothing buffers it).
   mount(eventStreamRoutes({
-    issuer: deps.issuer, audience: deps.adminAudience, publicJwks: keys.publicJwks as JSONWebKeySet, stream: deps.eventStream, logger: deps.logger,
+    issuer: deps.issuer, audience: deps.adminAudience, publicJwks: keys.publicJwks as JSONWebKeySet, tenants: deps.tenants, stream: deps.eventStream, logger: deps.logger,
   }), { allowedMethods: true });
   mount(interactions, { allowedMethods: true });
   mount(accountPages, { allowedMethods: true });

@@ -129,6 +129,7 @@ export async function startServer(
     backchannelLogouts: services.backchannelLogouts,
     audit: services.audit,
     eventStream: services.eventStream,
+    tenants: services.tenants,
   };
   let listeningPort = 0;
 

@@ -20,6 +20,8 @@ import { migrateLatest } from './infra/migrate.ts';
 import { createClientsRepo } from './repos/clients.ts';
 import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { createResourceServersRepo } from './repos/resource-servers.ts';
+import { createTenantsRepo } from './repos/tenants.ts';
+import { createTenants } from './domain/tenants/tenants.ts';
 import { createIdentityProvidersRepo } from './repos/identity-providers.ts';
 import { createIdentityProviders, federationEndpoints } from './domain/federation/identity-providers.ts';
 import { createFederatedIdentitiesRepo } from './repos/federated-identities.ts';
@@ -139,7 +141,9 @@ async function openServices(config: AppConfig, logger: Logger) {
     mfaFactors: createMfaFactorsRepo(db),
     webauthnCredentials: createWebAuthnCredentialsRepo(db),
     webhooks: createWebhooksRepo(db),
+    tenants: createTenantsRepo(db),
   };
+  const tenants = createTenants({ repo: repos.tenants });
   const events = createEventRecorder(repos.events);
   // Webhooks: every event an enabled webhook subscribes to is queued in the event's transaction.
   const webhooks = createWebhooks({
@@ -303,6 +307,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     audit,
     auditRetention,
     eventStream,
+    tenants,
     mail,
     passwordPolicy,
     codes,

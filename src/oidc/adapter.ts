@@ -219,6 +219,8 @@ class ClientTableAdapter implements Adapter {
       ...metadata,
       client_id: row.client_id,
       first_party: row.first_party,
+      // The column decides, never metadata a caller sent (tokens.ts puts it in machine tokens).
+      tenant_id: row.tenant_id,
       // The provider needs a secret value for confidential clients; it holds the keyed digest,
       // and client-secrets.ts compares digests instead of raw values. Only client_secret_jwt needs
       // the raw secret (to verify the HMAC-signed assertion), and only it has one sealed.

@@ -59,6 +59,8 @@ export interface SignInObserver {
 
 export interface Claims {
   sub: string;
+  /** The user's tenant, in every ID token and userinfo answer. */
+  tenant_id: string;
   email?: string;
   email_verified?: boolean;
   name?: string;
@@ -70,7 +72,7 @@ export interface Claims {
 const MAX_PASSWORD_LENGTH = 1024;
 
 export function claimsOf(user: UserRow, scopes: ReadonlySet<string>): Claims {
-  const claims: Claims = { sub: user.id };
+  const claims: Claims = { sub: user.id, tenant_id: user.tenant_id };
   if (scopes.has('email')) {
     claims.email = user.email;
     claims.email_verified = user.email_verified;

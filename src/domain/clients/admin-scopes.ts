@@ -24,6 +24,24 @@ export const ADMIN_SCOPES = [
   'iam.webhooks:create',
   'iam.webhooks:update',
   'iam.webhooks:delete',
+  'iam.roles:read',
+  'iam.roles:create',
+  'iam.roles:update',
+  'iam.roles:delete',
+  'iam.apikeys:read',
+  'iam.apikeys:create',
+  'iam.apikeys:rotate',
+  'iam.apikeys:revoke',
+  'iam.service-accounts:read',
+  'iam.service-accounts:create',
+  'iam.service-accounts:rotate',
+  'iam.service-accounts:delete',
+  // Platform scopes: tenants themselves, and acting in another tenant with X-Tenant-Id. Only
+  // clients of the default tenant may hold them (domain/tenants/tenant-scope.ts).
+  'iam.tenants:read',
+  'iam.tenants:create',
+  'iam.tenants:update',
+  'iam.tenants:delete',
 ] as const;
 
 export type AdminScope = (typeof ADMIN_SCOPES)[number];

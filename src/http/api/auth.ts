@@ -2,10 +2,40 @@ import { createLocalJWKSet, errors, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { Context, Middleware } from 'koa';
 import { AppError } from '../../domain/errors.ts';
 import { adminScopesBeyond, assertScopesWithinCaller, type AdminScope } from '../../domain/clients/admin-scopes.ts';
+import { DEFAULT_TENANT_ID, isPlatformScope, type TenantScope } from '../../domain/tenants/tenant-scope.ts';
+import type { Tenants } from '../../domain/tenants/tenants.ts';
 
 export interface Caller {
   clientId: string;
   scopes: Set<string>;
+  /** The caller's own tenant: its client's (the token's tenant_id claim). */
+  homeTenantId: string;
+  /** The tenant this call acts in: the caller's own, or the one a platform caller names in X-Tenant-Id. */
+  tenantId: string;
+}
+
+/** The tenant an admin call acts in; every object it touches must belong to it. */
+export const tenantScope = (ctx: Context): TenantScope => ({ tenantId: (ctx.state.caller as Caller).tenantId });
+
+/** A caller that may act across tenants: one of the default tenant holding a platform (iam.tenants:*) scope. */
+export const isPlatformCaller = (caller: Pick<Caller, 'homeTenantId' | 'scopes'>) =>
+  caller.homeTenantId === DEFAULT_TENANT_ID && [...caller.scopes].some(isPlatformScope);
+
+/**
+ * X-Tenant-Id (a tenant's id or slug) names the tenant a call acts in. A caller may name its own;
+ * only a platform caller may name another, and without the header it acts in its own (for the
+ * bootstrap client: `default`). Anyone else naming another tenant, or one that does not exist
+ * (not revealed to them), gets 403 IDENT_CROSS_TENANT before anything runs.
+ */
+async function actingTenant(ctx: Context, caller: Pick<Caller, 'homeTenantId' | 'scopes'>, tenants: Pick<Tenants, 'resolve'>): Promise<string> {
+  const named = ctx.get('x-tenant-id').trim();
+  if (!named || named === caller.homeTenantId) return caller.homeTenantId;
+  const platform = isPlatformCaller(caller);
+  const tenant = await tenants.resolve(named);
+  if (tenant?.id === caller.homeTenantId) return tenant.id;
+  if (!platform) throw new AppError('IDENT_CROSS_TENANT', 'X-Tenant-Id names a tenant other than this token\'s; only platform (iam.tenants:*) callers act across tenants');
+  if (!tenant) throw new AppError('IDENT_TENANT_NOT_FOUND', 'X-Tenant-Id names no tenant (give its id or slug)');
+  return tenant.id;
 }
 
 /**
@@ -13,7 +43,7 @@ export interface Caller {
  * audience (RFC 9068: typ at+jwt). The signature, issuer, audience and expiry are checked locally
  * against our own published keys.
  */
-export function bearerAuth(opts: { issuer: string; audience: string; publicJwks: JSONWebKeySet }): Middleware {
+export function bearerAuth(opts: { issuer: string; audience: string; publicJwks: JSONWebKeySet; tenants: Pick<Tenants, 'resolve'> }): Middleware {
   const jwks = createLocalJWKSet(opts.publicJwks);
   return async (ctx, next) => {
     const header = ctx.get('authorization');
@@ -23,16 +53,19 @@ export function bearerAuth(opts: { issuer: string; audience: string; publicJwks:
       ctx.set('WWW-Authenticate', 'Bearer realm="admin"');
       throw new AppError('IDENT_UNAUTHENTICATED', 'a bearer access token is required');
     }
+    let verified: Pick<Caller, 'clientId' | 'scopes' | 'homeTenantId'>;
     try {
       const { payload } = await jwtVerify(match[1]!, jwks, { issuer: opts.issuer, audience: opts.audience, typ: 'at+jwt' });
-      ctx.state.caller = {
+      verified = {
         clientId: String(payload.client_id ?? ''),
         scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
-      } satisfies Caller;
+        homeTenantId: typeof payload.tenant_id === 'string' ? payload.tenant_id : DEFAULT_TENANT_ID,
+      };
     } catch (err) {
       ctx.set('WWW-Authenticate', 'Bearer realm="admin", error="invalid_token"');
       throw new AppError('IDENT_UNAUTHENTICATED', await whyRefused(err, match[1]!, jwks, opts));
     }
+    ctx.state.caller = { ...verified, tenantId: await actingTenant(ctx, verified, opts.tenants) } satisfies Caller;
     await next();
   };
 }

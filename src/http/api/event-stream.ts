@@ -11,6 +11,7 @@ import { streamFilter } from '../../domain/events/stream-topics.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { auditEventView } from './audit-schemas.ts';
 import { bearerAuth, requireScope } from './auth.ts';
+import type { Tenants } from '../../domain/tenants/tenants.ts';
 import { parse } from './validate.ts';
 
 // GET /api/v1/events/stream: the audit trail live, as server-sent events, for dashboards.
@@ -119,13 +120,14 @@ export function eventStreamRoutes(deps: {
   issuer: string;
   audience: string;
   publicJwks: JSONWebKeySet;
+  tenants: Tenants;
   stream: EventStream;
   logger: Logger;
   limits?: Partial<StreamLimits>;
 }): Router {
   const limits = { ...LIMITS, ...deps.limits };
   const router = new Router({ prefix: '/api/v1' });
-  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks });
+  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks, tenants: deps.tenants });
 
   router.get('/events/stream', auth, async (ctx) => {
     requireScope(ctx, 'iam.audit:read');

@@ -14,6 +14,7 @@ import { clientActor } from '../../domain/events/events.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
+import type { Tenants } from '../../domain/tenants/tenants.ts';
 import { bearerAuth, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
 import { createIdempotency } from './idempotency.ts';
 import { identityProviderHandlers } from './identity-provider-routes.ts';
@@ -32,6 +33,7 @@ export interface AdminApiDeps {
   issuer: string;
   audience: string;
   publicJwks: JSONWebKeySet;
+  tenants: Tenants;
   provider: Provider;
   users: UserAdmin;
   clients: ClientRegistry;
@@ -198,7 +200,7 @@ export function adminApiRoutes(deps: AdminApiDeps) {
   const operations = adminOperations(deps);
   const document = openApiDocument(operations, deps.accountOperations, deps.issuer, deps.audience);
   const withIdempotency = createIdempotency({ repo: deps.idempotency, box: deps.box });
-  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks });
+  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks, tenants: deps.tenants });
   const json = bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' });
 
   router.get('/openapi.json', (ctx) => {

@@ -15,7 +15,7 @@ export function accountConfiguration(accounts: Accounts): Configuration {
       iss: null,
       // amr (RFC 8176) and acr (the level reached, see ACR_VALUES) in every ID token: how the user
       // signed in (pwd; otp and mfa after a second factor), not only when a client asks for acr.
-      openid: ['sub', 'amr', 'acr'],
+      openid: ['sub', 'amr', 'acr', 'tenant_id'],
       email: ['email', 'email_verified'],
       profile: ['name', 'given_name', 'family_name', 'locale'],
     },
@@ -25,6 +25,8 @@ export function accountConfiguration(accounts: Accounts): Configuration {
       if (!user) return undefined;
       return {
         accountId: user.id,
+        // Read by extraTokenClaims (tokens.ts): an access token carries its user's tenant.
+        tenantId: user.tenant_id,
         claims: async (_use, scope) => ({ ...claimsOf(user, new Set(scope.split(' '))) }),
       };
     },

@@ -7,6 +7,9 @@ import { RESOURCE_SCOPES, resourceScopesShapeError } from '../../domain/clients/
 /** The identity providers whose tokens a client may exchange (grants/broker-exchange.ts). */
 export const TOKEN_EXCHANGE_PROVIDERS = 'token_exchange_providers';
 
+/** The client's tenant (clients.tenant_id): where its users sign in; the tenant of its own tokens. */
+export const TENANT_ID_METADATA = 'tenant_id';
+
 const BOOLEAN_METADATA = [
   'first_party',
   'require_pkce',
@@ -14,11 +17,14 @@ const BOOLEAN_METADATA = [
   'registration_enabled',
   'registration_welcome_mail',
   'registration_require_email_verification',
+  'multi_tenant',
 ] as const;
 
 /**
  * Our own client metadata: first_party (no consent screen), require_pkce (opt-out for legacy
  * confidential clients), introspection_allowed (may introspect other clients' tokens), and the
+ * multi_tenant (a default-tenant client that takes its users' tenant from the `organization`
+ * authorization parameter), tenant_id (from the clients table, not settable), the
  * self-registration overrides (registration_*, see domain/accounts/registration-policy.ts) and
  * mfa_policy (a client's MFA policy, see domain/authn/mfa-policy.ts), and token_exchange_providers
  * (aliases of the identity providers whose tokens it may exchange; an alias is not required to
@@ -27,8 +33,13 @@ const BOOLEAN_METADATA = [
 export function clientConfiguration(): Configuration {
   return {
     extraClientMetadata: {
-      properties: [...new Set([...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA), MFA_POLICY_METADATA, TOKEN_EXCHANGE_PROVIDERS, RESOURCE_SCOPES])],
+      properties: [...new Set([TENANT_ID_METADATA, ...BOOLEAN_METADATA, ...Object.keys(REGISTRATION_METADATA), MFA_POLICY_METADATA, TOKEN_EXCHANGE_PROVIDERS, RESOURCE_SCOPES])],
       validator: (_ctx, key, value) => {
+        // Set from the clients table's column by the adapter, never from registered metadata.
+        if (key === TENANT_ID_METADATA) {
+          if (value !== undefined && typeof value !== 'string') throw new TypeError('tenant_id must be a string');
+          return;
+        }
         if (key === 'registration_password') {
           if (value !== undefined && value !== 'required' && value !== 'optional') {
             throw new TypeError('registration_password must be "required" or "optional"');

@@ -77,10 +77,17 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
       // unless registered with require_pkce=false (legacy relying parties).
       required: (_ctx, client) => client.clientAuthMethod === 'none' || client.require_pkce !== false,
     },
-    // Token exchange puts the actor of an actor_token into the new token's `act` claim.
+    // Every access token names its tenant: the user's for a user's token (the account the grant
+    // loaded), the client's own for client_credentials. Token exchange adds the actor of an
+    // actor_token as the `act` claim.
     extraTokenClaims: async (ctx, token) => {
       const act = (ctx.state as ExchangeState | undefined)?.act;
-      return 'gty' in token && token.gty === 'token_exchange' && act ? { act } : undefined;
+      const account = ctx.oidc.account as { tenantId?: string } | undefined;
+      const tenantId = account?.tenantId ?? (ctx.oidc.client as { tenant_id?: string } | undefined)?.tenant_id;
+      return {
+        ...(tenantId ? { tenant_id: tenantId } : {}),
+        ...('gty' in token && token.gty === 'token_exchange' && act ? { act } : {}),
+      };
     },
     // Every use rotates; a consumed token presented again revokes the whole grant.
     rotateRefreshToken: true,
