@@ -8,7 +8,8 @@ import type { Knex } from 'knex';
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('api_keys', (t) => {
     t.uuid('id').primary();
-    t.text('tenant_id').notNullable().references('tenants.id');
+    // A tenant's keys go with it (the tenants API deletes only a tenant without users or clients).
+    t.text('tenant_id').notNullable().references('tenants.id').onDelete('CASCADE');
     t.text('name').notNullable();
     t.jsonb('scopes').notNullable();
     t.text('digest').notNullable();
