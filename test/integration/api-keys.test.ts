@@ -164,12 +164,21 @@ describe('admin API keys', () => {
     keys.push(child.body.key);
     assert.deepEqual(child.body.createdBy, { type: 'api_key', id: maker.id });
 
+    // A key made with an expiring key expires with it at the latest.
+    const mortal = await createKey({ scopes: ['iam.apikeys:create', 'iam.users:read'], expiresAt: new Date(Date.now() + 3600_000).toISOString() });
+    const heir = await api.post('/api-keys', { name: 'heir', scopes: ['iam.users:read'] }, { token: mortal.key });
+    assert.equal(heir.status, 201, heir.text);
+    keys.push(heir.body.key);
+    assert.equal(heir.body.expiresAt, mortal.expiresAt, 'without expiresAt: its maker\'s');
+    const later = new Date(Date.parse(mortal.expiresAt!) + 1000).toISOString();
+    assertError(await api.post('/api-keys', { name: 'x', scopes: ['iam.users:read'], expiresAt: later }, { token: mortal.key }), 403, 'IDENT_FORBIDDEN');
+
     // Platform scopes: on a key of the default tenant made by the platform caller, yes; in another tenant, no.
     const platform = await createKey({ scopes: ['iam.tenants:read'] });
     assert.deepEqual(platform.scopes, ['iam.tenants:read']);
     const tenant = await createTenant(ts);
     assertError(await api.post('/api-keys', { name: 'p', scopes: ['iam.tenants:read'] }, { headers: { 'x-tenant-id': tenant } }), 403, 'IDENT_FORBIDDEN');
-    assert.equal(await count(), before + 4);
+    assert.equal(await count(), before + 6);
 
     // Rotating or revoking a key stronger than the caller: 403, nothing changes.
     const strong = await createKey({ scopes: ['iam.users:read', 'iam.users:delete'] });

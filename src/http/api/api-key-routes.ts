@@ -40,6 +40,19 @@ function assertGrantable(ctx: Context, scopes: readonly string[], what: string) 
   }
 }
 
+/**
+ * A key made with a key outlives it no more than it scopes beyond it: without an expiresAt it
+ * expires with its maker, and a later one is refused.
+ */
+function expiryWithin(caller: Caller, asked: Date | undefined): Date | undefined {
+  if (!caller.apiKeyId || caller.expiresAt === undefined) return asked;
+  if (!asked) return new Date(caller.expiresAt);
+  if (asked.getTime() > caller.expiresAt) {
+    throw new AppError('IDENT_FORBIDDEN', 'a key made with an API key expires no later than that key: expiresAt is after its expiry');
+  }
+  return asked;
+}
+
 /** /api/v1/api-keys: create, list, read, rotate with an overlap, revoke; all in the acting tenant. */
 export function apiKeyHandlers(deps: { apiKeys: ApiKeys; changeContext: (ctx: Context) => ChangeContext }): AdminHandlers<ApiKeyCommand> {
   const { apiKeys, changeContext } = deps;
@@ -55,7 +68,7 @@ export function apiKeyHandlers(deps: { apiKeys: ApiKeys; changeContext: (ctx: Co
       const { apiKey, key } = await apiKeys.create(tenantScope(ctx), {
         name: body.name,
         scopes: body.scopes,
-        expiresAt: body.expiresAt ? new Date(body.expiresAt) : undefined,
+        expiresAt: expiryWithin(ctx.state.caller as Caller, body.expiresAt ? new Date(body.expiresAt) : undefined),
       }, changeContext(ctx));
       return { ...apiKeyView(apiKey), key };
     },
