@@ -54,6 +54,7 @@ import { accountApiRoutes, accountOperations } from './http/api/account-routes.t
 import { captchaAssetRoutes } from './http/captcha-assets.ts';
 import { webauthnAssetRoutes } from './http/webauthn-assets.ts';
 import type { Tenants } from './domain/tenants/tenants.ts';
+import type { ApiKeys } from './domain/access/api-keys.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
 export interface AppDeps {
@@ -88,6 +89,7 @@ export interface AppDeps {
   audit: AuditLog;
   eventStream: EventStream;
   tenants: Tenants;
+  apiKeys: ApiKeys;
 }
 
 
@@ -182,6 +184,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     box: deps.box,
     accountOperations: accountOps,
     audit: deps.audit,
+    apiKeys: deps.apiKeys,
   });
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.
@@ -194,7 +197,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   mount(adminApi, { allowedMethods: true });
   // Server-sent events: a plain route that writes the response itself (nothing buffers it).
   mount(eventStreamRoutes({
-    issuer: deps.issuer, audience: deps.adminAudience, publicJwks: keys.publicJwks as JSONWebKeySet, tenants: deps.tenants, stream: deps.eventStream, logger: deps.logger,
+    issuer: deps.issuer, audience: deps.adminAudience, publicJwks: keys.publicJwks as JSONWebKeySet, tenants: deps.tenants, apiKeys: deps.apiKeys, stream: deps.eventStream, logger: deps.logger,
   }), { allowedMethods: true });
   mount(interactions, { allowedMethods: true });
   mount(accountPages, { allowedMethods: true });

@@ -22,6 +22,8 @@ import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { createResourceServersRepo } from './repos/resource-servers.ts';
 import { createTenantsRepo } from './repos/tenants.ts';
 import { createTenants } from './domain/tenants/tenants.ts';
+import { createApiKeysRepo } from './repos/api-keys.ts';
+import { createApiKeys } from './domain/access/api-keys.ts';
 import { createIdentityProvidersRepo } from './repos/identity-providers.ts';
 import { createIdentityProviders, federationEndpoints } from './domain/federation/identity-providers.ts';
 import { createFederatedIdentitiesRepo } from './repos/federated-identities.ts';
@@ -142,6 +144,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     webauthnCredentials: createWebAuthnCredentialsRepo(db),
     webhooks: createWebhooksRepo(db),
     tenants: createTenantsRepo(db),
+    apiKeys: createApiKeysRepo(db),
   };
   const tenants = createTenants({ repo: repos.tenants });
   const events = createEventRecorder(repos.events);
@@ -288,6 +291,12 @@ async function openServices(config: AppConfig, logger: Logger) {
     guard: factorGuard, changes: factorChanges, transaction,
     settings: { rpId: issuerUrl.hostname, origin: issuerUrl.origin, rpName: issuerUrl.hostname },
   });
+  // Admin API keys: read by primary key on every use (no cache), so a revocation holds everywhere at once.
+  const apiKeys = createApiKeys({
+    repo: repos.apiKeys, box, events, transaction,
+    settings: { lastUsedResolutionSeconds: 60 },
+    onBackgroundError: (err: unknown) => logger.warn({ err }, 'recording an API key use failed'),
+  });
   const userAdmin = createUserAdmin({
     users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy, transaction,
   });
@@ -308,6 +317,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     auditRetention,
     eventStream,
     tenants,
+    apiKeys,
     mail,
     passwordPolicy,
     codes,

@@ -208,6 +208,32 @@ describe('the idp CLI against the admin API', () => {
     assert.equal((await ts.server.services.userAdmin.get(user.id)).status, 'active');
   });
 
+  it('api-keys create prints the key once; list never shows it; rotate and revoke', async () => {
+    const made = await idp(['api-keys', 'create', '--name', 'deploy', '--scopes', 'iam.users:read', '--scopes', 'iam.clients:read']);
+    assert.equal(made.code, 0, made.stderr);
+    const key = /idp_[0-9a-f]{32}_[A-Za-z0-9_-]{43}/.exec(made.stdout)?.[0];
+    assert.ok(key, made.stdout);
+    assert.equal(made.stdout.split(key).length - 1, 1, 'the key is printed once');
+    assert.match(made.stdout + made.stderr, /API key is shown only now/);
+    const id = /^id\s+(\S+)$/m.exec(made.stdout)?.[1];
+    assert.ok(id, made.stdout);
+    const users = await fetch(new URL('/api/v1/users?pageSize=1', ts.issuer), { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(users.status, 200);
+
+    const listed = await idp(['api-keys', 'list']);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, new RegExp(id!));
+    assert.ok(!listed.stdout.includes(key.slice(38)), 'no key in the list');
+
+    const rotated = await idpJson(['api-keys', 'rotate', id!, '--overlap-seconds', '0']);
+    assert.match(rotated.key, /^idp_/);
+    assert.equal(rotated.previousKeyExpiresAt, null);
+    const revoked = await idp(['api-keys', 'revoke', id!]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    const after = await fetch(new URL('/api/v1/users?pageSize=1', ts.issuer), { headers: { authorization: `Bearer ${rotated.key}` } });
+    assert.equal(after.status, 401);
+  });
+
   it('an API error exits 1 with its code and message on one line', async () => {
     const email = uniqueEmail('dup');
     assert.equal((await idp(['users', 'create', '--email', email])).code, 0);

@@ -281,6 +281,30 @@ describe('event catalogue', () => {
     assert.doesNotMatch(JSON.stringify(payload), /"d"|"k"|private|sealed/, 'no key material');
   });
 
+  it('API keys: created, rotated and revoked by the admin client; a change made with a key has the key as actor', async () => {
+    const created = await admin('post', '/api-keys', { name: 'Catalogue key', scopes: ['iam.users:create', 'iam.users:read'] });
+    const keyId = created.body.id as string;
+    const rotated = await admin('post', `/api-keys/${keyId}/rotate`, { overlapSeconds: 60 });
+    const headers = { 'x-request-id': 'cat-by-key', 'user-agent': ADMIN_UA };
+    const made = await api.post('/users', { email: uniqueEmail('bykey') }, { token: rotated.body.key, headers });
+    assert.equal(made.status, 201, made.text);
+    const revoked = await admin('delete', `/api-keys/${keyId}`);
+
+    const events = await eventsOn('api_key', keyId);
+    assert.deepEqual(events.map((e) => e.type), ['api_key.created', 'api_key.rotated', 'api_key.revoked']);
+    events.forEach((e, i) => {
+      assert.deepEqual({ type: e.actor_type, id: e.actor_id }, { type: 'client', id: ADMIN_CLIENT_ID }, `${e.type}: actor`);
+      assertFromRequest(e, [created, rotated, revoked][i]!.requestId, ADMIN_UA);
+      assert.deepEqual(e.payload.apiKey, { id: keyId, name: 'Catalogue key', scopes: ['iam.users:create', 'iam.users:read'], expiresAt: null });
+    });
+    assert.equal(events[1]!.payload.previousKeyExpiresAt, rotated.body.previousKeyExpiresAt);
+    const [byKey] = await eventsOn('user', made.body.id);
+    assert.equal(byKey!.type, 'user.created');
+    assert.deepEqual({ type: byKey!.actor_type, id: byKey!.actor_id }, { type: 'api_key', id: keyId });
+    assertFromRequest(byKey!, 'cat-by-key', ADMIN_UA);
+    assertNoSecret([...events, byKey!], [created.body.key, rotated.body.key]);
+  });
+
   it("every payload recorded above has its type's schema in the README: its required fields, and no other", async () => {
     const rows = (await ts.server.services.db('events').orderBy('seq')).map((e) => ({
       type: e.type as string,

@@ -217,7 +217,7 @@ export function apiCommand(command: AdminCommand): RemoteCommand {
     options,
     scopes: (args) => [spec.scope, ...(takesUser(spec) && byEmail(args) ? ['iam.users:read' as const] : [])],
     // A client holding admin scopes can be seen or changed only with a token holding all of them.
-    ...(spec.path.startsWith('/clients') ? { scopesIfHeld: (): AdminScope[] => [...ADMIN_SCOPES] } : {}),
+    ...(spec.path.startsWith('/clients') || spec.path.startsWith('/api-keys') ? { scopesIfHeld: (): AdminScope[] => [...ADMIN_SCOPES] } : {}),
     async run({ args, api, json }) {
       const values = [...args.positionals];
       if (takesUser(spec)) values[0] = await resolveUser(api, args);
@@ -251,6 +251,7 @@ export function apiCommand(command: AdminCommand): RemoteCommand {
       }
       print(fields(record));
       if (typeof record.client_secret === 'string') note('The client secret is shown only now; store it safely.');
+      if (typeof record.key === 'string') note('The API key is shown only now; store it safely.');
     },
   };
 }

@@ -44,6 +44,9 @@ export type EventType =
   | 'identity_provider.updated'
   | 'identity_provider.deleted'
   | 'key.rotated'
+  | 'api_key.created'
+  | 'api_key.rotated'
+  | 'api_key.revoked'
   | 'webhook.disabled';
 
 /**
@@ -62,21 +65,23 @@ export function userPayload(user: UserRow) {
   };
 }
 
-/** Who caused an event: a signed-in user, a client (admin API caller, relying party), or the system. */
+/** Who caused an event: a signed-in user, a client (admin API caller, relying party), an admin API key, or the system. */
 export interface Actor {
-  type: 'user' | 'client' | 'system' | 'identity_provider';
+  type: 'user' | 'client' | 'system' | 'identity_provider' | 'api_key';
   id: string | null;
 }
 
 /** What an event is about. */
 export interface Target {
-  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook';
+  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook' | 'api_key';
   id: string;
 }
 
 export const SYSTEM_ACTOR: Actor = { type: 'system', id: null };
 export const userActor = (id: string): Actor => ({ type: 'user', id });
 export const clientActor = (clientId: string): Actor => ({ type: 'client', id: clientId });
+/** An admin API key, by its id (a change made through the admin API with the key). */
+export const apiKeyActor = (id: string): Actor => ({ type: 'api_key', id });
 /** An upstream identity provider, by its alias (a SAML single logout it started). */
 export const identityProviderActor = (alias: string): Actor => ({ type: 'identity_provider', id: alias });
 

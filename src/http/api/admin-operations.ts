@@ -1,3 +1,4 @@
+import * as ak from './api-key-schemas.ts';
 import * as audit from './audit-schemas.ts';
 import * as idp from './identity-provider-schemas.ts';
 import type { Handler, OperationSpec } from './operation.ts';
@@ -180,6 +181,7 @@ export const adminOperationSpecs = {
     summary: "List one user's events (about them or by them), newest first; keyset pages (nextCursor)",
     query: audit.userEventsQuery, response: { status: 200, schema: audit.auditPage },
   },
+  ...ak.apiKeyOperations,
 } as const satisfies Record<string, OperationSpec>;
 
 export type AdminCommand = keyof typeof adminOperationSpecs;
@@ -191,3 +193,4 @@ export type IdentityProviderCommand = Extract<AdminCommand, `identity-providers 
 export type WebhookCommand = Extract<AdminCommand, `webhooks ${string}`>;
 
 export type AuditCommand = 'audit events' | 'users events';
+export type ApiKeyCommand = Extract<AdminCommand, `api-keys ${string}`>;

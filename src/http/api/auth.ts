@@ -4,15 +4,28 @@ import { AppError } from '../../domain/errors.ts';
 import { adminScopesBeyond, assertScopesWithinCaller, type AdminScope } from '../../domain/clients/admin-scopes.ts';
 import { DEFAULT_TENANT_ID, isPlatformScope, type TenantScope } from '../../domain/tenants/tenant-scope.ts';
 import type { Tenants } from '../../domain/tenants/tenants.ts';
+import { isApiKeyFormat, type ApiKeys } from '../../domain/access/api-keys.ts';
+import { apiKeyActor, clientActor, type Actor } from '../../domain/events/events.ts';
 
 export interface Caller {
+  /** The admin client whose token this is; '' for an API key. */
   clientId: string;
+  /** Set when the caller presented an API key (Bearer idp_...) instead of a token: the key's id. */
+  apiKeyId?: string;
+  /** When the credential stops working, epoch ms (a token's exp, a key's expiresAt); undefined: never. */
+  expiresAt?: number;
   scopes: Set<string>;
   /** The caller's own tenant: its client's (the token's tenant_id claim). */
   homeTenantId: string;
   /** The tenant this call acts in: the caller's own, or the one a platform caller names in X-Tenant-Id. */
   tenantId: string;
 }
+
+/** Who a change made by this caller is recorded as: its admin client, or its API key. */
+export const callerActor = (caller: Caller): Actor => (caller.apiKeyId ? apiKeyActor(caller.apiKeyId) : clientActor(caller.clientId));
+
+/** What idempotency keys are kept per: the client, or the API key (never shared between the two). */
+export const callerKey = (caller: Caller): string => (caller.apiKeyId ? `api-key:${caller.apiKeyId}` : caller.clientId);
 
 /** The tenant an admin call acts in; every object it touches must belong to it. */
 export const tenantScope = (ctx: Context): TenantScope => ({ tenantId: (ctx.state.caller as Caller).tenantId });
@@ -41,9 +54,16 @@ async function actingTenant(ctx: Context, caller: Pick<Caller, 'homeTenantId' | 
 /**
  * Admin API callers present a bearer JWT access token issued by this provider for the admin API
  * audience (RFC 9068: typ at+jwt). The signature, issuer, audience and expiry are checked locally
- * against our own published keys.
+ * against our own published keys. Or an API key (`idp_...`, with `apiKeys`): looked up by its id
+ * and checked against its digest; a key that is unknown, wrong, expired or revoked gets one answer.
  */
-export function bearerAuth(opts: { issuer: string; audience: string; publicJwks: JSONWebKeySet; tenants: Pick<Tenants, 'resolve'> }): Middleware {
+export function bearerAuth(opts: {
+  issuer: string;
+  audience: string;
+  publicJwks: JSONWebKeySet;
+  tenants: Pick<Tenants, 'resolve'>;
+  apiKeys?: Pick<ApiKeys, 'authenticate'> | undefined;
+}): Middleware {
   const jwks = createLocalJWKSet(opts.publicJwks);
   return async (ctx, next) => {
     const header = ctx.get('authorization');
@@ -53,13 +73,30 @@ export function bearerAuth(opts: { issuer: string; audience: string; publicJwks:
       ctx.set('WWW-Authenticate', 'Bearer realm="admin"');
       throw new AppError('IDENT_UNAUTHENTICATED', 'a bearer access token is required');
     }
-    let verified: Pick<Caller, 'clientId' | 'scopes' | 'homeTenantId'>;
+    let verified: Omit<Caller, 'tenantId'>;
+    if (opts.apiKeys && isApiKeyFormat(match[1]!)) {
+      const key = await opts.apiKeys.authenticate(match[1]!);
+      if (!key) {
+        ctx.set('WWW-Authenticate', 'Bearer realm="admin", error="invalid_token"');
+        throw new AppError('IDENT_UNAUTHENTICATED', 'the API key is invalid, expired or revoked');
+      }
+      verified = {
+        clientId: '',
+        apiKeyId: key.id,
+        scopes: new Set(key.scopes),
+        homeTenantId: key.tenantId,
+        ...(key.expiresAt ? { expiresAt: key.expiresAt.getTime() } : {}),
+      };
+      ctx.state.caller = { ...verified, tenantId: await actingTenant(ctx, verified, opts.tenants) } satisfies Caller;
+      return next();
+    }
     try {
       const { payload } = await jwtVerify(match[1]!, jwks, { issuer: opts.issuer, audience: opts.audience, typ: 'at+jwt' });
       verified = {
         clientId: String(payload.client_id ?? ''),
         scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
         homeTenantId: typeof payload.tenant_id === 'string' ? payload.tenant_id : DEFAULT_TENANT_ID,
+        ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp * 1000 } : {}),
       };
     } catch (err) {
       ctx.set('WWW-Authenticate', 'Bearer realm="admin", error="invalid_token"');

@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import { decodeJwt, type JSONWebKeySet } from 'jose';
+import type { JSONWebKeySet } from 'jose';
 import type { Context } from 'koa';
 import type { Writable } from 'node:stream';
 import { z } from 'zod';
@@ -10,7 +10,8 @@ import type { EventStream, StreamSink, StreamSubscription } from '../../domain/e
 import { streamFilter } from '../../domain/events/stream-topics.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { auditEventView } from './audit-schemas.ts';
-import { bearerAuth, requireScope } from './auth.ts';
+import { bearerAuth, requireScope, type Caller } from './auth.ts';
+import type { ApiKeys } from '../../domain/access/api-keys.ts';
 import type { Tenants } from '../../domain/tenants/tenants.ts';
 import { parse } from './validate.ts';
 
@@ -45,11 +46,17 @@ function lastEventId(ctx: Context): string | undefined {
   return BigInt(header).toString();
 }
 
-/** When the caller's bearer token (already verified) expires, in epoch ms. */
-function tokenExpiry(ctx: Context): number {
-  const token = /^Bearer (\S+)$/i.exec(ctx.get('authorization'))?.[1] ?? '';
-  const { exp } = decodeJwt(token);
-  return typeof exp === 'number' ? exp * 1000 : Date.now() + ADMIN_TOKEN_TTL_SECONDS * 1000;
+/**
+ * When the stream ends: when the caller's bearer token (already verified) expires. A stream opened
+ * with an API key lasts no longer than one opened with a token (ADMIN_TOKEN_TTL_SECONDS, or the
+ * key's expiry if sooner): the client comes back with the key, which is checked again then, so a
+ * revoked key's stream ends within that time.
+ */
+function streamExpiry(ctx: Context): number {
+  const caller = ctx.state.caller as Caller;
+  const cap = Date.now() + ADMIN_TOKEN_TTL_SECONDS * 1000;
+  if (caller.apiKeyId) return Math.min(caller.expiresAt ?? cap, cap);
+  return caller.expiresAt ?? cap;
 }
 
 /** One SSE message (the data is one JSON line: JSON.stringify escapes line breaks). */
@@ -121,20 +128,21 @@ export function eventStreamRoutes(deps: {
   audience: string;
   publicJwks: JSONWebKeySet;
   tenants: Tenants;
+  apiKeys?: ApiKeys;
   stream: EventStream;
   logger: Logger;
   limits?: Partial<StreamLimits>;
 }): Router {
   const limits = { ...LIMITS, ...deps.limits };
   const router = new Router({ prefix: '/api/v1' });
-  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks, tenants: deps.tenants });
+  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks, tenants: deps.tenants, apiKeys: deps.apiKeys });
 
   router.get('/events/stream', auth, async (ctx) => {
     requireScope(ctx, 'iam.audit:read');
     const query = parse(streamQuery, ctx.query, 'query');
     const matches = streamFilter(query);
     const after = lastEventId(ctx);
-    const expiresAt = tokenExpiry(ctx);
+    const expiresAt = streamExpiry(ctx);
 
     if (ctx.method === 'HEAD') {
       ctx.status = 200;

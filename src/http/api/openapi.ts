@@ -71,7 +71,7 @@ export function openApiDocument(operations: Operation[], accountOps: AccountOper
         },
         bearer: {
           type: 'oauth2',
-          description: `JWT access token for the resource ${audience} (client_credentials with resource=${audience})`,
+          description: `JWT access token for the resource ${audience} (client_credentials with resource=${audience}), or an API key (Bearer idp_..., POST /api-keys) with the scopes it carries`,
           flows: {
             clientCredentials: {
               tokenUrl: `${issuer}/token`,

@@ -10,19 +10,20 @@ import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import type { IdentityProviders } from '../../domain/federation/identity-providers.ts';
 import type { UserAdmin } from '../../domain/accounts/user-admin.ts';
 import type { ChangeContext } from '../../domain/authn/accounts.ts';
-import { clientActor } from '../../domain/events/events.ts';
 import type { SecretBox } from '../../infra/crypto.ts';
 import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
 import type { Tenants } from '../../domain/tenants/tenants.ts';
-import { bearerAuth, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
+import { bearerAuth, callerActor, callerKey, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
+import { apiKeyHandlers } from './api-key-routes.ts';
+import type { ApiKeys } from '../../domain/access/api-keys.ts';
 import { createIdempotency } from './idempotency.ts';
 import { identityProviderHandlers } from './identity-provider-routes.ts';
 import { webhookHandlers } from './webhook-routes.ts';
 import type { Webhooks } from '../../domain/webhooks/webhooks.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
-import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type AuditCommand, type IdentityProviderCommand, type WebhookCommand } from './admin-operations.ts';
+import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type ApiKeyCommand, type AuditCommand, type IdentityProviderCommand, type WebhookCommand } from './admin-operations.ts';
 import type { AuditLog } from '../../domain/events/audit.ts';
 import { auditHandlers } from './audit-routes.ts';
 import type { Input, Operation } from './operation.ts';
@@ -45,11 +46,13 @@ export interface AdminApiDeps {
   /** Documented in the same OpenAPI document (they share /api/v1). */
   accountOperations: AccountOperation[];
   audit: AuditLog;
+  /** API keys: their routes, and Bearer idp_... as admin API credentials. */
+  apiKeys: ApiKeys;
 }
 
-/** Events record which admin client made a change, and in which request. */
+/** Events record which admin client (or API key) made a change, and in which request. */
 const changeContext = (ctx: Context): ChangeContext => ({
-  actor: clientActor((ctx.state.caller as Caller).clientId),
+  actor: callerActor(ctx.state.caller as Caller),
   requestId: ctx.state.requestId as string,
 });
 
@@ -101,7 +104,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand>> = {
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | ApiKeyCommand>> = {
     'users list': async (_ctx, { query }) => {
       const { rows, total } = await users.list(query);
       return pageOf(rows.map(userView), total, query);
@@ -191,6 +194,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders, changeContext }),
     ...webhookHandlers(deps.webhooks),
     ...auditHandlers(deps.audit),
+    ...apiKeyHandlers({ apiKeys: deps.apiKeys, changeContext }),
   });
 }
 
@@ -200,7 +204,7 @@ export function adminApiRoutes(deps: AdminApiDeps) {
   const operations = adminOperations(deps);
   const document = openApiDocument(operations, deps.accountOperations, deps.issuer, deps.audience);
   const withIdempotency = createIdempotency({ repo: deps.idempotency, box: deps.box });
-  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks, tenants: deps.tenants });
+  const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks, tenants: deps.tenants, apiKeys: deps.apiKeys });
   const json = bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' });
 
   router.get('/openapi.json', (ctx) => {
@@ -227,7 +231,7 @@ export function adminApiRoutes(deps: AdminApiDeps) {
         if (result !== undefined) ctx.body = result;
       };
       ctx.set('Cache-Control', 'no-store');
-      if (op.idempotent) await withIdempotency(ctx, (ctx.state.caller as Caller).clientId, run);
+      if (op.idempotent) await withIdempotency(ctx, callerKey(ctx.state.caller as Caller), run);
       else await run();
     });
   }
