@@ -2,6 +2,7 @@ import * as audit from './audit-schemas.ts';
 import * as idp from './identity-provider-schemas.ts';
 import type { Handler, OperationSpec } from './operation.ts';
 import * as s from './schemas.ts';
+import { userMergeSpecs, type UserMergeCommand } from './user-merge-schemas.ts';
 import * as wh from './webhook-schemas.ts';
 
 /**
@@ -55,6 +56,7 @@ export const adminOperationSpecs = {
     method: 'post', path: '/users/:id/reactivate', scope: 'iam.users:suspend', summary: 'Reactivate a suspended user',
     response: { status: 200, schema: s.user },
   },
+  ...userMergeSpecs,
 
   // Clients
   'clients list': {
@@ -191,3 +193,4 @@ export type IdentityProviderCommand = Extract<AdminCommand, `identity-providers 
 export type WebhookCommand = Extract<AdminCommand, `webhooks ${string}`>;
 
 export type AuditCommand = 'audit events' | 'users events';
+export type { UserMergeCommand };

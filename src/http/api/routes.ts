@@ -22,9 +22,11 @@ import { webhookHandlers } from './webhook-routes.ts';
 import type { Webhooks } from '../../domain/webhooks/webhooks.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
-import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type AuditCommand, type IdentityProviderCommand, type WebhookCommand } from './admin-operations.ts';
+import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type AuditCommand, type IdentityProviderCommand, type UserMergeCommand, type WebhookCommand } from './admin-operations.ts';
 import type { AuditLog } from '../../domain/events/audit.ts';
 import { auditHandlers } from './audit-routes.ts';
+import { userMergeHandlers } from './user-merge-routes.ts';
+import type { UserMerge } from '../../domain/accounts/user-merge.ts';
 import type { Input, Operation } from './operation.ts';
 import { checkBody, parse } from './validate.ts';
 import { clientView, resourceServerView, userDetailView, userView } from './views.ts';
@@ -45,6 +47,7 @@ export interface AdminApiDeps {
   /** Documented in the same OpenAPI document (they share /api/v1). */
   accountOperations: AccountOperation[];
   audit: AuditLog;
+  userMerge: UserMerge;
 }
 
 /** Events record which admin client made a change, and in which request. */
@@ -101,7 +104,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand>> = {
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | UserMergeCommand>> = {
     'users list': async (_ctx, { query }) => {
       const { rows, total } = await users.list(query);
       return pageOf(rows.map(userView), total, query);
@@ -191,6 +194,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders, changeContext }),
     ...webhookHandlers(deps.webhooks),
     ...auditHandlers(deps.audit),
+    ...userMergeHandlers({ merge: deps.userMerge, users, changeContext }),
   });
 }
 
