@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { affectedRows } from '../infra/db.ts';
 import type { UserRow } from './users.ts';
 
 /** What moved from the source user to the winner, and what was left behind (see domain/accounts/user-merge.ts). */
@@ -23,30 +24,30 @@ export function createUserMergeRepo() {
 
     async moveAll(trx: Knex.Transaction, sourceId: string, winnerId: string): Promise<MergeCounts> {
       // Upstream links: one per provider and user, so a provider the winner is linked to already keeps the winner's link.
-      const droppedIdentities = await trx('federated_identities')
+      const droppedIdentities = affectedRows(await trx('federated_identities')
         .where({ user_id: sourceId })
         .whereIn('provider_id', trx('federated_identities').select('provider_id').where({ user_id: winnerId }))
-        .delete();
-      const identities = await trx('federated_identities').where({ user_id: sourceId }).update({ user_id: winnerId });
+        .delete());
+      const identities = affectedRows(await trx('federated_identities').where({ user_id: sourceId }).update({ user_id: winnerId }));
 
       // Second factors. Pending enrollments go; recovery codes (their digests are bound to the user
       // they were issued to) and email codes (bound to the source's address) cannot move; a TOTP or
       // SMS factor of a type the winner has confirmed already gives way to the winner's.
       await trx('mfa_factors').where({ user_id: sourceId }).whereNull('confirmed_at').delete();
-      const unmovable = await trx('mfa_factors').where({ user_id: sourceId }).whereIn('type', ['recovery', 'email']).delete();
-      const shadowed = await trx('mfa_factors')
+      const unmovable = affectedRows(await trx('mfa_factors').where({ user_id: sourceId }).whereIn('type', ['recovery', 'email']).delete());
+      const shadowed = affectedRows(await trx('mfa_factors')
         .where({ user_id: sourceId })
         .whereNot('type', 'webauthn')
         .whereIn('type', trx('mfa_factors').select('type').where({ user_id: winnerId }).whereNotNull('confirmed_at'))
-        .delete();
-      const factors = await trx('mfa_factors').where({ user_id: sourceId }).update({ user_id: winnerId });
+        .delete());
+      const factors = affectedRows(await trx('mfa_factors').where({ user_id: sourceId }).update({ user_id: winnerId }));
       // A moved security key or passkey keeps working as a second factor; the authenticator still
       // holds the source's user handle, so it is no longer offered for passwordless sign-in.
       await trx('webauthn_credentials').where({ user_id: sourceId }).update({ user_id: winnerId, discoverable: false });
 
       // Roles: the winner holds the union.
       const held = trx('user_roles').select('role_id').where({ user_id: winnerId });
-      const roles = await trx('user_roles').where({ user_id: sourceId }).whereNotIn('role_id', held).update({ user_id: winnerId });
+      const roles = affectedRows(await trx('user_roles').where({ user_id: sourceId }).whereNotIn('role_id', held).update({ user_id: winnerId }));
       await trx('user_roles').where({ user_id: sourceId }).delete();
 
       return {
