@@ -234,6 +234,12 @@ describe('internal endpoints', () => {
     assertError(await answer(await fetch(`${internal}/.well-known/openid-configuration`)), 404, 'IDENT_NOT_FOUND');
     assertError(await answer(await fetch(`${internal}/api/v1/users`)), 404, 'IDENT_NOT_FOUND');
     assertError(await answer(await fetch(`${internal}/internal/identity/users/${user.id}`, { method: 'DELETE' })), 405, 'IDENT_METHOD_NOT_ALLOWED');
+    // Odd input is a 4xx with the envelope, never a 500.
+    for (const path of ['/users/by-external/%E0%A4%A/x', '/users/by-external/a%00b/c', '/service-accounts/a%00b', '/users/%00']) {
+      const res = await get(path);
+      assert.ok(res.status === 404 || res.status === 400, `${path}: ${res.status} ${res.text}`);
+      assert.match(res.body.error, /^IDENT_/);
+    }
   });
 
   it('logs one line per request, with the path and never a token', async () => {
