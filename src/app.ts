@@ -40,6 +40,7 @@ import { isHttpsIssuer } from './oidc/transport.ts';
 import type { TokenSettings } from './oidc/configuration/tokens.ts';
 import type { ClientRegistry } from './domain/clients/clients.ts';
 import type { UserAdmin } from './domain/accounts/user-admin.ts';
+import type { UserMerge } from './domain/accounts/user-merge.ts';
 import type { IdempotencyRepo } from './repos/idempotency.ts';
 import { adminApiRoutes } from './http/api/routes.ts';
 import type { Webhooks } from './domain/webhooks/webhooks.ts';
@@ -74,6 +75,7 @@ export interface AppDeps {
   clients: ClientRegistry;
   adminAudience: string;
   userAdmin: UserAdmin;
+  userMerge: UserMerge;
   idempotency: IdempotencyRepo;
   account: AccountFlowDeps;
   /** Where this instance answers on the loopback (the account console's back channel). */
@@ -185,6 +187,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     accountOperations: accountOps,
     audit: deps.audit,
     apiKeys: deps.apiKeys,
+    userMerge: deps.userMerge,
   });
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.

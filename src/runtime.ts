@@ -15,6 +15,8 @@ import { logoutTokenFor } from './oidc/backchannel-logout.ts';
 import { createMailer } from './infra/mailer.ts';
 import { createCaptcha } from './infra/captcha.ts';
 import { metricsListener } from './http/metrics.ts';
+import { internalServer } from './http/internal/server.ts';
+import { cidrMatcher, parseCidrs } from './infra/cidr.ts';
 import { ensureAccountConsoleClient } from './http/account/client.ts';
 import { nextSteps } from './next-steps.ts';
 
@@ -87,6 +89,7 @@ export async function startServer(
     },
     adminAudience: adminAudience(config.ISSUER),
     userAdmin: services.userAdmin,
+    userMerge: services.userMerge,
     idempotency: services.repos.idempotency,
     db: services.db,
     ephemeral: services.ephemeral,
@@ -213,6 +216,8 @@ export async function startServer(
 
   let metricsServer: http.Server | undefined;
   let metricsPort: number | undefined;
+  let internal: http.Server | undefined;
+  let internalPort: number | undefined;
   /** Everything but the listeners: timers, workers and the stores' pools. */
   async function release() {
     clearInterval(keyTimer);
@@ -274,11 +279,35 @@ export async function startServer(
     logger.info({ port: metricsPort, host: config.METRICS_HOST }, 'metrics listening');
   }
 
+  // The internal endpoints (/internal/identity/...) only when asked for, on a listener of their own.
+  if (config.INTERNAL_PORT !== undefined) {
+    internal = internalServer({
+      directory: services.identityDirectory,
+      provider: () => provider,
+      allowed: cidrMatcher(parseCidrs(config.INTERNAL_ALLOWED_CIDRS)),
+      logger,
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        internal!.once('error', reject);
+        internal!.listen(config.INTERNAL_PORT, config.INTERNAL_HOST, () => resolve());
+      });
+    } catch (err) {
+      await new Promise((resolve) => server.close(resolve));
+      await release();
+      throw new StartupError(`INTERNAL_PORT: cannot listen on ${config.INTERNAL_HOST}:${config.INTERNAL_PORT}: ${listenFailure(err)}`);
+    }
+    internalPort = (internal.address() as AddressInfo).port;
+    logger.info({ port: internalPort, host: config.INTERNAL_HOST, allowed: config.INTERNAL_ALLOWED_CIDRS }, 'internal endpoints listening');
+  }
+
   let stopping: Promise<void> | undefined;
   return {
     port,
     /** The metrics listener's port, when METRICS_PORT is set. */
     metricsPort,
+    /** The internal listener's port, when INTERNAL_PORT is set. */
+    internalPort,
     services,
     get provider() {
       return provider;
@@ -290,10 +319,11 @@ export async function startServer(
         clearInterval(keyTimer);
         // Live event streams never end on their own: end them, or close() would wait for them.
         services.eventStream.close();
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        // Both listeners stop accepting at once; each lets its in-flight requests finish.
+        await Promise.all([server, internal].filter((s): s is http.Server => s?.listening === true).map((s) => new Promise<void>((resolve) => {
+          s.close(() => resolve());
+          s.closeIdleConnections();
+        })));
         await release();
       })();
       return stopping;

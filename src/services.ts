@@ -42,6 +42,10 @@ import { createAuditLog, createAuditRetention } from './domain/events/audit.ts';
 import { createEventStream } from './domain/events/stream.ts';
 import { createMetrics, type MetricSources } from './infra/metrics.ts';
 import { createUserAdmin } from './domain/accounts/user-admin.ts';
+import { createUserMerge } from './domain/accounts/user-merge.ts';
+import { createUserMergeRepo } from './repos/user-merge.ts';
+import { createIdentityDirectory } from './domain/accounts/identity-directory.ts';
+import { createIdentityDirectoryRepo } from './repos/identity-directory.ts';
 import { createOutboxRepo } from './repos/outbox.ts';
 import { createMailOutbox } from './domain/mail/mail.ts';
 import { createAccountLinks } from './domain/accounts/account-links.ts';
@@ -300,6 +304,9 @@ async function openServices(config: AppConfig, logger: Logger) {
   const userAdmin = createUserAdmin({
     users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy, transaction,
   });
+  const userMerge = createUserMerge({ users: repos.users, repo: createUserMergeRepo(), payloads: repos.payloads, events, transaction });
+  // The internal endpoints' lookups (src/http/internal).
+  const identityDirectory = createIdentityDirectory({ repo: createIdentityDirectoryRepo(db), tenants });
 
   return {
     db,
@@ -313,6 +320,8 @@ async function openServices(config: AppConfig, logger: Logger) {
     identityProviders,
     federation,
     userAdmin,
+    userMerge,
+    identityDirectory,
     audit,
     auditRetention,
     eventStream,

@@ -3,12 +3,22 @@ import { z } from 'zod';
 import { projectRoot } from '../infra/paths.ts';
 import { ACR_LEVELS, type AcrLevel } from '../domain/authn/sign-in-flow.ts';
 import { MFA_POLICIES } from '../domain/authn/mfa-policy.ts';
+import { parseCidrs } from '../infra/cidr.ts';
 
 const bool = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
   .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+// A comma-separated list of IPv4/IPv6 CIDRs, checked entry by entry (the message names the bad one).
+const cidrList = z.string().max(4096).superRefine((v, ctx) => {
+  try {
+    parseCidrs(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
 
 const postgresUrl = z
   .string()
@@ -124,6 +134,10 @@ export const configSchema = z
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool.default(false),
     METRICS_PORT: int(0, 65535).optional(),
     METRICS_HOST: z.string().min(1).max(255).default('127.0.0.1'),
+    // The internal listener (src/http/internal): off unless a port is given.
+    INTERNAL_PORT: int(0, 65535).optional(),
+    INTERNAL_HOST: z.string().min(1).max(255).default('127.0.0.1'),
+    INTERNAL_ALLOWED_CIDRS: cidrList.default('127.0.0.0/8,::1/128'),
     // OpenTelemetry tracing (src/infra/tracing.ts): the standard OTEL_* variables; off without an endpoint.
     OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
@@ -176,6 +190,9 @@ export const configSchema = z
     }
     if (cfg.SMS_PROVIDER === 'log' && cfg.NODE_ENV === 'production') {
       ctx.addIssue({ code: 'custom', path: ['SMS_PROVIDER'], message: 'log writes sign-in codes to the log and is for development only: use webhook (or off) in production' });
+    }
+    if (cfg.INTERNAL_PORT && (cfg.INTERNAL_PORT === cfg.PORT || cfg.INTERNAL_PORT === cfg.METRICS_PORT)) {
+      ctx.addIssue({ code: 'custom', path: ['INTERNAL_PORT'], message: 'must differ from PORT and METRICS_PORT (the internal endpoints get a listener of their own)' });
     }
     if (Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_ID) !== Boolean(cfg.BOOTSTRAP_ADMIN_CLIENT_SECRET)) {
       ctx.addIssue({

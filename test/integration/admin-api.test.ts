@@ -38,6 +38,7 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['post', '/users/{id}/reactivate', 'iam.users:suspend'],
   ['post', '/users/{id}/mfa/reset', 'iam.users:update'],
   ['post', '/users/{id}/unlock', 'iam.users:update'],
+  ['post', '/users/{id}/merge', 'iam.users:update'],
   ['get', '/clients', 'iam.clients:read'],
   ['post', '/clients', 'iam.clients:create'],
   ['get', '/clients/{clientId}', 'iam.clients:read'],
@@ -218,6 +219,7 @@ describe('admin API over HTTP with real tokens', () => {
       const bodies: Record<string, unknown> = {
         'post /users': { email: uniqueEmail('forbidden') },
         'patch /users/{id}': { givenName: 'Changed' },
+        'post /users/{id}/merge': { sourceUserId: crypto.randomUUID() },
         'post /clients': { ...machineMetadata, client_name: 'forbidden' },
         'patch /clients/{clientId}': { client_name: 'Changed' },
         'post /resource-servers': { identifier: `https://forbidden-${marker()}.example.test`, scopes: [] },

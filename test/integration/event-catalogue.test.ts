@@ -305,6 +305,21 @@ describe('event catalogue', () => {
     assertNoSecret([...events, byKey!], [created.body.key, rotated.body.key]);
   });
 
+  it('a merge: user.merged on the winner and user.deleted on the source, by the admin client, from its request', async () => {
+    const winner = await admin('post', '/users', { email: uniqueEmail('winner'), emailVerified: true });
+    const source = await admin('post', '/users', { email: uniqueEmail('source'), emailVerified: true });
+    const merge = await admin('post', `/users/${winner.body.id}/merge`, { sourceUserId: source.body.id });
+    const [merged] = (await eventsOn('user', winner.body.id)).filter((e) => e.type === 'user.merged');
+    assert.ok(merged, 'user.merged recorded on the winner');
+    assertFromRequest(merged, merge.requestId, ADMIN_UA);
+    assert.deepEqual({ type: merged.actor_type, id: merged.actor_id }, { type: 'client', id: ADMIN_CLIENT_ID });
+    assert.deepEqual(merged.payload.winner, { id: winner.body.id });
+    assert.deepEqual(merged.payload.source, { id: source.body.id });
+    const [deleted] = (await eventsOn('user', source.body.id)).filter((e) => e.type === 'user.deleted');
+    assert.ok(deleted, 'the source is deactivated as DELETE /users/:id does it');
+    assertFromRequest(deleted, merge.requestId, ADMIN_UA);
+  });
+
   it("every payload recorded above has its type's schema in the README: its required fields, and no other", async () => {
     const rows = (await ts.server.services.db('events').orderBy('seq')).map((e) => ({
       type: e.type as string,

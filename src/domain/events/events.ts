@@ -33,6 +33,7 @@ export type EventType =
   | 'user.session_revoked'
   | 'user.signed_out_everywhere'
   | 'user.verification_resent'
+  | 'user.merged'
   | 'client.created'
   | 'client.updated'
   | 'client.secret_rotated'

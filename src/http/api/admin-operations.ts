@@ -3,6 +3,7 @@ import * as audit from './audit-schemas.ts';
 import * as idp from './identity-provider-schemas.ts';
 import type { Handler, OperationSpec } from './operation.ts';
 import * as s from './schemas.ts';
+import { userMergeSpecs, type UserMergeCommand } from './user-merge-schemas.ts';
 import * as wh from './webhook-schemas.ts';
 
 /**
@@ -56,6 +57,7 @@ export const adminOperationSpecs = {
     method: 'post', path: '/users/:id/reactivate', scope: 'iam.users:suspend', summary: 'Reactivate a suspended user',
     response: { status: 200, schema: s.user },
   },
+  ...userMergeSpecs,
 
   // Clients
   'clients list': {
@@ -194,3 +196,4 @@ export type WebhookCommand = Extract<AdminCommand, `webhooks ${string}`>;
 
 export type AuditCommand = 'audit events' | 'users events';
 export type ApiKeyCommand = Extract<AdminCommand, `api-keys ${string}`>;
+export type { UserMergeCommand };

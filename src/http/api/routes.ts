@@ -23,9 +23,11 @@ import { webhookHandlers } from './webhook-routes.ts';
 import type { Webhooks } from '../../domain/webhooks/webhooks.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
-import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type ApiKeyCommand, type AuditCommand, type IdentityProviderCommand, type WebhookCommand } from './admin-operations.ts';
+import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type ApiKeyCommand, type AuditCommand, type IdentityProviderCommand, type UserMergeCommand, type WebhookCommand } from './admin-operations.ts';
 import type { AuditLog } from '../../domain/events/audit.ts';
 import { auditHandlers } from './audit-routes.ts';
+import { userMergeHandlers } from './user-merge-routes.ts';
+import type { UserMerge } from '../../domain/accounts/user-merge.ts';
 import type { Input, Operation } from './operation.ts';
 import { checkBody, parse } from './validate.ts';
 import { clientView, resourceServerView, userDetailView, userView } from './views.ts';
@@ -48,6 +50,7 @@ export interface AdminApiDeps {
   audit: AuditLog;
   /** API keys: their routes, and Bearer idp_... as admin API credentials. */
   apiKeys: ApiKeys;
+  userMerge: UserMerge;
 }
 
 /** Events record which admin client (or API key) made a change, and in which request. */
@@ -104,7 +107,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | ApiKeyCommand>> = {
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | ApiKeyCommand | UserMergeCommand>> = {
     'users list': async (_ctx, { query }) => {
       const { rows, total } = await users.list(query);
       return pageOf(rows.map(userView), total, query);
@@ -195,6 +198,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     ...webhookHandlers(deps.webhooks),
     ...auditHandlers(deps.audit),
     ...apiKeyHandlers({ apiKeys: deps.apiKeys, changeContext }),
+    ...userMergeHandlers({ merge: deps.userMerge, users, changeContext }),
   });
 }
 
