@@ -54,6 +54,7 @@ import { accountApiRoutes, accountOperations } from './http/api/account-routes.t
 import { captchaAssetRoutes } from './http/captcha-assets.ts';
 import { webauthnAssetRoutes } from './http/webauthn-assets.ts';
 import type { Tenants } from './domain/tenants/tenants.ts';
+import type { Access } from './domain/access/access.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
 export interface AppDeps {
@@ -88,6 +89,8 @@ export interface AppDeps {
   audit: AuditLog;
   eventStream: EventStream;
   tenants: Tenants;
+  /** Roles and service accounts (admin API, RBAC at the token endpoint, /me/access-context). */
+  access: Access;
 }
 
 
@@ -165,7 +168,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(uiLocale(deps.issuer));
   provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
   mount(misc, { allowedMethods: false });
-  const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account, federation: deps.federation };
+  const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account, federation: deps.federation, access: deps.access };
   const accountOps = accountOperations(accountApiDeps);
   const adminApi = adminApiRoutes({
     issuer: deps.issuer,
@@ -182,6 +185,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     box: deps.box,
     accountOperations: accountOps,
     audit: deps.audit,
+    access: deps.access,
   });
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.

@@ -130,6 +130,7 @@ export async function startServer(
     audit: services.audit,
     eventStream: services.eventStream,
     tenants: services.tenants,
+    access: services.access,
   };
   let listeningPort = 0;
 

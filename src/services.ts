@@ -22,6 +22,11 @@ import { createOidcPayloadsRepo } from './repos/oidc-payloads.ts';
 import { createResourceServersRepo } from './repos/resource-servers.ts';
 import { createTenantsRepo } from './repos/tenants.ts';
 import { createTenants } from './domain/tenants/tenants.ts';
+import { createRolesRepo } from './repos/roles.ts';
+import { createServiceAccountsRepo } from './repos/service-accounts.ts';
+import { createRoles } from './domain/access/roles.ts';
+import { createServiceAccounts } from './domain/access/service-accounts.ts';
+import type { Access } from './domain/access/access.ts';
 import { createIdentityProvidersRepo } from './repos/identity-providers.ts';
 import { createIdentityProviders, federationEndpoints } from './domain/federation/identity-providers.ts';
 import { createFederatedIdentitiesRepo } from './repos/federated-identities.ts';
@@ -142,6 +147,8 @@ async function openServices(config: AppConfig, logger: Logger) {
     webauthnCredentials: createWebAuthnCredentialsRepo(db),
     webhooks: createWebhooksRepo(db),
     tenants: createTenantsRepo(db),
+    roles: createRolesRepo(db),
+    serviceAccounts: createServiceAccountsRepo(db),
   };
   const tenants = createTenants({ repo: repos.tenants });
   const events = createEventRecorder(repos.events);
@@ -217,6 +224,12 @@ async function openServices(config: AppConfig, logger: Logger) {
     retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
   });
   resourceServers.onScopesWithdrawn((identifier, kept, context) => clients.withdrawResourceGrants(identifier, kept, context));
+  // Roles (RBAC at resource servers, the roles claim, /me/access-context) and service accounts.
+  const roles = createRoles({
+    repo: repos.roles, users: repos.users, serviceAccounts: repos.serviceAccounts, tenants: repos.tenants, resourceServers, events,
+    transaction: (work) => db.transaction(work),
+  });
+  const access: Access = { roles, serviceAccounts: createServiceAccounts({ repo: repos.serviceAccounts, clients, roles, ephemeral, events }) };
   const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral, events, transaction: (work) => db.transaction(work) });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
   const upstream = createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! });
@@ -308,6 +321,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     auditRetention,
     eventStream,
     tenants,
+    access,
     mail,
     passwordPolicy,
     codes,

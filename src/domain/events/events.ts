@@ -44,7 +44,15 @@ export type EventType =
   | 'identity_provider.updated'
   | 'identity_provider.deleted'
   | 'key.rotated'
-  | 'webhook.disabled';
+  | 'webhook.disabled'
+  | 'role.created'
+  | 'role.updated'
+  | 'role.deleted'
+  | 'user.roles_changed'
+  | 'service_account.created'
+  | 'service_account.secret_rotated'
+  | 'service_account.roles_changed'
+  | 'service_account.deleted';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,
@@ -70,7 +78,7 @@ export interface Actor {
 
 /** What an event is about. */
 export interface Target {
-  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook';
+  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook' | 'role' | 'service_account';
   id: string;
 }
 

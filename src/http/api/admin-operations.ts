@@ -3,6 +3,8 @@ import * as idp from './identity-provider-schemas.ts';
 import type { Handler, OperationSpec } from './operation.ts';
 import * as s from './schemas.ts';
 import * as wh from './webhook-schemas.ts';
+import { roleOperationSpecs } from './role-schemas.ts';
+import { serviceAccountOperationSpecs } from './service-account-schemas.ts';
 
 /**
  * The admin API's operations table, keyed by the idp CLI command that calls each one. Pure data
@@ -180,6 +182,10 @@ export const adminOperationSpecs = {
     summary: "List one user's events (about them or by them), newest first; keyset pages (nextCursor)",
     query: audit.userEventsQuery, response: { status: 200, schema: audit.auditPage },
   },
+
+  // Roles and their holders (role-routes.ts), service accounts (service-account-routes.ts)
+  ...roleOperationSpecs,
+  ...serviceAccountOperationSpecs,
 } as const satisfies Record<string, OperationSpec>;
 
 export type AdminCommand = keyof typeof adminOperationSpecs;

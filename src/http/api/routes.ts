@@ -19,6 +19,11 @@ import { bearerAuth, requireScope, requireScopesWithinCaller, type Caller } from
 import { createIdempotency } from './idempotency.ts';
 import { identityProviderHandlers } from './identity-provider-routes.ts';
 import { webhookHandlers } from './webhook-routes.ts';
+import { roleHandlers } from './role-routes.ts';
+import { serviceAccountHandlers } from './service-account-routes.ts';
+import type { RoleCommand } from './role-schemas.ts';
+import type { ServiceAccountCommand } from './service-account-schemas.ts';
+import type { Access } from '../../domain/access/access.ts';
 import type { Webhooks } from '../../domain/webhooks/webhooks.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
@@ -45,6 +50,7 @@ export interface AdminApiDeps {
   /** Documented in the same OpenAPI document (they share /api/v1). */
   accountOperations: AccountOperation[];
   audit: AuditLog;
+  access: Access;
 }
 
 /** Events record which admin client made a change, and in which request. */
@@ -101,7 +107,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand>> = {
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | RoleCommand | ServiceAccountCommand>> = {
     'users list': async (_ctx, { query }) => {
       const { rows, total } = await users.list(query);
       return pageOf(rows.map(userView), total, query);
@@ -191,6 +197,8 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     ...identityProviderHandlers({ issuer: deps.issuer, identityProviders: deps.identityProviders, changeContext }),
     ...webhookHandlers(deps.webhooks),
     ...auditHandlers(deps.audit),
+    ...roleHandlers(deps.access.roles, changeContext),
+    ...serviceAccountHandlers(deps.access.serviceAccounts, changeContext),
   });
 }
 
@@ -201,7 +209,8 @@ export function adminApiRoutes(deps: AdminApiDeps) {
   const document = openApiDocument(operations, deps.accountOperations, deps.issuer, deps.audience);
   const withIdempotency = createIdempotency({ repo: deps.idempotency, box: deps.box });
   const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks, tenants: deps.tenants });
-  const json = bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' });
+  // DELETE too: taking roles away names them in the body (DELETE /users/:id/roles {roleIds}).
+  const json = bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8', parsedMethods: ['POST', 'PUT', 'PATCH', 'DELETE'] });
 
   router.get('/openapi.json', (ctx) => {
     ctx.set('Cache-Control', 'no-cache');
