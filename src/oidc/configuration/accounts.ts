@@ -17,7 +17,9 @@ export function accountConfiguration(accounts: Accounts, access?: Pick<TokenAcce
       iss: null,
       // amr (RFC 8176) and acr (the level reached, see ACR_VALUES) in every ID token: how the user
       // signed in (pwd; otp and mfa after a second factor), not only when a client asks for acr.
-      openid: ['sub', 'amr', 'acr', 'tenant_id'],
+      // roles: listed under openid too, so the ID token carries it (conformIdTokenClaims keeps only
+      // openid's claims there); findAccount answers it only when the roles scope was granted.
+      openid: ['sub', 'amr', 'acr', 'tenant_id', 'roles'],
       email: ['email', 'email_verified'],
       profile: ['name', 'given_name', 'family_name', 'locale'],
       roles: ['roles'],
