@@ -134,6 +134,25 @@ describe('roles at the token endpoint', () => {
     assert.equal((await callUserApi(ts, 'GET', '/api/v1/me/access-context', undefined)).status, 401);
   });
 
+  it('token exchange of a user\'s token for an rbac resource server: no more than the roles grant there', async () => {
+    const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+    const opaqueApi = `https://ledger-${marker()}.example.test`;
+    assert.equal((await api.post('/resource-servers', { identifier: opaqueApi, scopes: ['read', 'write'], rbac: true, accessTokenFormat: 'opaque' })).status, 201);
+    const role = (await api.post('/roles', { name: marker('ledger'), permissions: [{ resource: opaqueApi, scope: 'read' }] })).body;
+    const user = await userWithRoles(role.id);
+    // The user consents to read and write; the opaque token (no scope cap of its own) is trimmed to read.
+    const { tokens } = await signIn(ts, config, user, { scope: 'openid read write', prompt: 'consent', params: { resource: opaqueApi } });
+    const service = await registerClient(ts, { grant_types: ['client_credentials', TOKEN_EXCHANGE], redirect_uris: [], post_logout_redirect_uris: [], response_types: [] });
+    const serviceConfig = await rpConfig(ts, service);
+    const exchange = (params: Record<string, string>) => oidc.genericGrantRequest(serviceConfig, TOKEN_EXCHANGE, {
+      subject_token: tokens.access_token, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: opaqueApi, ...params,
+    });
+    await assert.rejects(exchange({ scope: 'write' }), refusedWith('invalid_scope'), 'the grant holds write, the roles do not');
+    assert.equal((await exchange({})).scope, 'read');
+    assert.equal((await api.delete(`/users/${user.id}/roles`, { json: { roleIds: [role.id] } })).status, 200);
+    await assert.rejects(exchange({}), refusedWith('invalid_target'), 'no role: nothing to carry there');
+  });
+
   it("a service account's client_credentials token carries its roles' scopes and nothing else; a plain machine client keeps its grant", async () => {
     const created = await api.post('/service-accounts', { name: 'reporting', roleIds: [reader.id] });
     assert.equal(created.status, 201, created.text);
