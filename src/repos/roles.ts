@@ -34,6 +34,16 @@ const LINKS = {
 const parsed = (row: RoleRow): RoleRow =>
   typeof row.permissions === 'string' ? { ...row, permissions: JSON.parse(row.permissions) as Permission[] } : row;
 
+/**
+ * The roles every tenant starts with, the identity service's user types (reference 004 typeIds), as
+ * migration 0016 seeds them for the tenants that existed then.
+ */
+export const SEEDED_ROLES = [
+  { name: 'admin', type_id: '100', description: 'Administrators of the tenant (identity service typeId 100)' },
+  { name: 'regular', type_id: '001', description: 'Regular users (identity service typeId 001)' },
+  { name: 'guest', type_id: '000', description: 'Guests (identity service typeId 000)' },
+] as const;
+
 /** roles, and who holds them (user_roles, service_account_roles). */
 export function createRolesRepo(db: Knex) {
   const roles = (trx?: Knex.Transaction) => (trx ?? db)<RoleRow>('roles');
@@ -65,6 +75,13 @@ export function createRolesRepo(db: Knex) {
         .update({ ...rest, ...(permissions ? { permissions: JSON.stringify(permissions) } : {}), updated_at: db.fn.now() } as never)
         .returning('*');
       return row ? parsed(row as RoleRow) : undefined;
+    },
+    /** A new tenant's seeded roles (admin, regular, guest), in the transaction that creates it. */
+    async seed(tenantId: string, trx: Knex.Transaction): Promise<void> {
+      await trx('roles')
+        .insert(SEEDED_ROLES.map((role) => ({ id: crypto.randomUUID(), tenant_id: tenantId, permissions: JSON.stringify([]), ...role })))
+        .onConflict(['tenant_id', 'name'])
+        .ignore();
     },
     async delete(id: string, trx?: Knex.Transaction): Promise<RoleRow | undefined> {
       if (!isUuid(id)) return undefined;

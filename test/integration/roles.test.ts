@@ -201,6 +201,18 @@ describe('roles API', () => {
     assert.equal((await api.get(`/roles/${other.roleId}`, { headers: { 'x-tenant-id': other.tenant } })).status, 200);
   });
 
+  it('a new tenant gets the seeded roles from seedTenant (for the tenants API), once', async () => {
+    const tenant = `t-${marker()}`;
+    const db = ts.server.services.db;
+    await db.transaction(async (trx) => {
+      await trx('tenants').insert({ id: tenant, name: 'Seeded', slug: tenant });
+      await ts.server.services.access.roles.seedTenant(tenant, trx);
+      await ts.server.services.access.roles.seedTenant(tenant, trx);
+    });
+    const rows = await db('roles').where({ tenant_id: tenant }).orderBy('type_id');
+    assert.deepEqual(rows.map((r) => `${r.name}:${r.type_id}`), ['guest:000', 'regular:001', 'admin:100']);
+  });
+
   it('resource servers take and show rbac', async () => {
     const created = await api.post('/resource-servers', { identifier: `https://rbac-${marker()}.example.test`, scopes: ['x'], rbac: true });
     assert.equal(created.status, 201, created.text);

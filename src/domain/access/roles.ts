@@ -249,6 +249,9 @@ export function createRoles(deps: {
       return (await repo.heldBy(holder, holderId, trx)).map(roleOf);
     },
 
+    /** For the tenants API: a new tenant gets the seeded roles in the transaction that creates it. */
+    seedTenant: (tenantId: string, trx: Knex.Transaction) => repo.seed(tenantId, trx),
+
     /** Token time: the scopes a holder's roles grant at a resource server (one query). */
     scopesAt: (holder: Holder, holderId: string, resource: string) => repo.scopesAt(holder, holderId, resource),
     /** The `roles` claim: the names of the roles a user holds. */
