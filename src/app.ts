@@ -56,6 +56,7 @@ import { captchaAssetRoutes } from './http/captcha-assets.ts';
 import { webauthnAssetRoutes } from './http/webauthn-assets.ts';
 import type { Tenants } from './domain/tenants/tenants.ts';
 import type { ApiKeys } from './domain/access/api-keys.ts';
+import type { Access } from './domain/access/access.ts';
 
 /** Everything a provider instance needs; built once per process by runtime.ts. */
 export interface AppDeps {
@@ -92,6 +93,8 @@ export interface AppDeps {
   eventStream: EventStream;
   tenants: Tenants;
   apiKeys: ApiKeys;
+  /** Roles and service accounts (admin API, RBAC at the token endpoint, /me/access-context). */
+  access: Access;
 }
 
 
@@ -169,7 +172,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
   provider.use(uiLocale(deps.issuer));
   provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
   mount(misc, { allowedMethods: false });
-  const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account, federation: deps.federation };
+  const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account, federation: deps.federation, access: deps.access };
   const accountOps = accountOperations(accountApiDeps);
   const adminApi = adminApiRoutes({
     issuer: deps.issuer,
@@ -188,6 +191,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     audit: deps.audit,
     apiKeys: deps.apiKeys,
     userMerge: deps.userMerge,
+    access: deps.access,
   });
   // The account API shares the /api/v1 prefix; it goes first so the admin router's 405s do not
   // answer its paths.

@@ -134,6 +134,7 @@ export async function startServer(
     eventStream: services.eventStream,
     tenants: services.tenants,
     apiKeys: services.apiKeys,
+    access: services.access,
   };
   let listeningPort = 0;
 

@@ -24,6 +24,11 @@ import { createTenantsRepo } from './repos/tenants.ts';
 import { createTenants } from './domain/tenants/tenants.ts';
 import { createApiKeysRepo } from './repos/api-keys.ts';
 import { createApiKeys } from './domain/access/api-keys.ts';
+import { createRolesRepo } from './repos/roles.ts';
+import { createServiceAccountsRepo } from './repos/service-accounts.ts';
+import { createRoles } from './domain/access/roles.ts';
+import { createServiceAccounts } from './domain/access/service-accounts.ts';
+import type { Access } from './domain/access/access.ts';
 import { createIdentityProvidersRepo } from './repos/identity-providers.ts';
 import { createIdentityProviders, federationEndpoints } from './domain/federation/identity-providers.ts';
 import { createFederatedIdentitiesRepo } from './repos/federated-identities.ts';
@@ -149,6 +154,8 @@ async function openServices(config: AppConfig, logger: Logger) {
     webhooks: createWebhooksRepo(db),
     tenants: createTenantsRepo(db),
     apiKeys: createApiKeysRepo(db),
+    roles: createRolesRepo(db),
+    serviceAccounts: createServiceAccountsRepo(db),
   };
   const tenants = createTenants({ repo: repos.tenants });
   const events = createEventRecorder(repos.events);
@@ -224,6 +231,12 @@ async function openServices(config: AppConfig, logger: Logger) {
     retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
   });
   resourceServers.onScopesWithdrawn((identifier, kept, context) => clients.withdrawResourceGrants(identifier, kept, context));
+  // Roles (RBAC at resource servers, the roles claim, /me/access-context) and service accounts.
+  const roles = createRoles({
+    repo: repos.roles, users: repos.users, serviceAccounts: repos.serviceAccounts, tenants: repos.tenants, resourceServers, events,
+    transaction: (work) => db.transaction(work),
+  });
+  const access: Access = { roles, serviceAccounts: createServiceAccounts({ repo: repos.serviceAccounts, clients, roles, ephemeral, events }) };
   const identityProviders = createIdentityProviders({ repo: repos.identityProviders, box, ephemeral, events, transaction: (work) => db.transaction(work) });
   // Signing in through upstream providers: their protocols, and which local account each identity is.
   const upstream = createUpstreamOAuth({ identityProviders, redirectUri: (p) => federationEndpoints(config.ISSUER, p).redirectUri! });
@@ -327,6 +340,7 @@ async function openServices(config: AppConfig, logger: Logger) {
     eventStream,
     tenants,
     apiKeys,
+    access,
     mail,
     passwordPolicy,
     codes,

@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   IDENT_TENANT_DUPLICATE: { status: 409, meaning: 'A tenant with this slug exists' },
   IDENT_TENANT_NOT_EMPTY: { status: 409, meaning: 'The tenant still has users or clients; remove them first' },
   IDENT_ROLE_DUPLICATE: { status: 409, meaning: 'A role with this name exists in the tenant' },
+  IDENT_ROLE_BUILT_IN: { status: 409, meaning: 'The role is seeded (typeId admin 100, regular 001, guest 000): its permissions and description may change, not its name, and it cannot be deleted' },
   IDENT_EXT_IDENTITY_MISMATCH: { status: 409, meaning: 'The upstream identity cannot be linked: its email is missing or unverified, or it or the provider is linked to another account already' },
   IDENT_LAST_SIGN_IN_METHOD: { status: 409, meaning: 'This is your last way to sign in (no password, no other linked provider); add one before removing it' },
   IDENT_IDEMPOTENCY_MISMATCH: { status: 409, meaning: 'Same Idempotency-Key with a different request' },

@@ -22,6 +22,7 @@ export const en = {
   'consent.scope.profile': 'See your name',
   'consent.scope.email': 'See your email address',
   'consent.scope.offline_access': 'Stay signed in to your account when you are not using it',
+  'consent.scope.roles': 'See your roles',
   'consent.scope.other': 'Use the permission “{scope}”',
   'consent.resource': 'On {resource}:',
   'consent.allow': 'Allow',

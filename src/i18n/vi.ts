@@ -24,6 +24,7 @@ export const vi: Messages = {
   'consent.scope.profile': 'Xem tên của bạn',
   'consent.scope.email': 'Xem địa chỉ email của bạn',
   'consent.scope.offline_access': 'Duy trì đăng nhập khi bạn không sử dụng',
+  'consent.scope.roles': 'Xem các vai trò của bạn',
   'consent.scope.other': 'Sử dụng quyền “{scope}”',
   'consent.resource': 'Trên {resource}:',
   'consent.allow': 'Cho phép',

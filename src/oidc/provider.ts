@@ -9,6 +9,7 @@ import type { SecretBox } from '../infra/crypto.ts';
 import type { Logger } from '../infra/logger.ts';
 import type { ClientRegistry } from '../domain/clients/clients.ts';
 import type { OidcPayloadsRepo } from '../repos/oidc-payloads.ts';
+import type { TokenAccess } from '../domain/access/access.ts';
 import { createAdapterFactory } from './adapter.ts';
 import { useDigestedClientSecrets } from './client-secrets.ts';
 import { useQueuedBackchannelLogout } from './backchannel-logout.ts';
@@ -46,6 +47,8 @@ export interface ProviderDeps {
   mfaPolicy: MfaPolicy;
   /** Where end_session's back-channel logout notifications are queued. */
   backchannelLogouts: BackchannelLogouts;
+  /** Roles (RBAC at resource servers, the roles claim) and service accounts. */
+  access?: TokenAccess;
 }
 
 /** Merges configuration parts; `features` is merged one level deeper so parts can each add some. */
@@ -99,10 +102,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       // Our token-exchange grant and others are registered by name; keep errors generic in prod.
       allowOmittingSingleRegisteredRedirectUri: false,
     },
-    accountConfiguration(deps.accounts),
+    accountConfiguration(deps.accounts, deps.access),
     acrConfiguration(deps.acrValues),
     clientConfiguration(),
-    tokenConfiguration(deps.tokens, deps.resourceServers),
+    tokenConfiguration(deps.tokens, deps.resourceServers, deps.access),
     uiConfiguration(deps.renderPage),
     jwtGrantReference(),
   );
@@ -113,7 +116,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   // Only the last `proxyHops` X-Forwarded-For entries were written by our proxies; earlier ones
   // come from the client and could be forged to dodge per-address limits.
   provider.maxIpsCount = deps.proxyHops;
-  useDigestedClientSecrets(provider, deps.box);
+  useDigestedClientSecrets(provider, deps.box, deps.clients);
   useQueuedBackchannelLogout(provider, deps.backchannelLogouts.enqueue);
   keepClientInstancesPerRecord(provider, deps.clients);
   registerTokenExchange(provider, {
@@ -121,6 +124,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     publicJwks: deps.keys.publicJwks as JSONWebKeySet,
     accounts: deps.accounts,
     broker: createBrokerExchange({ tokens: deps.federation.tokens, federatedAccounts: deps.federation.accounts, accounts: deps.accounts }),
+    access: deps.access,
   });
 
   provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {

@@ -7,6 +7,9 @@ export interface ClientRow {
   metadata: Record<string, unknown>;
   secret_digest: string | null;
   secret_sealed: string | null;
+  /** The digest of the secret before the last rotation, valid until previous_secret_expires_at (service accounts' overlap). */
+  previous_secret_digest?: string | null;
+  previous_secret_expires_at?: Date | null;
   first_party: boolean;
   created_at: Date;
   updated_at: Date;
@@ -49,7 +52,7 @@ export function createClientsRepo(db: Knex) {
     },
     async update(
       clientId: string,
-      changes: Partial<Pick<ClientRow, 'metadata' | 'secret_digest' | 'secret_sealed' | 'first_party'>>,
+      changes: Partial<Pick<ClientRow, 'metadata' | 'secret_digest' | 'secret_sealed' | 'first_party' | 'previous_secret_digest' | 'previous_secret_expires_at'>>,
       trx?: Knex.Transaction,
     ): Promise<ClientRow | undefined> {
       if (hasNul(clientId)) return undefined;

@@ -9,6 +9,8 @@ export interface ResourceServerRow {
   scopes: string[];
   access_token_format: 'jwt' | 'opaque';
   access_token_ttl: number | null;
+  /** Role-based access: tokens carry only the scopes the roles of their user or service account grant. */
+  rbac: boolean;
   created_at: Date;
   updated_at: Date;
 }
@@ -32,7 +34,7 @@ export function createResourceServersRepo(db: Knex) {
     },
     async update(
       id: string,
-      changes: Partial<Pick<ResourceServerRow, 'name' | 'scopes' | 'access_token_format' | 'access_token_ttl'>>,
+      changes: Partial<Pick<ResourceServerRow, 'name' | 'scopes' | 'access_token_format' | 'access_token_ttl' | 'rbac'>>,
       trx?: Knex.Transaction,
     ): Promise<ResourceServerRow | undefined> {
       if (!UUID.test(id)) return undefined;

@@ -70,6 +70,22 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['get', '/api-keys/{id}', 'iam.apikeys:read'],
   ['post', '/api-keys/{id}/rotate', 'iam.apikeys:rotate'],
   ['delete', '/api-keys/{id}', 'iam.apikeys:revoke'],
+  ['get', '/roles', 'iam.roles:read'],
+  ['post', '/roles', 'iam.roles:create'],
+  ['get', '/roles/{id}', 'iam.roles:read'],
+  ['patch', '/roles/{id}', 'iam.roles:update'],
+  ['delete', '/roles/{id}', 'iam.roles:delete'],
+  ['get', '/users/{id}/roles', 'iam.roles:read'],
+  ['post', '/users/{id}/roles', 'iam.roles:update'],
+  ['delete', '/users/{id}/roles', 'iam.roles:update'],
+  ['get', '/service-accounts', 'iam.service-accounts:read'],
+  ['post', '/service-accounts', 'iam.service-accounts:create'],
+  ['get', '/service-accounts/{id}', 'iam.service-accounts:read'],
+  ['post', '/service-accounts/{id}/rotate', 'iam.service-accounts:rotate'],
+  ['delete', '/service-accounts/{id}', 'iam.service-accounts:delete'],
+  ['get', '/service-accounts/{id}/roles', 'iam.roles:read'],
+  ['post', '/service-accounts/{id}/roles', 'iam.roles:update'],
+  ['delete', '/service-accounts/{id}/roles', 'iam.roles:update'],
 ];
 
 const machineMetadata = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
@@ -212,9 +228,11 @@ describe('admin API over HTTP with real tokens', () => {
       const idp = await api.post('/identity-providers', { alias: marker('idp'), type: 'oidc', displayName: 'Scoped', issuer: 'https://sso.example.test', clientId: 'c', clientSecret: 's' });
       const hook = await api.post('/webhooks', { url: 'https://hooks.example.test/in', events: ['*'], enabled: false });
       const apiKey = await api.post('/api-keys', { name: 'scope target', scopes: ['iam.users:read'] });
+      const role = await api.post('/roles', { name: marker('scoped'), permissions: [] });
+      const serviceAccount = await api.post('/service-accounts', { name: 'scoped' });
       const ids: Record<string, string> = {
         '/users': user.id, '/clients': machine.id, '/resource-servers': rs.body.id, '/identity-providers': idp.body.id, '/webhooks': hook.body.id,
-        '/api-keys': apiKey.body.id,
+        '/api-keys': apiKey.body.id, '/roles': role.body.id, '/service-accounts': serviceAccount.body.id,
       };
       const bodies: Record<string, unknown> = {
         'post /users': { email: uniqueEmail('forbidden') },
@@ -230,9 +248,17 @@ describe('admin API over HTTP with real tokens', () => {
         'patch /webhooks/{id}': { description: 'Changed' },
         'post /api-keys': { name: 'forbidden', scopes: ['iam.apikeys:create'] },
         'post /api-keys/{id}/rotate': {},
+        'post /roles': { name: marker('forbidden'), permissions: [] },
+        'patch /roles/{id}': { description: 'Changed' },
+        'post /users/{id}/roles': { roleIds: [role.body.id] },
+        'delete /users/{id}/roles': { roleIds: [role.body.id] },
+        'post /service-accounts': { name: 'forbidden' },
+        'post /service-accounts/{id}/rotate': { overlapSeconds: 0 },
+        'post /service-accounts/{id}/roles': { roleIds: [role.body.id] },
+        'delete /service-accounts/{id}/roles': { roleIds: [role.body.id] },
       };
       const counts = async () =>
-        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks', 'api_keys'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
+        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks', 'api_keys', 'roles', 'user_roles', 'service_accounts', 'service_account_roles'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
       const before = await counts();
       const without = new Map<string, string>();
       for (const scope of ADMIN_SCOPES) without.set(scope, await adminToken(ts, ADMIN_SCOPES.filter((s) => s !== scope)));

@@ -44,7 +44,7 @@ describe('event catalogue', () => {
     const requestId = `cat-admin-${++calls}`;
     const headers = { 'x-request-id': requestId, 'user-agent': ADMIN_UA };
     const res = method === 'get' || method === 'delete'
-      ? await api[method](path, { headers })
+      ? await api[method](path, { headers, ...(body !== undefined ? { json: body } : {}) })
       : method === 'post' ? await api.post(path, body, { headers }) : await api.patch(path, body, { headers });
     assert.ok(res.status < 300, `${method} ${path}: ${res.status} ${res.text}`);
     return { ...res, requestId };
@@ -318,6 +318,44 @@ describe('event catalogue', () => {
     const [deleted] = (await eventsOn('user', source.body.id)).filter((e) => e.type === 'user.deleted');
     assert.ok(deleted, 'the source is deactivated as DELETE /users/:id does it');
     assertFromRequest(deleted, merge.requestId, ADMIN_UA);
+  });
+
+  it('roles, role assignments and service accounts: each change by the admin client, with its target and tenant', async () => {
+    const identifier = `https://catalogue-roles-${Date.now()}.example.test`;
+    await admin('post', '/resource-servers', { identifier, scopes: ['read'], rbac: true });
+    const role = await admin('post', '/roles', { name: `catalogue-${Date.now()}`, permissions: [{ resource: identifier, scope: 'read' }] });
+    const roleUpdated = await admin('patch', `/roles/${role.body.id}`, { description: 'Readers' });
+    const user = await admin('post', '/users', { email: uniqueEmail('roles') });
+    const assigned = await admin('post', `/users/${user.body.id}/roles`, { roleIds: [role.body.id] });
+    const sa = await admin('post', '/service-accounts', { name: 'Catalogue robot', roleIds: [role.body.id] });
+    const saRoles = await admin('delete', `/service-accounts/${sa.body.id}/roles`, { roleIds: [role.body.id] });
+    const rotated = await admin('post', `/service-accounts/${sa.body.id}/rotate`, { overlapSeconds: 60 });
+    const saDeleted = await admin('delete', `/service-accounts/${sa.body.id}`);
+    const unassigned = await admin('delete', `/users/${user.body.id}/roles`, { roleIds: [role.body.id] });
+    const roleDeleted = await admin('delete', `/roles/${role.body.id}`);
+
+    const asAdmin = { type: 'client', id: ADMIN_CLIENT_ID };
+    const check = async (targetType: string, targetId: string, expected: Array<[string, { requestId: string }]>) => {
+      const events = (await eventsOn(targetType, targetId)).filter((e) => expected.some(([type]) => type === e.type));
+      assert.deepEqual(events.map((e) => e.type), expected.map(([type]) => type), `${targetType} events`);
+      events.forEach((e, i) => {
+        assert.deepEqual({ type: e.actor_type, id: e.actor_id }, asAdmin, `${e.type}: actor`);
+        assertFromRequest(e, expected[i]![1].requestId, ADMIN_UA);
+      });
+      return events;
+    };
+    const roleEvents = await check('role', role.body.id, [['role.created', role], ['role.updated', roleUpdated], ['role.deleted', roleDeleted]]);
+    assert.deepEqual(roleEvents[0]!.payload.role.permissions, [{ resource: identifier, scope: 'read' }]);
+    assert.deepEqual(roleEvents[1]!.payload.changed, ['description']);
+    const userEvents = await check('user', user.body.id, [['user.roles_changed', assigned], ['user.roles_changed', unassigned]]);
+    assert.deepEqual(userEvents[0]!.payload.added, [{ id: role.body.id, name: role.body.name }]);
+    assert.deepEqual(userEvents[1]!.payload.roles, []);
+    const saEvents = await check('service_account', sa.body.id, [
+      ['service_account.created', sa], ['service_account.roles_changed', saRoles], ['service_account.secret_rotated', rotated], ['service_account.deleted', saDeleted],
+    ]);
+    assert.equal(saEvents[0]!.payload.serviceAccount.clientId, sa.body.clientId);
+    assert.equal(saEvents[2]!.payload.overlapSeconds, 60);
+    assertNoSecret([...roleEvents, ...userEvents, ...saEvents], [sa.body.clientSecret, rotated.body.clientSecret, api.token]);
   });
 
   it("every payload recorded above has its type's schema in the README: its required fields, and no other", async () => {

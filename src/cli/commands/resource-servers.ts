@@ -10,6 +10,7 @@ interface ResourceServer extends Record<string, unknown> {
   scopes: string[];
   accessTokenFormat: 'jwt' | 'opaque';
   accessTokenTtl: number | null;
+  rbac: boolean;
 }
 
 const columns: Column<ResourceServer>[] = [
@@ -18,6 +19,7 @@ const columns: Column<ResourceServer>[] = [
   { header: 'name', value: (r) => r.name },
   { header: 'format', value: (r) => r.accessTokenFormat },
   { header: 'ttl', value: (r) => r.accessTokenTtl },
+  { header: 'rbac', value: (r) => r.rbac },
   { header: 'scopes', value: (r) => r.scopes },
 ];
 
@@ -31,6 +33,7 @@ export const resourceServerCommands: RemoteCommand[] = [
       name: { type: 'string', value: '<name>', description: 'display name' },
       format: { type: 'string', value: 'jwt|opaque', description: 'access token format (default jwt)' },
       ttl: { type: 'string', value: '<seconds>', description: 'access token lifetime, 60-86400 (default: the server\'s)' },
+      rbac: { type: 'boolean', description: "role-based access: users' and service accounts' tokens get only the scopes their roles grant" },
     },
     scopes: () => ['iam.resource-servers:create'],
     async run({ args, api, json }) {
@@ -42,6 +45,7 @@ export const resourceServerCommands: RemoteCommand[] = [
         ...(args.has('name') ? { name: args.string('name') } : {}),
         ...(format ? { accessTokenFormat: format } : {}),
         ...(ttl !== undefined ? { accessTokenTtl: ttl } : {}),
+        ...(args.flag('rbac') ? { rbac: true } : {}),
       });
       if (json) return printJson(created);
       print(fields(created));

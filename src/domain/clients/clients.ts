@@ -16,7 +16,12 @@ export const CLIENT_SECRET_PURPOSE = 'client-secret';
 export interface ClientInput {
   metadata: Record<string, unknown> & { client_id?: string; client_secret?: string };
   firstParty?: boolean;
+  /** The client's tenant (default: the default tenant). */
+  tenantId?: string;
 }
+
+/** Work that commits with a client's creation or deletion (a service account's own row and event). */
+export type AlsoInTransaction = (trx: Knex.Transaction) => Promise<void>;
 
 /** Generated secrets carry 256 bits of entropy, so a keyed digest is as strong as a slow hash. */
 export function generateClientSecret(): string {
@@ -50,6 +55,9 @@ function changedFields(before: Record<string, unknown>, after: Record<string, un
   const names = new Set([...Object.keys(before), ...Object.keys(after)]);
   return [...names].filter((n) => JSON.stringify(before[n]) !== JSON.stringify(after[n])).sort();
 }
+
+/** Columns of a client with no previous secret in force. */
+const NO_PREVIOUS_SECRET = { previous_secret_digest: null, previous_secret_expires_at: null };
 
 /** How long an instance may serve a client record it read, should an invalidation be lost. */
 const CACHE_TTL_MS = 10_000;
@@ -114,7 +122,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
      * Stores a client; returns its metadata with the secret, which is shown only this once. A
      * built-in client's upsert at boot records nothing: its settings, not a person, manage it.
      */
-    async register(input: ClientInput, opts: { upsert?: boolean } = {}, context: ChangeContext = {}) {
+    async register(input: ClientInput, opts: { upsert?: boolean; also?: AlsoInTransaction } = {}, context: ChangeContext = {}) {
       const { client_secret: chosenSecret, client_id: chosenId, ...metadata } = input.metadata;
       const clientId = chosenId ?? randomBytes(16).toString('base64url');
       await assertGrantsDefined(deps.resourceServers, metadata);
@@ -123,6 +131,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
         client_id: clientId,
         metadata,
         first_party: input.firstParty ?? false,
+        ...(input.tenantId ? { tenant_id: input.tenantId } : {}),
         ...sealSecret(clientId, metadata, secret),
       };
       try {
@@ -131,9 +140,10 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
           await deps.transaction(async (trx) => {
             const stored = await repo.insert(row, trx);
             await events.record({
-              type: 'client.created', ...target(clientId), ...byOperator(context),
+              type: 'client.created', ...target(clientId), ...byOperator(context), tenantId: stored.tenant_id,
               payload: { client: clientPayload(stored), secretIssued: secret !== undefined },
             }, trx);
+            await opts.also?.(trx);
           });
         }
       } catch (err) {
@@ -175,11 +185,11 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       let secret: string | undefined;
       let secretColumns = {};
       const keepsRawSecret = metadata.token_endpoint_auth_method === 'client_secret_jwt';
-      if (!needsSecret(metadata)) secretColumns = { secret_digest: null, secret_sealed: null };
+      if (!needsSecret(metadata)) secretColumns = { secret_digest: null, secret_sealed: null, ...NO_PREVIOUS_SECRET };
       else if (!current.secret_digest || (keepsRawSecret && !current.secret_sealed)) {
         // Only a digest is stored, so a switch to client_secret_jwt needs a new secret.
         secret = generateClientSecret();
-        secretColumns = sealSecret(clientId, metadata, secret);
+        secretColumns = { ...sealSecret(clientId, metadata, secret), ...NO_PREVIOUS_SECRET };
       } else if (!keepsRawSecret && current.secret_sealed) {
         secretColumns = { secret_sealed: null };
       }
@@ -197,15 +207,26 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       return { row, secret };
     },
 
-    async rotateSecret(clientId: string, context: ChangeContext = {}): Promise<string> {
+    /**
+     * A new secret, shown once. Without `overlapSeconds` the old one stops working at once; with it
+     * (a service account's rotation) the old one's digest stays valid that long (client-secrets.ts),
+     * on every instance: the row is the one source, and the change is broadcast like any other.
+     * A client_secret_jwt client keys an HMAC with its one raw secret, so it gets no overlap.
+     */
+    async rotateSecret(clientId: string, context: ChangeContext = {}, opts: { overlapSeconds?: number; also?: AlsoInTransaction } = {}): Promise<string> {
       const current = await this.get(clientId);
       assertNotBuiltIn(clientId);
       const metadata = current.metadata as Record<string, unknown>;
       if (!needsSecret(metadata)) throw new AppError('IDENT_VALIDATION', 'this client does not authenticate with a secret');
       const secret = generateClientSecret();
+      const overlap = opts.overlapSeconds && current.secret_digest && !current.secret_sealed ? opts.overlapSeconds : 0;
+      const previous = overlap
+        ? { previous_secret_digest: current.secret_digest, previous_secret_expires_at: new Date(Date.now() + overlap * 1000) }
+        : NO_PREVIOUS_SECRET;
       await deps.transaction(async (trx) => {
-        await repo.update(clientId, sealSecret(clientId, metadata, secret), trx);
-        await events.record({ type: 'client.secret_rotated', ...target(clientId), ...byOperator(context), payload: { client: clientPayload(current) } }, trx);
+        await repo.update(clientId, { ...sealSecret(clientId, metadata, secret), ...previous }, trx);
+        await events.record({ type: 'client.secret_rotated', ...target(clientId), ...byOperator(context), tenantId: current.tenant_id, payload: { client: clientPayload(current) } }, trx);
+        await opts.also?.(trx);
       });
       await cache.invalidate(clientId);
       return secret;
@@ -236,12 +257,14 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
     },
 
     /** Deletes a client and revokes every grant and token issued to it. */
-    async remove(clientId: string, context: ChangeContext = {}): Promise<void> {
+    async remove(clientId: string, context: ChangeContext = {}, opts: { also?: AlsoInTransaction } = {}): Promise<void> {
       assertNotBuiltIn(clientId);
       const row = await repo.find(clientId);
       await deps.transaction(async (trx) => {
+        // A service account's own event goes first: deleting the client cascades to its row.
+        await opts.also?.(trx);
         if (!row || !(await repo.delete(clientId, trx))) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
-        await events.record({ type: 'client.deleted', ...target(clientId), ...byOperator(context), payload: { client: clientPayload(row) } }, trx);
+        await events.record({ type: 'client.deleted', ...target(clientId), ...byOperator(context), tenantId: row.tenant_id, payload: { client: clientPayload(row) } }, trx);
       });
       // First the client (no new token can be issued to it), then what it was already issued.
       await cache.invalidate(clientId);

@@ -12,6 +12,10 @@ export interface ResourceServerInfo {
   scopes: string[];
   accessTokenFormat: 'jwt' | 'opaque';
   accessTokenTtl: number | undefined;
+  /** Tokens for it carry only the scopes the user's (or service account's) roles grant there. */
+  rbac: boolean;
+  /** The tenant it belongs to (a role's permissions name resource servers of its own tenant or the default one). */
+  tenantId: string;
 }
 
 function toInfo(row: ResourceServerRow): ResourceServerInfo {
@@ -20,6 +24,8 @@ function toInfo(row: ResourceServerRow): ResourceServerInfo {
     scopes: row.scopes,
     accessTokenFormat: row.access_token_format,
     accessTokenTtl: row.access_token_ttl ?? undefined,
+    rbac: row.rbac === true,
+    tenantId: row.tenant_id,
   };
 }
 
@@ -32,6 +38,7 @@ export function resourceServerPayload(row: ResourceServerRow) {
     scopes: row.scopes,
     accessTokenFormat: row.access_token_format,
     accessTokenTtl: row.access_token_ttl,
+    rbac: row.rbac === true,
   };
 }
 
@@ -41,6 +48,7 @@ export interface ResourceServerInput {
   scopes: string[];
   accessTokenFormat?: 'jwt' | 'opaque' | undefined;
   accessTokenTtl?: number | null | undefined;
+  rbac?: boolean | undefined;
 }
 
 /**
@@ -91,6 +99,7 @@ export function createResourceServers(deps: {
             scopes: input.scopes,
             access_token_format: input.accessTokenFormat ?? 'jwt',
             access_token_ttl: input.accessTokenTtl ?? null,
+            rbac: input.rbac ?? false,
           }, trx);
           await events.record({ type: 'resource_server.created', ...target(stored), ...byOperator(context), payload: { resourceServer: resourceServerPayload(stored) } }, trx);
           return stored;
@@ -120,6 +129,7 @@ export function createResourceServers(deps: {
           ...(changes.scopes !== undefined ? { scopes: changes.scopes } : {}),
           ...(changes.accessTokenFormat !== undefined ? { access_token_format: changes.accessTokenFormat } : {}),
           ...(changes.accessTokenTtl !== undefined ? { access_token_ttl: changes.accessTokenTtl } : {}),
+          ...(changes.rbac !== undefined ? { rbac: changes.rbac } : {}),
         }, trx);
         if (!updated) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
         await events.record({

@@ -9,7 +9,7 @@ import { toRecordedEvent, type Actor, type RecordedEvent, type Target } from './
 
 export const ACTOR_TYPES = ['user', 'client', 'system', 'identity_provider', 'api_key'] as const satisfies readonly Actor['type'][];
 export const TARGET_TYPES = [
-  'user', 'client', 'resource_server', 'identity_provider', 'key', 'session', 'webhook', 'api_key',
+  'user', 'client', 'resource_server', 'identity_provider', 'key', 'session', 'webhook', 'api_key', 'role', 'service_account',
 ] as const satisfies readonly Target['type'][];
 // A type added to Actor or Target must be added to these lists too (the filters validate against them).
 const everyActorType: Exclude<Actor['type'], (typeof ACTOR_TYPES)[number]> extends never ? true : never = true;

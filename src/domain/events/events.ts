@@ -48,7 +48,15 @@ export type EventType =
   | 'api_key.created'
   | 'api_key.rotated'
   | 'api_key.revoked'
-  | 'webhook.disabled';
+  | 'webhook.disabled'
+  | 'role.created'
+  | 'role.updated'
+  | 'role.deleted'
+  | 'user.roles_changed'
+  | 'service_account.created'
+  | 'service_account.secret_rotated'
+  | 'service_account.roles_changed'
+  | 'service_account.deleted';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,
@@ -74,7 +82,7 @@ export interface Actor {
 
 /** What an event is about. */
 export interface Target {
-  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook' | 'api_key';
+  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook' | 'api_key' | 'role' | 'service_account';
   id: string;
 }
 

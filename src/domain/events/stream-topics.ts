@@ -15,8 +15,8 @@ const PROFILE_TYPES = new Set(['user.updated', 'user.email_verified']);
 export const STREAM_TOPICS = {
   /** Sign-in, sign-out, sessions ended, status change (suspend, reactivate, delete, lock). */
   'auth-state': (e: RecordedEvent) => AUTH_STATE_TYPES.has(e.type),
-  /** Changes to what clients may do: client and resource server (scope) definitions. */
-  permissions: (e: RecordedEvent) => e.type.startsWith('client.') || e.type.startsWith('resource_server.'),
+  /** Changes to what clients and users may do: client, resource server (scope), role and service account definitions, role assignments. */
+  permissions: (e: RecordedEvent) => ['client.', 'resource_server.', 'role.', 'service_account.'].some((p) => e.type.startsWith(p)) || e.type === 'user.roles_changed',
   /** Profile changes (names, email, locale; status changes are their own types). */
   profile: (e: RecordedEvent) => PROFILE_TYPES.has(e.type),
 } as const satisfies Record<string, (e: RecordedEvent) => boolean>;

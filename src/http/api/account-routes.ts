@@ -20,12 +20,15 @@ import type { FactorSummary } from '../../domain/authn/mfa.ts';
 import type { Device } from '../../domain/authn/webauthn.ts';
 import type { Federation } from '../../domain/federation/federation.ts';
 import { identityOperations } from './identity-routes.ts';
+import { accessContextOperations } from './access-context-routes.ts';
+import type { Access } from '../../domain/access/access.ts';
 
 export interface AccountApiDeps {
   provider: Provider;
   ephemeral: EphemeralStore;
   account: AccountFlowDeps;
   federation: Federation;
+  access: Pick<Access, 'roles'>;
 }
 
 const ACCEPTED = { status: 'accepted', message: 'If the address can receive mail, a message is on its way.' };
@@ -298,6 +301,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     },
 
     ...identityOperations(deps.federation, context),
+    ...accessContextOperations(deps.access.roles),
   ];
 }
 

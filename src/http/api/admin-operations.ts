@@ -5,6 +5,8 @@ import type { Handler, OperationSpec } from './operation.ts';
 import * as s from './schemas.ts';
 import { userMergeSpecs, type UserMergeCommand } from './user-merge-schemas.ts';
 import * as wh from './webhook-schemas.ts';
+import { roleOperationSpecs } from './role-schemas.ts';
+import { serviceAccountOperationSpecs } from './service-account-schemas.ts';
 
 /**
  * The admin API's operations table, keyed by the idp CLI command that calls each one. Pure data
@@ -184,6 +186,10 @@ export const adminOperationSpecs = {
     query: audit.userEventsQuery, response: { status: 200, schema: audit.auditPage },
   },
   ...ak.apiKeyOperations,
+
+  // Roles and their holders (role-routes.ts), service accounts (service-account-routes.ts)
+  ...roleOperationSpecs,
+  ...serviceAccountOperationSpecs,
 } as const satisfies Record<string, OperationSpec>;
 
 export type AdminCommand = keyof typeof adminOperationSpecs;

@@ -20,6 +20,11 @@ import type { ApiKeys } from '../../domain/access/api-keys.ts';
 import { createIdempotency } from './idempotency.ts';
 import { identityProviderHandlers } from './identity-provider-routes.ts';
 import { webhookHandlers } from './webhook-routes.ts';
+import { roleHandlers } from './role-routes.ts';
+import { serviceAccountHandlers } from './service-account-routes.ts';
+import type { RoleCommand } from './role-schemas.ts';
+import type { ServiceAccountCommand } from './service-account-schemas.ts';
+import type { Access } from '../../domain/access/access.ts';
 import type { Webhooks } from '../../domain/webhooks/webhooks.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
@@ -51,6 +56,7 @@ export interface AdminApiDeps {
   /** API keys: their routes, and Bearer idp_... as admin API credentials. */
   apiKeys: ApiKeys;
   userMerge: UserMerge;
+  access: Access;
 }
 
 /** Events record which admin client (or API key) made a change, and in which request. */
@@ -107,7 +113,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | ApiKeyCommand | UserMergeCommand>> = {
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | ApiKeyCommand | UserMergeCommand | RoleCommand | ServiceAccountCommand>> = {
     'users list': async (_ctx, { query }) => {
       const { rows, total } = await users.list(query);
       return pageOf(rows.map(userView), total, query);
@@ -199,6 +205,8 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     ...auditHandlers(deps.audit),
     ...apiKeyHandlers({ apiKeys: deps.apiKeys, changeContext }),
     ...userMergeHandlers({ merge: deps.userMerge, users, changeContext }),
+    ...roleHandlers(deps.access.roles, changeContext),
+    ...serviceAccountHandlers(deps.access.serviceAccounts, changeContext),
   });
 }
 
@@ -209,7 +217,8 @@ export function adminApiRoutes(deps: AdminApiDeps) {
   const document = openApiDocument(operations, deps.accountOperations, deps.issuer, deps.audience);
   const withIdempotency = createIdempotency({ repo: deps.idempotency, box: deps.box });
   const auth = bearerAuth({ issuer: deps.issuer, audience: deps.audience, publicJwks: deps.publicJwks, tenants: deps.tenants, apiKeys: deps.apiKeys });
-  const json = bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' });
+  // DELETE too: taking roles away names them in the body (DELETE /users/:id/roles {roleIds}).
+  const json = bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8', parsedMethods: ['POST', 'PUT', 'PATCH', 'DELETE'] });
 
   router.get('/openapi.json', (ctx) => {
     ctx.set('Cache-Control', 'no-cache');

@@ -89,6 +89,7 @@ export const resourceServerCreate = z.strictObject({
   scopes: z.array(scopeToken).max(200),
   accessTokenFormat: z.enum(['jwt', 'opaque']).optional(),
   accessTokenTtl: z.number().int().min(60).max(86400).optional(),
+  rbac: z.boolean().optional().describe("Role-based access (default false): a user's token carries only the requested scopes the user's roles grant here, a service account's only its roles' scopes"),
 });
 
 export const resourceServerUpdate = z.strictObject({
@@ -96,6 +97,7 @@ export const resourceServerUpdate = z.strictObject({
   scopes: z.array(scopeToken).max(200).optional(),
   accessTokenFormat: z.enum(['jwt', 'opaque']).optional(),
   accessTokenTtl: z.number().int().min(60).max(86400).nullable().optional(),
+  rbac: z.boolean().optional(),
 });
 
 export const resourceServer = z.object({
@@ -105,6 +107,7 @@ export const resourceServer = z.object({
   scopes: z.array(z.string()),
   accessTokenFormat: z.enum(['jwt', 'opaque']),
   accessTokenTtl: z.number().int().nullable(),
+  rbac: z.boolean(),
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),
 });

@@ -76,6 +76,7 @@ export function resourceServerView(r: ResourceServerRow) {
     scopes: r.scopes,
     accessTokenFormat: r.access_token_format,
     accessTokenTtl: r.access_token_ttl,
+    rbac: r.rbac === true,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
   };

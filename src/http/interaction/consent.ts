@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import { translate, type MessageKey } from '../../i18n/index.ts';
 import { detailsOf, finish, type Details, type InteractionDeps, type Shared } from './shared.ts';
 
-const STANDARD_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
+const STANDARD_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access', 'roles']);
 
 /** The consent step: its page (GET / while consent is pending) and POST /confirm. */
 export function consentStep(shared: Shared, deps: InteractionDeps) {

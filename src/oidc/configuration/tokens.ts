@@ -2,6 +2,7 @@ import { errors, type Client, type Configuration, type KoaContextWithOIDC } from
 import { ADMIN_SCOPES, ADMIN_TOKEN_TTL_SECONDS, adminScopesBeyond } from '../../domain/clients/admin-scopes.ts';
 import { grantedScopes } from '../../domain/clients/resource-grants.ts';
 import type { ResourceServerInfo, ResourceServers } from '../../domain/clients/resource-servers.ts';
+import type { TokenAccess } from '../../domain/access/access.ts';
 import type { ExchangeState } from '../grants/token-exchange.ts';
 
 export interface TokenSettings {
@@ -53,8 +54,34 @@ function machineScopes(ctx: KoaContextWithOIDC, rs: ResourceServerInfo, client: 
   return [...permitted];
 }
 
+/**
+ * A service account's client_credentials token: the scopes its roles grant at the resource server
+ * (that the server still defines), and nothing else (no resource_scopes grant counts). None:
+ * invalid_target; asking for more: invalid_scope, as for any machine client.
+ */
+async function serviceAccountScopes(ctx: KoaContextWithOIDC, rs: ResourceServerInfo, held: readonly string[]): Promise<string[]> {
+  const granted = new Set(held);
+  const permitted = rs.scopes.filter((s) => granted.has(s));
+  if (!permitted.length) throw new errors.InvalidTarget("this service account's roles grant no scope at this resource server");
+  const allowed = new Set(permitted);
+  const beyond = [...ctx.oidc.requestParamScopes].filter((s) => s && !allowed.has(s));
+  if (beyond.length) throw new errors.InvalidScope("requested scope is not granted to this service account's roles at this resource server", beyond.join(' '));
+  return permitted;
+}
+
+/** A user's token (code, refresh) from the token endpoint: the flows RBAC trims at a resource server. */
+const isUserTokenRequest = (ctx: KoaContextWithOIDC) => ctx.oidc.route === 'token' && !isClientCredentials(ctx);
+
+/** The scopes the token request's source (its code or refresh token) holds: the `roles` claim needs `roles` among them. */
+function sourceScopes(ctx: KoaContextWithOIDC): Set<string> | undefined {
+  // A refresh naming a narrower scope gets only that.
+  if (ctx.oidc.params?.grant_type === 'refresh_token' && ctx.oidc.params.scope) return ctx.oidc.requestParamScopes;
+  const entities = ctx.oidc.entities as { AuthorizationCode?: { scopes: Set<string> }; RefreshToken?: { scopes: Set<string> } };
+  return entities.AuthorizationCode?.scopes ?? entities.RefreshToken?.scopes;
+}
+
 /** Lifetimes, PKCE, refresh rotation and resource servers (RFC 8707 / RFC 9068). */
-export function tokenConfiguration(settings: TokenSettings, resourceServers: ResourceServers): Configuration {
+export function tokenConfiguration(settings: TokenSettings, resourceServers: ResourceServers, access?: TokenAccess): Configuration {
   return {
     ttl: {
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.accessTokenTtl,
@@ -80,12 +107,19 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
     // Every access token names its tenant: the user's for a user's token (the account the grant
     // loaded), the client's own for client_credentials. Token exchange adds the actor of an
     // actor_token as the `act` claim.
+    // A user's token granted the `roles` scope (in its code or refresh token, or itself when it is
+    // for userinfo) carries the names of the user's roles, read when it is issued.
     extraTokenClaims: async (ctx, token) => {
       const act = (ctx.state as ExchangeState | undefined)?.act;
       const account = ctx.oidc.account as { tenantId?: string } | undefined;
       const tenantId = account?.tenantId ?? (ctx.oidc.client as { tenant_id?: string } | undefined)?.tenant_id;
+      const accountId = 'accountId' in token ? token.accountId : undefined;
+      const scopes = sourceScopes(ctx) ?? token.scopes;
+      const granted = ctx.oidc.entities.Grant?.getOIDCScopeFiltered(new Set(['roles']));
+      const roles = access && accountId && scopes.has('roles') && granted === 'roles' ? await access.roles.roleNames(accountId) : undefined;
       return {
         ...(tenantId ? { tenant_id: tenantId } : {}),
+        ...(roles ? { roles } : {}),
         ...('gty' in token && token.gty === 'token_exchange' && act ? { act } : {}),
       };
     },
@@ -120,8 +154,18 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
           }
           const rs = await resourceServers.find(resourceIndicator);
           if (!rs) throw new errors.InvalidTarget('resource indicator is not registered');
-          // A machine reaches a resource server only through its grant; a user's consent governs the rest.
-          const scopes = isClientCredentials(ctx) ? machineScopes(ctx, rs, client) : rs.scopes;
+          // A machine reaches a resource server only through its grant (a service account: its roles);
+          // a user's consent governs the rest, and at a resource server with RBAC the user's roles
+          // too: the token gets only the scopes they grant (none: a token without scope).
+          let scopes = rs.scopes;
+          if (isClientCredentials(ctx)) {
+            const account = access ? await access.serviceAccounts.byClientId(client.clientId) : undefined;
+            scopes = account ? await serviceAccountScopes(ctx, rs, await access!.roles.scopesAt('service_account', account.id, rs.identifier)) : machineScopes(ctx, rs, client);
+          } else if (rs.rbac && isUserTokenRequest(ctx) && access) {
+            const accountId = (ctx.oidc.account as { accountId?: string } | undefined)?.accountId;
+            const held = new Set(accountId ? await access.roles.scopesAt('user', accountId, rs.identifier) : []);
+            scopes = rs.scopes.filter((s) => held.has(s));
+          }
           return {
             audience: rs.identifier,
             scope: scopes.join(' '),

@@ -3,6 +3,7 @@ import type Provider from 'oidc-provider';
 import { errors, type Client, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../../domain/authn/accounts.ts';
 import { isAdminScope } from '../../domain/clients/admin-scopes.ts';
+import type { TokenAccess } from '../../domain/access/access.ts';
 import { grantedScopes } from '../../domain/clients/resource-grants.ts';
 import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import { SUBJECT_GRANT_ID } from '../adapter.ts';
@@ -89,7 +90,7 @@ export function jwtGrantReference(): Configuration {
  */
 export function registerTokenExchange(
   provider: Provider,
-  deps: { resourceServers: ResourceServers; publicJwks: JSONWebKeySet; accounts: Pick<Accounts, 'findActive'>; broker: BrokerExchange },
+  deps: { resourceServers: ResourceServers; publicJwks: JSONWebKeySet; accounts: Pick<Accounts, 'findActive'>; broker: BrokerExchange; access?: TokenAccess | undefined },
 ): void {
   const jwks = createLocalJWKSet(deps.publicJwks);
 
@@ -197,9 +198,17 @@ export function registerTokenExchange(
     // granted there (resource_scopes, as for client_credentials) within its own token's scopes, so a
     // token for one resource is no way into another; an upstream's subject the resource's. Never
     // beyond what the exchanging client was registered for (a machine's grant is that already).
-    const held = subject.kind === 'user' ? subject.grant.getResourceScope(server.identifier).split(' ')
-      : subject.kind === 'client' ? grantedScopes(client as unknown as Record<string, unknown>, server.identifier)
+    // At a resource server with RBAC a user gets no more than their roles grant there; a service
+    // account's client always only what its roles grant (as for client_credentials, tokens.ts).
+    const serviceAccount = subject.kind === 'client' ? await deps.access?.serviceAccounts.byClientId(client.clientId) : undefined;
+    let held = subject.kind === 'user' ? subject.grant.getResourceScope(server.identifier).split(' ')
+      : subject.kind === 'client'
+        ? serviceAccount ? await deps.access!.roles.scopesAt('service_account', serviceAccount.id, server.identifier) : grantedScopes(client as unknown as Record<string, unknown>, server.identifier)
         : [...server.scopes];
+    if (server.rbac && subject.kind !== 'client' && deps.access) {
+      const byRoles = new Set(await deps.access.roles.scopesAt('user', subject.accountId, server.identifier));
+      held = held.filter((s) => byRoles.has(s));
+    }
     const scopeCap = subject.kind === 'federated' ? undefined : subject.scopeCap;
     const clientAllowed = client.scope && subject.kind !== 'client' ? new Set(client.scope.split(' ')) : undefined;
     const permitted = new Set(
