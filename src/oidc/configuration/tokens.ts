@@ -81,9 +81,10 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
     // loaded), the client's own for client_credentials. Token exchange adds the actor of an
     // actor_token as the `act` claim.
     extraTokenClaims: async (ctx, token) => {
-      const act = (ctx.state as ExchangeState | undefined)?.act;
+      const { act, tenantId: exchanged } = (ctx.state as ExchangeState | undefined) ?? {};
       const account = ctx.oidc.account as { tenantId?: string } | undefined;
-      const tenantId = account?.tenantId ?? (ctx.oidc.client as { tenant_id?: string } | undefined)?.tenant_id;
+      // A token exchange names its subject's tenant (grants/token-exchange.ts).
+      const tenantId = exchanged ?? account?.tenantId ?? (ctx.oidc.client as { tenant_id?: string } | undefined)?.tenant_id;
       return {
         ...(tenantId ? { tenant_id: tenantId } : {}),
         ...('gty' in token && token.gty === 'token_exchange' && act ? { act } : {}),
