@@ -39,3 +39,11 @@ export async function createResourceServerIn(ts: TestServer, tenantId: string, s
   await ts.server.services.db('resource_servers').where({ identifier: spec.identifier }).update({ tenant_id: tenantId });
   return rs;
 }
+
+/** An identity provider of `tenantId` (made in the default tenant, moved, then touched so every cached list sees it). */
+export async function createIdentityProviderIn(ts: TestServer, tenantId: string, input: Parameters<TestServer['server']['services']['identityProviders']['create']>[0]) {
+  const provider = await ts.server.services.identityProviders.create(input);
+  await ts.server.services.db('identity_providers').where({ id: provider.id }).update({ tenant_id: tenantId });
+  await ts.server.services.identityProviders.update(provider.id, { enabled: true });
+  return provider;
+}

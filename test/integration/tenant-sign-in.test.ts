@@ -9,7 +9,8 @@ import { loginStatus } from '../helpers/login-page.ts';
 import { codeAndLink, fastMailSettings, startMailbox, waitFor, type Mailbox } from '../helpers/mailbox.ts';
 import { authorizationRequest, rpConfig, signIn, submitLogin, uniqueEmail, REDIRECT_URI, type Registered } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
-import { createResourceServerIn, createTenant, createUserIn, registerClientIn, type TestTenant } from '../helpers/tenants.ts';
+import { createIdentityProviderIn, createResourceServerIn, createTenant, createUserIn, registerClientIn, type TestTenant } from '../helpers/tenants.ts';
+import { federate, startUpstreamOp, type UpstreamOp } from '../helpers/upstream-op.ts';
 
 // Issue 16, sign-in side: the client's tenant (or, for a multi_tenant platform client, the
 // `organization` parameter's) decides where a user signs in, registers and resets a password;
@@ -18,6 +19,8 @@ import { createResourceServerIn, createTenant, createUserIn, registerClientIn, t
 const strongPassword = () => `Ten-${randomBytes(12).toString('base64url')}-4`;
 const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
 const SUBJECT = { verify: /^Verify your email address$/, reset: /^Reset your password$/ };
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const AT_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 describe('sign-in in the client\'s tenant', () => {
   let ts: TestServer;
@@ -248,5 +251,92 @@ describe('sign-in in the client\'s tenant', () => {
     const unknown = await post('/api/v1/auth/password-reset/request', { email: address, client_id: 'no-such-client' });
     assert.equal(unknown.status, 400);
     assert.equal(((await unknown.json()) as { error: string }).error, 'IDENT_VALIDATION');
+  });
+  it('refresh keeps the user\'s tenant (a multi_tenant client\'s tokens name the organization\'s tenant, not its own)', async () => {
+    const platform = await registerClientIn(ts, 'default', { client_name: 'Platform offline', multi_tenant: true });
+    const config = await rpConfig(ts, platform);
+    const { tokens } = await signIn(ts, config, { email, password: passwordB }, {
+      scope: 'openid offline_access read', prompt: 'consent', params: { organization: b.slug, resource: API_B },
+    });
+    assert.equal((await jwtVerify(tokens.access_token, jwks, { audience: API_B })).payload.tenant_id, b.id);
+    assert.ok(tokens.refresh_token, 'a refresh token');
+    const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token!, { resource: API_B });
+    const { payload } = await jwtVerify(refreshed.access_token, jwks, { audience: API_B });
+    assert.equal(payload.sub, userB.id);
+    assert.equal(payload.tenant_id, b.id, 'the refreshed token names the user\'s tenant');
+    assert.equal(refreshed.claims()?.tenant_id ?? b.id, b.id);
+  });
+
+  it('token exchange never crosses tenants: A\'s user token is refused to B\'s service and exchanged by A\'s, naming A', async () => {
+    const machine = async (tenantId: string) => rpConfig(ts, await registerClientIn(ts, tenantId, {
+      grant_types: ['client_credentials', TOKEN_EXCHANGE], redirect_uris: [], post_logout_redirect_uris: [], response_types: [],
+    }, false));
+    const { tokens } = await signIn(ts, await rpConfig(ts, clientA), { email, password: passwordA }, { scope: 'openid read', params: { resource: OPAQUE_A } });
+    const exchange = (config: oidc.Configuration) =>
+      oidc.genericGrantRequest(config, TOKEN_EXCHANGE, { subject_token: tokens.access_token, subject_token_type: AT_TYPE, resource: OPAQUE_A });
+
+    const serviceB = await machine(b.id);
+    await assert.rejects(exchange(serviceB), (e: oidc.ResponseBodyError) => {
+      assert.equal(e.error, 'invalid_request');
+      assert.equal(e.error_description, "subject_token belongs to another tenant than the client's");
+      return true;
+    });
+    const serviceA = await machine(a.id);
+    const exchanged = await exchange(serviceA);
+    const introspected = await oidc.tokenIntrospection(serviceA, exchanged.access_token);
+    assert.equal(introspected.active, true);
+    assert.equal(introspected.sub, userA.id);
+    assert.equal(introspected.tenant_id, a.id);
+  });
+});
+
+describe('federated sign-in in the client\'s tenant', () => {
+  let ts: TestServer;
+  let upstream: UpstreamOp;
+  let a: TestTenant;
+  let b: TestTenant;
+  let configA: oidc.Configuration;
+  let configB: oidc.Configuration;
+  const idp = { alias: 'corp', displayName: 'Corp SSO', issuer: '' };
+
+  before(async () => {
+    ts = await startTestServer({ CAPTCHA_PROVIDER: 'none' });
+    const clientSecret = `upstream-secret-${randomBytes(8).toString('hex')}`;
+    upstream = await startUpstreamOp({ clientId: 'our-broker', clientSecret, redirectUri: `${ts.issuer}/api/v1/auth/oidc/${idp.alias}/callback` });
+    idp.issuer = upstream.issuer;
+    a = await createTenant(ts, 'fed-a');
+    b = await createTenant(ts, 'fed-b');
+    await createIdentityProviderIn(ts, b.id, { alias: idp.alias, type: 'oidc', displayName: idp.displayName, issuer: upstream.issuer, clientId: 'our-broker', clientSecret });
+    configA = await rpConfig(ts, await registerClientIn(ts, a.id, { token_endpoint_auth_method: 'none' }));
+    configB = await rpConfig(ts, await registerClientIn(ts, b.id, { token_endpoint_auth_method: 'none' }));
+  });
+  after(async () => {
+    await upstream?.stop();
+    await stopAndDestroy(ts);
+  });
+
+  it('only the provider\'s tenant offers it; its sign-in provisions the account in that tenant, whatever another tenant holds', async () => {
+    const pageOf = async (config: oidc.Configuration) => {
+      const request = await authorizationRequest(config, { scope: 'openid' });
+      return (await (await new HttpBrowser().follow(request.url)).res.text());
+    };
+    assert.doesNotMatch(await pageOf(configA), /Continue with Corp SSO/, "A's login page does not offer B's provider");
+    assert.match(await pageOf(configB), /Continue with Corp SSO/);
+
+    // The upstream account's address is an account in A already: B's sign-in neither sees nor links it.
+    const address = uniqueEmail('fed');
+    const inA = await createUserIn(ts, a.id, address, strongPassword());
+    const sub = `up-${randomBytes(6).toString('hex')}`;
+    upstream.accounts.set(sub, { email: address, email_verified: true, given_name: 'Ada', family_name: 'Lovelace' });
+    const { step, request } = await federate(configB, idp, sub);
+    assert.ok(isCallback(step.url), `the RP's callback expected, got ${step.url.href}`);
+    const claims = (await request.redeem(step.url)).claims()!;
+    assert.equal(claims.tenant_id, b.id);
+    assert.notEqual(claims.sub, inA.id);
+    const created = await ts.server.services.repos.users.findByEmail(b.id, address);
+    assert.equal(created?.id, claims.sub, 'provisioned in B');
+    const links = await ts.server.services.db('federated_identities').where({ user_id: claims.sub });
+    assert.deepEqual(links.map((l: { tenant_id: string }) => l.tenant_id), [b.id]);
+    assert.equal((await ts.server.services.db('federated_identities').where({ user_id: inA.id })).length, 0, "A's account is not linked");
   });
 });
