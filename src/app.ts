@@ -144,7 +144,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     federationBinding,
     flowLimiter: deps.ephemeral.limiter('auth-pages-ip', deps.account.authRateLimitPerIp, 60),
   });
-  const accountPages = accountPageRoutes({ account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box, deps.issuer), renderPage });
+  const accountPages = accountPageRoutes({ provider, account: deps.account, ephemeral: deps.ephemeral, csrf: createFormCsrf(deps.box, deps.issuer), renderPage });
 
   // Our routers, mounted ahead of the provider's routes. Their routes take each query parameter
   // once (rejectRepeatedQuery); the provider's own endpoints judge theirs.

@@ -57,8 +57,9 @@ export function samlRoutes(deps: { federation: Federation; binding: FederationBi
     // Taken once. No RelayState, or one we did not issue, is an unsolicited (IdP-initiated)
     // response: refused, since nothing ties it to a sign-in this browser started.
     const request = relayState ? await federation.records.takeRequest(relayState) : undefined;
-    const provider = await samlProvider(alias);
-    if (!request || !provider || request.providerId !== provider.id || !('requestId' in request.checks) || !samlResponse) {
+    // The provider the request was made for (aliases are unique per tenant only), under this alias.
+    const provider = request ? (await federation.identityProviders.enabled()).find((p): p is SamlProvider => p.id === request.providerId && p.alias === alias && p.type === 'saml') : undefined;
+    if (!request || !provider || !('requestId' in request.checks) || !samlResponse) {
       logger.info({ provider: alias, relayState: relayState ? 'unknown' : 'none' }, 'SAML response without a pending request refused');
       return expired(ctx);
     }

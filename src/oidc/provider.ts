@@ -20,6 +20,8 @@ import { accountConfiguration } from './configuration/accounts.ts';
 import { clientConfiguration } from './configuration/clients.ts';
 import { tokenConfiguration, type TokenSettings } from './configuration/tokens.ts';
 import { uiConfiguration, type RenderPage } from './configuration/ui.ts';
+import { addTenantCheck, organizationConfiguration } from './configuration/organization.ts';
+import type { Tenants } from '../domain/tenants/tenants.ts';
 import { createBrokerExchange } from './grants/broker-exchange.ts';
 import { jwtGrantReference, registerTokenExchange } from './grants/token-exchange.ts';
 import { providerCookieNames, treatRequestsAsHttps } from './transport.ts';
@@ -49,6 +51,8 @@ export interface ProviderDeps {
   backchannelLogouts: BackchannelLogouts;
   /** Roles (RBAC at resource servers, the roles claim) and service accounts. */
   access?: TokenAccess;
+  /** The tenant an authorization request signs in to (the `organization` parameter). */
+  tenants: Pick<Tenants, 'resolve'>;
 }
 
 /** Merges configuration parts; `features` is merged one level deeper so parts can each add some. */
@@ -63,6 +67,8 @@ function merge(...parts: Configuration[]): Configuration {
 }
 
 export function createProvider(deps: ProviderDeps): Provider {
+  const policy = interactionPolicyFor(deps.acrValues, deps.mfaPolicy);
+  addTenantCheck(policy);
   const configuration = merge(
     {
       adapter: createAdapterFactory({
@@ -78,7 +84,7 @@ export function createProvider(deps: ProviderDeps): Provider {
         short: { httpOnly: true, sameSite: 'lax' },
       },
       interactions: {
-        policy: interactionPolicyFor(deps.acrValues, deps.mfaPolicy),
+        policy,
         url: async (_ctx, interaction) => `/interaction/${interaction.uid}`,
       },
       features: {
@@ -107,6 +113,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     clientConfiguration(),
     tokenConfiguration(deps.tokens, deps.resourceServers, deps.access),
     uiConfiguration(deps.renderPage),
+    organizationConfiguration(deps.tenants),
     jwtGrantReference(),
   );
 

@@ -7,6 +7,7 @@ import { authorizationRequest, createUser, registerClient } from '../helpers/rp.
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { launchChromium, signInToConsole, skipWithoutChromium, watchedPage } from '../helpers/chromium.ts';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
+import { createTenant, registerClientIn } from '../helpers/tenants.ts';
 
 /**
  * Security keys and passkeys end to end: registered in the account console and used at sign-in in
@@ -65,9 +66,9 @@ describe('security keys and passkeys in a real browser', { skip: skipWithoutChro
   }
 
   /** A new authorization request in `page`, without the provider's session (the console's sign-in is forgotten). */
-  async function authorize(page: Page, params: Record<string, string> = {}) {
+  async function authorize(page: Page, params: Record<string, string> = {}, rpConfig = config) {
     await page.context().clearCookies();
-    const request = await authorizationRequest(config, { redirectUri: rp.redirectUri, scope: 'openid', params });
+    const request = await authorizationRequest(rpConfig, { redirectUri: rp.redirectUri, scope: 'openid', params });
     const response = await page.goto(request.url.href);
     assert.equal(response?.status(), 200);
     assert.match(new URL(page.url()).pathname, /^\/interaction\//);
@@ -142,6 +143,24 @@ describe('security keys and passkeys in a real browser', { skip: skipWithoutChro
       await page.getByRole('alert').filter({ hasText: en['error.passkey_invalid'] }).waitFor();
       assert.match(new URL(page.url()).pathname, /^\/interaction\/[^/]+\/passkey$/);
       assert.deepEqual(cspViolations, []);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a passkey of one tenant\'s account does not sign in through another tenant\'s client', async () => {
+    const user = await createUser(ts);
+    const other = await createTenant(ts, 'passkeys');
+    const client = await registerClientIn(ts, other.id, { token_endpoint_auth_method: 'none', redirect_uris: [rp.redirectUri] });
+    const otherConfig = await oidc.discovery(new URL(issuer), client.clientId, undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
+    const { context, page } = await pageWith('platform');
+    try {
+      await consoleSignIn(page, user);
+      await addInConsole(page, 'account.mfa.webauthn.add_passkey');
+      await authorize(page, {}, otherConfig);
+      await page.getByRole('button', { name: en['login.passkey'], exact: true }).click();
+      await page.getByRole('alert').filter({ hasText: en['error.passkey_invalid'] }).waitFor();
+      assert.match(new URL(page.url()).pathname, /^\/interaction\/[^/]+\/passkey$/, 'the generic answer: unknown in that tenant');
     } finally {
       await context.close();
     }

@@ -108,8 +108,9 @@ export function createPasswordReset(deps: FlowServices & {
      * judged on the request alone (the address typed, or the link's): an account's names would make
      * the verdict say whether the address has an account, before the code proved anything.
      */
-    async confirm(proof: { email: string; code: string } | { token: string }, password: string, context: ChangeContext = {}): Promise<UserRow> {
-      const identifier = 'token' in proof ? await codes.peekLink(NS, proof.token) : emailIdentifier(DEFAULT_TENANT, proof.email);
+    async confirm(proof: { email: string; code: string; tenantId?: string | undefined } | { token: string }, password: string, context: ChangeContext = {}): Promise<UserRow> {
+      // A link names its account's tenant; a typed address is looked up in the flow's tenant.
+      const identifier = 'token' in proof ? await codes.peekLink(NS, proof.token) : emailIdentifier(proof.tenantId ?? DEFAULT_TENANT, proof.email);
       const email = 'email' in proof ? proof.email : identifier ? parseEmailIdentifier(identifier).email : '';
       await assertPasswordAllowed(passwordPolicy, password, { email, given_name: null, family_name: null });
       const session = 'token' in proof ? (await codes.verifyLink(NS, proof.token)).session : await codes.verify(NS, identifier!, proof.code);

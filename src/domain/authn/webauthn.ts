@@ -269,7 +269,7 @@ export function createWebAuthn(deps: {
      * are all 'invalid', so the answer tells nothing of accounts; only a verified assertion learns
      * that its account is locked or inactive.
      */
-    async signInWithPasskey(uid: string, response: unknown, context: ChangeContext = {}): Promise<PasskeySignIn> {
+    async signInWithPasskey(uid: string, response: unknown, tenantId: string, context: ChangeContext = {}): Promise<PasskeySignIn> {
       const pending = await takeChallenge('passkey', uid);
       if (!pending || !isObject(response) || typeof response.id !== 'string') return { ok: false, reason: 'invalid' };
       const stored = await credentials.findByCredentialId(response.id);
@@ -281,6 +281,8 @@ export function createWebAuthn(deps: {
         return { ok: false, reason: 'invalid' };
       }
       const user = await deps.users.findById(stored.user_id);
+      // A passkey of another tenant's account is as unknown here as no passkey at all.
+      if (user && user.tenant_id !== tenantId) return { ok: false, reason: 'invalid' };
       if (!user || user.status !== 'active') return { ok: false, reason: 'inactive' };
       if (await deps.accounts.isLocked(user)) return { ok: false, reason: 'locked' };
       await deps.factors.touch(stored.factor_id);

@@ -57,6 +57,8 @@ export function createFederatedAccounts(deps: {
     ({ user: { id: user.id }, provider: { alias: provider.alias, type: provider.type }, subject: identity.subject });
 
   async function insertLink(user: UserRow, provider: IdentityProvider, identity: UpstreamIdentity, context: ChangeContext, trx: Knex.Transaction): Promise<FederatedIdentityRow> {
+    // A provider serves its own tenant's accounts only.
+    if (user.tenant_id !== provider.tenantId) throw new AppError('IDENT_EXT_IDENTITY_MISMATCH', "the identity provider belongs to another tenant than the account");
     const row = await links.insert({ id: randomUUID(), tenant_id: user.tenant_id, user_id: user.id, provider_id: provider.id, subject: identity.subject, email: identity.email }, trx);
     await events.record({ type: 'user.identity_linked', subjectId: user.id, tenantId: user.tenant_id, ...byUser(context, user.id), payload: linkedPayload(user, provider, identity) }, trx);
     return row;
@@ -73,7 +75,8 @@ export function createFederatedAccounts(deps: {
       }
       if (!identity.email || !identity.emailVerified) return { kind: 'refused', why: 'unverified-email' };
       if (provider.allowedDomains.length && !provider.allowedDomains.includes(domainOf(identity.email))) return { kind: 'refused', why: 'domain-not-allowed' };
-      const existing = await users.findByEmail('default', identity.email);
+      // The provider's tenant: its upstream accounts are that tenant's users.
+      const existing = await users.findByEmail(provider.tenantId, identity.email);
       if (existing) {
         if (provider.accountLinking === 'off') return { kind: 'refused', why: 'linking-off' };
         if (existing.status !== 'active') return { kind: 'refused', why: 'inactive' };
@@ -85,6 +88,7 @@ export function createFederatedAccounts(deps: {
       try {
         const user = await deps.accounts.create({
           email: identity.email,
+          tenantId: provider.tenantId,
           emailVerified: true,
           ...(identity.givenName ? { givenName: identity.givenName.slice(0, 200) } : {}),
           ...(identity.familyName ? { familyName: identity.familyName.slice(0, 200) } : {}),

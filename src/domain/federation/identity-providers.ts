@@ -70,6 +70,8 @@ export interface SamlSettings {
 
 interface Common {
   id: string;
+  /** The tenant whose sign-ins offer it; the accounts it signs in and provisions are that tenant's. */
+  tenantId: string;
   alias: string;
   displayName: string;
   enabled: boolean;
@@ -366,14 +368,15 @@ export function createIdentityProviders(deps: {
       await changed();
     },
 
-    /** The enabled providers, for the login page (cached, shared invalidation). */
-    async enabled(): Promise<IdentityProvider[]> {
-      return (await enabled.get('enabled')) ?? [];
+    /** The enabled providers, for the login page (cached, shared invalidation); with `tenantId`, that tenant's only. */
+    async enabled(tenantId?: string): Promise<IdentityProvider[]> {
+      const all = (await enabled.get('enabled')) ?? [];
+      return tenantId === undefined ? all : all.filter((p) => p.tenantId === tenantId);
     },
 
-    /** An enabled provider by alias, for the sign-in routes. */
-    async enabledByAlias(alias: string): Promise<IdentityProvider | undefined> {
-      return (await enabled.get('enabled'))?.find((p) => p.alias === alias);
+    /** An enabled provider by alias (unique within a tenant), for the sign-in routes; with `tenantId`, that tenant's. */
+    async enabledByAlias(alias: string, tenantId?: string): Promise<IdentityProvider | undefined> {
+      return (await enabled.get('enabled'))?.find((p) => p.alias === alias && (tenantId === undefined || p.tenantId === tenantId));
     },
 
     /** The enabled OpenID Connect providers whose issuer is exactly `issuer` (token exchange). */
@@ -406,6 +409,7 @@ export function createIdentityProviders(deps: {
 function toProvider(row: IdentityProviderRow): IdentityProvider {
   const common: Common = {
     id: row.id,
+    tenantId: row.tenant_id,
     alias: row.alias,
     displayName: row.display_name,
     enabled: row.enabled,

@@ -94,11 +94,11 @@ export function consoleIdentities<S extends Signed>(
   return {
     notices: { identity_linked: 'account.identities.done.linked', identity_unlinked: 'account.identities.done.unlinked' } satisfies Record<string, MessageKey>,
 
-    /** The section's content: what is linked, and what could be. */
-    async view(accountId: string, format: (d: Date) => string) {
+    /** The section's content: what is linked, and what could be (the providers of the user's tenant). */
+    async view(accountId: string, tenantId: string, format: (d: Date) => string) {
       const linked = await federation.accounts.list(accountId);
       const linkedAliases = new Set(linked.map((l) => l.providerAlias));
-      const available = (await federation.identityProviders.enabled()).filter((p) => p.type !== 'saml' && !linkedAliases.has(p.alias));
+      const available = (await federation.identityProviders.enabled(tenantId)).filter((p) => p.type !== 'saml' && !linkedAliases.has(p.alias));
       return {
         linked: linked.map((l) => ({ id: l.id, name: l.providerName, email: l.email, linkedAt: format(l.linkedAt), lastLoginAt: l.lastLoginAt ? format(l.lastLoginAt) : undefined })),
         available: available.map((p) => ({ name: p.displayName, action: `${consoleUrl}/identities/link/${encodeURIComponent(p.alias)}` })),

@@ -255,7 +255,7 @@ export function accountConsoleRoutes(deps: AccountConsoleDeps) {
     const factors = await mfa.list(accountId);
     const recoveryLeft = factors.some((f) => f.type === 'recovery') ? await mfa.remainingRecoveryCodes(accountId) : 0;
     const kinds = factors.some((f) => f.type === 'webauthn') ? await webauthnPart.kinds(accountId) : new Map();
-    const identities = { ...(await identitiesPart.view(accountId, (d) => when.format(d))), error: state.identitiesError };
+    const identities = { ...(await identitiesPart.view(accountId, user.tenant_id, (d) => when.format(d))), error: state.identitiesError };
     renderPage(
       ctx,
       'account',

@@ -6,7 +6,9 @@ import type Provider from 'oidc-provider';
 import type { AccountFlowDeps } from '../account-flows.ts';
 import { clientLimitKey, rateLimit } from '../middleware/rate-limit.ts';
 import { captchaVerdict, markRegistrantBrowser, registrantMarkers, registrationPolicyOf } from '../registration.ts';
-import { DEFAULT_TENANT, type ChangeContext } from '../../domain/authn/accounts.ts';
+import type { ChangeContext } from '../../domain/authn/accounts.ts';
+import { DEFAULT_TENANT_ID } from '../../domain/tenants/tenant-scope.ts';
+import { tenantOfClient } from '../interaction/tenant.ts';
 import { userActor } from '../../domain/events/events.ts';
 import { AppError } from '../../domain/errors.ts';
 import { negotiate } from '../../i18n/index.ts';
@@ -65,6 +67,13 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
     requestId: ctx.state.requestId as string,
   });
   const localeOf = (ctx: Context, chosen?: string) => negotiate(chosen, ctx.get('accept-language'));
+  /** The tenant of an anonymous flow: the named client's, else the default tenant; an unknown client is refused. */
+  const tenantFor = async (clientId: string | undefined): Promise<string> => {
+    if (!clientId) return DEFAULT_TENANT_ID;
+    const tenantId = await tenantOfClient(provider, clientId);
+    if (!tenantId) throw new AppError('IDENT_VALIDATION', 'unknown client_id');
+    return tenantId;
+  };
 
   return [
     {
@@ -88,7 +97,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
         // browsers. A proof of the address that brings neither back discards the chosen password.
         const handle = randomToken(32);
         await account.registration.register(
-          { email: body.email, password: body.password, givenName: body.givenName, familyName: body.familyName, locale: localeOf(ctx, body.locale) },
+          { email: body.email, password: body.password, givenName: body.givenName, familyName: body.familyName, locale: localeOf(ctx, body.locale), tenantId: await tenantFor(body.client_id) },
           policy,
           { ...(body.client_id ? { clientId: body.client_id } : {}), requestId: ctx.state.requestId as string },
           [`registration:${handle}`, ...markRegistrantBrowser(ctx)],
@@ -102,7 +111,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       async handle(ctx, { body }) {
         const markers = [...registrantMarkers(ctx), ...(body.registration ? [`registration:${body.registration}`] : [])];
         if ('token' in body) await account.verification.verifyLink(body.token, markers, context(ctx));
-        else await account.verification.verifyCode(DEFAULT_TENANT, body.email, body.code, markers, context(ctx));
+        else await account.verification.verifyCode(await tenantFor(body.client_id), body.email, body.code, markers, context(ctx));
         return { status: 'verified' };
       },
     },
@@ -110,7 +119,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       method: 'post', path: '/auth/verify-email/resend', auth: 'anonymous', summary: 'Send a new verification code (same answer for every address)',
       body: s.emailOnly, response: { status: 202, schema: s.accepted },
       async handle(ctx, { body }) {
-        account.verification.resend(DEFAULT_TENANT, body.email, localeOf(ctx, body.locale), context(ctx));
+        account.verification.resend(await tenantFor(body.client_id), body.email, localeOf(ctx, body.locale), context(ctx));
         return ACCEPTED;
       },
     },
@@ -120,7 +129,7 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       body: s.resetRequest, response: { status: 202, schema: s.accepted },
       async handle(ctx, { body }) {
         const human = await captchaVerdict(account.captcha, body.captcha, ctx.ip);
-        await account.passwordReset.request(body.email, { ip: clientLimitKey(ctx), locale: localeOf(ctx, body.locale), human }, context(ctx));
+        await account.passwordReset.request(body.email, { ip: clientLimitKey(ctx), locale: localeOf(ctx, body.locale), human, tenantId: await tenantFor(body.client_id) }, context(ctx));
         return ACCEPTED;
       },
     },
@@ -129,8 +138,8 @@ export function accountOperations(deps: AccountApiDeps): AccountOperation[] {
       summary: 'Set a new password with the mailed code or link token; ends every session and refresh token',
       body: s.resetConfirm, response: { status: 200, schema: s.statusOnly },
       async handle(ctx, { body }) {
-        const { password, ...proof } = body;
-        await account.passwordReset.confirm(proof, password, context(ctx));
+        const { password, client_id: clientId, ...proof } = body;
+        await account.passwordReset.confirm('token' in proof ? proof : { ...proof, tenantId: await tenantFor(clientId) }, password, context(ctx));
         return { status: 'password_reset' };
       },
     },

@@ -34,18 +34,20 @@ export const register = z.strictObject({
 
 /** The handle a registration answers; a proof that brings it back is the registrant's own (keeps the password). */
 const registration = token.describe('The `registration` handle of the POST /auth/register answer, when the registrant verifies');
+/** The client a flow outside an authorization runs for: its tenant's accounts (README "Tenants: where users sign in"); none: the default tenant. */
+const flowClient = z.string().min(1).max(128).optional().describe("The client the flow is for: its tenant's account is meant (default: the default tenant)");
 export const verifyEmail = z.union([
-  z.strictObject({ email, code, registration: registration.optional() }),
+  z.strictObject({ email, code, registration: registration.optional(), client_id: flowClient }),
   z.strictObject({ token, registration: registration.optional() }),
 ]);
 
-export const emailOnly = z.strictObject({ email, locale: z.enum(['en', 'vi']).optional() });
+export const emailOnly = z.strictObject({ email, locale: z.enum(['en', 'vi']).optional(), client_id: flowClient });
 export const resetRequest = emailOnly.extend({
   captcha: z.string().max(4096).optional().describe('A solved CAPTCHA: needed only past the address’s budget (IDENT_CAPTCHA_REQUIRED)'),
 });
 
 export const resetConfirm = z.union([
-  z.strictObject({ email, code, password: newPassword }),
+  z.strictObject({ email, code, password: newPassword, client_id: flowClient }),
   z.strictObject({ token, password: newPassword }),
 ]);
 

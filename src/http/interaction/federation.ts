@@ -10,6 +10,7 @@ import type { MessageKey } from '../../i18n/index.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { detailsOf, flowContext, type Details, type InteractionDeps, type Shared } from './shared.ts';
 import type { SignIn } from './sign-in.ts';
+import { tenantOf } from './tenant.ts';
 
 /** The federated factor's provenance: the upstream's methods count only from a provider trusted for MFA. */
 const viaOf = (provider: IdentityProvider, identity: UpstreamIdentity): FederatedVia =>
@@ -69,7 +70,7 @@ export function federationStep(shared: Shared, signIn: SignIn, deps: Interaction
   async function pending(details: Details) {
     const result = await federation.records.peekResult(details.uid);
     if (!result) return undefined;
-    const provider = (await federation.identityProviders.enabled()).find((p) => p.id === result.providerId);
+    const provider = (await federation.identityProviders.enabled(tenantOf(details))).find((p) => p.id === result.providerId);
     return provider ? { result, provider } : undefined;
   }
 
@@ -97,17 +98,17 @@ export function federationStep(shared: Shared, signIn: SignIn, deps: Interaction
     /** POST /federate/:alias, a "Continue with …" control of the login page. */
     async begin(ctx: Context) {
       const details = detailsOf(ctx);
-      const provider = await federation.identityProviders.enabledByAlias(ctx.params.alias!);
+      const provider = await federation.identityProviders.enabledByAlias(ctx.params.alias!, tenantOf(details));
       if (!provider) return renderLogin(ctx, details, { error: 'federation.unknown_provider' }, 404);
       if (await limited(ctx, loginLimiter)) return renderLogin(ctx, details, { error: 'error.rate_limited' }, 429);
       await start(ctx, details, provider);
     },
 
     /** Home-realm discovery: the provider that serves this email's domain, if one does. */
-    async providerForEmail(email: string): Promise<IdentityProvider | undefined> {
+    async providerForEmail(email: string, tenantId: string): Promise<IdentityProvider | undefined> {
       const domain = email.trim().slice(email.trim().lastIndexOf('@') + 1).toLowerCase();
       if (!domain) return undefined;
-      return (await federation.identityProviders.enabled()).find((p) => p.allowedDomains.includes(domain));
+      return (await federation.identityProviders.enabled(tenantId)).find((p) => p.allowedDomains.includes(domain));
     },
 
     start,
@@ -149,7 +150,7 @@ export function federationStep(shared: Shared, signIn: SignIn, deps: Interaction
 
       if (body.method === 'password') {
         const password = typeof body.password === 'string' ? body.password : '';
-        const checked = password ? await accounts.authenticate(user.email, password, undefined, context) : undefined;
+        const checked = password ? await accounts.authenticate(user.email, password, user.tenant_id, context) : undefined;
         if (!checked?.ok || checked.user.id !== user.id) {
           const locked = checked && !checked.ok && checked.reason === 'locked';
           return renderLink(ctx, details, provider, user, { error: locked ? 'error.locked' : 'error.invalid_credentials' }, locked ? 429 : 401);

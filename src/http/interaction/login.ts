@@ -6,6 +6,7 @@ import type { MessageKey } from '../../i18n/index.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { detailsOf, flowContext, type Details, type InteractionDeps, type Shared } from './shared.ts';
 import type { SignIn } from './sign-in.ts';
+import { tenantOf } from './tenant.ts';
 
 const FAILURE_MESSAGES: Record<SignInFailure | 'rate_limited', MessageKey> = {
   invalid_credentials: 'error.invalid_credentials',
@@ -20,7 +21,7 @@ export function loginStep(
   signIn: SignIn,
   deps: InteractionDeps,
   /** Home-realm discovery: the upstream provider that serves an email's domain, and starting its sign-in. */
-  providerForEmail: (email: string) => Promise<IdentityProvider | undefined>,
+  providerForEmail: (email: string, tenantId: string) => Promise<IdentityProvider | undefined>,
   federate: (ctx: Context, details: Details, provider: IdentityProvider) => Promise<void>,
 ) {
   const { accounts, loginLimiter } = deps;
@@ -33,7 +34,8 @@ export function loginStep(
       const email = typeof body.email === 'string' ? body.email : '';
       const password = typeof body.password === 'string' ? body.password : '';
       // An address of a domain an upstream provider serves signs in there, not with a password here.
-      const home = email ? await providerForEmail(email) : undefined;
+      const tenantId = tenantOf(details);
+      const home = email ? await providerForEmail(email, tenantId) : undefined;
       if (home) {
         if (await limited(ctx, loginLimiter)) return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);
         return federate(ctx, details, home);
@@ -42,7 +44,7 @@ export function loginStep(
 
       if (await limited(ctx, loginLimiter)) return renderLogin(ctx, details, { error: FAILURE_MESSAGES.rate_limited, email }, 429);
 
-      const outcome = await accounts.authenticate(email, password, undefined, flowContext(ctx, details));
+      const outcome = await accounts.authenticate(email, password, tenantId, flowContext(ctx, details));
       if (!outcome.ok) {
         const status = outcome.reason === 'locked' ? 429 : outcome.reason === 'inactive' ? 403 : 401;
         return renderLogin(ctx, details, { error: FAILURE_MESSAGES[outcome.reason], email }, status);

@@ -4,6 +4,7 @@ import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
 import { registrantMarkers } from '../registration.ts';
 import { detailsOf, flowContext, type InteractionDeps, type Shared } from './shared.ts';
 import type { SignIn } from './sign-in.ts';
+import { tenantOf } from './tenant.ts';
 
 /** "Email me a sign-in link": POST /magic-link sends it, GET /magic-link (the factor `magic_link`) opens it. */
 export function magicLinkStep(shared: Shared, signIn: SignIn, deps: InteractionDeps) {
@@ -16,7 +17,7 @@ export function magicLinkStep(shared: Shared, signIn: SignIn, deps: InteractionD
       const email = field(ctx.request.body, 'email', 254).trim();
       if (await limited(ctx, flowLimiter)) return renderLogin(ctx, details, { error: 'error.rate_limited' }, 429);
       if (!isEmail(email)) return renderLogin(ctx, details, { error: 'error.invalid_email' }, 400);
-      account.magicLinks.request(email, details.uid, localeOf(ctx, details));
+      account.magicLinks.request(email, details.uid, localeOf(ctx, details), tenantOf(details));
       renderPage(ctx, 'message', { title: 'magic.sent_title', locale: localeOf(ctx, details), text: 'magic.sent', params: { email } });
     },
 

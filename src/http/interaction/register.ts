@@ -5,6 +5,7 @@ import { allowSources } from '../middleware/security-headers.ts';
 import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
 import { captchaField, markRegistrantBrowser } from '../registration.ts';
 import { detailsOf, flowContext, type Details, type InteractionDeps, type Shared } from './shared.ts';
+import { tenantOf } from './tenant.ts';
 
 /** Registration inside a pending sign-in (GET and POST /register). It proves no factor; the code form that follows does. */
 export function registerStep(shared: Shared, deps: InteractionDeps) {
@@ -53,7 +54,7 @@ export function registerStep(shared: Shared, deps: InteractionDeps) {
           return renderRegister(ctx, details, { ...echo, error: 'error.captcha' }, 400);
         }
         await account.registration.register(
-          { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: localeOf(ctx, details) },
+          { ...input, password: input.password || undefined, givenName: input.givenName || undefined, familyName: input.familyName || undefined, locale: localeOf(ctx, details), tenantId: tenantOf(details) },
           policy,
           flowContext(ctx, details),
           markRegistrantBrowser(ctx, details.uid),

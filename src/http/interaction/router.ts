@@ -35,7 +35,7 @@ export function interactionRoutes(deps: InteractionDeps) {
   });
   const { form, interaction, csrfChecked, loginPending } = shared;
   const federation = federationStep(shared, signIn, deps);
-  const login = loginStep(shared, signIn, deps, (email) => federation.providerForEmail(email), (ctx, details, p) => federation.start(ctx, details, p));
+  const login = loginStep(shared, signIn, deps, (email, tenantId) => federation.providerForEmail(email, tenantId), (ctx, details, p) => federation.start(ctx, details, p));
   const register = registerStep(shared, deps);
   const verify = verifyStep(shared, signIn, deps);
   const magicLink = magicLinkStep(shared, signIn, deps);

@@ -13,6 +13,7 @@ import { clientLimitKey } from '../middleware/rate-limit.ts';
 import { registrationPolicyOf } from '../registration.ts';
 import type { RenderPage } from '../render.ts';
 import type { Csrf } from './csrf.ts';
+import { tenantOf } from './tenant.ts';
 
 // What every step under /interaction/:uid shares: loading the interaction, the CSRF check, the
 // per-IP limit and the pages more than one step renders.
@@ -142,7 +143,7 @@ export function createShared(deps: InteractionDeps) {
 
     async renderLogin(ctx: Context, details: Details, extra: { error?: MessageKey; email?: string } = {}, status = 200) {
       const policy = await policyOf(details);
-      const providers = (await deps.federation.identityProviders.enabled()).map((p) => ({ displayName: p.displayName, action: `/interaction/${details.uid}/federate/${encodeURIComponent(p.alias)}` }));
+      const providers = (await deps.federation.identityProviders.enabled(tenantOf(details))).map((p) => ({ displayName: p.displayName, action: `/interaction/${details.uid}/federate/${encodeURIComponent(p.alias)}` }));
       renderPage(
         ctx,
         'login',

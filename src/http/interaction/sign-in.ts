@@ -12,6 +12,7 @@ import { STEP_UP_CHECKS } from '../../oidc/configuration/acr.ts';
 import type { UserRow } from '../../repos/users.ts';
 import { registrationPolicyOf } from '../registration.ts';
 import { finish, flowContext, saveResult, type Details } from './shared.ts';
+import { tenantOf } from './tenant.ts';
 
 /** What a way in does when the flow asks for another step before completing. */
 export interface StepHandlers {
@@ -139,6 +140,9 @@ export function createSignIn(deps: {
      * for `user` in this interaction and goes on as the flow says.
      */
     async prove(ctx: Context, details: Details, user: UserRow, factor: Factor | Factor[], steps: StepHandlers = {}, via?: FederatedVia): Promise<void> {
+      // Every way in looks accounts up in the interaction's tenant; an account of another tenant
+      // reaching here would be a bug, and signing it in would cross tenants.
+      if (user.tenant_id !== tenantOf(details)) ctx.throw(403, 'the account belongs to another tenant than this sign-in');
       const at = Math.floor(Date.now() / 1000);
       let flow = parseFlow(details.result?.flow);
       for (const f of Array.isArray(factor) ? factor : [factor]) flow = prove(flow, user.id, f, at, f === 'federated' ? via : undefined);
@@ -157,7 +161,8 @@ export function createSignIn(deps: {
       const reasons = details.prompt.reasons;
       if (!session?.accountId || reasons.length === 0 || reasons.some((r) => !STEP_UP_CHECKS.has(r))) return false;
       const user = await accounts.findActive(session.accountId);
-      if (!user) return false;
+      // Another tenant's session is never stepped up (the provider's tenant check asks for a sign-in).
+      if (!user || user.tenant_id !== tenantOf(details)) return false;
       const authTime = Number(details.prompt.details.auth_time);
       const from = flowOfSession(user.id, Array.isArray(session.amr) ? session.amr : [], Number.isFinite(authTime) ? authTime : 0);
       if (from.proven.length === 0) return false;

@@ -1,8 +1,8 @@
 import type { Context } from 'koa';
-import { DEFAULT_TENANT } from '../../domain/authn/accounts.ts';
 import { field, isEmail, pageErrorOf } from '../pages/flow-messages.ts';
 import { detailsOf, flowContext, type InteractionDeps, type Shared } from './shared.ts';
 import type { SignIn } from './sign-in.ts';
+import { tenantOf } from './tenant.ts';
 
 /** The code form of a sign-in: POST /verify-email (the factor `email_code`) and its resend. */
 export function verifyStep(shared: Shared, signIn: SignIn, deps: InteractionDeps) {
@@ -19,7 +19,7 @@ export function verifyStep(shared: Shared, signIn: SignIn, deps: InteractionDeps
       let proof;
       try {
         // Only the account this sign-in registered (or proved the password of) is verified here.
-        proof = await account.verification.verifyCode(DEFAULT_TENANT, email, code, [`interaction:${details.uid}`], flowContext(ctx, details), { onlyRegistrant: true });
+        proof = await account.verification.verifyCode(tenantOf(details), email, code, [`interaction:${details.uid}`], flowContext(ctx, details), { onlyRegistrant: true });
       } catch (err) {
         const e = pageErrorOf(err);
         return renderVerify(ctx, details, email, { error: e.error }, e.status);
@@ -33,7 +33,7 @@ export function verifyStep(shared: Shared, signIn: SignIn, deps: InteractionDeps
       const details = detailsOf(ctx);
       const email = field(ctx.request.body, 'email', 254).trim();
       if (await limited(ctx, flowLimiter)) return renderVerify(ctx, details, email, { error: 'error.rate_limited' }, 429);
-      if (isEmail(email)) account.verification.resend(DEFAULT_TENANT, email, localeOf(ctx, details), flowContext(ctx, details));
+      if (isEmail(email)) account.verification.resend(tenantOf(details), email, localeOf(ctx, details), flowContext(ctx, details));
       renderVerify(ctx, details, email, { notice: 'verify.resent' });
     },
   };

@@ -5,6 +5,7 @@ import type { SecondFactorMethod } from './second-factor.ts';
 import { detailsOf, flowContext, type InteractionDeps, type Shared } from './shared.ts';
 import type { SignIn } from './sign-in.ts';
 import { verifyAddressStep } from './login.ts';
+import { tenantOf } from './tenant.ts';
 
 // The browser's WebAuthn answer, as the page's script posts it (views/assets/webauthn.js): JSON in
 // the form field `response`. Assertions are about a kilobyte; anything far larger is not one.
@@ -71,7 +72,7 @@ export function passkeyStep(shared: Shared, signIn: SignIn, deps: InteractionDep
       const response = postedCredential(ctx.request.body as Record<string, unknown>);
       const outcome = response === undefined
         ? { ok: false as const, reason: 'invalid' as const }
-        : await webauthn.signInWithPasskey(details.uid, response, flowContext(ctx, details));
+        : await webauthn.signInWithPasskey(details.uid, response, tenantOf(details), flowContext(ctx, details));
       if (!outcome.ok) {
         const failure = PASSKEY_FAILURES[outcome.reason];
         return renderLogin(ctx, details, { error: failure.error }, failure.status);

@@ -2,7 +2,9 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Middleware } from 'koa';
 import type { AccountFlowDeps } from '../account-flows.ts';
+import type Provider from 'oidc-provider';
 import { DEFAULT_TENANT, type ChangeContext } from '../../domain/authn/accounts.ts';
+import { flowTenant } from '../interaction/tenant.ts';
 import { isDisplayName } from '../../domain/accounts/display-names.ts';
 import type { ProofOutcome } from '../../domain/accounts/address-proof.ts';
 import { negotiate, type MessageKey } from '../../i18n/index.ts';
@@ -16,6 +18,8 @@ import { captchaCspSources } from '../../infra/captcha.ts';
 import { field, interactionOf, isEmail, pageErrorOf } from './flow-messages.ts';
 
 export interface AccountPagesDeps {
+  /** The pending sign-in a page names (`interaction`) decides the tenant of its account. */
+  provider: Provider;
   account: AccountFlowDeps;
   ephemeral: EphemeralStore;
   csrf: FormCsrf;
@@ -25,7 +29,8 @@ export interface AccountPagesDeps {
 /**
  * The account pages outside a sign-in: /register, /verify-email, /forgot-password and
  * /reset-password. Mails link here; a pending sign-in (`interaction`) is carried along so the last
- * page can lead back to it.
+ * page can lead back to it. The pending sign-in decides the tenant whose account is meant; without
+ * one (a page opened directly) it is the default tenant. Mailed links carry their account's tenant.
  */
 export function accountPageRoutes(deps: AccountPagesDeps) {
   const { account, csrf, renderPage } = deps;
@@ -171,7 +176,8 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
     if (!isEmail(email)) return renderForgot(ctx, { email, interaction, error: 'error.invalid_email' }, 400);
     try {
       const human = await captchaVerdict(account.captcha, field(ctx.request.body, captchaField(account.captcha.provider), 8192) || undefined, ctx.ip);
-      await account.passwordReset.request(email, { ip: clientLimitKey(ctx), locale: locale(ctx), human }, context(ctx));
+      const tenantId = await flowTenant(deps.provider, { interaction });
+      await account.passwordReset.request(email, { ip: clientLimitKey(ctx), locale: locale(ctx), human, tenantId }, context(ctx));
     } catch (err) {
       const e = pageErrorOf(err);
       // Past the address's budget (anyone can use it up) the form asks for the CAPTCHA.
@@ -225,7 +231,7 @@ export function accountPageRoutes(deps: AccountPagesDeps) {
     const code = field(body, 'code', 16).trim();
     if (!isEmail(email) || !/^\d{6}$/.test(code)) return renderReset(ctx, { email, interaction, error: 'error.otp_invalid' }, 400);
     try {
-      const verified = await account.passwordReset.verifyCode(email, code);
+      const verified = await account.passwordReset.verifyCode(email, code, await flowTenant(deps.provider, { interaction }));
       renderReset(ctx, { session: verified, interaction });
     } catch (err) {
       const e = pageErrorOf(err);

@@ -110,9 +110,10 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
     // A user's token granted the `roles` scope (in its code or refresh token, or itself when it is
     // for userinfo) carries the names of the user's roles, read when it is issued.
     extraTokenClaims: async (ctx, token) => {
-      const act = (ctx.state as ExchangeState | undefined)?.act;
+      const { act, tenantId: exchanged } = (ctx.state as ExchangeState | undefined) ?? {};
       const account = ctx.oidc.account as { tenantId?: string } | undefined;
-      const tenantId = account?.tenantId ?? (ctx.oidc.client as { tenant_id?: string } | undefined)?.tenant_id;
+      // A token exchange names its subject's tenant (grants/token-exchange.ts).
+      const tenantId = exchanged ?? account?.tenantId ?? (ctx.oidc.client as { tenant_id?: string } | undefined)?.tenant_id;
       const accountId = 'accountId' in token ? token.accountId : undefined;
       const scopes = sourceScopes(ctx) ?? token.scopes;
       const granted = ctx.oidc.entities.Grant?.getOIDCScopeFiltered(new Set(['roles']));

@@ -6,6 +6,9 @@ import type { FederatedAccounts } from '../../domain/federation/federated-accoun
 import { UpstreamRejected } from '../../domain/federation/upstream-oauth.ts';
 import { unverifiedClaims, type UpstreamTokens } from '../../domain/federation/upstream-tokens.ts';
 import { TOKEN_EXCHANGE_PROVIDERS } from '../configuration/clients.ts';
+import { clientTenantOf } from '../configuration/organization.ts';
+import { isMultiTenant } from '../../domain/tenants/sign-in-tenant.ts';
+import { DEFAULT_TENANT_ID } from '../../domain/tenants/tenant-scope.ts';
 
 /**
  * The broker side of token exchange (Keycloak's "external to internal"): a JWT an upstream OpenID
@@ -68,7 +71,9 @@ export function createBrokerExchange(deps: {
       if (type !== JWT_TOKEN_TYPE) throw new errors.InvalidRequest('an identity provider\'s token is exchanged as subject_token_type jwt');
 
       const allowed = allowedAliases(client);
-      const permitted = providers.filter((p) => allowed.has(p.alias));
+      // A client exchanges tokens of its own tenant's providers only (a multi_tenant client: any tenant's).
+      const clientTenant = clientTenantOf(client);
+      const permitted = providers.filter((p) => allowed.has(p.alias) && (isMultiTenant(clientTenant) || p.tenantId === (clientTenant.tenantId ?? DEFAULT_TENANT_ID)));
       if (!permitted.length) throw new errors.UnauthorizedClient('the client may not exchange tokens of this identity provider');
       // Two registrations at one upstream differ by the client the token was issued to.
       const provider = permitted.find((p) => claims.aud.includes(p.oidc.clientId));

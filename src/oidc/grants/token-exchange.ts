@@ -8,6 +8,9 @@ import { grantedScopes } from '../../domain/clients/resource-grants.ts';
 import type { ResourceServers } from '../../domain/clients/resource-servers.ts';
 import { SUBJECT_GRANT_ID } from '../adapter.ts';
 import type { BrokeredSubject, BrokerExchange } from './broker-exchange.ts';
+import { clientTenantOf } from '../configuration/organization.ts';
+import { isMultiTenant } from '../../domain/tenants/sign-in-tenant.ts';
+import { DEFAULT_TENANT_ID } from '../../domain/tenants/tenant-scope.ts';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -27,6 +30,8 @@ interface UserSubject {
   accountId: string;
   clientId: string;
   grant: Grant;
+  /** The user's tenant. */
+  tenantId: string;
   /** A JWT caps the exchange at its own scopes; an opaque token at its grant's. */
   scopeCap: Set<string> | undefined;
   exp: number;
@@ -36,6 +41,8 @@ interface UserSubject {
 interface ClientSubject {
   kind: 'client';
   clientId: string;
+  /** The client's tenant. */
+  tenantId: string;
   scopeCap: Set<string>;
   exp: number;
 }
@@ -45,7 +52,11 @@ type Subject = UserSubject | ClientSubject | BrokeredSubject;
 /** The state ttl/extra-claims hooks read while the exchanged token is being built. */
 export interface ExchangeState {
   act?: { sub: string; client_id: string };
+  /** The subject's tenant: the exchanged token's tenant_id (configuration/tokens.ts). */
+  tenantId?: string;
 }
+
+const tenantOfSubject = (subject: Subject): string => (subject.kind === 'federated' ? subject.user.tenant_id : subject.tenantId);
 
 const tokenEnded = (label: string) => new errors.InvalidGrant(`the authorization behind ${label} has ended`);
 const tokenInvalid = (label: string) => new errors.InvalidRequest(`${label} is invalid or expired`);
@@ -114,14 +125,16 @@ export function registerTokenExchange(
   ): Promise<UserSubject> {
     const grant = await liveGrant(token.grantId, token.accountId);
     if (!grant) throw tokenEnded(label);
-    if (!(await deps.accounts.findActive(token.accountId))) throw tokenEnded(label);
+    const user = await deps.accounts.findActive(token.accountId);
+    if (!user) throw tokenEnded(label);
     const { accountId, clientId, scopeCap, exp } = token;
-    return { kind: 'user', accountId, clientId, grant, scopeCap, exp };
+    return { kind: 'user', accountId, clientId, grant, tenantId: user.tenant_id, scopeCap, exp };
   }
 
   async function clientSubject(clientId: string, scopes: Set<string>, exp: number, label: string): Promise<ClientSubject> {
-    if (!(await provider.Client.find(clientId))) throw tokenEnded(label);
-    return { kind: 'client', clientId, scopeCap: scopes, exp };
+    const client = await provider.Client.find(clientId);
+    if (!client) throw tokenEnded(label);
+    return { kind: 'client', clientId, tenantId: clientTenantOf(client).tenantId ?? DEFAULT_TENANT_ID, scopeCap: scopes, exp };
   }
 
   async function verifyJwt(value: string, label: string): Promise<Subject> {
@@ -180,6 +193,15 @@ export function registerTokenExchange(
     if (subject.kind === 'client' && subject.clientId !== client.clientId) {
       throw new errors.InvalidRequest('a client_credentials token can only be exchanged by its own client');
     }
+    // Tenants never mix: the subject (and an actor) must be of the exchanging client's tenant; a
+    // multi_tenant platform client serves every tenant's users, each token staying its subject's.
+    const tenantId = tenantOfSubject(subject);
+    const clientTenant = clientTenantOf(client);
+    if (!isMultiTenant(clientTenant) && tenantId !== (clientTenant.tenantId ?? DEFAULT_TENANT_ID)) {
+      throw new errors.InvalidRequest("subject_token belongs to another tenant than the client's");
+    }
+    if (actor && tenantOfSubject(actor) !== tenantId) throw new errors.InvalidRequest('actor_token belongs to another tenant than subject_token');
+    (ctx.state as ExchangeState).tenantId = tenantId;
 
     const resource = params.resource ?? params.audience;
     if (typeof resource !== 'string') throw new errors.InvalidTarget('exactly one registered resource is required');
