@@ -16,6 +16,8 @@ import * as federation from '../../migrations/0012_federation.ts';
 import * as samlSpKeys from '../../migrations/0013_saml_sp_keys.ts';
 import * as auditEvents from '../../migrations/0014_audit_events.ts';
 import * as webhooks from '../../migrations/0015_webhooks.ts';
+import * as tenantsAndRoles from '../../migrations/0016_tenants_and_roles.ts';
+import * as tenantScoping from '../../migrations/0017_tenant_scoping.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -40,6 +42,8 @@ const migrations: Record<string, Migration> = {
   '0013_saml_sp_keys': samlSpKeys,
   '0014_audit_events': auditEvents,
   '0015_webhooks': webhooks,
+  '0016_tenants_and_roles': tenantsAndRoles,
+  '0017_tenant_scoping': tenantScoping,
 };
 
 /**
