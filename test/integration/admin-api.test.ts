@@ -64,6 +64,11 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['post', '/webhooks/{id}/deliveries/{deliveryId}/retry', 'iam.webhooks:update'],
   ['get', '/audit/events', 'iam.audit:read'],
   ['get', '/users/{id}/events', 'iam.audit:read'],
+  ['get', '/tenants', 'iam.tenants:read'],
+  ['post', '/tenants', 'iam.tenants:create'],
+  ['get', '/tenants/{id}', 'iam.tenants:read'],
+  ['patch', '/tenants/{id}', 'iam.tenants:update'],
+  ['delete', '/tenants/{id}', 'iam.tenants:delete'],
 ];
 
 const machineMetadata = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
@@ -205,8 +210,10 @@ describe('admin API over HTTP with real tokens', () => {
       const rs = await api.post('/resource-servers', { identifier: `https://scoped-${marker()}.example.test`, scopes: ['a'] });
       const idp = await api.post('/identity-providers', { alias: marker('idp'), type: 'oidc', displayName: 'Scoped', issuer: 'https://sso.example.test', clientId: 'c', clientSecret: 's' });
       const hook = await api.post('/webhooks', { url: 'https://hooks.example.test/in', events: ['*'], enabled: false });
+      const tenant = await api.post('/tenants', { name: 'Scoped', slug: marker('scoped') });
       const ids: Record<string, string> = {
         '/users': user.id, '/clients': machine.id, '/resource-servers': rs.body.id, '/identity-providers': idp.body.id, '/webhooks': hook.body.id,
+        '/tenants': tenant.body.id,
       };
       const bodies: Record<string, unknown> = {
         'post /users': { email: uniqueEmail('forbidden') },
@@ -219,9 +226,11 @@ describe('admin API over HTTP with real tokens', () => {
         'patch /identity-providers/{id}': { displayName: 'Changed' },
         'post /webhooks': { url: 'https://hooks.example.test/forbidden', events: ['*'] },
         'patch /webhooks/{id}': { description: 'Changed' },
+        'post /tenants': { name: 'Forbidden', slug: marker('forbidden') },
+        'patch /tenants/{id}': { name: 'Changed' },
       };
       const counts = async () =>
-        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
+        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks', 'tenants'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
       const before = await counts();
       const without = new Map<string, string>();
       for (const scope of ADMIN_SCOPES) without.set(scope, await adminToken(ts, ADMIN_SCOPES.filter((s) => s !== scope)));

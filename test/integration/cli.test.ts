@@ -5,6 +5,7 @@ import { HttpBrowser } from '../helpers/browser-http.ts';
 import { assertOneLineError, cleanEnv, finished, spawnIdp } from '../helpers/cli.ts';
 import { submitLogin, uniqueEmail } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 const ADMIN_ID = 'cli-admin';
 const ADMIN_SECRET = randomBytes(32).toString('base64url');
@@ -111,7 +112,7 @@ describe('the idp CLI against the admin API', () => {
 
     // A client holding only iam.clients:read: the CLI asks for the scopes it has, and the server
     // shows it only the clients whose admin scopes it holds.
-    const reader = await ts.server.services.clients.register({
+    const reader = await ts.server.services.clients.register(DEFAULT_SCOPE, {
       metadata: { grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'iam.clients:read' },
     });
     const asReader = { IDP_CLIENT_ID: reader.client_id, IDP_CLIENT_SECRET: reader.client_secret as string };
@@ -198,14 +199,14 @@ describe('the idp CLI against the admin API', () => {
     const suspended = await idp(['users', 'suspend', user.id]);
     assert.equal(suspended.code, 0, suspended.stderr);
     assert.match(suspended.stdout, /is suspended/);
-    assert.equal((await ts.server.services.userAdmin.get(user.id)).status, 'suspended');
+    assert.equal((await ts.server.services.userAdmin.get(DEFAULT_SCOPE, user.id)).status, 'suspended');
     const onlySuspended = await idpJson(['users', 'list', '--status', 'suspended']);
     assert.deepEqual(onlySuspended.data.map((u: { id: string }) => u.id), [user.id]);
 
     // By email, too.
     const reactivated = await idpJson(['users', 'reactivate', email]);
     assert.equal(reactivated.status, 'active');
-    assert.equal((await ts.server.services.userAdmin.get(user.id)).status, 'active');
+    assert.equal((await ts.server.services.userAdmin.get(DEFAULT_SCOPE, user.id)).status, 'active');
   });
 
   it('an API error exits 1 with its code and message on one line', async () => {

@@ -44,7 +44,10 @@ export type EventType =
   | 'identity_provider.updated'
   | 'identity_provider.deleted'
   | 'key.rotated'
-  | 'webhook.disabled';
+  | 'webhook.disabled'
+  | 'tenant.created'
+  | 'tenant.updated'
+  | 'tenant.deleted';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,
@@ -70,7 +73,7 @@ export interface Actor {
 
 /** What an event is about. */
 export interface Target {
-  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook';
+  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook' | 'tenant';
   id: string;
 }
 

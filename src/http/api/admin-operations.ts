@@ -3,6 +3,7 @@ import * as idp from './identity-provider-schemas.ts';
 import type { Handler, OperationSpec } from './operation.ts';
 import * as s from './schemas.ts';
 import * as wh from './webhook-schemas.ts';
+import * as tn from './tenant-schemas.ts';
 
 /**
  * The admin API's operations table, keyed by the idp CLI command that calls each one. Pure data
@@ -10,6 +11,32 @@ import * as wh from './webhook-schemas.ts';
  * is missing), the OpenAPI document is generated from it, and the CLI makes its commands from it,
  * so neither can fall behind the API.
  */
+/** Tenants (tenant-routes.ts): platform callers only. */
+const tenantOperationSpecs = {
+  'tenants list': {
+    method: 'get', path: '/tenants', scope: 'iam.tenants:read', summary: 'List tenants (platform callers only)',
+    query: s.pageQuery, response: { status: 200, schema: s.page(tn.tenant) },
+  },
+  'tenants create': {
+    method: 'post', path: '/tenants', scope: 'iam.tenants:create', idempotent: true,
+    summary: 'Create a tenant with its seeded roles (admin, regular, guest); a taken slug answers 409',
+    body: tn.tenantCreate, response: { status: 201, schema: tn.tenant },
+  },
+  'tenants get': {
+    method: 'get', path: '/tenants/:id', scope: 'iam.tenants:read', summary: 'Get a tenant by id or slug',
+    response: { status: 200, schema: tn.tenant },
+  },
+  'tenants update': {
+    method: 'patch', path: '/tenants/:id', scope: 'iam.tenants:update', summary: 'Rename a tenant or change its slug',
+    body: tn.tenantUpdate, response: { status: 200, schema: tn.tenant },
+  },
+  'tenants delete': {
+    method: 'delete', path: '/tenants/:id', scope: 'iam.tenants:delete',
+    summary: 'Delete an empty tenant (409 while it has users, clients, resource servers, identity providers or webhooks; never the default tenant)',
+    response: { status: 204 },
+  },
+} as const satisfies Record<string, OperationSpec>;
+
 export const adminOperationSpecs = {
   // Users
   'users list': {
@@ -180,6 +207,8 @@ export const adminOperationSpecs = {
     summary: "List one user's events (about them or by them), newest first; keyset pages (nextCursor)",
     query: audit.userEventsQuery, response: { status: 200, schema: audit.auditPage },
   },
+
+  ...tenantOperationSpecs,
 } as const satisfies Record<string, OperationSpec>;
 
 export type AdminCommand = keyof typeof adminOperationSpecs;
@@ -191,3 +220,4 @@ export type IdentityProviderCommand = Extract<AdminCommand, `identity-providers 
 export type WebhookCommand = Extract<AdminCommand, `webhooks ${string}`>;
 
 export type AuditCommand = 'audit events' | 'users events';
+export type TenantCommand = Extract<AdminCommand, `tenants ${string}`>;
