@@ -54,14 +54,21 @@ export function createTenantsRepo(db: Knex) {
       return row as TenantRow | undefined;
     },
     async contents(id: string, trx?: Knex.Transaction): Promise<TenantContents> {
-      const [users, clients, resourceServers, identityProviders, webhooks] = await Promise.all(
-        ['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks'].map((t) => count(t, id, trx)),
+      // Deactivated users are gone as far as anyone can tell (they cannot sign in or be changed).
+      const liveUsers = Number(((await (trx ?? db)('users').where({ tenant_id: id }).whereNot({ status: 'deactivated' }).count({ n: '*' })) as Array<{ n: number | string }>)[0]?.n ?? 0);
+      const [clients, resourceServers, identityProviders, webhooks] = await Promise.all(
+        ['clients', 'resource_servers', 'identity_providers', 'webhooks'].map((t) => count(t, id, trx)),
       );
+      const users = liveUsers;
       return { users: users!, clients: clients!, resourceServers: resourceServers!, identityProviders: identityProviders!, webhooks: webhooks! };
     },
-    /** Deletes the tenant and its roles (their assignments cascade); events stay, as the audit trail. */
+    /**
+     * Deletes the tenant, its roles (their assignments cascade) and its deactivated users (their
+     * factors and links cascade); events stay, as the audit trail.
+     */
     async delete(id: string, trx: Knex.Transaction): Promise<TenantRow | undefined> {
       await trx('roles').where({ tenant_id: id }).delete();
+      await trx('users').where({ tenant_id: id, status: 'deactivated' }).delete();
       const [row] = await table(trx).where({ id }).delete().returning('*');
       return row as TenantRow | undefined;
     },

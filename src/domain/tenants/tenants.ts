@@ -130,8 +130,8 @@ export function createTenants(deps: {
      * Deletes an empty tenant. Users and clients (service accounts are clients), resource servers,
      * identity providers and webhooks block it (409 IDENT_TENANT_NOT_EMPTY): each is removed on
      * purpose first, through its own API, so nothing an operator configured disappears as a side
-     * effect. Its roles go with it; its events stay, as the audit trail. The default tenant is never
-     * deleted.
+     * effect. Its roles and its deactivated users go with it; its events stay, as the audit trail.
+     * The default tenant is never deleted.
      */
     async remove(ref: string, context: ChangeContext = {}): Promise<void> {
       const before = await existing(ref);
