@@ -209,6 +209,34 @@ describe('the idp CLI against the admin API', () => {
     assert.equal((await ts.server.services.userAdmin.get(DEFAULT_SCOPE, user.id)).status, 'active');
   });
 
+  it('tenants create, list and get; --tenant (or IDP_TENANT) acts in a tenant', async () => {
+    const slug = `cli-${randomBytes(4).toString('hex')}`;
+    const tenant = await idpJson(['tenants', 'create', '--name', 'CLI tenant', '--slug', slug]);
+    assert.equal(tenant.slug, slug);
+    assert.equal(tenant.name, 'CLI tenant');
+    const listed = await idpJson(['tenants', 'list', '--page-size', '100']);
+    assert.ok(listed.data.some((t: { id: string }) => t.id === tenant.id));
+    assert.equal((await idpJson(['tenants', 'get', slug])).id, tenant.id);
+
+    const email = uniqueEmail('cli-tenant');
+    const user = await idpJson(['users', 'create', '--email', email, '--tenant', slug]);
+    assert.equal((await ts.server.services.db('users').where({ id: user.id }).first()).tenant_id, tenant.id);
+    assert.equal((await idpJson(['users', 'list', '--search', email])).total, 0, 'not in the default tenant');
+    assert.equal((await idpJson(['--tenant', tenant.id, 'users', 'list', '--search', email])).total, 1);
+    const viaEnv = await idp(['users', 'list', '--search', email, '--json'], { IDP_TENANT: slug });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+    assert.equal(JSON.parse(viaEnv.stdout).total, 1);
+
+    const notEmpty = await idp(['tenants', 'delete', slug]);
+    assert.equal(notEmpty.code, 1);
+    assertOneLineError(notEmpty);
+    assert.match(notEmpty.stderr, /IDENT_TENANT_NOT_EMPTY/);
+    const unknown = await idp(['users', 'list', '--tenant', 'no-such-tenant']);
+    assert.equal(unknown.code, 1);
+    assertOneLineError(unknown);
+    assert.match(unknown.stderr, /IDENT_TENANT_NOT_FOUND/);
+  });
+
   it('an API error exits 1 with its code and message on one line', async () => {
     const email = uniqueEmail('dup');
     assert.equal((await idp(['users', 'create', '--email', email])).code, 0);
