@@ -234,6 +234,11 @@ describe('tenant isolation of the admin API', () => {
     assert.equal((await platform.post('/clients', { ...machine, multi_tenant: true })).status, 201);
 
     const taken = (await db('resource_servers').where({ id: a.resourceServer }).first()).identifier;
+    // A's resource server is no place B's clients can be granted scopes at.
+    assertError(await bApi.post('/clients', { ...machine, resource_scopes: { [taken]: 'read' } }), 400, 'IDENT_VALIDATION');
+    assertError(await bApi.patch(`/clients/${b.client}`, { resource_scopes: { [taken]: 'read' } }), 400, 'IDENT_VALIDATION');
+    const ownRs = (await db('resource_servers').where({ id: b.resourceServer }).first()).identifier;
+    assert.equal((await bApi.post('/clients', { ...machine, resource_scopes: { [ownRs]: 'read' } })).status, 201);
     const dup = await bApi.post('/resource-servers', { identifier: taken, scopes: ['read'] });
     assertError(dup, 409, 'IDENT_RESOURCE_SERVER_DUPLICATE');
     assert.ok(!dup.text.includes(a.tenant.id) && !dup.text.includes(a.resourceServer), 'the answer says nothing of A');

@@ -134,7 +134,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       const { client_secret: chosenSecret, client_id: chosenId, ...metadata } = input.metadata;
       const clientId = chosenId ?? randomBytes(16).toString('base64url');
       assertTenantMetadata(scope, metadata);
-      await assertGrantsDefined(deps.resourceServers, metadata);
+      await assertGrantsDefined(deps.resourceServers, metadata, {}, scope.tenantId);
       const secret = needsSecret(metadata) ? (chosenSecret ?? generateClientSecret()) : undefined;
       const row = {
         client_id: clientId,
@@ -192,7 +192,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       const current = await this.get(scope, clientId);
       assertNotBuiltIn(clientId);
       assertTenantMetadata(scope, metadata);
-      await assertGrantsDefined(deps.resourceServers, metadata, current.metadata as Record<string, unknown>);
+      await assertGrantsDefined(deps.resourceServers, metadata, current.metadata as Record<string, unknown>, current.tenant_id);
       let secret: string | undefined;
       let secretColumns = {};
       const keepsRawSecret = metadata.token_endpoint_auth_method === 'client_secret_jwt';

@@ -10,6 +10,8 @@ import { assertInTenant, type TenantScope } from '../tenants/tenant-scope.ts';
 
 export interface ResourceServerInfo {
   identifier: string;
+  /** Its tenant: only that tenant's clients are granted scopes there. */
+  tenantId: string;
   scopes: string[];
   accessTokenFormat: 'jwt' | 'opaque';
   accessTokenTtl: number | undefined;
@@ -18,6 +20,7 @@ export interface ResourceServerInfo {
 function toInfo(row: ResourceServerRow): ResourceServerInfo {
   return {
     identifier: row.identifier,
+    tenantId: row.tenant_id,
     scopes: row.scopes,
     accessTokenFormat: row.access_token_format,
     accessTokenTtl: row.access_token_ttl ?? undefined,
