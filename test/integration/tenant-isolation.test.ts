@@ -261,7 +261,10 @@ describe('tenant isolation of the admin API', () => {
     const inDefault = await platform.get('/audit/events?limit=200');
     for (const e of inDefault.body.data) assert.ok(!aEvents.has(e.id) && !bIds.has(e.id), `${e.type} in default`);
 
-    // The live stream: B's stream gets B's new events and none of A's.
+    // The live stream: B naming A is refused before it opens; B's own gets B's new events and none of A's.
+    const refused = await fetch(new URL('/api/v1/events/stream', ts.issuer), { headers: { authorization: `Bearer ${bToken}`, accept: 'text/event-stream', 'x-tenant-id': a.tenant.id } });
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { error: string }).error, 'IDENT_CROSS_TENANT');
     const abort = new AbortController();
     const res = await fetch(new URL('/api/v1/events/stream', ts.issuer), { headers: { authorization: `Bearer ${bToken}`, accept: 'text/event-stream' }, signal: abort.signal });
     assert.equal(res.status, 200);
