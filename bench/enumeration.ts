@@ -18,6 +18,7 @@ import { loadConfig } from '../src/config/load.ts';
 import { createServices } from '../src/services.ts';
 import { freePort, pinSelf, startNode, waitReady } from './proc.ts';
 import { createStore, type StoreKind } from './store.ts';
+import { DEFAULT_SCOPE } from '../src/domain/tenants/tenant-scope.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -59,7 +60,7 @@ async function seed(env: Record<string, string>, count: number) {
       emails.push(email);
     }
     const client = async (extra: Record<string, unknown>) =>
-      (await services.clients.register({
+      (await services.clients.register(DEFAULT_SCOPE, {
         metadata: { redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'none', ...extra },
         firstParty: true,
       })).client_id;

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.ts';
 import { createServices } from '../src/services.ts';
+import { DEFAULT_SCOPE } from '../src/domain/tenants/tenant-scope.ts';
 
 const REDIRECT_URI = 'http://127.0.0.1:9/cb';
 const RESOURCE = 'https://api.bench.test';
@@ -25,14 +26,14 @@ async function main() {
   const logger = pino({ level: 'warn', base: { service: 'idp-bench-seed' } }, pino.destination(2));
   const services = await createServices(config, logger);
   try {
-    await services.resourceServers.create({
+    await services.resourceServers.create(DEFAULT_SCOPE, {
       identifier: RESOURCE,
       name: 'Bench API',
       scopes: ['read', 'write'],
       accessTokenFormat: 'jwt',
     });
     // The resource server first: a client's grant must name a registered one.
-    const client = await services.clients.register({
+    const client = await services.clients.register(DEFAULT_SCOPE, {
       metadata: {
         client_name: 'Bench client',
         grant_types: ['client_credentials', 'refresh_token', 'authorization_code'],

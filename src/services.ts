@@ -157,8 +157,8 @@ async function openServices(config: AppConfig, logger: Logger) {
     roles: createRolesRepo(db),
     serviceAccounts: createServiceAccountsRepo(db),
   };
-  const tenants = createTenants({ repo: repos.tenants });
   const events = createEventRecorder(repos.events);
+  const tenants = createTenants({ repo: repos.tenants, events, transaction: (work) => db.transaction(work) });
   // Webhooks: every event an enabled webhook subscribes to is queued in the event's transaction.
   const webhooks = createWebhooks({
     repo: repos.webhooks, box, ephemeral,
@@ -316,6 +316,8 @@ async function openServices(config: AppConfig, logger: Logger) {
   });
   const userAdmin = createUserAdmin({
     users: repos.users, accounts, mfa, mfaPolicy: config.MFA_POLICY, hasher, payloads: repos.payloads, events, passwordPolicy, transaction,
+    // Per tenant, in the shared store: every instance counts against the same budget.
+    createLimiter: ephemeral.limiter('users-create-tenant', config.USERS_CREATE_RATE_LIMIT_PER_MINUTE, 60),
   });
   const userMerge = createUserMerge({ users: repos.users, repo: createUserMergeRepo(), payloads: repos.payloads, events, transaction });
   // The internal endpoints' lookups (src/http/internal).

@@ -7,6 +7,8 @@ export interface Connection {
   issuer: string;
   clientId: string;
   clientSecret: string;
+  /** The tenant to act in (X-Tenant-Id); the client's own when unset. */
+  tenant?: string;
 }
 
 export interface Page<T> {
@@ -31,7 +33,8 @@ export function resolveConnection(args: Args, env: NodeJS.ProcessEnv = process.e
     throw new UsageError(`the issuer "${issuer}" is not an http(s) URL`);
   }
   // The server strips a trailing slash from its issuer; the admin audience is built from it.
-  return { issuer: issuer.replace(/\/+$/, ''), clientId: clientId!, clientSecret: clientSecret! };
+  const tenant = pick(args.string('tenant'), env.IDP_TENANT);
+  return { issuer: issuer.replace(/\/+$/, ''), clientId: clientId!, clientSecret: clientSecret!, ...(tenant ? { tenant } : {}) };
 }
 
 type Query = Record<string, string | number | undefined>;
@@ -97,6 +100,7 @@ export class AdminApi {
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { authorization: `Bearer ${await this.#accessToken()}`, accept: 'application/json' };
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    if (this.#connection.tenant) headers['x-tenant-id'] = this.#connection.tenant;
     const res = await send(url, {
       method,
       headers,

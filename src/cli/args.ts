@@ -28,6 +28,11 @@ export const CONNECTION_OPTIONS: Options = {
     value: '<secret>',
     description: 'admin client secret (env IDP_CLIENT_SECRET, else BOOTSTRAP_ADMIN_CLIENT_SECRET)',
   },
+  tenant: {
+    type: 'string',
+    value: '<id|slug>',
+    description: 'act in this tenant (sent as X-Tenant-Id; env IDP_TENANT): your own, or any for a platform client',
+  },
 };
 
 type Value = string | boolean | (string | boolean)[] | undefined;

@@ -20,7 +20,11 @@ async function run(argv: string[]): Promise<number> {
   const { command, args, json } = parsed;
   // Only remote commands need credentials; local ones must work without them.
   if (command.scopes) {
-    const api = new AdminApi(resolveConnection(args), command.scopes(args), command.scopesIfHeld?.(args));
+    const connection = resolveConnection(args);
+    // Acting in another tenant takes a platform token (one with an iam.tenants:* scope); a tenant's
+    // own client naming its own tenant does without (the server drops what it does not hold).
+    const ifHeld = [...(command.scopesIfHeld?.(args) ?? []), ...(connection.tenant ? ['iam.tenants:read' as const] : [])];
+    const api = new AdminApi(connection, command.scopes(args), ifHeld);
     await command.run({ args, json, api });
   }
   else await command.run({ args, json });

@@ -109,6 +109,7 @@ export const configSchema = z
     PASSWORD_RESET_LIMIT_PER_HOUR: int(1, 10_000).default(3),
     AUTH_API_RATE_LIMIT_PER_IP: int(1, 100_000).default(30),
     ME_API_RATE_LIMIT_PER_USER: int(1, 100_000).default(300),
+    USERS_CREATE_RATE_LIMIT_PER_MINUTE: int(1, 100_000).default(60),
     ACCESS_TOKEN_TTL_SECONDS: int(60, 86400).default(3600),
     ID_TOKEN_TTL_SECONDS: int(60, 86400).default(3600),
     REFRESH_TOKEN_TTL_SECONDS: int(300, 86400 * 365).default(14 * 86400),

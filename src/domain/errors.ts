@@ -34,7 +34,7 @@ export const ERROR_CODES = {
   IDENT_IDP_DUPLICATE: { status: 409, meaning: 'An identity provider with this alias exists' },
   IDENT_RESOURCE_SERVER_DUPLICATE: { status: 409, meaning: 'A resource server with this identifier exists' },
   IDENT_TENANT_DUPLICATE: { status: 409, meaning: 'A tenant with this slug exists' },
-  IDENT_TENANT_NOT_EMPTY: { status: 409, meaning: 'The tenant still has users or clients; remove them first' },
+  IDENT_TENANT_NOT_EMPTY: { status: 409, meaning: 'The tenant still has users, clients, resource servers, identity providers or webhooks (remove them first), or it is the default tenant' },
   IDENT_ROLE_DUPLICATE: { status: 409, meaning: 'A role with this name exists in the tenant' },
   IDENT_ROLE_BUILT_IN: { status: 409, meaning: 'The role is seeded (typeId admin 100, regular 001, guest 000): its permissions and description may change, not its name, and it cannot be deleted' },
   IDENT_EXT_IDENTITY_MISMATCH: { status: 409, meaning: 'The upstream identity cannot be linked: its email is missing or unverified, or it or the provider is linked to another account already' },

@@ -30,13 +30,13 @@ export function createClientsRepo(db: Knex) {
       return out as ClientRow;
     },
     /**
-     * One page of clients. With `adminScopesWithin`, only clients whose every iam.* scope is in that
+     * One page of a tenant's clients. With `adminScopesWithin`, only clients whose every iam.* scope is in that
      * list (the rule of domain/clients/admin-scopes.ts adminScopesBeyond, in SQL so pages and total agree).
      */
-    async list(offset: number, limit: number, opts: { adminScopesWithin?: readonly string[] } = {}) {
+    async list(tenantId: string, offset: number, limit: number, opts: { adminScopesWithin?: readonly string[] } = {}) {
       const within = opts.adminScopesWithin;
       const query = () => {
-        const q = db('clients');
+        const q = db('clients').where({ tenant_id: tenantId });
         if (within) {
           q.whereNotExists((sub) => {
             sub

@@ -37,6 +37,8 @@ export type EventsRepo = ReturnType<typeof createEventsRepo>;
 
 /** Which events a listing keeps; every part given must hold. */
 export interface EventQuery {
+  /** Only this tenant's events (every admin listing names one). */
+  tenantId?: string;
   /** Exact types and type prefixes ("user." for user.*); an event matching any of them is kept. */
   types?: { exact: string[]; prefixes: string[] };
   actor?: Party;
@@ -80,7 +82,8 @@ export function createEventsReader(db: Knex) {
     async list(query: EventQuery, beforeSeq: string | undefined, limit: number): Promise<EventRow[]> {
       const q = db<EventRow>('events').select('*').orderBy('seq', 'desc').limit(limit);
       if (beforeSeq !== undefined) q.where('seq', '<', beforeSeq);
-      const { types, actor, target, user, from, to } = query;
+      const { tenantId, types, actor, target, user, from, to } = query;
+      if (tenantId !== undefined) q.where('tenant_id', tenantId);
       if (types && (types.exact.length || types.prefixes.length)) {
         q.where((w) => {
           if (types.exact.length) w.orWhereIn('type', types.exact);

@@ -29,7 +29,7 @@ export interface IdentityProviderRow {
   updated_at: Date;
 }
 
-export type NewIdentityProvider = Omit<IdentityProviderRow, 'tenant_id' | 'created_at' | 'updated_at'>;
+export type NewIdentityProvider = Omit<IdentityProviderRow, 'created_at' | 'updated_at'>;
 export type IdentityProviderChanges = Partial<Omit<IdentityProviderRow, 'id' | 'tenant_id' | 'alias' | 'type' | 'created_at' | 'updated_at' | 'sp_certificate' | 'sp_private_key_sealed'>>;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -41,7 +41,7 @@ const asJson = <T extends Partial<Pick<IdentityProviderRow, 'settings' | 'allowe
   ...(row.allowed_domains !== undefined ? { allowed_domains: JSON.stringify(row.allowed_domains) } : {}),
 });
 
-/** identity_providers, in the default tenant until tenants arrive. */
+/** identity_providers: each belongs to one tenant (aliases are unique within it). */
 export function createIdentityProvidersRepo(db: Knex) {
   /** Writes take `trx` so a change and its event commit together. */
   const table = (trx?: Knex.Transaction) => (trx ?? db)<IdentityProviderRow>('identity_providers');
@@ -66,8 +66,8 @@ export function createIdentityProvidersRepo(db: Knex) {
       return table().where({ enabled: true }).orderBy([{ column: 'display_name' }, { column: 'alias' }]);
     },
 
-    async list(offset: number, limit: number) {
-      return paged<IdentityProviderRow>(() => db('identity_providers'), 'id', offset, limit);
+    async list(tenantId: string, offset: number, limit: number) {
+      return paged<IdentityProviderRow>(() => db('identity_providers').where({ tenant_id: tenantId }), 'id', offset, limit);
     },
 
     async update(id: string, changes: IdentityProviderChanges, trx?: Knex.Transaction): Promise<IdentityProviderRow | undefined> {

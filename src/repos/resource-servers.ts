@@ -29,8 +29,8 @@ export function createResourceServersRepo(db: Knex) {
       if (!UUID.test(id)) return undefined;
       return table().where({ id }).first();
     },
-    async list(offset: number, limit: number) {
-      return paged<ResourceServerRow>(() => db('resource_servers'), 'id', offset, limit);
+    async list(tenantId: string, offset: number, limit: number) {
+      return paged<ResourceServerRow>(() => db('resource_servers').where({ tenant_id: tenantId }), 'id', offset, limit);
     },
     async update(
       id: string,

@@ -16,12 +16,14 @@ export interface WebhookRow {
   updated_at: Date;
 }
 
-export type NewWebhook = Pick<WebhookRow, 'id' | 'url' | 'description' | 'events' | 'enabled' | 'secret_sealed'>;
+export type NewWebhook = Pick<WebhookRow, 'id' | 'tenant_id' | 'url' | 'description' | 'events' | 'enabled' | 'secret_sealed'>;
 export type WebhookChanges = Partial<Pick<WebhookRow, 'url' | 'description' | 'events' | 'enabled' | 'secret_sealed' | 'disabled_reason'>>;
 
 /** What the event sink needs of an enabled webhook: never its URL or secret. */
 export interface EnabledWebhook {
   id: string;
+  /** A webhook hears only its own tenant's events. */
+  tenant_id: string;
   events: string[];
 }
 
@@ -61,7 +63,7 @@ export interface AttemptOutcome {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ms = (db: Knex, value: number) => db.raw("now() + ? * interval '1 millisecond'", [value]);
 
-/** webhooks and webhook_deliveries, in the default tenant until tenants arrive. */
+/** webhooks (each of one tenant) and webhook_deliveries. */
 export function createWebhooksRepo(db: Knex) {
   const hooks = () => db<WebhookRow>('webhooks');
   const deliveries = () => db<DeliveryRow>('webhook_deliveries');
@@ -83,17 +85,17 @@ export function createWebhooksRepo(db: Knex) {
       return ids.length ? hooks().whereIn('id', ids) : [];
     },
 
-    async list(offset: number, limit: number): Promise<{ rows: WebhookRow[]; total: number }> {
+    async list(tenantId: string, offset: number, limit: number): Promise<{ rows: WebhookRow[]; total: number }> {
       const [rows, counted] = await Promise.all([
-        hooks().orderBy([{ column: 'created_at' }, { column: 'id' }]).offset(offset).limit(limit),
-        hooks().count({ count: '*' }),
+        hooks().where({ tenant_id: tenantId }).orderBy([{ column: 'created_at' }, { column: 'id' }]).offset(offset).limit(limit),
+        hooks().where({ tenant_id: tenantId }).count({ count: '*' }),
       ]);
       return { rows, total: Number((counted as Array<{ count: number | string }>)[0]?.count ?? 0) };
     },
 
     /** The enabled webhooks' ids and event filters; `conn` is the caller's transaction when it has one. */
     async listEnabled(conn: Knex = db): Promise<EnabledWebhook[]> {
-      return conn('webhooks').where({ enabled: true }).select('id', 'events');
+      return conn('webhooks').where({ enabled: true }).select('id', 'tenant_id', 'events');
     },
 
     async update(id: string, changes: WebhookChanges): Promise<WebhookRow | undefined> {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { HttpBrowser, formAction, formField } from './browser-http.ts';
 import type { TestServer } from './server.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 export const REDIRECT_URI = 'http://127.0.0.1:9/cb';
 export const POST_LOGOUT_URI = 'http://127.0.0.1:9/logged-out';
@@ -56,7 +57,7 @@ export async function createUser(ts: TestServer, password = 'correct horse batte
 }
 
 export async function registerClient(ts: TestServer, metadata: Record<string, unknown>, firstParty = false) {
-  const out = await ts.server.services.clients.register({
+  const out = await ts.server.services.clients.register(DEFAULT_SCOPE, {
     metadata: {
       redirect_uris: [REDIRECT_URI],
       post_logout_redirect_uris: [POST_LOGOUT_URI],

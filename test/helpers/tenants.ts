@@ -1,11 +1,10 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { registerClient, type Registered } from './rp.ts';
 import type { TestServer } from './server.ts';
 
-// Tenant fixtures for sign-in tests, in one place. The tenants API and tenant-scoped admin routes
-// arrive in parallel (issue 16); until then tenants are rows, and clients, users and resource
-// servers are made through the services and moved to their tenant. Switch these to the admin API
-// (POST /api/v1/tenants, X-Tenant-Id) once it exists.
+// Tenant fixtures for sign-in tests, in one place: tenants, users, resource servers and identity
+// providers are made through the services in their tenant; clients through the registration
+// helper, then moved to their tenant before anything reads them.
 
 export interface TestTenant {
   id: string;
@@ -15,8 +14,7 @@ export interface TestTenant {
 /** A new tenant with a fresh slug (its id is a UUID, so id and slug differ). */
 export async function createTenant(ts: TestServer, prefix = 'tenant'): Promise<TestTenant> {
   const slug = `${prefix}-${randomBytes(4).toString('hex')}`;
-  const id = randomUUID();
-  await ts.server.services.db('tenants').insert({ id, name: `Tenant ${slug}`, slug });
+  const { id } = await ts.server.services.tenants.create({ name: `Tenant ${slug}`, slug });
   return { id, slug };
 }
 
@@ -35,15 +33,10 @@ export async function createUserIn(ts: TestServer, tenantId: string, email: stri
 
 /** A resource server of `tenantId`. */
 export async function createResourceServerIn(ts: TestServer, tenantId: string, spec: { identifier: string; scopes: string[]; accessTokenFormat: 'jwt' | 'opaque' }) {
-  const rs = await ts.server.services.resourceServers.create(spec);
-  await ts.server.services.db('resource_servers').where({ identifier: spec.identifier }).update({ tenant_id: tenantId });
-  return rs;
+  return ts.server.services.resourceServers.create({ tenantId }, spec);
 }
 
-/** An identity provider of `tenantId` (made in the default tenant, moved, then touched so every cached list sees it). */
-export async function createIdentityProviderIn(ts: TestServer, tenantId: string, input: Parameters<TestServer['server']['services']['identityProviders']['create']>[0]) {
-  const provider = await ts.server.services.identityProviders.create(input);
-  await ts.server.services.db('identity_providers').where({ id: provider.id }).update({ tenant_id: tenantId });
-  await ts.server.services.identityProviders.update(provider.id, { enabled: true });
-  return provider;
+/** An identity provider of `tenantId`. */
+export async function createIdentityProviderIn(ts: TestServer, tenantId: string, input: Parameters<TestServer['server']['services']['identityProviders']['create']>[1]) {
+  return ts.server.services.identityProviders.create({ tenantId }, input);
 }

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { callUserApi } from '../helpers/user-api.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 /**
  * What a relying party's token may do with /api/v1/me*: account management only for first-party
@@ -114,7 +115,7 @@ describe('account API boundaries (/api/v1/me* by client and scope)', () => {
 
     const other = await tokenFor(user, 'openid', true);
     assert.equal((await call('GET', '/api/v1/me/sessions', other.accessToken)).status, 200);
-    await ts.server.services.clients.remove(other.clientId);
+    await ts.server.services.clients.remove(DEFAULT_SCOPE, other.clientId);
     for (const path of ['/api/v1/me', '/api/v1/me/sessions']) {
       const res = await call('GET', path, other.accessToken);
       assert.equal(res.status, 401, path);

@@ -5,6 +5,7 @@ import { HttpBrowser } from '../helpers/browser-http.ts';
 import { createUser, registerClient, rejectsWithOAuthError, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { callUserApi } from '../helpers/user-api.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 /** The signed-in user's own account through /api/v1/me and /api/v1/auth/logout-all, with real tokens. */
 describe('account API (/api/v1/me)', () => {
@@ -145,7 +146,7 @@ describe('account API (/api/v1/me)', () => {
   it('a suspended user is locked out of /me at once', async () => {
     const user = await createUser(ts);
     const { accessToken } = await signedIn(user, 'S/1.0');
-    await ts.server.services.userAdmin.suspend(user.id);
+    await ts.server.services.userAdmin.suspend(DEFAULT_SCOPE, user.id);
     assert.equal((await call('GET', '/api/v1/me', accessToken)).status, 401);
   });
 

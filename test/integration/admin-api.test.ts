@@ -86,6 +86,11 @@ const OPERATIONS: [method: string, path: string, scope: string][] = [
   ['get', '/service-accounts/{id}/roles', 'iam.roles:read'],
   ['post', '/service-accounts/{id}/roles', 'iam.roles:update'],
   ['delete', '/service-accounts/{id}/roles', 'iam.roles:update'],
+  ['get', '/tenants', 'iam.tenants:read'],
+  ['post', '/tenants', 'iam.tenants:create'],
+  ['get', '/tenants/{id}', 'iam.tenants:read'],
+  ['patch', '/tenants/{id}', 'iam.tenants:update'],
+  ['delete', '/tenants/{id}', 'iam.tenants:delete'],
 ];
 
 const machineMetadata = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
@@ -230,9 +235,10 @@ describe('admin API over HTTP with real tokens', () => {
       const apiKey = await api.post('/api-keys', { name: 'scope target', scopes: ['iam.users:read'] });
       const role = await api.post('/roles', { name: marker('scoped'), permissions: [] });
       const serviceAccount = await api.post('/service-accounts', { name: 'scoped' });
+      const tenant = await api.post('/tenants', { name: 'Scoped', slug: marker('scoped') });
       const ids: Record<string, string> = {
         '/users': user.id, '/clients': machine.id, '/resource-servers': rs.body.id, '/identity-providers': idp.body.id, '/webhooks': hook.body.id,
-        '/api-keys': apiKey.body.id, '/roles': role.body.id, '/service-accounts': serviceAccount.body.id,
+        '/api-keys': apiKey.body.id, '/roles': role.body.id, '/service-accounts': serviceAccount.body.id, '/tenants': tenant.body.id,
       };
       const bodies: Record<string, unknown> = {
         'post /users': { email: uniqueEmail('forbidden') },
@@ -256,9 +262,11 @@ describe('admin API over HTTP with real tokens', () => {
         'post /service-accounts/{id}/rotate': { overlapSeconds: 0 },
         'post /service-accounts/{id}/roles': { roleIds: [role.body.id] },
         'delete /service-accounts/{id}/roles': { roleIds: [role.body.id] },
+        'post /tenants': { name: 'Forbidden', slug: marker('forbidden') },
+        'patch /tenants/{id}': { name: 'Changed' },
       };
       const counts = async () =>
-        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks', 'api_keys', 'roles', 'user_roles', 'service_accounts', 'service_account_roles'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
+        Promise.all(['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks', 'api_keys', 'roles', 'user_roles', 'service_accounts', 'service_account_roles', 'tenants'].map(async (t) => Number((await ts.server.services.db(t).count({ n: '*' }))[0]!.n)));
       const before = await counts();
       const without = new Map<string, string>();
       for (const scope of ADMIN_SCOPES) without.set(scope, await adminToken(ts, ADMIN_SCOPES.filter((s) => s !== scope)));

@@ -10,6 +10,7 @@ import { ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, startAdminServer, tokenRequest } 
 import { assertOneLineError, cleanEnv, finished, root, spawnIdp } from '../helpers/cli.ts';
 import { uniqueEmail } from '../helpers/rp.ts';
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 const version = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -95,7 +96,7 @@ describe('the idp CLI covers the whole admin API', () => {
     const deleted = await idp(['users', 'delete', user.id]);
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.match(deleted.stdout, /^status\s+deactivated$/m);
-    assert.equal((await ts.server.services.userAdmin.get(user.id)).status, 'deactivated');
+    assert.equal((await ts.server.services.userAdmin.get(DEFAULT_SCOPE, user.id)).status, 'deactivated');
 
     const badNumber = await idp(['resource-servers', 'update', user.id, '--access-token-ttl', 'soon']);
     assert.equal(badNumber.code, 2);

@@ -5,6 +5,7 @@ import { HttpBrowser } from '../helpers/browser-http.ts';
 import { assertOneLineError, cleanEnv, finished, spawnIdp } from '../helpers/cli.ts';
 import { submitLogin, uniqueEmail } from '../helpers/rp.ts';
 import { freePort, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 const ADMIN_ID = 'cli-admin';
 const ADMIN_SECRET = randomBytes(32).toString('base64url');
@@ -111,7 +112,7 @@ describe('the idp CLI against the admin API', () => {
 
     // A client holding only iam.clients:read: the CLI asks for the scopes it has, and the server
     // shows it only the clients whose admin scopes it holds.
-    const reader = await ts.server.services.clients.register({
+    const reader = await ts.server.services.clients.register(DEFAULT_SCOPE, {
       metadata: { grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'iam.clients:read' },
     });
     const asReader = { IDP_CLIENT_ID: reader.client_id, IDP_CLIENT_SECRET: reader.client_secret as string };
@@ -198,14 +199,42 @@ describe('the idp CLI against the admin API', () => {
     const suspended = await idp(['users', 'suspend', user.id]);
     assert.equal(suspended.code, 0, suspended.stderr);
     assert.match(suspended.stdout, /is suspended/);
-    assert.equal((await ts.server.services.userAdmin.get(user.id)).status, 'suspended');
+    assert.equal((await ts.server.services.userAdmin.get(DEFAULT_SCOPE, user.id)).status, 'suspended');
     const onlySuspended = await idpJson(['users', 'list', '--status', 'suspended']);
     assert.deepEqual(onlySuspended.data.map((u: { id: string }) => u.id), [user.id]);
 
     // By email, too.
     const reactivated = await idpJson(['users', 'reactivate', email]);
     assert.equal(reactivated.status, 'active');
-    assert.equal((await ts.server.services.userAdmin.get(user.id)).status, 'active');
+    assert.equal((await ts.server.services.userAdmin.get(DEFAULT_SCOPE, user.id)).status, 'active');
+  });
+
+  it('tenants create, list and get; --tenant (or IDP_TENANT) acts in a tenant', async () => {
+    const slug = `cli-${randomBytes(4).toString('hex')}`;
+    const tenant = await idpJson(['tenants', 'create', '--name', 'CLI tenant', '--slug', slug]);
+    assert.equal(tenant.slug, slug);
+    assert.equal(tenant.name, 'CLI tenant');
+    const listed = await idpJson(['tenants', 'list', '--page-size', '100']);
+    assert.ok(listed.data.some((t: { id: string }) => t.id === tenant.id));
+    assert.equal((await idpJson(['tenants', 'get', slug])).id, tenant.id);
+
+    const email = uniqueEmail('cli-tenant');
+    const user = await idpJson(['users', 'create', '--email', email, '--tenant', slug]);
+    assert.equal((await ts.server.services.db('users').where({ id: user.id }).first()).tenant_id, tenant.id);
+    assert.equal((await idpJson(['users', 'list', '--search', email])).total, 0, 'not in the default tenant');
+    assert.equal((await idpJson(['--tenant', tenant.id, 'users', 'list', '--search', email])).total, 1);
+    const viaEnv = await idp(['users', 'list', '--search', email, '--json'], { IDP_TENANT: slug });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+    assert.equal(JSON.parse(viaEnv.stdout).total, 1);
+
+    const notEmpty = await idp(['tenants', 'delete', slug]);
+    assert.equal(notEmpty.code, 1);
+    assertOneLineError(notEmpty);
+    assert.match(notEmpty.stderr, /IDENT_TENANT_NOT_EMPTY/);
+    const unknown = await idp(['users', 'list', '--tenant', 'no-such-tenant']);
+    assert.equal(unknown.code, 1);
+    assertOneLineError(unknown);
+    assert.match(unknown.stderr, /IDENT_TENANT_NOT_FOUND/);
   });
 
   it('api-keys create prints the key once; list never shows it; rotate and revoke', async () => {

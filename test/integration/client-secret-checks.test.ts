@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { tokenRequest } from '../helpers/admin.ts';
 import { onPostgres, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 /**
  * An instance remembers which secret last authenticated a client (oidc/client-secrets.ts), so
@@ -12,7 +13,7 @@ import { waitFor } from '../helpers/wait.ts';
 const GRANT = { grant_type: 'client_credentials' };
 
 async function newClient(ts: TestServer) {
-  const out = await ts.server.services.clients.register({
+  const out = await ts.server.services.clients.register(DEFAULT_SCOPE, {
     metadata: { grant_types: ['client_credentials'], redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_basic' },
   });
   return { id: out.client_id, secret: out.client_secret as string };
@@ -38,7 +39,7 @@ describe('client secret checks on one instance', () => {
   it('a rotated secret: the old one is refused at once, though it authenticated a moment before', async () => {
     const client = await newClient(ts);
     for (let i = 0; i < 3; i++) assert.equal((await tokenRequest(ts, client, GRANT)).status, 200);
-    const rotated = await ts.server.services.clients.rotateSecret(client.id);
+    const rotated = await ts.server.services.clients.rotateSecret(DEFAULT_SCOPE, client.id);
     const old = await tokenRequest(ts, client, GRANT);
     assert.equal(old.status, 401);
     assert.equal(old.body.error, 'invalid_client');
@@ -49,7 +50,7 @@ describe('client secret checks on one instance', () => {
   it('a deleted client is refused at once', async () => {
     const client = await newClient(ts);
     assert.equal((await tokenRequest(ts, client, GRANT)).status, 200);
-    await ts.server.services.clients.remove(client.id);
+    await ts.server.services.clients.remove(DEFAULT_SCOPE, client.id);
     const refused = await tokenRequest(ts, client, GRANT);
     assert.equal(refused.status, 401);
     assert.equal(refused.body.error, 'invalid_client');
@@ -72,7 +73,7 @@ describe('client secret checks across two instances', { skip: !(onPostgres && pr
   it('a secret rotated on A is refused by B, which had just accepted it, as soon as the change reaches B', async () => {
     const client = await newClient(a);
     for (let i = 0; i < 3; i++) assert.equal((await tokenRequest(b, client, GRANT)).status, 200, 'B remembers the secret');
-    const rotated = await a.server.services.clients.rotateSecret(client.id);
+    const rotated = await a.server.services.clients.rotateSecret(DEFAULT_SCOPE, client.id);
     // Redis pub/sub carries the change to B (the same path as every client change): poll briefly.
     await waitFor('B refuses the old secret', async () => (await tokenRequest(b, client, GRANT)).status === 401);
     for (let i = 0; i < 3; i++) assert.equal((await tokenRequest(b, client, GRANT)).status, 401, 'and keeps refusing it');

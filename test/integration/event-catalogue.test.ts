@@ -358,6 +358,21 @@ describe('event catalogue', () => {
     assertNoSecret([...roleEvents, ...userEvents, ...saEvents], [sa.body.clientSecret, rotated.body.clientSecret, api.token]);
   });
 
+  it('a tenant life cycle: created, updated, deleted, each the platform\'s (default tenant) with the admin client as actor', async () => {
+    const slug = `cat-${Date.now().toString(36)}`;
+    const created = await admin('post', '/tenants', { name: 'Catalogue', slug });
+    const updated = await admin('patch', `/tenants/${slug}`, { name: 'Catalogue renamed' });
+    const deleted = await admin('delete', `/tenants/${created.body.id}`);
+    const events = await eventsOn('tenant', created.body.id);
+    assert.deepEqual(events.map((e) => e.type), ['tenant.created', 'tenant.updated', 'tenant.deleted']);
+    for (const [e, call] of [[events[0]!, created], [events[1]!, updated], [events[2]!, deleted]] as const) {
+      assertFromRequest(e, call.requestId, ADMIN_UA);
+      assert.deepEqual({ type: e.actor_type, id: e.actor_id }, { type: 'client', id: ADMIN_CLIENT_ID });
+      assert.deepEqual(e.payload.tenant, { id: created.body.id, name: e.type === 'tenant.created' ? 'Catalogue' : 'Catalogue renamed', slug });
+    }
+    assert.deepEqual(events[1]!.payload.changed, ['name']);
+  });
+
   it("every payload recorded above has its type's schema in the README: its required fields, and no other", async () => {
     const rows = (await ts.server.services.db('events').orderBy('seq')).map((e) => ({
       type: e.type as string,

@@ -1,3 +1,4 @@
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -62,7 +63,7 @@ describe('internal endpoints', () => {
     assert.ok(ts.server.internalPort && ts.server.internalPort !== ts.port);
     internal = `http://127.0.0.1:${ts.server.internalPort}`;
     api = new AdminApi(ts, await adminToken(ts));
-    await ts.server.services.resourceServers.create({ identifier: API, name: 'API', scopes: ['read'], accessTokenFormat: 'jwt' });
+    await ts.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier: API, name: 'API', scopes: ['read'], accessTokenFormat: 'jwt' });
   });
   after(() => stopAndDestroy(ts));
 

@@ -5,6 +5,7 @@ import * as oidc from 'openid-client';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 const API = 'https://api.keys.test';
 
@@ -16,7 +17,7 @@ describe('signing keys', () => {
   let ts: TestServer;
   before(async () => {
     ts = await startTestServer({ KEY_PROPAGATION_SECONDS: '2', KEY_RELOAD_INTERVAL_SECONDS: '1' });
-    await ts.server.services.resourceServers.create({ identifier: API, scopes: ['read'] });
+    await ts.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier: API, scopes: ['read'] });
   });
   after(() => stopAndDestroy(ts));
 

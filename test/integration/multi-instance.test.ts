@@ -14,6 +14,7 @@ import { migrateLatest } from '../../src/infra/migrate.ts';
 import { createSweeper } from '../../src/oidc/sweeper.ts';
 import { createTestStore, onPostgres, startTestServer, stopAndDestroy, type TestServer, type TestStore } from '../helpers/server.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 /** Instances share PostgreSQL and Redis and nothing else: without both there is nothing to test. */
 const shared = onPostgres && Boolean(process.env.REDIS_URL);
@@ -116,7 +117,7 @@ describe('two instances behind one load balancer', { skip: !shared && 'needs Pos
     assert.ok((await oidc.clientCredentialsGrant(configB)).access_token, 'B has read and cached the client');
 
     // Instance A replaces the secret; B must refuse the old one now, not after its cache expires.
-    await a.server.services.clients.register(
+    await a.server.services.clients.register(DEFAULT_SCOPE,
       {
         metadata: { client_id: client.clientId, client_secret: 'a-brand-new-secret-of-sufficient-length-123', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
       },
@@ -155,7 +156,7 @@ describe('two instances behind one load balancer', { skip: !shared && 'needs Pos
 
   it('a key rotation on A: B publishes the new keys, then signs with them, and no request on B fails meanwhile', async () => {
     const API = `https://api.multi-${marker()}.test`;
-    await a.server.services.resourceServers.create({ identifier: API, scopes: ['read'] });
+    await a.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier: API, scopes: ['read'] });
     const client = await registerClient(a, { grant_types: ['authorization_code', 'client_credentials'], resource_scopes: { [API]: 'read' } }, true);
     const user = await createUser(a);
     const configB = await viaB(client);

@@ -37,12 +37,11 @@ describe('roles API', () => {
     await db('users').insert({ id: other.userId, tenant_id: other.tenant, email: uniqueEmail('other') });
     await db('clients').insert({ client_id: other.clientId, tenant_id: other.tenant, metadata: JSON.stringify({ grant_types: ['client_credentials'] }), first_party: false });
     await db('service_accounts').insert({ id: other.serviceAccountId, tenant_id: other.tenant, client_id: other.clientId, name: 'other sa' });
-    const otherAdmin = await ts.server.services.clients.register({
+    const otherAdmin = await ts.server.services.clients.register({ tenantId: other.tenant }, {
       metadata: {
         grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
         scope: 'iam.roles:read iam.roles:create iam.roles:update iam.roles:delete iam.users:read',
       },
-      tenantId: other.tenant,
     });
     const token = await tokenRequest(ts, { id: otherAdmin.client_id, secret: otherAdmin.client_secret as string }, {
       grant_type: 'client_credentials', resource: adminAudience(ts.issuer), scope: 'iam.roles:read iam.roles:create iam.roles:update iam.roles:delete',

@@ -139,9 +139,8 @@ describe('service accounts API', () => {
     const db = ts.server.services.db;
     await db('tenants').insert({ id: tenant, name: 'Other', slug: tenant });
     const theirs = await ts.server.services.access.serviceAccounts.create({ tenantId: tenant }, { name: 'theirs' });
-    const otherAdmin = await ts.server.services.clients.register({
+    const otherAdmin = await ts.server.services.clients.register({ tenantId: tenant }, {
       metadata: { grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'iam.service-accounts:read iam.service-accounts:create iam.service-accounts:rotate iam.service-accounts:delete' },
-      tenantId: tenant,
     });
     const otherApi = new AdminApi(ts, await adminToken(ts, ['iam.service-accounts:read', 'iam.service-accounts:create', 'iam.service-accounts:rotate', 'iam.service-accounts:delete'], { id: otherAdmin.client_id, secret: otherAdmin.client_secret as string }));
     const mine = (await api.post('/service-accounts', { name: 'mine' })).body;

@@ -7,6 +7,7 @@ import { AdminApi, adminToken, startAdminServer } from '../helpers/admin.ts';
 import { HttpBrowser } from '../helpers/browser-http.ts';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 /** Token exchange (RFC 8693) through POST /token with openid-client as the relying party. */
 
@@ -31,9 +32,9 @@ describe('token exchange', () => {
     ts = await startAdminServer();
     admin = new AdminApi(ts, await adminToken(ts));
     const servers = ts.server.services.resourceServers;
-    await servers.create({ identifier: API, scopes: ['read', 'write'], accessTokenFormat: 'opaque', accessTokenTtl: 3600 });
-    await servers.create({ identifier: SHORT_API, scopes: ['read'], accessTokenFormat: 'opaque', accessTokenTtl: 60 });
-    await servers.create({ identifier: OTHER_API, scopes: ['other:read', 'read'], accessTokenFormat: 'jwt', accessTokenTtl: 300 });
+    await servers.create(DEFAULT_SCOPE, { identifier: API, scopes: ['read', 'write'], accessTokenFormat: 'opaque', accessTokenTtl: 3600 });
+    await servers.create(DEFAULT_SCOPE, { identifier: SHORT_API, scopes: ['read'], accessTokenFormat: 'opaque', accessTokenTtl: 60 });
+    await servers.create(DEFAULT_SCOPE, { identifier: OTHER_API, scopes: ['other:read', 'read'], accessTokenFormat: 'jwt', accessTokenTtl: 300 });
     jwks = createLocalJWKSet(await (await fetch(new URL('/.well-known/jwks.json', ts.issuer))).json());
     webConfig = await rpConfig(ts, await registerClient(ts, {}, true));
     ({ client: svc, config: svcConfig } = await machine([TOKEN_EXCHANGE], { [SHORT_API]: 'read', [OTHER_API]: 'read', [API]: 'read' }));
@@ -269,7 +270,7 @@ describe('token exchange', () => {
     await assert.rejects(exchange(tokens.access_token, { audience: adminAudience(ts.issuer) }), refusedWith('invalid_target'));
     // A resource server row that lists an admin scope (written around the API's validation).
     const sneaky = 'https://sneaky.example.test';
-    await ts.server.services.resourceServers.create({ identifier: sneaky, scopes: ['iam.users:read', 'read'], accessTokenFormat: 'opaque' });
+    await ts.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier: sneaky, scopes: ['iam.users:read', 'read'], accessTokenFormat: 'opaque' });
     const subject = await oidc.clientCredentialsGrant(svcConfig, { resource: SHORT_API, scope: 'read' });
     // The client has no grant there yet: its own token is no way in.
     await assert.rejects(exchange(subject.access_token, { resource: sneaky }), refusedWith('invalid_target'));

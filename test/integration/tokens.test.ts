@@ -4,6 +4,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { DEFAULT_SCOPE } from '../../src/domain/tenants/tenant-scope.ts';
 
 const API = 'https://api.example.test';
 const ELSEWHERE = 'https://elsewhere.example.test';
@@ -14,8 +15,8 @@ describe('client_credentials, introspection, revocation', () => {
   let jwks: ReturnType<typeof createLocalJWKSet>;
   before(async () => {
     ts = await startTestServer();
-    await ts.server.services.resourceServers.create({ identifier: API, name: 'API', scopes: ['read', 'write'] });
-    await ts.server.services.resourceServers.create({ identifier: ELSEWHERE, scopes: ['read'] });
+    await ts.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier: API, name: 'API', scopes: ['read', 'write'] });
+    await ts.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier: ELSEWHERE, scopes: ['read'] });
     jwks = createLocalJWKSet(await (await fetch(new URL('/.well-known/jwks.json', ts.issuer))).json());
   });
   after(() => stopAndDestroy(ts));
@@ -84,17 +85,17 @@ describe('client_credentials, introspection, revocation', () => {
 
   it('a resource server\'s scope deleted or renamed is gone from every grant at once', async () => {
     const identifier = 'https://renamed.example.test';
-    const rs = await ts.server.services.resourceServers.create({ identifier, scopes: ['read', 'write'] });
+    const rs = await ts.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier, scopes: ['read', 'write'] });
     const { config } = await machine({ resource_scopes: { [identifier]: 'read write' } });
     const scopeOf = async (scope: string) =>
       (await jwtVerify((await oidc.clientCredentialsGrant(config, { resource: identifier, scope })).access_token, jwks, { audience: identifier })).payload.scope;
     assert.equal(await scopeOf('read write'), 'read write');
-    await ts.server.services.resourceServers.update(rs.id, { scopes: ['read', 'writer'] });
+    await ts.server.services.resourceServers.update(DEFAULT_SCOPE, rs.id, { scopes: ['read', 'writer'] });
     await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, scope: 'write' }), refusedWith('invalid_scope'));
     await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, scope: 'writer' }), refusedWith('invalid_scope'), 'the new name is not granted');
     assert.equal(await scopeOf('read'), 'read');
     // With read deleted too, nothing granted is left there: the resource is out of reach.
-    await ts.server.services.resourceServers.update(rs.id, { scopes: ['writer'] });
+    await ts.server.services.resourceServers.update(DEFAULT_SCOPE, rs.id, { scopes: ['writer'] });
     for (const scope of ['read', 'writer', undefined]) {
       await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, ...(scope ? { scope } : {}) }), refusedWith('invalid_target'));
     }
@@ -102,17 +103,17 @@ describe('client_credentials, introspection, revocation', () => {
 
   it('a withdrawn scope or a deleted resource server registered again brings no old grant back', async () => {
     const identifier = 'https://again.example.test';
-    const rs = await ts.server.services.resourceServers.create({ identifier, scopes: ['read', 'write'] });
+    const rs = await ts.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier, scopes: ['read', 'write'] });
     const { client, config } = await machine({ resource_scopes: { [identifier]: 'read write', [API]: 'read' } });
-    const grantsOf = async () => (await ts.server.services.clients.get(client.clientId)).metadata.resource_scopes;
+    const grantsOf = async () => (await ts.server.services.clients.get(DEFAULT_SCOPE, client.clientId)).metadata.resource_scopes;
     // write withdrawn, then defined again: the client's grant no longer names it.
-    await ts.server.services.resourceServers.update(rs.id, { scopes: ['read'] });
-    await ts.server.services.resourceServers.update(rs.id, { scopes: ['read', 'write'] });
+    await ts.server.services.resourceServers.update(DEFAULT_SCOPE, rs.id, { scopes: ['read'] });
+    await ts.server.services.resourceServers.update(DEFAULT_SCOPE, rs.id, { scopes: ['read', 'write'] });
     assert.deepEqual(await grantsOf(), { [identifier]: 'read', [API]: 'read' });
     await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, scope: 'write' }), refusedWith('invalid_scope'));
     // The server deleted and registered again under the same identifier: nothing is granted there.
-    await ts.server.services.resourceServers.remove(rs.id);
-    await ts.server.services.resourceServers.create({ identifier, scopes: ['read', 'write'] });
+    await ts.server.services.resourceServers.remove(DEFAULT_SCOPE, rs.id);
+    await ts.server.services.resourceServers.create(DEFAULT_SCOPE, { identifier, scopes: ['read', 'write'] });
     assert.deepEqual(await grantsOf(), { [API]: 'read' }, 'the grant elsewhere is untouched');
     await assert.rejects(oidc.clientCredentialsGrant(config, { resource: identifier, scope: 'read' }), refusedWith('invalid_target'));
     assert.ok((await oidc.clientCredentialsGrant(config, { resource: API, scope: 'read' })).access_token);

@@ -90,7 +90,8 @@ export function createServiceAccounts(deps: {
       let account: ServiceAccount | undefined;
       let roles: Role[] = [];
       const created = await deps.clients.register(
-        { metadata: clientMetadataOf(input.name, clientId), tenantId: scope.tenantId },
+        scope,
+        { metadata: clientMetadataOf(input.name, clientId) },
         {
           also: async (trx) => {
             account = accountOf(await repo.insert({
@@ -126,7 +127,7 @@ export function createServiceAccounts(deps: {
     async rotateSecret(scope: TenantScope, id: string, overlapSeconds: number, context: ChangeContext = {}) {
       const account = await accountIn(scope, id);
       const previousSecretExpiresAt = overlapSeconds > 0 ? new Date(Date.now() + overlapSeconds * 1000) : null;
-      const clientSecret = await deps.clients.rotateSecret(account.clientId, context, {
+      const clientSecret = await deps.clients.rotateSecret(scope, account.clientId, context, {
         overlapSeconds,
         also: (trx) => events.record({
           type: 'service_account.secret_rotated', ...target(account.id), tenantId: scope.tenantId, ...byOperator(context),
@@ -139,7 +140,7 @@ export function createServiceAccounts(deps: {
     /** Deletes the account and its client, and revokes every grant and token issued to it. */
     async remove(scope: TenantScope, id: string, context: ChangeContext = {}) {
       const account = await accountIn(scope, id);
-      await deps.clients.remove(account.clientId, context, {
+      await deps.clients.remove(scope, account.clientId, context, {
         also: (trx) => events.record({
           type: 'service_account.deleted', ...target(account.id), tenantId: scope.tenantId, ...byOperator(context),
           payload: { serviceAccount: accountPayload(account) },

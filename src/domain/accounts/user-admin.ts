@@ -5,7 +5,8 @@ import type { Mfa } from '../authn/mfa.ts';
 import { policyAsksSecondFactor, secondFactorsOf, type MfaPolicy } from '../authn/sign-in-flow.ts';
 import type { FactorType } from '../../repos/mfa-factors.ts';
 import { userPayload, type EventRecorder, type EventType } from '../events/events.ts';
-import { DEFAULT_TENANT } from '../authn/accounts.ts';
+import { assertInTenant, type TenantScope } from '../tenants/tenant-scope.ts';
+import type { Limiter } from '../../infra/ephemeral/index.ts';
 import type { PasswordHasher } from '../authn/passwords.ts';
 import { assertPasswordAllowed, type PasswordPolicy } from '../authn/password-policy.ts';
 import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
@@ -54,20 +55,35 @@ export function createUserAdmin(deps: {
   /** Passwords an operator sets follow the same rules as the ones users choose (as in Keycloak). */
   passwordPolicy: PasswordPolicy;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
+  /** Users created per tenant and minute (USERS_CREATE_RATE_LIMIT_PER_MINUTE), in the shared store. */
+  createLimiter: Limiter;
 }) {
   const { users, hasher, payloads, events, passwordPolicy } = deps;
 
-  async function existing(id: string): Promise<UserRow> {
+  /** The user, if it is in the scope's tenant: another tenant's user is 403 IDENT_CROSS_TENANT. */
+  async function existing(scope: TenantScope, id: string): Promise<UserRow> {
     const user = await users.findById(id);
     if (!user) throw new AppError('IDENT_USER_NOT_FOUND', 'no user with this id');
+    assertInTenant(scope, user.tenant_id, 'the user');
     return user;
+  }
+
+  /** One more user created in the tenant this minute, or 429 IDENT_RATE_LIMITED (with when to retry). */
+  async function countCreation(scope: TenantScope): Promise<void> {
+    try {
+      await deps.createLimiter.consume(scope.tenantId);
+    } catch (limited) {
+      if (limited instanceof Error) throw limited;
+      const ms = (limited as { msBeforeNext?: number }).msBeforeNext ?? 60_000;
+      throw new AppError('IDENT_RATE_LIMITED', 'too many users created in this tenant this minute; retry later', { retryAfterSeconds: Math.max(1, Math.ceil(ms / 1000)) });
+    }
   }
 
   /** Each status an operator sets has its own event; user.updated is for the user's attributes. */
   const STATUS_EVENTS: Record<UserStatus, EventType> = { active: 'user.reactivated', suspended: 'user.suspended', deactivated: 'user.deleted' };
 
-  async function setStatus(id: string, status: UserStatus, context: ChangeContext): Promise<UserRow> {
-    const before = await existing(id);
+  async function setStatus(scope: TenantScope, id: string, status: UserStatus, context: ChangeContext): Promise<UserRow> {
+    const before = await existing(scope, id);
     const user = await deps.transaction(async (trx) => {
       const row = (await users.setStatus(id, status, trx))!;
       await events.record({
@@ -102,18 +118,18 @@ export function createUserAdmin(deps: {
 
   return {
     /** The user with their second factors and lockout (GET /api/v1/users/:id). */
-    async detail(id: string): Promise<UserDetail> {
-      return detailOf(await existing(id));
+    async detail(scope: TenantScope, id: string): Promise<UserDetail> {
+      return detailOf(await existing(scope, id));
     },
 
     /**
      * Help desk: removes every second factor of the user, ends their sessions and tokens and mails
      * them (mfa.resetAll); records user.mfa_reset with the operator as actor.
      */
-    async resetMfa(id: string, context: ChangeContext = {}): Promise<UserDetail> {
-      const user = changeable(await existing(id), 'changed');
+    async resetMfa(scope: TenantScope, id: string, context: ChangeContext = {}): Promise<UserDetail> {
+      const user = changeable(await existing(scope, id), 'changed');
       await deps.mfa.resetAll(user, context);
-      return detailOf(await existing(id));
+      return detailOf(await existing(scope, id));
     },
 
     /**
@@ -122,8 +138,8 @@ export function createUserAdmin(deps: {
      * are left alone: a lockout is about guesses, not about who is signed in. Records user.unlocked
      * with what was in force before.
      */
-    async unlock(id: string, context: ChangeContext = {}): Promise<UserDetail> {
-      const user = changeable(await existing(id), 'unlocked');
+    async unlock(scope: TenantScope, id: string, context: ChangeContext = {}): Promise<UserDetail> {
+      const user = changeable(await existing(scope, id), 'unlocked');
       const before = await detailOf(user);
       await deps.accounts.unlock(user);
       await deps.mfa.endFactorLocks(user.id);
@@ -141,10 +157,12 @@ export function createUserAdmin(deps: {
           by: 'admin',
         },
       });
-      return detailOf(await existing(id));
+      return detailOf(await existing(scope, id));
     },
 
-    async create(input: Parameters<Accounts['create']>[0], context: ChangeContext = {}): Promise<UserRow> {
+    /** A user of the scope's tenant (the email is unique within it), counted against its per-minute limit. */
+    async create(scope: TenantScope, input: Omit<Parameters<Accounts['create']>[0], 'tenantId'>, context: ChangeContext = {}): Promise<UserRow> {
+      await countCreation(scope);
       if (input.password) {
         await assertPasswordAllowed(passwordPolicy, input.password, {
           email: input.email,
@@ -152,13 +170,13 @@ export function createUserAdmin(deps: {
           family_name: input.familyName ?? null,
         });
       }
-      return deps.accounts.create(input, context);
+      return deps.accounts.create({ ...input, tenantId: scope.tenantId }, context);
     },
     get: existing,
 
-    async list(q: { page: number; pageSize: number; search?: string | undefined; status?: UserStatus | undefined }) {
+    async list(scope: TenantScope, q: { page: number; pageSize: number; search?: string | undefined; status?: UserStatus | undefined }) {
       const { rows, total } = await users.list({
-        tenantId: DEFAULT_TENANT,
+        tenantId: scope.tenantId,
         offset: (q.page - 1) * q.pageSize,
         limit: q.pageSize,
         ...(q.search ? { search: q.search } : {}),
@@ -167,8 +185,8 @@ export function createUserAdmin(deps: {
       return { rows, total };
     },
 
-    async update(id: string, changes: UserChanges, context: ChangeContext = {}): Promise<UserRow> {
-      const user = await existing(id);
+    async update(scope: TenantScope, id: string, changes: UserChanges, context: ChangeContext = {}): Promise<UserRow> {
+      const user = await existing(scope, id);
       if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be changed');
       if (changes.password !== undefined) {
         await assertPasswordAllowed(passwordPolicy, changes.password, {
@@ -215,8 +233,8 @@ export function createUserAdmin(deps: {
      * Ends every session of the user and revokes their grants and tokens (the relying parties that
      * asked are told through back-channel logout); the account stays as it is.
      */
-    async signOutEverywhere(id: string, context: ChangeContext = {}): Promise<void> {
-      const user = await existing(id);
+    async signOutEverywhere(scope: TenantScope, id: string, context: ChangeContext = {}): Promise<void> {
+      const user = await existing(scope, id);
       const sessions = (await payloads.listSessions(id)).length;
       await payloads.revokeByAccountId(id);
       await events.record({
@@ -225,20 +243,20 @@ export function createUserAdmin(deps: {
       });
     },
 
-    async suspend(id: string, context: ChangeContext = {}): Promise<UserRow> {
+    async suspend(scope: TenantScope, id: string, context: ChangeContext = {}): Promise<UserRow> {
       // Deactivation is final: suspending would let reactivate bring a deleted user back.
-      if ((await existing(id)).status === 'deactivated') {
+      if ((await existing(scope, id)).status === 'deactivated') {
         throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be suspended');
       }
-      return setStatus(id, 'suspended', context);
+      return setStatus(scope, id, 'suspended', context);
     },
-    async reactivate(id: string, context: ChangeContext = {}): Promise<UserRow> {
-      const user = await existing(id);
+    async reactivate(scope: TenantScope, id: string, context: ChangeContext = {}): Promise<UserRow> {
+      const user = await existing(scope, id);
       if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', 'a deactivated user cannot be reactivated');
-      return setStatus(id, 'active', context);
+      return setStatus(scope, id, 'active', context);
     },
     /** Soft delete: the row stays (audit, email reuse rules) with status deactivated. */
-    deactivate: (id: string, context: ChangeContext = {}) => setStatus(id, 'deactivated', context),
+    deactivate: (scope: TenantScope, id: string, context: ChangeContext = {}) => setStatus(scope, id, 'deactivated', context),
   };
 }
 

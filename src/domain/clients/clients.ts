@@ -10,14 +10,13 @@ import { assertGrantsDefined, grantedScopes, RESOURCE_SCOPES, type ResourceScope
 import type { ResourceServers } from './resource-servers.ts';
 import { byOperator, type ChangeContext } from '../authn/accounts.ts';
 import type { EventRecorder } from '../events/events.ts';
+import { assertInTenant, DEFAULT_TENANT_ID, isPlatformScope, type TenantScope } from '../tenants/tenant-scope.ts';
 
 export const CLIENT_SECRET_PURPOSE = 'client-secret';
 
 export interface ClientInput {
   metadata: Record<string, unknown> & { client_id?: string; client_secret?: string };
   firstParty?: boolean;
-  /** The client's tenant (default: the default tenant). */
-  tenantId?: string;
 }
 
 /** Work that commits with a client's creation or deletion (a service account's own row and event). */
@@ -74,9 +73,24 @@ export interface ClientRegistryDeps {
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }
 
+/**
+ * What a client's tenant allows its metadata: the tenant is the clients table's column (never
+ * metadata), and only the default tenant's clients may act across tenants (iam.tenants:* scopes,
+ * multi_tenant sign-in).
+ */
+export function assertTenantMetadata(scope: TenantScope, metadata: Record<string, unknown>): void {
+  if (Object.hasOwn(metadata, 'tenant_id')) {
+    throw new AppError('IDENT_VALIDATION', 'tenant_id: a client belongs to the tenant it is registered in (X-Tenant-Id), not to one its metadata names');
+  }
+  if (scope.tenantId === DEFAULT_TENANT_ID) return;
+  const platform = (typeof metadata.scope === 'string' ? metadata.scope.split(' ') : []).filter(isPlatformScope);
+  if (platform.length) throw new AppError('IDENT_VALIDATION', `scope: ${platform.join(' ')} only for clients of the default tenant`);
+  if (metadata.multi_tenant === true) throw new AppError('IDENT_VALIDATION', 'multi_tenant: only for clients of the default tenant');
+}
+
 export function createClientRegistry(deps: ClientRegistryDeps) {
   const { repo, box, events } = deps;
-  const target = (clientId: string) => ({ target: { type: 'client' as const, id: clientId } });
+  const target = (clientId: string, tenantId: string) => ({ target: { type: 'client' as const, id: clientId }, tenantId });
   /**
    * Clients the provider itself needs (the bootstrap admin client, the account console), each with
    * why it is built in. They are made to match their settings at every boot, so a change through
@@ -122,16 +136,17 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
      * Stores a client; returns its metadata with the secret, which is shown only this once. A
      * built-in client's upsert at boot records nothing: its settings, not a person, manage it.
      */
-    async register(input: ClientInput, opts: { upsert?: boolean; also?: AlsoInTransaction } = {}, context: ChangeContext = {}) {
+    async register(scope: TenantScope, input: ClientInput, opts: { upsert?: boolean; also?: AlsoInTransaction } = {}, context: ChangeContext = {}) {
       const { client_secret: chosenSecret, client_id: chosenId, ...metadata } = input.metadata;
       const clientId = chosenId ?? randomBytes(16).toString('base64url');
-      await assertGrantsDefined(deps.resourceServers, metadata);
+      assertTenantMetadata(scope, metadata);
+      await assertGrantsDefined(deps.resourceServers, metadata, {}, scope.tenantId);
       const secret = needsSecret(metadata) ? (chosenSecret ?? generateClientSecret()) : undefined;
       const row = {
         client_id: clientId,
+        tenant_id: scope.tenantId,
         metadata,
         first_party: input.firstParty ?? false,
-        ...(input.tenantId ? { tenant_id: input.tenantId } : {}),
         ...sealSecret(clientId, metadata, secret),
       };
       try {
@@ -140,7 +155,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
           await deps.transaction(async (trx) => {
             const stored = await repo.insert(row, trx);
             await events.record({
-              type: 'client.created', ...target(clientId), ...byOperator(context), tenantId: stored.tenant_id,
+              type: 'client.created', ...target(clientId, scope.tenantId), ...byOperator(context),
               payload: { client: clientPayload(stored), secretIssued: secret !== undefined },
             }, trx);
             await opts.also?.(trx);
@@ -160,17 +175,19 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
      */
     async ensureBuiltIn(input: ClientInput & { metadata: { client_id: string } }, why: string) {
       builtIn.set(input.metadata.client_id, why);
-      return this.register(input, { upsert: true });
+      return this.register({ tenantId: DEFAULT_TENANT_ID }, input, { upsert: true });
     },
 
-    /** A page of clients; with `adminScopesWithin`, only those whose iam.* scopes are all in it. */
-    async list(page: number, pageSize: number, opts: { adminScopesWithin?: readonly string[] } = {}) {
-      return repo.list((page - 1) * pageSize, pageSize, opts);
+    /** A page of the tenant's clients; with `adminScopesWithin`, only those whose iam.* scopes are all in it. */
+    async list(scope: TenantScope, page: number, pageSize: number, opts: { adminScopesWithin?: readonly string[] } = {}) {
+      return repo.list(scope.tenantId, (page - 1) * pageSize, pageSize, opts);
     },
 
-    async get(clientId: string): Promise<ClientRow> {
+    /** The client, if it is in the scope's tenant: another tenant's is 403 IDENT_CROSS_TENANT. */
+    async get(scope: TenantScope, clientId: string): Promise<ClientRow> {
       const row = await repo.find(clientId);
       if (!row) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
+      assertInTenant(scope, row.tenant_id, 'the client');
       return row;
     },
 
@@ -178,10 +195,11 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
      * Replaces a client's metadata. A client that now needs a secret and has none gets one
      * (returned once); one that no longer authenticates with a secret loses it.
      */
-    async update(clientId: string, metadata: Record<string, unknown>, firstParty: boolean, context: ChangeContext = {}) {
-      const current = await this.get(clientId);
+    async update(scope: TenantScope, clientId: string, metadata: Record<string, unknown>, firstParty: boolean, context: ChangeContext = {}) {
+      const current = await this.get(scope, clientId);
       assertNotBuiltIn(clientId);
-      await assertGrantsDefined(deps.resourceServers, metadata, current.metadata as Record<string, unknown>);
+      assertTenantMetadata(scope, metadata);
+      await assertGrantsDefined(deps.resourceServers, metadata, current.metadata as Record<string, unknown>, current.tenant_id);
       let secret: string | undefined;
       let secretColumns = {};
       const keepsRawSecret = metadata.token_endpoint_auth_method === 'client_secret_jwt';
@@ -197,7 +215,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
       const row = await deps.transaction(async (trx) => {
         const updated = (await repo.update(clientId, { metadata, first_party: firstParty, ...secretColumns }, trx))!;
         await events.record({
-          type: 'client.updated', ...target(clientId), ...byOperator(context),
+          type: 'client.updated', ...target(clientId, current.tenant_id), ...byOperator(context),
           // Whether the change issued a new secret or dropped one (never the secret).
           payload: { client: clientPayload(updated), changed, secretIssued: secret !== undefined, secretRemoved: Boolean(current.secret_digest) && !updated.secret_digest },
         }, trx);
@@ -213,8 +231,8 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
      * on every instance: the row is the one source, and the change is broadcast like any other.
      * A client_secret_jwt client keys an HMAC with its one raw secret, so it gets no overlap.
      */
-    async rotateSecret(clientId: string, context: ChangeContext = {}, opts: { overlapSeconds?: number; also?: AlsoInTransaction } = {}): Promise<string> {
-      const current = await this.get(clientId);
+    async rotateSecret(scope: TenantScope, clientId: string, context: ChangeContext = {}, opts: { overlapSeconds?: number; also?: AlsoInTransaction } = {}): Promise<string> {
+      const current = await this.get(scope, clientId);
       assertNotBuiltIn(clientId);
       const metadata = current.metadata as Record<string, unknown>;
       if (!needsSecret(metadata)) throw new AppError('IDENT_VALIDATION', 'this client does not authenticate with a secret');
@@ -225,7 +243,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
         : NO_PREVIOUS_SECRET;
       await deps.transaction(async (trx) => {
         await repo.update(clientId, { ...sealSecret(clientId, metadata, secret), ...previous }, trx);
-        await events.record({ type: 'client.secret_rotated', ...target(clientId), ...byOperator(context), tenantId: current.tenant_id, payload: { client: clientPayload(current) } }, trx);
+        await events.record({ type: 'client.secret_rotated', ...target(clientId, current.tenant_id), ...byOperator(context), payload: { client: clientPayload(current) } }, trx);
         await opts.also?.(trx);
       });
       await cache.invalidate(clientId);
@@ -248,7 +266,7 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
           const updated = (await repo.update(row.client_id, { metadata: { ...metadata, [RESOURCE_SCOPES]: grants } }, trx))!;
           // The client changes because the resource server did: the same actor, and why.
           await events.record({
-            type: 'client.updated', ...target(row.client_id), ...byOperator(context),
+            type: 'client.updated', ...target(row.client_id, row.tenant_id), ...byOperator(context),
             payload: { client: clientPayload(updated), changed: [RESOURCE_SCOPES], secretIssued: false, secretRemoved: false, reason: 'resource_server_changed', resource },
           }, trx);
         });
@@ -257,14 +275,14 @@ export function createClientRegistry(deps: ClientRegistryDeps) {
     },
 
     /** Deletes a client and revokes every grant and token issued to it. */
-    async remove(clientId: string, context: ChangeContext = {}, opts: { also?: AlsoInTransaction } = {}): Promise<void> {
+    async remove(scope: TenantScope, clientId: string, context: ChangeContext = {}, opts: { also?: AlsoInTransaction } = {}): Promise<void> {
+      const row = await this.get(scope, clientId);
       assertNotBuiltIn(clientId);
-      const row = await repo.find(clientId);
       await deps.transaction(async (trx) => {
         // A service account's own event goes first: deleting the client cascades to its row.
         await opts.also?.(trx);
-        if (!row || !(await repo.delete(clientId, trx))) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
-        await events.record({ type: 'client.deleted', ...target(clientId), ...byOperator(context), tenantId: row.tenant_id, payload: { client: clientPayload(row) } }, trx);
+        if (!(await repo.delete(clientId, trx))) throw new AppError('IDENT_CLIENT_NOT_FOUND', 'no client with this client_id');
+        await events.record({ type: 'client.deleted', ...target(clientId, row.tenant_id), ...byOperator(context), payload: { client: clientPayload(row) } }, trx);
       });
       // First the client (no new token can be issued to it), then what it was already issued.
       await cache.invalidate(clientId);

@@ -51,6 +51,8 @@ export async function assertGrantsDefined(
   resourceServers: Pick<ResourceServers, 'find'>,
   next: Record<string, unknown>,
   previous: Record<string, unknown> = {},
+  /** The client's tenant: grants go to its own resource servers only (another tenant's reads as unregistered). */
+  tenantId?: string,
 ): Promise<void> {
   const grants = next[RESOURCE_SCOPES];
   const shapeError = resourceScopesShapeError(grants);
@@ -60,7 +62,9 @@ export async function assertGrantsDefined(
     const added = grantedScopes(next, resource).filter((s) => !held.has(s));
     if (!added.length) continue;
     const server = await resourceServers.find(resource);
-    if (!server) throw new AppError('IDENT_VALIDATION', `resource_scopes: ${resource} is not a registered resource server`);
+    if (!server || (tenantId !== undefined && server.tenantId !== tenantId)) {
+      throw new AppError('IDENT_VALIDATION', `resource_scopes: ${resource} is not a registered resource server of this tenant`);
+    }
     const defined = new Set(server.scopes);
     const unknown = added.filter((s) => !defined.has(s));
     if (unknown.length) {

@@ -6,26 +6,28 @@ import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import { createSharedCache } from '../../infra/shared-cache.ts';
 import { AppError, isUniqueViolation } from '../errors.ts';
 import type { ResourceServerRow, ResourceServersRepo } from '../../repos/resource-servers.ts';
+import { assertInTenant, type TenantScope } from '../tenants/tenant-scope.ts';
 
 export interface ResourceServerInfo {
   identifier: string;
+  /** Its tenant: only that tenant's clients are granted scopes there, and a role's permissions name
+   * resource servers of its own tenant or the default one. */
+  tenantId: string;
   scopes: string[];
   accessTokenFormat: 'jwt' | 'opaque';
   accessTokenTtl: number | undefined;
   /** Tokens for it carry only the scopes the user's (or service account's) roles grant there. */
   rbac: boolean;
-  /** The tenant it belongs to (a role's permissions name resource servers of its own tenant or the default one). */
-  tenantId: string;
 }
 
 function toInfo(row: ResourceServerRow): ResourceServerInfo {
   return {
     identifier: row.identifier,
+    tenantId: row.tenant_id,
     scopes: row.scopes,
     accessTokenFormat: row.access_token_format,
     accessTokenTtl: row.access_token_ttl ?? undefined,
     rbac: row.rbac === true,
-    tenantId: row.tenant_id,
   };
 }
 
@@ -67,7 +69,7 @@ export function createResourceServers(deps: {
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
   const { events } = deps;
-  const target = (row: ResourceServerRow) => ({ target: { type: 'resource_server' as const, id: row.id } });
+  const target = (row: ResourceServerRow) => ({ target: { type: 'resource_server' as const, id: row.id }, tenantId: row.tenant_id });
   const reserved = new Set(deps.reserved);
   let scopesWithdrawn: ScopesWithdrawn = async () => {};
   // Read on every token request that names a resource; changes are broadcast to every instance.
@@ -86,7 +88,12 @@ export function createResourceServers(deps: {
     async find(identifier: string): Promise<ResourceServerInfo | undefined> {
       return reserved.has(identifier) ? undefined : cache.get(identifier);
     },
-    async create(input: ResourceServerInput, context: ChangeContext = {}): Promise<ResourceServerRow> {
+    /**
+     * A resource server of the scope's tenant. Identifiers stay unique across tenants (they are the
+     * audiences of one issuer's tokens): a taken one is 409 whichever tenant holds it, and the
+     * answer says no more.
+     */
+    async create(scope: TenantScope, input: ResourceServerInput, context: ChangeContext = {}): Promise<ResourceServerRow> {
       if (reserved.has(input.identifier)) {
         throw new AppError('IDENT_RESOURCE_SERVER_DUPLICATE', 'this identifier is the admin API itself');
       }
@@ -94,6 +101,7 @@ export function createResourceServers(deps: {
         const row = await deps.transaction(async (trx) => {
           const stored = await deps.repo.insert({
             id: randomUUID(),
+            tenant_id: scope.tenantId,
             identifier: input.identifier,
             name: input.name ?? null,
             scopes: input.scopes,
@@ -112,17 +120,20 @@ export function createResourceServers(deps: {
       }
     },
 
-    async list(page: number, pageSize: number) {
-      return deps.repo.list((page - 1) * pageSize, pageSize);
+    async list(scope: TenantScope, page: number, pageSize: number) {
+      return deps.repo.list(scope.tenantId, (page - 1) * pageSize, pageSize);
     },
 
-    async get(id: string): Promise<ResourceServerRow> {
+    /** The resource server, if it is in the scope's tenant: another tenant's is 403 IDENT_CROSS_TENANT. */
+    async get(scope: TenantScope, id: string): Promise<ResourceServerRow> {
       const row = await deps.repo.findById(id);
       if (!row) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');
+      assertInTenant(scope, row.tenant_id, 'the resource server');
       return row;
     },
 
-    async update(id: string, changes: Partial<Omit<ResourceServerInput, 'identifier'>>, context: ChangeContext = {}): Promise<ResourceServerRow> {
+    async update(scope: TenantScope, id: string, changes: Partial<Omit<ResourceServerInput, 'identifier'>>, context: ChangeContext = {}): Promise<ResourceServerRow> {
+      await this.get(scope, id);
       const row = await deps.transaction(async (trx) => {
         const updated = await deps.repo.update(id, {
           ...(changes.name !== undefined ? { name: changes.name } : {}),
@@ -143,7 +154,8 @@ export function createResourceServers(deps: {
       return row;
     },
 
-    async remove(id: string, context: ChangeContext = {}): Promise<void> {
+    async remove(scope: TenantScope, id: string, context: ChangeContext = {}): Promise<void> {
+      await this.get(scope, id);
       const row = await deps.transaction(async (trx) => {
         const deleted = await deps.repo.delete(id, trx);
         if (!deleted) throw new AppError('IDENT_RESOURCE_SERVER_NOT_FOUND', 'no resource server with this id');

@@ -4,12 +4,13 @@ import type { EventQuery, EventsReader, Party } from '../../repos/events.ts';
 import type { UsersRepo } from '../../repos/users.ts';
 import { AppError } from '../errors.ts';
 import { toRecordedEvent, type Actor, type RecordedEvent, type Target } from './events.ts';
+import { assertInTenant, type TenantScope } from '../tenants/tenant-scope.ts';
 
 // The audit trail as operators read it: filters, keyset pages on seq, and the retention sweep.
 
 export const ACTOR_TYPES = ['user', 'client', 'system', 'identity_provider', 'api_key'] as const satisfies readonly Actor['type'][];
 export const TARGET_TYPES = [
-  'user', 'client', 'resource_server', 'identity_provider', 'key', 'session', 'webhook', 'api_key', 'role', 'service_account',
+  'user', 'client', 'resource_server', 'identity_provider', 'key', 'session', 'webhook', 'api_key', 'role', 'service_account', 'tenant',
 ] as const satisfies readonly Target['type'][];
 // A type added to Actor or Target must be added to these lists too (the filters validate against them).
 const everyActorType: Exclude<Actor['type'], (typeof ACTOR_TYPES)[number]> extends never ? true : never = true;
@@ -110,10 +111,11 @@ export function createCursorCodec(box: Pick<SecretBox, 'mac'>) {
 /** The filters as one canonical string: what a cursor is bound to. */
 function queryKey(q: EventQuery): string {
   const types = q.types ? { exact: [...q.types.exact].sort(), prefixes: [...q.types.prefixes].sort() } : null;
-  return JSON.stringify([types, q.actor ?? null, q.target ?? null, q.user ?? null, q.from?.toISOString() ?? null, q.to?.toISOString() ?? null]);
+  return JSON.stringify([q.tenantId ?? null, types, q.actor ?? null, q.target ?? null, q.user ?? null, q.from?.toISOString() ?? null, q.to?.toISOString() ?? null]);
 }
 
 export function createAuditLog(deps: { reader: EventsReader; users: Pick<UsersRepo, 'findById'>; box: Pick<SecretBox, 'mac'> }) {
+  // Every read is one tenant's: the scope's.
   const cursors = createCursorCodec(deps.box);
 
   async function page(query: EventQuery, opts: { limit: number; cursor?: string | undefined }): Promise<AuditPage> {
@@ -128,12 +130,18 @@ export function createAuditLog(deps: { reader: EventsReader; users: Pick<UsersRe
   }
 
   return {
-    /** Newest first; `cursor` is the previous page's nextCursor. */
-    list: (filters: AuditFilters, opts: { limit: number; cursor?: string | undefined }) => page({ ...filters }, opts),
-    /** One user's events (about them or by them); IDENT_USER_NOT_FOUND for an unknown user. */
-    async listForUser(userId: string, filters: Omit<AuditFilters, 'actor' | 'target'>, opts: { limit: number; cursor?: string | undefined }) {
-      if (!(await deps.users.findById(userId))) throw new AppError('IDENT_USER_NOT_FOUND', 'no user with this id');
-      return page({ ...filters, user: userId }, opts);
+    /** The scope's tenant's events, newest first; `cursor` is the previous page's nextCursor. */
+    list: (scope: TenantScope, filters: AuditFilters, opts: { limit: number; cursor?: string | undefined }) =>
+      page({ ...filters, tenantId: scope.tenantId }, opts),
+    /**
+     * One user's events (about them or by them); IDENT_USER_NOT_FOUND for an unknown user, 403
+     * IDENT_CROSS_TENANT for another tenant's.
+     */
+    async listForUser(scope: TenantScope, userId: string, filters: Omit<AuditFilters, 'actor' | 'target'>, opts: { limit: number; cursor?: string | undefined }) {
+      const user = await deps.users.findById(userId);
+      if (!user) throw new AppError('IDENT_USER_NOT_FOUND', 'no user with this id');
+      assertInTenant(scope, user.tenant_id, 'the user');
+      return page({ ...filters, user: userId, tenantId: scope.tenantId }, opts);
     },
   };
 }

@@ -56,7 +56,10 @@ export type EventType =
   | 'service_account.created'
   | 'service_account.secret_rotated'
   | 'service_account.roles_changed'
-  | 'service_account.deleted';
+  | 'service_account.deleted'
+  | 'tenant.created'
+  | 'tenant.updated'
+  | 'tenant.deleted';
 
 /**
  * The user part of a payload, with the reference catalogue's field names (id, email, firstName,
@@ -82,7 +85,7 @@ export interface Actor {
 
 /** What an event is about. */
 export interface Target {
-  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook' | 'api_key' | 'role' | 'service_account';
+  type: 'user' | 'client' | 'resource_server' | 'identity_provider' | 'key' | 'session' | 'webhook' | 'api_key' | 'role' | 'service_account' | 'tenant';
   id: string;
 }
 

@@ -1,6 +1,7 @@
 import { AppError } from '../errors.ts';
 import { matchesTypes, parseTypePatterns, type TypePatterns } from './audit.ts';
 import type { RecordedEvent } from './events.ts';
+import type { TenantScope } from '../tenants/tenant-scope.ts';
 
 // The reference system's WebSocket topic families (IdentitySocketEventService: user auth state,
 // role/permission update, profile update), as filters over our dotted event types, so a dashboard
@@ -27,7 +28,13 @@ export type StreamTopic = keyof typeof STREAM_TOPICS;
  * Which events a stream sends: those of any listed type or any listed topic; all of them when
  * neither is given. Both are comma-separated lists.
  */
-export function streamFilter(opts: { types?: string | undefined; topics?: string | undefined }): (e: RecordedEvent) => boolean {
+export function streamFilter(scope: TenantScope, opts: { types?: string | undefined; topics?: string | undefined }): (e: RecordedEvent) => boolean {
+  const matches = typeFilter(opts);
+  // A stream is one tenant's: the scope's, whatever the filters.
+  return (e) => e.tenantId === scope.tenantId && matches(e);
+}
+
+function typeFilter(opts: { types?: string | undefined; topics?: string | undefined }): (e: RecordedEvent) => boolean {
   const types: TypePatterns | undefined = opts.types === undefined ? undefined : parseTypePatterns(opts.types, 'types');
   const topics = opts.topics === undefined ? [] : opts.topics.split(',').map((t) => t.trim());
   for (const topic of topics) {

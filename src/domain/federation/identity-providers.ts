@@ -10,6 +10,7 @@ import type {
   AccountLinking, IdentityProviderChanges, IdentityProviderRow, IdentityProvidersRepo, IdentityProviderType,
 } from '../../repos/identity-providers.ts';
 import { AppError, isUniqueViolation } from '../errors.ts';
+import { assertInTenant, type TenantScope } from '../tenants/tenant-scope.ts';
 import { readSamlIdpMetadata } from './saml-metadata.ts';
 import { upstreamUrl } from './upstream-urls.ts';
 
@@ -180,7 +181,7 @@ export function createIdentityProviders(deps: {
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
   const { repo, box, events } = deps;
-  const target = (id: string) => ({ target: { type: 'identity_provider' as const, id } });
+  const target = (id: string, tenantId: string) => ({ target: { type: 'identity_provider' as const, id }, tenantId });
   const fetchMetadata = deps.fetch ?? fetch;
   // The login page lists the enabled providers on every render; changes reach every instance at once.
   const enabled = createSharedCache<IdentityProvider[]>({
@@ -276,14 +277,22 @@ export function createIdentityProviders(deps: {
 
   const domainsOf = (domains: string[] | undefined) => domains && [...new Set(domains.map((d) => d.toLowerCase()))];
 
-  async function find(id: string): Promise<IdentityProviderRow> {
+  /** The provider, if it is in the scope's tenant: another tenant's is 403 IDENT_CROSS_TENANT. */
+  async function find(scope: TenantScope, id: string): Promise<IdentityProviderRow> {
+    const row = await load(id);
+    assertInTenant(scope, row.tenant_id, 'the identity provider');
+    return row;
+  }
+
+  /** The provider whichever its tenant (sign-in, which has the provider already). */
+  async function load(id: string): Promise<IdentityProviderRow> {
     const row = await repo.findById(id);
     if (!row) throw new AppError('IDENT_IDP_NOT_FOUND');
     return row;
   }
 
   return {
-    async create(input: NewIdentityProviderInput, context: ChangeContext = {}): Promise<IdentityProvider> {
+    async create(scope: TenantScope, input: NewIdentityProviderInput, context: ChangeContext = {}): Promise<IdentityProvider> {
       const id = randomUUID();
       const settings = await settingsOf(input.type, input);
       checkSecret(input.type, settings, typeof input.clientSecret === 'string');
@@ -293,6 +302,7 @@ export function createIdentityProviders(deps: {
         const row = await deps.transaction(async (trx) => {
           const stored = await repo.insert({
             id,
+            tenant_id: scope.tenantId,
             alias: input.alias,
             type: input.type,
             display_name: input.displayName,
@@ -307,7 +317,7 @@ export function createIdentityProviders(deps: {
             trust_email: input.trustEmail ?? false,
             trust_upstream_mfa: input.trustUpstreamMfa ?? false,
           }, trx);
-          await events.record({ type: 'identity_provider.created', ...target(id), ...byOperator(context), payload: { identityProvider: identityProviderPayload(toProvider(stored)) } }, trx);
+          await events.record({ type: 'identity_provider.created', ...target(id, stored.tenant_id), ...byOperator(context), payload: { identityProvider: identityProviderPayload(toProvider(stored)) } }, trx);
           return stored;
         });
         await changed();
@@ -318,18 +328,18 @@ export function createIdentityProviders(deps: {
       }
     },
 
-    async list(page: number, pageSize: number) {
-      const { rows, total } = await repo.list((page - 1) * pageSize, pageSize);
+    async list(scope: TenantScope, page: number, pageSize: number) {
+      const { rows, total } = await repo.list(scope.tenantId, (page - 1) * pageSize, pageSize);
       return { rows: rows.map(toProvider), total };
     },
 
-    async get(id: string): Promise<IdentityProvider> {
-      return toProvider(await find(id));
+    async get(scope: TenantScope, id: string): Promise<IdentityProvider> {
+      return toProvider(await find(scope, id));
     },
 
     /** Changes what the input names; the type and alias stay (links and callback URLs hang on them). */
-    async update(id: string, input: IdentityProviderInput, context: ChangeContext = {}): Promise<IdentityProvider> {
-      const before = await find(id);
+    async update(scope: TenantScope, id: string, input: IdentityProviderInput, context: ChangeContext = {}): Promise<IdentityProvider> {
+      const before = await find(scope, id);
       const settings = await settingsOf(before.type, input, before.settings);
       const secret = input.clientSecret;
       checkSecret(before.type, settings, secret === undefined ? before.client_secret_sealed !== null : secret !== null);
@@ -348,7 +358,7 @@ export function createIdentityProviders(deps: {
         const updated = await repo.update(id, changes, trx);
         if (!updated) throw new AppError('IDENT_IDP_NOT_FOUND');
         await events.record({
-          type: 'identity_provider.updated', ...target(id), ...byOperator(context),
+          type: 'identity_provider.updated', ...target(id, updated.tenant_id), ...byOperator(context),
           // The names of the fields the request set (clientSecret among them when it rotated), never their values.
           payload: { identityProvider: identityProviderPayload(toProvider(updated)), changed: Object.keys(input).filter((k) => input[k as keyof IdentityProviderInput] !== undefined).sort() },
         }, trx);
@@ -359,11 +369,12 @@ export function createIdentityProviders(deps: {
     },
 
     /** Deletes the provider and every link to it: its users keep their accounts and other ways in. */
-    async remove(id: string, context: ChangeContext = {}): Promise<void> {
+    async remove(scope: TenantScope, id: string, context: ChangeContext = {}): Promise<void> {
+      await find(scope, id);
       await deps.transaction(async (trx) => {
         const deleted = await repo.delete(id, trx);
         if (!deleted) throw new AppError('IDENT_IDP_NOT_FOUND');
-        await events.record({ type: 'identity_provider.deleted', ...target(id), ...byOperator(context), payload: { identityProvider: identityProviderPayload(toProvider(deleted)) } }, trx);
+        await events.record({ type: 'identity_provider.deleted', ...target(id, deleted.tenant_id), ...byOperator(context), payload: { identityProvider: identityProviderPayload(toProvider(deleted)) } }, trx);
       });
       await changed();
     },
@@ -395,11 +406,11 @@ export function createIdentityProviders(deps: {
      * only. A provider registered before SP keys existed gets one now (the first writer wins).
      */
     async samlServiceProviderKey(provider: IdentityProvider): Promise<SigningIdentity> {
-      let row = await find(provider.id);
+      let row = await load(provider.id);
       if (!row.sp_certificate || !row.sp_private_key_sealed) {
         const made = await selfSignedIdentity(`sp-${row.alias}`);
         await repo.setSpKeyIfAbsent(row.id, made.certificatePem, box.encrypt(made.privateKeyPem, spKeyAad(row.id)));
-        row = await find(provider.id);
+        row = await load(provider.id);
       }
       return { certificatePem: row.sp_certificate!, privateKeyPem: box.decrypt(row.sp_private_key_sealed!, spKeyAad(row.id)) };
     },

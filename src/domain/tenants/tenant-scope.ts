@@ -24,3 +24,6 @@ export function assertInTenant(scope: TenantScope, objectTenantId: string, what:
     throw new AppError('IDENT_CROSS_TENANT', `${what} belongs to another tenant`);
   }
 }
+
+/** The default tenant as a scope: the provider's own work (built-in clients, boot, local CLI commands). */
+export const DEFAULT_SCOPE: TenantScope = Object.freeze({ tenantId: DEFAULT_TENANT_ID });

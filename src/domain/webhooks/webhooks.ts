@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import type { SecretBox } from '../../infra/crypto.ts';
 import type { EphemeralStore } from '../../infra/ephemeral/index.ts';
 import type { DeliveryRow, EnabledWebhook, WebhookRow, WebhooksRepo } from '../../repos/webhooks.ts';
+import { assertInTenant, type TenantScope } from '../tenants/tenant-scope.ts';
 import { AppError } from '../errors.ts';
 import type { RecordedEvent, TransactionalSink } from '../events/events.ts';
 import { checkWebhookUrl } from './addresses.ts';
@@ -121,9 +122,11 @@ export function createWebhooks(deps: { repo: WebhooksRepo; box: SecretBox; ephem
   const { repo, box, settings } = deps;
   const enabled = enabledWebhooksCache(repo, deps.ephemeral, 30_000);
 
-  async function find(id: string): Promise<WebhookRow> {
+  /** The webhook, if it is in the scope's tenant: another tenant's is 403 IDENT_CROSS_TENANT. */
+  async function find(scope: TenantScope, id: string): Promise<WebhookRow> {
     const row = await repo.findById(id);
     if (!row) throw new AppError('IDENT_WEBHOOK_NOT_FOUND', 'no webhook with this id');
+    assertInTenant(scope, row.tenant_id, 'the webhook');
     return row;
   }
 
@@ -131,7 +134,8 @@ export function createWebhooks(deps: { repo: WebhooksRepo; box: SecretBox; ephem
   const sink: TransactionalSink = async (event, trx) => {
     const hooks = await enabled.get(trx);
     if (!hooks.length) return;
-    const matching = hooks.filter((h) => subscribesTo(h.events, event.type));
+    // A tenant's webhooks hear its events only.
+    const matching = hooks.filter((h) => h.tenant_id === event.tenantId && subscribesTo(h.events, event.type));
     if (!matching.length) return;
     const body = webhookBody(event);
     await repo.enqueue(
@@ -147,11 +151,12 @@ export function createWebhooks(deps: { repo: WebhooksRepo; box: SecretBox; ephem
     sink,
 
     /** Registers a webhook; the answer carries its signing secret, which is never shown again. */
-    async create(input: WebhookInput & { url: string; events: string[] }): Promise<{ webhook: Webhook; secret: string }> {
+    async create(scope: TenantScope, input: WebhookInput & { url: string; events: string[] }): Promise<{ webhook: Webhook; secret: string }> {
       const id = randomUUID();
       const secret = newSecret();
       const row = await repo.insert({
         id,
+        tenant_id: scope.tenantId,
         url: checkWebhookUrl(input.url, settings.allowPrivateNetworks),
         description: input.description ?? null,
         events: [...new Set(input.events)],
@@ -162,18 +167,18 @@ export function createWebhooks(deps: { repo: WebhooksRepo; box: SecretBox; ephem
       return { webhook: toWebhook(row), secret };
     },
 
-    async list(page: number, pageSize: number) {
-      const { rows, total } = await repo.list((page - 1) * pageSize, pageSize);
+    async list(scope: TenantScope, page: number, pageSize: number) {
+      const { rows, total } = await repo.list(scope.tenantId, (page - 1) * pageSize, pageSize);
       return { rows: rows.map(toWebhook), total };
     },
 
-    async get(id: string): Promise<Webhook> {
-      return toWebhook(await find(id));
+    async get(scope: TenantScope, id: string): Promise<Webhook> {
+      return toWebhook(await find(scope, id));
     },
 
     /** Changes what the input names; turning it on again clears why the system had turned it off. */
-    async update(id: string, input: WebhookInput): Promise<Webhook> {
-      await find(id);
+    async update(scope: TenantScope, id: string, input: WebhookInput): Promise<Webhook> {
+      await find(scope, id);
       const row = await repo.update(id, {
         ...(input.url !== undefined ? { url: checkWebhookUrl(input.url, settings.allowPrivateNetworks) } : {}),
         ...(input.events !== undefined ? { events: [...new Set(input.events)] } : {}),
@@ -186,27 +191,28 @@ export function createWebhooks(deps: { repo: WebhooksRepo; box: SecretBox; ephem
     },
 
     /** Deletes the webhook and its delivery log; queued deliveries are dropped. */
-    async remove(id: string): Promise<void> {
+    async remove(scope: TenantScope, id: string): Promise<void> {
+      await find(scope, id);
       if (!(await repo.delete(id))) throw new AppError('IDENT_WEBHOOK_NOT_FOUND', 'no webhook with this id');
       await enabled.invalidate();
     },
 
     /** A new signing secret; it signs every attempt from now on, queued deliveries' retries included. */
-    async rotateSecret(id: string): Promise<string> {
-      await find(id);
+    async rotateSecret(scope: TenantScope, id: string): Promise<string> {
+      await find(scope, id);
       const secret = newSecret();
       await repo.update(id, { secret_sealed: box.encrypt(secret, secretAad(id)) });
       return secret;
     },
 
-    async deliveries(id: string, page: number, pageSize: number): Promise<{ rows: DeliveryRow[]; total: number }> {
-      await find(id);
+    async deliveries(scope: TenantScope, id: string, page: number, pageSize: number): Promise<{ rows: DeliveryRow[]; total: number }> {
+      await find(scope, id);
       return repo.listDeliveries(id, (page - 1) * pageSize, pageSize);
     },
 
     /** Sends a delivery again (same webhook-id and body), with a fresh retry window. */
-    async redeliver(id: string, deliveryId: string): Promise<DeliveryRow> {
-      await find(id);
+    async redeliver(scope: TenantScope, id: string, deliveryId: string): Promise<DeliveryRow> {
+      await find(scope, id);
       const row = await repo.redeliver(id, deliveryId, settings.retryWindowMs);
       if (!row) throw new AppError('IDENT_WEBHOOK_NOT_FOUND', 'no delivery with this id for this webhook');
       return row;

@@ -64,6 +64,7 @@ export function createWebhookWorker(deps: {
       await events.record({
         type: 'webhook.disabled',
         target: { type: 'webhook', id: hook.id },
+        tenantId: hook.tenant_id,
         actor: SYSTEM_ACTOR,
         payload: { webhook: { id: hook.id, url: hook.url }, reason, deliveryId: row.id },
       }, trx);

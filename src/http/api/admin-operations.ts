@@ -7,6 +7,7 @@ import { userMergeSpecs, type UserMergeCommand } from './user-merge-schemas.ts';
 import * as wh from './webhook-schemas.ts';
 import { roleOperationSpecs } from './role-schemas.ts';
 import { serviceAccountOperationSpecs } from './service-account-schemas.ts';
+import * as tn from './tenant-schemas.ts';
 
 /**
  * The admin API's operations table, keyed by the idp CLI command that calls each one. Pure data
@@ -14,6 +15,32 @@ import { serviceAccountOperationSpecs } from './service-account-schemas.ts';
  * is missing), the OpenAPI document is generated from it, and the CLI makes its commands from it,
  * so neither can fall behind the API.
  */
+/** Tenants (tenant-routes.ts): platform callers only. */
+const tenantOperationSpecs = {
+  'tenants list': {
+    method: 'get', path: '/tenants', scope: 'iam.tenants:read', summary: 'List tenants (platform callers only)',
+    query: s.pageQuery, response: { status: 200, schema: s.page(tn.tenant) },
+  },
+  'tenants create': {
+    method: 'post', path: '/tenants', scope: 'iam.tenants:create', idempotent: true,
+    summary: 'Create a tenant with its seeded roles (admin, regular, guest); a taken slug answers 409',
+    body: tn.tenantCreate, response: { status: 201, schema: tn.tenant },
+  },
+  'tenants get': {
+    method: 'get', path: '/tenants/:id', scope: 'iam.tenants:read', summary: 'Get a tenant by id or slug',
+    response: { status: 200, schema: tn.tenant },
+  },
+  'tenants update': {
+    method: 'patch', path: '/tenants/:id', scope: 'iam.tenants:update', summary: 'Rename a tenant or change its slug',
+    body: tn.tenantUpdate, response: { status: 200, schema: tn.tenant },
+  },
+  'tenants delete': {
+    method: 'delete', path: '/tenants/:id', scope: 'iam.tenants:delete',
+    summary: 'Delete an empty tenant (409 while it has users, clients, resource servers, identity providers or webhooks; never the default tenant)',
+    response: { status: 204 },
+  },
+} as const satisfies Record<string, OperationSpec>;
+
 export const adminOperationSpecs = {
   // Users
   'users list': {
@@ -190,6 +217,8 @@ export const adminOperationSpecs = {
   // Roles and their holders (role-routes.ts), service accounts (service-account-routes.ts)
   ...roleOperationSpecs,
   ...serviceAccountOperationSpecs,
+
+  ...tenantOperationSpecs,
 } as const satisfies Record<string, OperationSpec>;
 
 export type AdminCommand = keyof typeof adminOperationSpecs;
@@ -203,3 +232,4 @@ export type WebhookCommand = Extract<AdminCommand, `webhooks ${string}`>;
 export type AuditCommand = 'audit events' | 'users events';
 export type ApiKeyCommand = Extract<AdminCommand, `api-keys ${string}`>;
 export type { UserMergeCommand };
+export type TenantCommand = Extract<AdminCommand, `tenants ${string}`>;

@@ -1,6 +1,7 @@
 import { parseParty, parseTypePatterns, type AuditFilters, type AuditLog } from '../../domain/events/audit.ts';
 import type { AdminHandlers, AuditCommand } from './admin-operations.ts';
 import { auditEventView, instantOf } from './audit-schemas.ts';
+import { tenantScope } from './auth.ts';
 
 interface EventsQuery {
   type?: string;
@@ -28,13 +29,13 @@ const pageOf = (page: Awaited<ReturnType<AuditLog['list']>>) => ({ data: page.da
 /** The audit trail's read-only operations; nothing in the API changes or deletes an event. */
 export function auditHandlers(audit: AuditLog): AdminHandlers<AuditCommand> {
   return {
-    'audit events': async (_ctx, { query }) => {
+    'audit events': async (ctx, { query }) => {
       const q = query as EventsQuery;
-      return pageOf(await audit.list(filtersOf(q), { limit: q.limit, cursor: q.cursor }));
+      return pageOf(await audit.list(tenantScope(ctx), filtersOf(q), { limit: q.limit, cursor: q.cursor }));
     },
-    'users events': async (_ctx, { params, query }) => {
+    'users events': async (ctx, { params, query }) => {
       const q = query as EventsQuery;
-      return pageOf(await audit.listForUser(params.id!, filtersOf(q), { limit: q.limit, cursor: q.cursor }));
+      return pageOf(await audit.listForUser(tenantScope(ctx), params.id!, filtersOf(q), { limit: q.limit, cursor: q.cursor }));
     },
   };
 }

@@ -10,7 +10,7 @@ import type { EventStream, StreamSink, StreamSubscription } from '../../domain/e
 import { streamFilter } from '../../domain/events/stream-topics.ts';
 import type { Logger } from '../../infra/logger.ts';
 import { auditEventView } from './audit-schemas.ts';
-import { bearerAuth, requireScope, type Caller } from './auth.ts';
+import { bearerAuth, requireScope, tenantScope, type Caller } from './auth.ts';
 import type { ApiKeys } from '../../domain/access/api-keys.ts';
 import type { Tenants } from '../../domain/tenants/tenants.ts';
 import { parse } from './validate.ts';
@@ -140,7 +140,7 @@ export function eventStreamRoutes(deps: {
   router.get('/events/stream', auth, async (ctx) => {
     requireScope(ctx, 'iam.audit:read');
     const query = parse(streamQuery, ctx.query, 'query');
-    const matches = streamFilter(query);
+    const matches = streamFilter(tenantScope(ctx), query);
     const after = lastEventId(ctx);
     const expiresAt = streamExpiry(ctx);
 

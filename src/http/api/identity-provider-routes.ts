@@ -4,6 +4,7 @@ import { federationEndpoints, type IdentityProvider, type IdentityProviderInput,
 import * as s from './identity-provider-schemas.ts';
 import type { AdminHandlers, IdentityProviderCommand } from './admin-operations.ts';
 import { parse } from './validate.ts';
+import { tenantScope } from './auth.ts';
 
 export function identityProviderView(issuer: string, p: IdentityProvider) {
   const common = {
@@ -43,24 +44,24 @@ export function identityProviderHandlers(deps: {
   const { issuer, identityProviders: idps, changeContext } = deps;
   const view = (p: IdentityProvider) => identityProviderView(issuer, p);
   return {
-    'identity-providers list': async (_ctx, { query }) => {
-      const { rows, total } = await idps.list(query.page, query.pageSize);
+    'identity-providers list': async (ctx, { query }) => {
+      const { rows, total } = await idps.list(tenantScope(ctx), query.page, query.pageSize);
       return { data: rows.map(view), page: query.page, pageSize: query.pageSize, total };
     },
     'identity-providers create': async (ctx, { body }) => {
-      return view(await idps.create({ ...inputOf(body), alias: body.alias, type: body.type, displayName: body.displayName }, changeContext(ctx)));
+      return view(await idps.create(tenantScope(ctx), { ...inputOf(body), alias: body.alias, type: body.type, displayName: body.displayName }, changeContext(ctx)));
     },
-    'identity-providers get': async (_ctx, { params }) => {
-      return view(await idps.get(params.id!));
+    'identity-providers get': async (ctx, { params }) => {
+      return view(await idps.get(tenantScope(ctx), params.id!));
     },
     'identity-providers update': async (ctx, { params }) => {
-      const current = await idps.get(params.id!);
+      const current = await idps.get(tenantScope(ctx), params.id!);
       // Only the fields of this provider's type: an issuer sent to a saml provider is a mistake, not a no-op.
       const body = parse(s.identityProviderUpdates[current.type], ctx.request.body, 'body');
-      return view(await idps.update(current.id, inputOf(body), changeContext(ctx)));
+      return view(await idps.update(tenantScope(ctx), current.id, inputOf(body), changeContext(ctx)));
     },
     'identity-providers delete': async (ctx, { params }) => {
-      await idps.remove(params.id!, changeContext(ctx));
+      await idps.remove(tenantScope(ctx), params.id!, changeContext(ctx));
       return undefined;
     },
   };

@@ -14,7 +14,7 @@ import type { SecretBox } from '../../infra/crypto.ts';
 import { normaliseClientMetadata } from '../../oidc/client-metadata.ts';
 import type { IdempotencyRepo } from '../../repos/idempotency.ts';
 import type { Tenants } from '../../domain/tenants/tenants.ts';
-import { bearerAuth, callerActor, callerKey, requireScope, requireScopesWithinCaller, type Caller } from './auth.ts';
+import { bearerAuth, callerActor, callerKey, requireScope, requireScopesWithinCaller, tenantScope, type Caller } from './auth.ts';
 import { apiKeyHandlers } from './api-key-routes.ts';
 import type { ApiKeys } from '../../domain/access/api-keys.ts';
 import { createIdempotency } from './idempotency.ts';
@@ -28,7 +28,8 @@ import type { Access } from '../../domain/access/access.ts';
 import type { Webhooks } from '../../domain/webhooks/webhooks.ts';
 import { openApiDocument } from './openapi.ts';
 import type { AccountOperation } from './account-routes.ts';
-import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type ApiKeyCommand, type AuditCommand, type IdentityProviderCommand, type UserMergeCommand, type WebhookCommand } from './admin-operations.ts';
+import { adminOperationSpecs, type AdminCommand, type AdminHandlers, type ApiKeyCommand, type AuditCommand, type IdentityProviderCommand, type TenantCommand, type UserMergeCommand, type WebhookCommand } from './admin-operations.ts';
+import { tenantHandlers } from './tenant-routes.ts';
 import type { AuditLog } from '../../domain/events/audit.ts';
 import { auditHandlers } from './audit-routes.ts';
 import { userMergeHandlers } from './user-merge-routes.ts';
@@ -101,7 +102,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
    * client by rotating its secret or switching its authentication.
    */
   async function addressable(ctx: Context, clientId: string) {
-    const row = await clients.get(clientId);
+    const row = await clients.get(tenantScope(ctx), clientId);
     const { scope } = row.metadata as { scope?: unknown };
     requireScopesWithinCaller(ctx, typeof scope === 'string' ? scope : undefined, `the client ${row.client_id} is registered with`);
     return row;
@@ -113,52 +114,52 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     return { metadata: normalised, firstParty: normalised.first_party === true };
   }
 
-  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | ApiKeyCommand | UserMergeCommand | RoleCommand | ServiceAccountCommand>> = {
-    'users list': async (_ctx, { query }) => {
-      const { rows, total } = await users.list(query);
+  const handlers: AdminHandlers<Exclude<AdminCommand, IdentityProviderCommand | WebhookCommand | AuditCommand | ApiKeyCommand | UserMergeCommand | RoleCommand | ServiceAccountCommand | TenantCommand>> = {
+    'users list': async (ctx, { query }) => {
+      const { rows, total } = await users.list(tenantScope(ctx), query);
       return pageOf(rows.map(userView), total, query);
     },
     'users create': async (ctx, { body }) => {
-      return userView(await users.create(body, changeContext(ctx)));
+      return userView(await users.create(tenantScope(ctx), body, changeContext(ctx)));
     },
-    'users get': async (_ctx, { params }) => {
-      return userDetailView(await users.detail(params.id!));
+    'users get': async (ctx, { params }) => {
+      return userDetailView(await users.detail(tenantScope(ctx), params.id!));
     },
     'users reset-mfa': async (ctx, { params }) => {
-      return userDetailView(await users.resetMfa(params.id!, changeContext(ctx)));
+      return userDetailView(await users.resetMfa(tenantScope(ctx), params.id!, changeContext(ctx)));
     },
     'users unlock': async (ctx, { params }) => {
-      return userDetailView(await users.unlock(params.id!, changeContext(ctx)));
+      return userDetailView(await users.unlock(tenantScope(ctx), params.id!, changeContext(ctx)));
     },
     'users update': async (ctx, { params, body }) => {
-      return userView(await users.update(params.id!, body, changeContext(ctx)));
+      return userView(await users.update(tenantScope(ctx), params.id!, body, changeContext(ctx)));
     },
     'users delete': async (ctx, { params }) => {
-      return userView(await users.deactivate(params.id!, changeContext(ctx)));
+      return userView(await users.deactivate(tenantScope(ctx), params.id!, changeContext(ctx)));
     },
     'users logout': async (ctx, { params }) => {
-      await users.signOutEverywhere(params.id!, changeContext(ctx));
+      await users.signOutEverywhere(tenantScope(ctx), params.id!, changeContext(ctx));
       return undefined;
     },
     'users suspend': async (ctx, { params }) => {
-      return userView(await users.suspend(params.id!, changeContext(ctx)));
+      return userView(await users.suspend(tenantScope(ctx), params.id!, changeContext(ctx)));
     },
     'users reactivate': async (ctx, { params }) => {
-      return userView(await users.reactivate(params.id!, changeContext(ctx)));
+      return userView(await users.reactivate(tenantScope(ctx), params.id!, changeContext(ctx)));
     },
     'clients list': async (ctx, { query }) => {
-      const { rows, total } = await clients.list(query.page, query.pageSize, { adminScopesWithin: heldAdminScopes(callerScopes(ctx)) });
+      const { rows, total } = await clients.list(tenantScope(ctx), query.page, query.pageSize, { adminScopesWithin: heldAdminScopes(callerScopes(ctx)) });
       return pageOf(rows.map((r) => clientView(r)), total, query);
     },
     'clients create': async (ctx, { body }) => {
       assertGrantableScopes(ctx, body.scope);
       const clientId = (body.client_id as string | undefined) ?? crypto.randomUUID();
       const { metadata, firstParty } = clientMetadataFrom(clientId, body);
-      const created = await clients.register({
+      const created = await clients.register(tenantScope(ctx), {
         metadata: { ...metadata, client_id: clientId, ...(body.client_secret ? { client_secret: body.client_secret } : {}) },
         firstParty,
       }, {}, changeContext(ctx));
-      return clientView(await clients.get(clientId), created.client_secret as string | undefined);
+      return clientView(await clients.get(tenantScope(ctx), clientId), created.client_secret as string | undefined);
     },
     'clients get': async (ctx, { params }) => {
       return clientView(await addressable(ctx, params.clientId!));
@@ -168,33 +169,33 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
       assertGrantableScopes(ctx, body.scope);
       const merged = { ...(current.metadata as Record<string, unknown>), first_party: current.first_party, ...body };
       const { metadata, firstParty } = clientMetadataFrom(current.client_id, merged);
-      const { row, secret } = await clients.update(current.client_id, metadata, firstParty, changeContext(ctx));
+      const { row, secret } = await clients.update(tenantScope(ctx), current.client_id, metadata, firstParty, changeContext(ctx));
       return clientView(row, secret);
     },
     'clients delete': async (ctx, { params }) => {
-      await clients.remove((await addressable(ctx, params.clientId!)).client_id, changeContext(ctx));
+      await clients.remove(tenantScope(ctx), (await addressable(ctx, params.clientId!)).client_id, changeContext(ctx));
       return undefined;
     },
     'clients rotate-secret': async (ctx, { params }) => {
       const { client_id: clientId } = await addressable(ctx, params.clientId!);
       // The registry answers 400 for a client without a secret, 409 for a built-in one.
-      return { client_id: clientId, client_secret: await clients.rotateSecret(clientId, changeContext(ctx)) };
+      return { client_id: clientId, client_secret: await clients.rotateSecret(tenantScope(ctx), clientId, changeContext(ctx)) };
     },
-    'resource-servers list': async (_ctx, { query }) => {
-      const { rows, total } = await resourceServers.list(query.page, query.pageSize);
+    'resource-servers list': async (ctx, { query }) => {
+      const { rows, total } = await resourceServers.list(tenantScope(ctx), query.page, query.pageSize);
       return pageOf(rows.map(resourceServerView), total, query);
     },
     'resource-servers create': async (ctx, { body }) => {
-      return resourceServerView(await resourceServers.create(body, changeContext(ctx)));
+      return resourceServerView(await resourceServers.create(tenantScope(ctx), body, changeContext(ctx)));
     },
-    'resource-servers get': async (_ctx, { params }) => {
-      return resourceServerView(await resourceServers.get(params.id!));
+    'resource-servers get': async (ctx, { params }) => {
+      return resourceServerView(await resourceServers.get(tenantScope(ctx), params.id!));
     },
     'resource-servers update': async (ctx, { params, body }) => {
-      return resourceServerView(await resourceServers.update(params.id!, body, changeContext(ctx)));
+      return resourceServerView(await resourceServers.update(tenantScope(ctx), params.id!, body, changeContext(ctx)));
     },
     'resource-servers delete': async (ctx, { params }) => {
-      await resourceServers.remove(params.id!, changeContext(ctx));
+      await resourceServers.remove(tenantScope(ctx), params.id!, changeContext(ctx));
       return undefined;
     },
   };
@@ -207,6 +208,7 @@ export function adminOperations(deps: AdminApiDeps): Operation[] {
     ...userMergeHandlers({ merge: deps.userMerge, users, changeContext }),
     ...roleHandlers(deps.access.roles, changeContext),
     ...serviceAccountHandlers(deps.access.serviceAccounts, changeContext),
+    ...tenantHandlers({ tenants: deps.tenants, changeContext }),
   });
 }
 
@@ -244,7 +246,8 @@ export function adminApiRoutes(deps: AdminApiDeps) {
         if (result !== undefined) ctx.body = result;
       };
       ctx.set('Cache-Control', 'no-store');
-      if (op.idempotent) await withIdempotency(ctx, callerKey(ctx.state.caller as Caller), run);
+      // Keys are the caller's in the tenant it acts in: a replay never answers across tenants.
+      if (op.idempotent) await withIdempotency(ctx, `${callerKey(ctx.state.caller as Caller)} ${(ctx.state.caller as Caller).tenantId}`, run);
       else await run();
     });
   }

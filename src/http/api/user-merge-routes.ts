@@ -12,7 +12,7 @@ export function userMergeHandlers(deps: { merge: UserMerge; users: Pick<UserAdmi
   return {
     'users merge': async (ctx, { params, body }) => {
       const winnerId = await deps.merge.merge(tenantScope(ctx), params.id!, (body as { sourceUserId: string }).sourceUserId, deps.changeContext(ctx));
-      return userDetailView(await deps.users.detail(winnerId));
+      return userDetailView(await deps.users.detail(tenantScope(ctx), winnerId));
     },
   };
 }

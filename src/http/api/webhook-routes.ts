@@ -1,6 +1,7 @@
 import type { Webhook, Webhooks } from '../../domain/webhooks/webhooks.ts';
 import type { DeliveryRow } from '../../repos/webhooks.ts';
 import type { AdminHandlers, WebhookCommand } from './admin-operations.ts';
+import { tenantScope } from './auth.ts';
 
 export function webhookView(w: Webhook) {
   return {
@@ -37,25 +38,25 @@ export function deliveryView(d: DeliveryRow) {
 /** /api/v1/webhooks: registration, secret rotation, the delivery log and redelivery. */
 export function webhookHandlers(webhooks: Webhooks): AdminHandlers<WebhookCommand> {
   return {
-    'webhooks list': async (_ctx, { query }) => {
-      const { rows, total } = await webhooks.list(query.page, query.pageSize);
+    'webhooks list': async (ctx, { query }) => {
+      const { rows, total } = await webhooks.list(tenantScope(ctx), query.page, query.pageSize);
       return { data: rows.map(webhookView), page: query.page, pageSize: query.pageSize, total };
     },
-    'webhooks create': async (_ctx, { body }) => {
-      const { webhook, secret } = await webhooks.create(body);
+    'webhooks create': async (ctx, { body }) => {
+      const { webhook, secret } = await webhooks.create(tenantScope(ctx), body);
       return { ...webhookView(webhook), secret };
     },
-    'webhooks get': async (_ctx, { params }) => webhookView(await webhooks.get(params.id!)),
-    'webhooks update': async (_ctx, { params, body }) => webhookView(await webhooks.update(params.id!, body)),
-    'webhooks delete': async (_ctx, { params }) => {
-      await webhooks.remove(params.id!);
+    'webhooks get': async (ctx, { params }) => webhookView(await webhooks.get(tenantScope(ctx), params.id!)),
+    'webhooks update': async (ctx, { params, body }) => webhookView(await webhooks.update(tenantScope(ctx), params.id!, body)),
+    'webhooks delete': async (ctx, { params }) => {
+      await webhooks.remove(tenantScope(ctx), params.id!);
       return undefined;
     },
-    'webhooks rotate-secret': async (_ctx, { params }) => ({ id: params.id!, secret: await webhooks.rotateSecret(params.id!) }),
-    'webhooks deliveries': async (_ctx, { params, query }) => {
-      const { rows, total } = await webhooks.deliveries(params.id!, query.page, query.pageSize);
+    'webhooks rotate-secret': async (ctx, { params }) => ({ id: params.id!, secret: await webhooks.rotateSecret(tenantScope(ctx), params.id!) }),
+    'webhooks deliveries': async (ctx, { params, query }) => {
+      const { rows, total } = await webhooks.deliveries(tenantScope(ctx), params.id!, query.page, query.pageSize);
       return { data: rows.map(deliveryView), page: query.page, pageSize: query.pageSize, total };
     },
-    'webhooks redeliver': async (_ctx, { params }) => deliveryView(await webhooks.redeliver(params.id!, params.deliveryId!)),
+    'webhooks redeliver': async (ctx, { params }) => deliveryView(await webhooks.redeliver(tenantScope(ctx), params.id!, params.deliveryId!)),
   };
 }

@@ -49,6 +49,11 @@ export function errorHandler(logger: Logger, renderPage: RenderPage): Middleware
         ctx.set('Retry-After', String(raw.retryAfterSeconds));
         logger.warn({ requestId: ctx.state.requestId, store: raw.store, reason: raw.reason }, 'request refused: store unavailable');
       } else if (status >= 500) logger.error({ err, requestId: ctx.state.requestId }, 'unhandled error');
+      else if (status === 429 && err instanceof AppError) {
+        // A limit that says when it frees up (the per-tenant user creations, an OTP cooldown).
+        const wait = (err.detail as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+        if (typeof wait === 'number' && Number.isFinite(wait)) ctx.set('Retry-After', String(Math.max(1, Math.ceil(wait))));
+      }
       if (wantsJson(ctx)) {
         ctx.status = status;
         ctx.body = { ...envelope(ctx, code, message), ...publicDetail(err) };
