@@ -25,7 +25,19 @@ const BODIES: Record<string, unknown> = {
   'identity-providers update': { displayName: 'Hijacked' },
   'webhooks update': { description: 'Hijacked' },
   'tenants update': { name: 'Hijacked' },
+  'roles update': { description: 'Hijacked' },
+  'api-keys rotate': { overlapSeconds: 0 },
+  'service-accounts rotate': { overlapSeconds: 0 },
 };
+
+/** Bodies that name more of the tenant's objects (its role, its other user). */
+const bodyNaming = (t: Objects): Record<string, unknown> => ({
+  'users merge': { sourceUserId: t.otherUser },
+  'users assign-roles': { roleIds: [t.role] },
+  'users unassign-roles': { roleIds: [t.role] },
+  'service-accounts assign-roles': { roleIds: [t.role] },
+  'service-accounts unassign-roles': { roleIds: [t.role] },
+});
 
 /**
  * Operations a tenant's client cannot call at all, whatever it names: the tenants API is the
@@ -41,6 +53,10 @@ interface Objects {
   identityProvider: string;
   webhook: string;
   delivery: string;
+  otherUser: string;
+  role: string;
+  apiKey: string;
+  serviceAccount: string;
 }
 
 describe('tenant isolation of the admin API', () => {
@@ -93,6 +109,11 @@ describe('tenant isolation of the admin API', () => {
     const identityProvider = ok(await platform.post('/identity-providers', {
       alias: marker(prefix), type: 'oidc', displayName: `${prefix} SSO`, issuer: 'https://sso.example.test', clientId: 'c', clientSecret: 's',
     }, inT));
+    const otherUser = ok(await platform.post('/users', { email: uniqueEmail(`${prefix}-other`) }, inT));
+    const role = ok(await platform.post('/roles', { name: marker(`${prefix}-role`), permissions: [{ resource: resourceServer.identifier, scope: 'read' }] }, inT));
+    assert.equal((await platform.post(`/users/${user.id}/roles`, { roleIds: [role.id] }, inT)).status, 200);
+    const apiKey = ok(await platform.post('/api-keys', { name: `${prefix} key`, scopes: ['iam.users:read'] }, inT));
+    const serviceAccount = ok(await platform.post('/service-accounts', { name: `${prefix} robot`, roleIds: [role.id] }, inT));
     const deliveries = await platform.get(`/webhooks/${webhook.id}/deliveries`, inT);
     assert.equal(deliveries.status, 200, deliveries.text);
     assert.ok(deliveries.body.data.length >= 1, 'user.created was queued for the tenant\'s webhook');
@@ -100,18 +121,20 @@ describe('tenant isolation of the admin API', () => {
       tenant: { id: tenant.body.id, slug: tenant.body.slug },
       user: user.id, client: client.client_id, resourceServer: resourceServer.id, identityProvider: identityProvider.id,
       webhook: webhook.id, delivery: deliveries.body.data[0].id,
+      otherUser: otherUser.id, role: role.id, apiKey: apiKey.id, serviceAccount: serviceAccount.id,
     };
   }
 
   /** Every row of a tenant, in every table that has its objects (what must not change). */
   async function rowsOf(t: Objects): Promise<string> {
     const db = ts.server.services.db;
-    const tables = ['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks', 'mfa_factors', 'roles', 'events'];
+    const tables = ['users', 'clients', 'resource_servers', 'identity_providers', 'webhooks', 'mfa_factors', 'roles', 'api_keys', 'service_accounts', 'events'];
     const out: Record<string, unknown> = {};
     for (const table of tables) out[table] = await db(table).where({ tenant_id: t.tenant.id }).orderBy(table === 'clients' ? 'client_id' : 'id');
     out.tenant = await db('tenants').where({ id: t.tenant.id });
     out.deliveries = await db('webhook_deliveries').where({ webhook_id: t.webhook }).orderBy('id');
-    out.userRoles = await db('user_roles').where({ user_id: t.user });
+    out.userRoles = await db('user_roles').whereIn('user_id', [t.user, t.otherUser]).orderBy(['user_id', 'role_id']);
+    out.serviceAccountRoles = await db('service_account_roles').where({ service_account_id: t.serviceAccount }).orderBy('role_id');
     return JSON.stringify(out);
   }
 
@@ -125,6 +148,9 @@ describe('tenant isolation of the admin API', () => {
       'identity-providers': { id: t.identityProvider },
       webhooks: { id: t.webhook, deliveryId: t.delivery },
       tenants: { id: t.tenant.id },
+      roles: { id: t.role },
+      'api-keys': { id: t.apiKey },
+      'service-accounts': { id: t.serviceAccount },
     };
     const value = byCollection[collection!]?.[param];
     if (value === undefined) assert.fail(`no fixture of tenant A for :${param} of ${command} (${path}): add one to tenant-isolation.test.ts`);
@@ -137,13 +163,31 @@ describe('tenant isolation of the admin API', () => {
     for (const [command, spec] of withParams) {
       const url = spec.path.replace(/:(\w+)/g, (_, param: string) => encodeURIComponent(fixture(a, command, spec.path, param)));
       const hasBody = 'body' in spec && spec.body !== undefined;
-      if (hasBody && !(command in BODIES)) assert.fail(`no body for ${command}: add a valid one to BODIES in tenant-isolation.test.ts`);
+      const body = BODIES[command] ?? bodyNaming(a)[command];
+      if (hasBody && body === undefined) assert.fail(`no body for ${command}: add a valid one to BODIES in tenant-isolation.test.ts`);
       const before = await rowsOf(a);
-      const res = await bApi.call(spec.method.toUpperCase(), url, hasBody ? { json: BODIES[command] } : {});
+      const res = await bApi.call(spec.method.toUpperCase(), url, hasBody ? { json: body } : {});
       if (PLATFORM_ONLY.has(command)) assertError(res, 403, 'IDENT_FORBIDDEN', `${command} ${url}`);
       else assertError(res, 403, 'IDENT_CROSS_TENANT', `${command} ${url}`);
       assert.equal(await rowsOf(a), before, `${command}: A's rows are unchanged`);
     }
+  });
+
+  it('B\'s own objects with A\'s named in the body (a role to give, a user to merge): 403 IDENT_CROSS_TENANT, and nothing changes', async () => {
+    const before = await rowsOf(a);
+    const beforeB = await rowsOf(b);
+    const calls: Array<[string, string, unknown]> = [
+      ['POST', `/users/${b.user}/roles`, { roleIds: [a.role] }],
+      ['DELETE', `/users/${b.user}/roles`, { roleIds: [a.role] }],
+      ['POST', `/service-accounts/${b.serviceAccount}/roles`, { roleIds: [a.role] }],
+      ['POST', `/users/${b.user}/merge`, { sourceUserId: a.otherUser }],
+      ['POST', '/service-accounts', { name: 'with A\'s role', roleIds: [a.role] }],
+    ];
+    for (const [method, url, json] of calls) {
+      assertError(await bApi.call(method, url, { json }), 403, 'IDENT_CROSS_TENANT', `${method} ${url}`);
+    }
+    assert.equal(await rowsOf(a), before);
+    assert.equal(await rowsOf(b), beforeB);
   });
 
   it('B\'s client naming tenant A in X-Tenant-Id: 403 IDENT_CROSS_TENANT on every operation, and nothing changes', async () => {
@@ -152,7 +196,7 @@ describe('tenant isolation of the admin API', () => {
     for (const [command, spec] of Object.entries(adminOperationSpecs)) {
       const url = spec.path.replace(/:(\w+)/g, (_, param: string) => encodeURIComponent(fixture(b, command, spec.path, param)));
       const hasBody = 'body' in spec && spec.body !== undefined;
-      const body = BODIES[command] ?? (command === 'users create' ? { email: uniqueEmail('x') } : {});
+      const body = BODIES[command] ?? bodyNaming(b)[command] ?? (command === 'users create' ? { email: uniqueEmail('x') } : {});
       for (const named of [a.tenant.id, a.tenant.slug]) {
         const res = await bApi.call(spec.method.toUpperCase(), url, { headers: { 'x-tenant-id': named }, ...(hasBody ? { json: body } : {}) });
         assertError(res, 403, 'IDENT_CROSS_TENANT', `${command} with X-Tenant-Id ${named}`);
@@ -168,7 +212,10 @@ describe('tenant isolation of the admin API', () => {
 
   it('lists from B show only B\'s objects; creates by B land in B', async () => {
     const listed = async (path: string, key = 'id') => ((await bApi.get(`${path}?pageSize=100`)).body.data as Array<Record<string, string>>).map((r) => r[key]);
-    assert.deepEqual(await listed('/users'), [b.user]);
+    assert.deepEqual((await listed('/users')).sort(), [b.user, b.otherUser].sort());
+    assert.ok(!(await listed('/roles')).includes(a.role));
+    assert.deepEqual(await listed('/api-keys'), [b.apiKey]);
+    assert.deepEqual(await listed('/service-accounts'), [b.serviceAccount]);
     const clients = await listed('/clients', 'client_id');
     assert.ok(clients.includes(b.client) && !clients.includes(a.client), clients.join(','));
     assert.ok(!clients.includes('admin') && !clients.includes('account-console'), 'the built-in clients are the default tenant\'s');
