@@ -18,6 +18,7 @@ import * as auditEvents from '../../migrations/0014_audit_events.ts';
 import * as webhooks from '../../migrations/0015_webhooks.ts';
 import * as tenantsAndRoles from '../../migrations/0016_tenants_and_roles.ts';
 import * as tenantScoping from '../../migrations/0017_tenant_scoping.ts';
+import * as globalIdpAliases from '../../migrations/0018_global_identity_provider_aliases.ts';
 import * as rbacServiceAccounts from '../../migrations/0019_rbac_service_accounts.ts';
 import * as apiKeys from '../../migrations/0020_api_keys.ts';
 
@@ -46,6 +47,7 @@ const migrations: Record<string, Migration> = {
   '0015_webhooks': webhooks,
   '0016_tenants_and_roles': tenantsAndRoles,
   '0017_tenant_scoping': tenantScoping,
+  '0018_global_identity_provider_aliases': globalIdpAliases,
   '0019_rbac_service_accounts': rbacServiceAccounts,
   '0020_api_keys': apiKeys,
 };

@@ -41,7 +41,7 @@ const asJson = <T extends Partial<Pick<IdentityProviderRow, 'settings' | 'allowe
   ...(row.allowed_domains !== undefined ? { allowed_domains: JSON.stringify(row.allowed_domains) } : {}),
 });
 
-/** identity_providers: each belongs to one tenant (aliases are unique within it). */
+/** identity_providers: each belongs to one tenant; aliases are unique across tenants (they name its URLs). */
 export function createIdentityProvidersRepo(db: Knex) {
   /** Writes take `trx` so a change and its event commit together. */
   const table = (trx?: Knex.Transaction) => (trx ?? db)<IdentityProviderRow>('identity_providers');

@@ -57,6 +57,7 @@ interface Objects {
   role: string;
   apiKey: string;
   serviceAccount: string;
+  identityProviderAlias: string;
 }
 
 describe('tenant isolation of the admin API', () => {
@@ -121,7 +122,7 @@ describe('tenant isolation of the admin API', () => {
       tenant: { id: tenant.body.id, slug: tenant.body.slug },
       user: user.id, client: client.client_id, resourceServer: resourceServer.id, identityProvider: identityProvider.id,
       webhook: webhook.id, delivery: deliveries.body.data[0].id,
-      otherUser: otherUser.id, role: role.id, apiKey: apiKey.id, serviceAccount: serviceAccount.id,
+      identityProviderAlias: identityProvider.alias, otherUser: otherUser.id, role: role.id, apiKey: apiKey.id, serviceAccount: serviceAccount.id,
     };
   }
 
@@ -230,6 +231,11 @@ describe('tenant isolation of the admin API', () => {
     const client = await bApi.post('/clients', { ...machine, client_name: 'made by B' });
     assert.equal(client.status, 201, client.text);
     assert.equal((await db('clients').where({ client_id: client.body.client_id }).first()).tenant_id, b.tenant.id);
+    // An alias names the provider's URLs in one issuer: A's is taken for B too, and A's stays A's.
+    const sameAlias = await bApi.post('/identity-providers', {
+      alias: a.identityProviderAlias, type: 'oidc', displayName: 'B copy', issuer: 'https://sso.example.test', clientId: 'c', clientSecret: 's',
+    });
+    assertError(sameAlias, 409, 'IDENT_IDP_DUPLICATE');
     const rs = await bApi.post('/resource-servers', { identifier: `https://${marker('bown')}.example.test`, scopes: ['x'] });
     assert.equal((await db('resource_servers').where({ id: rs.body.id }).first()).tenant_id, b.tenant.id);
   });

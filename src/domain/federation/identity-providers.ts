@@ -385,7 +385,7 @@ export function createIdentityProviders(deps: {
       return tenantId === undefined ? all : all.filter((p) => p.tenantId === tenantId);
     },
 
-    /** An enabled provider by alias (unique within a tenant), for the sign-in routes; with `tenantId`, that tenant's. */
+    /** An enabled provider by alias (unique across tenants: it names the provider's URLs), for the sign-in routes; with `tenantId`, only if it is that tenant's. */
     async enabledByAlias(alias: string, tenantId?: string): Promise<IdentityProvider | undefined> {
       return (await enabled.get('enabled'))?.find((p) => p.alias === alias && (tenantId === undefined || p.tenantId === tenantId));
     },
