@@ -262,21 +262,31 @@ export async function startServer(
     for (const step of steps) logger.info(step);
   }
 
+  /**
+   * A listener beside the public one (metrics, internal endpoints) on its own port. If it cannot
+   * listen, the boot stops: whatever already listens is closed and the data directory released.
+   */
+  const listenBeside = async (side: http.Server, setting: string, port: number, host: string): Promise<number> => {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        side.once('error', reject);
+        side.listen(port, host, () => resolve());
+      });
+    } catch (err) {
+      for (const open of [metricsServer, server]) {
+        if (open?.listening) await new Promise((resolve) => open.close(resolve));
+      }
+      await release();
+      throw new StartupError(`${setting}: cannot listen on ${host}:${port}: ${listenFailure(err)}`);
+    }
+    return (side.address() as AddressInfo).port;
+  };
+
   // Prometheus metrics only when asked for, on a listener of their own (never the public port).
   if (config.METRICS_PORT !== undefined) {
     services.metrics.serve(services.metricSources, logger);
     metricsServer = http.createServer(metricsListener(services.metrics, logger));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        metricsServer!.once('error', reject);
-        metricsServer!.listen(config.METRICS_PORT, config.METRICS_HOST, () => resolve());
-      });
-    } catch (err) {
-      await new Promise((resolve) => server.close(resolve));
-      await release();
-      throw new StartupError(`METRICS_PORT: cannot listen on ${config.METRICS_HOST}:${config.METRICS_PORT}: ${listenFailure(err)}`);
-    }
-    metricsPort = (metricsServer.address() as AddressInfo).port;
+    metricsPort = await listenBeside(metricsServer, 'METRICS_PORT', config.METRICS_PORT, config.METRICS_HOST);
     logger.info({ port: metricsPort, host: config.METRICS_HOST }, 'metrics listening');
   }
 
@@ -288,17 +298,7 @@ export async function startServer(
       allowed: cidrMatcher(parseCidrs(config.INTERNAL_ALLOWED_CIDRS)),
       logger,
     });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        internal!.once('error', reject);
-        internal!.listen(config.INTERNAL_PORT, config.INTERNAL_HOST, () => resolve());
-      });
-    } catch (err) {
-      await new Promise((resolve) => server.close(resolve));
-      await release();
-      throw new StartupError(`INTERNAL_PORT: cannot listen on ${config.INTERNAL_HOST}:${config.INTERNAL_PORT}: ${listenFailure(err)}`);
-    }
-    internalPort = (internal.address() as AddressInfo).port;
+    internalPort = await listenBeside(internal, 'INTERNAL_PORT', config.INTERNAL_PORT, config.INTERNAL_HOST);
     logger.info({ port: internalPort, host: config.INTERNAL_HOST, allowed: config.INTERNAL_ALLOWED_CIDRS }, 'internal endpoints listening');
   }
 

@@ -5,7 +5,8 @@ import Provider from 'oidc-provider';
 import * as oidc from 'openid-client';
 import { formAction, formField, HttpBrowser } from './browser-http.ts';
 import { authorizationRequest, REDIRECT_URI } from './rp.ts';
-import { listenOn, portOf } from './server.ts';
+import { marker, type AdminApi } from './admin.ts';
+import { listenOn, portOf, type TestServer } from './server.ts';
 
 /** What an upstream account says about itself (the upstream's claims). */
 export interface UpstreamAccount {
@@ -70,6 +71,20 @@ export async function startUpstreamOp(client: { clientId: string; clientSecret: 
 }
 
 export type UpstreamOp = Awaited<ReturnType<typeof startUpstreamOp>>;
+
+/**
+ * An upstream provider that knows our server as its client `brokerClientId`, registered with our
+ * server (admin API) as the OpenID Connect identity provider `idp.alias` for acme.test addresses.
+ */
+export async function registerUpstream(ts: TestServer, api: AdminApi, idp: { alias: string; displayName: string }, brokerClientId: string) {
+  const clientSecret = `upstream-secret-${marker()}`;
+  const upstream = await startUpstreamOp({ clientId: brokerClientId, clientSecret, redirectUri: `${ts.issuer}/api/v1/auth/oidc/${idp.alias}/callback` });
+  const created = await api.post('/identity-providers', {
+    alias: idp.alias, type: 'oidc', displayName: idp.displayName, issuer: upstream.issuer, clientId: brokerClientId, clientSecret, allowedDomains: ['acme.test'],
+  });
+  assert.equal(created.status, 201, created.text);
+  return { upstream, providerId: created.body.id as string };
+}
 
 const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
 

@@ -12,7 +12,7 @@ import { accountConsole } from '../helpers/account-console.ts';
 import { callUserApi } from '../helpers/user-api.ts';
 import { enrolTotp } from '../helpers/mfa.ts';
 import {
-  federate as federateAt, signInUpstream, startFederation as startFederationAt, startUpstreamOp, type UpstreamOp,
+  federate as federateAt, registerUpstream, signInUpstream, startFederation as startFederationAt, startUpstreamOp, type UpstreamOp,
 } from '../helpers/upstream-op.ts';
 
 const isCallback = (u: URL) => u.href.startsWith(REDIRECT_URI);
@@ -31,13 +31,7 @@ describe('federation: signing in through an upstream OpenID Connect provider', (
     mailbox = await startMailbox();
     ts = await startAdminServer(fastMailSettings(mailbox.url));
     api = new AdminApi(ts, await adminToken(ts));
-    const clientSecret = `upstream-secret-${marker()}`;
-    upstream = await startUpstreamOp({ clientId: 'our-broker', clientSecret, redirectUri: `${ts.issuer}/api/v1/auth/oidc/${alias}/callback` });
-    const created = await api.post('/identity-providers', {
-      alias, type: 'oidc', displayName, issuer: upstream.issuer, clientId: 'our-broker', clientSecret, allowedDomains: ['acme.test'],
-    });
-    assert.equal(created.status, 201, created.text);
-    providerId = created.body.id;
+    ({ upstream, providerId } = await registerUpstream(ts, api, { alias, displayName }, 'our-broker'));
     rp = await rpConfig(ts, await registerClient(ts, { token_endpoint_auth_method: 'none' }, true));
   });
 

@@ -5,7 +5,7 @@ import { AdminApi, ADMIN_CLIENT_ID, adminToken, assertError, marker, startAdminS
 import { codeAt, enrolTotp } from '../helpers/mfa.ts';
 import { REDIRECT_URI, createUser, registerClient, rejectsWithOAuthError, rpConfig, signIn, uniqueEmail } from '../helpers/rp.ts';
 import { stopAndDestroy, type TestServer } from '../helpers/server.ts';
-import { federate, startUpstreamOp, type UpstreamOp } from '../helpers/upstream-op.ts';
+import { federate, registerUpstream, type UpstreamOp } from '../helpers/upstream-op.ts';
 
 /**
  * POST /api/v1/users/:id/merge: two accounts of one person become the one in the path. Everything
@@ -25,13 +25,7 @@ describe('user merge', () => {
   before(async () => {
     ts = await startAdminServer();
     api = new AdminApi(ts, await adminToken(ts));
-    const clientSecret = `upstream-secret-${marker()}`;
-    upstream = await startUpstreamOp({ clientId: 'merge-broker', clientSecret, redirectUri: `${ts.issuer}/api/v1/auth/oidc/${alias}/callback` });
-    const created = await api.post('/identity-providers', {
-      alias, type: 'oidc', displayName, issuer: upstream.issuer, clientId: 'merge-broker', clientSecret, allowedDomains: ['acme.test'],
-    });
-    assert.equal(created.status, 201, created.text);
-    providerId = created.body.id;
+    ({ upstream, providerId } = await registerUpstream(ts, api, { alias, displayName }, 'merge-broker'));
     rp = await rpConfig(ts, await registerClient(ts, { token_endpoint_auth_method: 'none' }, true));
   });
   after(async () => {
