@@ -39,34 +39,31 @@ function refuseAdminAccessOutsideClientCredentials(ctx: KoaContextWithOIDC, admi
 }
 
 /**
- * The scopes a client_credentials token may carry at a resource server: those its client was
- * granted there (resource_scopes) that the server still defines, so a deleted or renamed scope is
- * gone at once. No grant: invalid_target (RFC 8707: not a resource this client may name). Asking
- * for more: invalid_scope (RFC 6749 5.2), as the admin API and token exchange answer, rather than
- * a silently narrower token.
+ * The scopes a client_credentials token may carry at a resource server: `permitted`, what the
+ * machine was granted there that the server still defines, so a deleted or renamed scope is gone
+ * at once. None: invalid_target (RFC 8707: not a resource this machine may name). Asking for more:
+ * invalid_scope (RFC 6749 5.2), as the admin API and token exchange answer, rather than a silently
+ * narrower token. `holder` names the machine in the error.
  */
-function machineScopes(ctx: KoaContextWithOIDC, rs: ResourceServerInfo, client: Client): string[] {
-  const defined = new Set(rs.scopes);
-  const permitted = new Set(grantedScopes(client as unknown as Record<string, unknown>, rs.identifier).filter((s) => defined.has(s)));
-  if (!permitted.size) throw new errors.InvalidTarget('this client is granted no scope at this resource server');
-  const beyond = [...ctx.oidc.requestParamScopes].filter((s) => s && !permitted.has(s));
-  if (beyond.length) throw new errors.InvalidScope('requested scope is not granted to this client at this resource server', beyond.join(' '));
+function withinMachineGrant(ctx: KoaContextWithOIDC, permitted: readonly string[], holder: string): string[] {
+  if (!permitted.length) throw new errors.InvalidTarget(`${holder} is granted no scope at this resource server`);
+  const allowed = new Set(permitted);
+  const beyond = [...ctx.oidc.requestParamScopes].filter((s) => s && !allowed.has(s));
+  if (beyond.length) throw new errors.InvalidScope(`requested scope is not granted to ${holder} at this resource server`, beyond.join(' '));
   return [...permitted];
 }
 
-/**
- * A service account's client_credentials token: the scopes its roles grant at the resource server
- * (that the server still defines), and nothing else (no resource_scopes grant counts). None:
- * invalid_target; asking for more: invalid_scope, as for any machine client.
- */
-async function serviceAccountScopes(ctx: KoaContextWithOIDC, rs: ResourceServerInfo, held: readonly string[]): Promise<string[]> {
+/** A plain machine client: its resource_scopes grant there, in the grant's order. */
+function machineScopes(ctx: KoaContextWithOIDC, rs: ResourceServerInfo, client: Client): string[] {
+  const defined = new Set(rs.scopes);
+  const granted = grantedScopes(client as unknown as Record<string, unknown>, rs.identifier).filter((s) => defined.has(s));
+  return withinMachineGrant(ctx, [...new Set(granted)], 'this client');
+}
+
+/** A service account: the scopes its roles grant there, and nothing else (no resource_scopes grant counts). */
+function serviceAccountScopes(ctx: KoaContextWithOIDC, rs: ResourceServerInfo, held: readonly string[]): string[] {
   const granted = new Set(held);
-  const permitted = rs.scopes.filter((s) => granted.has(s));
-  if (!permitted.length) throw new errors.InvalidTarget("this service account's roles grant no scope at this resource server");
-  const allowed = new Set(permitted);
-  const beyond = [...ctx.oidc.requestParamScopes].filter((s) => s && !allowed.has(s));
-  if (beyond.length) throw new errors.InvalidScope("requested scope is not granted to this service account's roles at this resource server", beyond.join(' '));
-  return permitted;
+  return withinMachineGrant(ctx, rs.scopes.filter((s) => granted.has(s)), 'this service account (by its roles)');
 }
 
 /** A user's token (code, refresh) from the token endpoint: the flows RBAC trims at a resource server. */
@@ -161,7 +158,7 @@ export function tokenConfiguration(settings: TokenSettings, resourceServers: Res
           let scopes = rs.scopes;
           if (isClientCredentials(ctx)) {
             const account = access ? await access.serviceAccounts.byClientId(client.clientId) : undefined;
-            scopes = account ? await serviceAccountScopes(ctx, rs, await access!.roles.scopesAt('service_account', account.id, rs.identifier)) : machineScopes(ctx, rs, client);
+            scopes = account ? serviceAccountScopes(ctx, rs, await access!.roles.scopesAt('service_account', account.id, rs.identifier)) : machineScopes(ctx, rs, client);
           } else if (rs.rbac && isUserTokenRequest(ctx) && access) {
             const accountId = (ctx.oidc.account as { accountId?: string } | undefined)?.accountId;
             const held = new Set(accountId ? await access.roles.scopesAt('user', accountId, rs.identifier) : []);
