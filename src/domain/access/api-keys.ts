@@ -47,10 +47,6 @@ export interface ApiKeySettings {
   lastUsedResolutionSeconds: number;
 }
 
-/** Default and longest overlap of a rotation. */
-export const DEFAULT_OVERLAP_SECONDS = 24 * 3600;
-export const MAX_OVERLAP_SECONDS = 30 * 24 * 3600;
-
 const KEY_PREFIX = 'idp_';
 const KEY_FORMAT = /^idp_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$/;
 const DIGEST_PURPOSE = 'api-key';

@@ -9,9 +9,6 @@ import { createSharedCache } from '../../infra/shared-cache.ts';
 import type { ServiceAccountRow, ServiceAccountsRepo } from '../../repos/service-accounts.ts';
 import type { Role, Roles } from './roles.ts';
 
-/** How long a rotated secret keeps working by default: a day to roll the new one out. */
-export const DEFAULT_SECRET_OVERLAP_SECONDS = 86_400;
-
 export interface ServiceAccount {
   id: string;
   tenantId: string;

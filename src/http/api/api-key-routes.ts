@@ -1,5 +1,6 @@
 import type { Context } from 'koa';
-import { DEFAULT_OVERLAP_SECONDS, type ApiKey, type ApiKeys } from '../../domain/access/api-keys.ts';
+import type { ApiKey, ApiKeys } from '../../domain/access/api-keys.ts';
+import { DEFAULT_OVERLAP_SECONDS } from '../../domain/access/rotation-overlap.ts';
 import type { ChangeContext } from '../../domain/authn/accounts.ts';
 import { AppError } from '../../domain/errors.ts';
 import { DEFAULT_TENANT_ID, isPlatformScope } from '../../domain/tenants/tenant-scope.ts';

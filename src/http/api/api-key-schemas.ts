@@ -1,8 +1,7 @@
 import { z } from 'zod';
-import { DEFAULT_OVERLAP_SECONDS, MAX_OVERLAP_SECONDS } from '../../domain/access/api-keys.ts';
 import { ADMIN_SCOPES } from '../../domain/clients/admin-scopes.ts';
 import type { OperationSpec } from './operation.ts';
-import { displayText, page, pageQuery } from './schemas.ts';
+import { displayText, overlapSeconds, page, pageQuery } from './schemas.ts';
 
 // /api/v1/api-keys: long-lived bearer credentials for the admin API, each of one tenant.
 
@@ -14,8 +13,7 @@ export const apiKeyCreate = z.strictObject({
 });
 
 export const apiKeyRotate = z.strictObject({
-  overlapSeconds: z.number().int().min(0).max(MAX_OVERLAP_SECONDS).optional()
-    .describe(`How long the key being replaced keeps working, in seconds (default ${DEFAULT_OVERLAP_SECONDS}, at most ${MAX_OVERLAP_SECONDS}; 0: it stops at once)`),
+  overlapSeconds: overlapSeconds('the key being replaced'),
 });
 
 export const apiKey = z.object({

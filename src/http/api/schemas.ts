@@ -4,6 +4,7 @@ import { hasControlCharacters } from '../../domain/accounts/display-names.ts';
 import { FACTOR_TYPES } from '../../domain/authn/mfa.ts';
 import { MFA_POLICIES } from '../../domain/authn/mfa-policy.ts';
 import { IDP_ALIAS } from '../../domain/federation/identity-providers.ts';
+import { DEFAULT_OVERLAP_SECONDS, MAX_OVERLAP_SECONDS } from '../../domain/access/rotation-overlap.ts';
 
 // One source for validation and for the OpenAPI document (routes.ts), so they cannot drift.
 
@@ -172,3 +173,8 @@ export const page = <T extends z.ZodType>(item: T) =>
   z.object({ data: z.array(item), page: z.number().int(), pageSize: z.number().int(), total: z.number().int() });
 
 export const adminScope = z.enum(ADMIN_SCOPES);
+
+/** A rotation's overlap: how long `replaced` (the old key or secret) keeps working, on every instance. */
+export const overlapSeconds = (replaced: string) =>
+  z.number().int().min(0).max(MAX_OVERLAP_SECONDS).optional()
+    .describe(`How long ${replaced} keeps working, in seconds, on every instance (default ${DEFAULT_OVERLAP_SECONDS}, a day; at most ${MAX_OVERLAP_SECONDS}; 0: it stops at once)`);

@@ -1,7 +1,8 @@
 import type { Context } from 'koa';
 import type { ChangeContext } from '../../domain/authn/accounts.ts';
 import type { Role } from '../../domain/access/roles.ts';
-import { DEFAULT_SECRET_OVERLAP_SECONDS, type ServiceAccount, type ServiceAccounts } from '../../domain/access/service-accounts.ts';
+import type { ServiceAccount, ServiceAccounts } from '../../domain/access/service-accounts.ts';
+import { DEFAULT_OVERLAP_SECONDS } from '../../domain/access/rotation-overlap.ts';
 import type { AdminHandlers } from './admin-operations.ts';
 import { tenantScope } from './auth.ts';
 import { roleView } from './role-routes.ts';
@@ -32,7 +33,7 @@ export function serviceAccountHandlers(
       return serviceAccountView(account, roles);
     },
     'service-accounts rotate': async (ctx, { params, body }) => {
-      const overlap = body.overlapSeconds ?? DEFAULT_SECRET_OVERLAP_SECONDS;
+      const overlap = body.overlapSeconds ?? DEFAULT_OVERLAP_SECONDS;
       const { account, clientSecret, previousSecretExpiresAt } = await serviceAccounts.rotateSecret(tenantScope(ctx), params.id!, overlap, changeContext(ctx));
       return { id: account.id, clientId: account.clientId, clientSecret, previousSecretExpiresAt: previousSecretExpiresAt?.toISOString() ?? null };
     },

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { OperationSpec } from './operation.ts';
 import { role } from './role-schemas.ts';
-import { displayText, page, pageQuery } from './schemas.ts';
+import { displayText, overlapSeconds, page, pageQuery } from './schemas.ts';
 
 // /api/v1/service-accounts: confidential client_credentials clients of the tenant, with roles
 // (service-account-routes.ts).
@@ -28,8 +28,7 @@ export const serviceAccountWithSecret = serviceAccount.extend({
 });
 
 export const serviceAccountRotate = z.strictObject({
-  overlapSeconds: z.number().int().min(0).max(30 * 86_400).optional()
-    .describe('How long the old secret keeps working (default 86400, a day; 0: it stops at once), on every instance'),
+  overlapSeconds: overlapSeconds('the old secret'),
 });
 
 export const serviceAccountSecret = z.object({
