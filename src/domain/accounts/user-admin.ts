@@ -43,6 +43,37 @@ export interface UserDetail {
  * What operators do to users through the admin API. Suspending or deactivating a user also
  * revokes every session, grant and token they hold, so the change takes effect at once.
  */
+/** The user `id` if it is in the scope's tenant: none is 404, another tenant's user 403 IDENT_CROSS_TENANT. */
+export async function userInTenant(users: Pick<UsersRepo, 'findById'>, scope: TenantScope, id: string, what = 'user'): Promise<UserRow> {
+  const user = await users.findById(id);
+  if (!user) throw new AppError('IDENT_USER_NOT_FOUND', `no ${what} with this id`);
+  assertInTenant(scope, user.tenant_id, `the ${what}`);
+  return user;
+}
+
+/** Each status an operator sets has its own event; user.updated is for the user's attributes. */
+const STATUS_EVENTS: Record<UserStatus, EventType> = { active: 'user.reactivated', suspended: 'user.suspended', deactivated: 'user.deleted' };
+
+/**
+ * Sets `before`'s status and records the status's event, in `trx`. Revoking the user's sessions
+ * and tokens for any status but active is the caller's, after the commit (a sign-in needs an
+ * active account, so nothing new is issued meanwhile).
+ */
+export async function writeStatus(
+  deps: { users: Pick<UsersRepo, 'setStatus'>; events: EventRecorder },
+  trx: Knex.Transaction,
+  before: UserRow,
+  status: UserStatus,
+  context: ChangeContext,
+): Promise<UserRow> {
+  const row = (await deps.users.setStatus(before.id, status, trx))!;
+  await deps.events.record({
+    type: STATUS_EVENTS[status], subjectId: before.id, tenantId: row.tenant_id, ...byOperator(context),
+    payload: { user: userPayload(row), changes: { status: { from: before.status, to: status } } },
+  }, trx);
+  return row;
+}
+
 export function createUserAdmin(deps: {
   users: UsersRepo;
   accounts: Accounts;
@@ -60,13 +91,7 @@ export function createUserAdmin(deps: {
 }) {
   const { users, hasher, payloads, events, passwordPolicy } = deps;
 
-  /** The user, if it is in the scope's tenant: another tenant's user is 403 IDENT_CROSS_TENANT. */
-  async function existing(scope: TenantScope, id: string): Promise<UserRow> {
-    const user = await users.findById(id);
-    if (!user) throw new AppError('IDENT_USER_NOT_FOUND', 'no user with this id');
-    assertInTenant(scope, user.tenant_id, 'the user');
-    return user;
-  }
+  const existing = (scope: TenantScope, id: string) => userInTenant(users, scope, id);
 
   /** One more user created in the tenant this minute, or 429 IDENT_RATE_LIMITED (with when to retry). */
   async function countCreation(scope: TenantScope): Promise<void> {
@@ -79,20 +104,9 @@ export function createUserAdmin(deps: {
     }
   }
 
-  /** Each status an operator sets has its own event; user.updated is for the user's attributes. */
-  const STATUS_EVENTS: Record<UserStatus, EventType> = { active: 'user.reactivated', suspended: 'user.suspended', deactivated: 'user.deleted' };
-
   async function setStatus(scope: TenantScope, id: string, status: UserStatus, context: ChangeContext): Promise<UserRow> {
     const before = await existing(scope, id);
-    const user = await deps.transaction(async (trx) => {
-      const row = (await users.setStatus(id, status, trx))!;
-      await events.record({
-        type: STATUS_EVENTS[status], subjectId: id, tenantId: row.tenant_id, ...byOperator(context),
-        payload: { user: userPayload(row), changes: { status: { from: before.status, to: status } } },
-      }, trx);
-      return row;
-    });
-    // After the commit: a sign-in needs an active account, so nothing new is issued meanwhile.
+    const user = await deps.transaction((trx) => writeStatus({ users, events }, trx, before, status, context));
     if (status !== 'active') await payloads.revokeByAccountId(id);
     return user;
   }

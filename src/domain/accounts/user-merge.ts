@@ -1,8 +1,9 @@
 import type { Knex } from 'knex';
 import { AppError } from '../errors.ts';
 import { byOperator, type ChangeContext } from '../authn/accounts.ts';
-import { userPayload, type EventRecorder } from '../events/events.ts';
-import { assertInTenant, type TenantScope } from '../tenants/tenant-scope.ts';
+import type { EventRecorder } from '../events/events.ts';
+import type { TenantScope } from '../tenants/tenant-scope.ts';
+import { userInTenant, writeStatus } from './user-admin.ts';
 import type { OidcPayloadsRepo } from '../../repos/oidc-payloads.ts';
 import type { UserMergeRepo } from '../../repos/user-merge.ts';
 import type { UserRow, UsersRepo } from '../../repos/users.ts';
@@ -21,13 +22,6 @@ export function createUserMerge(deps: {
   events: EventRecorder;
   transaction: <T>(work: (trx: Knex.Transaction) => Promise<T>) => Promise<T>;
 }) {
-  async function inScope(scope: TenantScope, id: string, what: string): Promise<UserRow> {
-    const user = await deps.users.findById(id);
-    if (!user) throw new AppError('IDENT_USER_NOT_FOUND', `no ${what} with this id`);
-    assertInTenant(scope, user.tenant_id, `the ${what}`);
-    return user;
-  }
-
   function active(user: UserRow | undefined, what: string): UserRow {
     if (!user) throw new AppError('IDENT_USER_NOT_FOUND', `no ${what} with this id`);
     if (user.status === 'deactivated') throw new AppError('IDENT_USER_DEACTIVATED', `the ${what} is deactivated: a deactivated user cannot be merged`);
@@ -39,22 +33,17 @@ export function createUserMerge(deps: {
     async merge(scope: TenantScope, winnerId: string, sourceId: string, context: ChangeContext = {}): Promise<string> {
       if (winnerId === sourceId) throw new AppError('IDENT_VALIDATION', 'body.sourceUserId: must be another user than the one in the path');
       // Tenant first (403, nothing told about the other tenant's user beyond that), then state (422).
-      const winner = active(await inScope(scope, winnerId, 'user'), 'user');
-      active(await inScope(scope, sourceId, 'source user'), 'source user');
+      const winner = active(await userInTenant(deps.users, scope, winnerId), 'user');
+      active(await userInTenant(deps.users, scope, sourceId, 'source user'), 'source user');
       await deps.transaction(async (trx) => {
         // Locked and read again: a concurrent merge or deactivation of either is seen here.
         const locked = await deps.repo.lockPair(trx, [winnerId, sourceId]);
         const w = active(locked.find((u) => u.id === winnerId), 'user');
         const s = active(locked.find((u) => u.id === sourceId), 'source user');
         const moved = await deps.repo.moveAll(trx, s.id, w.id);
-        const deactivated = (await deps.users.setStatus(s.id, 'deactivated', trx))!;
-        const base = { tenantId: winner.tenant_id, ...byOperator(context) };
+        await writeStatus(deps, trx, s, 'deactivated', context);
         await deps.events.record({
-          ...base, type: 'user.deleted', subjectId: s.id,
-          payload: { user: userPayload(deactivated), changes: { status: { from: s.status, to: 'deactivated' } } },
-        }, trx);
-        await deps.events.record({
-          ...base, type: 'user.merged', subjectId: w.id,
+          tenantId: winner.tenant_id, ...byOperator(context), type: 'user.merged', subjectId: w.id,
           payload: {
             winner: { id: w.id },
             source: { id: s.id },
