@@ -213,11 +213,16 @@ interface ScenarioResult {
   benchCpu?: number;
   /** CPU time other processes (PostgreSQL and Redis included) took on the server's CPU. */
   othersOnServerCpu?: number | undefined;
+  /** The server's CPU time (all its threads) per answered request, in µs: its own cost, whether or not it waited. */
+  serverUsPerRequest?: number | undefined;
   note?: string;
 }
 
 type Window = { peakRssMb: number; cpu: number | undefined; othersOnCpu: number | undefined };
 const cpuShare = (x: number | undefined) => (x === undefined ? undefined : round(x, 2));
+/** CPU µs per request from a CPU share over `seconds` and the requests answered in them. */
+const usPerRequest = (share: number | undefined, seconds: number, requests: number) =>
+  share === undefined || requests <= 0 ? undefined : Math.round((share * seconds * 1e6) / requests);
 
 function fromCannon(r: Result, win: Window): ScenarioResult {
   return {
@@ -235,6 +240,7 @@ function fromCannon(r: Result, win: Window): ScenarioResult {
     peakRssMb: round(win.peakRssMb),
     serverCpu: cpuShare(win.cpu),
     othersOnServerCpu: cpuShare(win.othersOnCpu),
+    serverUsPerRequest: usPerRequest(win.cpu, r.duration, r['2xx'] + r.non2xx),
   };
 }
 
@@ -537,6 +543,7 @@ async function signinScenario(target: FlowTarget, user: { email: string; passwor
     serverCpu: cpuShare(m.cpu),
     benchCpu: benchCpuSince(from),
     othersOnServerCpu: cpuShare(m.othersOnCpu),
+    serverUsPerRequest: usPerRequest(m.cpu, elapsed, latencies.length + failed),
     workers: s.signinWorkers,
     errorSamples,
   };
@@ -761,6 +768,10 @@ interface Row {
   baseline: number | undefined;
   baselineLabel?: string;
   ratio: number | undefined;
+  /** Server CPU µs per request, ours and the baseline's (sign-ins: one argon2 verification), and baseline ÷ ours. */
+  oursUs: number | undefined;
+  baselineUs: number | undefined;
+  cpuRatio: number | undefined;
   p50Ms: number;
   p99Ms: number;
   peakRssMb: number;
@@ -788,8 +799,16 @@ function buildReport(input: {
   const { kind, s, argon, baseline, baselineRefresh, ours, bootPeakMb, warnings } = input;
   const rows: Row[] = [];
   const ratio = (a: number, b: number | undefined) => (b ? round(a / b, 3) : undefined);
+  const cpu = (oursUs: number | undefined, baselineUs: number | undefined) => ({
+    oursUs,
+    baselineUs,
+    cpuRatio: oursUs && baselineUs ? round(baselineUs / oursUs, 3) : undefined,
+  });
   const add = (scenario: string, r: ScenarioResult, b?: ScenarioResult) =>
-    rows.push({ scenario, ours: r.rps, baseline: b?.rps, ratio: ratio(r.rps, b?.rps), p50Ms: r.p50Ms, p99Ms: r.p99Ms, peakRssMb: r.peakRssMb });
+    rows.push({
+      scenario, ours: r.rps, baseline: b?.rps, ratio: ratio(r.rps, b?.rps), ...cpu(r.serverUsPerRequest, b?.serverUsPerRequest),
+      p50Ms: r.p50Ms, p99Ms: r.p99Ms, peakRssMb: r.peakRssMb,
+    });
   const at = (c: number) => (s.connectionsList.length > 1 ? `, c=${c}` : '');
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${round(x * 100)}%`);
   const onPg = kind === 'postgres';
@@ -815,6 +834,7 @@ function buildReport(input: {
     baseline: argon.boundPerSecond,
     baselineLabel: `${argon.boundPerSecond} argon2 bound`,
     ratio: ratio(ours.signins.rps, argon.boundPerSecond),
+    ...cpu(ours.signins.serverUsPerRequest, Math.round(argon.medianMs * 1000)),
     p50Ms: ours.signins.p50Ms,
     p99Ms: ours.signins.p99Ms,
     peakRssMb: ours.signins.peakRssMb,
@@ -873,12 +893,16 @@ function buildReport(input: {
 }
 
 function printReport(report: ReturnType<typeof buildReport> & Record<string, unknown>) {
-  const header = ['scenario', 'ours req/s', 'baseline req/s', 'ratio', 'p50 ms', 'p99 ms', 'peak RSS MB'];
+  const header = ['scenario', 'ours req/s', 'baseline req/s', 'ratio', 'ours µs/req', 'baseline µs/req', 'CPU ratio', 'p50 ms', 'p99 ms', 'peak RSS MB'];
+  const orDash = (x: number | undefined, f: (x: number) => string = String) => (x === undefined ? '–' : f(x));
   const lines = report.table.map((r) => [
     r.scenario,
     String(r.ours),
-    r.baselineLabel ?? (r.baseline === undefined ? '–' : String(r.baseline)),
-    r.ratio === undefined ? '–' : r.ratio.toFixed(2),
+    r.baselineLabel ?? orDash(r.baseline),
+    orDash(r.ratio, (x) => x.toFixed(2)),
+    orDash(r.oursUs),
+    orDash(r.baselineUs),
+    orDash(r.cpuRatio, (x) => x.toFixed(2)),
     String(r.p50Ms),
     String(r.p99Ms),
     String(Math.round(r.peakRssMb)),
@@ -890,7 +914,7 @@ function printReport(report: ReturnType<typeof buildReport> & Record<string, unk
   out.push(`store: ${report.store} — ${report.storeDescription}`);
   out.push(
     `duration ${report.settings.duration}s per scenario, ${report.settings.connectionsList.join(' and ')} connections (refresh ${report.settings.connections}); server on CPU ${SERVER_CPU}, load generator on CPU ${BENCH_CPU}; ` +
-      `req/s = median of per-second samples; argon2id ${report.argon2.cost.memoryCost} KiB/t=${report.argon2.cost.timeCost}/p=${report.argon2.cost.parallelism}: ${report.argon2.medianMs} ms median → ${report.argon2.boundPerSecond} sign-ins/s/core`,
+      `req/s = median of per-second samples; µs/req = the server's CPU time per answered request (CPU ratio = baseline's ÷ ours: the ratio both would show if neither waited); argon2id ${report.argon2.cost.memoryCost} KiB/t=${report.argon2.cost.timeCost}/p=${report.argon2.cost.parallelism}: ${report.argon2.medianMs} ms median → ${report.argon2.boundPerSecond} sign-ins/s/core`,
   );
   out.push(fmt(header));
   out.push(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
