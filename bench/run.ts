@@ -36,10 +36,13 @@ import {
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-// Both servers run with the Node flags of `npm start` (package.json), so the bench measures what ships.
-const SERVER_NODE_FLAGS = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } })
-  .scripts.start.split(/\s+/)
-  .filter((part) => part.startsWith('--'));
+// Both servers run with the Node flags and the environment (`NAME=value` before `node`) of
+// `npm start` (package.json), so the bench measures what ships.
+const START_SCRIPT = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(/\s+/);
+const SERVER_NODE_FLAGS = START_SCRIPT.filter((part) => part.startsWith('--'));
+const START_ENV = Object.fromEntries(
+  START_SCRIPT.slice(0, START_SCRIPT.indexOf('node')).map((part) => [part.slice(0, part.indexOf('=')), part.slice(part.indexOf('=') + 1)]),
+);
 const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 const SERVER_CPU = 0;
 const BENCH_CPU = 1;
@@ -177,7 +180,7 @@ function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const key of Object.keys(configSchema.shape)) delete env[key];
   delete env.CONFIG_FILE;
-  return { ...env, ...extra };
+  return { ...env, ...START_ENV, ...extra };
 }
 
 function execNode(script: string, env: NodeJS.ProcessEnv): Promise<string> {
@@ -957,7 +960,10 @@ async function main() {
   const pinned = cpus >= 2 && pinSelf(BENCH_CPU);
   if (!hasTaskset()) log('taskset not found: server and load generator are not pinned');
   else if (!pinned) log('could not pin the load generator (fewer than 2 CPUs?)');
-  const machine = { cpus, cpuModel: os.cpus()[0]?.model, node: process.version, taskset: hasTaskset(), benchPinned: pinned };
+  const machine = {
+    cpus, cpuModel: os.cpus()[0]?.model, node: process.version, taskset: hasTaskset(), benchPinned: pinned,
+    serverNodeFlags: SERVER_NODE_FLAGS, serverEnv: START_ENV,
+  };
 
   log(`argon2id: measuring 20 verifications at the server's default cost`);
   const argon = await measureArgon2();
