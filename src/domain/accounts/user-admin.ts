@@ -39,10 +39,6 @@ export interface UserDetail {
   lock: LockState;
 }
 
-/**
- * What operators do to users through the admin API. Suspending or deactivating a user also
- * revokes every session, grant and token they hold, so the change takes effect at once.
- */
 /** The user `id` if it is in the scope's tenant: none is 404, another tenant's user 403 IDENT_CROSS_TENANT. */
 export async function userInTenant(users: Pick<UsersRepo, 'findById'>, scope: TenantScope, id: string, what = 'user'): Promise<UserRow> {
   const user = await users.findById(id);
@@ -74,6 +70,10 @@ export async function writeStatus(
   return row;
 }
 
+/**
+ * What operators do to users through the admin API. Suspending or deactivating a user also
+ * revokes every session, grant and token they hold, so the change takes effect at once.
+ */
 export function createUserAdmin(deps: {
   users: UsersRepo;
   accounts: Accounts;
