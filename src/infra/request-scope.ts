@@ -8,6 +8,11 @@ export interface RequestScope {
   requestId?: string;
   /** The W3C trace the request belongs to (for calls onward and log lines deep in the work). */
   trace?: { traceId: string; spanId: string; flags: string };
+  /**
+   * The request's write window (oidc/held-writes.ts), kept on the scope itself: a WeakMap entry per
+   * request, keyed by a scope that dies young, is work for the garbage collector on every token request.
+   */
+  writeWindow?: object | 'redemption';
 }
 
 const storage = new AsyncLocalStorage<RequestScope>();

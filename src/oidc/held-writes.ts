@@ -1,4 +1,4 @@
-import { currentRequestScope, type RequestScope } from '../infra/request-scope.ts';
+import { currentRequestScope } from '../infra/request-scope.ts';
 import type { SessionDevice } from '../repos/oidc-payloads.ts';
 import type { UpsertRow } from '../repos/payload-write-batcher.ts';
 
@@ -41,12 +41,12 @@ interface Window {
   held: HeldWrites;
 }
 
-const windows = new WeakMap<RequestScope, Window>();
 const slot = (model: string, key: string) => `${model}\0${key}`;
+const emptyHeld = (): HeldWrites => ({ upserts: new Map(), deletes: new Map() });
 
 function current(): Window | undefined {
-  const scope = currentRequestScope();
-  return scope && windows.get(scope);
+  const window = currentRequestScope()?.writeWindow;
+  return typeof window === 'object' ? (window as Window) : undefined;
 }
 
 /** Whether writes are held now: always in a 'resume' window, after the consume in a 'redemption' one. */
@@ -59,16 +59,25 @@ export function writesHeldOnSave(model: string): boolean {
   return model === 'Session' && current()?.kind === 'resume';
 }
 
-/** Opens a window for the running request; false outside a request. */
+/**
+ * Opens a window for the running request; false outside a request. A 'redemption' window is only
+ * armed here and opens at the consume (holdConsume): a token request that redeems nothing
+ * (client_credentials, token exchange) holds nothing and pays nothing for the window.
+ */
 export function openWriteWindow(kind: WindowKind): boolean {
   const scope = currentRequestScope();
   if (!scope) return false;
-  windows.set(scope, { kind, held: { upserts: new Map(), deletes: new Map() } });
+  scope.writeWindow = kind === 'redemption' ? 'redemption' : ({ kind, held: emptyHeld() } satisfies Window);
   return true;
 }
 
 /** Holds a code's or refresh token's consume (one per request); false when it must go out now. */
 export function holdConsume(model: string, key: string): boolean {
+  const scope = currentRequestScope();
+  if (scope?.writeWindow === 'redemption') {
+    scope.writeWindow = { kind: 'redemption', held: { ...emptyHeld(), consume: { model, key } } } satisfies Window;
+    return true;
+  }
   const window = current();
   if (!window || window.held.consume) return false;
   window.held.consume = { model, key };
@@ -133,15 +142,15 @@ export function takeHeldWrites(): HeldWrites | undefined {
   const window = current();
   if (!window) return undefined;
   const held = window.held;
-  window.held = { upserts: new Map(), deletes: new Map() };
+  window.held = emptyHeld();
   return anything(held);
 }
 
 /** Closes the window and answers what it still holds, if anything. */
 export function closeWriteWindow(): HeldWrites | undefined {
   const scope = currentRequestScope();
-  if (!scope) return undefined;
-  const held = windows.get(scope)?.held;
-  windows.delete(scope);
-  return anything(held);
+  const window = scope?.writeWindow;
+  if (!window) return undefined;
+  scope.writeWindow = undefined;
+  return typeof window === 'object' ? anything((window as Window).held) : undefined;
 }
