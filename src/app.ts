@@ -23,8 +23,8 @@ import { rejectRepeatedQuery } from './http/middleware/reject-repeated-query.ts'
 import { requestContext } from './http/middleware/request-context.ts';
 import { securityHeaders } from './http/middleware/security-headers.ts';
 import { uiLocale } from './http/middleware/ui-locale.ts';
+import { requestSteps } from './http/middleware/request-steps.ts';
 import { ownRoutes, type MountedRouter } from './http/middleware/own-routes.ts';
-import { requestMetrics } from './http/middleware/request-metrics.ts';
 import { traceRequests } from './http/middleware/trace-context.ts';
 import { activeTracing } from './infra/tracing.ts';
 import type { Metrics } from './infra/metrics.ts';
@@ -156,8 +156,7 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     mounted.push({ router, allowedMethods: opts.allowedMethods });
   };
 
-  provider.use(requestMetrics(deps.metrics));
-  provider.use(requestContext(deps.logger));
+  provider.use(requestContext(deps.logger, deps.metrics));
   const tracing = activeTracing();
   if (tracing) provider.use(traceRequests(tracing));
   // Every token endpoint success, by grant type (the provider has refused unsupported ones by then).
@@ -165,12 +164,17 @@ export function buildApp(deps: AppDeps, keys: KeySet): Provider {
     deps.metrics.tokensIssued.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown') });
   });
   recordSignOuts(provider, deps.accounts, deps.logger);
-  provider.use(securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }));
   provider.use(errorHandler(deps.logger, renderPage));
-  provider.use(rejectNul());
+  // Plain steps, in one layer; the headers first, so an answer refused by a later step has them too.
+  provider.use(
+    requestSteps(
+      securityHeaders({ httpsIssuer: isHttpsIssuer(deps.issuer) }),
+      rejectNul(),
+      uiLocale(deps.issuer),
+      rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)),
+    ),
+  );
   provider.use(heldWrites({ authorization: provider.pathFor('authorization'), token: provider.pathFor('token') }, () => settleHeldWrites(deps.payloads)));
-  provider.use(uiLocale(deps.issuer));
-  provider.use(rejectRepeatedQuery((ctx) => ownRouters.some((router) => router.match(ctx.path, ctx.method).route)));
   mount(misc, { allowedMethods: false });
   const accountApiDeps = { provider, ephemeral: deps.ephemeral, account: deps.account, federation: deps.federation, access: deps.access };
   const accountOps = accountOperations(accountApiDeps);

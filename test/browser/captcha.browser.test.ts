@@ -10,6 +10,7 @@ import Koa from 'koa';
 import type { Browser } from 'playwright-core';
 import { captchaAssetRoutes } from '../../src/http/captcha-assets.ts';
 import { securityHeaders } from '../../src/http/middleware/security-headers.ts';
+import { requestSteps } from '../../src/http/middleware/request-steps.ts';
 import { createCaptcha, type Captcha } from '../../src/infra/captcha.ts';
 import { randomToken } from '../../src/infra/crypto.ts';
 import type { EphemeralStore } from '../../src/infra/ephemeral/index.ts';
@@ -43,7 +44,7 @@ async function startApp(captcha: Captcha) {
   const submissions: Array<{ captcha: unknown; accepted: boolean }> = [];
   const cspReports: unknown[] = [];
   const app = new Koa();
-  app.use(securityHeaders());
+  app.use(requestSteps(securityHeaders()));
   app.use(async (ctx, next) => {
     await next();
     const csp = ctx.response.get('Content-Security-Policy');

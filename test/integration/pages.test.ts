@@ -134,6 +134,12 @@ describe('pages', () => {
       const notFound = await fetch(new URL('/nope', ts.issuer), { headers: { accept: 'text/html' } });
       assert.equal(notFound.status, 404);
       assertSecurityHeaders(notFound, '404 page');
+      // Refused by the plain request checks (a NUL, a repeated parameter): the headers are set before them.
+      for (const path of ['/nope?q=%00', '/healthz?a=1&a=2']) {
+        const refused = await fetch(new URL(path, ts.issuer), { headers: { accept: 'text/html' } });
+        assert.equal(refused.status, 400, path);
+        assertSecurityHeaders(refused, path);
+      }
       for (const path of ['/.well-known/openid-configuration', '/jwks', '/healthz', '/assets/app.css']) {
         const res = await fetch(new URL(path, ts.issuer));
         assert.equal(res.status, 200, path);

@@ -1,4 +1,5 @@
-import type { Context, Middleware } from 'koa';
+import type { Context } from 'koa';
+import type { RequestStep } from './request-steps.ts';
 import { AppError } from '../../domain/errors.ts';
 
 /** The first query parameter named more than once, if any. */
@@ -18,12 +19,11 @@ export function repeatedQueryParam(querystring: string): string | undefined {
  * error page) on the routes `isOwnRoute` recognises; the provider's protocol endpoints are left to
  * judge their own parameters (they answer invalid_request to the relying party, as OAuth wants).
  */
-export function rejectRepeatedQuery(isOwnRoute: (ctx: Context) => boolean): Middleware {
-  return (ctx, next) => {
+export function rejectRepeatedQuery(isOwnRoute: (ctx: Context) => boolean): RequestStep {
+  return (ctx) => {
     const repeated = repeatedQueryParam(ctx.querystring);
     if (repeated !== undefined && isOwnRoute(ctx)) {
       throw new AppError('IDENT_VALIDATION', `the query parameter "${repeated.slice(0, 64)}" is repeated; send it once`);
     }
-    return next();
   };
 }

@@ -1,4 +1,4 @@
-import type { Middleware } from 'koa';
+import type { Context } from 'koa';
 import type { Metrics } from '../../infra/metrics.ts';
 import { knownMethod, routeTemplate } from './route-template.ts';
 
@@ -8,8 +8,12 @@ type Labels = { method: string; route: string; status: string };
 // one built per request (prom-client's startTimer copies its labels on every observation).
 const MAX_LABEL_SETS = 2000;
 
-/** Times every request under its route template (route-template.ts), or "unmatched". */
-export function requestMetrics(metrics: Metrics): Middleware {
+/**
+ * Records a finished request's duration under its route template (route-template.ts), or
+ * "unmatched". Called by requestContext when the request is done, which times it: one layer and
+ * one clock read fewer per request than a middleware of its own.
+ */
+export function requestDurations(metrics: Metrics): (ctx: Context, seconds: number) => void {
   const labelSets = new Map<string, Labels>();
   const labelsFor = (method: string, route: string, status: string): Labels => {
     const key = `${method} ${status} ${route}`;
@@ -20,14 +24,9 @@ export function requestMetrics(metrics: Metrics): Middleware {
     }
     return labels;
   };
-  return async (ctx, next) => {
-    const started = performance.now();
-    try {
-      await next();
-    } finally {
-      const route = routeTemplate(ctx) ?? 'unmatched';
-      const method = knownMethod(ctx.method, 'other');
-      metrics.httpDuration.observe(labelsFor(method, route, String(ctx.status)), (performance.now() - started) / 1000);
-    }
+  return (ctx, seconds) => {
+    const route = routeTemplate(ctx) ?? 'unmatched';
+    const method = knownMethod(ctx.method, 'other');
+    metrics.httpDuration.observe(labelsFor(method, route, String(ctx.status)), seconds);
   };
 }

@@ -1,4 +1,5 @@
-import type { Context, Middleware } from 'koa';
+import type { Context } from 'koa';
+import type { RequestStep } from './request-steps.ts';
 
 // No form-action: a login form's redirect chain ends at the relying party's origin, which
 // form-action would block. script-src stays present so the provider can add the hash of its
@@ -18,8 +19,8 @@ const CSP = [
  * goes with every answer when the issuer is https (`httpsIssuer`), even one that reached us over
  * plain http from a proxy that ended TLS; otherwise only over https.
  */
-export function securityHeaders(opts: { httpsIssuer: boolean } = { httpsIssuer: false }): Middleware {
-  return (ctx, next) => {
+export function securityHeaders(opts: { httpsIssuer: boolean } = { httpsIssuer: false }): RequestStep {
+  return (ctx) => {
     // Straight to the response (nothing is sent yet): koa's ctx.set allocates arrays and a
     // closure for each header, on every request.
     const res = ctx.res;
@@ -29,7 +30,6 @@ export function securityHeaders(opts: { httpsIssuer: boolean } = { httpsIssuer: 
     res.setHeader('X-Frame-Options', 'DENY');
     res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
     if (opts.httpsIssuer || ctx.secure) res.setHeader('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
-    return next();
   };
 }
 

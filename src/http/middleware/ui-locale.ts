@@ -1,4 +1,4 @@
-import type { Middleware } from 'koa';
+import type { RequestStep } from './request-steps.ts';
 import { supportedLocale } from '../../i18n/index.ts';
 import { ownCookieName } from '../cookies.ts';
 
@@ -9,19 +9,18 @@ import { ownCookieName } from '../cookies.ts';
  * browser's Accept-Language decides; a language the person picks (their profile) beats both.
  * Pages read it as ctx.state.uiLocale.
  */
-export function uiLocale(issuer: string): Middleware {
+export function uiLocale(issuer: string): RequestStep {
   const name = ownCookieName(issuer, 'idp_lang');
-  return (ctx, next) => {
+  return (ctx) => {
     // Neither a query nor a cookie (a relying party's back-channel call): nothing to read or keep.
     if (!ctx.querystring && !ctx.headers.cookie) {
       ctx.state.uiLocale = undefined;
-      return next();
+      return;
     }
     const remembered = ctx.cookies.get(name);
     const asked = supportedLocale(ctx.query.ui_locales);
     // A session cookie: the choice of this visit, not a setting of the device.
     if (asked && asked !== remembered) ctx.cookies.set(name, asked, { httpOnly: true, sameSite: 'lax', secure: ctx.secure, path: '/', signed: false });
     ctx.state.uiLocale = asked ?? supportedLocale(remembered);
-    return next();
   };
 }
