@@ -1,0 +1,147 @@
+/**
+ * node bench/ab.ts [--rounds=6] [--duration=3] [--connections=64] [--scenarios=jwt,opaque,intro] [--baseline] DIST...
+ *
+ * Compares builds of our server (each DIST a built tree's `dist` directory, e.g. a git worktree's)
+ * in interleaved rounds: every build (and with --baseline the bare provider) serves each scenario
+ * for a few seconds, one after the other, all pinned to CPU 0 and sharing one seeded PostgreSQL +
+ * Redis store; the order flips every round. Per round it takes each build's server CPU time per
+ * request against the first build's, and prints the median of those ratios: a machine whose speed
+ * drifts by ±25% within minutes (seen on shared hosts) moves both sides of a pair together, so
+ * differences of a few percent show, which two `npm run bench` runs minutes apart cannot.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { basicAuth } from './flows.ts';
+import { freePort, MemoryWindow, pinSelf, startNode, waitReady, type ServerProcess } from './proc.ts';
+import { createStore } from './store.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const FORM = 'application/x-www-form-urlencoded';
+const RESOURCE = 'https://api.bench.test';
+const BODY = { jwt: `grant_type=client_credentials&resource=${encodeURIComponent(RESOURCE)}&scope=read`, opaque: 'grant_type=client_credentials&scope=read' };
+// npm start's environment and Node flags, as bench/run.ts uses them.
+const START = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start as string).split(/\s+/);
+const NODE_FLAGS = START.filter((part) => part.startsWith('--'));
+const START_ENV = Object.fromEntries(START.slice(0, START.indexOf('node')).map((part) => part.split('=', 2) as [string, string]));
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    rounds: { type: 'string', default: '6' },
+    duration: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '64' },
+    scenarios: { type: 'string', default: 'jwt,opaque,intro' },
+    baseline: { type: 'boolean', default: false },
+  },
+});
+const rounds = Number(values.rounds);
+const duration = Number(values.duration);
+const connections = Number(values.connections);
+const scenarios = values.scenarios.split(',') as Array<'jwt' | 'opaque' | 'intro'>;
+if (!positionals.length || scenarios.some((s) => !['jwt', 'opaque', 'intro'].includes(s)) || ![rounds, duration, connections].every((n) => n > 0)) {
+  process.stderr.write('usage: node bench/ab.ts [--rounds=N] [--duration=S] [--connections=N] [--scenarios=jwt,opaque,intro] [--baseline] DIST...\n');
+  process.exit(2);
+}
+
+interface Target {
+  name: string;
+  issuer: string;
+  auth: string;
+  proc: ServerProcess;
+  opaqueToken?: string;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const env = (extra: Record<string, string>): NodeJS.ProcessEnv => {
+  const base: NodeJS.ProcessEnv = { ...process.env, ...START_ENV };
+  delete base.DATABASE_URL;
+  delete base.REDIS_URL;
+  return { ...base, ...extra };
+};
+
+pinSelf(1);
+const store = await createStore('postgres');
+const targets: Target[] = [];
+try {
+  const seedOut = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [path.join(ROOT, 'bench', 'seed.ts')], { cwd: ROOT, env: env(store.env) }, (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout))),
+  );
+  const seeded = JSON.parse(seedOut.trim().split('\n').pop()!) as { clientId: string; clientSecret: string };
+  if (values.baseline) {
+    const port = await freePort();
+    const secret = randomBytes(24).toString('base64url');
+    const proc = startNode({ name: 'baseline', script: path.join(ROOT, 'bench', 'baseline.ts'), env: env({ PORT: String(port), BASELINE_CLIENT_ID: 'baseline', BASELINE_CLIENT_SECRET: secret }), cwd: ROOT, logFile: '/dev/null', cpu: 0, nodeFlags: NODE_FLAGS });
+    targets.push({ name: 'baseline', issuer: `http://127.0.0.1:${port}`, auth: basicAuth('baseline', secret), proc });
+    await waitReady(proc, `http://127.0.0.1:${port}/.well-known/openid-configuration`);
+  }
+  for (const [i, dist] of positionals.entries()) {
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const proc = startNode({ name: `build${i}`, script: path.join(path.resolve(dist), 'src', 'main.js'), env: env({ ...store.env, PORT: String(port), ISSUER: issuer }), cwd: ROOT, logFile: '/dev/null', cpu: 0, nodeFlags: NODE_FLAGS });
+    targets.push({ name: `${i}:${dist}`, issuer, auth: basicAuth(seeded.clientId, seeded.clientSecret), proc });
+    await waitReady(proc, `${issuer}/readyz`);
+  }
+  for (const t of targets) {
+    const res = await fetch(`${t.issuer}/token`, { method: 'POST', headers: { 'content-type': FORM, authorization: t.auth }, body: BODY.opaque });
+    t.opaqueToken = ((await res.json()) as { access_token: string }).access_token;
+    await autocannon({ url: `${t.issuer}/token`, method: 'POST', headers: { 'content-type': FORM, authorization: t.auth }, body: BODY.jwt, connections, duration: 2 });
+  }
+
+  const cpu = new Map<string, number[]>();
+  const rate = new Map<string, number[]>();
+  for (let round = 0; round < rounds; round++) {
+    for (const scenario of scenarios) {
+      for (const t of round % 2 ? [...targets].reverse() : targets) {
+        const intro = scenario === 'intro';
+        const window = new MemoryWindow(t.proc.pid);
+        const r = await autocannon({
+          url: `${t.issuer}${intro ? '/token/introspection' : '/token'}`,
+          method: 'POST',
+          headers: { 'content-type': FORM, authorization: t.auth },
+          body: intro ? `token=${encodeURIComponent(t.opaqueToken!)}` : BODY[scenario],
+          connections,
+          duration,
+          timeout: 10,
+        });
+        const used = window.end();
+        const answered = r['2xx'] + r.non2xx;
+        if (r.non2xx) process.stderr.write(`warning: ${t.name} ${scenario}: ${r.non2xx} answers were not 2xx\n`);
+        const key = `${scenario} ${t.name}`;
+        cpu.set(key, [...(cpu.get(key) ?? []), Math.round(((used.cpu ?? 0) * r.duration * 1e6) / answered)]);
+        rate.set(key, [...(rate.get(key) ?? []), r.requests.average]);
+      }
+    }
+    process.stderr.write(`round ${round + 1}/${rounds} done\n`);
+  }
+
+  const builds = targets.filter((t) => t.name !== 'baseline');
+  const reference = builds[0]!.name;
+  console.log(`${rounds} interleaved rounds of ${duration} s, ${connections} connections; server CPU µs per request (median; per round)`);
+  for (const scenario of scenarios) {
+    for (const t of targets) {
+      const us = cpu.get(`${scenario} ${t.name}`)!;
+      console.log(`${scenario.padEnd(7)} ${t.name.padEnd(40)} ${String(Math.round(median(rate.get(`${scenario} ${t.name}`)!))).padStart(6)} req/s ${String(median(us)).padStart(5)} µs/req  [${us.join(' ')}]`);
+    }
+    const ref = cpu.get(`${scenario} ${reference}`)!;
+    for (const t of builds.slice(1)) {
+      const ratios = cpu.get(`${scenario} ${t.name}`)!.map((v, i) => v / ref[i]!);
+      console.log(`${scenario.padEnd(7)} ${t.name} ÷ ${reference}: CPU per request ×${median(ratios).toFixed(3)} [${ratios.map((x) => x.toFixed(2)).join(' ')}]`);
+    }
+    if (values.baseline) {
+      const base = cpu.get(`${scenario} baseline`)!;
+      const baseRate = rate.get(`${scenario} baseline`)!;
+      for (const t of builds) {
+        const cpuRatio = median(cpu.get(`${scenario} ${t.name}`)!.map((v, i) => base[i]! / v));
+        const rateRatio = median(rate.get(`${scenario} ${t.name}`)!.map((v, i) => v / baseRate[i]!));
+        console.log(`${scenario.padEnd(7)} ${t.name} vs baseline: rate ratio ${rateRatio.toFixed(2)}, CPU ratio ${cpuRatio.toFixed(2)}`);
+      }
+    }
+  }
+} finally {
+  for (const t of targets) await t.proc.stop();
+  await store.destroy();
+}
