@@ -9,8 +9,8 @@ export interface RequestScope {
   /** The W3C trace the request belongs to (for calls onward and log lines deep in the work). */
   trace?: { traceId: string; spanId: string; flags: string };
   /**
-   * The request's write window (oidc/held-writes.ts), kept on the scope itself: a WeakMap entry per
-   * request, keyed by a scope that dies young, is work for the garbage collector on every token request.
+   * The request's write window (oidc/held-writes.ts), kept on the scope itself rather than in a
+   * WeakMap keyed by it: no map entry to add and remove on every request that has one.
    */
   writeWindow?: object | 'redemption';
 }
