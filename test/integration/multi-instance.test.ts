@@ -323,7 +323,9 @@ describe('two instances behind one load balancer', { skip: !shared && 'needs Pos
       sweptByA = sweepA.sweepOnce();
       await waitFor('A holds the sweep lock', async () => (await sweepLocks()) === 1);
       // The first two batches are committed while the third waits: no transaction spans the whole sweep.
-      await waitFor('the first two batches committed', async () => (await left()) === 1);
+      // The lock is taken per batch, so right after the second commit it is briefly free: wait for the
+      // third batch to hold it (waiting on the blocked row) rather than read it in that gap.
+      await waitFor('the first two batches committed, the third holding the lock', async () => (await left()) === 1 && (await sweepLocks()) === 1);
       assert.equal(await sweepLocks(), 1, 'A still holds the lock, for its third batch');
       assert.equal(await sweepOnBWithDeadline(), 0, 'B does not sweep (nor wait) while A does');
     } finally {
