@@ -9,24 +9,17 @@
  * drifts by ±25% within minutes (seen on shared hosts) moves both sides of a pair together, so
  * differences of a few percent show, which two `npm run bench` runs minutes apart cannot.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { basicAuth } from './flows.ts';
 import { freePort, MemoryWindow, pinSelf, startNode, waitReady, type ServerProcess } from './proc.ts';
+import { childEnv, FORM, ROOT, seedStore, startCommand, TOKEN_BODY as BODY } from './servers.ts';
 import { createStore } from './store.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
-const FORM = 'application/x-www-form-urlencoded';
-const RESOURCE = 'https://api.bench.test';
-const BODY = { jwt: `grant_type=client_credentials&resource=${encodeURIComponent(RESOURCE)}&scope=read`, opaque: 'grant_type=client_credentials&scope=read' };
-// npm start's environment and Node flags, as bench/run.ts uses them.
-const START = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start as string).split(/\s+/);
-const NODE_FLAGS = START.filter((part) => part.startsWith('--'));
-const START_ENV = Object.fromEntries(START.slice(0, START.indexOf('node')).map((part) => part.split('=', 2) as [string, string]));
+// npm start's Node flags, as bench/run.ts uses them (childEnv adds its environment).
+const NODE_FLAGS = startCommand().nodeFlags;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -56,32 +49,23 @@ interface Target {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const env = (extra: Record<string, string>): NodeJS.ProcessEnv => {
-  const base: NodeJS.ProcessEnv = { ...process.env, ...START_ENV };
-  delete base.DATABASE_URL;
-  delete base.REDIS_URL;
-  return { ...base, ...extra };
-};
 
 pinSelf(1);
 const store = await createStore('postgres');
 const targets: Target[] = [];
 try {
-  const seedOut = await new Promise<string>((resolve, reject) =>
-    execFile(process.execPath, [path.join(ROOT, 'bench', 'seed.ts')], { cwd: ROOT, env: env(store.env) }, (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout))),
-  );
-  const seeded = JSON.parse(seedOut.trim().split('\n').pop()!) as { clientId: string; clientSecret: string };
+  const seeded = await seedStore(store.env);
   if (values.baseline) {
     const port = await freePort();
     const secret = randomBytes(24).toString('base64url');
-    const proc = startNode({ name: 'baseline', script: path.join(ROOT, 'bench', 'baseline.ts'), env: env({ PORT: String(port), BASELINE_CLIENT_ID: 'baseline', BASELINE_CLIENT_SECRET: secret }), cwd: ROOT, logFile: '/dev/null', cpu: 0, nodeFlags: NODE_FLAGS });
+    const proc = startNode({ name: 'baseline', script: path.join(ROOT, 'bench', 'baseline.ts'), env: childEnv({ PORT: String(port), BASELINE_CLIENT_ID: 'baseline', BASELINE_CLIENT_SECRET: secret }), cwd: ROOT, logFile: '/dev/null', cpu: 0, nodeFlags: NODE_FLAGS });
     targets.push({ name: 'baseline', issuer: `http://127.0.0.1:${port}`, auth: basicAuth('baseline', secret), proc });
     await waitReady(proc, `http://127.0.0.1:${port}/.well-known/openid-configuration`);
   }
   for (const [i, dist] of positionals.entries()) {
     const port = await freePort();
     const issuer = `http://127.0.0.1:${port}`;
-    const proc = startNode({ name: `build${i}`, script: path.join(path.resolve(dist), 'src', 'main.js'), env: env({ ...store.env, PORT: String(port), ISSUER: issuer }), cwd: ROOT, logFile: '/dev/null', cpu: 0, nodeFlags: NODE_FLAGS });
+    const proc = startNode({ name: `build${i}`, script: path.join(path.resolve(dist), 'src', 'main.js'), env: childEnv({ ...store.env, PORT: String(port), ISSUER: issuer }), cwd: ROOT, logFile: '/dev/null', cpu: 0, nodeFlags: NODE_FLAGS });
     targets.push({ name: `${i}:${dist}`, issuer, auth: basicAuth(seeded.clientId, seeded.clientSecret), proc });
     await waitReady(proc, `${issuer}/readyz`);
   }

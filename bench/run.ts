@@ -7,12 +7,10 @@
  * prints one table with the baseline ratios and the targets check, and writes the figures to
  * bench/results/<store>-<timestamp>.json (server logs next to it). See bench/README.md.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import argon2 from 'argon2';
 import autocannon, { type Options as CannonOptions, type RequestSpec, type Result } from 'autocannon';
@@ -22,6 +20,7 @@ import { profileFile, summarize } from './profile-summary.ts';
 import { connectionSettings } from './options.ts';
 import { printScale, runScale } from './scale.ts';
 import { createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
+import { childEnv, FORM, RESOURCE, ROOT, seedStore, startCommand, TOKEN_BODY as BODY } from './servers.ts';
 import {
   MemoryWindow,
   freePort,
@@ -34,25 +33,12 @@ import {
   type ServerProcess,
 } from './proc.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-
-// Both servers run with the Node flags and the environment (`NAME=value` before `node`) of
-// `npm start` (package.json), so the bench measures what ships.
-const START_SCRIPT = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(/\s+/);
-const SERVER_NODE_FLAGS = START_SCRIPT.filter((part) => part.startsWith('--'));
-const START_ENV = Object.fromEntries(
-  START_SCRIPT.slice(0, START_SCRIPT.indexOf('node')).map((part) => [part.slice(0, part.indexOf('=')), part.slice(part.indexOf('=') + 1)]),
-);
+// Both servers run with the Node flags and the environment of `npm start`, so the bench measures what ships.
+const { nodeFlags: SERVER_NODE_FLAGS, env: START_ENV } = startCommand();
 const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 const SERVER_CPU = 0;
 const BENCH_CPU = 1;
-const RESOURCE = 'https://api.bench.test';
 const BASELINE_CLIENT = { id: 'baseline-client', secret: randomBytes(24).toString('base64url') };
-const FORM = 'application/x-www-form-urlencoded';
-const BODY = {
-  jwt: `grant_type=client_credentials&resource=${encodeURIComponent(RESOURCE)}&scope=read`,
-  opaque: 'grant_type=client_credentials&scope=read',
-};
 
 // ---------------------------------------------------------------------------------------------
 // settings
@@ -175,22 +161,6 @@ function log(msg: string) {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
-/** The children's environment: ours, with every setting of the parent's environment removed. */
-function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of Object.keys(configSchema.shape)) delete env[key];
-  delete env.CONFIG_FILE;
-  return { ...env, ...START_ENV, ...extra };
-}
-
-function execNode(script: string, env: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [script], { cwd: ROOT, env, timeout: 120_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${path.basename(script)} failed: ${err.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // stores
@@ -630,13 +600,7 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
     const store = await createStore(kind);
     cleanups.push(() => store.destroy());
     storeDescription = store.description;
-    const seedOut = await execNode(path.join(ROOT, 'bench', 'seed.ts'), childEnv(store.env));
-    const seeded = JSON.parse(seedOut.trim().split('\n').pop()!) as {
-      clientId: string;
-      clientSecret: string;
-      redirectUri: string;
-      user: { email: string; password: string };
-    };
+    const seeded = await seedStore(store.env);
     const port = await freePort();
     const issuer = `http://127.0.0.1:${port}`;
     ourLog = `${base}.server.log`;
@@ -710,12 +674,7 @@ async function runScaleStore(kind: StoreKind, s: Settings) {
   const store = await createStore(kind);
   activeCleanup = () => store.destroy();
   try {
-    const seeded = JSON.parse((await execNode(path.join(ROOT, 'bench', 'seed.ts'), childEnv(store.env))).trim().split('\n').pop()!) as {
-      clientId: string;
-      clientSecret: string;
-      redirectUri: string;
-      user: { email: string; password: string };
-    };
+    const seeded = await seedStore(store.env);
     const auth = basicAuth(seeded.clientId, seeded.clientSecret);
     const startedAt = new Date();
     const report = await runScale(
