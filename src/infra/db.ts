@@ -3,6 +3,7 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
 import type { PGlite } from '@electric-sql/pglite';
+import { runPgliteStatement } from './pglite-statements.ts';
 import pg from 'pg';
 import type { Logger } from './logger.ts';
 import { activeTracing } from './tracing.ts';
@@ -101,9 +102,7 @@ interface RawClient {
  * cost CPU on every token request). The connection and the query still go through knex's client:
  * on PostgreSQL the circuit breaker, the deadlines and the 503 mapping apply as to any query; on
  * PGlite the one connection is taken from the pool, so the statement never runs inside another
- * caller's open transaction. PGlite runs it through its own query(): prepared by hand through its
- * wire protocol (Parse once, then Bind/Execute) it made lookups cheaper but refreshes 2.5 times
- * and sign-ins 1.5 times slower on the embedded store (bench, 2026-12-06), for reasons not found.
+ * caller's open transaction, and it runs as a prepared statement too (infra/pglite-statements.ts).
  */
 export async function runStatement(db: Db, statement: Statement, values: unknown[]): Promise<StatementResult> {
   const tracing = activeTracing();
@@ -116,8 +115,7 @@ async function runUntraced(db: Db, statement: Statement, values: unknown[]): Pro
   try {
     if (db.kind === 'pglite') {
       (db.client as unknown as NodeJS.EventEmitter).emit('query', { sql: statement.text, bindings: values, name: statement.name });
-      const result = await (connection as PGlite).query<Record<string, unknown>>(statement.text, values);
-      return { rows: result.rows, rowCount: result.affectedRows ?? 0 };
+      return await runPgliteStatement(connection as PGlite, statement, values);
     }
     const { response } = await client.query(connection, {
       sql: statement.text,

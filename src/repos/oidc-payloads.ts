@@ -115,9 +115,9 @@ export function createOidcPayloadsRepo(db: Db) {
       ]);
     },
     /**
-     * Many (model, id) lookups in one statement; the result is keyed by `${model}\0${id}`. On
-     * PostgreSQL a row of a model in `withGrant` carries its grant's row, of one in `withAccount`
-     * its account's, of one in `withSession` its session's.
+     * Many (model, id) lookups in one statement; the result is keyed by `${model}\0${id}`. A row
+     * of a model in `withGrant` carries its grant's row, of one in `withAccount` its account's, of
+     * one in `withSession` its session's.
      */
     async findMany(
       keys: Array<[model: string, id: string]>,
@@ -129,14 +129,7 @@ export function createOidcPayloadsRepo(db: Db) {
       if (valid.length === 0) return new Map();
       const models = valid.map(([model]) => model);
       const ids = valid.map(([, id]) => id);
-      // On PGlite the database runs in this process, where the two joins cost about what a lookup
-      // of their own does (measured: 1.3-1.6 ms against 0.6-1.0 ms plain), and an introspection
-      // would pay them for nothing: there the rows come alone and the grant and account are read
-      // when asked. On PostgreSQL the joins save two round trips of a refresh.
-      const { rows } =
-        db.kind === 'pglite'
-          ? await runStatement(db, statements.findManyPlain, [models, ids])
-          : await runStatement(db, statements.findMany, [models, ids, withGrant, withAccount, withSession]);
+      const { rows } = await runStatement(db, statements.findMany, [models, ids, withGrant, withAccount, withSession]);
       return new Map(
         rows.map((row) => {
           const stored = toStored(row as StoredRow)!;

@@ -40,15 +40,6 @@ export const findMany: Statement = {
       on h.model = any($5::text[]) and s.model = 'Session' and s.uid = h.payload->>'sessionUid' and ${notExpired('s')}`,
 };
 
-/** Many (model, id) lookups in one statement, the rows alone. */
-export const findManyPlain: Statement = {
-  name: 'oidc_payloads_find_many_plain_v1',
-  text: `
-    select p.model, p.id, p.payload, p.consumed_at
-    from oidc_payloads p join unnest($1::text[], $2::text[]) as w(model, id) on p.model = w.model and p.id = w.id
-    where ${notExpired('p')}`,
-};
-
 /**
  * The writes of one batch in one statement: $1 a JSON array of rows to upsert (never touching
  * consumed_at), $2/$3 the (model, id) of rows to consume. Answers the rows this statement

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
-import { onPostgres, startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
+import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 
 /**
  * What one complete sign-in costs the database (GET /auth, the login page, POST the form, the
@@ -17,7 +17,7 @@ describe('the database work of one sign-in', () => {
   });
   after(() => stopAndDestroy(ts));
 
-  it('is at most 15 statements, reading the interaction once per step, writing once per provider step', async () => {
+  it('is at most 12 statements, reading the interaction once per step, writing once per provider step', async () => {
     const user = await createUser(ts);
     const client = await registerClient(ts, {}, true);
     const config = await rpConfig(ts, client);
@@ -47,16 +47,13 @@ describe('the database work of one sign-in', () => {
     assert.equal(about('Interaction', /^(select|with wanted)/i), 3, statements.map((s) => s.sql).join('\n'));
     assert.equal(statements.filter((s) => /from "users" where .*lower\(email\)/i.test(s.sql)).length, 1, 'the account looked up by address once');
     assert.ok(!statements.some((s) => /^select .* from "mfa_factors"/i.test(s.sql.trimStart())), 'its second factors come with it');
-    if (onPostgres) {
-      // The code at /token comes with its grant, account and session (PGlite reads them on their own).
-      assert.ok(!statements.some((s) => /and uid = \$2/.test(s.sql)), 'the session is read with the code');
-      assert.ok(statements.length <= 12, `${statements.length} statements:\n${statements.map((s) => s.sql).join('\n')}`);
-    }
+    // The code at /token comes with its grant, account and session.
+    assert.ok(!statements.some((s) => /and uid = \$2/.test(s.sql)), 'the session is read with the code');
     // The resumed authorization writes once (oidc/held-writes.ts): the interaction's removal, the
     // grant, the code and the session in one statement; the code's redemption at /token is another.
     const heldWrites = statements.filter((s) => /^with consumed as/i.test(s.sql.trimStart()));
     assert.equal(heldWrites.length, 2, statements.map((s) => s.sql).join('\n'));
     assert.ok(!statements.some((s) => /^delete from oidc_payloads/i.test(s.sql.trimStart())), 'the interaction goes with the resumed writes');
-    assert.ok(statements.length <= 15, `${statements.length} statements:\n${statements.map((s) => s.sql).join('\n')}`);
+    assert.ok(statements.length <= 12, `${statements.length} statements:\n${statements.map((s) => s.sql).join('\n')}`);
   });
 });
