@@ -8,6 +8,7 @@ import { StoreUnavailable } from './infra/store-outage.ts';
 import { StartupError } from './domain/errors.ts';
 import type { Provider } from './oidc/provider.ts';
 import { createSweeper } from './oidc/sweeper.ts';
+import { vacuumWhereDue } from './infra/pglite-maintenance.ts';
 import { createMailRenderer } from './domain/mail/mail.ts';
 import { createMailWorker } from './domain/mail/mail-worker.ts';
 import { createWebhookWorker } from './domain/webhooks/worker.ts';
@@ -173,6 +174,8 @@ export async function startServer(
       // Events older than AUDIT_RETENTION_DAYS.
       () => services.auditRetention.sweep(),
     ],
+    // PGlite has no autovacuum (infra/pglite-maintenance.ts); PostgreSQL's own does this.
+    afterSweep: services.db.kind === 'pglite' ? () => vacuumWhereDue(services.db) : undefined,
   });
   sweeper.start(config.SWEEP_INTERVAL_SECONDS);
 

@@ -28,6 +28,8 @@ export function createSweeper(deps: {
   others?: Array<() => Promise<number>>;
   /** Rows per batch (default 2000). */
   batchSize?: number;
+  /** Run after each pass's deletes (the embedded store's vacuum); answers what it did, for the log. */
+  afterSweep?: () => Promise<string[]>;
 }) {
   const batchSize = deps.batchSize ?? DEFAULT_BATCH;
   let stopping = false;
@@ -61,17 +63,24 @@ export function createSweeper(deps: {
     return total;
   }
 
+  /** One scheduled pass: expired provider rows, retired keys and the others, then afterSweep. */
+  async function runPass(): Promise<void> {
+    const [rows, keys, ...others] = await Promise.all([sweepOnce(), deps.keys.purgeRetired(), ...(deps.others ?? []).map((sweep) => sweep())]);
+    if (rows || keys || others.some(Boolean)) deps.logger.info({ rows, keys, others }, 'swept expired rows');
+    const started = performance.now();
+    const vacuumed = deps.afterSweep && !stopping ? await deps.afterSweep() : [];
+    if (vacuumed.length) deps.logger.info({ tables: vacuumed, ms: Math.round(performance.now() - started) }, 'vacuumed');
+  }
+
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
   return {
     sweepOnce,
+    runPass,
     start(intervalSeconds: number) {
       timer = setInterval(() => {
         if (running) return;
-        running = Promise.all([sweepOnce(), deps.keys.purgeRetired(), ...(deps.others ?? []).map((sweep) => sweep())])
-          .then(([rows, keys, ...others]) => {
-            if (rows || keys || others.some(Boolean)) deps.logger.info({ rows, keys, others }, 'swept expired rows');
-          })
+        running = runPass()
           .catch((err: unknown) => deps.logger[err instanceof StoreUnavailable ? 'debug' : 'warn']({ err }, 'sweep failed'))
           .finally(() => {
             running = undefined;

@@ -6,6 +6,7 @@ import { errors, type AdapterPayload } from 'oidc-provider';
 import type { KeyService } from '../../src/domain/keys/keys.ts';
 import { createLogger } from '../../src/infra/logger.ts';
 import { createSweeper } from '../../src/oidc/sweeper.ts';
+import { vacuumWhereDue } from '../../src/infra/pglite-maintenance.ts';
 import { runInRequestScope } from '../../src/infra/request-scope.ts';
 import { DIGESTED_MODELS } from '../../src/oidc/adapter.ts';
 import { allRowsAsText, createTestDb, type TestDb } from '../helpers/db.ts';
@@ -157,7 +158,7 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
     });
   });
 
-  describe('grant read with its token', { skip: !onPostgres && 'PostgreSQL only: PGlite reads the grant on its own (see findMany)' }, () => {
+  describe('grant read with its token', () => {
     it('a request finding a refresh token gets its grant without another statement, once; the next read goes to the database', async () => {
       const { grantId, rt } = await seedGrant();
       await runInRequestScope({}, async () => {
@@ -564,6 +565,30 @@ describe(`oidc-provider adapter contract (${onPostgres ? 'PostgreSQL' : 'PGlite'
       const sweeper = make(100);
       assert.equal(await sweeper.sweepOnce(), 250, 'three batches: 100, 100, 50');
       assert.equal(await count({ grant_id: grant }), 0);
+      await sweeper.stop();
+    });
+
+    it('on PGlite, which has no autovacuum, a pass vacuums the tables autovacuum would and only those', { skip: onPostgres && 'PostgreSQL vacuums on its own' }, async () => {
+      const sweeper = createSweeper({
+        db: t.db,
+        payloads: t.payloads,
+        keys: { purgeRetired: async () => 0 } as unknown as KeyService,
+        logger: createLogger('silent'),
+        afterSweep: () => vacuumWhereDue(t.db),
+      });
+      const stats = async () => {
+        await t.db.raw('select pg_stat_force_next_flush()');
+        const { rows } = await t.db.raw(`select n_dead_tup, vacuum_count from pg_stat_user_tables where relname = 'oidc_payloads'`);
+        return rows[0] as { n_dead_tup: number; vacuum_count: number };
+      };
+      await bulkInsert('AccessToken', id(), 600, new Date(Date.now() - 3_600_000));
+      const before = await stats();
+      await sweeper.runPass();
+      const after = await stats();
+      assert.equal(Number(after.vacuum_count), Number(before.vacuum_count) + 1, 'the 600 deleted rows made it due');
+      assert.ok(Number(after.n_dead_tup) < 50, `dead rows left: ${after.n_dead_tup}`);
+      await sweeper.runPass();
+      assert.equal(Number((await stats()).vacuum_count), Number(after.vacuum_count), 'nothing changed since: not vacuumed again');
       await sweeper.stop();
     });
   });
