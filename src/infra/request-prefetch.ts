@@ -1,4 +1,4 @@
-import { currentRequestScope, type RequestScope } from './request-scope.ts';
+import { currentRequestScope } from './request-scope.ts';
 
 /**
  * Rows read ahead for the request that is running, each handed out once. A refresh reads the
@@ -7,19 +7,14 @@ import { currentRequestScope, type RequestScope } from './request-scope.ts';
  * here. Nothing outlives the request or serves another one, and a row is taken at most once: every
  * further read goes to the database, so a revocation is seen as before.
  */
-const offered = new WeakMap<RequestScope, Map<string, unknown>>();
-
 export function offerToRequest(key: string, value: unknown): void {
   const scope = currentRequestScope();
   if (!scope) return;
-  let rows = offered.get(scope);
-  if (!rows) offered.set(scope, (rows = new Map()));
-  rows.set(key, value);
+  (scope.prefetched ??= new Map()).set(key, value);
 }
 
 export function takeFromRequest<T>(key: string): T | undefined {
-  const scope = currentRequestScope();
-  const rows = scope && offered.get(scope);
+  const rows = currentRequestScope()?.prefetched;
   if (!rows?.has(key)) return undefined;
   const value = rows.get(key) as T;
   rows.delete(key);

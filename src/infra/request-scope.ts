@@ -13,6 +13,8 @@ export interface RequestScope {
    * WeakMap keyed by it: no map entry to add and remove on every request that has one.
    */
   writeWindow?: object | 'redemption';
+  /** Rows read ahead for this request (infra/request-prefetch.ts), on the scope for the same reason. */
+  prefetched?: Map<string, unknown>;
 }
 
 const storage = new AsyncLocalStorage<RequestScope>();
