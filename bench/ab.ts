@@ -1,5 +1,5 @@
 /**
- * node bench/ab.ts [--rounds=6] [--duration=3] [--connections=64] [--scenarios=jwt,opaque,intro]
+ * node bench/ab.ts [--rounds=6] [--duration=3] [--connections=64] [--scenarios=jwt,opaque,intro,refresh]
  *                  [--store=postgres|embedded] [--baseline] DIST...
  *
  * Compares builds of our server (each DIST a built tree's `dist` directory, e.g. a git worktree's)
