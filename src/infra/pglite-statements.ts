@@ -24,16 +24,6 @@ type WithTypes = PGlite & {
   parsers: Parameters<typeof parse.parseResults>[1];
 };
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 async function parameterTypes(pg: PGlite, statement: Statement): Promise<number[]> {
   let prepared = preparedOn.get(pg);
   if (!prepared) {
@@ -43,7 +33,7 @@ async function parameterTypes(pg: PGlite, statement: Statement): Promise<number[
   let types = prepared.get(statement.name);
   if (!types) {
     const { messages } = await pg.execProtocol(
-      concat([
+      Buffer.concat([
         protocol.serialize.parse({ name: statement.name, text: statement.text }),
         protocol.serialize.describe({ type: 'S', name: statement.name }),
         protocol.serialize.sync(),
@@ -70,7 +60,7 @@ export function runPgliteStatement(pg: PGlite, statement: Statement, values: unk
       return serialize ? serialize(value) : String(value);
     });
     const { messages } = await pg.execProtocol(
-      concat([
+      Buffer.concat([
         protocol.serialize.bind({ statement: statement.name, values: serialized }),
         protocol.serialize.describe({ type: 'P' }),
         protocol.serialize.execute({}),
