@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { Browser, basicAuth, codeFlow, type FlowTarget } from './flows.ts';
+import { Browser, basicAuth, codeFlow, rotateRefreshToken, type FlowTarget } from './flows.ts';
 import { freePort, MemoryWindow, pinSelf, startNode, waitReady, type ServerProcess } from './proc.ts';
 import { childEnv, FORM, ROOT, seedStore, startCommand, TOKEN_BODY as BODY } from './servers.ts';
 import { createStore, type BenchStore } from './store.ts';
@@ -75,14 +75,7 @@ async function runChains(t: Target, until: number): Promise<number> {
   await Promise.all(
     t.chains!.map(async (_, i) => {
       while (performance.now() < until) {
-        const res = await fetch(`${t.issuer}/token`, {
-          method: 'POST',
-          headers: { 'content-type': FORM, authorization: t.auth },
-          body: `grant_type=refresh_token&refresh_token=${encodeURIComponent(t.chains![i]!)}`,
-        });
-        const body = (await res.json()) as { refresh_token?: string };
-        if (!res.ok || !body.refresh_token) throw new Error(`${t.name}: refresh failed: ${res.status} ${JSON.stringify(body)}`);
-        t.chains![i] = body.refresh_token;
+        t.chains![i] = await rotateRefreshToken(t.issuer, t.auth, t.chains![i]!);
         answered++;
       }
     }),

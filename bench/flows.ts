@@ -61,6 +61,18 @@ export function basicAuth(id: string, secret: string): string {
   return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;
 }
 
+/** One refresh_token grant at `issuer`'s /token: the rotated refresh token, or a FlowError. */
+export async function rotateRefreshToken(issuer: string, auth: string, refreshToken: string): Promise<string> {
+  const res = await fetch(new URL('/token', issuer), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }).toString(),
+  });
+  const body = (await res.json()) as { refresh_token?: string };
+  if (!res.ok || !body.refresh_token) throw new FlowError('refresh', res.status, JSON.stringify(body));
+  return body.refresh_token;
+}
+
 function formField(html: string, name: string): string | undefined {
   return new RegExp(`name="${name}"[^>]*value="([^"]*)"`).exec(html)?.[1];
 }

@@ -2,7 +2,7 @@
  * Profiling aid: refresh throughput with N chains, each presenting the token the previous refresh
  * returned (as N clients would). Usage: node bench/refresh-chains.ts <issuer> <seed-json> [chains] [seconds]
  */
-import { Browser, basicAuth, codeFlow } from './flows.ts';
+import { Browser, basicAuth, codeFlow, rotateRefreshToken } from './flows.ts';
 
 const [issuer, seedJson, chainsArg = '10', secondsArg = '8'] = process.argv.slice(2);
 const seed = JSON.parse(seedJson!) as { clientId: string; clientSecret: string; redirectUri: string; user: { email: string; password: string } };
@@ -15,14 +15,7 @@ async function chain() {
   const first = await codeFlow(new Browser(), target, { scope: 'openid offline_access', prompt: 'consent', user: seed.user });
   let rt = first.tokens.refresh_token as string;
   while (Date.now() < until) {
-    const res = await fetch(new URL('/token', issuer), {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
-      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: rt }).toString(),
-    });
-    const body = (await res.json()) as { refresh_token?: string };
-    if (!res.ok || !body.refresh_token) throw new Error(`refresh failed: ${res.status} ${JSON.stringify(body)}`);
-    rt = body.refresh_token;
+    rt = await rotateRefreshToken(issuer!, auth, rt);
     done++;
   }
 }
