@@ -11,11 +11,17 @@
  * so this run keeps them in plain Maps instead (MapAdapter) and is started on its own. The relying party
  * is configured as our clients are: the refresh token rotates on every use, and the ID token of
  * the answer is signed RS256 (the default of OpenID Connect), so both servers do the same work.
+ *
+ * Sign-ins: with BASELINE_SIGNINS=1 the relying party signs in through the provider's own
+ * development login page (any login, no password hash) and its grant is loaded without a consent
+ * page, as our first-party clients skip it. The benchmark runs it on its own to measure what a
+ * complete sign-in costs the provider itself with nothing stored: the floor of ours apart from the
+ * password hash.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import Provider, { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import Provider, { errors, type Adapter, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 
 const CLIENT_ID = process.env.BASELINE_CLIENT_ID ?? 'baseline-client';
 const CLIENT_SECRET = process.env.BASELINE_CLIENT_SECRET ?? 'baseline-secret-0123456789abcdef0123456789';
@@ -71,6 +77,7 @@ class MapAdapter implements Adapter {
 }
 
 const refreshCount = Number(process.env.BASELINE_REFRESH_TOKENS ?? 0);
+const signIns = process.env.BASELINE_SIGNINS === '1';
 
 const provider = new Provider(issuer, {
   ...(refreshCount > 0 ? { adapter: MapAdapter } : {}),
@@ -94,8 +101,19 @@ const provider = new Provider(issuer, {
   jwks: { keys: [jwk as never, rsaJwk as never] },
   rotateRefreshToken: true,
   cookies: { keys: [randomBytes(32).toString('base64url')] },
+  ...(signIns
+    ? {
+        // The grant the consent page would have given: the scope asked for.
+        async loadExistingGrant(ctx: KoaContextWithOIDC) {
+          const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client!.clientId, accountId: ctx.oidc.session!.accountId! });
+          grant.addOIDCScope(ctx.oidc.params!.scope as string);
+          await grant.save();
+          return grant;
+        },
+      }
+    : {}),
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: signIns },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     resourceIndicators: {

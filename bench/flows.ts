@@ -101,13 +101,14 @@ export interface FlowOptions {
 
 export interface FlowResult {
   tokens: { access_token: string; refresh_token?: string; id_token?: string };
-  /** Which pages were shown on the way ('login', 'consent'). */
+  /** Which pages were shown on the way ('login', 'consent'; the bare provider's development login is 'login' too). */
   pages: string[];
 }
 
 /**
- * Authorization code + PKCE S256 through whatever pages the server shows (login, consent), then the
- * code redeemed at /token with HTTP Basic.
+ * Authorization code + PKCE S256 through whatever pages the server shows (login, consent, or the
+ * bare provider's development login: bench/baseline.ts), then the code redeemed at /token with
+ * HTTP Basic.
  */
 export async function codeFlow(browser: Browser, t: FlowTarget, opts: FlowOptions): Promise<FlowResult> {
   const verifier = randomBytes(32).toString('base64url');
@@ -141,6 +142,13 @@ export async function codeFlow(browser: Browser, t: FlowTarget, opts: FlowOption
       if (!opts.user) throw new FlowError('login', 200, 'login page shown but no user given');
       pages.push('login');
       const posted = await browser.postForm(new URL(login, next), { csrf, email: opts.user.email, password: opts.user.password });
+      next = await expectRedirect('login', posted, next);
+    } else if (formField(html, 'prompt') === 'login') {
+      // oidc-provider's devInteractions page: any login, no password check.
+      if (!opts.user) throw new FlowError('login', 200, 'login page shown but no user given');
+      pages.push('login');
+      const action = /<form[^>]*action="([^"]+)"/.exec(html)![1]!.replace(/&amp;/g, '&');
+      const posted = await browser.postForm(new URL(action, next), { prompt: 'login', login: opts.user.email, password: opts.user.password });
       next = await expectRedirect('login', posted, next);
     } else if (confirm && csrf) {
       pages.push('consent');
