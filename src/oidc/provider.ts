@@ -25,6 +25,7 @@ import type { Tenants } from '../domain/tenants/tenants.ts';
 import { createBrokerExchange } from './grants/broker-exchange.ts';
 import { jwtGrantReference, registerTokenExchange } from './grants/token-exchange.ts';
 import { providerCookieNames, treatRequestsAsHttps } from './transport.ts';
+import { createCookieSigner } from './cookie-signer.ts';
 
 export type { Provider, KoaContextWithOIDC };
 
@@ -78,7 +79,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       }),
       jwks: deps.keys.jwks as Configuration['jwks'],
       cookies: {
-        keys: deps.keys.cookieKeys,
+        keys: createCookieSigner(deps.keys.cookieKeys),
         names: providerCookieNames(deps.issuer),
         long: { httpOnly: true, sameSite: 'lax' },
         short: { httpOnly: true, sameSite: 'lax' },

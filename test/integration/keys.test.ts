@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
+import { HttpBrowser } from '../helpers/browser-http.ts';
 import { createUser, registerClient, rpConfig, signIn } from '../helpers/rp.ts';
 import { startTestServer, stopAndDestroy, type TestServer } from '../helpers/server.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -77,5 +78,34 @@ describe('signing keys', () => {
     const idKid = decodeProtectedHeader(tokens.id_token!).kid;
     assert.ok(after.keys.find((k) => k.kid === idKid && k.alg === 'RS256'));
     assert.ok(!before.keys.some((k) => k.kid === idKid), 'ID token signed by the rotated-in key');
+  });
+
+  it('a session signed with the cookie key rotated out still signs in without a password, re-signed with the new key; an altered signature does not', async () => {
+    const user = await createUser(ts);
+    const client = await registerClient(ts, { grant_types: ['authorization_code', 'client_credentials'], resource_scopes: { [API]: 'read' } }, true);
+    const config = await rpConfig(ts, client);
+    const browser = new HttpBrowser();
+    assert.equal((await signIn(ts, config, user, { browser })).logins, 1);
+    const jar = browser.cookies.get(new URL(ts.issuer).host)!;
+    const signedBefore = jar.get('_session.sig');
+    assert.ok(signedBefore && jar.get('_session'), 'the session cookie is signed');
+
+    const before = decodeProtectedHeader((await oidc.clientCredentialsGrant(config, { resource: API })).access_token).kid;
+    await ts.server.services.keys.rotate();
+    await ts.server.reloadKeys();
+    // The cookie key of a rotation signs from the same moment as its signing key.
+    await waitFor('the rotated-in keys to sign', async () =>
+      decodeProtectedHeader((await oidc.clientCredentialsGrant(config, { resource: API })).access_token).kid !== before ? true : undefined,
+    );
+
+    const again = await signIn(ts, config, user, { browser });
+    assert.equal(again.logins, 0, 'the session signed with the old cookie key is still the session');
+    assert.equal(again.tokens.claims()!.sub, user.id);
+    const signedAfter = jar.get('_session.sig');
+    assert.ok(signedAfter && signedAfter !== signedBefore, 'and its signature was renewed with the new key');
+
+    const last = signedAfter.at(-1) === 'A' ? 'B' : 'A';
+    jar.set('_session.sig', `${signedAfter.slice(0, -1)}${last}`);
+    assert.equal((await signIn(ts, config, user, { browser })).logins, 1, 'an altered signature is no session: the password is asked');
   });
 });
