@@ -34,4 +34,6 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 # generation grow 50% past what survived the last full collection before the next (V8's default lets
 # an idle-started server grow to ~4x, so ~35 MB live became ~135 MB of heap under load). It costs
 # full collections: 85 instead of 19 in 20 s of token load; README "Operations" has the trade.
-CMD ["node", "--max-semi-space-size=4", "--heap-growing-percent=50", "dist/src/main.js"]
+# --liftoff-only keeps the embedded store's WebAssembly PostgreSQL on V8's baseline compiler: its
+# optimizing tier-up held ~500 MB for a moment at every boot, for no speed measured (bench/README.md).
+CMD ["node", "--max-semi-space-size=4", "--heap-growing-percent=50", "--liftoff-only", "dist/src/main.js"]
