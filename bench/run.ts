@@ -430,28 +430,39 @@ async function refreshScenario(
   };
 }
 
-/** The bare provider rotating refresh tokens it minted beforehand (bench/baseline.ts, on its own). */
-async function baselineRefreshRun(s: Settings, base: string): Promise<ScenarioResult> {
+/**
+ * The bare provider (bench/baseline.ts) pinned like ours, with the benchmark's client, once it
+ * answers; `env` selects its refresh or sign-in mode.
+ */
+async function startBaseline(name: string, logFile: string, env: Record<string, string> = {}): Promise<{ proc: ServerProcess; issuer: string }> {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
-  const file = `${base}.baseline-refresh.txt`;
   const proc = startNode({
-    name: 'baseline-refresh',
+    name,
     script: path.join(ROOT, 'bench', 'baseline.ts'),
-    env: childEnv({
-      PORT: String(port),
-      BASELINE_CLIENT_ID: BASELINE_CLIENT.id,
-      BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret,
-      BASELINE_REFRESH_TOKENS: String(s.refreshCap),
-      BASELINE_REFRESH_FILE: file,
-    }),
+    env: childEnv({ PORT: String(port), BASELINE_CLIENT_ID: BASELINE_CLIENT.id, BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret, ...env }),
     cwd: ROOT,
-    logFile: `${base}.baseline-refresh.log`,
+    logFile,
     cpu: SERVER_CPU,
     nodeFlags: SERVER_NODE_FLAGS,
   });
   try {
     await waitReady(proc, `${issuer}/.well-known/openid-configuration`);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return { proc, issuer };
+}
+
+/** The bare provider rotating refresh tokens it minted beforehand, on its own. */
+async function baselineRefreshRun(s: Settings, base: string): Promise<ScenarioResult> {
+  const file = `${base}.baseline-refresh.txt`;
+  const { proc, issuer } = await startBaseline('baseline-refresh', `${base}.baseline-refresh.log`, {
+    BASELINE_REFRESH_TOKENS: String(s.refreshCap),
+    BASELINE_REFRESH_FILE: file,
+  });
+  try {
     const tokens = readFileSync(file, 'utf8').split('\n').filter(Boolean);
     log(`baseline: refresh, ${tokens.length} tokens minted in memory`);
     return await refreshRun(issuer, basicAuth(`${BASELINE_CLIENT.id}-rp`, BASELINE_CLIENT.secret), tokens, s, proc, s.duration);
@@ -462,24 +473,13 @@ async function baselineRefreshRun(s: Settings, base: string): Promise<ScenarioRe
 }
 
 /**
- * The bare provider's own complete sign-ins (bench/baseline.ts with BASELINE_SIGNINS=1: its
- * development login, no password hash, nothing stored), on its own, at the same concurrency as
- * ours: what a sign-in costs the provider itself.
+ * The bare provider's own complete sign-ins (BASELINE_SIGNINS=1: its development login, no
+ * password hash, nothing stored), on its own, at the same concurrency as ours: what a sign-in
+ * costs the provider itself.
  */
 async function baselineSigninRun(s: Settings, base: string) {
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const proc = startNode({
-    name: 'baseline-signins',
-    script: path.join(ROOT, 'bench', 'baseline.ts'),
-    env: childEnv({ PORT: String(port), BASELINE_CLIENT_ID: BASELINE_CLIENT.id, BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret, BASELINE_SIGNINS: '1' }),
-    cwd: ROOT,
-    logFile: `${base}.baseline-signins.log`,
-    cpu: SERVER_CPU,
-    nodeFlags: SERVER_NODE_FLAGS,
-  });
+  const { proc, issuer } = await startBaseline('baseline-signins', `${base}.baseline-signins.log`, { BASELINE_SIGNINS: '1' });
   try {
-    await waitReady(proc, `${issuer}/.well-known/openid-configuration`);
     log(`baseline: complete sign-ins (development login, no password hash), ${s.signinWorkers} workers, ${s.duration}s`);
     const target: FlowTarget = { issuer, clientId: `${BASELINE_CLIENT.id}-rp`, clientSecret: BASELINE_CLIENT.secret, redirectUri: BASELINE_REDIRECT_URI };
     return await signinScenario(target, { email: 'bench-user', password: 'unchecked' }, proc, s);
@@ -603,19 +603,8 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
 
   try {
     // Baseline first, alone on CPU 0.
-    const bport = await freePort();
-    const bissuer = `http://127.0.0.1:${bport}`;
-    const bproc = startNode({
-      name: 'baseline',
-      script: path.join(ROOT, 'bench', 'baseline.ts'),
-      env: childEnv({ PORT: String(bport), BASELINE_CLIENT_ID: BASELINE_CLIENT.id, BASELINE_CLIENT_SECRET: BASELINE_CLIENT.secret }),
-      cwd: ROOT,
-      logFile: `${base}.baseline.log`,
-      cpu: SERVER_CPU,
-      nodeFlags: SERVER_NODE_FLAGS,
-    });
+    const { proc: bproc, issuer: bissuer } = await startBaseline('baseline', `${base}.baseline.log`);
     cleanups.push(() => bproc.stop());
-    await waitReady(bproc, `${bissuer}/.well-known/openid-configuration`);
     log(`baseline: pid ${bproc.pid} on ${bissuer}${bproc.pinned ? ` (CPU ${SERVER_CPU})` : ' (not pinned)'}`);
     baseline = await tokenScenarios('baseline', bissuer, basicAuth(BASELINE_CLIENT.id, BASELINE_CLIENT.secret), bproc, s);
     await bproc.stop();
