@@ -138,17 +138,17 @@ export async function codeFlow(browser: Browser, t: FlowTarget, opts: FlowOption
     const csrf = formField(html, 'csrf');
     const login = formAction(html, '/login');
     const confirm = formAction(html, '/confirm');
+    // oidc-provider's devInteractions page (bench/baseline.ts): any login, no password check.
+    const devLogin = formField(html, 'prompt') === 'login' ? formAction(html, '/interaction/') : undefined;
     if (login && csrf) {
       if (!opts.user) throw new FlowError('login', 200, 'login page shown but no user given');
       pages.push('login');
       const posted = await browser.postForm(new URL(login, next), { csrf, email: opts.user.email, password: opts.user.password });
       next = await expectRedirect('login', posted, next);
-    } else if (formField(html, 'prompt') === 'login') {
-      // oidc-provider's devInteractions page: any login, no password check.
+    } else if (devLogin) {
       if (!opts.user) throw new FlowError('login', 200, 'login page shown but no user given');
       pages.push('login');
-      const action = /<form[^>]*action="([^"]+)"/.exec(html)![1]!.replace(/&amp;/g, '&');
-      const posted = await browser.postForm(new URL(action, next), { prompt: 'login', login: opts.user.email, password: opts.user.password });
+      const posted = await browser.postForm(new URL(devLogin, next), { prompt: 'login', login: opts.user.email, password: opts.user.password });
       next = await expectRedirect('login', posted, next);
     } else if (confirm && csrf) {
       pages.push('consent');
