@@ -12,9 +12,10 @@ import type { Statement, StatementResult } from './db.ts';
  * the connection is set to plan_cache_mode force_custom_plan (a session setting; knex-pglite takes
  * no pool hooks), so only the parsing and the calls are saved and the plans stay those measured.
  * The first round of this change (reverted in d4d4a7e) let PostgreSQL switch to generic plans and
- * was measured 2.5 times slower on refreshes, never explained; generic plans measured no faster
- * here either (interleaved embedded rounds: refresh 198-260/s against 245-301/s), so they are not
- * used.
+ * was measured 2.5 times slower on refreshes. The reason, found later: a generic plan is made once,
+ * from the table as it is then (a nearly empty token table: a whole-table scan), and kept as the
+ * table grows (test/integration/statement-plans.test.ts). The server's PostgreSQL connections are
+ * set the same way (infra/db.ts).
  */
 
 const preparedOn = new WeakMap<PGlite, Map<string, number[]>>();
