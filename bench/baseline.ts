@@ -17,10 +17,16 @@
  * page, as our first-party clients skip it. The benchmark runs it on its own to measure what a
  * complete sign-in costs the provider itself with nothing stored: the floor of ours apart from the
  * password hash.
+ *
+ * Persisted: with BASELINE_DATABASE_URL the provider keeps its models in that PostgreSQL database
+ * through the plainest adapter (bench/baseline-pg-adapter.ts) instead of memory. The benchmark runs
+ * the opaque token and introspection scenarios against it on PostgreSQL runs, to show what
+ * persisting a token costs the bare provider itself on the same machine.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { createPgAdapter } from './baseline-pg-adapter.ts';
 import Provider, { errors, type Adapter, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 
 const CLIENT_ID = process.env.BASELINE_CLIENT_ID ?? 'baseline-client';
@@ -78,9 +84,10 @@ class MapAdapter implements Adapter {
 
 const refreshCount = Number(process.env.BASELINE_REFRESH_TOKENS ?? 0);
 const signIns = process.env.BASELINE_SIGNINS === '1';
+const databaseUrl = process.env.BASELINE_DATABASE_URL;
 
 const provider = new Provider(issuer, {
-  ...(refreshCount > 0 ? { adapter: MapAdapter } : {}),
+  ...(refreshCount > 0 ? { adapter: MapAdapter } : databaseUrl ? { adapter: await createPgAdapter(databaseUrl) } : {}),
   clients: [
     {
       client_id: CLIENT_ID,
