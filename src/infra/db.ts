@@ -50,12 +50,6 @@ export function createDb(settings: DbSettings): Db {
         query_timeout: statementTimeout + 1000,
         idle_in_transaction_session_timeout: statementTimeout * 2,
         connectionTimeoutMillis: acquireTimeout,
-        // The token path's named statements (runStatement) are parsed once per connection but
-        // planned on every run: a generic plan is made once, from the table's size and statistics
-        // of that moment, and kept. Made while the table was small (a fresh install, a new
-        // connection before autovacuum's next analyze), it scanned the whole table on every token
-        // write as the table grew (infra/pglite-statements.ts does the same on the embedded store).
-        options: '-c plan_cache_mode=force_custom_plan',
       },
       pool: { min: 0, max: settings.poolMax, createTimeoutMillis: acquireTimeout },
       acquireConnectionTimeout: acquireTimeout,

@@ -14,8 +14,8 @@ import type { Statement, StatementResult } from './db.ts';
  * The first round of this change (reverted in d4d4a7e) let PostgreSQL switch to generic plans and
  * was measured 2.5 times slower on refreshes. The reason, found later: a generic plan is made once,
  * from the table as it is then (a nearly empty token table: a whole-table scan), and kept as the
- * table grows (test/integration/statement-plans.test.ts). The server's PostgreSQL connections are
- * set the same way (infra/db.ts).
+ * table grows (test/integration/statement-plans.test.ts). On PostgreSQL, where planning every run
+ * would cost more than running, the server analyzes the grown table instead (repos/growth-analyzer.ts).
  */
 
 const preparedOn = new WeakMap<PGlite, Map<string, number[]>>();

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { hasNul, runStatement, type Db } from '../infra/db.ts';
+import { createGrowthAnalyzer } from './growth-analyzer.ts';
 import * as statements from './payload-statements.ts';
 import { createWriteBatcher, rowAsJson, rowsAsJson, type UpsertRow } from './payload-write-batcher.ts';
 import { userFromJson, type UserRow } from './users.ts';
@@ -94,15 +95,21 @@ export function upsertRow(model: string, id: string, payload: object, expiresAt:
   };
 }
 
+/** Rows an instance writes before it checks the table's statistics once (growth-analyzer.ts). */
+export const ANALYZE_AFTER_ROWS = 2_000;
+
 /** SQL for the oidc-provider model table; see oidc/adapter.ts for the provider-facing side. */
 export function createOidcPayloadsRepo(db: Db) {
   const table = () => db('oidc_payloads');
+  // Past the size where the token path's cached plans stop scanning the table (growth-analyzer.ts).
+  const growth = createGrowthAnalyzer(db, 'oidc_payloads', ANALYZE_AFTER_ROWS);
   const writes = createWriteBatcher(async ({ upserts, consumes }) => {
     const { rows } = await runStatement(db, statements.writeMany, [
       rowsAsJson(upserts),
       consumes.map((c) => c.model),
       consumes.map((c) => c.id),
     ]);
+    growth.wrote(upserts.length);
     return new Set(rows.map((row) => `${row.model}\0${row.id}`));
   });
   return {
@@ -178,6 +185,7 @@ export function createOidcPayloadsRepo(db: Db) {
         deletes.map((d) => d.model),
         deletes.map((d) => d.key),
       ]);
+      growth.wrote(rows.length);
       return answer[0]?.ok === true;
     },
     async destroy(model: string, id: string) {
