@@ -17,11 +17,12 @@ import { parseArgs } from 'node:util';
 import argon2 from 'argon2';
 import autocannon, { type Options as CannonOptions, type RequestSpec, type Result } from 'autocannon';
 import { configSchema } from '../src/config/schema.ts';
+import { ANALYZE_AFTER_ROWS } from '../src/repos/oidc-payloads.ts';
 import { Browser, basicAuth, codeFlow, FlowError, type FlowTarget } from './flows.ts';
 import { profileFile, summarize } from './profile-summary.ts';
 import { connectionSettings } from './options.ts';
 import { printScale, runScale } from './scale.ts';
-import { createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
+import { autovacuumOf, createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
 import { childEnv, FORM, RESOURCE, ROOT, seedStore, startCommand, TOKEN_BODY as BODY } from './servers.ts';
 import {
   MemoryWindow,
@@ -656,6 +657,9 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
     const store = await createStore(kind);
     cleanups.push(() => store.destroy());
     storeDescription = store.description;
+    if (kind === 'postgres' && (await autovacuumOf(store.env.DATABASE_URL!)) === 'off') {
+      warnings.push(`PostgreSQL runs with autovacuum off: dead rows are never reclaimed during the run, and the token table is analyzed only once, by the server, after its first ${ANALYZE_AFTER_ROWS} rows`);
+    }
     const seeded = await seedStore(store.env);
     const port = await freePort();
     const issuer = `http://127.0.0.1:${port}`;

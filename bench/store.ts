@@ -85,3 +85,19 @@ export async function createStore(kind: StoreKind): Promise<BenchStore> {
     },
   };
 }
+
+/**
+ * PostgreSQL's autovacuum setting ('on' or 'off'). Off, dead rows (consumed codes and refresh
+ * tokens, swept tokens) are never reclaimed and statistics are refreshed only by the server's own
+ * one analyze of the grown token table (src/repos/growth-analyzer.ts): not how PostgreSQL runs in
+ * production, so the bench says so beside its figures.
+ */
+export async function autovacuumOf(databaseUrl: string): Promise<string> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    return String((await client.query<{ autovacuum: string }>('show autovacuum')).rows[0]?.autovacuum);
+  } finally {
+    await client.end();
+  }
+}
