@@ -508,7 +508,6 @@ async function baselineSigninRun(s: Settings, base: string) {
   }
 }
 
-/** Complete sign-ins at fixed concurrency, each worker a browser of its own with fresh cookies per sign-in. */
 /**
  * The bare provider keeping its models in a PostgreSQL database of its own through the plainest
  * adapter (bench/baseline-pg-adapter.ts), on its own: what persisting a token costs the provider
@@ -528,6 +527,7 @@ async function baselineStoredRun(s: Settings, base: string): Promise<StoredToken
   }
 }
 
+/** Complete sign-ins at fixed concurrency, each worker a browser of its own with fresh cookies per sign-in. */
 async function signinScenario(target: FlowTarget, user: { email: string; password: string }, proc: ServerProcess, s: Settings) {
   const from = { cpu: process.cpuUsage(), t: performance.now() };
   const win = new MemoryWindow(proc.pid);
