@@ -21,6 +21,7 @@ import { ANALYZE_AFTER_ROWS } from '../src/repos/oidc-payloads.ts';
 import { Browser, basicAuth, codeFlow, FlowError, type FlowTarget } from './flows.ts';
 import { profileFile, summarize } from './profile-summary.ts';
 import { connectionSettings } from './options.ts';
+import { median, roundRatios, type Turn } from './rounds.ts';
 import { printScale, runScale } from './scale.ts';
 import { autovacuumOf, createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, type StoreKind } from './store.ts';
 import { childEnv, FORM, RESOURCE, ROOT, seedStore, startCommand, TOKEN_BODY as BODY } from './servers.ts';
@@ -51,6 +52,8 @@ const BASELINE_REDIRECT_URI = 'https://rp.bench.test/cb';
 interface Settings {
   stores: StoreKind[];
   duration: number;
+  /** Seconds of one turn of a server in the interleaved token scenarios. */
+  slice: number;
   /** Connection counts the token scenarios run at, ours and the baseline alike; the first also drives refresh. */
   connectionsList: number[];
   connections: number;
@@ -77,6 +80,8 @@ const HELP = `npm run bench -- [options]   (or: node bench/run.ts [options] afte
   --connections=N[,N...]           autocannon connections (default 10,64; env BENCH_CONNECTIONS):
                                    the token scenarios (client_credentials JWT and opaque, introspection)
                                    run at each, against ours and the baseline; refresh runs at the first
+  --slice=SECONDS                  the token scenarios interleave ours and the baselines in turns of
+                                   about this long, the order reversed every round (default 2)
   --warmup=SECONDS                 discarded warm-up load per server (default 2)
   --signin-workers=N               concurrent complete sign-ins (default 4)
   --refresh-cap=N                  most refresh tokens to pre-generate (default 30000)
@@ -100,6 +105,7 @@ function settingsFromArgs(): Settings {
     options: {
       store: { type: 'string' },
       duration: { type: 'string' },
+      slice: { type: 'string' },
       connections: { type: 'string' },
       warmup: { type: 'string' },
       'signin-workers': { type: 'string' },
@@ -129,6 +135,7 @@ function settingsFromArgs(): Settings {
   return {
     stores: store === 'both' ? ['embedded', 'postgres'] : [store as StoreKind],
     duration: num('duration', values.duration ?? process.env.BENCH_DURATION, 10, 1),
+    slice: num('slice', values.slice, 2, 1),
     ...connectionSettings(values.connections ?? process.env.BENCH_CONNECTIONS),
     warmup: num('warmup', values.warmup, 2, 0),
     signinWorkers: Math.floor(num('signin-workers', values['signin-workers'], 4, 1)),
@@ -147,12 +154,6 @@ function settingsFromArgs(): Settings {
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-const median = (xs: number[]) => {
-  if (!xs.length) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 const percentile = (xs: number[], p: number) => {
   if (!xs.length) return 0;
@@ -189,6 +190,8 @@ interface ScenarioResult {
   othersOnServerCpu?: number | undefined;
   /** The server's CPU time (all its threads) per answered request, in µs: its own cost, whether or not it waited. */
   serverUsPerRequest?: number | undefined;
+  /** Interleaved token scenarios: each slice's rate and the server's CPU µs per request in it, round by round. */
+  slices?: Turn[];
   note?: string;
 }
 
@@ -244,51 +247,126 @@ async function postForm(url: string, auth: string, body: string) {
   return json;
 }
 
-/** Scenarios a, b, c against one server (ours or the baseline), once at each connection count. */
-async function tokenScenarios(name: string, issuer: string, auth: string, proc: ServerProcess, s: Settings): Promise<TokenRun[]> {
-  return (await tokenRuns(name, issuer, auth, proc, s, true)) as TokenRun[];
+/** One server the token scenarios run against: ours, the in-memory baseline, or the baseline on PostgreSQL. */
+interface TokenSide {
+  name: string;
+  issuer: string;
+  auth: string;
+  proc: ServerProcess;
+  /** Whether it issues JWT access tokens for RESOURCE (the baseline on PostgreSQL is not asked: a JWT is not stored). */
+  withJwt: boolean;
 }
 
-/** The opaque token and introspection scenarios only (the bare provider on PostgreSQL: a JWT is not stored). */
-function storedTokenScenarios(name: string, issuer: string, auth: string, proc: ServerProcess, s: Settings): Promise<StoredTokenRun[]> {
-  return tokenRuns(name, issuer, auth, proc, s, false);
-}
-
-async function tokenRuns(name: string, issuer: string, auth: string, proc: ServerProcess, s: Settings, withJwt: boolean) {
-  const tokenUrl = `${issuer}/token`;
-  const headers = { 'content-type': FORM, authorization: auth, accept: 'application/json' };
-
-  // One request of each kind first: the answers must be what the scenario claims to measure.
-  if (withJwt) {
-    const jwt = await postForm(tokenUrl, auth, BODY.jwt);
-    if (String(jwt.access_token).split('.').length !== 3) throw new Error(`${name}: resource=${RESOURCE} did not yield a JWT`);
+/** One request of each kind: the answers must be what the scenarios claim to measure. Answers the opaque token introspection presents. */
+async function checkTokenAnswers(side: TokenSide): Promise<string> {
+  const tokenUrl = `${side.issuer}/token`;
+  if (side.withJwt) {
+    const jwt = await postForm(tokenUrl, side.auth, BODY.jwt);
+    if (String(jwt.access_token).split('.').length !== 3) throw new Error(`${side.name}: resource=${RESOURCE} did not yield a JWT`);
   }
-  const opaque = await postForm(tokenUrl, auth, BODY.opaque);
+  const opaque = await postForm(tokenUrl, side.auth, BODY.opaque);
   const opaqueToken = String(opaque.access_token);
-  if (opaqueToken.split('.').length === 3) throw new Error(`${name}: client_credentials without resource yielded a JWT`);
-  const introspected = await postForm(`${issuer}/token/introspection`, auth, `token=${encodeURIComponent(opaqueToken)}`);
-  if (introspected.active !== true) throw new Error(`${name}: introspection of a fresh token: ${JSON.stringify(introspected)}`);
+  if (opaqueToken.split('.').length === 3) throw new Error(`${side.name}: client_credentials without resource yielded a JWT`);
+  const introspected = await postForm(`${side.issuer}/token/introspection`, side.auth, `token=${encodeURIComponent(opaqueToken)}`);
+  if (introspected.active !== true) throw new Error(`${side.name}: introspection of a fresh token: ${JSON.stringify(introspected)}`);
+  return opaqueToken;
+}
 
+/** One slice of a scenario against one server: autocannon's result and the server's window. */
+interface Slice {
+  result: Result;
+  win: Window;
+  benchCpu: number;
+}
+
+/**
+ * A scenario's slices against one server as one result. req/s is the median of the slices' rates;
+ * p50 and p99 the medians of the slices' own; CPU, requests and errors are summed over the
+ * slices; `slices` keeps each slice's rate and CPU per request, so the report can pair them with
+ * the baseline's slices of the same moment.
+ */
+function fromSlices(slices: Slice[]): ScenarioResult {
+  const answered = (r: Result) => r['2xx'] + r.non2xx;
+  const seconds = slices.reduce((sum, x) => sum + x.result.duration, 0);
+  const requests = slices.reduce((sum, x) => sum + answered(x.result), 0);
+  const weighted = (f: (x: Slice) => number | undefined) =>
+    slices.some((x) => f(x) === undefined) ? undefined : slices.reduce((sum, x) => sum + f(x)! * x.result.duration, 0) / seconds;
+  const statusCodes: Record<string, number> = {};
+  for (const { result } of slices) for (const [code, v] of Object.entries(result.statusCodeStats)) statusCodes[code] = (statusCodes[code] ?? 0) + v.count;
+  const cpu = weighted((x) => x.win.cpu);
+  const sum = (f: (r: Result) => number) => slices.reduce((total, x) => total + f(x.result), 0);
+  return {
+    rps: Math.round(median(slices.map((x) => answered(x.result) / x.result.duration))),
+    rpsMean: round(requests / seconds),
+    p50Ms: median(slices.map((x) => x.result.latency.p50)),
+    p99Ms: median(slices.map((x) => x.result.latency.p99)),
+    maxMs: Math.max(...slices.map((x) => x.result.latency.max)),
+    ok: sum((r) => r['2xx']),
+    non2xx: sum((r) => r.non2xx),
+    errors: sum((r) => r.errors),
+    timeouts: sum((r) => r.timeouts),
+    statusCodes,
+    seconds: round(seconds),
+    peakRssMb: round(Math.max(...slices.map((x) => x.win.peakRssMb))),
+    serverCpu: cpuShare(cpu),
+    othersOnServerCpu: cpuShare(weighted((x) => x.win.othersOnCpu)),
+    serverUsPerRequest: usPerRequest(cpu, seconds, requests),
+    benchCpu: cpuShare(weighted((x) => x.benchCpu)),
+    slices: slices.map((x) => ({
+      rps: round(answered(x.result) / x.result.duration),
+      us: usPerRequest(x.win.cpu, x.result.duration, answered(x.result)),
+    })),
+  };
+}
+
+/**
+ * The token scenarios (client_credentials JWT and opaque, introspection) against every side at
+ * every connection count, interleaved: each scenario's duration is cut into slices of about
+ * `s.slice` seconds and the servers take turns, the order reversed every round, all pinned to
+ * CPU 0 and idle while another serves. This machine's speed drifts by ±25% within minutes; a drift
+ * moves the sides of a round together, so the ratio of two servers' slices of one round is
+ * measured at one speed (bench/ab.ts compares builds the same way). Answers each side's runs, in
+ * the order of `sides`.
+ */
+async function interleavedTokenRuns(sides: TokenSide[], s: Settings): Promise<Array<Array<StoredTokenRun & { ccJwt?: ScenarioResult }>>> {
+  const opaqueTokens = new Map<TokenSide, string>();
+  for (const side of sides) opaqueTokens.set(side, await checkTokenAnswers(side));
+  const headersOf = (side: TokenSide) => ({ 'content-type': FORM, authorization: side.auth, accept: 'application/json' });
   if (s.warmup > 0) {
-    log(`${name}: warm-up ${s.warmup}s`);
-    await autocannon({ url: tokenUrl, method: 'POST', headers, connections: s.connections, body: withJwt ? BODY.jwt : BODY.opaque, duration: s.warmup });
-  }
-  const runs: Array<StoredTokenRun & { ccJwt?: ScenarioResult }> = [];
-  for (const connections of s.connectionsList) {
-    const base = { url: tokenUrl, method: 'POST', headers, connections };
-    let a: ScenarioResult | undefined;
-    if (withJwt) {
-      log(`${name}: client_credentials JWT ${s.duration}s, ${connections} connections`);
-      a = await cannon({ ...base, body: BODY.jwt, duration: s.duration }, proc);
+    for (const side of sides) {
+      log(`${side.name}: warm-up ${s.warmup}s`);
+      const body = side.withJwt ? BODY.jwt : BODY.opaque;
+      await autocannon({ url: `${side.issuer}/token`, method: 'POST', headers: headersOf(side), connections: s.connections, body, duration: s.warmup });
     }
-    log(`${name}: client_credentials opaque ${s.duration}s, ${connections} connections`);
-    const b = await cannon({ ...base, body: BODY.opaque, duration: s.duration }, proc);
-    log(`${name}: introspection ${s.duration}s, ${connections} connections`);
-    const c = await cannon(
-      { ...base, url: `${issuer}/token/introspection`, body: `token=${encodeURIComponent(opaqueToken)}`, duration: s.duration },
-      proc,
-    );
-    runs.push({ connections, ...(a ? { ccJwt: a } : {}), ccOpaque: b, introspection: c });
+  }
+  const rounds = Math.max(1, Math.round(s.duration / s.slice));
+  const sliceSeconds = s.duration / rounds;
+  const scenarios = [
+    { key: 'ccJwt', label: 'client_credentials JWT', jwtOnly: true },
+    { key: 'ccOpaque', label: 'client_credentials opaque', jwtOnly: false },
+    { key: 'introspection', label: 'introspection', jwtOnly: false },
+  ] as const;
+  const runs = sides.map(() => [] as Array<StoredTokenRun & { ccJwt?: ScenarioResult }>);
+  for (const connections of s.connectionsList) {
+    const results = sides.map(() => ({}) as Partial<Record<(typeof scenarios)[number]['key'], ScenarioResult>>);
+    for (const scenario of scenarios) {
+      const taking = sides.filter((side) => side.withJwt || !scenario.jwtOnly);
+      log(`${scenario.label}, ${connections} connections: ${rounds} rounds of ${round(sliceSeconds)}s each, ${taking.map((x) => x.name).join(' / ')} in turn`);
+      const slices = new Map<TokenSide, Slice[]>(taking.map((side) => [side, []]));
+      for (let i = 0; i < rounds; i++) {
+        for (const side of i % 2 ? [...taking].reverse() : taking) {
+          const opts: { url: string; body: string } = scenario.key === 'introspection'
+            ? { url: `${side.issuer}/token/introspection`, body: `token=${encodeURIComponent(opaqueTokens.get(side)!)}` }
+            : { url: `${side.issuer}/token`, body: scenario.key === 'ccJwt' ? BODY.jwt : BODY.opaque };
+          const from = { cpu: process.cpuUsage(), t: performance.now() };
+          const win = new MemoryWindow(side.proc.pid);
+          const result = await autocannon({ timeout: 10, method: 'POST', headers: headersOf(side), connections, duration: sliceSeconds, ...opts });
+          slices.get(side)!.push({ result, win: win.end(), benchCpu: benchCpuSince(from) });
+        }
+      }
+      for (const side of taking) results[sides.indexOf(side)]![scenario.key] = fromSlices(slices.get(side)!);
+    }
+    results.forEach((r, i) => runs[i]!.push({ connections, ...(r.ccJwt ? { ccJwt: r.ccJwt } : {}), ccOpaque: r.ccOpaque!, introspection: r.introspection! }));
   }
   return runs;
 }
@@ -510,21 +588,16 @@ async function baselineSigninRun(s: Settings, base: string) {
 
 /**
  * The bare provider keeping its models in a PostgreSQL database of its own through the plainest
- * adapter (bench/baseline-pg-adapter.ts), on its own: what persisting a token costs the provider
- * itself on this machine, beside the in-memory baseline the targets are set against.
+ * adapter (bench/baseline-pg-adapter.ts): what persisting a token costs the provider itself on
+ * this machine, beside the in-memory baseline the targets are set against. It takes its turns in
+ * the opaque token and introspection scenarios with the other servers.
  */
-async function baselineStoredRun(s: Settings, base: string): Promise<StoredTokenRun[]> {
+async function startStoredBaseline(base: string, cleanups: Cleanup[]): Promise<TokenSide> {
   const store = await createStore('postgres');
-  try {
-    const { proc, issuer } = await startBaseline('baseline-postgres', `${base}.baseline-postgres.log`, { BASELINE_DATABASE_URL: store.env.DATABASE_URL! });
-    try {
-      return await storedTokenScenarios('baseline on PostgreSQL', issuer, basicAuth(BASELINE_CLIENT.id, BASELINE_CLIENT.secret), proc, s);
-    } finally {
-      await proc.stop();
-    }
-  } finally {
-    await store.destroy();
-  }
+  cleanups.push(() => store.destroy());
+  const { proc, issuer } = await startBaseline('baseline-postgres', `${base}.baseline-postgres.log`, { BASELINE_DATABASE_URL: store.env.DATABASE_URL! });
+  cleanups.push(() => proc.stop());
+  return { name: 'baseline on PostgreSQL', issuer, auth: basicAuth(BASELINE_CLIENT.id, BASELINE_CLIENT.secret), proc, withJwt: false };
 }
 
 /** Complete sign-ins at fixed concurrency, each worker a browser of its own with fresh cookies per sign-in. */
@@ -606,7 +679,7 @@ async function measureArgon2() {
 // one store
 
 type Cleanup = () => Promise<void>;
-type TokenResults = Awaited<ReturnType<typeof tokenScenarios>>;
+type TokenResults = TokenRun[];
 type OurResults = {
   token: TokenResults;
   refresh: Awaited<ReturnType<typeof refreshScenario>>;
@@ -642,15 +715,9 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
   activeCleanup = runCleanups;
 
   try {
-    // Baseline first, alone on CPU 0.
-    const { proc: bproc, issuer: bissuer } = await startBaseline('baseline', `${base}.baseline.log`);
-    cleanups.push(() => bproc.stop());
-    log(`baseline: pid ${bproc.pid} on ${bissuer}${bproc.pinned ? ` (CPU ${SERVER_CPU})` : ' (not pinned)'}`);
-    baseline = await tokenScenarios('baseline', bissuer, basicAuth(BASELINE_CLIENT.id, BASELINE_CLIENT.secret), bproc, s);
-    await bproc.stop();
+    // The baselines of refresh and sign-ins first, each alone on CPU 0 (a process of its own).
     baselineRefresh = await baselineRefreshRun(s, base);
     baselineSignins = await baselineSigninRun(s, base);
-    if (kind === 'postgres') baselineStored = await baselineStoredRun(s, base);
 
     // Our server on a fresh store, seeded before it starts.
     log(`ours: creating a fresh ${kind} store`);
@@ -680,7 +747,21 @@ async function runStore(kind: StoreKind, s: Settings, argon: Awaited<ReturnType<
 
     const auth = basicAuth(seeded.clientId, seeded.clientSecret);
     const target: FlowTarget = { issuer, clientId: seeded.clientId, clientSecret: seeded.clientSecret, redirectUri: seeded.redirectUri };
-    const token = await tokenScenarios('ours', issuer, auth, proc, s);
+    // The token scenarios: ours and the baselines in turns (interleavedTokenRuns), all on CPU 0.
+    const { proc: bproc, issuer: bissuer } = await startBaseline('baseline', `${base}.baseline.log`);
+    cleanups.push(() => bproc.stop());
+    log(`baseline: pid ${bproc.pid} on ${bissuer}${bproc.pinned ? ` (CPU ${SERVER_CPU})` : ' (not pinned)'}`);
+    const sides: TokenSide[] = [
+      { name: 'baseline', issuer: bissuer, auth: basicAuth(BASELINE_CLIENT.id, BASELINE_CLIENT.secret), proc: bproc, withJwt: true },
+      { name: 'ours', issuer, auth, proc, withJwt: true },
+    ];
+    if (kind === 'postgres') sides.push(await startStoredBaseline(base, cleanups));
+    const [baselineRuns, oursRuns, storedRuns] = await interleavedTokenRuns(sides, s);
+    baseline = baselineRuns as TokenRun[];
+    baselineStored = storedRuns;
+    const token = oursRuns as TokenRun[];
+    // Ours alone on CPU 0 from here.
+    for (const side of sides) if (side.proc !== proc) await side.proc.stop();
     log(`ours: refresh`);
     // The token runs at the refresh scenario's connection count bound its rate (see refreshScenario).
     const first = token[0]!;
@@ -830,11 +911,12 @@ function buildReport(input: {
     baselineUs,
     cpuRatio: oursUs && baselineUs ? round(baselineUs / oursUs, 3) : undefined,
   });
+  const ratios = (r: ScenarioResult, b?: ScenarioResult) => {
+    const rounds = roundRatios(r.slices, b?.slices);
+    return { ratio: rounds?.ratio ?? ratio(r.rps, b?.rps), ...cpu(r.serverUsPerRequest, b?.serverUsPerRequest), ...(rounds ? { cpuRatio: rounds.cpuRatio } : {}) };
+  };
   const add = (scenario: string, r: ScenarioResult, b?: ScenarioResult) =>
-    rows.push({
-      scenario, ours: r.rps, baseline: b?.rps, ratio: ratio(r.rps, b?.rps), ...cpu(r.serverUsPerRequest, b?.serverUsPerRequest),
-      p50Ms: r.p50Ms, p99Ms: r.p99Ms, peakRssMb: r.peakRssMb,
-    });
+    rows.push({ scenario, ours: r.rps, baseline: b?.rps, ...ratios(r, b), p50Ms: r.p50Ms, p99Ms: r.p99Ms, peakRssMb: r.peakRssMb });
   const at = (c: number) => (s.connectionsList.length > 1 ? `, c=${c}` : '');
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${round(x * 100)}%`);
   const onPg = kind === 'postgres';
@@ -843,8 +925,8 @@ function buildReport(input: {
     const b = baseline[i]!;
     const stored = baselineStored?.[i];
     const c = run.connections;
-    const jwt = ratio(run.ccJwt.rps, b.ccJwt.rps);
-    const opaque = ratio(run.ccOpaque.rps, b.ccOpaque.rps);
+    const jwt = ratios(run.ccJwt, b.ccJwt).ratio;
+    const opaque = ratios(run.ccOpaque, b.ccOpaque).ratio;
     const storedNote = (x: string) => (stored ? `; the bare provider on PostgreSQL: ${x}` : '');
     add(`client_credentials JWT${at(c)}`, run.ccJwt, b.ccJwt);
     add(`client_credentials opaque${at(c)}`, run.ccOpaque, b.ccOpaque);
@@ -853,7 +935,7 @@ function buildReport(input: {
       { target: `JWT client_credentials ≥ 95% of baseline${at(c)}`, measured: pct(jwt), applies: true, pass: (jwt ?? 0) >= 0.95 },
       {
         target: `opaque client_credentials ≥ 75% of baseline (postgres)${at(c)}`,
-        measured: `${pct(opaque)}${storedNote(pct(ratio(stored?.ccOpaque.rps ?? 0, b.ccOpaque.rps)))}`,
+        measured: `${pct(opaque)}${storedNote(pct(stored ? ratios(stored.ccOpaque, b.ccOpaque).ratio : undefined))}`,
         applies: onPg,
         pass: (opaque ?? 0) >= 0.75,
       },
@@ -972,7 +1054,7 @@ function printReport(report: ReturnType<typeof buildReport> & Record<string, unk
   out.push(`store: ${report.store} — ${report.storeDescription}`);
   out.push(
     `duration ${report.settings.duration}s per scenario, ${report.settings.connectionsList.join(' and ')} connections (refresh ${report.settings.connections}); server on CPU ${SERVER_CPU}, load generator on CPU ${BENCH_CPU}; ` +
-      `req/s = median of per-second samples; µs/req = the server's CPU time per answered request (CPU ratio = baseline's ÷ ours: the ratio both would show if neither waited); argon2id ${report.argon2.cost.memoryCost} KiB/t=${report.argon2.cost.timeCost}/p=${report.argon2.cost.parallelism}: ${report.argon2.medianMs} ms median → ${report.argon2.boundPerSecond} sign-ins/s/core`,
+      `token scenarios: the servers in turns of ${report.settings.slice}s or so, req/s = median of the turns' rates, ratio = median of each round's ratio; refresh and sign-ins: req/s = median of per-second samples; µs/req = the server's CPU time per answered request (CPU ratio = baseline's ÷ ours: the ratio both would show if neither waited); argon2id ${report.argon2.cost.memoryCost} KiB/t=${report.argon2.cost.timeCost}/p=${report.argon2.cost.parallelism}: ${report.argon2.medianMs} ms median → ${report.argon2.boundPerSecond} sign-ins/s/core`,
   );
   out.push(fmt(header));
   out.push(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
@@ -994,10 +1076,10 @@ function printReport(report: ReturnType<typeof buildReport> & Record<string, unk
   if (report.baselineStored) {
     const parts = report.baselineStored.map((run, i) => {
       const memory = report.baseline[i]!;
-      const share = (x: number, of: number) => `${round((x / of) * 100)}%`;
+      const share = (x: ScenarioResult, of: ScenarioResult) => `${round((roundRatios(x.slices, of.slices)?.ratio ?? x.rps / of.rps) * 100)}%`;
       return (
-        `c=${run.connections}: opaque ${run.ccOpaque.rps}/s (${run.ccOpaque.serverUsPerRequest ?? '–'} µs/req, ${share(run.ccOpaque.rps, memory.ccOpaque.rps)} of it in memory), ` +
-        `introspection ${run.introspection.rps}/s (${run.introspection.serverUsPerRequest ?? '–'} µs/req, ${share(run.introspection.rps, memory.introspection.rps)})`
+        `c=${run.connections}: opaque ${run.ccOpaque.rps}/s (${run.ccOpaque.serverUsPerRequest ?? '–'} µs/req, ${share(run.ccOpaque, memory.ccOpaque)} of it in memory), ` +
+        `introspection ${run.introspection.rps}/s (${run.introspection.serverUsPerRequest ?? '–'} µs/req, ${share(run.introspection, memory.introspection)})`
       );
     });
     out.push(`the bare provider persisting to PostgreSQL (one plain statement per adapter call, bench/baseline-pg-adapter.ts): ${parts.join('; ')}`);
