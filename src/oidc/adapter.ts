@@ -65,6 +65,17 @@ export type TokenDigest = (value: string) => string;
 const prefetchedGrantKey = (grantId: string) => `oidc-grant:${grantId}`;
 const prefetchedSessionKey = (uid: string) => `oidc-session-uid:${uid}`;
 
+/**
+ * The account an interaction is for: the one its login step proved, else the session's. Filed under
+ * it, the interaction's row is read with the account at the resumed authorization (lookup-batcher's
+ * WITH_ACCOUNT), and goes with the account's other rows when they are revoked.
+ */
+function interactionAccountId(payload: AdapterPayload): string | undefined {
+  const result = payload.result as { login?: { accountId?: unknown } } | undefined;
+  const accountId = result?.login?.accountId ?? payload.session?.accountId;
+  return typeof accountId === 'string' ? accountId : undefined;
+}
+
 function epoch(d: Date): number {
   return Math.floor(d.getTime() / 1000);
 }
@@ -97,7 +108,7 @@ class PayloadAdapter implements Adapter {
       grantId: payload.grantId ?? (payload[SUBJECT_GRANT_ID] as string | undefined),
       uid: payload.uid,
       userCode: payload.userCode,
-      accountId: payload.accountId,
+      accountId: payload.accountId ?? (this.model === 'Interaction' ? interactionAccountId(payload) : undefined),
     };
     // A session is saved whenever it is used, so its device and last use are those of this request.
     const device = this.model === 'Session' && payload.accountId ? (currentRequestScope() ?? {}) : undefined;

@@ -9,10 +9,11 @@ interface Pending {
 const MAX_BATCH = 200;
 
 // What the provider reads right after finding one of these: the grant (redemption, refresh,
-// introspection, userinfo), for a code or a refresh token the account, and for a code the session
-// it was issued in (its tokens end with that session). They come with the row.
+// introspection, userinfo), for a code or a refresh token the account, for an interaction the
+// account it is for (the resumed authorization loads it), and for a code the session it was
+// issued in (its tokens end with that session). They come with the row.
 const WITH_GRANT = ['AccessToken', 'RefreshToken', 'AuthorizationCode'];
-const WITH_ACCOUNT = ['RefreshToken', 'AuthorizationCode'];
+const WITH_ACCOUNT = ['RefreshToken', 'AuthorizationCode', 'Interaction'];
 const WITH_SESSION = ['AuthorizationCode'];
 
 /**
