@@ -28,6 +28,8 @@ import { autovacuumOf, createStore, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, typ
 import { childEnv, FORM, RESOURCE, ROOT, seedStore, startCommand, TOKEN_BODY as BODY } from './servers.ts';
 import {
   MemoryWindow,
+  cpuBusySeconds,
+  cpuSeconds,
   freePort,
   hasTaskset,
   lifetimePeakMb,
@@ -646,8 +648,9 @@ async function startArgon2Probe(cpu: number): Promise<Argon2Probe> {
 
 /**
  * Complete sign-ins at fixed concurrency, each worker a browser of its own with fresh cookies per
- * sign-in. With `turns`, in rounds of about `s.slice` seconds, each preceded by 5 argon2
- * verifications on the server's CPU; a round's rate counts the sign-ins completed within it.
+ * sign-in. With `probe`, in rounds of about `s.slice` seconds, each preceded by 5 argon2
+ * verifications on the server's CPU; a round's rate counts the sign-ins completed within it, and
+ * the server's CPU figures are of the rounds only.
  */
 async function signinScenario(target: FlowTarget, user: { email: string; password: string }, proc: ServerProcess, s: Settings, probe?: Argon2Probe) {
   let from = { cpu: process.cpuUsage(), t: performance.now() };
@@ -658,6 +661,7 @@ async function signinScenario(target: FlowTarget, user: { email: string; passwor
   const errors: Record<string, number> = {};
   const errorSamples: string[] = [];
   const rounds: Array<{ rate: number; argon2Ms: number }> = [];
+  let usage: { cpu: number; othersOnCpu: number; seconds: number } | undefined;
   const argon2Samples: number[] = [];
   const signInUntil = (end: number) =>
     Promise.all(
@@ -695,6 +699,8 @@ async function signinScenario(target: FlowTarget, user: { email: string; passwor
       [from, win, t0] = [{ cpu: process.cpuUsage(), t: performance.now() }, new MemoryWindow(proc.pid), performance.now()];
     }
     const count = Math.max(1, Math.round(s.duration / s.slice));
+    // The server's and its CPU's use over the rounds only, without the pauses and the probe's turns.
+    const inRounds = { wall: 0, cpu: 0, busy: 0, known: true };
     for (let i = 0; i < count; i++) {
       // Right after a round something else (not the server) keeps CPU 0 busy for about 0.2 s: the
       // first verifications then took 70-100 ms instead of 25.
@@ -702,14 +708,22 @@ async function signinScenario(target: FlowTarget, user: { email: string; passwor
       const samples = await probe.verify(5);
       argon2Samples.push(...samples);
       const start = performance.now();
+      const [cpu0, busy0] = [cpuSeconds(proc.pid), cpuBusySeconds(SERVER_CPU)];
       const completed = (await signInUntil(start + (s.duration / count) * 1000)).reduce((a, b) => a + b, 0);
+      const [cpu1, busy1] = [cpuSeconds(proc.pid), cpuBusySeconds(SERVER_CPU)];
+      inRounds.wall += (performance.now() - start) / 1000;
+      if (cpu0 === undefined || cpu1 === undefined || busy0 === undefined || busy1 === undefined) inRounds.known = false;
+      else [inRounds.cpu, inRounds.busy] = [inRounds.cpu + cpu1 - cpu0, inRounds.busy + busy1 - busy0];
       rounds.push({ rate: round(completed / (s.duration / count), 2), argon2Ms: round(median(samples), 2) });
     }
+    usage = inRounds.known
+      ? { cpu: inRounds.cpu / inRounds.wall, othersOnCpu: Math.max(0, inRounds.busy - inRounds.cpu) / inRounds.wall, seconds: inRounds.wall }
+      : undefined;
   } else {
     await signInUntil(t0 + s.duration * 1000);
   }
   const elapsed = (performance.now() - t0) / 1000;
-  const m = win.end();
+  const m = { ...win.end(), ...usage };
   const full = Array.from({ length: Math.floor(s.duration) }, (_, i) => buckets[i] ?? 0);
   const failed = Object.values(errors).reduce((a, b) => a + b, 0);
   return {
@@ -729,7 +743,7 @@ async function signinScenario(target: FlowTarget, user: { email: string; passwor
     serverCpu: cpuShare(m.cpu),
     benchCpu: benchCpuSince(from),
     othersOnServerCpu: cpuShare(m.othersOnCpu),
-    serverUsPerRequest: usPerRequest(m.cpu, elapsed, latencies.length + failed),
+    serverUsPerRequest: usPerRequest(m.cpu, usage?.seconds ?? elapsed, latencies.length + failed),
     workers: s.signinWorkers,
     errorSamples,
     ...(probe ? { rounds, argon2Ms: round(median(argon2Samples), 2) } : {}),
