@@ -147,6 +147,20 @@ describe('sign-in security', () => {
     assert.equal(guess.alert, en['error.invalid_credentials']);
   });
 
+  it('issues no code to an account suspended between its password and the resumed authorization', async () => {
+    const user = await createUser(ts);
+    const page = await openLoginPage(ts, clientId);
+    const proven = await postLogin(page, { email: user.email, password: user.password });
+    assert.equal(proven.status, 303, `the password is accepted: ${proven.status} ${proven.alert}`);
+    await ts.server.services.repos.users.setStatus(user.id, 'suspended');
+    // The resumed authorization reads the account with its interaction (oidc/lookup-batcher.ts), in
+    // that same request: the suspension is seen.
+    const resumed = await page.browser.follow(local(ts, proven.location!, page.action), {}, (u) => u.href.startsWith(REDIRECT_URI));
+    assert.equal(resumed.url.searchParams.get('code'), null, 'no authorization code for a suspended account');
+    if (resumed.url.href.startsWith(REDIRECT_URI)) assert.ok(resumed.url.searchParams.get('error'), 'the client hears an error');
+    else assert.match(await resumed.res.text(), /name="password"/, 'or the password is asked for again');
+  });
+
   it('refuses a login POST without the right CSRF token with 403 and signs nobody in', async () => {
     const user = await createUser(ts);
     const page = await openLoginPage(ts, clientId);
