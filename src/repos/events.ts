@@ -40,10 +40,11 @@ export function createEventsRepo(db: Db) {
   return {
     /** Written with `trx` when the event belongs to the same transaction as the change it records. */
     async insert(row: NewEventRow, trx?: Knex.Transaction): Promise<Pick<EventRow, 'seq' | 'occurred_at'>> {
-      const values = COLUMNS.map((c) => (c === 'payload' ? JSON.stringify(row.payload) : row[c]));
       const [inserted] = trx
-        ? await trx('events').insert(Object.fromEntries(COLUMNS.map((c, i) => [c, values[i]]))).returning(['seq', 'occurred_at'])
-        : ((await runStatement(db, insertStatement, values)).rows as Array<Pick<EventRow, 'seq' | 'occurred_at'>>);
+        ? await trx('events').insert({ ...row, payload: JSON.stringify(row.payload) }).returning(['seq', 'occurred_at'])
+        : ((await runStatement(db, insertStatement, COLUMNS.map((c) => (c === 'payload' ? JSON.stringify(row.payload) : row[c])))).rows as Array<
+            Pick<EventRow, 'seq' | 'occurred_at'>
+          >);
       return { seq: String(inserted!.seq), occurred_at: inserted!.occurred_at };
     },
   };
