@@ -7,7 +7,7 @@ import { runPgliteStatement } from './pglite-statements.ts';
 import pg from 'pg';
 import type { Logger } from './logger.ts';
 import { activeTracing } from './tracing.ts';
-import { isDeadDatabase, describeDatabaseFailure, outageAwarePgClient } from './pg-outages.ts';
+import { isDeadDatabase, describeDatabaseFailure, outageAwarePgClient, type NamedStatementClient } from './pg-outages.ts';
 import { createStoreBreaker } from './store-outage.ts';
 
 // Postgres returns bigint counts and numerics as strings; counts here always fit in a JS number.
@@ -89,20 +89,18 @@ export interface StatementResult {
   rowCount: number;
 }
 
-interface RawClient {
+interface RawClient extends NamedStatementClient {
   acquireConnection(): Promise<unknown>;
   releaseConnection(connection: unknown): Promise<void>;
-  query(connection: unknown, obj: { sql: string; bindings: unknown[]; method: 'raw'; options?: { name: string } }): Promise<{
-    response: { rows: Array<Record<string, unknown>>; rowCount?: number | null; affectedRows?: number };
-  }>;
 }
 
 /**
  * Runs `statement` on a connection of knex's pool without the query builder (whose SQL compiling
- * cost CPU on every token request). The connection and the query still go through knex's client:
- * on PostgreSQL the circuit breaker, the deadlines and the 503 mapping apply as to any query; on
- * PGlite the one connection is taken from the pool, so the statement never runs inside another
- * caller's open transaction, and it runs as a prepared statement too (infra/pglite-statements.ts).
+ * cost CPU on every token request). On PostgreSQL the connection comes through knex's client and
+ * the statement goes straight to it (pg-outages.ts runNamed), with the circuit breaker, the
+ * deadlines and the 503 mapping of any query; on PGlite the one connection is taken from the pool,
+ * so the statement never runs inside another caller's open transaction, and it runs as a prepared
+ * statement too (infra/pglite-statements.ts).
  */
 export async function runStatement(db: Db, statement: Statement, values: unknown[]): Promise<StatementResult> {
   const tracing = activeTracing();
@@ -117,13 +115,8 @@ async function runUntraced(db: Db, statement: Statement, values: unknown[]): Pro
       (db.client as unknown as NodeJS.EventEmitter).emit('query', { sql: statement.text, bindings: values, name: statement.name });
       return await runPgliteStatement(connection as PGlite, statement, values);
     }
-    const { response } = await client.query(connection, {
-      sql: statement.text,
-      bindings: values,
-      method: 'raw',
-      options: { name: statement.name },
-    });
-    return { rows: response.rows, rowCount: response.rowCount ?? response.affectedRows ?? 0 };
+    const result = await client.runNamed(connection, statement, values);
+    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
   } finally {
     await client.releaseConnection(connection);
   }

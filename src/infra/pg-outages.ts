@@ -43,6 +43,23 @@ export function describeDatabaseFailure(err: unknown): string {
   return code ? `${code}: ${message.slice(0, 160)}` : message.slice(0, 160);
 }
 
+/** A pooled connection as knex hands it out: a pg client, marked when it must not be reused. */
+interface PooledPgConnection {
+  __knex__disposed?: unknown;
+  __knexUid?: string;
+  query(config: { name: string; text: string; values: unknown[] }, callback: (err: Error | null, result: PgResult) => void): void;
+}
+
+interface PgResult {
+  rows: Array<Record<string, unknown>>;
+  rowCount: number | null;
+}
+
+/** What the outage-aware client adds to knex's: a named statement run straight on a connection. */
+export interface NamedStatementClient {
+  runNamed(connection: unknown, statement: { name: string; text: string }, values: unknown[]): Promise<PgResult>;
+}
+
 /**
  * Knex's PostgreSQL client with every connection acquisition and query run through a circuit
  * breaker. Knex builds transactions' clients from this prototype, so they are covered too. Only a
@@ -50,22 +67,45 @@ export function describeDatabaseFailure(err: unknown): string {
  * ends its own request with 503 but says nothing about the others.
  */
 export function outageAwarePgClient(breaker: StoreBreaker): typeof Knex.Client {
-  return class OutageAwarePg extends ClientPg {
+  const guarded = <T>(connection: PooledPgConnection, work: () => Promise<T>): Promise<T> =>
+    breaker.run(work).catch((err: unknown) => {
+      if (err instanceof StoreUnavailable) {
+        // A connection whose query got no answer may still get one later: never hand it out again.
+        if (err.cause) connection.__knex__disposed ??= err.cause;
+        throw err;
+      }
+      // The database answered, but cannot do this work now (a statement deadline, a lock, its
+      // own shutdown of this connection): this request ends with 503; the circuit is not told.
+      if (isDatabaseUnavailable(err)) throw new StoreUnavailable('database', describeDatabaseFailure(err), { cause: err });
+      throw err;
+    });
+
+  return class OutageAwarePg extends ClientPg implements NamedStatementClient {
     override acquireConnection() {
       return breaker.run(() => super.acquireConnection() as Promise<unknown>);
     }
-    override query(connection: { __knex__disposed?: unknown }, obj: unknown) {
-      return breaker.run(() => super.query(connection, obj) as Promise<unknown>).catch((err: unknown) => {
-        if (err instanceof StoreUnavailable) {
-          // A connection whose query got no answer may still get one later: never hand it out again.
-          if (err.cause) connection.__knex__disposed ??= err.cause;
-          throw err;
-        }
-        // The database answered, but cannot do this work now (a statement deadline, a lock, its
-        // own shutdown of this connection): this request ends with 503; the circuit is not told.
-        if (isDatabaseUnavailable(err)) throw new StoreUnavailable('database', describeDatabaseFailure(err), { cause: err });
-        throw err;
-      });
+    override query(connection: PooledPgConnection, obj: unknown) {
+      return guarded(connection, () => super.query(connection, obj) as Promise<unknown>);
+    }
+    /**
+     * A statement of the hot paths (infra/db.ts runStatement) on a connection of this pool, past
+     * knex's query wrapper: its placeholders are already $n, and knex would rewrite its text twice
+     * (a regex for `?`, another for its debug output) and spell its values into any error's
+     * message. The breaker, the connection's deadlines and the 503 mapping are the same as for
+     * every other query, and the `query` event still tells listeners (statement counts in tests).
+     */
+    runNamed(connection: unknown, statement: { name: string; text: string }, values: unknown[]): Promise<PgResult> {
+      const pooled = connection as PooledPgConnection;
+      if (this.listenerCount('query') > 0) {
+        this.emit('query', { __knexUid: pooled.__knexUid, sql: statement.text, bindings: values, method: 'raw', options: { name: statement.name } });
+      }
+      return guarded(
+        pooled,
+        () =>
+          new Promise<PgResult>((resolve, reject) =>
+            pooled.query({ name: statement.name, text: statement.text, values }, (err, result) => (err ? reject(err) : resolve(result))),
+          ),
+      );
     }
   };
 }
