@@ -96,9 +96,9 @@ interface RawClient extends NamedStatementClient {
 
 /**
  * Runs `statement` on a connection of knex's pool without the query builder (whose SQL compiling
- * cost CPU on every token request). On PostgreSQL the connection comes through knex's client and
- * the statement goes straight to it (pg-outages.ts runNamed), with the circuit breaker, the
- * deadlines and the 503 mapping of any query; on PGlite the one connection is taken from the pool,
+ * cost CPU on every token request). On PostgreSQL it runs straight on a connection of knex's pool
+ * (pg-outages.ts runNamed), with the circuit breaker, the deadlines and the 503 mapping of any
+ * query; on PGlite the one connection is taken from the pool,
  * so the statement never runs inside another caller's open transaction, and it runs as a prepared
  * statement too (infra/pglite-statements.ts).
  */
@@ -109,14 +109,14 @@ export async function runStatement(db: Db, statement: Statement, values: unknown
 
 async function runUntraced(db: Db, statement: Statement, values: unknown[]): Promise<StatementResult> {
   const client = db.client as unknown as RawClient;
+  if (db.kind === 'postgres') {
+    const result = await client.runNamed(statement, values);
+    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+  }
   const connection = await client.acquireConnection();
   try {
-    if (db.kind === 'pglite') {
-      (db.client as unknown as NodeJS.EventEmitter).emit('query', { sql: statement.text, bindings: values, name: statement.name });
-      return await runPgliteStatement(connection as PGlite, statement, values);
-    }
-    const result = await client.runNamed(connection, statement, values);
-    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+    (db.client as unknown as NodeJS.EventEmitter).emit('query', { sql: statement.text, bindings: values, name: statement.name });
+    return await runPgliteStatement(connection as PGlite, statement, values);
   } finally {
     await client.releaseConnection(connection);
   }

@@ -55,9 +55,9 @@ interface PgResult {
   rowCount: number | null;
 }
 
-/** What the outage-aware client adds to knex's: a named statement run straight on a connection. */
+/** What the outage-aware client adds to knex's: a named statement run straight on a pooled connection. */
 export interface NamedStatementClient {
-  runNamed(connection: unknown, statement: { name: string; text: string }, values: unknown[]): Promise<PgResult>;
+  runNamed(statement: { name: string; text: string }, values: unknown[]): Promise<PgResult>;
 }
 
 /**
@@ -67,45 +67,56 @@ export interface NamedStatementClient {
  * ends its own request with 503 but says nothing about the others.
  */
 export function outageAwarePgClient(breaker: StoreBreaker): typeof Knex.Client {
-  const guarded = <T>(connection: PooledPgConnection, work: () => Promise<T>): Promise<T> =>
+  const guarded = <T>(work: () => Promise<T>): Promise<T> =>
     breaker.run(work).catch((err: unknown) => {
-      if (err instanceof StoreUnavailable) {
-        // A connection whose query got no answer may still get one later: never hand it out again.
-        if (err.cause) connection.__knex__disposed ??= err.cause;
-        throw err;
-      }
+      if (err instanceof StoreUnavailable) throw err;
       // The database answered, but cannot do this work now (a statement deadline, a lock, its
       // own shutdown of this connection): this request ends with 503; the circuit is not told.
       if (isDatabaseUnavailable(err)) throw new StoreUnavailable('database', describeDatabaseFailure(err), { cause: err });
       throw err;
     });
+  // A connection whose query got no answer may still get one later: never hand it out again.
+  const disposeIfSilent = (connection: PooledPgConnection, err: unknown) => {
+    if (isDeadDatabase(err)) connection.__knex__disposed ??= err;
+  };
 
   return class OutageAwarePg extends ClientPg implements NamedStatementClient {
     override acquireConnection() {
       return breaker.run(() => super.acquireConnection() as Promise<unknown>);
     }
     override query(connection: PooledPgConnection, obj: unknown) {
-      return guarded(connection, () => super.query(connection, obj) as Promise<unknown>);
+      return guarded(() =>
+        (super.query(connection, obj) as Promise<unknown>).catch((err: unknown) => {
+          disposeIfSilent(connection, err);
+          throw err;
+        }),
+      );
     }
     /**
      * A statement of the hot paths (infra/db.ts runStatement) on a connection of this pool, past
      * knex's query wrapper: its placeholders are already $n, and knex would rewrite its text twice
      * (a regex for `?`, another for its debug output) and spell its values into any error's
-     * message. The breaker, the connection's deadlines and the 503 mapping are the same as for
-     * every other query, and the `query` event still tells listeners (statement counts in tests).
+     * message. Taking the connection, the statement and giving the connection back are one call
+     * through the breaker; the connection's deadlines and the 503 mapping are those of every other
+     * query, and the `query` event still tells listeners (statement counts in tests).
      */
-    runNamed(connection: unknown, statement: { name: string; text: string }, values: unknown[]): Promise<PgResult> {
-      const pooled = connection as PooledPgConnection;
-      if (this.listenerCount('query') > 0) {
-        this.emit('query', { __knexUid: pooled.__knexUid, sql: statement.text, bindings: values, method: 'raw', options: { name: statement.name } });
-      }
-      return guarded(
-        pooled,
-        () =>
-          new Promise<PgResult>((resolve, reject) =>
-            pooled.query({ name: statement.name, text: statement.text, values }, (err, result) => (err ? reject(err) : resolve(result))),
-          ),
-      );
+    runNamed(statement: { name: string; text: string }, values: unknown[]): Promise<PgResult> {
+      return guarded(async () => {
+        const connection = (await super.acquireConnection()) as PooledPgConnection;
+        try {
+          if (this.listenerCount('query') > 0) {
+            this.emit('query', { __knexUid: connection.__knexUid, sql: statement.text, bindings: values, method: 'raw', options: { name: statement.name } });
+          }
+          return await new Promise<PgResult>((resolve, reject) =>
+            connection.query({ name: statement.name, text: statement.text, values }, (err, result) => (err ? reject(err) : resolve(result))),
+          );
+        } catch (err) {
+          disposeIfSilent(connection, err);
+          throw err;
+        } finally {
+          await this.releaseConnection(connection);
+        }
+      });
     }
   };
 }
