@@ -98,9 +98,9 @@ interface RawClient extends NamedStatementClient {
  * Runs `statement` on a connection of knex's pool without the query builder (whose SQL compiling
  * cost CPU on every token request). On PostgreSQL it runs straight on a connection of knex's pool
  * (pg-outages.ts runNamed), with the circuit breaker, the deadlines and the 503 mapping of any
- * query; on PGlite the one connection is taken from the pool,
- * so the statement never runs inside another caller's open transaction, and it runs as a prepared
- * statement too (infra/pglite-statements.ts).
+ * query; on PGlite the one connection is taken from the pool, so the statement never runs inside
+ * another caller's open transaction, and it runs as a prepared statement too
+ * (infra/pglite-statements.ts).
  */
 export async function runStatement(db: Db, statement: Statement, values: unknown[]): Promise<StatementResult> {
   const tracing = activeTracing();

@@ -76,6 +76,7 @@ export function outageAwarePgClient(breaker: StoreBreaker): typeof Knex.Client {
       throw err;
     });
   // A connection whose query got no answer may still get one later: never hand it out again.
+  // isDeadDatabase is also what the database's breaker counts as an outage (infra/db.ts).
   const disposeIfSilent = (connection: PooledPgConnection, err: unknown) => {
     if (isDeadDatabase(err)) connection.__knex__disposed ??= err;
   };
