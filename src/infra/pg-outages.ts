@@ -105,9 +105,8 @@ export function outageAwarePgClient(breaker: StoreBreaker): typeof Knex.Client {
       return guarded(async () => {
         const connection = (await super.acquireConnection()) as PooledPgConnection;
         try {
-          if (this.listenerCount('query') > 0) {
-            this.emit('query', { __knexUid: connection.__knexUid, sql: statement.text, bindings: values, method: 'raw', options: { name: statement.name } });
-          }
+          // knex forwards its client's `query` events to the knex object's listeners.
+          this.emit('query', { __knexUid: connection.__knexUid, sql: statement.text, bindings: values, method: 'raw', options: { name: statement.name } });
           return await new Promise<PgResult>((resolve, reject) =>
             connection.query({ name: statement.name, text: statement.text, values }, (err, result) => (err ? reject(err) : resolve(result))),
           );
