@@ -32,6 +32,16 @@ const settle = async () => {
   for (let i = 0; i < 3; i++) await turn();
 };
 
+/** A batcher whose first statement (holding write a) is in flight, not yet answered. */
+async function withOneInFlight(waitMs?: number) {
+  const s = statements();
+  const batcher = createWriteBatcher(s.write, waitMs);
+  const first = batcher.upsert(row('a'));
+  await turn();
+  assert.equal(s.calls.length, 1);
+  return { s, batcher, first };
+}
+
 describe('payload write batcher', () => {
   it('sends a write alone at once', async () => {
     const s = statements();
@@ -45,10 +55,7 @@ describe('payload write batcher', () => {
   });
 
   it('puts the writes issued while a statement is in flight into the next statement, together', async () => {
-    const s = statements();
-    const batcher = createWriteBatcher(s.write);
-    const first = batcher.upsert(row('a'));
-    await turn();
+    const { s, batcher, first } = await withOneInFlight();
     const second = batcher.upsert(row('b'));
     await turn();
     const third = batcher.upsert(row('c'));
@@ -64,10 +71,7 @@ describe('payload write batcher', () => {
   });
 
   it('runs the next batch beside a statement held up longer than the wait', async () => {
-    const s = statements();
-    const batcher = createWriteBatcher(s.write, 10);
-    const first = batcher.upsert(row('a'));
-    await turn();
+    const { s, batcher, first } = await withOneInFlight(10);
     const second = batcher.upsert(row('b'));
     // a is never answered here: b goes only if the wait lets it run beside a.
     const deadline = Date.now() + 2000;
@@ -81,10 +85,7 @@ describe('payload write batcher', () => {
   });
 
   it('fails only the callers of a failed statement; the writes behind it still go', async () => {
-    const s = statements();
-    const batcher = createWriteBatcher(s.write);
-    const first = batcher.upsert(row('a'));
-    await turn();
+    const { s, batcher, first } = await withOneInFlight();
     const second = batcher.upsert(row('b'));
     await turn();
     s.calls[0]!.fail(new Error('statement failed'));
