@@ -5,9 +5,9 @@
  * default the local one), through the path the server uses (infra/db.ts runStatement: knex's pool,
  * the circuit breaker, the connection) against two plainer ones measured in the same run, in turns:
  * pg's own Pool, and connections held for the whole run, one a caller (no pool at all: the floor).
- * Pinned to CPU 0
- * like the server, medians of the rounds, and each median's ratio to the held connection's.
- * With one statement in flight every round trip wakes the database's backend; with ten they overlap.
+ * Pinned to CPU 0 like the server; it prints the medians of the rounds and each one's ratio to the
+ * held connections'. With one statement in flight every round trip wakes the database's backend;
+ * with ten they overlap.
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -22,6 +22,10 @@ const { values } = parseArgs({
 const inFlightList = values['in-flight'].split(',').map(Number);
 const rounds = Number(values.rounds);
 const perRound = Number(values['per-round']);
+if (![...inFlightList, rounds, perRound].every((n) => Number.isInteger(n) && n > 0)) {
+  process.stderr.write('usage: node bench/statement-cost.ts [--in-flight=1,10] [--rounds=8] [--per-round=1000]\n');
+  process.exit(2);
+}
 const url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
 
 // A read of the shape of the token path's (a few columns, one row, a timestamp to parse).
